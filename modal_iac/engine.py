@@ -1,0 +1,100 @@
+"""vLLM arguments derived from a spec: the ``vllm serve`` argv and the ``LLM(...)`` keywords.
+
+Pure functions with no vLLM import, so the renderer stays fast; the fidelity tests feed both
+to the real vLLM 0.33.0 parser and ``EngineArgs``. Names follow vLLM 0.33 (FACTS.md):
+``runner``/``convert`` instead of ``task``, ``pooler_config`` instead of
+``override_pooler_config``, ``use_activation`` instead of ``normalize``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .spec import Spec
+
+SERVE_HOST = "0.0.0.0"  # noqa: S104 - Modal's web_server proxies to the container's port
+
+
+def engine_kwargs(spec: Spec) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` / ``EngineArgs``, sorted for stable output."""
+    model = spec.model
+    kwargs: dict[str, Any] = {
+        "model": model.id,
+        "revision": model.revision,
+        "dtype": model.dtype,
+        "trust_remote_code": model.trust_remote_code,
+        "gpu_memory_utilization": spec.engine.gpu_memory_utilization,
+        "enforce_eager": spec.enforce_eager,
+    }
+    if model.max_model_len is not None:
+        kwargs["max_model_len"] = model.max_model_len
+    if spec.engine.max_num_seqs is not None:
+        kwargs["max_num_seqs"] = spec.engine.max_num_seqs
+    if spec.tensor_parallel_size > 1:
+        kwargs["tensor_parallel_size"] = spec.tensor_parallel_size
+    if model.task == "embed":
+        kwargs["runner"] = "pooling"
+        kwargs["convert"] = "embed"
+        kwargs["pooler_config"] = pooler_config(spec)
+        overrides = hf_overrides(spec)
+        if overrides:
+            kwargs["hf_overrides"] = overrides
+    else:
+        kwargs["runner"] = "generate"
+    kwargs.update(spec.engine.args)
+    return dict(sorted(kwargs.items()))
+
+
+def pooler_config(spec: Spec) -> dict[str, Any]:
+    embedding = spec.embedding
+    return {"pooling_type": embedding.pooling.upper(), "use_activation": embedding.normalize}
+
+
+def hf_overrides(spec: Spec) -> dict[str, Any]:
+    """Matryoshka widths are declared to vLLM through the model config."""
+    widths = spec.embedding.matryoshka
+    if not widths:
+        return {}
+    return {"is_matryoshka": True, "matryoshka_dimensions": list(widths)}
+
+
+def served_names(spec: Spec) -> list[str]:
+    return [spec.model.served_name or spec.model.id]
+
+
+def serve_argv(spec: Spec, port: int) -> list[str]:
+    """``vllm serve`` arguments (after the ``vllm serve`` words)."""
+    kwargs = engine_kwargs(spec)
+    argv = [kwargs.pop("model")]
+    kwargs["served_model_name"] = served_names(spec)
+    kwargs["host"] = SERVE_HOST
+    kwargs["port"] = port
+    if spec.snapshot == "sleep":
+        kwargs["enable_sleep_mode"] = True
+    for key, value in sorted(kwargs.items()):
+        argv.extend(_flag(key, value))
+    return argv
+
+
+def _flag(key: str, value: Any) -> list[str]:
+    flag = "--" + key.replace("_", "-")
+    if value is None:
+        return []
+    if value is True:
+        return [flag]
+    if value is False:
+        return [f"--no-{key.replace('_', '-')}"]
+    if isinstance(value, dict):
+        return [flag, json.dumps(value, sort_keys=True, separators=(",", ":"))]
+    if isinstance(value, list):
+        return [flag, *(_scalar(v) for v in value)]
+    return [flag, _scalar(value)]
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,72 @@
+"""The one escaping path from spec values to Python source.
+
+Every value a template prints goes through ``literal``: strings, numbers, booleans, None,
+and lists/dicts of those. The output is what ``repr`` would give, in the layout
+``ruff format`` keeps (double quotes unless that needs more escapes, non-empty containers
+exploded one item per line with a trailing comma), so generated files pass
+``ruff format --check`` without running ruff at render time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+INDENT = "    "
+
+
+def literal(value: Any, depth: int = 0) -> str:
+    """Python source for ``value``; ``depth`` is the indentation level of the line it starts on."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} has no Python literal")
+        return repr(value)
+    if isinstance(value, str):
+        return string(value)
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        inner = INDENT * (depth + 1)
+        items = "".join(f"{inner}{literal(item, depth + 1)},\n" for item in value)
+        return f"[\n{items}{INDENT * depth}]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = INDENT * (depth + 1)
+        items = "".join(
+            f"{inner}{string(key)}: {literal(item, depth + 1)},\n" for key, item in value.items()
+        )
+        return f"{{\n{items}{INDENT * depth}}}"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def string(text: Any) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"dict keys must be strings, not {type(text).__name__}")
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    return quote + "".join(_escape(ch, quote) for ch in text) + quote
+
+
+def _escape(ch: str, quote: str) -> str:
+    """One character as ``repr`` writes it inside a ``quote``-delimited string."""
+    if ch == "\\":
+        return "\\\\"
+    if ch == quote:
+        return "\\" + quote
+    if ch in _NAMED:
+        return _NAMED[ch]
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -1,0 +1,589 @@
+"""The spec language, version 1: pydantic models that are the single source of truth.
+
+``schema.json`` is generated from these models (``modaliac schema``), and every check a user
+can fail lives here or in ``load.py``. Values are stored resolved (durations in seconds,
+GPU names canonical) so the renderer and the planner never parse user text again.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+SPEC_VERSION = 1
+DEFAULT_VLLM_VERSION = "0.33.0"
+
+# Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4).
+_OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
+_APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
+_ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+_TAG = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")
+_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ARG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Modal GPU types (https://modal.com/docs/guide/gpu), canonical spelling -> max count.
+GPU_TYPES: dict[str, int] = {
+    "T4": 8,
+    "L4": 8,
+    "A10": 4,
+    "L40S": 8,
+    "A100": 8,
+    "A100-40GB": 8,
+    "A100-80GB": 8,
+    "RTX-PRO-6000": 8,
+    "H100": 8,
+    "H100!": 8,
+    "H200": 8,
+    "B200": 8,
+    "B200+": 8,
+}
+_GPU_ALIASES = {"A10G": "A10"}
+
+MODAL_MAX_TIMEOUT = 24 * 3600
+MODAL_SCALEDOWN_RANGE = (2, 3600)
+
+# ---------------------------------------------------------------------------------------
+# Scalar types that accept human spellings and store a canonical value.
+
+
+def _parse_duration(value: Any) -> int:
+    """``90`` / ``"90s"`` / ``"5m"`` / ``"1h30m"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError('expected a duration like "5m", "90s" or "1h"')
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*", value)
+        if match and any(match.groups()):
+            hours, minutes, seconds = (int(g or 0) for g in match.groups())
+            return hours * 3600 + minutes * 60 + seconds
+    raise ValueError('expected a duration like "5m", "90s" or "1h"')
+
+
+def _format_duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return text + (f"{seconds}s" if seconds or not text else "")
+
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "description": "seconds"},
+        {"type": "string", "pattern": r"^\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$"},
+    ],
+    "examples": ["5m", "90s", "1h30m"],
+}
+
+Duration = Annotated[
+    int,
+    BeforeValidator(_parse_duration),
+    PlainSerializer(_format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
+
+
+def _parse_token_count(value: Any) -> int:
+    """``32768`` / ``"32k"`` (x1000) / ``"32K"`` (x1024), as vLLM reads --max-model-len."""
+    if isinstance(value, bool):
+        raise ValueError('expected a token count like 8192 or "32k"')
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", value)
+        if match:
+            number, unit = match.groups()
+            scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}[unit]
+            return int(float(number) * scale)
+    raise ValueError('expected a token count like 8192 or "32k"')
+
+
+TokenCount = Annotated[
+    int,
+    BeforeValidator(_parse_token_count),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[kKmM]?\s*$"},
+            ],
+            "examples": [8192, "32k"],
+        }
+    ),
+]
+
+
+def _parse_parameters(value: Any) -> float:
+    """``11.76`` (billions) / ``"11.76B"`` / ``"560M"`` -> billions of parameters."""
+    if isinstance(value, bool):
+        raise ValueError('expected a parameter count like "12B" or "560M"')
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*", value)
+        if match:
+            number, unit = match.groups()
+            return float(number) / (1000 if unit in "mM" and unit else 1)
+    raise ValueError('expected a parameter count like "12B" or "560M"')
+
+
+Parameters = Annotated[
+    float,
+    BeforeValidator(_parse_parameters),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "description": "billions"},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[bBmM]?\s*$"},
+            ],
+            "examples": ["12B", "560M"],
+        }
+    ),
+]
+
+
+def _check_pattern(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not pattern.match(value):
+            raise ValueError(what)
+        return value
+
+    return check
+
+
+ObjectName = Annotated[
+    str,
+    BeforeValidator(
+        _check_pattern(
+            _OBJECT_NAME,
+            "Modal names use letters, digits, '-', '_' and '.', at most 64 characters",
+        )
+    ),
+    Field(pattern=_OBJECT_NAME.pattern),
+]
+EnvVarName = Annotated[
+    str,
+    BeforeValidator(_check_pattern(_ENV_VAR, "expected an environment variable name")),
+    Field(pattern=_ENV_VAR.pattern),
+]
+TagText = Annotated[
+    str,
+    BeforeValidator(
+        _check_pattern(_TAG, "app tags use letters, digits, '-', '_' and '.', at most 63 characters")
+    ),
+    Field(pattern=_TAG.pattern),
+]
+MountPath = Annotated[str, Field(pattern=r"^/[^\x00]*$")]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; YAML's own types are taken as they are (no "1" -> 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The spec.
+
+
+class Embedding(StrictModel):
+    """What an embedding model returns, and how vLLM pools and normalises it."""
+
+    dimension: int | None = Field(None, gt=0, description="Native embedding width.")
+    matryoshka: list[int] | None = Field(
+        None,
+        description="Matryoshka widths a request may ask for (vLLM hf_overrides).",
+    )
+    pooling: Literal["last", "mean", "cls"] = Field(
+        "last", description="Pooling over token states (vLLM pooler_config.pooling_type)."
+    )
+    normalize: bool = Field(
+        True, description="L2-normalise vectors (vLLM pooler_config.use_activation)."
+    )
+
+    @field_validator("matryoshka")
+    @classmethod
+    def _matryoshka_sane(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value or any(d <= 0 for d in value):
+            raise ValueError("expected a non-empty list of positive widths")
+        if len(set(value)) != len(value):
+            raise ValueError("widths must not repeat")
+        return sorted(value, reverse=True)
+
+    @model_validator(mode="after")
+    def _widths_fit(self) -> Embedding:
+        if self.dimension and self.matryoshka and max(self.matryoshka) > self.dimension:
+            raise ValueError(
+                f"matryoshka width {max(self.matryoshka)} exceeds dimension {self.dimension}"
+            )
+        return self
+
+
+class Model(StrictModel):
+    """The Hugging Face model served, pinned to a revision."""
+
+    id: str = Field(
+        pattern=_HF_ID.pattern, description="Hugging Face repository id, e.g. org/name."
+    )
+    revision: str = Field(
+        "main",
+        min_length=1,
+        description="Branch, tag or commit. Pin a commit: a moving revision breaks snapshots.",
+    )
+    task: Literal["embed", "generate"]
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
+    trust_remote_code: bool = False
+    parameters: Parameters | None = Field(None, description="Parameter count, for GPU fit.")
+    served_name: str | None = Field(
+        None, min_length=1, description="Name clients pass as `model`; defaults to the id."
+    )
+    embedding: Embedding | None = None
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _positive_len(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be a positive token count")
+        return value
+
+    @model_validator(mode="after")
+    def _embedding_only_for_embed(self) -> Model:
+        if self.embedding is not None and self.task != "embed":
+            raise ValueError("model.embedding applies to task: embed only")
+        return self
+
+
+ExtraArg = str | int | float | bool | list[Any] | dict[str, Any] | None
+
+# Engine settings modaliac manages itself; setting them through engine.args would fork the
+# source of truth, so validation points at the proper key instead.
+MANAGED_ENGINE_ARGS = {
+    "model": "model.id",
+    "revision": "model.revision",
+    "tokenizer_revision": "model.revision",
+    "task": "model.task",
+    "runner": "model.task",
+    "convert": "model.task",
+    "dtype": "model.dtype",
+    "max_model_len": "model.max_model_len",
+    "trust_remote_code": "model.trust_remote_code",
+    "served_model_name": "model.served_name",
+    "pooler_config": "model.embedding",
+    "override_pooler_config": "model.embedding",
+    "hf_overrides": "model.embedding.matryoshka",
+    "gpu_memory_utilization": "engine.gpu_memory_utilization",
+    "max_num_seqs": "engine.max_num_seqs",
+    "enforce_eager": "engine.enforce_eager",
+    "tensor_parallel_size": "gpu (the count sets tensor parallelism)",
+    "enable_sleep_mode": "snapshot: sleep",
+    "api_key": "surfaces.http.api_key_secret",
+    "host": "surfaces.http",
+    "port": "surfaces.http.port",
+    "device": "gpu",
+}
+
+
+class Engine(StrictModel):
+    """The inference engine and its tuning."""
+
+    name: Literal["vllm"] = "vllm"
+    version: str = Field(DEFAULT_VLLM_VERSION, pattern=r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_num_seqs: int | None = Field(None, gt=0)
+    enforce_eager: bool | None = Field(
+        None, description="Skip CUDA graphs. Default: true with snapshot gpu, else false."
+    )
+    args: dict[str, ExtraArg] = Field(
+        default_factory=dict,
+        description="Further engine arguments by their Python name (enable_prefix_caching: true).",
+    )
+
+    @field_validator("args")
+    @classmethod
+    def _args_not_managed(cls, value: dict[str, ExtraArg]) -> dict[str, ExtraArg]:
+        for key in value:
+            if not _ARG_NAME.match(key):
+                raise ValueError(f"engine argument {key!r}: use the snake_case Python name")
+            if key in MANAGED_ENGINE_ARGS:
+                raise ValueError(f"engine argument {key!r} is set by {MANAGED_ENGINE_ARGS[key]}")
+        return dict(sorted(value.items()))
+
+
+def _engine_shorthand(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class Gpu(StrictModel):
+    """One GPU choice: a Modal GPU type and how many per container."""
+
+    type: str
+    count: int = Field(1, ge=1)
+
+    def __str__(self) -> str:
+        return self.type if self.count == 1 else f"{self.type}:{self.count}"
+
+
+def _parse_gpu(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    name, _, count = value.partition(":")
+    canonical = _GPU_ALIASES.get(name.strip().upper(), name.strip().upper())
+    if canonical not in GPU_TYPES:
+        known = ", ".join(GPU_TYPES)
+        raise ValueError(f"unknown GPU type {name.strip()!r}; Modal offers {known}")
+    if count and not count.strip().isdigit():
+        raise ValueError(f"GPU count {count!r} is not a whole number, as in H100:2")
+    number = int(count) if count else 1
+    if not 1 <= number <= GPU_TYPES[canonical]:
+        raise ValueError(f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container")
+    return {"type": canonical, "count": number}
+
+
+GpuChoice = Annotated[
+    Gpu,
+    BeforeValidator(_parse_gpu),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9-]+[!+]?(:[1-8])?$",
+            "examples": ["A100-40GB", "H100:2", "L40S"],
+        }
+    ),
+]
+
+
+class Scaling(StrictModel):
+    """Autoscaling and time limits, in the user's units."""
+
+    min_containers: int = Field(0, ge=0, le=1000)
+    max_containers: int | None = Field(None, ge=1, le=1000)
+    buffer_containers: int = Field(0, ge=0, le=1000)
+    scaledown_window: Duration = Field(60, description="Idle time before a container stops.")
+    timeout: Duration = Field(300, description="Longest a single request may run.")
+    startup_timeout: Duration = Field(
+        1200, description="Longest model loading (and snapshot capture) may take."
+    )
+    concurrency: int = Field(1, ge=1, le=1000, description="Inputs one container takes at once.")
+
+    @field_validator("scaledown_window")
+    @classmethod
+    def _scaledown_in_range(cls, value: int) -> int:
+        low, high = MODAL_SCALEDOWN_RANGE
+        if not low <= value <= high:
+            raise ValueError(f"Modal accepts a scaledown window from {low}s to 1h")
+        return value
+
+    @field_validator("timeout", "startup_timeout")
+    @classmethod
+    def _timeout_in_range(cls, value: int) -> int:
+        if not 1 <= value <= MODAL_MAX_TIMEOUT:
+            raise ValueError("Modal accepts timeouts from 1s to 24h")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Scaling:
+        if self.max_containers is not None and self.max_containers < self.min_containers:
+            raise ValueError(
+                f"max_containers ({self.max_containers}) is below min_containers "
+                f"({self.min_containers})"
+            )
+        return self
+
+
+# Names the generated module defines itself; a surface may not take them.
+RESERVED_NAMES = frozenset({"app", "image", "modal", "os", "secrets", "serve", "subprocess", "volumes"})
+
+
+def _check_identifier(value: Any) -> Any:
+    if isinstance(value, str) and (keyword.iskeyword(value) or value in RESERVED_NAMES):
+        raise ValueError(f"{value!r} is reserved in the generated Python file; choose another name")
+    return value
+
+
+class ClassSurface(StrictModel):
+    """The Python class callers reach with modal.Cls.from_name(app, name)."""
+
+    name: Annotated[
+        str,
+        BeforeValidator(_check_identifier),
+        # CamelCase with a lower-case letter, so it can never shadow a generated CONSTANT.
+        Field(pattern=r"^[A-Z][A-Za-z0-9_]*[a-z][A-Za-z0-9_]*$", max_length=64),
+    ] = "Model"
+
+
+class HttpSurface(StrictModel):
+    """The OpenAI-compatible server: ``vllm serve`` behind ``@modal.web_server``."""
+
+    api_key_secret: ObjectName | None = Field(
+        None, description="Modal secret holding the API key; without it the endpoint is open."
+    )
+    api_key_env: EnvVarName = Field(
+        "VLLM_API_KEY", description="Key inside that secret that holds the API key."
+    )
+    port: int = Field(8000, ge=1024, le=65535)
+
+
+class DownloaderSurface(StrictModel):
+    """A function that fills the weights volume ahead of the first cold start."""
+
+    name: Annotated[
+        str, BeforeValidator(_check_identifier), Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    ] = "download_weights"
+    timeout: Duration = Field(3600, description="Longest the download may take.")
+
+
+def _surface_switch(value: Any) -> Any:
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+class Surfaces(StrictModel):
+    """Which entry points the generated app offers. ``true`` takes the defaults."""
+
+    class_: Annotated[ClassSurface | None, BeforeValidator(_surface_switch)] = Field(
+        default_factory=ClassSurface, alias="class"
+    )
+    http: Annotated[HttpSurface | None, BeforeValidator(_surface_switch)] = None
+    downloader: Annotated[DownloaderSurface | None, BeforeValidator(_surface_switch)] = Field(
+        default_factory=DownloaderSurface
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Image(StrictModel):
+    """The container image: a registry base, Python, vLLM and any extra packages."""
+
+    base: str = Field("nvidia/cuda:12.8.1-devel-ubuntu22.04", min_length=1)
+    python: str = Field("3.12", pattern=r"^3\.\d+$")
+    packages: list[str] = Field(default_factory=list, description="Extra pip requirements.")
+    env: dict[EnvVarName, str] = Field(
+        default_factory=dict, description="Extra environment variables (never secret values)."
+    )
+
+
+HF_CACHE = "/root/.cache/huggingface"
+VLLM_CACHE = "/root/.cache/vllm"
+
+
+class Spec(StrictModel):
+    """One service: one Modal app serving one model."""
+
+    version: Literal[1] = SPEC_VERSION
+    app: ObjectName = Field(description="Modal app name.")
+    environment: str | None = Field(
+        None, pattern=_ENVIRONMENT_NAME.pattern, description="Modal environment."
+    )
+    labels: dict[TagText, TagText] = Field(
+        default_factory=dict, description="Become Modal app tags."
+    )
+    model: Model
+    engine: Annotated[Engine, BeforeValidator(_engine_shorthand)] = Field(default_factory=Engine)
+    gpu: Annotated[list[GpuChoice], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+    snapshot: Literal["none", "memory", "gpu", "sleep"] = Field(
+        "none", description="Cold-start strategy: none, memory (CPU), gpu, sleep (vLLM)."
+    )
+    volumes: dict[MountPath, ObjectName] = Field(
+        default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
+        description="Mount path -> Modal volume name.",
+    )
+    secrets: list[ObjectName] = Field(
+        default_factory=list, description="Modal secret NAMES (values stay in Modal)."
+    )
+    scaling: Scaling = Field(default_factory=Scaling)
+    surfaces: Surfaces = Field(default_factory=Surfaces)
+    image: Image = Field(default_factory=Image)
+
+    @field_validator("app")
+    @classmethod
+    def _not_an_app_id(cls, value: str) -> str:
+        if _APP_ID.match(value):
+            raise ValueError("this is the shape of a Modal app id; choose a name")
+        return value
+
+    @field_validator("gpu")
+    @classmethod
+    def _one_count(cls, value: list[Gpu]) -> list[Gpu]:
+        if not value:
+            raise ValueError("name at least one GPU type")
+        if len({g.count for g in value}) > 1:
+            raise ValueError("every GPU in a fallback list needs the same count")
+        if len({str(g) for g in value}) != len(value):
+            raise ValueError("a GPU appears twice in the fallback list")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _unique_secrets(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a secret is listed twice")
+        return value
+
+    def problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Settings that are each valid but do not work together, as (key path, message)."""
+        found = []
+        count = self.gpu[0].count
+        if self.snapshot in ("gpu", "sleep") and count > 1:
+            found.append(
+                (
+                    ("snapshot",),
+                    f"snapshot {self.snapshot} with {count} GPUs per container (tensor parallel) "
+                    "is not supported by GPU memory snapshots; use one GPU or snapshot: none",
+                )
+            )
+        if self.surfaces.downloader is not None and HF_CACHE not in self.volumes:
+            found.append(
+                (
+                    ("volumes",),
+                    f"the downloader fills the Hugging Face cache; mount a volume at {HF_CACHE}",
+                )
+            )
+        http = self.surfaces.http
+        if http is not None and http.api_key_secret in self.secrets:
+            found.append(
+                (
+                    ("surfaces", "http", "api_key_secret"),
+                    f"{http.api_key_secret!r} is also under secrets; the API key secret is "
+                    "attached to the HTTP server only, so remove it from secrets",
+                )
+            )
+        return found
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.gpu[0].count
+
+    @property
+    def embedding(self) -> Embedding:
+        """Embedding settings with their defaults filled in (for task: embed)."""
+        return self.model.embedding or Embedding()
+
+    @property
+    def enforce_eager(self) -> bool:
+        if self.engine.enforce_eager is not None:
+            return self.engine.enforce_eager
+        return self.snapshot == "gpu"
+
+
+# Keys whose pydantic location differs from the YAML key (aliases).
+YAML_KEY = {"class_": "class"}
