@@ -559,6 +559,14 @@ class Spec(StrictModel):
                 )
             )
         http = self.surfaces.http
+        if http is None and self.scaling.concurrency != 1:
+            found.append(
+                (
+                    ("scaling", "concurrency"),
+                    "applies to the HTTP server, which this spec does not have; the Python "
+                    "class takes one call at a time (pass lists to batch)",
+                )
+            )
         if http is not None and http.api_key_secret in self.secrets:
             found.append(
                 (
