@@ -74,9 +74,9 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for item in rendered:
-        target = out_dir / item.filename
-        target.write_text(item.source, encoding="utf-8")
+    for app_file in rendered:
+        target = out_dir / app_file.filename
+        target.write_text(app_file.source, encoding="utf-8")
         console.print(f"wrote {target}")
     return EXIT_OK
 
@@ -86,6 +86,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from .present import as_json, as_markdown, as_text
     from .state import read_state
 
+    if not args.specs and not DEFAULT_SPEC_DIR.is_dir():
+        raise _Usage(f"plan: no {DEFAULT_SPEC_DIR}/ directory here; name spec files or a directory")
     targets = args.specs or [str(DEFAULT_SPEC_DIR)]
     desired = _desired(_spec_files(targets))
     scope = [Path(t) for t in targets if Path(t).is_dir()]
@@ -113,7 +115,9 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
     if args.check:
         current = Path(args.check).read_text(encoding="utf-8") if Path(args.check).exists() else ""
         if current != text:
-            console.error(f"{args.check}: stale; regenerate it with: modaliac schema -o {args.check}")
+            console.error(
+                f"{args.check}: stale; regenerate it with: modaliac schema -o {args.check}"
+            )
             return EXIT_ERROR
         return EXIT_OK
     if args.output:
@@ -163,7 +167,9 @@ def _explain(item: LoadedSpec) -> str:
     width = max(len(k) for k in values)
     lines = [f"# {item.path}: app {spec.app}", "# (default) marks values the spec does not set"]
     for key, value in values.items():
-        mark = "" if key in chosen or any(key.startswith(c + ".") for c in chosen) else "  (default)"
+        mark = (
+            "" if key in chosen or any(key.startswith(c + ".") for c in chosen) else "  (default)"
+        )
         lines.append(f"{key.ljust(width)} = {_json(value)}{mark}")
     lines.append("")
     lines.append(f"# vLLM engine arguments (the class): {_json(engine_kwargs(spec))}")

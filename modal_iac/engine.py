@@ -13,7 +13,7 @@ from typing import Any
 
 from .spec import Spec
 
-SERVE_HOST = "0.0.0.0"  # noqa: S104 - Modal's web_server proxies to the container's port
+SERVE_HOST = "0.0.0.0"  # Modal's web_server proxies to this port inside the container
 
 
 def engine_kwargs(spec: Spec) -> dict[str, Any]:

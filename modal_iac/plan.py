@@ -121,20 +121,28 @@ def make_plan(
 
 def _compare(item: Desired, before: AppRecord | None) -> Change:
     after = item.record()
-    base = {
-        "address": item.address,
-        "app": after.app,
-        "environment": after.environment,
-        "spec_path": after.spec_path,
-        "spec_digest": after.spec_digest,
-        "source_hash_after": after.source_hash,
-    }
+
+    def change(action: Action, fields: tuple[FieldChange, ...], notes: list[str]) -> Change:
+        return Change(
+            action=action,
+            address=item.address,
+            app=after.app,
+            environment=after.environment,
+            spec_path=after.spec_path,
+            spec_digest=after.spec_digest,
+            source_hash_before=before.source_hash if before else None,
+            source_hash_after=after.source_hash,
+            fields=fields,
+            notes=tuple(notes),
+        )
+
     if before is None:
-        fields = tuple(FieldChange(k, None, v) for k, v in after.settings.items())
-        return Change(action="create", source_hash_before=None, fields=fields, **base)
+        return change(
+            "create", tuple(FieldChange(k, None, v) for k, v in after.settings.items()), []
+        )
     fields = _field_changes(before.settings, after.settings)
     if not fields and before.source_hash == after.source_hash:
-        return Change(action="no-op", source_hash_before=before.source_hash, **base)
+        return change("no-op", (), [])
     notes = []
     if not fields:
         notes.append("the generated code changed (a new modaliac version or template)")
@@ -146,13 +154,7 @@ def _compare(item: Desired, before: AppRecord | None) -> Change:
         notes.append(
             "a new memory snapshot is taken: the first cold starts after deploy load the model"
         )
-    return Change(
-        action=action,
-        source_hash_before=before.source_hash,
-        fields=fields,
-        notes=tuple(notes),
-        **base,
-    )
+    return change(action, fields, notes)
 
 
 def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:

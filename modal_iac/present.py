@@ -79,9 +79,7 @@ def _change_json(change: Change) -> dict[str, Any]:
         "environment": change.environment,
         "spec": {"path": change.spec_path, "sha256": change.spec_digest},
         "source_sha256": {"before": change.source_hash_before, "after": change.source_hash_after},
-        "fields": [
-            {"path": f.path, "before": f.before, "after": f.after} for f in change.fields
-        ],
+        "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
         "notes": list(change.notes),
     }
 

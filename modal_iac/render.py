@@ -144,7 +144,7 @@ def _template(name: str) -> jinja2.Template:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir()),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - Python source, escaped by the py filter
+        autoescape=False,  # Python source: values are escaped by the py filter
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -182,7 +182,9 @@ EnvVarName = Annotated[
 TagText = Annotated[
     str,
     BeforeValidator(
-        _check_pattern(_TAG, "app tags use letters, digits, '-', '_' and '.', at most 63 characters")
+        _check_pattern(
+            _TAG, "app tags use letters, digits, '-', '_' and '.', at most 63 characters"
+        )
     ),
     Field(pattern=_TAG.pattern),
 ]
@@ -408,7 +410,9 @@ class Scaling(StrictModel):
 
 
 # Names the generated module defines itself; a surface may not take them.
-RESERVED_NAMES = frozenset({"app", "image", "modal", "os", "secrets", "serve", "subprocess", "volumes"})
+RESERVED_NAMES = frozenset(
+    {"app", "image", "modal", "os", "secrets", "serve", "subprocess", "volumes"}
+)
 
 
 def _check_identifier(value: Any) -> Any:
@@ -489,7 +493,7 @@ VLLM_CACHE = "/root/.cache/vllm"
 class Spec(StrictModel):
     """One service: one Modal app serving one model."""
 
-    version: Literal[1] = SPEC_VERSION
+    version: Literal[1] = 1
     app: ObjectName = Field(description="Modal app name.")
     environment: str | None = Field(
         None, pattern=_ENVIRONMENT_NAME.pattern, description="Modal environment."
@@ -541,7 +545,7 @@ class Spec(StrictModel):
 
     def problems(self) -> list[tuple[tuple[str, ...], str]]:
         """Settings that are each valid but do not work together, as (key path, message)."""
-        found = []
+        found: list[tuple[tuple[str, ...], str]] = []
         count = self.gpu[0].count
         if self.snapshot in ("gpu", "sleep") and count > 1:
             found.append(

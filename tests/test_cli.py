@@ -1,0 +1,330 @@
+"""The CLI end to end: validate, render, plan (text, JSON, Markdown), exit codes and colour."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modal_iac import __version__
+from modal_iac.cli import _wants_color, main
+from modal_iac.load import load_spec
+from modal_iac.plan import Desired
+from modal_iac.render import render
+from modal_iac.state import State, write_state
+
+ROOT = Path(__file__).resolve().parent.parent
+KALM = ROOT / "specs" / "kalm.yaml"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder holding specs/ with the KaLM spec and one example, as cwd."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(KALM, specs / "kalm.yaml")
+    shutil.copy(ROOT / "examples" / "small-embedding-no-snapshot.yaml", specs / "minilm.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    return tmp_path
+
+
+def record(paths: list[str], state_path: Path) -> None:
+    """Write a state as if these specs had been applied (what apply will record)."""
+    state = State()
+    for path in paths:
+        loaded = load_spec(path)
+        rec = Desired(loaded, render(loaded)).record()
+        state.apps[rec.address] = rec
+    write_state(state_path, state)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+# -- help, version ------------------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"modaliac {__version__}"
+
+
+@pytest.mark.parametrize("command", ["validate", "render", "plan", "schema"])
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: modaliac {command}" in capsys.readouterr().out
+
+
+def test_console_script_help_runs_without_importing_modal() -> None:
+    code = (
+        "import sys; from modal_iac.cli import main\n"
+        "try: main(['--help'])\nexcept SystemExit: pass\n"
+        "heavy = [m for m in ('modal', 'vllm', 'pydantic', 'jinja2', 'ruamel') if m in sys.modules]\n"
+        "print('heavy=' + ','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "heavy="
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", "--format", "yaml"])
+    assert exit_info.value.code == 2
+
+
+# -- validate -----------------------------------------------------------------------------
+
+
+def test_validate_accepts_every_bundled_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "validate", str(ROOT / "examples"))
+    assert code == 0, err
+    assert out.count(": ok (") == len(EXAMPLES)
+
+
+def test_validate_refuses_one_app_defined_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    # examples/ reproduces specs/kalm.yaml under the same app name: one workspace can't hold both.
+    code, _, err = run(capsys, "validate", str(KALM), str(ROOT / "examples"))
+    assert code == 1
+    assert "app 'kalm-embedding' is also defined in" in err
+
+
+def test_validate_missing_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "validate", "nowhere.yaml")
+    assert code == 1
+    assert err == "nowhere.yaml: no such file\n"
+    assert out == ""
+
+
+# -- render -------------------------------------------------------------------------------
+
+
+def test_render_to_stdout_is_the_generated_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "render", str(KALM))
+    assert code == 0
+    assert out == render(load_spec(str(KALM))).source
+    assert "class VLLMEmbeddingSnapshot:" in out
+
+
+def test_render_writes_one_file_per_app(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_dir = tmp_path / "build"
+    code, out, _ = run(capsys, "render", str(KALM), str(EXAMPLES[0]), "-o", str(out_dir))
+    assert code == 0
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == sorted([f"{load_spec(str(p)).spec.app}.py" for p in (KALM, EXAMPLES[0])])
+    assert out.count("wrote ") == 2
+
+
+def test_render_several_specs_to_stdout_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "render", str(KALM), str(EXAMPLES[0]))
+    assert code == 2
+    assert "-o DIR" in err
+
+
+def test_render_explain_marks_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "render", "--explain", str(KALM))
+    assert code == 0
+    lines = {line.split(" = ")[0].strip(): line for line in out.splitlines() if " = " in line}
+    assert lines["scaling.startup_timeout"].endswith('"20m"  (default)')
+    # Resolved from snapshot: gpu, not written in the spec.
+    assert lines["engine.enforce_eager"].endswith("true  (default)")
+    assert lines["scaling.scaledown_window"].endswith('"5m"')  # set in the spec
+    assert lines["model.embedding.pooling"].endswith('"last"')
+    assert "# vllm serve tencent/KaLM-Embedding-Gemma3-12B-2511 " in out
+    assert "--runner pooling" in out and "--convert embed" in out
+
+
+# -- plan ---------------------------------------------------------------------------------
+
+
+def test_plan_with_empty_state_creates_everything(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    code, out, err = run(capsys, "plan", "--detailed-exitcode")
+    assert code == 2, err
+    assert "+ create kalm-embedding  (specs/kalm.yaml)" in out
+    assert "+ create minilm-embedding  (specs/minilm.yaml)" in out
+    assert '    gpu                ' in out or "    gpu " in out
+    assert out.rstrip().endswith("Plan: 2 to create, 0 to update, 0 to replace, 0 to delete.")
+    assert not (workdir / ".modaliac").exists(), "plan must not write state"
+
+
+def test_plan_without_changes_exits_0(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    assert code == 0
+    assert "No changes." in out
+    assert "Unchanged: kalm-embedding, minilm-embedding" in out
+
+
+def test_plan_update_lists_changed_fields(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    edit(workdir / "specs" / "minilm.yaml", "gpu: L4", "gpu: A10G")
+    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    assert code == 2
+    assert "~ update minilm-embedding  (specs/minilm.yaml)" in out
+    assert '    gpu : ["L4"] -> ["A10"]' in out
+    assert "kalm-embedding" in out.split("Unchanged:")[1]
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete." in out
+
+
+def test_plan_snapshot_change_is_a_replace_but_labels_are_not(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record(["specs/kalm.yaml"], workdir / ".modaliac" / "state.json")
+    kalm = workdir / "specs" / "kalm.yaml"
+    edit(kalm, "max_num_seqs: 256", "max_num_seqs: 128")
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    assert "-/+ replace kalm-embedding" in out
+    assert "engine.max_num_seqs : 256 -> 128" in out
+    assert "new memory snapshot" in out
+
+    edit(kalm, "max_num_seqs: 128", "max_num_seqs: 256")
+    edit(kalm, "team: search", "team: ranking")
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    assert "~ update kalm-embedding" in out
+    assert 'labels : {"team": "search"} -> {"team": "ranking"}' in out
+
+
+def test_plan_deletes_only_apps_whose_spec_left_the_planned_directory(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    (workdir / "specs" / "minilm.yaml").unlink()
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    assert "delete" not in out  # a single file is a targeted plan
+    code, out, _ = run(capsys, "plan", "specs")
+    assert "- delete minilm-embedding  (specs/minilm.yaml)" in out
+    assert "Plan: 0 to create, 0 to update, 0 to replace, 1 to delete." in out
+
+
+def test_plan_json_is_the_documented_format(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record(["specs/kalm.yaml"], workdir / ".modaliac" / "state.json")
+    edit(workdir / "specs" / "kalm.yaml", "timeout: 5m", "timeout: 10m")
+    code, out, _ = run(capsys, "plan", "--format", "json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["format_version"] == 1
+    assert document["modaliac_version"] == __version__
+    assert document["summary"] == {
+        "create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0
+    }
+    by_app = {c["app"]: c for c in document["changes"]}
+    kalm = by_app["kalm-embedding"]
+    assert kalm["action"] == "replace"
+    assert kalm["fields"] == [{"path": "scaling.timeout", "before": "5m", "after": "10m"}]
+    assert kalm["spec"]["path"] == "specs/kalm.yaml"
+    assert len(kalm["spec"]["sha256"]) == 64
+    assert kalm["source_sha256"]["before"] != kalm["source_sha256"]["after"]
+    assert by_app["minilm-embedding"]["action"] == "create"
+
+
+def test_plan_markdown_has_summary_first(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    code, out, _ = run(capsys, "plan", "--format", "markdown")
+    first = out.splitlines()[0]
+    assert first == "### modaliac plan: Plan: 2 to create, 0 to update, 0 to replace, 0 to delete."
+    assert "| `+` | `kalm-embedding` | create | `specs/kalm.yaml` |" in out
+    assert "<details><summary><code>kalm-embedding</code>: create" in out
+    assert '+ model.id = "tencent/KaLM-Embedding-Gemma3-12B-2511"' in out
+
+
+def test_plan_out_file(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    code, out, err = run(capsys, "plan", "--format", "json", "-o", "plan.json")
+    assert code == 0 and out == ""
+    assert json.loads((workdir / "plan.json").read_text())["summary"]["create"] == 2
+
+
+def test_plan_warns_about_an_open_http_endpoint(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    port: 8000\n")
+    code, out, _ = run(capsys, "plan")
+    assert code == 0
+    assert "Warning: kalm-embedding: surfaces.http has no api_key_secret" in out
+
+
+def test_plan_with_a_broken_state_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    state = workdir / ".modaliac" / "state.json"
+    state.parent.mkdir()
+    state.write_text("{not json")
+    code, out, err = run(capsys, "plan")
+    assert code == 1
+    assert err == f"{Path('.modaliac/state.json')}:1:2: the state is not valid JSON " \
+        "(Expecting property name enclosed in double quotes)\n"
+
+
+def test_plan_without_specs_directory_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "plan")
+    assert code == 2
+    assert "no specs/ directory" in err
+
+
+def test_spec_error_in_plan_is_one_line_and_debug_shows_traceback(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    edit(workdir / "specs" / "kalm.yaml", "snapshot: gpu", "snapshot: gpuu")
+    code, out, err = run(capsys, "plan")
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("specs/kalm.yaml:")
+    assert 'snapshot: expected one of "none", "memory", "gpu", "sleep"' in err
+    with pytest.raises(Exception, match="snapshot"):
+        main(["--debug", "plan"])
+
+
+# -- colour -------------------------------------------------------------------------------
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_color_follows_tty_and_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert _wants_color(_Tty(), "auto") is True
+    assert _wants_color(io.StringIO(), "auto") is False
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _wants_color(_Tty(), "auto") is False
+    assert _wants_color(_Tty(), "always") is True
+
+
+def test_color_always_paints_the_plan(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    code, out, _ = run(capsys, "--color", "always", "plan")
+    assert "\x1b[32m+ create kalm-embedding\x1b[0m" in out
+    code, out, _ = run(capsys, "--color", "never", "plan")
+    assert "\x1b[" not in out
