@@ -1,0 +1,46 @@
+"""``python -m modal_iac.local_api [--port N] [--secret NAME ...]``: serve until Ctrl-C.
+
+Prints the ``export`` lines that point the ``modal`` CLI at it, for a person to try
+``modal deploy``, ``modal app list`` and friends with no account and no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .server import LocalModalServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modal_iac.local_api", description=__doc__)
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+    )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pre-create a secret (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    server = LocalModalServer(port=args.port)
+    for name in args.secret:
+        server.state.add_secret(name)
+    server.start()
+    try:  # from here on Ctrl-C is a normal way to stop
+        for key, value in server.env().items():
+            print(f"export {key}={value}")
+        print(f"# local Modal API on {server.url}; Ctrl-C stops it", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""The in-memory world of the local Modal API: apps, deployments, functions, storage, faults.
+
+Everything a test may want to arrange or inspect lives here as plain dataclasses holding the
+protobuf messages the client sent, so assertions read what the real client put on the wire.
+One lock guards it all: RPCs run on the server's event-loop thread, tests on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message  # type: ignore[import-untyped]
+from grpclib.const import Status
+from modal_proto import api_pb2
+
+DEFAULT_ENVIRONMENT = "main"
+DEFAULT_USER = "local-user"
+IMAGE_BUILDER_VERSION = "2025.06"
+
+
+def new_id(prefix: str) -> str:
+    """A Modal-shaped object id: a type prefix and 22 letters or digits (the CLI checks this)."""
+    return f"{prefix}-{uuid.uuid4().hex[:22]}"
+
+
+def content_id(prefix: str, *parts: bytes | str) -> str:
+    """A stable id derived from content, so identical images and mounts keep their ids."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return f"{prefix}-{digest.hexdigest()[:22]}"
+
+
+def proto_bytes(message: Message) -> bytes:
+    data: bytes = message.SerializeToString(deterministic=True)
+    return data
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do to one call: wait ``delay`` seconds, then fail with ``status`` if it is set."""
+
+    status: Status | None = None
+    message: str = "injected by the local Modal API"
+    delay: float = 0.0
+
+
+def as_status(status: Status | str | int) -> Status:
+    if isinstance(status, Status):
+        return status
+    if isinstance(status, str):
+        return Status[status.upper()]
+    return Status(status)
+
+
+class Faults:
+    """Per-RPC fault queues, plus faults pinned to the Nth call of an RPC (1-based; retries
+    count as calls)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Fault]] = {}
+        self._nth: dict[str, dict[int, Fault]] = {}
+        self.calls: Counter[str] = Counter()
+
+    def add(
+        self,
+        rpc: str,
+        status: Status | str | int | None = None,
+        *,
+        delay: float = 0.0,
+        message: str = "injected by the local Modal API",
+        times: int = 1,
+    ) -> None:
+        """Queue ``times`` faults for the next calls of ``rpc`` (a status, a delay, or both)."""
+        fault = Fault(None if status is None else as_status(status), message, delay)
+        self._queues.setdefault(rpc, deque()).extend([fault] * times)
+
+    def fail_nth(
+        self,
+        rpc: str,
+        n: int,
+        status: Status | str | int = Status.FAILED_PRECONDITION,
+        *,
+        message: str = "injected by the local Modal API",
+        times: int = 1,
+    ) -> None:
+        """Fail calls n .. n+times-1 of ``rpc`` (default: a status the client never retries)."""
+        pinned = self._nth.setdefault(rpc, {})
+        for k in range(n, n + times):
+            pinned[k] = Fault(as_status(status), message)
+
+    def take(self, rpc: str) -> Fault | None:
+        self.calls[rpc] += 1
+        pinned = self._nth.get(rpc, {}).pop(self.calls[rpc], None)
+        if pinned is not None:
+            return pinned
+        queue = self._queues.get(rpc)
+        return queue.popleft() if queue else None
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self._nth.clear()
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as received: the RPC name, the message and the request headers."""
+
+    rpc: str
+    request: Message
+    metadata: dict[str, str]
+    at: float
+
+    @property
+    def client_version(self) -> str:
+        return self.metadata.get("x-modal-client-version", "")
+
+    @property
+    def token_id(self) -> str:
+        return self.metadata.get("x-modal-token-id", "")
+
+
+@dataclass
+class Environment:
+    environment_id: str
+    name: str
+
+
+@dataclass
+class FunctionRecord:
+    """A function as the client described it: precreate first, then the full FunctionCreate."""
+
+    function_id: str
+    app_id: str
+    tag: str
+    precreate: api_pb2.FunctionPrecreateRequest
+    create: api_pb2.FunctionCreateRequest | None = None
+    data: api_pb2.FunctionData | None = None
+    definition_id: str = ""
+    override: api_pb2.AutoscalerSettings = field(default_factory=api_pb2.AutoscalerSettings)
+    override_events: dict[str, api_pb2.UserActionInfo] = field(default_factory=dict)
+
+    @property
+    def definition(self) -> api_pb2.Function:
+        """The Function message of rank 0 (what ``Function.info()`` reads)."""
+        if self.data is None or not self.data.ranked_functions:
+            raise LookupError(f"function {self.tag} was precreated but never created")
+        function: api_pb2.Function = self.data.ranked_functions[0].function
+        return function
+
+
+@dataclass
+class ClassRecord:
+    class_id: str
+    app_id: str
+    tag: str
+    request: api_pb2.ClassCreateRequest
+    service_function_id: str = ""
+
+
+@dataclass
+class Deployment:
+    """One entry of an app's deployment history, with the function definitions it served."""
+
+    version: int
+    tag: str
+    client_version: str
+    deployed_at: float
+    deployed_by: str
+    deployment_type: int
+    rollback_version: int = 0
+    commit_info: api_pb2.CommitInfo | None = None
+    function_ids: dict[str, str] = field(default_factory=dict)
+    class_ids: dict[str, str] = field(default_factory=dict)
+    definition_ids: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, api_pb2.FunctionData] = field(default_factory=dict)
+
+
+@dataclass
+class App:
+    app_id: str
+    name: str
+    environment: str
+    state: int
+    created_at: float
+    created_by: str
+    tags: dict[str, str] = field(default_factory=dict)
+    function_ids: dict[str, str] = field(default_factory=dict)
+    class_ids: dict[str, str] = field(default_factory=dict)
+    history: list[Deployment] = field(default_factory=list)
+    stopped_at: float = 0.0
+    stopped_by: str = ""
+
+    @property
+    def current(self) -> Deployment | None:
+        return self.history[-1] if self.history else None
+
+
+@dataclass
+class Secret:
+    """A secret by name; only its key names are kept, never values."""
+
+    secret_id: str
+    name: str
+    environment: str
+    keys: tuple[str, ...] = ()
+
+
+@dataclass
+class Volume:
+    volume_id: str
+    name: str
+    environment: str
+    version: int
+    files: dict[str, bytes] = field(default_factory=dict)
+    mtimes: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DictRecord:
+    dict_id: str
+    name: str
+    environment: str
+    data: dict[bytes, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class Mount:
+    mount_id: str
+    files: dict[str, str]  # remote filename -> sha256 hex of its content
+    name: str = ""
+
+
+class State:
+    """All objects the server knows, with helpers for tests to arrange and inspect them."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.faults = Faults()
+        self.calls: list[Call] = []
+        self.errors: list[Exception] = []  # exceptions raised by handlers (bugs of this server)
+        self.users: dict[str, str] = {}  # token id -> user name shown as deployed_by
+        self.http_url = ""  # the blob server, set when the server starts
+        self.volume_version = api_pb2.VOLUME_FS_VERSION_V2
+        self.image_builder_version = IMAGE_BUILDER_VERSION
+        self.environments: dict[str, Environment] = {}
+        self.apps: dict[str, App] = {}
+        self.functions: dict[str, FunctionRecord] = {}
+        self.classes: dict[str, ClassRecord] = {}
+        self.secrets: dict[str, Secret] = {}
+        self.volumes: dict[str, Volume] = {}
+        self.dicts: dict[str, DictRecord] = {}
+        self.mounts: dict[str, Mount] = {}
+        self.images: dict[str, api_pb2.ImageGetOrCreateRequest] = {}
+        self.content: dict[str, bytes] = {}  # sha256 hex -> bytes (mount files, volume blocks)
+        self.blobs: dict[str, bytes] = {}
+        self.add_environment(DEFAULT_ENVIRONMENT)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, call: Call) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def rpc_names(self) -> list[str]:
+        """The RPCs received so far, in order."""
+        with self.lock:
+            return [c.rpc for c in self.calls]
+
+    def requests(self, rpc: str) -> list[Message]:
+        """Every message received for ``rpc``, in order."""
+        with self.lock:
+            return [c.request for c in self.calls if c.rpc == rpc]
+
+    def clear_calls(self) -> None:
+        with self.lock:
+            self.calls.clear()
+
+    def user_for(self, call: Call | None) -> str:
+        if call is None:
+            return DEFAULT_USER
+        return self.users.get(call.token_id, DEFAULT_USER)
+
+    # -- arranging ---------------------------------------------------------------------------
+
+    def add_environment(self, name: str) -> Environment:
+        with self.lock:
+            env = self.environments.get(name)
+            if env is None:
+                env = self.environments[name] = Environment(new_id("en"), name)
+            return env
+
+    def add_secret(
+        self, name: str, keys: tuple[str, ...] = ("VALUE",), environment: str = ""
+    ) -> str:
+        """Pre-create a secret (key names only): deploys that reference it by name then resolve."""
+        with self.lock:
+            env = environment or DEFAULT_ENVIRONMENT
+            found = self.find_secret(name, env)
+            if found is not None:
+                found.keys = tuple(keys)
+                return found.secret_id
+            secret = Secret(new_id("st"), name, env, tuple(keys))
+            self.secrets[secret.secret_id] = secret
+            return secret.secret_id
+
+    def add_volume(self, name: str, environment: str = "", version: int | None = None) -> Volume:
+        with self.lock:
+            env = environment or DEFAULT_ENVIRONMENT
+            found = self.find_volume(name, env)
+            if found is not None:
+                return found
+            volume = Volume(new_id("vo"), name, env, version or self.volume_version)
+            self.volumes[volume.volume_id] = volume
+            return volume
+
+    def foreign_deploy(
+        self,
+        app_name: str,
+        *,
+        environment: str = "",
+        tag: str = "foreign",
+        deployed_by: str = "someone-else",
+        client_version: str = "1.6.4",
+    ) -> Deployment:
+        """Record a deployment made by someone else (another tag and deployer) on an app."""
+        with self.lock:
+            env = environment or DEFAULT_ENVIRONMENT
+            app = self.deployed_app(app_name, env)
+            if app is None:
+                app = App(
+                    new_id("ap"),
+                    app_name,
+                    env,
+                    api_pb2.APP_STATE_DEPLOYED,
+                    self.clock(),
+                    deployed_by,
+                )
+                self.apps[app.app_id] = app
+            previous = app.current
+            deployment = Deployment(
+                version=(previous.version + 1) if previous else 1,
+                tag=tag,
+                client_version=client_version,
+                deployed_at=self.clock(),
+                deployed_by=deployed_by,
+                deployment_type=api_pb2.DEPLOYMENT_TYPE_STANDARD,
+                function_ids=dict(app.function_ids),
+                class_ids=dict(app.class_ids),
+                # A foreign deploy changes the code, so no definition matches ours any more.
+                definition_ids={
+                    fid: f"de-foreign{previous.version if previous else 0}"
+                    for fid in app.function_ids.values()
+                },
+                functions=dict(previous.functions) if previous else {},
+            )
+            app.history.append(deployment)
+            app.state = api_pb2.APP_STATE_DEPLOYED
+            return deployment
+
+    def set_autoscaler_override(
+        self,
+        app_name: str,
+        function_tag: str,
+        *,
+        environment: str = "",
+        by: str = "dashboard-user",
+        **settings: int,
+    ) -> api_pb2.AutoscalerSettings:
+        """A hand-made autoscaler change after deploy (dashboard, ``autoscaler.update()``)."""
+        with self.lock:
+            fn = self.function(app_name, function_tag, environment)
+            self.apply_override(fn, api_pb2.AutoscalerSettings(**settings), by)
+            return fn.override
+
+    def apply_override(
+        self, fn: FunctionRecord, settings: api_pb2.AutoscalerSettings, by: str
+    ) -> None:
+        now = self.clock()
+        for descriptor, value in settings.ListFields():
+            setattr(fn.override, descriptor.name, value)
+            fn.override_events[descriptor.name] = api_pb2.UserActionInfo(
+                user_id=by, timestamp=now, requested_by=by
+            )
+
+    # -- looking up --------------------------------------------------------------------------
+
+    def env_name(self, name: str) -> str:
+        return name or DEFAULT_ENVIRONMENT
+
+    def deployed_app(self, name: str, environment: str = "") -> App | None:
+        env = self.env_name(environment)
+        with self.lock:
+            for app in self.apps.values():
+                if (
+                    app.name == name
+                    and app.environment == env
+                    and app.state == api_pb2.APP_STATE_DEPLOYED
+                ):
+                    return app
+            return None
+
+    def app(self, name: str, environment: str = "") -> App:
+        """The deployed app of that name, else the most recent app of that name (for tests)."""
+        with self.lock:
+            found = self.deployed_app(name, environment)
+            if found is not None:
+                return found
+            env = self.env_name(environment)
+            named = [a for a in self.apps.values() if a.name == name and a.environment == env]
+            if not named:
+                raise KeyError(f"no app named {name!r} in {env!r}")
+            return max(named, key=lambda a: a.created_at)
+
+    def function(self, app_name: str, tag: str, environment: str = "") -> FunctionRecord:
+        with self.lock:
+            app = self.app(app_name, environment)
+            return self.functions[app.function_ids[tag]]
+
+    def class_service_function(
+        self, app_name: str, class_name: str, environment: str = ""
+    ) -> FunctionRecord:
+        return self.function(app_name, f"{class_name}.*", environment)
+
+    def find_secret(self, name: str, environment: str = "") -> Secret | None:
+        env = self.env_name(environment)
+        with self.lock:
+            return next(
+                (s for s in self.secrets.values() if s.name == name and s.environment == env), None
+            )
+
+    def find_volume(self, name: str, environment: str = "") -> Volume | None:
+        env = self.env_name(environment)
+        with self.lock:
+            return next(
+                (v for v in self.volumes.values() if v.name == name and v.environment == env), None
+            )
+
+    def find_dict(self, name: str, environment: str = "") -> DictRecord | None:
+        env = self.env_name(environment)
+        with self.lock:
+            return next(
+                (d for d in self.dicts.values() if d.name == name and d.environment == env), None
+            )
+
+    def secret_names(self, ids: list[str] | tuple[str, ...]) -> list[str]:
+        """Map secret ids (what FunctionCreate carries) back to names."""
+        with self.lock:
+            return [self.secrets[i].name if i in self.secrets else i for i in ids]
+
+    def volume_mounts(self, fn: api_pb2.Function) -> dict[str, str]:
+        """Mount path -> volume name for a function definition."""
+        with self.lock:
+            return {
+                m.mount_path: self.volumes[m.volume_id].name
+                if m.volume_id in self.volumes
+                else m.volume_id
+                for m in fn.volume_mounts
+            }
+
+    def mount_files(self, mount_id: str) -> dict[str, bytes]:
+        with self.lock:
+            mount = self.mounts[mount_id]
+            return {name: self.content[sha] for name, sha in mount.files.items()}
+
+    def app_files(self, app_name: str, environment: str = "") -> dict[str, bytes]:
+        """Every file in the mounts the app's functions use: the deployed source among them."""
+        with self.lock:
+            app = self.app(app_name, environment)
+            files: dict[str, bytes] = {}
+            for function_id in app.function_ids.values():
+                record = self.functions[function_id]
+                if record.data is None:
+                    continue
+                for mount_id in record.definition.mount_ids:
+                    if mount_id in self.mounts:
+                        files.update(self.mount_files(mount_id))
+            return files
