@@ -14,6 +14,11 @@ from typing import Any
 from .spec import Spec
 
 SERVE_HOST = "0.0.0.0"  # Modal's web_server proxies to this port inside the container
+# vLLM 0.33 engine arguments whose ``vllm serve`` flag is a bare switch with no ``--no-`` form;
+# false is their default, so false means "leave the flag out" (tests/test_vllm_args.py).
+_SWITCH_ONLY = frozenset(
+    {"aggregate_engine_logging", "data_parallel_multi_port_external_lb", "disable_log_stats"}
+)
 
 
 def engine_kwargs(spec: Spec) -> dict[str, Any]:
@@ -33,6 +38,8 @@ def engine_kwargs(spec: Spec) -> dict[str, Any]:
         kwargs["max_num_seqs"] = spec.engine.max_num_seqs
     if spec.tensor_parallel_size > 1:
         kwargs["tensor_parallel_size"] = spec.tensor_parallel_size
+    if spec.snapshot == "sleep":
+        kwargs["enable_sleep_mode"] = True
     if model.task == "embed":
         kwargs["runner"] = "pooling"
         kwargs["convert"] = "embed"
@@ -67,11 +74,12 @@ def serve_argv(spec: Spec, port: int) -> list[str]:
     """``vllm serve`` arguments (after the ``vllm serve`` words)."""
     kwargs = engine_kwargs(spec)
     argv = [kwargs.pop("model")]
+    # The HTTP server starts without a snapshot in this version, so it never sleeps; sleep mode
+    # would also open vLLM's unauthenticated dev endpoints (FACTS.md).
+    kwargs.pop("enable_sleep_mode", None)
     kwargs["served_model_name"] = served_names(spec)
     kwargs["host"] = SERVE_HOST
     kwargs["port"] = port
-    if spec.snapshot == "sleep":
-        kwargs["enable_sleep_mode"] = True
     for key, value in sorted(kwargs.items()):
         argv.extend(_flag(key, value))
     return argv
@@ -84,7 +92,7 @@ def _flag(key: str, value: Any) -> list[str]:
     if value is True:
         return [flag]
     if value is False:
-        return [f"--no-{key.replace('_', '-')}"]
+        return [] if key in _SWITCH_ONLY else [f"--no-{key.replace('_', '-')}"]
     if isinstance(value, dict):
         return [flag, json.dumps(value, sort_keys=True, separators=(",", ":"))]
     if isinstance(value, list):
