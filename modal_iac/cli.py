@@ -135,11 +135,11 @@ class _Usage(Exception):
     """A command used wrongly (exit status 2), found after argument parsing."""
 
 
-def _spec_files(targets: Sequence[str]) -> list[Path]:
+def _spec_files(targets: Sequence[str]) -> list[str | Path]:
     from .errors import SpecError
     from .load import find_spec_files
 
-    files: list[Path] = []
+    files: list[str | Path] = []
     for target in targets:
         found = find_spec_files(target)
         if not found:
@@ -148,12 +148,12 @@ def _spec_files(targets: Sequence[str]) -> list[Path]:
     return files
 
 
-def _desired(files: list[Path]) -> list[Desired]:
+def _desired(files: list[str | Path]) -> list[Desired]:
     from .load import load_specs
     from .plan import Desired
     from .render import render
 
-    return [Desired(item, render(item)) for item in load_specs(list(files))]
+    return [Desired(item, render(item)) for item in load_specs(files)]
 
 
 def _explain(item: LoadedSpec) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .load import key_path
+from .messages import key_path
 from .spec import Spec
 
 

@@ -7,6 +7,7 @@ GPU names canonical) so the renderer and the planner never parse user text again
 
 from __future__ import annotations
 
+import difflib
 import keyword
 import re
 from typing import Annotated, Any, Literal
@@ -55,6 +56,21 @@ _GPU_ALIASES = {"A10G": "A10"}
 MODAL_MAX_TIMEOUT = 24 * 3600
 MODAL_SCALEDOWN_RANGE = (2, 3600)
 
+
+class Problem(ValueError):
+    """A validation error about one part of the value being checked.
+
+    ``at`` is the key path inside that value (a list index, a mapping key), so the loader
+    can point at the offending line instead of the whole mapping; ``key`` points at the key
+    rather than its value.
+    """
+
+    def __init__(self, message: str, *at: str | int, key: bool = False) -> None:
+        super().__init__(message)
+        self.at = at
+        self.key = key
+
+
 # ---------------------------------------------------------------------------------------
 # Scalar types that accept human spellings and store a canonical value.
 
@@ -78,6 +94,10 @@ def _format_duration(seconds: int) -> str:
     minutes, seconds = divmod(rest, 60)
     text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
     return text + (f"{seconds}s" if seconds or not text else "")
+
+
+def _shown_duration(seconds: int) -> str:
+    return _format_duration(seconds) if seconds >= 0 else f"{seconds}s"
 
 
 _DURATION_SCHEMA = {
@@ -230,8 +250,9 @@ class Embedding(StrictModel):
     @model_validator(mode="after")
     def _widths_fit(self) -> Embedding:
         if self.dimension and self.matryoshka and max(self.matryoshka) > self.dimension:
-            raise ValueError(
-                f"matryoshka width {max(self.matryoshka)} exceeds dimension {self.dimension}"
+            raise Problem(
+                f"width {max(self.matryoshka)} exceeds the dimension ({self.dimension})",
+                "matryoshka",
             )
         return self
 
@@ -321,9 +342,16 @@ class Engine(StrictModel):
     def _args_not_managed(cls, value: dict[str, ExtraArg]) -> dict[str, ExtraArg]:
         for key in value:
             if not _ARG_NAME.match(key):
-                raise ValueError(f"engine argument {key!r}: use the snake_case Python name")
+                python_name = key.strip().lstrip("-").replace("-", "_").lower()
+                raise Problem(
+                    f"use the snake_case Python name, as in {python_name!r}", key, key=True
+                )
             if key in MANAGED_ENGINE_ARGS:
-                raise ValueError(f"engine argument {key!r} is set by {MANAGED_ENGINE_ARGS[key]}")
+                raise Problem(
+                    f"modaliac sets this from {MANAGED_ENGINE_ARGS[key]}; set it there instead",
+                    key,
+                    key=True,
+                )
         return dict(sorted(value.items()))
 
 
@@ -347,13 +375,18 @@ def _parse_gpu(value: Any) -> Any:
     name, _, count = value.partition(":")
     canonical = _GPU_ALIASES.get(name.strip().upper(), name.strip().upper())
     if canonical not in GPU_TYPES:
-        known = ", ".join(GPU_TYPES)
-        raise ValueError(f"unknown GPU type {name.strip()!r}; Modal offers {known}")
+        close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown GPU type {name.strip()!r}; {hint}Modal offers {', '.join(GPU_TYPES)}"
+        )
     if count and not count.strip().isdigit():
-        raise ValueError(f"GPU count {count!r} is not a whole number, as in H100:2")
+        raise ValueError(f"GPU count {count!r} is not a whole number, as in {canonical}:2")
     number = int(count) if count else 1
     if not 1 <= number <= GPU_TYPES[canonical]:
-        raise ValueError(f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container")
+        raise ValueError(
+            f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container, got {number}"
+        )
     return {"type": canonical, "count": number}
 
 
@@ -389,22 +422,24 @@ class Scaling(StrictModel):
     def _scaledown_in_range(cls, value: int) -> int:
         low, high = MODAL_SCALEDOWN_RANGE
         if not low <= value <= high:
-            raise ValueError(f"Modal accepts a scaledown window from {low}s to 1h")
+            raise ValueError(
+                f"Modal accepts a scaledown window from {low}s to 1h, got {_shown_duration(value)}"
+            )
         return value
 
     @field_validator("timeout", "startup_timeout")
     @classmethod
     def _timeout_in_range(cls, value: int) -> int:
         if not 1 <= value <= MODAL_MAX_TIMEOUT:
-            raise ValueError("Modal accepts timeouts from 1s to 24h")
+            raise ValueError(f"Modal accepts timeouts from 1s to 24h, got {_shown_duration(value)}")
         return value
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> Scaling:
         if self.max_containers is not None and self.max_containers < self.min_containers:
-            raise ValueError(
-                f"max_containers ({self.max_containers}) is below min_containers "
-                f"({self.min_containers})"
+            raise Problem(
+                f"{self.max_containers} is below min_containers ({self.min_containers})",
+                "max_containers",
             )
         return self
 
@@ -532,15 +567,17 @@ class Spec(StrictModel):
             raise ValueError("name at least one GPU type")
         if len({g.count for g in value}) > 1:
             raise ValueError("every GPU in a fallback list needs the same count")
-        if len({str(g) for g in value}) != len(value):
-            raise ValueError("a GPU appears twice in the fallback list")
+        for index, gpu in enumerate(value):
+            if str(gpu) in map(str, value[:index]):
+                raise Problem(f"{str(gpu)!r} appears twice in the fallback list", index)
         return value
 
     @field_validator("secrets")
     @classmethod
     def _unique_secrets(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("a secret is listed twice")
+        for index, name in enumerate(value):
+            if name in value[:index]:
+                raise Problem(f"{name!r} is listed twice", index)
         return value
 
     def problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -560,6 +597,15 @@ class Spec(StrictModel):
                 (
                     ("volumes",),
                     f"the downloader fills the Hugging Face cache; mount a volume at {HF_CACHE}",
+                )
+            )
+        if self.snapshot != "none" and self.surfaces.class_ is None:
+            found.append(
+                (
+                    ("snapshot",),
+                    f"snapshot {self.snapshot} applies to the Python class, and surfaces.class is "
+                    "off; the HTTP server starts without a snapshot in this version. Turn the "
+                    "class on or use snapshot: none",
                 )
             )
         http = self.surfaces.http

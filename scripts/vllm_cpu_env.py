@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import venv
-from importlib.metadata import Distribution
 from pathlib import Path
 
 VLLM_VERSION = "0.33.0"

@@ -79,7 +79,8 @@ def test_console_script_help_runs_without_importing_modal() -> None:
     code = (
         "import sys; from modal_iac.cli import main\n"
         "try: main(['--help'])\nexcept SystemExit: pass\n"
-        "heavy = [m for m in ('modal', 'vllm', 'pydantic', 'jinja2', 'ruamel') if m in sys.modules]\n"
+        "names = ('modal', 'vllm', 'pydantic', 'jinja2', 'ruamel')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print('heavy=' + ','.join(heavy))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -166,7 +167,7 @@ def test_plan_with_empty_state_creates_everything(
     assert code == 2, err
     assert "+ create kalm-embedding  (specs/kalm.yaml)" in out
     assert "+ create minilm-embedding  (specs/minilm.yaml)" in out
-    assert '    gpu                ' in out or "    gpu " in out
+    assert "    gpu                " in out or "    gpu " in out
     assert out.rstrip().endswith("Plan: 2 to create, 0 to update, 0 to replace, 0 to delete.")
     assert not (workdir / ".modaliac").exists(), "plan must not write state"
 
@@ -198,14 +199,14 @@ def test_plan_snapshot_change_is_a_replace_but_labels_are_not(
     record(["specs/kalm.yaml"], workdir / ".modaliac" / "state.json")
     kalm = workdir / "specs" / "kalm.yaml"
     edit(kalm, "max_num_seqs: 256", "max_num_seqs: 128")
-    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    _, out, _ = run(capsys, "plan", "specs/kalm.yaml")
     assert "-/+ replace kalm-embedding" in out
     assert "engine.max_num_seqs : 256 -> 128" in out
     assert "new memory snapshot" in out
 
     edit(kalm, "max_num_seqs: 128", "max_num_seqs: 256")
     edit(kalm, "team: search", "team: ranking")
-    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    _, out, _ = run(capsys, "plan", "specs/kalm.yaml")
     assert "~ update kalm-embedding" in out
     assert 'labels : {"team": "search"} -> {"team": "ranking"}' in out
 
@@ -215,9 +216,9 @@ def test_plan_deletes_only_apps_whose_spec_left_the_planned_directory(
 ) -> None:
     record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
     (workdir / "specs" / "minilm.yaml").unlink()
-    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    _, out, _ = run(capsys, "plan", "specs/kalm.yaml")
     assert "delete" not in out  # a single file is a targeted plan
-    code, out, _ = run(capsys, "plan", "specs")
+    _, out, _ = run(capsys, "plan", "specs")
     assert "- delete minilm-embedding  (specs/minilm.yaml)" in out
     assert "Plan: 0 to create, 0 to update, 0 to replace, 1 to delete." in out
 
@@ -232,9 +233,7 @@ def test_plan_json_is_the_documented_format(
     document = json.loads(out)
     assert document["format_version"] == 1
     assert document["modaliac_version"] == __version__
-    assert document["summary"] == {
-        "create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0
-    }
+    assert document["summary"] == {"create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0}
     by_app = {c["app"]: c for c in document["changes"]}
     kalm = by_app["kalm-embedding"]
     assert kalm["action"] == "replace"
@@ -245,10 +244,8 @@ def test_plan_json_is_the_documented_format(
     assert by_app["minilm-embedding"]["action"] == "create"
 
 
-def test_plan_markdown_has_summary_first(
-    capsys: pytest.CaptureFixture[str], workdir: Path
-) -> None:
-    code, out, _ = run(capsys, "plan", "--format", "markdown")
+def test_plan_markdown_has_summary_first(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    _, out, _ = run(capsys, "plan", "--format", "markdown")
     first = out.splitlines()[0]
     assert first == "### modaliac plan: Plan: 2 to create, 0 to update, 0 to replace, 0 to delete."
     assert "| `+` | `kalm-embedding` | create | `specs/kalm.yaml` |" in out
@@ -257,7 +254,7 @@ def test_plan_markdown_has_summary_first(
 
 
 def test_plan_out_file(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    code, out, err = run(capsys, "plan", "--format", "json", "-o", "plan.json")
+    code, out, _err = run(capsys, "plan", "--format", "json", "-o", "plan.json")
     assert code == 0 and out == ""
     assert json.loads((workdir / "plan.json").read_text())["summary"]["create"] == 2
 
@@ -277,10 +274,12 @@ def test_plan_with_a_broken_state_file_is_one_line(
     state = workdir / ".modaliac" / "state.json"
     state.parent.mkdir()
     state.write_text("{not json")
-    code, out, err = run(capsys, "plan")
+    code, _out, err = run(capsys, "plan")
     assert code == 1
-    assert err == f"{Path('.modaliac/state.json')}:1:2: the state is not valid JSON " \
+    assert (
+        err == f"{Path('.modaliac/state.json')}:1:2: the state is not valid JSON "
         "(Expecting property name enclosed in double quotes)\n"
+    )
 
 
 def test_plan_without_specs_directory_is_a_usage_error(
@@ -324,7 +323,7 @@ def test_color_follows_tty_and_no_color(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_color_always_paints_the_plan(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    code, out, _ = run(capsys, "--color", "always", "plan")
+    _, out, _ = run(capsys, "--color", "always", "plan")
     assert "\x1b[32m+ create kalm-embedding\x1b[0m" in out
-    code, out, _ = run(capsys, "--color", "never", "plan")
+    _, out, _ = run(capsys, "--color", "never", "plan")
     assert "\x1b[" not in out
