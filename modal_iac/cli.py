@@ -8,6 +8,7 @@ problem on stderr and exit status 1; tracebacks only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -51,7 +52,7 @@ def _wants_color(stream: TextIO, choice: str) -> bool:
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
 
-    loaded = load_specs(_spec_files(args.specs))
+    loaded = load_specs(spec_files(args.specs))
     for item in loaded:
         console.print(f"{item.path}: ok ({item.spec.app})")
     return EXIT_OK
@@ -61,7 +62,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
     from .render import render
 
-    loaded = load_specs(_spec_files(args.specs))
+    loaded = load_specs(spec_files(args.specs))
     if args.explain:
         for item in loaded:
             console.print(_explain(item))
@@ -82,16 +83,23 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from .operate import credentials_configured, online_plan
     from .plan import make_plan
     from .present import as_json, as_markdown, as_text
-    from .state import read_state
+    from .state import open_store
 
     if not args.specs and not DEFAULT_SPEC_DIR.is_dir():
         raise _Usage(f"plan: no {DEFAULT_SPEC_DIR}/ directory here; name spec files or a directory")
     targets = args.specs or [str(DEFAULT_SPEC_DIR)]
-    desired = _desired(_spec_files(targets))
+    desired = desired_apps(spec_files(targets))
     scope = [Path(t) for t in targets if Path(t).is_dir()]
-    plan = make_plan(desired, read_state(Path(args.state)), scope)
+    state = open_store(args.state).read()
+    if not args.offline and credentials_configured():
+        plan = online_plan(desired, state, scope)
+    else:
+        plan = make_plan(desired, state, scope)
+    if args.format == "text" and args.out and args.out.endswith(".json"):
+        args.format = "json"  # a saved plan for `modaliac apply FILE`
     if args.format == "json":
         text = as_json(plan)
     elif args.format == "markdown":
@@ -106,6 +114,23 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    from .diff import diff_git, diff_recorded, format_diff
+    from .state import open_store
+
+    targets = args.specs or [str(DEFAULT_SPEC_DIR)]
+    if args.base:
+        diffs = diff_git(args.base, targets, Path.cwd())
+    else:
+        scope = [Path(t) for t in targets if Path(t).is_dir()]
+        diffs = diff_recorded(
+            desired_apps(spec_files(targets)), open_store(args.state).read(), scope
+        )
+    text, differs = format_diff(diffs, color=console.color)
+    console.print(text, end="")
+    return EXIT_CHANGES if args.exit_code and differs else EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace, console: Console) -> int:
@@ -135,7 +160,7 @@ class _Usage(Exception):
     """A command used wrongly (exit status 2), found after argument parsing."""
 
 
-def _spec_files(targets: Sequence[str]) -> list[str | Path]:
+def spec_files(targets: Sequence[str]) -> list[str | Path]:
     from .errors import SpecError
     from .load import find_spec_files
 
@@ -148,7 +173,7 @@ def _spec_files(targets: Sequence[str]) -> list[str | Path]:
     return files
 
 
-def _desired(files: list[str | Path]) -> list[Desired]:
+def desired_apps(files: list[str | Path]) -> list[Desired]:
     from .load import load_specs
     from .plan import Desired
     from .render import render
@@ -231,10 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     plan.add_argument("specs", nargs="*", metavar="SPEC|DIR")
+    _state_option(plan)
     plan.add_argument(
-        "--state",
-        default=os.environ.get("MODALIAC_STATE", ".modaliac/state.json"),
-        help="state file (default: .modaliac/state.json, or $MODALIAC_STATE)",
+        "--offline",
+        action="store_true",
+        help="do not consult Modal (the default when no Modal credentials are configured)",
     )
     plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     plan.add_argument("-o", "--out", metavar="FILE", help="write the plan to FILE")
@@ -244,6 +270,84 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 for no changes, 1 for errors, 2 when there are changes",
     )
     plan.set_defaults(run=cmd_plan)
+
+    diff = commands.add_parser(
+        "diff",
+        help="diff the generated files against the state or a git revision",
+        description=(
+            "Unified diff of the generated Modal files, plus the settings diff: between what "
+            "is recorded as applied and what the specs render now, or with --base between a "
+            "git revision of the specs and the working tree (no Modal credentials needed)."
+        ),
+    )
+    diff.add_argument("specs", nargs="*", metavar="SPEC|DIR")
+    diff.add_argument("--base", metavar="GITREF", help="compare with the specs at this revision")
+    diff.add_argument(
+        "--exit-code", action="store_true", help="exit 2 when something differs (0 otherwise)"
+    )
+    _state_option(diff)
+    diff.set_defaults(run=cmd_diff)
+
+    apply = commands.add_parser(
+        "apply",
+        help="deploy the specs to Modal",
+        description=(
+            "Plan against Modal, ask, then deploy in parallel and record each app in the state. "
+            "With a JSON plan file (plan -o plan.json), apply exactly that plan, refusing it if "
+            "the recorded or observed state changed since."
+        ),
+    )
+    apply.add_argument("targets", nargs="*", metavar="PLANFILE|SPEC|DIR")
+    apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    apply.add_argument("--parallel", type=int, default=4, help="apps deployed at once (4)")
+    apply.add_argument(
+        "--build-dir", default=".modaliac/build", help="where the deployed files are written"
+    )
+    _state_option(apply, lock=True)
+    apply.set_defaults(run="operate:cmd_apply", confirm=True)
+
+    destroy = commands.add_parser(
+        "destroy", help="stop a managed app", description="Stop an app and forget it."
+    )
+    destroy.add_argument("target", metavar="APP|SPEC")
+    destroy.add_argument("--env", help="Modal environment of the app")
+    destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    _state_option(destroy, lock=True)
+    destroy.set_defaults(run="operate:cmd_destroy", confirm=True)
+
+    adopt = commands.add_parser(
+        "import",
+        help="adopt an app deployed by hand",
+        description="Record an app already deployed on Modal, so specs can manage it.",
+    )
+    adopt.add_argument("app", metavar="APP")
+    adopt.add_argument("--env", help="Modal environment of the app")
+    _state_option(adopt, lock=True)
+    adopt.set_defaults(run="operate:cmd_import")
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="roll an app back to an earlier deployment",
+        description="Roll a managed app back on Modal (default: the previous version).",
+    )
+    rollback.add_argument("target", metavar="APP|SPEC")
+    rollback.add_argument("--to", type=int, default=-1, metavar="VERSION")
+    rollback.add_argument("--env", help="Modal environment of the app")
+    _state_option(rollback, lock=True)
+    rollback.set_defaults(run="operate:cmd_rollback")
+
+    state = commands.add_parser(
+        "state", help="show the recorded state", description="List or show recorded apps."
+    )
+    state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    state_list = state_commands.add_parser("list", help="list recorded apps")
+    _state_option(state_list)
+    state_show = state_commands.add_parser("show", help="show one recorded app")
+    state_show.add_argument("target", metavar="APP|SPEC")
+    state_show.add_argument("--env", help="Modal environment of the app")
+    state_show.add_argument("--source", action="store_true", help="include the deployed file")
+    _state_option(state_show)
+    state.set_defaults(run="operate:cmd_state")
 
     schema = commands.add_parser(
         "schema",
@@ -256,12 +360,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _state_option(parser: argparse.ArgumentParser, *, lock: bool = False) -> None:
+    parser.add_argument(
+        "--state",
+        default=os.environ.get("MODALIAC_STATE", ".modaliac/state.json"),
+        help="state file, or modal:VOLUME for state kept on Modal (default: "
+        ".modaliac/state.json, or $MODALIAC_STATE)",
+    )
+    if lock:
+        parser.add_argument(
+            "--lock-timeout",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait this long for another apply to release the state (default: fail at once)",
+        )
+
+
+def _ask(question: str) -> bool:
+    """Ask on the terminal; without one, refuse (use --yes in scripts and CI)."""
+    if not sys.stdin.isatty():
+        raise _Usage("not a terminal: pass --yes to apply without confirmation")
+    return input(f"{question} Only 'yes' is accepted: ").strip() == "yes"
+
+
+def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _ask) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     console = Console(sys.stdout, sys.stderr, color=_wants_color(sys.stdout, args.color))
-    run: Callable[[argparse.Namespace, Console], int] = args.run
     try:
+        if isinstance(args.run, str):
+            module, name = args.run.split(":")
+            command = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+            if getattr(args, "confirm", False):
+                return int(command(args, console, confirm))
+            return int(command(args, console))
+        run: Callable[[argparse.Namespace, Console], int] = args.run
         return run(args, console)
     except _Usage as exc:
         parser.print_usage(sys.stderr)

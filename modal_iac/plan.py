@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from . import __version__
 from .load import LoadedSpec
+from .observed import Observed
 from .render import Rendered
 from .settings import settings
 from .state import AppRecord, State, app_address
@@ -45,6 +46,7 @@ class Desired:
             source_hash=self.rendered.body_hash,
             settings=settings(spec),
             source=self.rendered.source,
+            deployment_tag=deployment_tag(self.rendered.body_hash),
         )
 
 
@@ -67,12 +69,19 @@ class Change:
     source_hash_after: str | None
     fields: tuple[FieldChange, ...] = ()
     notes: tuple[str, ...] = ()
+    drift: tuple[str, ...] = ()  # changed on Modal outside modaliac
+    blockers: tuple[str, ...] = ()  # apply refuses while any remain
+    recorded_version: int | None = None
+    observed_version: int | None = None
+    observed_state: str | None = None  # None: planned offline
+    record: AppRecord | None = None  # what the state holds once applied (None for delete)
 
 
 @dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     warnings: tuple[str, ...] = ()
+    online: bool = False
     modaliac_version: str = __version__
     format_version: int = PLAN_FORMAT_VERSION
     counts: dict[str, int] = field(init=False)
@@ -85,23 +94,49 @@ class Plan:
     def has_changes(self) -> bool:
         return any(change.action != "no-op" for change in self.changes)
 
+    @property
+    def blockers(self) -> list[str]:
+        return [f"{c.address}: {b}" for c in self.changes for b in c.blockers]
+
+
+def deployment_tag(source_hash: str) -> str:
+    """The tag modaliac deploys with; it names the generated code, so drift is detectable."""
+    return f"modaliac-{source_hash[:12]}"
+
 
 def make_plan(
-    desired: list[Desired], recorded: State, delete_scope: list[Path] | None = None
+    desired: list[Desired],
+    recorded: State,
+    delete_scope: list[Path] | None = None,
+    observed: dict[tuple[str | None, str], Observed] | None = None,
 ) -> Plan:
-    """Compare desired apps with the recorded state.
+    """Compare desired apps with the recorded state and, when given, what Modal reports.
 
     ``delete_scope``: spec directories this plan covers. A recorded app whose spec lived
     under one of them and is no longer desired is planned for deletion. Planning single
     files (no scope) never deletes: other specs are simply out of view.
+    ``observed``: None plans offline (recorded state only); otherwise drift is reported and
+    the actions converge Modal back to the specs.
     """
     changes = []
     wanted = {item.address: item for item in desired}
     for address, item in sorted(wanted.items()):
         before = recorded.apps.get(address)
-        changes.append(_compare(item, before))
+        seen = None
+        if observed is not None:
+            spec = item.loaded.spec
+            seen = observed.get((spec.environment, spec.app), Observed(spec.app, spec.environment))
+        changes.append(_compare(item, before, seen))
     for address, record in sorted(recorded.apps.items()):
-        if address not in wanted and _in_scope(record.spec_path, delete_scope):
+        if address not in wanted and in_scope(record.spec_path, delete_scope):
+            notes = ["its spec was removed: the Modal app will be stopped"]
+            if observed is not None:
+                seen = observed.get((record.environment, record.app))
+                if seen is None or seen.state != "deployed":
+                    notes = [
+                        "its spec was removed and the app is already gone from Modal: "
+                        "only the state entry is removed"
+                    ]
             changes.append(
                 Change(
                     action="delete",
@@ -113,51 +148,127 @@ def make_plan(
                     source_hash_before=record.source_hash,
                     source_hash_after=None,
                     fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
-                    notes=("its spec was removed: the Modal app will be stopped",),
+                    notes=tuple(notes),
+                    recorded_version=record.deployed_version,
                 )
             )
-    return Plan(changes=tuple(changes), warnings=tuple(_warnings(desired)))
+    return Plan(
+        changes=tuple(changes), warnings=tuple(_warnings(desired)), online=observed is not None
+    )
 
 
-def _compare(item: Desired, before: AppRecord | None) -> Change:
+def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> Change:
     after = item.record()
-
-    def change(action: Action, fields: tuple[FieldChange, ...], notes: list[str]) -> Change:
-        return Change(
-            action=action,
-            address=item.address,
-            app=after.app,
-            environment=after.environment,
-            spec_path=after.spec_path,
-            spec_digest=after.spec_digest,
-            source_hash_before=before.source_hash if before else None,
-            source_hash_after=after.source_hash,
-            fields=fields,
-            notes=tuple(notes),
-        )
-
+    fields: tuple[FieldChange, ...] = ()
+    notes: list[str] = []
     if before is None:
-        return change(
-            "create", tuple(FieldChange(k, None, v) for k, v in after.settings.items()), []
-        )
-    fields = _field_changes(before.settings, after.settings)
-    if not fields and before.source_hash == after.source_hash:
-        return change("no-op", (), [])
-    notes = []
-    if not fields:
-        notes.append("the generated code changed (a new modaliac version or template)")
-    action: Action = "update"
-    snapshots = {before.settings.get("snapshot"), after.settings.get("snapshot")} - {"none"}
-    metadata_only = fields and all(f.path.startswith(_METADATA_PREFIXES) for f in fields)
-    if snapshots and not metadata_only:
-        action = "replace"
-        notes.append(
-            "a new memory snapshot is taken: the first cold starts after deploy load the model"
-        )
-    return change(action, fields, notes)
+        action: Action = "create"
+        fields = tuple(FieldChange(k, None, v) for k, v in after.settings.items())
+    else:
+        fields = field_changes(before.settings, after.settings)
+        action = "no-op"
+        if fields or before.source_hash != after.source_hash:
+            action = "update"
+            if not fields:
+                notes.append("the generated code changed (a new modaliac version or template)")
+            snapshots = {before.settings.get("snapshot"), after.settings.get("snapshot")} - {"none"}
+            metadata_only = fields and all(f.path.startswith(_METADATA_PREFIXES) for f in fields)
+            if snapshots and not metadata_only:
+                action = "replace"
+                notes.append(
+                    "a new memory snapshot is taken: the first cold starts after deploy load "
+                    "the model"
+                )
+    drift: list[str] = []
+    blockers: list[str] = []
+    if seen is not None:
+        action = _observe(after, before, seen, action, notes, drift, blockers)
+    return Change(
+        action=action,
+        address=item.address,
+        app=after.app,
+        environment=after.environment,
+        spec_path=after.spec_path,
+        spec_digest=after.spec_digest,
+        source_hash_before=before.source_hash if before else None,
+        source_hash_after=after.source_hash,
+        fields=fields,
+        notes=tuple(notes),
+        drift=tuple(drift),
+        blockers=tuple(blockers),
+        recorded_version=before.deployed_version if before else None,
+        observed_version=seen.current.version if seen and seen.current else None,
+        observed_state=seen.state if seen else None,
+        record=after,
+    )
 
 
-def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
+def _observe(
+    after: AppRecord,
+    before: AppRecord | None,
+    seen: Observed,
+    action: Action,
+    notes: list[str],
+    drift: list[str],
+    blockers: list[str],
+) -> Action:
+    """Fold what Modal reports into the action; fill notes, drift and blockers in place."""
+    env_flag = f" --env {after.environment}" if after.environment else ""
+    for name in seen.missing_secrets:
+        blockers.append(
+            f"secret {name!r} does not exist on Modal: create it with "
+            f"`modal secret create {name} KEY=VALUE{env_flag}` (modaliac never handles values)"
+        )
+    notes.extend(
+        f"volume {name!r} does not exist yet and will be created" for name in seen.missing_volumes
+    )
+    current = seen.current
+    ours = current is not None and current.tag == after.deployment_tag
+    if before is None:
+        if seen.state == "deployed" and ours:
+            notes.append("Modal already runs exactly this version: apply only records it")
+            return "no-op"
+        if seen.state == "deployed":
+            blockers.append(
+                f"an app named {after.app!r} is already deployed on Modal and modaliac does not "
+                f"manage it: adopt it with `modaliac import {after.app}`, or rename the spec's app"
+            )
+        return action
+    for override in seen.overrides:
+        drift.append(
+            f"{override.function}: {override.setting} was changed by hand to {override.value} "
+            f"(deployed: {override.static_value}) by {override.by or 'someone'}; "
+            "put it in the spec to keep it"
+        )
+    if seen.state != "deployed":
+        drift.append(
+            f"the app is {seen.state} on Modal (modaliac recorded v{before.deployed_version})"
+        )
+        notes.append("apply deploys it again")
+        return "create" if action == "no-op" else action
+    if current is None or (ours and current.version == before.deployed_version):
+        return action
+    if ours and action == "no-op":
+        notes.append(f"Modal runs this version as v{current.version}: apply records it")
+        return action
+    who = current.deployed_by or "someone"
+    if current.deployment_type == "rollback":
+        drift.append(
+            f"rolled back by {who} to the code of v{current.rollback_version} (now "
+            f"v{current.version}); modaliac recorded v{before.deployed_version}"
+        )
+    else:
+        drift.append(
+            f"v{current.version} was deployed outside modaliac by {who} (tag "
+            f"{current.tag or 'none'!r}); modaliac recorded v{before.deployed_version}"
+        )
+    if action == "no-op":
+        notes.append("apply deploys the spec again to undo the drift")
+        return "update"
+    return action
+
+
+def field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
     keys = list(after) + [k for k in before if k not in after]
     return tuple(
         FieldChange(key, before.get(key), after.get(key))
@@ -166,7 +277,7 @@ def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[Field
     )
 
 
-def _in_scope(spec_path: str, scope: list[Path] | None) -> bool:
+def in_scope(spec_path: str, scope: list[Path] | None) -> bool:
     if not scope:
         return False
     path = Path(spec_path).resolve()

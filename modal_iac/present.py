@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
-from .plan import Change, Plan
+from .errors import ModaliacError
+from .plan import Change, FieldChange, Plan
+from .state import AppRecord
 
 _SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
 _COLOR = {"create": "32", "update": "33", "replace": "35", "delete": "31", "no-op": "2"}
@@ -53,7 +56,28 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
     unchanged = [c.address for c in plan.changes if c.action == "no-op"]
     if unchanged:
         lines.append(f"Unchanged: {', '.join(unchanged)}")
+        lines.extend(
+            paint("2", f"    # {c.address}: {note}")
+            for c in plan.changes
+            if c.action == "no-op"
+            for note in c.notes
+        )
+    drift = [(c.address, d) for c in plan.changes for d in c.drift]
+    if drift:
+        lines.append(paint("33", "Drift: changed on Modal outside modaliac:"))
+        lines.extend(f"  {address}: {text}" for address, text in drift)
+    if plan.blockers:
+        lines.append(paint("31", "Blocked: apply refuses until these are fixed:"))
+        lines.extend(f"  {blocker}" for blocker in plan.blockers)
     lines.extend(paint("33", f"Warning: {warning}") for warning in plan.warnings)
+    if not plan.online:
+        lines.append(
+            paint(
+                "2",
+                "(Modal was not consulted: the plan compares the specs with the "
+                "recorded state only)",
+            )
+        )
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -65,8 +89,10 @@ def as_json(plan: Plan) -> str:
         "modaliac_version": plan.modaliac_version,
         "summary": dict(plan.counts),
         "has_changes": plan.has_changes,
+        "online": plan.online,
         "changes": [_change_json(change) for change in plan.changes],
         "warnings": list(plan.warnings),
+        "blockers": plan.blockers,
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -81,42 +107,74 @@ def _change_json(change: Change) -> dict[str, Any]:
         "source_sha256": {"before": change.source_hash_before, "after": change.source_hash_after},
         "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
         "notes": list(change.notes),
+        "drift": list(change.drift),
+        "blockers": list(change.blockers),
+        "recorded": {"version": change.recorded_version},
+        "observed": {"state": change.observed_state, "version": change.observed_version},
+        "record": asdict(change.record) if change.record else None,
     }
 
 
-def as_markdown(plan: Plan) -> str:
-    """A pull-request comment: the summary first, then one collapsible section per app."""
-    lines = [f"### modaliac plan: {summary_line(plan)}", ""]
+# GitHub refuses comments over 65,536 characters; keep room for what a workflow wraps around.
+MARKDOWN_BUDGET = 60_000
+
+
+def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET) -> str:
+    """A pull-request comment: the summary and drift first, then one collapsible section per
+    app, dropping sections (and saying so) once the comment would pass ``budget`` characters."""
+    head = [f"### modaliac plan: {summary_line(plan)}", ""]
     if plan.changes:
-        lines += ["| | app | action | spec |", "|---|---|---|---|"]
+        head += ["| | app | action | spec |", "|---|---|---|---|"]
         for change in plan.changes:
             symbol = _SYMBOL[change.action].strip() or "·"
-            lines.append(
+            head.append(
                 f"| `{symbol}` | `{_md(change.address)}` | {change.action} "
                 f"| `{_md(change.spec_path)}` |"
             )
-        lines.append("")
-    for change in plan.changes:
-        if change.action == "no-op":
-            continue
-        lines.append(
-            f"<details><summary><code>{_html(change.address)}</code>: {change.action}"
-            f" ({len(change.fields)} settings)</summary>"
-        )
-        lines += ["", "```diff"]
-        for item in change.fields:
-            if change.action in ("update", "replace"):
-                lines.append(f"- {item.path} = {_value(item.before)}")
-                lines.append(f"+ {item.path} = {_value(item.after)}")
-            elif change.action == "create":
-                lines.append(f"+ {item.path} = {_value(item.after)}")
-            else:
-                lines.append(f"- {item.path} = {_value(item.before)}")
-        lines += ["```", ""]
-        lines += [f"> {_md(note)}" for note in change.notes]
-        lines += ["</details>", ""]
-    lines += [f"> **Warning:** {_md(warning)}" for warning in plan.warnings]
-    return "\n".join(lines).rstrip() + "\n"
+        head.append("")
+    drift = [(c.address, d) for c in plan.changes for d in c.drift]
+    if drift:
+        head += ["**Drift** (changed on Modal outside modaliac):", ""]
+        head += [f"- `{_md(address)}`: {_md(text)}" for address, text in drift]
+        head.append("")
+    if plan.blockers:
+        head += ["**Blocked**: apply refuses until these are fixed:", ""]
+        head += [f"- {_md(blocker)}" for blocker in plan.blockers]
+        head.append("")
+    head += [f"> **Warning:** {_md(warning)}" for warning in plan.warnings]
+    text = "\n".join(head).rstrip() + "\n"
+    sections = [_md_section(c) for c in plan.changes if c.action != "no-op"]
+    for index, section in enumerate(sections):
+        rest = len(sections) - index
+        if len(text) + len(section) + 200 > budget:
+            text += (
+                f"\n_{rest} more app sections left out to fit a comment: run "
+                "`modaliac plan --format text` for every setting._\n"
+            )
+            break
+        text += "\n" + section
+    return text
+
+
+def _md_section(change: Change) -> str:
+    lines = [
+        f"<details><summary><code>{_html(change.address)}</code>: {change.action}"
+        f" ({len(change.fields)} settings)</summary>",
+        "",
+        "```diff",
+    ]
+    for item in change.fields:
+        if change.action in ("update", "replace"):
+            lines.append(f"- {item.path} = {_value(item.before)}")
+            lines.append(f"+ {item.path} = {_value(item.after)}")
+        elif change.action == "create":
+            lines.append(f"+ {item.path} = {_value(item.after)}")
+        else:
+            lines.append(f"- {item.path} = {_value(item.before)}")
+    lines += ["```", ""]
+    lines += [f"> {_md(note)}" for note in change.notes]
+    lines += ["</details>", ""]
+    return "\n".join(lines)
 
 
 def _md(text: str) -> str:
@@ -125,3 +183,42 @@ def _md(text: str) -> str:
 
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def load_plan(text: str) -> Plan:
+    """A plan saved with ``--format json``, for ``apply PLANFILE``."""
+    try:
+        document = json.loads(text)
+        if document.get("format_version") != 1:
+            raise ModaliacError(
+                f"plan format_version {document.get('format_version')!r} is not 1; make the "
+                "plan again with this modaliac"
+            )
+        changes = tuple(
+            Change(
+                action=item["action"],
+                address=item["address"],
+                app=item["app"],
+                environment=item["environment"],
+                spec_path=item["spec"]["path"],
+                spec_digest=item["spec"]["sha256"],
+                source_hash_before=item["source_sha256"]["before"],
+                source_hash_after=item["source_sha256"]["after"],
+                fields=tuple(
+                    FieldChange(f["path"], f["before"], f["after"]) for f in item["fields"]
+                ),
+                notes=tuple(item["notes"]),
+                drift=tuple(item["drift"]),
+                blockers=tuple(item["blockers"]),
+                recorded_version=item["recorded"]["version"],
+                observed_version=item["observed"]["version"],
+                observed_state=item["observed"]["state"],
+                record=AppRecord(**item["record"]) if item["record"] else None,
+            )
+            for item in document["changes"]
+        )
+        return Plan(
+            changes=changes, warnings=tuple(document["warnings"]), online=document["online"]
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModaliacError(f"not a modaliac JSON plan ({type(exc).__name__}: {exc})") from None

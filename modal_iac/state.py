@@ -1,17 +1,28 @@
-"""The recorded state: what modaliac last applied, per app. A local JSON file by default.
+"""The recorded state: what modaliac last applied, per app, and where it is kept.
 
 The state holds names, hashes, resolved settings and the rendered source, never a secret
-value (specs cannot hold one: load.py refuses them). Writes are atomic (temp file + rename).
+value (specs cannot hold one: load.py refuses them). It lives behind a ``StateStore``: a local
+JSON file (``LocalStore``, the default) or a file on a Modal Volume (``remote_state.ModalStore``),
+chosen by ``open_store``. Either way writes are atomic and an apply holds a lock, so two
+applies never interleave their writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import os
+import socket
+import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import __version__
 from .errors import StateError
@@ -19,6 +30,7 @@ from .errors import StateError
 STATE_FORMAT = "modaliac-state"
 STATE_VERSION = 1
 DEFAULT_STATE_PATH = Path(".modaliac") / "state.json"
+REMOTE_PREFIX = "modal:"  # --state modal:... names a state on a Modal Volume (remote_state.py)
 
 
 def app_address(environment: str | None, app: str) -> str:
@@ -38,6 +50,8 @@ class AppRecord:
     settings: dict[str, Any]
     source: str = ""
     modaliac_version: str = __version__
+    deployed_version: int | None = None  # Modal's app version after modaliac's deploy
+    deployment_tag: str = ""  # the tag modaliac deployed with: modaliac-<source hash>
 
     @property
     def address(self) -> str:
@@ -65,23 +79,28 @@ def read_state(path: Path) -> State:
         return State()
     except (OSError, UnicodeDecodeError) as exc:
         raise StateError(f"{path}: cannot read the state: {exc}") from None
+    return parse_state(text, str(path))
+
+
+def parse_state(text: str, where: str) -> State:
+    """A state document from its JSON text; ``where`` names it in the one-line errors."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StateError(
-            f"{path}:{exc.lineno}:{exc.colno}: the state is not valid JSON ({exc.msg})"
+            f"{where}:{exc.lineno}:{exc.colno}: the state is not valid JSON ({exc.msg})"
         ) from None
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
-        raise StateError(f"{path}: not a modaliac state file")
+        raise StateError(f"{where}: not a modaliac state file")
     if document.get("version") != STATE_VERSION:
         raise StateError(
-            f"{path}: state version {document.get('version')!r} is not {STATE_VERSION}; "
+            f"{where}: state version {document.get('version')!r} is not {STATE_VERSION}; "
             "use the modaliac version that wrote it"
         )
     try:
         apps = {address: AppRecord(**record) for address, record in document["apps"].items()}
     except (KeyError, TypeError, AttributeError) as exc:
-        raise StateError(f"{path}: the state is damaged ({exc})") from None
+        raise StateError(f"{where}: the state is damaged ({exc})") from None
     return State(apps)
 
 
@@ -98,3 +117,216 @@ def write_state(path: Path, state: State) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    _sync_directory(path.parent)
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make the rename itself durable: a power cut after it must not bring the old file back."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- locking ----------------------------------------------------------------------------------
+
+
+class StateLockedError(StateError):
+    """Another run holds the state's lock (or this run lost its lease)."""
+
+
+def utc_time(seconds: float) -> str:
+    """A moment as people in any time zone read it alike."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a state lock, written beside the lock so a blocked run can say who to ask.
+
+    ``token`` tells this holder from any other with the same pid and host (a remote lock is
+    released or renewed only by the holder whose token it carries). ``expires_at`` is the end
+    of a remote lease; a local lock has none (the OS frees it when its process exits).
+    """
+
+    command: str
+    pid: int
+    host: str
+    user: str
+    since: float
+    token: str
+    expires_at: float | None = None
+
+    @classmethod
+    def current(cls, command: str, now: float) -> LockOwner:
+        """This process, doing ``command`` (empty: the command line it was started with)."""
+        label = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]).strip()
+        return cls(
+            command=label[:200],
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            user=_user(),
+            since=now,
+            token=uuid.uuid4().hex,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LockOwner | None:
+        """The owner recorded in ``text``, or None if it is not one (empty, partly written).
+
+        Fields this version does not know are ignored, so a newer modaliac's lock still counts.
+        """
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                return None
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        except (ValueError, TypeError):
+            return None
+
+    def describe(self) -> str:
+        who = f"{self.user}@{self.host} (pid {self.pid}, `{self.command}`)"
+        return f"{who} since {utc_time(self.since)}"
+
+
+class StateStore(Protocol):
+    """Where the state lives. ``plan`` only reads; ``apply`` reads, then writes under ``lock``.
+
+    ``lock(owner, wait)`` is a context manager yielding this run's ``LockOwner``; ``owner``
+    names the operation (e.g. ``"modaliac apply specs/"``), pid, host, user and time are added.
+    If another run holds the lock after ``wait`` seconds it raises ``StateLockedError``, one
+    line naming the holder and what to do. ``refresh()`` renews a lease-based lock during a
+    long apply (a no-op for stores whose lock has no lease).
+    """
+
+    def read(self) -> State: ...
+
+    def write(self, state: State) -> None: ...
+
+    def lock(
+        self, owner: str, wait: float = 0.0
+    ) -> contextlib.AbstractContextManager[LockOwner]: ...
+
+    def refresh(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class LocalStore:
+    """The state as a local JSON file; the lock is an OS file lock on ``<path>.lock``.
+
+    ``flock`` is released by the kernel when its process exits, however it exits, so a crashed
+    or killed apply never leaves the state locked, and the lock file is never deleted (deleting
+    a locked file lets a second process lock a fresh inode while the first still holds the old).
+    The file's content only says who holds it; the lock is the ``flock``.
+    """
+
+    def __init__(
+        self, path: Path, *, poll: float = 0.05, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.poll = poll
+        self.clock = clock
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def read(self) -> State:
+        return read_state(self.path)
+
+    def write(self, state: State) -> None:
+        try:
+            write_state(self.path, state)
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot write the state: {exc}") from None
+
+    def refresh(self) -> None:
+        """Nothing to renew: the lock lasts as long as the process holding it."""
+
+    @contextlib.contextmanager
+    def lock(self, owner: str, wait: float = 0.0) -> Iterator[LockOwner]:
+        fd = self._acquire(wait)
+        try:
+            me = LockOwner.current(owner, self.clock())
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me.to_json().encode(), 0)
+            yield me
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # a released lock names nobody
+            os.close(fd)  # closing the last descriptor releases the flock
+
+    def _acquire(self, wait: float) -> int:
+        try:
+            import fcntl  # POSIX only; imported here so reading a state works everywhere
+        except ImportError:
+            raise StateError(f"{self.path}: locking a local state needs fcntl (POSIX)") from None
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(f"{self.lock_path}: cannot open the state lock: {exc}") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    os.close(fd)
+                    raise self._locked() from None
+                time.sleep(min(self.poll, remaining))
+            except OSError as exc:
+                os.close(fd)
+                raise StateError(f"{self.lock_path}: cannot lock the state: {exc}") from None
+
+    def _locked(self) -> StateLockedError:
+        try:
+            holder = LockOwner.from_json(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            holder = None
+        who = holder.describe() if holder else "another process (it has not said who yet)"
+        return StateLockedError(
+            f"{self.path} is locked by {who}; wait for it to finish and retry, "
+            "or stop that process (its lock is freed when it exits)"
+        )
+
+
+# -- choosing a store -------------------------------------------------------------------------
+
+
+def open_store(spec: str | os.PathLike[str]) -> StateStore:
+    """The store a ``--state`` value names.
+
+    - ``modal:<volume>[/<path>]``: the file ``<path>`` (default ``state.json``) on the Modal
+      Volume ``<volume>`` in the default environment (``MODAL_ENVIRONMENT`` or the profile's).
+    - ``modal:<environment>:<volume>[/<path>]``: the same in a named environment.
+      Modal names cannot hold ``:`` or ``/``, so the syntax is unambiguous.
+    - anything else: a local file path (``~`` expanded).
+
+    Naming a Modal store imports nothing from Modal; the SDK is loaded on first use.
+    """
+    text = os.fspath(spec)
+    if text.startswith(REMOTE_PREFIX):
+        from .remote_state import ModalStore
+
+        return ModalStore.from_spec(text)
+    return LocalStore(Path(text).expanduser())

@@ -1,0 +1,47 @@
+"""What Modal reports about an app, as plain values (no ``modal`` import: plans stay pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One entry of an app's deployment history."""
+
+    version: int
+    tag: str
+    deployed_by: str
+    deployed_at: float
+    deployment_type: str
+    rollback_version: int = 0
+
+
+@dataclass(frozen=True)
+class Override:
+    """An autoscaler setting changed by hand after deploy."""
+
+    function: str
+    setting: str
+    value: int
+    static_value: int
+    by: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An app as Modal reports it now."""
+
+    app: str
+    environment: str | None
+    app_id: str | None = None
+    state: str = "missing"  # deployed, stopped, missing, or Modal's other app states
+    history: tuple[Deployment, ...] = ()  # newest first
+    tags: dict[str, str] = field(default_factory=dict)
+    overrides: tuple[Override, ...] = ()
+    missing_secrets: tuple[str, ...] = ()
+    missing_volumes: tuple[str, ...] = ()
+
+    @property
+    def current(self) -> Deployment | None:
+        return self.history[0] if self.history else None

@@ -1,0 +1,258 @@
+"""The commands that talk to Modal: apply, destroy, import, rollback, and the online plan.
+
+Each is glue over the stages: load and render the specs, read the state under its lock,
+observe Modal (``modal_api``), make the plan (``plan.py``), show it, ask, execute
+(``apply.py``), record. The console and the confirmation prompt are passed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModaliacError
+from .plan import Desired, Plan, make_plan
+from .state import AppRecord, State, app_address
+
+if TYPE_CHECKING:
+    from .cli import Console
+
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def credentials_configured() -> bool:
+    """Whether Modal credentials exist, checked without importing ``modal`` (it is slow)."""
+    if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
+        return True
+    config = Path(os.environ.get("MODAL_CONFIG_PATH", Path.home() / ".modal.toml"))
+    return config.is_file() and "token_id" in config.read_text(encoding="utf-8", errors="replace")
+
+
+def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, str], Any]:
+    """What Modal reports for every desired or recorded app, in one concurrent pass."""
+    from .modal_api import Query, observe
+
+    queries = {}
+    for item in desired:
+        spec = item.loaded.spec
+        http = spec.surfaces.http
+        secrets = [*spec.secrets, *([http.api_key_secret] if http and http.api_key_secret else [])]
+        queries[(spec.environment, spec.app)] = Query(
+            spec.app, spec.environment, tuple(secrets), tuple(spec.volumes.values())
+        )
+    for record in state.apps.values():
+        queries.setdefault((record.environment, record.app), Query(record.app, record.environment))
+    return observe(list(queries.values()))
+
+
+def online_plan(desired: list[Desired], state: State, scope: list[Path]) -> Plan:
+    return make_plan(desired, state, scope, observe_for(desired, state))
+
+
+def owner() -> str:
+    command = " ".join(["modaliac", *sys.argv[1:]])[:200]
+    return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}: {command}"
+
+
+# -- apply ----------------------------------------------------------------------------------
+
+
+def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
+    from . import cli
+    from .apply import execute, needs_recording
+    from .modal_api import require_credentials
+    from .present import as_text, load_plan
+    from .state import open_store
+
+    require_credentials()
+    store = open_store(args.state)
+    saved = len(args.targets) == 1 and args.targets[0].endswith(".json")
+    with store.lock(owner(), wait=args.lock_timeout):
+        state = store.read()
+        if saved:
+            reviewed = load_plan(Path(args.targets[0]).read_text(encoding="utf-8"))
+            plan = _check_fresh(reviewed, state, args.targets[0])
+        else:
+            targets = args.targets or [str(cli.DEFAULT_SPEC_DIR)]
+            desired = cli.desired_apps(cli.spec_files(targets))
+            scope = [Path(t) for t in targets if Path(t).is_dir()]
+            plan = online_plan(desired, state, scope)
+            console.print(as_text(plan, color=console.color), end="")
+        if plan.blockers:
+            console.error("apply refused: " + "; ".join(plan.blockers))
+            return EXIT_ERROR
+        if not plan.has_changes and not any(needs_recording(c, state) for c in plan.changes):
+            console.print("Nothing to apply.")
+            return EXIT_OK
+        if plan.has_changes and not args.yes and not confirm("Apply these changes?"):
+            console.error("apply cancelled: nothing was changed")
+            return EXIT_ERROR
+        build_dir = Path(args.build_dir)
+
+        def progress(address: str, event: str) -> None:
+            console.print(f"  {address}: {event}")
+
+        outcomes = execute(
+            plan, store, build_dir=build_dir, parallel=args.parallel, on_event=progress
+        )
+    failed = [o for o in outcomes if not o.ok]
+    for outcome in outcomes:
+        mark = "ok" if outcome.ok else "FAILED"
+        console.print(f"{mark:6} {outcome.action:8} {outcome.address}: {outcome.detail}")
+    done = len(outcomes) - len(failed)
+    console.print(f"Apply finished: {done} succeeded, {len(failed)} failed.")
+    if failed:
+        console.error(
+            f"{len(failed)} app(s) failed; the state records the {done} that succeeded. "
+            "Fix the cause and run apply again."
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _check_fresh(reviewed: Plan, state: State, path: str) -> Plan:
+    """A saved plan applies only while the recorded and observed state it saw still hold."""
+    if not reviewed.online:
+        raise ModaliacError(
+            f"{path}: this plan was made without consulting Modal; make it again with Modal "
+            "credentials (modaliac plan --format json -o FILE)"
+        )
+    from .modal_api import Query, observe
+
+    now = observe([Query(c.app, c.environment) for c in reviewed.changes])
+    for change in reviewed.changes:
+        recorded = state.apps.get(change.address)
+        was = (change.source_hash_before, change.recorded_version)
+        is_now = (recorded.source_hash, recorded.deployed_version) if recorded else (None, None)
+        if was != is_now:
+            raise ModaliacError(
+                f"{path}: stale plan: the recorded state of {change.address} changed since the "
+                "plan was made (another apply ran); run modaliac plan again"
+            )
+        seen = now.get((change.environment, change.app))
+        seen_version = seen.current.version if seen and seen.current else None
+        seen_state = seen.state if seen else "missing"
+        if (seen_state, seen_version) != (change.observed_state, change.observed_version):
+            raise ModaliacError(
+                f"{path}: stale plan: {change.address} on Modal is now {seen_state} "
+                f"v{seen_version} (the plan saw {change.observed_state} "
+                f"v{change.observed_version}); run modaliac plan again"
+            )
+    return reviewed
+
+
+# -- destroy, import, rollback, state -------------------------------------------------------
+
+
+def _find(state: State, target: str, environment: str | None) -> AppRecord:
+    """A recorded app by name, address or spec path."""
+    if target.endswith((".yaml", ".yml")):
+        from .load import load_spec
+
+        spec = load_spec(target).spec
+        target, environment = spec.app, spec.environment
+    address = app_address(environment, target)
+    record = state.apps.get(address) or state.apps.get(target)
+    if record is None:
+        known = ", ".join(sorted(state.apps)) or "none"
+        raise ModaliacError(f"{target}: not in the state (recorded apps: {known})")
+    return record
+
+
+def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
+    from .modal_api import require_credentials, stop
+    from .state import open_store
+
+    require_credentials()
+    store = open_store(args.state)
+    with store.lock(owner(), wait=args.lock_timeout):
+        state = store.read()
+        record = _find(state, args.target, args.env)
+        console.print(f"- destroy {record.address}: the Modal app will be stopped")
+        if not args.yes and not confirm(f"Stop {record.address}?"):
+            console.error("destroy cancelled: nothing was changed")
+            return EXIT_ERROR
+        stopped = stop(record.app, record.environment)
+        del state.apps[record.address]
+        store.write(state)
+    console.print(
+        f"{record.address}: {'stopped' if stopped else 'already gone'}; removed from the state"
+    )
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace, console: Console) -> int:
+    from .modal_api import Query, observe, require_credentials
+    from .state import open_store
+
+    require_credentials()
+    store = open_store(args.state)
+    address = app_address(args.env, args.app)
+    with store.lock(owner(), wait=args.lock_timeout):
+        state = store.read()
+        if address in state.apps:
+            raise ModaliacError(f"{address}: already managed by modaliac")
+        seen = observe([Query(args.app, args.env)])[(args.env, args.app)]
+        if seen.state != "deployed" or seen.current is None:
+            raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
+        state.apps[address] = AppRecord(
+            app=args.app,
+            environment=args.env,
+            spec_path="",
+            spec_digest="",
+            source_hash="",
+            settings={},
+            deployed_version=seen.current.version,
+            deployment_tag=seen.current.tag,
+        )
+        store.write(state)
+    console.print(
+        f"{address}: imported v{seen.current.version}. Write a spec with `app: {args.app}`; "
+        "the next plan shows what applying it would change."
+    )
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
+    from .modal_api import require_credentials, rollback
+    from .state import open_store
+
+    require_credentials()
+    store = open_store(args.state)
+    with store.lock(owner(), wait=args.lock_timeout):
+        state = store.read()
+        record = _find(state, args.target, args.env)
+        version = rollback(record.app, record.environment, args.to)
+        state.apps[record.address] = replace(record, deployed_version=version)
+        store.write(state)
+    target = "the previous version" if args.to == -1 else f"v{args.to}"
+    console.print(
+        f"{record.address}: rolled back to {target}, now v{version}. The spec still describes "
+        "the newer code: the next plan reports the rollback as drift."
+    )
+    return EXIT_OK
+
+
+def cmd_state(args: argparse.Namespace, console: Console) -> int:
+    from .state import open_store
+
+    state = open_store(args.state).read()
+    if args.state_command == "list":
+        if not state.apps:
+            console.print("No apps recorded.")
+        for address, record in sorted(state.apps.items()):
+            version = f"v{record.deployed_version}" if record.deployed_version else "-"
+            console.print(f"{address:40} {version:6} {record.spec_path or '(imported)'}")
+        return EXIT_OK
+    record = _find(state, args.target, args.env)
+    shown = {k: v for k, v in record.__dict__.items() if k != "source" or args.source}
+    console.print(json.dumps(shown, indent=2, sort_keys=True))
+    return EXIT_OK

@@ -1,0 +1,389 @@
+"""The state on Modal: a JSON file on a Volume, guarded by a leased lock entry in a Dict.
+
+Why two objects: a Volume keeps files until they are deleted, but two writers of one file race
+(the last one wins); a Dict has an atomic create (``put(key, value, skip_if_exists=True)``)
+but drops an entry left idle for 7 days. So the Volume holds the state and the Dict only the
+lock, whose entry (Dict ``modaliac-locks`` in the same environment, key ``<volume>/<path>``)
+names its holder and the end of its lease: a crashed apply blocks others for one lease at most.
+
+The SDK is imported on first use, so naming a Modal store costs nothing offline. It retries a
+closed port for about a minute and puts no deadline on a hanging server, so every call here
+runs under modaliac's own deadline and fails with one ``StateError`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import hashlib
+import io
+import posixpath
+import re
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import StateError
+from .state import REMOTE_PREFIX, LockOwner, State, StateLockedError, parse_state, utc_time
+
+if TYPE_CHECKING:
+    import modal
+
+T = TypeVar("T")
+Handle = TypeVar("Handle", "modal.Volume", "modal.Dict")
+
+LOCKS_DICT = "modaliac-locks"
+DEFAULT_PATH = "state.json"
+DEFAULT_LEASE = 15 * 60.0
+CALL_TIMEOUT = 5.0  # one small RPC (connecting included): an unreachable API fails this fast
+TRANSFER_TIMEOUT = 60.0  # reading or writing the state file itself
+SYNTAX = "modal:[<environment>:]<volume>[/<path>]"
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # Modal's object names
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class _Deadline(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class _Vanished(Exception):
+    """The lock entry was released between two of our calls: look again."""
+
+
+async def _within(seconds: float, awaitable: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise _Deadline(seconds) from None
+
+
+def _run_coroutine(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work()`` to completion on a loop of our own (the SDK's objects live on its loop).
+
+    From inside a running loop (say, a callback of an async apply) ``asyncio.run`` would refuse,
+    so the work then runs on a short-lived thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
+
+
+def _owner(raw: object) -> LockOwner:
+    """The holder a lock entry names; an unreadable entry counts as a lapsed lease."""
+    owner = LockOwner.from_json(raw) if isinstance(raw, str) else None
+    if owner is not None:
+        return owner
+    digest = hashlib.sha256(repr(raw).encode()).hexdigest()[:16]
+    return LockOwner("an unreadable lock entry", 0, "?", "?", 0.0, f"unreadable-{digest}", 0.0)
+
+
+def _clean_path(path: str) -> str:
+    if not path or path.endswith("/"):
+        path += DEFAULT_PATH
+    return posixpath.normpath("/" + path).lstrip("/")
+
+
+class ModalStore:
+    """The state file ``path`` on the Modal Volume ``volume`` (created if missing).
+
+    ``lease``: how long a lock lasts unless ``refresh()``-ed; ``write()`` under the lock renews
+    it too. ``clock`` is wall time (leases are compared across machines) and injectable.
+    """
+
+    def __init__(
+        self,
+        volume: str,
+        path: str = DEFAULT_PATH,
+        environment: str | None = None,
+        *,
+        lease: float = DEFAULT_LEASE,
+        timeout: float = CALL_TIMEOUT,
+        transfer_timeout: float = TRANSFER_TIMEOUT,
+        poll: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.volume = volume
+        self.path = _clean_path(path)
+        self.environment = environment or None
+        self.lease = lease
+        self.timeout = timeout
+        self.transfer_timeout = transfer_timeout
+        self.poll = poll
+        self.clock = clock
+        self.key = f"{volume}/{self.path}"
+        self._held: LockOwner | None = None
+        self._volume: modal.Volume | None = None
+        self._locks: modal.Dict | None = None
+
+    @classmethod
+    def from_spec(cls, spec: str) -> ModalStore:
+        """Parse ``modal:[<environment>:]<volume>[/<path>]`` (see ``state.open_store``)."""
+        where, _, path = spec.removeprefix(REMOTE_PREFIX).partition("/")
+        environment, _, volume = where.rpartition(":")
+        if (
+            ":" in environment
+            or not _NAME.fullmatch(volume)
+            or (environment and not _ENVIRONMENT.fullmatch(environment))
+        ):
+            raise StateError(
+                f"{spec}: not a Modal state location; expected {SYNTAX}, "
+                "names made of letters, digits, '-', '_' and '.'"
+            )
+        return cls(volume, path, environment or None)
+
+    def describe(self) -> str:
+        environment = f"{self.environment}:" if self.environment else ""
+        return f"{REMOTE_PREFIX}{environment}{self.volume}/{self.path}"
+
+    # -- the state file ---------------------------------------------------------------------
+
+    def read(self) -> State:
+        """The recorded state; a volume without the file is an empty state."""
+
+        async def work() -> bytes | None:
+            volume = await self._hydrated(self._volume_object())
+            try:
+                return await _within(self.transfer_timeout, _read_all(volume, self.path))
+            except FileNotFoundError:
+                return None
+
+        data = self._run("reading the state", work)
+        if data is None:
+            return State()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StateError(
+                f"{self.describe()}: the state is not UTF-8 text (byte {exc.start})"
+            ) from None
+        return parse_state(text, self.describe())
+
+    def write(self, state: State) -> None:
+        """Replace the file in one upload: readers see the old state or the new one.
+
+        Under the lock, first renew the lease, which also proves the lock is still ours.
+        """
+        if self._held is not None:
+            self.refresh()
+        data = state.to_json().encode("utf-8")
+
+        async def work() -> None:
+            volume = await self._hydrated(self._volume_object())
+            await _within(self.transfer_timeout, _upload(volume, self.path, data))
+
+        self._run("writing the state", work)
+
+    # -- the lock ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, owner: str, wait: float = 0.0) -> Iterator[LockOwner]:
+        """Hold the state's lock; if another run holds it after ``wait`` seconds, raise
+        StateLockedError. A lease that has lapsed is taken over."""
+        me = self._acquire(owner, wait)
+        self._held = me
+        try:
+            yield me
+        except BaseException:
+            with contextlib.suppress(StateError):  # the lease lapses by itself
+                self._release()
+            raise
+        self._release()
+
+    def refresh(self) -> None:
+        """Extend this run's lease; raise StateLockedError if the lock is no longer ours."""
+        held = self._held
+        if held is None:
+            return
+        renewed = replace(held, expires_at=self.clock() + self.lease)
+
+        async def work() -> LockOwner | None:
+            locks = await self._hydrated(self._locks_object())
+            raw = await _within(self.timeout, locks.get.aio(self.key))
+            current = None if raw is None else _owner(raw)
+            if current is None or current.token != held.token:
+                return current
+            await _within(self.timeout, locks.put.aio(self.key, renewed.to_json()))
+            return renewed
+
+        current = self._run("renewing the state lock", work)
+        if current is None or current.token != held.token:
+            self._held = None
+            whom = f"taken over by {current.describe()}" if current else "removed"
+            raise StateLockedError(
+                f"{self.describe()}: this run's lock was {whom} (its lease lapsed "
+                f"at {_utc(held.expires_at)}); stop, and plan again"
+            )
+        self._held = renewed
+
+    def break_lock(self) -> LockOwner | None:
+        """Remove the lock whoever holds it (for a person who knows its holder is gone)."""
+
+        async def work() -> object:
+            locks = await self._hydrated(self._locks_object())
+            return await _within(self.timeout, locks.pop.aio(self.key, None))
+
+        raw = self._run("breaking the state lock", work)
+        return None if raw is None else _owner(raw)
+
+    def _acquire(self, owner: str, wait: float) -> LockOwner:
+        base = LockOwner.current(owner, self.clock())
+        deadline = time.monotonic() + wait
+        while True:
+            now = self.clock()
+            me = replace(base, since=now, expires_at=now + self.lease)
+            holder = self._run("taking the state lock", functools.partial(self._attempt, me))
+            if holder is None:
+                return me
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StateLockedError(
+                    f"{self.describe()} is locked by {holder.describe()}; wait for it to finish "
+                    "and retry, or if that process is gone, retry after "
+                    f"{_utc(holder.expires_at)} when its lease lapses"
+                )
+            time.sleep(min(self.poll, remaining))
+
+    async def _attempt(self, me: LockOwner) -> LockOwner | None:
+        """One try at the lock: None if ``me`` holds it now, else its holder."""
+        locks = await self._hydrated(self._locks_object())
+        for _ in range(5):
+            try:
+                if await self._put_new(locks, self.key, me.to_json()):
+                    return None
+                held = await self._holder(locks)
+                if held.expires_at is not None and held.expires_at > self.clock():
+                    return held
+                return await self._take_over(locks, held, me)
+            except _Vanished:
+                continue
+        raise StateLockedError(f"{self.describe()}: the lock keeps changing hands; retry")
+
+    async def _take_over(
+        self, locks: modal.Dict, lapsed: LockOwner, me: LockOwner
+    ) -> LockOwner | None:
+        """Replace a lock whose lease is over; exactly one taker of one lapsed lease wins.
+
+        Popping and re-putting alone is not enough: a second taker who saw the same lapsed
+        entry would pop the first taker's fresh lock. So the right to take over is itself an
+        atomic create, keyed by the lapsed holder's token. Claims stay behind (Modal drops idle
+        Dict entries after 7 days), so a late taker with a stale view still loses.
+        """
+        claim = f"{self.key}#takeover:{lapsed.token}"
+        if not await self._put_new(locks, claim, me.token):
+            return await self._holder(locks)
+        popped = await _within(self.timeout, locks.pop.aio(self.key, None))
+        if popped is not None:
+            gone = _owner(popped)
+            if gone.token != lapsed.token or (gone.expires_at or 0.0) > self.clock():
+                # Renewed by its holder, or released and retaken, since we looked: put it back.
+                await self._put_new(locks, self.key, popped)
+                return gone
+        if await self._put_new(locks, self.key, me.to_json()):
+            return None
+        return await self._holder(locks)
+
+    def _release(self) -> None:
+        """Remove the lock only if it is still ours (after a lapse it may be someone else's)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+
+        async def work() -> None:
+            locks = await self._hydrated(self._locks_object())
+            raw = await _within(self.timeout, locks.get.aio(self.key))
+            if raw is None or _owner(raw).token != held.token:
+                return
+            popped = await _within(self.timeout, locks.pop.aio(self.key, None))
+            if popped is not None and _owner(popped).token != held.token:
+                await self._put_new(locks, self.key, popped)  # taken over in between: restore
+
+        self._run("releasing the state lock", work)
+
+    async def _put_new(self, locks: modal.Dict, key: str, value: object) -> bool:
+        created: bool = await _within(self.timeout, locks.put.aio(key, value, skip_if_exists=True))
+        return created
+
+    async def _holder(self, locks: modal.Dict) -> LockOwner:
+        raw = await _within(self.timeout, locks.get.aio(self.key))
+        if raw is None:
+            raise _Vanished
+        return _owner(raw)
+
+    # -- talking to Modal -------------------------------------------------------------------
+
+    def _volume_object(self) -> modal.Volume:
+        if self._volume is None:
+            import modal
+
+            self._volume = modal.Volume.from_name(
+                self.volume, environment_name=self.environment, create_if_missing=True
+            )
+        return self._volume
+
+    def _locks_object(self) -> modal.Dict:
+        if self._locks is None:
+            import modal
+
+            self._locks = modal.Dict.from_name(
+                LOCKS_DICT, environment_name=self.environment, create_if_missing=True
+            )
+        return self._locks
+
+    async def _hydrated(self, obj: Handle) -> Handle:
+        """Look the object up (and connect, the first time) under the short deadline."""
+        await _within(self.timeout, obj.hydrate.aio())
+        return obj
+
+    def _run(self, doing: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``work`` and turn every way Modal can fail into one StateError line."""
+        try:
+            import modal.config
+            import modal.exception
+            from grpclib.exceptions import GRPCError
+        except ImportError:
+            raise StateError(
+                f"{self.describe()}: a state on Modal needs the Modal SDK: "
+                "pip install 'modaliac[modal]'"
+            ) from None
+        try:
+            return _run_coroutine(work)
+        except _Deadline as exc:
+            server = modal.config.config.get("server_url")
+            raise StateError(
+                f"{self.describe()}: {doing} timed out after {exc.seconds:g}s; "
+                f"is Modal reachable at {server}?"
+            ) from None
+        except (modal.exception.Error, OSError) as exc:  # before GRPCError: some are both
+            raise StateError(f"{self.describe()}: {doing}: {_first_line(exc)}") from None
+        except GRPCError as exc:
+            raise StateError(
+                f"{self.describe()}: {doing}: Modal refused: {exc.message or exc.status.name}"
+            ) from None
+
+
+async def _read_all(volume: modal.Volume, path: str) -> bytes:
+    return b"".join([chunk async for chunk in volume.read_file.aio(path)])
+
+
+async def _upload(volume: modal.Volume, path: str, data: bytes) -> None:
+    # One VolumePutFiles request for the file: it is replaced whole when the batch closes.
+    async with volume.batch_upload.aio(force=True) as batch:
+        batch.put_file(io.BytesIO(data), path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _utc(seconds: float | None) -> str:
+    return utc_time(seconds or 0.0)

@@ -1,0 +1,301 @@
+"""The state on Modal, through the real SDK against the local Modal API: a file on a Volume and
+a leased lock entry in a Dict. Lease expiry runs on an injected clock, not on real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import modal
+import pytest
+
+from modal_iac.errors import StateError
+from modal_iac.local_api import LocalModalServer, reset_modal_client
+from modal_iac.remote_state import LOCKS_DICT, ModalStore
+from modal_iac.state import AppRecord, LockOwner, State, StateLockedError, open_store
+
+T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+LEASE = 900.0
+
+
+class Clock:
+    """Wall time that moves only when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store(
+    clock: Clock | None = None, *, environment: str | None = None, **options: float
+) -> ModalStore:
+    return ModalStore(
+        "modaliac-state", environment=environment, clock=clock or Clock(), lease=LEASE, **options
+    )
+
+
+def lock_entry(environment: str | None = None) -> LockOwner | None:
+    """The lock entry as another client sees it."""
+    raw = modal.Dict.from_name(LOCKS_DICT, environment_name=environment).get(
+        "modaliac-state/state.json"
+    )
+    return None if raw is None else LockOwner.from_json(raw)
+
+
+def crashed_apply() -> LockOwner:
+    """The lock entry an apply that crashed at T0 left behind (nothing will ever release it)."""
+    owner = replace(LockOwner.current("crashed apply", T0), expires_at=T0 + LEASE)
+    locks = modal.Dict.from_name(LOCKS_DICT, create_if_missing=True)
+    assert locks.put("modaliac-state/state.json", owner.to_json(), skip_if_exists=True)
+    return owner
+
+
+def one_line(error: pytest.ExceptionInfo[StateError]) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def applied() -> State:
+    return State(
+        {
+            "prod/kalm-embedding": AppRecord(
+                "kalm-embedding", "prod", "specs/kalm.yaml", "d1", "h1", {"gpu": "A100-40GB"}, "src"
+            )
+        }
+    )
+
+
+# -- the state file ----------------------------------------------------------------------------
+
+
+def test_write_then_read_round_trips_through_a_volume(modal_api: LocalModalServer) -> None:
+    remote = open_store("modal:modaliac-state")
+    assert remote.read() == State()  # a new volume: nothing applied yet
+    volume = modal_api.state.find_volume("modaliac-state")
+    assert volume is not None and volume.files == {}  # created, but nothing written by a read
+    remote.write(applied())
+    assert volume.files["state.json"] == applied().to_json().encode()
+    assert open_store("modal:modaliac-state/state.json").read() == applied()
+    assert "VolumePutFiles2" in modal_api.state.rpc_names()
+
+
+def test_a_named_environment_holds_its_own_state(modal_api: LocalModalServer) -> None:
+    modal_api.state.add_environment("prod")
+    remote = open_store("modal:prod:modaliac-state/team/a.json")
+    remote.write(applied())
+    with remote.lock("modaliac apply"):
+        assert modal_api.state.find_dict(LOCKS_DICT) is None  # nothing in the default one
+        assert modal.Dict.from_name(LOCKS_DICT, environment_name="prod").get(
+            "modaliac-state/team/a.json"
+        )
+    prod = modal_api.state.find_volume("modaliac-state", "prod")
+    assert prod is not None and set(prod.files) == {"team/a.json"}
+    assert modal_api.state.find_volume("modaliac-state") is None
+
+
+def test_a_missing_environment_is_one_line(modal_api: LocalModalServer) -> None:
+    with pytest.raises(StateError) as caught:
+        open_store("modal:nope:modaliac-state").read()
+    assert one_line(caught) == (
+        "modal:nope:modaliac-state/state.json: reading the state: Environment 'nope' not found"
+    )
+
+
+def test_a_corrupt_remote_state_is_one_line(modal_api: LocalModalServer) -> None:
+    volume = modal.Volume.from_name("modaliac-state", create_if_missing=True)
+    with volume.batch_upload() as batch:
+        batch.put_file(io.BytesIO(b'{"format": "modaliac-state", "version": 1'), "state.json")
+    with pytest.raises(StateError) as caught:
+        store().read()
+    assert one_line(caught).startswith(
+        "modal:modaliac-state/state.json:1:42: the state is not valid JSON"
+    )
+
+
+# -- the lock ----------------------------------------------------------------------------------
+
+
+def test_lock_is_a_leased_dict_entry_removed_on_release(modal_api: LocalModalServer) -> None:
+    remote = store()
+    with remote.lock("modaliac apply specs/") as me:
+        assert me.expires_at == T0 + LEASE
+        assert lock_entry() == me
+        assert modal_api.state.requests("DictUpdate")[0].if_not_exists  # an atomic create
+    assert lock_entry() is None
+    with remote.lock("again"):  # released: free for the next run
+        pass
+
+
+def test_the_lock_is_released_when_the_apply_fails(modal_api: LocalModalServer) -> None:
+    with pytest.raises(RuntimeError, match="deploy failed"), store().lock("modaliac apply"):
+        raise RuntimeError("deploy failed")
+    assert lock_entry() is None
+
+
+def test_a_second_locker_fails_naming_the_holder(modal_api: LocalModalServer) -> None:
+    with store().lock("modaliac apply specs/") as first:
+        started = time.monotonic()
+        with pytest.raises(StateLockedError) as caught, store(Clock(T0 + 60)).lock("b"):
+            pytest.fail("took a held lock")
+        assert time.monotonic() - started < 2
+        assert lock_entry() == first  # untouched
+    assert one_line(caught) == (
+        f"modal:modaliac-state/state.json is locked by {first.user}@{first.host} "
+        f"(pid {first.pid}, `modaliac apply specs/`) since 2027-01-15 08:00:00 UTC; wait for it "
+        "to finish and retry, or if that process is gone, retry after 2027-01-15 08:15:00 UTC "
+        "when its lease lapses"
+    )
+
+
+def test_a_second_locker_waits_for_the_holder_to_finish(modal_api: LocalModalServer) -> None:
+    held = store().lock("first")
+    held.__enter__()
+    threading.Timer(0.2, held.__exit__, (None, None, None)).start()
+    started = time.monotonic()
+    with store(poll=0.02).lock("second", wait=10) as me:
+        assert lock_entry() == me
+    assert 0.1 < time.monotonic() - started < 5
+
+
+def test_a_lapsed_lease_is_taken_over_and_its_holder_learns_it(
+    modal_api: LocalModalServer,
+) -> None:
+    clock = Clock()
+    first = store(clock)
+    with first.lock("slow apply") as crashed:
+        later = store(Clock(T0 + LEASE + 1))
+        with later.lock("modaliac apply") as me:
+            assert lock_entry() == me
+            clock.now = T0 + LEASE + 2
+            with pytest.raises(StateLockedError) as caught:
+                first.write(applied())  # a write under a lost lock is refused
+            assert one_line(caught).startswith(
+                "modal:modaliac-state/state.json: this run's lock was taken over by "
+            )
+            assert "lapsed at 2027-01-15 08:15:00 UTC); stop, and plan again" in str(caught.value)
+            assert lock_entry() == me
+        assert crashed.token != me.token
+    assert lock_entry() is None  # the first run's exit removed nothing of the second's
+    assert store().read() == State()  # the refused write wrote nothing
+
+
+def test_refresh_extends_the_lease(modal_api: LocalModalServer) -> None:
+    clock = Clock()
+    remote = store(clock)
+    with remote.lock("long apply") as me:
+        clock.now = T0 + 600
+        remote.refresh()
+        renewed = lock_entry()
+        assert renewed is not None and renewed.expires_at == T0 + 600 + LEASE
+        assert renewed.token == me.token
+        clock.now = T0 + 800
+        remote.write(applied())  # writes renew too
+        assert (entry := lock_entry()) is not None and entry.expires_at == T0 + 800 + LEASE
+        with pytest.raises(StateLockedError):  # at T0 + 1000 the first lease would have lapsed
+            store(Clock(T0 + 1000)).lock("b").__enter__()
+
+
+def test_refresh_works_from_inside_a_running_event_loop(modal_api: LocalModalServer) -> None:
+    clock = Clock()
+    remote = store(clock)
+
+    async def deploying() -> None:  # e.g. a progress callback of an async apply
+        clock.now = T0 + 60
+        remote.refresh()
+
+    with remote.lock("modaliac apply"):
+        asyncio.run(deploying())
+        assert (entry := lock_entry()) is not None and entry.expires_at == T0 + 60 + LEASE
+
+
+def test_concurrent_takers_of_a_lapsed_lease_exactly_one_wins(
+    modal_api: LocalModalServer,
+) -> None:
+    lapsed = crashed_apply()
+    takers = [store(Clock(T0 + LEASE + 1)) for _ in range(4)]
+    # Slow down the first pops so that every taker is past its look at the lapsed entry
+    # before any of them replaces it.
+    modal_api.state.faults.add("DictPop", delay=0.2, times=4)
+    start = threading.Barrier(len(takers))
+    outcomes: list[str] = []
+
+    def take(remote: ModalStore) -> None:
+        start.wait()
+        try:
+            with remote.lock("modaliac apply") as me:
+                outcomes.append(me.token)
+                time.sleep(0.5)  # hold it while the others finish trying
+        except StateLockedError:
+            outcomes.append("locked")
+
+    threads = [threading.Thread(target=take, args=(t,)) for t in takers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(outcomes).count("locked") == len(takers) - 1, outcomes
+    winner = next(o for o in outcomes if o != "locked")
+    claim = f"modaliac-state/state.json#takeover:{lapsed.token}"
+    assert modal.Dict.from_name(LOCKS_DICT).get(claim) == winner  # it won by taking over
+
+
+def test_a_taker_with_a_stale_view_does_not_pop_the_winners_lock(
+    modal_api: LocalModalServer,
+) -> None:
+    """The interleaving that pop-then-put alone gets wrong: B and C both saw A's lapsed entry;
+    B took over first; C must not remove B's fresh lock."""
+    lapsed = crashed_apply()
+    b = store(Clock(T0 + LEASE + 1))
+    with b.lock("b") as b_owner:
+        c = store(Clock(T0 + LEASE + 1))
+        c_owner = LockOwner.current("c", T0 + LEASE + 1)
+
+        async def take_over_as_c() -> LockOwner | None:
+            locks = await c._hydrated(c._locks_object())
+            return await c._take_over(locks, lapsed, c_owner)  # C acts on what it saw
+
+        assert c._run("taking over", take_over_as_c) == b_owner
+        assert lock_entry() == b_owner
+
+
+def test_break_lock_removes_anyones_lock(modal_api: LocalModalServer) -> None:
+    with store().lock("stuck apply") as stuck:
+        assert store().break_lock() == stuck
+        assert lock_entry() is None
+    assert store().break_lock() is None
+
+
+# -- an unreachable Modal ----------------------------------------------------------------------
+
+
+def test_an_unreachable_api_fails_within_seconds_with_one_line(
+    modal_api: LocalModalServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    reset_modal_client()
+    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{closed}")
+    remote = store(timeout=1.0)
+    for doing, call in [
+        ("reading the state", remote.read),
+        ("taking the state lock", lambda: remote.lock("x").__enter__()),
+    ]:
+        started = time.monotonic()
+        with pytest.raises(StateError) as caught:
+            call()
+        assert time.monotonic() - started < 3
+        assert one_line(caught) == (
+            f"modal:modaliac-state/state.json: {doing} timed out after 1s; "
+            f"is Modal reachable at http://127.0.0.1:{closed}?"
+        )
+    reset_modal_client()

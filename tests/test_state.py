@@ -1,0 +1,292 @@
+"""The local state store: atomic writes, one-line errors, and a lock that other processes see.
+
+Lock holders run in real subprocesses, since what matters is what the OS does between
+processes: a second apply is refused (or waits), and a killed one leaves nothing locked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modal_iac.errors import StateError
+from modal_iac.state import (
+    AppRecord,
+    LocalStore,
+    State,
+    StateLockedError,
+    open_store,
+    read_state,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A second modaliac: takes the lock, says so, then holds it until stdin closes, or writes a
+# new state and is SIGKILLed between writing the temporary file and renaming it.
+HOLDER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from modal_iac.state import AppRecord, LocalStore, State
+
+    store = LocalStore(Path(sys.argv[1]))
+    with store.lock("modaliac apply " + sys.argv[2]):
+        print("locked", flush=True)
+        if sys.argv[2] == "crash-in-write":
+            os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+            record = AppRecord("second", None, "b.yaml", "d2", "h2", {})
+            store.write(State({"second": record}))
+        sys.stdin.readline()
+    """
+)
+
+
+def record(app: str) -> AppRecord:
+    return AppRecord(app, None, f"specs/{app}.yaml", "digest", "hash", {"gpu": "A10"}, "source")
+
+
+def holder(path: Path, mode: str = "hold") -> subprocess.Popen[str]:
+    """Start a holder and return once it holds the lock."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "locked\n"
+    return process
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+# -- locking -----------------------------------------------------------------------------------
+
+
+def test_a_second_locker_fails_fast_naming_the_holder(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / ".modaliac" / "state.json"
+    first = holder(path)
+    processes.append(first)
+    started = time.monotonic()
+    with pytest.raises(StateLockedError) as caught, LocalStore(path).lock("modaliac apply b"):
+        pytest.fail("took a held lock")
+    assert time.monotonic() - started < 1
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path} is locked by ")
+    assert f"(pid {first.pid}, `modaliac apply hold`) since " in message
+    assert message.endswith(
+        "wait for it to finish and retry, or stop that process (its lock is freed when it exits)"
+    )
+
+
+def test_a_second_locker_waits_for_the_holder_to_finish(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / "state.json"
+    first = holder(path)
+    processes.append(first)
+    assert first.stdin is not None
+    threading.Timer(0.2, first.stdin.close).start()  # the first apply finishes
+    started = time.monotonic()
+    with LocalStore(path, poll=0.01).lock("modaliac apply b", wait=10) as me:
+        assert me.pid == os.getpid()
+    assert 0.1 < time.monotonic() - started < 5
+    assert first.wait(timeout=5) == 0
+
+
+def test_a_killed_holder_leaves_nothing_locked(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / "state.json"
+    first = holder(path)
+    processes.append(first)
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=5) == -signal.SIGKILL
+    # Its note is still in the lock file, but the OS released the flock with the process.
+    assert json.loads(path.with_name("state.json.lock").read_text())["pid"] == first.pid
+    with LocalStore(path).lock("modaliac apply b") as me:
+        assert json.loads(path.with_name("state.json.lock").read_text())["token"] == me.token
+
+
+def test_the_lock_file_names_the_holder_only_while_held(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "state.json", clock=lambda: 1_800_000_000.0)
+    with store.lock("modaliac apply specs/") as me:
+        noted = json.loads(store.lock_path.read_text())
+        assert noted == json.loads(me.to_json())
+        assert (noted["command"], noted["pid"], noted["since"]) == (
+            "modaliac apply specs/",
+            os.getpid(),
+            1_800_000_000.0,
+        )
+        assert {"host", "user", "token"} <= noted.keys()
+        assert me.describe().endswith(
+            f"(pid {os.getpid()}, `modaliac apply specs/`) since 2027-01-15 08:00:00 UTC"
+        )
+        with pytest.raises(StateLockedError), store.lock("again"):  # flock is per open file
+            pass
+    assert store.lock_path.read_text() == ""
+    with store.lock("next"):  # released
+        pass
+
+
+# -- writing and reading -----------------------------------------------------------------------
+
+
+def test_write_then_read_round_trips(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "nested" / "state.json")
+    assert store.read() == State()  # nothing applied yet
+    state = State({"a": record("a"), "prod/b": record("b")})
+    with store.lock("modaliac apply"):
+        store.write(state)
+    assert store.read() == state
+    assert read_state(store.path) == state  # the same file and format as before stores
+
+
+def test_a_write_that_fails_after_the_temporary_file_keeps_the_previous_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "state.json")
+    before = State({"a": record("a")})
+    store.write(before)
+
+    def crash(src: object, dst: object) -> None:
+        assert Path(str(src)).read_text().startswith("{")  # the new state was fully written
+        raise RuntimeError("crashed before the rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        store.write(State({"b": record("b")}))
+    monkeypatch.undo()
+    assert store.read() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # no temporary left
+
+
+def test_a_process_killed_in_the_middle_of_a_write_keeps_the_previous_state(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    store = LocalStore(tmp_path / "state.json")
+    before = State({"a": record("a")})
+    store.write(before)
+    crashed = holder(store.path, "crash-in-write")
+    processes.append(crashed)
+    assert crashed.wait(timeout=10) == -signal.SIGKILL
+    assert store.read() == before
+    with store.lock("modaliac apply"):  # and the dead writer's lock is gone
+        store.write(State({"c": record("c")}))
+    assert set(store.read().apps) == {"c"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"format": "modaliac-state",', "{path}:1:29: the state is not valid JSON"),
+        (b'{"apps": {}}', "{path}: not a modaliac state file"),
+        (b'{"format": "modaliac-state", "version": 2, "apps": {}}', "{path}: state version 2"),
+        (b'{"format": "modaliac-state", "version": 1, "apps": {"a": 3}}', "{path}: the state is"),
+        (b'{"format": "modaliac-state", "version": 1}', "{path}: the state is damaged ('apps')"),
+        (b"\xff\xfe", "{path}: cannot read the state"),
+    ],
+)
+def test_a_corrupt_state_is_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(StateError) as caught:
+        LocalStore(path).read()
+    assert str(caught.value).startswith(message.format(path=path))
+    assert "\n" not in str(caught.value)
+
+
+# -- choosing a store --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "described", "environment", "volume", "path"),
+    [
+        (
+            "modal:modaliac-state",
+            "modal:modaliac-state/state.json",
+            None,
+            "modaliac-state",
+            "state.json",
+        ),
+        ("modal:st/team/a.json", "modal:st/team/a.json", None, "st", "team/a.json"),
+        ("modal:prod:st", "modal:prod:st/state.json", "prod", "st", "state.json"),
+        ("modal:prod:st/envs/", "modal:prod:st/envs/state.json", "prod", "st", "envs/state.json"),
+        ("modal:prod:st//x/../y.json", "modal:prod:st/y.json", "prod", "st", "y.json"),
+    ],
+)
+def test_modal_state_locations(
+    spec: str, described: str, environment: str | None, volume: str, path: str
+) -> None:
+    from modal_iac.remote_state import ModalStore
+
+    store = open_store(spec)
+    assert isinstance(store, ModalStore)
+    assert (store.describe(), store.environment, store.volume, store.path) == (
+        described,
+        environment,
+        volume,
+        path,
+    )
+    assert open_store(store.describe()).describe() == described  # describe() is a valid --state
+
+
+@pytest.mark.parametrize(
+    "spec", ["modal:", "modal:a:b:c", "modal:bad name", "modal:-env:v", "modal:/x"]
+)
+def test_a_bad_modal_location_is_one_line(spec: str) -> None:
+    with pytest.raises(StateError) as caught:
+        open_store(spec)
+    assert str(caught.value) == (
+        f"{spec}: not a Modal state location; expected modal:[<environment>:]<volume>[/<path>], "
+        "names made of letters, digits, '-', '_' and '.'"
+    )
+
+
+def test_anything_else_is_a_local_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert open_store(".modaliac/state.json").describe() == ".modaliac/state.json"
+    assert open_store("~/s.json").describe() == str(tmp_path / "s.json")
+    assert open_store(tmp_path / "modal:x").describe() == str(tmp_path / "modal:x")
+
+
+def test_naming_a_modal_store_imports_no_modal() -> None:
+    code = (
+        "import sys\n"
+        "from modal_iac.state import open_store\n"
+        "print(open_store('modal:prod:st').describe())\n"
+        "assert 'modal' not in sys.modules and 'grpclib' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "modal:prod:st/state.json\n"
