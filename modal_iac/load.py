@@ -2,47 +2,57 @@
 
 Two paths, one result. The fast path parses with ruamel's C safe loader (when
 ``ruamel.yaml.clib`` is installed) and validates; it is taken only for text that holds no
-anchor, alias or tag characters. Anything it cannot accept is parsed again with the
-round-trip loader, which keeps positions, refuses tags and alias bombs, and produces the
-located errors. Valid specs never pay for positions; invalid ones always get them.
+anchor, alias or tag characters and only when it yields plain data (text keys, strings,
+finite numbers, booleans, null). Anything it cannot accept is parsed again with the
+round-trip loader, which keeps positions, refuses tags, odd keys and alias bombs, and
+produces the located errors. Valid specs never pay for positions; invalid ones always get them.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
+import math
 import re
-import typing
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from .errors import SpecError, SpecErrors
+from .messages import describe, from_pydantic, key_path, located, quote
 from .spec import Spec
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
-_PLAIN_TAGS = {
-    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")
-}
-# Prefixes of real credentials. Secret NAMES such as "hf-token" do not match: each pattern
-# needs the long random tail a token has.
+MAX_DEPTH = 64
+_YAML_TAG = "tag:yaml.org,2002:"
+_STR = _YAML_TAG + "str"
+_PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
+_SPECIAL_FLOAT = re.compile(r"^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses huge ints
+
+# Prefixes of real credentials. Secret NAMES such as "hf-token" or "sk-embedding-cache" do
+# not match: where a pattern captures a tail, that tail must look random (_random_tail).
 _TOKEN_PATTERNS = [
-    (re.compile(r"^hf_[A-Za-z0-9]{20,}$"), "a Hugging Face token"),
-    (re.compile(r"^sk-[A-Za-z0-9_-]{16,}$"), "an API key (sk-...)"),
-    (re.compile(r"^(sk|rk|pk)_(live|test)_[A-Za-z0-9]{16,}$"), "an API key"),
-    (re.compile(r"^(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}$|^github_pat_\w{20,}$"), "a GitHub token"),
-    (re.compile(r"^(ak|as)-[A-Za-z0-9]{16,}$"), "a Modal token"),
-    (re.compile(r"^xox[abprs]-[A-Za-z0-9-]{10,}$"), "a Slack token"),
-    (re.compile(r"^AKIA[0-9A-Z]{16}$"), "an AWS access key"),
-    (re.compile(r"^eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\."), "a JSON web token"),
+    (re.compile(r"(?<![\w-])hf_([A-Za-z0-9]{20,})(?![\w-])"), "a Hugging Face token"),
+    (re.compile(r"(?<![\w-])sk-([A-Za-z0-9_-]{16,})(?![\w-])"), "an API key (sk-...)"),
+    (re.compile(r"(?<![\w-])(?:sk|rk|pk)_(?:live|test)_([A-Za-z0-9]{16,})(?![\w-])"), "an API key"),
+    (
+        re.compile(r"(?<![\w-])(?:ghp|gho|ghu|ghs|ghr)_([A-Za-z0-9]{20,})|github_pat_(\w{20,})"),
+        "a GitHub token",
+    ),
+    (re.compile(r"(?<![\w-])(?:ak|as)-([A-Za-z0-9]{16,})(?![\w-])"), "a Modal token"),
+    (re.compile(r"(?<![\w-])xox[abprs]-([A-Za-z0-9-]{10,})"), "a Slack token"),
+    (re.compile(r"(?<![A-Z0-9])AKIA([0-9A-Z]{16})(?![A-Z0-9])"), "an AWS access key"),
+    (re.compile(r"eyJ([A-Za-z0-9_-]{10,})\.[A-Za-z0-9_-]{10,}\."), "a JSON web token"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
 ]
 _SECRET_HINT = (
@@ -73,7 +83,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         except ValidationError:
             pass
         else:
-            if not spec.problems() and not _first_token(data):
+            if not spec.problems() and not _tokens(data):
                 return LoadedSpec(shown, digest, spec)
     return LoadedSpec(shown, digest, _slow_load(text, shown))
 
@@ -92,18 +102,23 @@ def load_specs(paths: list[str | Path]) -> list[LoadedSpec]:
     for item in loaded:
         key = (item.spec.environment, item.spec.app)
         if key in seen:
-            errors.append(
-                SpecError(
-                    item.path,
-                    f"app {item.spec.app!r} is also defined in {seen[key]}; app names are unique "
-                    "per environment",
-                    key_path="app",
-                )
-            )
+            message = f"app {item.spec.app!r} is also defined in {seen[key]}; app names are"
+            errors.append(_at_app(item.path, message + " unique per environment"))
         seen[key] = item.path
     if errors:
         raise SpecErrors(errors)
     return loaded
+
+
+def _at_app(path: str, message: str) -> SpecError:
+    """An error about a valid file's app name, located by parsing it again (a rare path)."""
+    try:
+        data = YAML(typ="rt").load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, YAMLError):  # it changed since it loaded: no line, then
+        data = None
+    if isinstance(data, CommentedMap):
+        return located(path, data, ("app",), message)
+    return SpecError(path, message, key_path="app")
 
 
 def find_spec_files(target: str | Path) -> list[Path]:
@@ -119,51 +134,68 @@ def find_spec_files(target: str | Path) -> list[Path]:
 
 def _read(path: Path, shown: str) -> bytes:
     try:
-        size = path.stat().st_size
         if path.is_dir():
             raise SpecError(shown, "is a directory, not a spec file")
+        size = path.stat().st_size
         if size > MAX_SPEC_BYTES:
             raise SpecError(
-                shown, f"file is {size} bytes; specs are limited to {MAX_SPEC_BYTES // 1024} KiB"
+                shown,
+                f"the file is {size} bytes; specs are limited to {MAX_SPEC_BYTES // 1024} KiB",
             )
         return path.read_bytes()
     except FileNotFoundError:
         raise SpecError(shown, "no such file") from None
     except PermissionError:
         raise SpecError(shown, "permission denied") from None
+    except OSError as exc:
+        raise SpecError(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def _decode(raw: bytes, shown: str) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
         raise SpecError(
-            shown, "is not UTF-8 text; save the file as UTF-8", line=line, column=column
+            shown,
+            f"byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8",
+            line=line,
+            column=column,
         ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip() or all(
-        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
-    ):
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
         raise SpecError(shown, "the file is empty; a spec is a mapping with app, model and gpu")
+    if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+        raise SpecError(
+            shown, "the file holds only comments; a spec is a mapping with app, model and gpu"
+        )
     return text
 
 
 def _fast_parse(text: str) -> Any | None:
     """Parse with the C safe loader, or return None to take the positioned path."""
-    if any(ch in text for ch in "&*!<"):
+    if any(ch in text for ch in "&*!<") or not _has_clib():
         return None
     try:
-        yaml = YAML(typ="safe", pure=False)
-        if "CParser" not in type(yaml.parser).__name__ and not _has_clib():
-            return None
-        data = yaml.load(text)
+        data = YAML(typ="safe", pure=False).load(text)
     except Exception:  # any failure is re-diagnosed, with positions, by the slow path
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and _plain(data) else None
+
+
+def _plain(value: Any) -> bool:
+    """Only what the round-trip path also accepts: text keys, finite numbers, no dates."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return bool(abs(value) < 10**MAX_NUMBER_CHARS)
+    return value is None or isinstance(value, str | int | bool)
 
 
 def _has_clib() -> bool:
@@ -175,228 +207,278 @@ def _has_clib() -> bool:
 
 
 def _slow_load(text: str, shown: str) -> Spec:
-    yaml = YAML(typ="rt")
     try:
-        nodes = list(yaml.compose_all(text))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
+            root = YAML(typ="rt").compose(text)
+            problems = _check_nodes(root, shown) if root is not None else []
+            data = YAML(typ="rt").load(text) if not problems else None
     except MarkedYAMLError as exc:
         raise _yaml_error(exc, shown) from None
+    except ReaderError as exc:
+        raise _reader_error(exc, text, shown) from None
     except YAMLError as exc:
-        raise SpecError(shown, f"not valid YAML: {exc}") from None
-    if len(nodes) != 1:
-        raise SpecError(shown, "holds several YAML documents; put one spec in each file")
-    _check_nodes(nodes[0], shown)
-    try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        raise _yaml_error(exc, shown) from None
+        raise SpecError(shown, f"not valid YAML: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise SpecError(shown, f"nested more than {MAX_DEPTH} levels deep") from None
+    if problems:
+        raise SpecErrors(problems)
     if not isinstance(data, CommentedMap):
-        kind = "a list" if isinstance(data, CommentedSeq) else "a single value"
-        raise SpecError(shown, f"expected a mapping of keys (app, model, gpu, ...), found {kind}",
-                        line=1, column=1)
-    token = _first_token(data)
-    if token:
-        loc, what = token
-        raise _located(shown, data, loc, f"this looks like {what}; {_SECRET_HINT}")
+        found = "a list" if isinstance(data, CommentedSeq) else describe(data)
+        mark = root.start_mark if root is not None else None
+        raise SpecError(
+            shown,
+            f"expected a mapping of keys (app, model, gpu, ...), found {found}",
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        )
+    tokens = _tokens(data)
+    if tokens:
+        raise SpecErrors([_token_error(shown, data, *token) for token in tokens])
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors([_from_pydantic(shown, data, err) for err in exc.errors()]) from None
-    problems = spec.problems()
-    if problems:
-        raise SpecErrors([_located(shown, data, loc, message) for loc, message in problems])
+        raise SpecErrors(from_pydantic(shown, data, exc.errors())) from None
+    found_problems = spec.problems()
+    if found_problems:
+        raise SpecErrors([located(shown, data, loc, message) for loc, message in found_problems])
     return spec
 
 
+# -- YAML errors ---------------------------------------------------------------------------
+
+_TOKEN_NAMES = {
+    "'<stream end>'": "the end of the file",
+    "'<block end>'": "the end of the block",
+    "'<block mapping start>'": "a new key",
+    "'<block sequence start>'": "a new list",
+    "'<document start>'": '"---"',
+    "<block end>": "the end of the block",
+    "<stream end>": "the end of the file",
+}
+
+
 def _yaml_error(exc: MarkedYAMLError, shown: str) -> SpecError:
-    mark = exc.problem_mark or exc.context_mark
-    problem = exc.problem or "not valid YAML"
-    if "duplicate key" in problem or type(exc).__name__ == "DuplicateKeyError":
-        problem = problem.split("\n")[0].replace('found duplicate key "', 'duplicate key "')
-        problem = problem.split(" with value")[0]
-        problem += "; each key may appear once"
-    elif exc.context:
-        problem = f"{problem} ({exc.context})"
+    """ruamel's parser messages, in words a spec author acts on, at the offending spot."""
+    problem = _one_line(exc.problem or "")
+    context = _one_line(exc.context or "")
+    mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
+    where = f" at line {opened.line + 1}, column {opened.column + 1}" if opened else ""
+    message = ""
+    if problem == "but found another document":
+        message = "a second YAML document starts here; put one spec in each file"
+    elif problem.startswith("found character '\\t'"):
+        message = "a tab character; indent YAML with spaces"
+    elif match := re.match(r"found character (.*) that cannot start any token", problem):
+        message = f"{match.group(1)} cannot start a plain value; put the value in quotes"
+    elif problem == "mapping values are not allowed here":
+        message = 'unexpected ":"; quote text that holds ": ", or fix the indentation'
+    elif match := re.match(r"found undefined alias '(.*)'", problem):
+        message = f"alias *{match.group(1)} has no anchor &{match.group(1)} before it"
+    elif problem.startswith("found unexpected end of stream") and "quoted scalar" in context:
+        message, mark = "this quoted text is never closed", opened
+    elif match := re.match(r"expected ',' or '([\]}])', but got (.*)", problem):
+        bracket = {"]": "[", "}": "{"}[match.group(1)]
+        if "stream end" in match.group(2):
+            message, mark = f'this "{bracket}" is never closed with "{match.group(1)}"', opened
+        else:
+            message = f'expected "," or "{match.group(1)}" (the "{bracket}" opens{where})'
+    elif problem.startswith("expected <block end>"):
+        message = "this line's indentation does not match the lines above it"
+    elif "could not find expected ':'" in problem:
+        message = 'expected "key: value"; this line has no ":" after its key'
+    if not message:
+        problem = re.sub(r"\(('<[\w ]+>'),\)", r"\1", problem)
+        for token, words in _TOKEN_NAMES.items():
+            problem = problem.replace(token, words)
+        message = f"not valid YAML: {problem or 'cannot be parsed'}"
+        if context:
+            message += f" ({context}{where})"
     return SpecError(
         shown,
-        problem[0].lower() + problem[1:] if problem else problem,
+        message,
         line=mark.line + 1 if mark else None,
         column=mark.column + 1 if mark else None,
     )
 
 
-def _check_nodes(root: Node, shown: str) -> None:
-    """Refuse explicit tags and documents whose aliases expand past a sane size."""
-    sizes: dict[int, int] = {}
+def _reader_error(exc: ReaderError, text: str, shown: str) -> SpecError:
+    position = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = exc.character if isinstance(exc.character, int) else 0
+    return SpecError(
+        shown,
+        f"control character U+{character:04X} is not allowed in YAML; remove it",
+        line=line,
+        column=column,
+    )
 
-    def size(node: Node, depth: int) -> int:
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_nodes(root: Node, shown: str) -> list[SpecError]:
+    """Refuse explicit tags, odd keys and scalars, duplicates, and alias bombs."""
+    sizes: dict[int, int] = {}
+    inside: set[int] = set()  # the mappings and lists being walked, to catch recursive aliases
+    errors: list[SpecError] = []
+
+    def error(node: Node, loc: tuple[Any, ...], message: str) -> SpecError:
+        mark = node.start_mark
+        return SpecError(
+            shown, message, line=mark.line + 1, column=mark.column + 1, key_path=key_path(loc)
+        )
+
+    def size(node: Node, loc: tuple[Any, ...]) -> int:
+        if id(node) in inside:
+            raise error(node, loc, "an alias here refers to a mapping or list that holds it")
         if id(node) in sizes:
             return sizes[id(node)]
-        tag = str(node.tag) if node.tag is not None else ""
-        if tag and tag not in _PLAIN_TAGS:
-            raise SpecError(
-                shown,
-                f"YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in specs",
-                line=node.start_mark.line + 1,
-                column=node.start_mark.column + 1,
-            )
-        if depth > 64:
-            raise SpecError(shown, "nested too deeply", line=node.start_mark.line + 1)
+        tag = str(node.tag)
+        if _explicit_tag(node) or tag not in _PLAIN_TAGS:
+            errors.append(error(node, loc, _tag_message(node)))
+            return 1
+        if len(loc) > MAX_DEPTH:
+            raise error(node, loc[:1], f"nested more than {MAX_DEPTH} levels deep")
         total = 1
+        inside.add(id(node))
         if isinstance(node, MappingNode):
-            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            seen: dict[str, Node] = {}
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode) or _explicit_tag(key) or key.tag != _STR:
+                    errors.append(error(key, loc, _key_message(key)))
+                    continue
+                if key.value in seen:
+                    first = seen[key.value].start_mark
+                    errors.append(
+                        error(
+                            key,
+                            (*loc, key.value),
+                            f"duplicate key (first at line {first.line + 1}); each key may "
+                            "appear once",
+                        )
+                    )
+                    continue
+                seen[key.value] = key
+                total += 1 + size(value, (*loc, key.value))
         elif isinstance(node, SequenceNode):
-            total += sum(size(item, depth + 1) for item in node.value)
+            total += sum(size(item, (*loc, index)) for index, item in enumerate(node.value))
+        elif tag in (_YAML_TAG + "int", _YAML_TAG + "float"):
+            problem = _number_problem(str(node.value), tag == _YAML_TAG + "float")
+            if problem:
+                errors.append(error(node, loc, problem))
+        inside.discard(id(node))
         sizes[id(node)] = total
         if total > MAX_EXPANDED_NODES:
-            raise SpecError(
-                shown,
+            raise error(
+                node,
+                loc,
                 f"anchors and aliases expand to more than {MAX_EXPANDED_NODES} values; "
                 "write the values out",
-                line=node.start_mark.line + 1,
-                column=node.start_mark.column + 1,
             )
         return total
 
-    size(root, 0)
+    size(root, ())
+    return errors
+
+
+def _number_problem(text: str, is_float: bool) -> str | None:
+    if len(text) > MAX_NUMBER_CHARS:
+        return f"this number is longer than {MAX_NUMBER_CHARS} characters"
+    if is_float and _SPECIAL_FLOAT.match(text):
+        return "infinity and NaN are not allowed; write a number"
+    if is_float and not _finite(text):
+        return "this number is too large for a float"
+    return None
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text.replace("_", "")))
+    except ValueError:
+        return True  # a YAML spelling Python does not read; the loader decides
+
+
+def _explicit_tag(node: Node) -> bool:
+    """Whether the file writes a tag here (``!!str x``), rather than YAML inferring one."""
+    return getattr(node.ctag, "handle", None) is not None
+
+
+def _tag_message(node: Node) -> str:
+    tag = str(node.tag)
+    if _explicit_tag(node):
+        short = quote(tag.replace(_YAML_TAG, "!!"))
+        return f"YAML tag {short} is not allowed in specs; write plain values (quote text)"
+    if tag == _YAML_TAG + "timestamp":
+        return f"{quote(str(node.value))} reads as a date; put it in quotes to keep it as text"
+    return f"{quote(str(node.value))} has a special meaning in YAML; put it in quotes"
+
+
+def _key_message(key: Node) -> str:
+    tag = str(key.tag)
+    if tag == _YAML_TAG + "merge":
+        return "merge keys (<<) are not supported; write the keys out"
+    if _explicit_tag(key) or tag not in _PLAIN_TAGS:
+        return _tag_message(key)
+    if not isinstance(key, ScalarNode):
+        return "keys must be plain text, not lists or mappings"
+    return f"key {quote(str(key.value))} must be text; put it in quotes"
 
 
 # -- secrets -------------------------------------------------------------------------------
 
 
-def _strings(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+def _strings(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str, bool]]:
+    """Every text in ``data``: (location, text, whether it is a mapping key)."""
     if isinstance(data, dict):
         for key, value in data.items():
+            if isinstance(key, str):
+                yield (*loc, key), key, True
             yield from _strings(value, (*loc, key))
     elif isinstance(data, list):
         for index, value in enumerate(data):
             yield from _strings(value, (*loc, index))
     elif isinstance(data, str):
-        yield loc, data
+        yield loc, data, False
 
 
-def _first_token(data: Any) -> tuple[tuple[Any, ...], str] | None:
-    for loc, value in _strings(data):
-        stripped = value.strip()
-        for pattern, what in _TOKEN_PATTERNS:
-            if pattern.search(stripped):
-                return loc, what
-        if loc[:1] == ("secrets",) and "=" in stripped:
-            return loc, "a KEY=VALUE secret"
-    return None
+def _tokens(data: Any) -> list[tuple[tuple[Any, ...], str, bool]]:
+    """Where ``data`` holds something shaped like a credential, and what it looks like."""
+    found = []
+    for loc, value, is_key in _strings(data):
+        what = _token_kind(value)
+        if what is None and loc[:1] == ("secrets",) and not is_key and "=" in value:
+            what = "a KEY=VALUE secret"
+        if what is not None:
+            found.append((loc, what, is_key))
+    return found
 
 
-# -- pydantic errors to located lines ------------------------------------------------------
-
-_TYPE_NAMES = {
-    "string_type": "a string",
-    "int_type": "a whole number",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "dict_type": "a mapping",
-    "list_type": "a list",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "literal_error": None,
-}
-
-
-def _from_pydantic(shown: str, data: CommentedMap, err: Any) -> SpecError:
-    loc = tuple(err["loc"])
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "missing":
-        return _located(shown, data, loc[:-1], f'missing required key "{loc[-1]}"', key=False)
-    if kind == "extra_forbidden":
-        hint = _did_you_mean(str(loc[-1]), _known_keys(loc[:-1]))
-        message = f'unknown key "{loc[-1]}"' + (f'; did you mean "{hint}"?' if hint else "")
-        return _located(shown, data, loc, message, key=True)
-    if kind == "literal_error":
-        allowed = re.findall(r"'([^']*)'", err["ctx"]["expected"])
-        message = "expected one of " + ", ".join(f'"{a}"' for a in allowed)
-        hint = _did_you_mean(str(value), allowed) if isinstance(value, str) else None
-        message += f', got {_describe(value)}' + (f'; did you mean "{hint}"?' if hint else "")
-        return _located(shown, data, loc, message)
-    if kind in _TYPE_NAMES:
-        return _located(shown, data, loc, f"expected {_TYPE_NAMES[kind]}, got {_describe(value)}")
-    message = err["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    message = message.replace("Input should be", "must be").replace("String should", "must")
-    return _located(shown, data, loc, message[0].lower() + message[1:])
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str | None:
-    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names (YAML spelling) of the model found at ``loc``."""
-    model: Any = Spec
-    for step in loc:
-        if isinstance(step, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue
-        field = next(
-            (f for name, f in model.model_fields.items() if (f.alias or name) == step), None
-        )
-        if field is None:
-            return []
-        model = _inner_model(field.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return [f.alias or name for name, f in model.model_fields.items()]
-    return []
-
-
-def _inner_model(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _located(
-    shown: str, data: CommentedMap, loc: tuple[Any, ...], message: str, *, key: bool = False
+def _token_error(
+    shown: str, data: CommentedMap, loc: tuple[Any, ...], what: str, is_key: bool
 ) -> SpecError:
-    """A SpecError at the deepest node of ``loc`` that exists in the document."""
-    line = column = 1
-    node: Any = data
-    for index, step in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(node, CommentedMap) and step in node:
-            line, column = node.lc.key(step) if (key and last) else node.lc.value(step)
-            node = node[step]
-        elif isinstance(node, CommentedSeq) and isinstance(step, int) and step < len(node):
-            line, column = node.lc.item(step)
-            node = node[step]
-        else:
-            break
-    return SpecError(shown, message, line=line + 1, column=column + 1, key_path=key_path(loc))
+    """Located at the token, named by where it sits: the line never repeats the value."""
+    at = located(shown, data, loc, f"this looks like {what}; {_SECRET_HINT}", key=is_key)
+    if not is_key:
+        return at
+    return SpecError(shown, at.message, line=at.line, column=at.column, key_path=key_path(loc[:-1]))
 
 
-def key_path(loc: tuple[Any, ...]) -> str:
-    """``("scaling", "timeout")`` -> ``scaling.timeout``; odd keys are bracketed."""
-    text = ""
-    for step in loc:
-        if isinstance(step, int):
-            text += f"[{step}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)):
-            text += f".{step}" if text else str(step)
-        else:
-            text += f'["{step}"]'
-    return text
+def _token_kind(value: str) -> str | None:
+    for pattern, what in _TOKEN_PATTERNS:
+        for match in pattern.finditer(value):
+            tail = next((g for g in match.groups() if g), None)
+            if tail is None or _random_tail(tail):
+                return what
+    return None
+
+
+def _random_tail(tail: str) -> bool:
+    """Generated tokens mix cases and digits; hyphenated words ("embedding-cache") do not."""
+    return (
+        any(c.isdigit() for c in tail)
+        and any(c.isupper() for c in tail)
+        and any(c.islower() for c in tail)
+    ) or (len(tail) >= 32 and any(c.isdigit() for c in tail))

@@ -1,9 +1,11 @@
 """The one escaping path from spec values to Python source.
 
 Every value a template prints goes through ``literal``: strings, numbers, booleans, None,
-and lists/dicts of those. The output is what ``repr`` would give, in the layout
-``ruff format`` keeps (double quotes unless that needs more escapes, non-empty containers
-exploded one item per line with a trailing comma), so generated files pass
+and lists/dicts of those. The output is what ``ascii`` would give (every character outside
+printable ASCII escaped, so a generated file holds no look-alike or invisible characters and
+its line widths are plain character counts), in the layout ``ruff format`` keeps: double
+quotes unless that needs more escapes, ``1e16`` rather than ``1e+16``, non-empty containers
+exploded one item per line with a trailing comma. Generated files therefore pass
 ``ruff format --check`` without running ruff at render time.
 """
 
@@ -13,6 +15,7 @@ import math
 from typing import Any
 
 INDENT = "    "
+LINE_LENGTH = 88  # ruff's default, which generated files are formatted for
 
 
 def literal(value: Any, depth: int = 0) -> str:
@@ -20,11 +23,11 @@ def literal(value: Any, depth: int = 0) -> str:
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, int):
-        return repr(value)
+        return int.__repr__(value)  # YAML's int subclasses (HexInt, ...) keep their spelling
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{value!r} has no Python literal")
-        return repr(value)
+        return float.__repr__(value).replace("e+", "e")  # 1e16, as ruff format writes it
     if isinstance(value, str):
         return string(value)
     if isinstance(value, list | tuple):
@@ -44,6 +47,20 @@ def literal(value: Any, depth: int = 0) -> str:
     raise TypeError(f"no literal for {type(value).__name__}")
 
 
+def assignment(name: str, value: Any) -> str:
+    """``NAME = <literal>`` at module level, as ruff format lays it out.
+
+    ruff wraps a right-hand side that overflows the line in parentheses when that makes it
+    fit, so a long string's layout depends on the name it is assigned to.
+    """
+    text = literal(value)
+    head = f"{name} = "
+    overflows = len(head) + len(text) > LINE_LENGTH
+    if "\n" not in text and overflows and len(INDENT) + len(text) <= LINE_LENGTH:
+        return f"{head}(\n{INDENT}{text}\n)"
+    return head + text
+
+
 def string(text: Any) -> str:
     if not isinstance(text, str):
         raise TypeError(f"dict keys must be strings, not {type(text).__name__}")
@@ -52,14 +69,14 @@ def string(text: Any) -> str:
 
 
 def _escape(ch: str, quote: str) -> str:
-    """One character as ``repr`` writes it inside a ``quote``-delimited string."""
+    """One character as ``ascii`` writes it inside a ``quote``-delimited string."""
     if ch == "\\":
         return "\\\\"
     if ch == quote:
         return "\\" + quote
     if ch in _NAMED:
         return _NAMED[ch]
-    if ch.isprintable():
+    if ch.isascii() and ch.isprintable():
         return ch
     code = ord(ch)
     if code < 0x100:

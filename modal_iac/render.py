@@ -18,7 +18,7 @@ import jinja2
 
 from . import __version__, engine
 from .load import LoadedSpec
-from .pyliteral import literal, string
+from .pyliteral import assignment, literal, string
 from .spec import HF_CACHE, Spec
 
 HEADER_LINES = 2
@@ -150,5 +150,6 @@ def _template(name: str) -> jinja2.Template:
         lstrip_blocks=True,
     )
     env.filters["py"] = literal
+    env.filters["assign"] = lambda value, name: assignment(name, value)
     env.filters["ident"] = _identifier
     return env.get_template(name)

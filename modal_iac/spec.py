@@ -17,11 +17,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 SPEC_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"
@@ -184,30 +187,34 @@ def _check_pattern(pattern: re.Pattern[str], what: str) -> Any:
     return check
 
 
+# The pattern comes before the validator that words its message: the other order drops the
+# pattern from schema.json.
 ObjectName = Annotated[
     str,
+    Field(pattern=_OBJECT_NAME.pattern),
     BeforeValidator(
         _check_pattern(
             _OBJECT_NAME,
             "Modal names use letters, digits, '-', '_' and '.', at most 64 characters",
         )
     ),
-    Field(pattern=_OBJECT_NAME.pattern),
 ]
 EnvVarName = Annotated[
     str,
-    BeforeValidator(_check_pattern(_ENV_VAR, "expected an environment variable name")),
     Field(pattern=_ENV_VAR.pattern),
+    BeforeValidator(_check_pattern(_ENV_VAR, "expected an environment variable name")),
 ]
 TagText = Annotated[
     str,
+    Field(pattern=_TAG.pattern),
     BeforeValidator(
         _check_pattern(
             _TAG, "app tags use letters, digits, '-', '_' and '.', at most 63 characters"
         )
     ),
-    Field(pattern=_TAG.pattern),
 ]
+# Mappings whose keys follow a pattern: schema.json refuses the keys that do not.
+_ONLY_PATTERN_KEYS: dict[str, Any] = {"additionalProperties": False}
 MountPath = Annotated[str, Field(pattern=r"^/[^\x00]*$")]
 
 
@@ -390,18 +397,32 @@ def _parse_gpu(value: Any) -> Any:
     return {"type": canonical, "count": number}
 
 
+_GPU_SCHEMA = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9-]+[!+]?(:[1-8])?$",
+    "examples": ["A100-40GB", "H100:2", "L40S"],
+}
 GpuChoice = Annotated[
     Gpu,
     BeforeValidator(_parse_gpu),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^[A-Za-z0-9-]+[!+]?(:[1-8])?$",
-            "examples": ["A100-40GB", "H100:2", "L40S"],
-        }
-    ),
+    WithJsonSchema(_GPU_SCHEMA),
 ]
+
+
+class AlsoAccepts:
+    """JSON schema of a field whose BeforeValidator expands a shorthand: either spelling.
+
+    Without it schema.json would refuse ``gpu: L4`` or ``http: true``, which specs write.
+    """
+
+    def __init__(self, shorthand: dict[str, Any]) -> None:
+        self.shorthand = shorthand
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [self.shorthand, handler(core_schema)]}
 
 
 class Scaling(StrictModel):
@@ -461,9 +482,9 @@ class ClassSurface(StrictModel):
 
     name: Annotated[
         str,
-        BeforeValidator(_check_identifier),
         # CamelCase with a lower-case letter, so it can never shadow a generated CONSTANT.
         Field(pattern=r"^[A-Z][A-Za-z0-9_]*[a-z][A-Za-z0-9_]*$", max_length=64),
+        BeforeValidator(_check_identifier),
     ] = "Model"
 
 
@@ -483,7 +504,7 @@ class DownloaderSurface(StrictModel):
     """A function that fills the weights volume ahead of the first cold start."""
 
     name: Annotated[
-        str, BeforeValidator(_check_identifier), Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+        str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64), BeforeValidator(_check_identifier)
     ] = "download_weights"
     timeout: Duration = Field(3600, description="Longest the download may take.")
 
@@ -499,13 +520,15 @@ def _surface_switch(value: Any) -> Any:
 class Surfaces(StrictModel):
     """Which entry points the generated app offers. ``true`` takes the defaults."""
 
-    class_: Annotated[ClassSurface | None, BeforeValidator(_surface_switch)] = Field(
-        default_factory=ClassSurface, alias="class"
-    )
-    http: Annotated[HttpSurface | None, BeforeValidator(_surface_switch)] = None
-    downloader: Annotated[DownloaderSurface | None, BeforeValidator(_surface_switch)] = Field(
-        default_factory=DownloaderSurface
-    )
+    class_: Annotated[
+        ClassSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
+    ] = Field(default_factory=ClassSurface, alias="class")
+    http: Annotated[
+        HttpSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
+    ] = None
+    downloader: Annotated[
+        DownloaderSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
+    ] = Field(default_factory=DownloaderSurface)
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -517,7 +540,9 @@ class Image(StrictModel):
     python: str = Field("3.12", pattern=r"^3\.\d+$")
     packages: list[str] = Field(default_factory=list, description="Extra pip requirements.")
     env: dict[EnvVarName, str] = Field(
-        default_factory=dict, description="Extra environment variables (never secret values)."
+        default_factory=dict,
+        description="Extra environment variables (never secret values).",
+        json_schema_extra=_ONLY_PATTERN_KEYS,
     )
 
 
@@ -534,17 +559,28 @@ class Spec(StrictModel):
         None, pattern=_ENVIRONMENT_NAME.pattern, description="Modal environment."
     )
     labels: dict[TagText, TagText] = Field(
-        default_factory=dict, description="Become Modal app tags."
+        default_factory=dict,
+        description="Become Modal app tags.",
+        json_schema_extra=_ONLY_PATTERN_KEYS,
     )
     model: Model
-    engine: Annotated[Engine, BeforeValidator(_engine_shorthand)] = Field(default_factory=Engine)
-    gpu: Annotated[list[GpuChoice], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+    engine: Annotated[
+        Engine,
+        BeforeValidator(_engine_shorthand),
+        AlsoAccepts({"type": "string", "enum": ["vllm"]}),
+    ] = Field(default_factory=Engine)
+    gpu: Annotated[
+        list[GpuChoice],
+        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+        AlsoAccepts(_GPU_SCHEMA),
+    ]
     snapshot: Literal["none", "memory", "gpu", "sleep"] = Field(
         "none", description="Cold-start strategy: none, memory (CPU), gpu, sleep (vLLM)."
     )
     volumes: dict[MountPath, ObjectName] = Field(
         default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         description="Mount path -> Modal volume name.",
+        json_schema_extra=_ONLY_PATTERN_KEYS,
     )
     secrets: list[ObjectName] = Field(
         default_factory=list, description="Modal secret NAMES (values stay in Modal)."

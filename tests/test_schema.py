@@ -1,0 +1,162 @@
+"""schema.json: generated from the models, committed up to date, and in agreement with them.
+
+Editors validate specs with schema.json (through the ``# yaml-language-server`` line every
+spec starts with); modaliac validates them with the pydantic models. The two must accept the
+checked-in specs and refuse the same malformed ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+
+from modal_iac.cli import main
+from modal_iac.schema import schema_text
+from modal_iac.spec import Spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = ROOT / "schema.json"
+SPEC_FILES = sorted([*(ROOT / "specs").glob("*.yaml"), *(ROOT / "examples").glob("*.yaml")])
+SCHEMA_LINE = "# yaml-language-server: $schema="
+
+
+def read_yaml(text: str) -> Any:
+    # The pure-Python parser: libyaml refuses `[H100:2]` in flow lists, which YAML 1.2 allows.
+    return YAML(typ="safe", pure=True).load(text)
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema_errors(validator: Draft202012Validator, data: Any) -> list[str]:
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)
+    ]
+
+
+def test_schema_json_is_generated_from_the_models() -> None:
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_text(), (
+        "schema.json is stale; regenerate it with: modaliac schema -o schema.json"
+    )
+
+
+def test_schema_is_draft_2020_12() -> None:
+    schema = json.loads(schema_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["additionalProperties"] is False
+
+
+def test_there_are_specs_to_check() -> None:
+    assert {p.parent.name for p in SPEC_FILES} == {"specs", "examples"}
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=[f"{p.parent.name}/{p.name}" for p in SPEC_FILES])
+def test_every_spec_validates_against_schema_json(
+    path: Path, validator: Draft202012Validator
+) -> None:
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    assert first.startswith(SCHEMA_LINE), f"{path.name} must start with {SCHEMA_LINE}<path>"
+    target = (path.parent / first.removeprefix(SCHEMA_LINE).strip()).resolve()
+    assert target == SCHEMA_FILE, f"{path.name} points its editor at {target}"
+    data = read_yaml(text)
+    assert schema_errors(validator, data) == []
+    Spec.model_validate(data)
+
+
+# Each edit of a valid spec breaks it in a way both validators must see.
+VALID = {"app": "demo", "model": {"id": "BAAI/bge-small-en-v1.5", "task": "embed"}, "gpu": "L4"}
+INVALID = {
+    "unknown-top-level-key": {"gpus": "L4"},
+    "unknown-nested-key": {"scaling": {"scaledown_windw": "5m"}},
+    "bad-task": {"model": {"id": "BAAI/bge-small-en-v1.5", "task": "embedd"}},
+    "missing-task": {"model": {"id": "BAAI/bge-small-en-v1.5"}},
+    "bad-duration": {"scaling": {"timeout": "5 minutes"}},
+    "gpu-count-too-high": {"gpu": "H100:9"},
+    "gpu-count-not-a-number": {"gpu": ["H100:x"]},
+    "string-for-int": {"engine": {"max_num_seqs": "256"}},
+    "list-for-mapping": {"scaling": [1, 2]},
+    "string-for-bool": {"model": {"id": "a/b", "task": "embed", "trust_remote_code": "yes"}},
+    "app-name": {"app": "my demo!"},
+    "class-name-not-camel-case": {"surfaces": {"class": {"name": "embedder"}}},
+    "negative-min-containers": {"scaling": {"min_containers": -1}},
+    "mount-path-not-absolute": {"volumes": {"root/cache": "my-cache"}},
+    "label-key": {"labels": {"team name": "search"}},
+    "env-key": {"image": {"env": {"HF-TOKEN": "x"}}},
+    "secret-name": {"secrets": ["my secret"]},
+    "engine-shorthand-unknown": {"engine": "tgi"},
+    "version-2": {"version": 2},
+}
+VALID_SPELLINGS = {
+    "gpu-list": {"gpu": ["H100:2", "A100-80GB:2"]},
+    "engine-shorthand": {"engine": "vllm"},
+    "surfaces-switches": {"surfaces": {"class": False, "http": True, "downloader": False}},
+    "durations": {"scaling": {"timeout": 90, "scaledown_window": "1h", "startup_timeout": "1h30m"}},
+    "token-count": {"model": {"id": "a/b", "task": "generate", "max_model_len": "32k"}},
+}
+
+
+def with_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(VALID))
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize("changes", list(INVALID.values()), ids=list(INVALID))
+def test_invalid_specs_are_refused_by_both(
+    changes: dict[str, Any], validator: Draft202012Validator
+) -> None:
+    data = with_changes(changes)
+    assert schema_errors(validator, data), "schema.json accepts it"
+    with pytest.raises(ValidationError):
+        Spec.model_validate(data)
+
+
+@pytest.mark.parametrize("changes", list(VALID_SPELLINGS.values()), ids=list(VALID_SPELLINGS))
+def test_valid_spellings_are_accepted_by_both(
+    changes: dict[str, Any], validator: Draft202012Validator
+) -> None:
+    data = with_changes(changes)
+    assert schema_errors(validator, data) == []
+    Spec.model_validate(data)
+
+
+def test_schema_check_passes_on_the_committed_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--check", str(SCHEMA_FILE)]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_schema_check_fails_on_a_stale_copy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    stale = tmp_path / "schema.json"
+    schema = json.loads(schema_text())
+    del schema["properties"]["gpu"]
+    stale.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert main(["schema", "--check", str(stale)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"{stale}: stale; regenerate it with: modaliac schema -o {stale}\n"
+
+    stale.unlink()
+    assert main(["schema", "--check", str(stale)]) == 1
+
+
+def test_schema_output_is_what_check_expects(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "schema.json"
+    assert main(["schema", "-o", str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == SCHEMA_FILE.read_text(encoding="utf-8")
+    assert main(["schema", "--check", str(target)]) == 0
+    capsys.readouterr()

@@ -1,0 +1,553 @@
+"""Malformed specs and the exact line each must produce: `path:line:col: key.path: message`.
+
+Every case goes through the real CLI (`modaliac validate` and `modaliac render -o DIR`): exit
+status 1, exactly the expected lines on stderr, no traceback, nothing on stdout and nothing
+written. Positions are 1-based and point at the offending key or value.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modal_iac.cli import main
+from modal_iac.errors import SpecError, SpecErrors
+from modal_iac.load import MAX_SPEC_BYTES, load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A small valid spec the cases edit; its line numbers are the ones the messages cite.
+VALID = """\
+app: demo
+model:
+  id: BAAI/bge-small-en-v1.5
+  task: embed
+gpu: L4
+"""
+# Shaped like real credentials (random tail, mixed case and digits); none of them is real.
+HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
+API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
+SECRET_HINT = (
+    'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
+    "and list NAME under secrets"
+)
+GPU_TYPES = (
+    "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, RTX-PRO-6000, H100, H100!, H200, B200, B200+"
+)
+MODAL_NAMES = "Modal names use letters, digits, '-', '_' and '.', at most 64 characters"
+
+
+def edit(old: str, new: str) -> str:
+    """VALID with one piece of text replaced."""
+    assert old in VALID
+    return VALID.replace(old, new, 1)
+
+
+def alias_bomb() -> str:
+    """Nine levels of nine aliases each: a few hundred bytes that expand to 9**9 strings."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for parent, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + parent] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+class Case(NamedTuple):
+    id: str
+    text: str | bytes
+    expected: str | tuple[str, ...]  # each line, without the trailing newline
+
+
+CASES = [
+    # -- YAML itself -----------------------------------------------------------------------
+    Case(
+        "yaml-unclosed-bracket",
+        "app: demo\nmodel: [BAAI/bge-small-en-v1.5, embed\n",
+        'spec.yaml:2:8: this "[" is never closed with "]"',
+    ),
+    Case(
+        "yaml-tab-indent",
+        "app: demo\nmodel:\n\tid: BAAI/bge-small-en-v1.5\n",
+        "spec.yaml:3:1: a tab character; indent YAML with spaces",
+    ),
+    Case(
+        "yaml-stray-colon",
+        "app: demo\ngpu: L4\n  task: embed\n",
+        'spec.yaml:3:7: unexpected ":"; quote text that holds ": ", or fix the indentation',
+    ),
+    Case(
+        "yaml-unclosed-quote",
+        'app: "demo\nmodel: x\n',
+        "spec.yaml:1:6: this quoted text is never closed",
+    ),
+    Case(
+        "yaml-tag-refused",
+        edit("app: demo", 'app: !!python/object/apply:os.system ["echo hi"]'),
+        'spec.yaml:1:6: app: YAML tag "!!python/object/apply:os.system" is not allowed in specs; '
+        "write plain values (quote text)",
+    ),
+    Case(
+        "yaml-core-tag-refused-too",
+        edit("app: demo", "app: !!int demo"),
+        'spec.yaml:1:6: app: YAML tag "!!int" is not allowed in specs; '
+        "write plain values (quote text)",
+    ),
+    Case(
+        "yaml-alias-bomb",
+        alias_bomb(),
+        "spec.yaml:5:4: e: anchors and aliases expand to more than 20000 values; "
+        "write the values out",
+    ),
+    Case(
+        "yaml-duplicate-key",
+        VALID + "app: other\n",
+        "spec.yaml:6:1: app: duplicate key (first at line 1); each key may appear once",
+    ),
+    Case(
+        "yaml-date-is-not-text",
+        VALID + "engine:\n  args:\n    since: 2024-01-01\n",
+        'spec.yaml:8:12: engine.args.since: "2024-01-01" reads as a date; put it in quotes to '
+        "keep it as text",
+    ),
+    Case(
+        "yaml-nan",
+        VALID + "engine:\n  args:\n    temperature: .nan\n",
+        "spec.yaml:8:18: engine.args.temperature: infinity and NaN are not allowed; write a number",
+    ),
+    Case(
+        "yaml-key-not-text",
+        VALID + "labels:\n  1: search\n",
+        'spec.yaml:7:3: labels: key "1" must be text; put it in quotes',
+    ),
+    # -- the file as a whole ---------------------------------------------------------------
+    Case(
+        "file-empty",
+        "",
+        "spec.yaml: the file is empty; a spec is a mapping with app, model and gpu",
+    ),
+    Case(
+        "file-only-comments",
+        "# a spec, one day\n   # indented\n\n",
+        "spec.yaml: the file holds only comments; a spec is a mapping with app, model and gpu",
+    ),
+    Case(
+        "document-is-a-list",
+        "- app: demo\n- gpu: L4\n",
+        "spec.yaml:1:1: expected a mapping of keys (app, model, gpu, ...), found a list",
+    ),
+    Case(
+        "document-is-a-scalar",
+        "demo\n",
+        'spec.yaml:1:1: expected a mapping of keys (app, model, gpu, ...), found "demo"',
+    ),
+    Case(
+        "several-documents",
+        VALID + "---\n" + VALID,
+        "spec.yaml:6:1: a second YAML document starts here; put one spec in each file",
+    ),
+    Case(
+        "not-utf8",
+        # Columns count characters: the two bytes of "é" before the bad byte make one column.
+        b"app: demo\nmodel:\n  id: \xc3\xa9-caf\xe9/x\n",
+        "spec.yaml:3:12: byte 0xe9 is not UTF-8; save the file as UTF-8",
+    ),
+    Case(
+        "file-too-big",
+        "# padding\n" * (MAX_SPEC_BYTES // 10 + 1),
+        f"spec.yaml: the file is {(MAX_SPEC_BYTES // 10 + 1) * 10} bytes; "
+        "specs are limited to 256 KiB",
+    ),
+    # -- keys ------------------------------------------------------------------------------
+    Case(
+        "unknown-top-level-key",
+        edit("gpu: L4", "gpus: L4"),
+        'spec.yaml:5:1: gpus: unknown key "gpus"; did you mean "gpu"?',
+    ),
+    Case(
+        "unknown-nested-key",
+        VALID + "scaling:\n  scaledown_windw: 5m\n",
+        'spec.yaml:7:3: scaling.scaledown_windw: unknown key "scaledown_windw"; '
+        'did you mean "scaledown_window"?',
+    ),
+    Case(
+        "missing-model-task",
+        edit("  task: embed\n", ""),
+        'spec.yaml:2:1: model: missing required key "task" (embed or generate)',
+    ),
+    Case(
+        "missing-gpu",
+        edit("gpu: L4\n", ""),
+        'spec.yaml:1:1: missing required key "gpu" (a Modal GPU type, as in "L4" or "H100:2")',
+    ),
+    # -- types -----------------------------------------------------------------------------
+    Case(
+        "string-for-int",
+        VALID + 'engine:\n  max_num_seqs: "256"\n',
+        'spec.yaml:7:17: engine.max_num_seqs: expected a whole number, got "256"; '
+        "remove the quotes",
+    ),
+    Case(
+        "list-for-mapping",
+        VALID + "scaling: [1, 2]\n",
+        "spec.yaml:6:1: scaling: expected a mapping, got a list",
+    ),
+    Case(
+        "yes-for-bool",
+        edit("  task: embed", "  task: embed\n  trust_remote_code: yes"),
+        'spec.yaml:5:22: model.trust_remote_code: expected true or false, got "yes"; '
+        "write true or false",
+    ),
+    Case(
+        "number-for-text",
+        VALID + "image:\n  python: 3.12\n",
+        'spec.yaml:7:11: image.python: expected text, got 3.12; put it in quotes: "3.12"',
+    ),
+    # -- values ----------------------------------------------------------------------------
+    Case(
+        "bad-literal",
+        edit("task: embed", "task: embedd"),
+        'spec.yaml:4:9: model.task: expected one of "embed", "generate", got "embedd"; '
+        'did you mean "embed"?',
+    ),
+    Case(
+        "bad-spec-version",
+        "version: 2\n" + VALID,
+        "spec.yaml:1:10: version: expected 1, got 2",
+    ),
+    Case(
+        "bad-duration",
+        VALID + "scaling:\n  timeout: 5 minutes\n",
+        'spec.yaml:7:12: scaling.timeout: expected a duration like "5m", "90s" or "1h"',
+    ),
+    Case(
+        "bad-gpu-type",
+        edit("gpu: L4", "gpu: H10"),
+        f"spec.yaml:5:6: gpu: unknown GPU type 'H10'; did you mean 'H100'? "
+        f"Modal offers {GPU_TYPES}",
+    ),
+    Case(
+        "bad-gpu-count",
+        edit("gpu: L4", "gpu: H100:9"),
+        "spec.yaml:5:6: gpu: H100 takes 1 to 8 GPUs per container, got 9",
+    ),
+    Case(
+        "gpu-count-not-a-number",
+        edit("gpu: L4", "gpu: H100:x"),
+        "spec.yaml:5:6: gpu: GPU count 'x' is not a whole number, as in H100:2",
+    ),
+    Case(
+        "model-id-is-a-url",
+        edit("BAAI/bge-small-en-v1.5", "https://huggingface.co/BAAI/bge"),
+        'spec.yaml:3:7: model.id: expected a Hugging Face repository id like "org/name", '
+        'got "https://huggingface.co/BAAI/bge"',
+    ),
+    Case(
+        "mount-path-not-absolute",
+        VALID + "volumes:\n  root/cache: my-cache\n",
+        'spec.yaml:7:3: volumes["root/cache"]: expected an absolute path in the container, '
+        'like "/root/.cache/huggingface", got "root/cache"',
+    ),
+    Case(
+        "label-breaks-tag-rules",
+        VALID + "labels:\n  team name: search\n",
+        "spec.yaml:7:3: labels[\"team name\"]: app tags use letters, digits, '-', '_' and '.', "
+        "at most 63 characters",
+    ),
+    Case(
+        "app-name-breaks-modal-rules",
+        edit("app: demo", "app: my demo!"),
+        f"spec.yaml:1:6: app: {MODAL_NAMES}",
+    ),
+    Case(
+        "app-name-too-long",
+        edit("app: demo", "app: " + "a" * 65),
+        f"spec.yaml:1:6: app: {MODAL_NAMES}",
+    ),
+    Case(
+        "class-name-is-a-keyword",
+        VALID + "surfaces:\n  class:\n    name: class\n",
+        "spec.yaml:8:11: surfaces.class.name: 'class' is reserved in the generated Python file; "
+        "choose another name",
+    ),
+    Case(
+        "function-name-is-reserved",
+        VALID + "surfaces:\n  downloader:\n    name: modal\n",
+        "spec.yaml:8:11: surfaces.downloader.name: 'modal' is reserved in the generated Python "
+        "file; choose another name",
+    ),
+    Case(
+        "class-name-not-camel-case",
+        VALID + "surfaces:\n  class:\n    name: embedder\n",
+        "spec.yaml:8:11: surfaces.class.name: expected a CamelCase Python class name with a "
+        'lower-case letter, like "Embedder", got "embedder"',
+    ),
+    # -- secrets: the line names the place, never the value --------------------------------
+    Case(
+        "token-in-secrets",
+        VALID + f"secrets: [{HF_TOKEN}]\n",
+        f"spec.yaml:6:11: secrets[0]: this looks like a Hugging Face token; {SECRET_HINT}",
+    ),
+    Case(
+        "api-key-in-secrets",
+        VALID + f"secrets:\n  - huggingface\n  - {API_KEY}\n",
+        f"spec.yaml:8:5: secrets[1]: this looks like an API key (sk-...); {SECRET_HINT}",
+    ),
+    Case(
+        "token-in-image-env",
+        VALID + f"image:\n  env:\n    HF_TOKEN: {HF_TOKEN}\n",
+        f"spec.yaml:8:15: image.env.HF_TOKEN: this looks like a Hugging Face token; {SECRET_HINT}",
+    ),
+    Case(
+        "api-key-in-engine-args",
+        VALID + f"engine:\n  args:\n    api_token: {API_KEY}\n",
+        "spec.yaml:8:16: engine.args.api_token: this looks like an API key (sk-...); "
+        + SECRET_HINT,
+    ),
+    Case(
+        "token-as-a-key",
+        VALID + f"image:\n  env:\n    {HF_TOKEN}: x\n",
+        f"spec.yaml:8:5: image.env: this looks like a Hugging Face token; {SECRET_HINT}",
+    ),
+    Case(
+        "key-value-in-secrets",
+        VALID + "secrets: [HF_TOKEN=abc123]\n",
+        f"spec.yaml:6:11: secrets[0]: this looks like a KEY=VALUE secret; {SECRET_HINT}",
+    ),
+    # -- settings that do not work together ------------------------------------------------
+    Case(
+        "gpu-snapshot-with-two-gpus",
+        edit("gpu: L4", "gpu: H100:2\nsnapshot: gpu"),
+        "spec.yaml:6:11: snapshot: snapshot gpu with 2 GPUs per container (tensor parallel) is "
+        "not supported by GPU memory snapshots; use one GPU or snapshot: none",
+    ),
+    Case(
+        "sleep-snapshot-with-two-gpus",
+        edit("gpu: L4", "gpu: H100:2\nsnapshot: sleep"),
+        "spec.yaml:6:11: snapshot: snapshot sleep with 2 GPUs per container (tensor parallel) is "
+        "not supported by GPU memory snapshots; use one GPU or snapshot: none",
+    ),
+    Case(
+        "max-below-min-containers",
+        VALID + "scaling:\n  min_containers: 3\n  max_containers: 1\n",
+        "spec.yaml:8:19: scaling.max_containers: 1 is below min_containers (3)",
+    ),
+    Case(
+        "scaledown-window-too-long",
+        VALID + "scaling:\n  scaledown_window: 2h\n",
+        "spec.yaml:7:21: scaling.scaledown_window: Modal accepts a scaledown window from 2s to "
+        "1h, got 2h",
+    ),
+    Case(
+        "scaledown-window-too-short",
+        VALID + "scaling:\n  scaledown_window: 1s\n",
+        "spec.yaml:7:21: scaling.scaledown_window: Modal accepts a scaledown window from 2s to "
+        "1h, got 1s",
+    ),
+    Case(
+        "engine-arg-managed-elsewhere",
+        VALID + "engine:\n  args:\n    enable_prefix_caching: true\n    max_model_len: 4096\n",
+        "spec.yaml:9:5: engine.args.max_model_len: modaliac sets this from model.max_model_len; "
+        "set it there instead",
+    ),
+    Case(
+        "matryoshka-wider-than-dimension",
+        edit(
+            "  task: embed",
+            "  task: embed\n  embedding:\n    dimension: 384\n    matryoshka: [768, 256]",
+        ),
+        "spec.yaml:7:17: model.embedding.matryoshka: width 768 exceeds the dimension (384)",
+    ),
+    # -- several problems at once: one line each, in file order ----------------------------
+    Case(
+        "several-errors-sorted-by-position",
+        "gpu: X100\nmodel:\n  id: BAAI/bge-small-en-v1.5\n  task: embedd\napp: my demo!\n",
+        (
+            f"spec.yaml:1:6: gpu: unknown GPU type 'X100'; did you mean 'H100'? "
+            f"Modal offers {GPU_TYPES}",
+            'spec.yaml:4:9: model.task: expected one of "embed", "generate", got "embedd"; '
+            'did you mean "embed"?',
+            f"spec.yaml:5:6: app: {MODAL_NAMES}",
+        ),
+    ),
+]
+SECRETS = (HF_TOKEN, API_KEY, "abc123")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(path: Path, text: str | bytes) -> None:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_malformed_spec_gives_exactly_its_lines(
+    case: Case, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    write(workdir / "spec.yaml", case.text)
+    expected = [case.expected] if isinstance(case.expected, str) else list(case.expected)
+    for argv in (["validate", "spec.yaml"], ["render", "spec.yaml", "-o", "out"]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err.splitlines() == expected, argv
+        assert err.endswith("\n") and "Traceback" not in err
+        assert not any(secret in err for secret in SECRETS)
+    assert not (workdir / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["validate", "missing.yaml"], "missing.yaml: no such file"),
+        (["validate", "empty-dir"], "empty-dir: holds no *.yaml spec files"),
+    ],
+    ids=["missing-file", "directory-without-specs"],
+)
+def test_unreadable_targets(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "empty-dir").mkdir()
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (1, "", expected + "\n")
+
+
+def test_a_directory_is_not_a_spec_file(workdir: Path) -> None:
+    (workdir / "spec.yaml").mkdir()
+    with pytest.raises(SpecError, match=r"^spec\.yaml: is a directory, not a spec file$"):
+        load_spec("spec.yaml")
+
+
+def test_python_tags_never_run(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    """A tag that would create a file if any loader constructed it; no loader does."""
+    marker = workdir / "pwned"
+    payloads = [
+        f'app: !!python/object/apply:os.system ["touch {marker}"]',
+        "app: !!python/object/apply:pathlib.Path.touch "
+        f'[!!python/object/apply:pathlib.Path ["{marker}"]]',
+        f'app: !!python/object/new:subprocess.check_call [["touch", "{marker}"]]',
+    ]
+    for payload in payloads:
+        write(workdir / "spec.yaml", edit("app: demo", payload))
+        for argv in (["validate", "spec.yaml"], ["render", "spec.yaml"], ["plan", "spec.yaml"]):
+            code, out, err = run(capsys, *argv)
+            assert (code, out) == (1, ""), argv
+            assert "is not allowed in specs" in err, argv
+    assert not marker.exists()
+
+
+def test_errors_from_every_file_are_reported(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    write(workdir / "a.yaml", edit("task: embed", "task: embedd"))
+    write(workdir / "b.yaml", edit("gpu: L4", "gpus: L4"))
+    write(workdir / "ok.yaml", VALID.replace("demo", "fine"))
+    code, out, err = run(capsys, "validate", "b.yaml", "ok.yaml", "a.yaml")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        'a.yaml:4:9: model.task: expected one of "embed", "generate", got "embedd"; '
+        'did you mean "embed"?',
+        'b.yaml:5:1: gpus: unknown key "gpus"; did you mean "gpu"?',
+    ]
+
+
+def test_one_app_in_two_files_points_at_the_second(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    write(workdir / "a.yaml", VALID)
+    write(workdir / "b.yaml", "# the same app again\n" + VALID)
+    code, out, err = run(capsys, "validate", "a.yaml", "b.yaml")
+    assert (code, out) == (1, "")
+    assert err == (
+        "b.yaml:2:6: app: app 'demo' is also defined in a.yaml; app names are unique per "
+        "environment\n"
+    )
+
+
+def test_the_installed_command_prints_one_line_and_no_traceback(workdir: Path) -> None:
+    write(workdir / "spec.yaml", VALID + f"image:\n  env:\n    HF_TOKEN: {HF_TOKEN}\n")
+    write(workdir / "bomb.yaml", alias_bomb())
+    result = subprocess.run(
+        [sys.executable, "-m", "modal_iac.cli", "validate", "spec.yaml", "bomb.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "bomb.yaml:5:4: e: anchors and aliases expand to more than 20000 values; "
+        "write the values out",
+        f"spec.yaml:8:15: image.env.HF_TOKEN: this looks like a Hugging Face token; {SECRET_HINT}",
+    ]
+
+
+def test_names_shaped_like_words_are_not_mistaken_for_tokens(workdir: Path) -> None:
+    write(
+        workdir / "spec.yaml",
+        VALID
+        + "secrets: [sk-embedding-cache-production, hf_token_for_the_team_models]\n"
+        + "volumes:\n  /root/.cache/huggingface: sk-learn-model-weights-volume\n",
+    )
+    assert load_spec("spec.yaml").spec.secrets == [
+        "sk-embedding-cache-production",
+        "hf_token_for_the_team_models",
+    ]
+
+
+# -- robustness: any edit of a valid spec gives located lines, never a crash ------------------
+
+KALM = (ROOT / "specs" / "kalm.yaml").read_text(encoding="utf-8")
+
+
+@st.composite
+def mangled_specs(draw: st.DrawFn) -> str:
+    """specs/kalm.yaml with a few characters deleted, inserted or replaced."""
+    text = KALM
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(text)))
+        cut = draw(st.integers(0, 4))
+        insert = draw(
+            st.sampled_from(
+                ["", ":", "- ", "  ", "\n", "'", '"', "[", "{", "&a ", "*a", "!!int ", "!a ", "x"]
+            )
+        )
+        text = text[:at] + insert + text[at + cut :]
+    return text
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=mangled_specs())
+def test_mangled_specs_load_or_fail_with_located_lines(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_spec(path)
+    except SpecErrors as exc:
+        errors = exc.errors
+    except SpecError as exc:
+        errors = [exc]
+    else:
+        return
+    for error in errors:
+        line = str(error)
+        assert line.startswith(f"{path}:") and "\n" not in line
+        assert error.line is not None and error.column is not None, line
+        assert 1 <= error.line <= text.count("\n") + 2, line
+        assert "Input should" not in line and "pydantic" not in line, line
