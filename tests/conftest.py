@@ -13,6 +13,18 @@ if TYPE_CHECKING:
     from modal_iac.local_api import LocalModalServer
 
 
+@pytest.fixture(autouse=True)
+def no_modal_credentials(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test starts without Modal credentials (so plans are offline) unless it asks for
+    the ``modal_api`` fixture: a developer's own ~/.modal.toml must never be used."""
+    for key in list(os.environ):
+        if key.startswith("MODAL_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path_factory.getbasetemp() / "no-modal.toml"))
+
+
 @pytest.fixture
 def modal_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalModalServer]:
     """A running local Modal API; MODAL_* point at it for this process and its children.
@@ -20,7 +32,6 @@ def modal_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
     HOME is a throw-away folder and the SDK's parsed ``~/.modal.toml`` is emptied (it is read
     once, at import), so no real profile or token leaks in.
     """
-    pytest.importorskip("modal")
     import modal.config
 
     from modal_iac.local_api import LocalModalServer, reset_modal_client
