@@ -40,6 +40,9 @@ def engine_kwargs(spec: Spec) -> dict[str, Any]:
         kwargs["tensor_parallel_size"] = spec.tensor_parallel_size
     if spec.snapshot == "sleep":
         kwargs["enable_sleep_mode"] = True
+    if model.multimodal is False:
+        # No image or video inputs: vLLM skips the multimodal profiling at start-up.
+        kwargs["limit_mm_per_prompt"] = {"image": 0, "video": 0}
     if model.task == "embed":
         kwargs["runner"] = "pooling"
         kwargs["convert"] = "embed"

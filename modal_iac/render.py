@@ -98,7 +98,7 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
         "concurrency": scaling.concurrency,
         "base_image": spec.image.base,
         "python_version": spec.image.python,
-        "pip_packages": [f"vllm=={spec.engine.version}", *spec.image.packages],
+        "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
         "image_env": image_env(spec),
         "class_surface": class_surface,
         "http": http,

@@ -18,6 +18,7 @@ def settings(spec: Spec) -> dict[str, Any]:
     """Flat, JSON-ready view of a resolved spec, in schema order, defaults resolved."""
     data = spec.model_dump(mode="json", by_alias=True)
     data["engine"]["enforce_eager"] = spec.enforce_eager
+    data["engine"]["version"] = spec.engine_version
     data["model"]["served_name"] = spec.model.served_name or spec.model.id
     if spec.model.task == "embed":
         data["model"]["embedding"] = spec.embedding.model_dump(mode="json")

@@ -28,6 +28,9 @@ from pydantic_core import CoreSchema
 
 SPEC_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"
+# The transformers release vLLM 0.33.0 itself requires (>=5.16.1,<5.21), so both engines
+# can share a cache of compiled kernels and a tokenizer behaviour.
+DEFAULT_TRANSFORMERS_VERSION = "5.20.2"
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4).
 _OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
@@ -280,6 +283,11 @@ class Model(StrictModel):
     max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
     trust_remote_code: bool = False
     parameters: Parameters | None = Field(None, description="Parameter count, for GPU fit.")
+    multimodal: bool | None = Field(
+        None,
+        description="Inputs may carry images. false tells vLLM to accept none "
+        "(--limit-mm-per-prompt), which shrinks start-up; unset leaves vLLM's default.",
+    )
     served_name: str | None = Field(
         None, min_length=1, description="Name clients pass as `model`; defaults to the id."
     )
@@ -332,8 +340,24 @@ MANAGED_ENGINE_ARGS = {
 class Engine(StrictModel):
     """The inference engine and its tuning."""
 
-    name: Literal["vllm"] = "vllm"
-    version: str = Field(DEFAULT_VLLM_VERSION, pattern=r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$")
+    name: Literal["vllm", "transformers"] = Field(
+        "vllm", description="vllm (OpenAI-compatible server, Python class) or transformers "
+        "(a FastAPI /embed server for embedding models vLLM cannot serve)."
+    )
+    version: str | None = Field(
+        None,
+        pattern=r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$",
+        description=f"Pinned engine version; default vllm {DEFAULT_VLLM_VERSION}, "
+        f"transformers {DEFAULT_TRANSFORMERS_VERSION}.",
+    )
+    sleep_level: Literal[1, 2] = Field(
+        1,
+        description="vLLM sleep level for snapshot: sleep. 1 keeps weights in host RAM; "
+        "2 drops them and reloads on wake.",
+    )
+    batch_size: int = Field(
+        32, ge=1, le=4096, description="transformers: the most inputs one /embed request takes."
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     max_num_seqs: int | None = Field(None, gt=0)
     enforce_eager: bool | None = Field(
@@ -644,6 +668,7 @@ class Spec(StrictModel):
                     "class on or use snapshot: none",
                 )
             )
+        found.extend(self._engine_problems())
         http = self.surfaces.http
         if http is None and self.scaling.concurrency != 1:
             found.append(
@@ -662,6 +687,40 @@ class Spec(StrictModel):
                 )
             )
         return found
+
+    def _engine_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        found: list[tuple[tuple[str, ...], str]] = []
+        engine = self.engine
+        if engine.name == "vllm" and self.snapshot == "memory":
+            found.append(
+                (
+                    ("snapshot",),
+                    "snapshot memory loads weights into host memory before the snapshot, but "
+                    "vLLM initialises CUDA while it loads; use gpu or sleep with vLLM, or "
+                    "engine: transformers",
+                )
+            )
+        if engine.name == "transformers":
+            if self.snapshot == "sleep":
+                found.append((("snapshot",), "sleep mode is a vLLM feature; use gpu or memory"))
+            if self.model.task != "embed":
+                found.append(
+                    (("model", "task"), "engine transformers serves embedding models only")
+                )
+            vllm_only = {"gpu_memory_utilization", "max_num_seqs", "enforce_eager", "args"}
+            for key in sorted(vllm_only & engine.model_fields_set):
+                found.append((("engine", key), "applies to engine vllm only"))
+            if self.gpu[0].count > 1:
+                found.append((("gpu",), "engine transformers runs on one GPU per container"))
+        elif "batch_size" in engine.model_fields_set:
+            found.append((("engine", "batch_size"), "applies to engine transformers only"))
+        return found
+
+    @property
+    def engine_version(self) -> str:
+        if self.engine.version:
+            return self.engine.version
+        return DEFAULT_VLLM_VERSION if self.engine.name == "vllm" else DEFAULT_TRANSFORMERS_VERSION
 
     @property
     def tensor_parallel_size(self) -> int:

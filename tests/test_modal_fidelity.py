@@ -56,12 +56,11 @@ def _spec_paths() -> list[str]:
 _MODEL_GENERATE = {"id": "org/chat-model", "revision": "0123abc", "task": "generate"}
 _MODEL_EMBED = {"id": "org/embed-model", "revision": "0123abc", "task": "embed"}
 SYNTHETIC: dict[str, dict[str, Any]] = {
-    "generate-class-memory-open-http": {
-        "app": "synthetic-generate-memory",
+    "generate-class-open-http": {
+        "app": "synthetic-generate",
         "labels": {"team": "qa", "tier": "gold"},
         "model": _MODEL_GENERATE,
         "gpu": ["H100", "A100-80GB"],
-        "snapshot": "memory",
         "secrets": ["huggingface", "wandb"],
         "scaling": {
             "min_containers": 1,
