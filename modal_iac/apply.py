@@ -84,6 +84,12 @@ def execute(
     for change in plan.changes:
         if change.record is not None and needs_recording(change, state):
             record = replace(change.record, deployed_version=change.observed_version)
+            try:
+                # The interrupted apply may have published the app but not tagged it yet.
+                modal_api.set_tags(change.app, change.environment, app_tags(record))
+            except modal_api.ModalApiError as exc:
+                outcomes.append(Outcome(change.address, "record", False, str(exc)))
+                continue
             save(change.address, record)
             outcomes.append(Outcome(change.address, "record", True, "recorded"))
 

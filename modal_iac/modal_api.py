@@ -82,9 +82,11 @@ def require_credentials() -> None:
         raise ModalApiError(NO_CREDENTIALS)
 
 
-def run(make: Callable[[_Client], Awaitable[T]], *, timeout: float = READ_TIMEOUT) -> T:
-    """Connect (with a short deadline), then run ``make(client)`` under ``timeout``."""
+def run(make: Callable[[_Client], Awaitable[T]], *, timeout: float | None = None) -> T:
+    """Connect (with a short deadline), then run ``make(client)`` under ``timeout`` (default:
+    ``READ_TIMEOUT``, read at call time so the module's deadlines can be changed)."""
     require_credentials()
+    limit = READ_TIMEOUT if timeout is None else timeout
     config = modal.config.config
 
     async def main() -> T:
@@ -97,7 +99,7 @@ def run(make: Callable[[_Client], Awaitable[T]], *, timeout: float = READ_TIMEOU
         try:
             await _deadline(client._open(), CONNECT_TIMEOUT, "connecting to Modal")  # type: ignore[no-untyped-call]
             await _deadline(client.hello(), CONNECT_TIMEOUT, "connecting to Modal")  # type: ignore[no-untyped-call]
-            return await _deadline(make(client), timeout, "waiting for Modal")
+            return await _deadline(make(client), limit, "waiting for Modal")
         finally:
             await client.close()
 
@@ -321,7 +323,10 @@ def deploy_all(
 
         return list(await asyncio.gather(*(one(job) for job in jobs)))
 
-    return run(make, timeout=DEPLOY_TIMEOUT)
+    # Each app has its own deadlines (deploy, then tagging); this outer one is only a backstop
+    # and must outlast every round of ``parallel`` apps, or one slow batch cancels the rest.
+    rounds = -(-len(jobs) // max(1, parallel))
+    return run(make, timeout=rounds * (DEPLOY_TIMEOUT + READ_TIMEOUT) + READ_TIMEOUT)
 
 
 def _import(job: DeployJob, build_dir: Path) -> Any:
@@ -362,6 +367,20 @@ def stop(app: str, environment: str | None) -> bool:
         return True
 
     return run(make)
+
+
+def set_tags(app: str, environment: str | None, tags: dict[str, str]) -> None:
+    """Replace a deployed app's tags."""
+
+    async def make(client: _Client) -> None:
+        found = await client._stub.AppGetByDeploymentName(
+            api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
+        )
+        if not found.app_id:
+            raise ModalApiError(f"app {app!r} is not deployed")
+        await _publish_tags(client, found.app_id, tags)
+
+    run(make)
 
 
 def rollback(app: str, environment: str | None, version: int) -> int:

@@ -8,10 +8,8 @@ observe Modal (``modal_api``), make the plan (``plan.py``), show it, ask, execut
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -58,8 +56,8 @@ def online_plan(desired: list[Desired], state: State, scope: list[Path]) -> Plan
 
 
 def owner() -> str:
-    command = " ".join(["modaliac", *sys.argv[1:]])[:200]
-    return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}: {command}"
+    """The command, for the lock; the store adds user, host, pid and time (``LockOwner``)."""
+    return " ".join(["modaliac", *sys.argv[1:]])[:200]
 
 
 # -- apply ----------------------------------------------------------------------------------

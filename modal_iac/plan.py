@@ -130,8 +130,12 @@ def make_plan(
     for address, record in sorted(recorded.apps.items()):
         if address not in wanted and in_scope(record.spec_path, delete_scope):
             notes = ["its spec was removed: the Modal app will be stopped"]
+            seen_state: str | None = None
+            seen_version: int | None = None
             if observed is not None:
                 seen = observed.get((record.environment, record.app))
+                seen_state = seen.state if seen else "missing"
+                seen_version = seen.current.version if seen and seen.current else None
                 if seen is None or seen.state != "deployed":
                     notes = [
                         "its spec was removed and the app is already gone from Modal: "
@@ -150,6 +154,8 @@ def make_plan(
                     fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
                     notes=tuple(notes),
                     recorded_version=record.deployed_version,
+                    observed_state=seen_state,
+                    observed_version=seen_version,
                 )
             )
     return Plan(
@@ -246,11 +252,16 @@ def _observe(
         )
         notes.append("apply deploys it again")
         return "create" if action == "no-op" else action
-    if current is None or (ours and current.version == before.deployed_version):
+    if current is None:
         return action
-    if ours and action == "no-op":
-        notes.append(f"Modal runs this version as v{current.version}: apply records it")
-        return action
+    same_tag = not before.deployment_tag or current.tag == before.deployment_tag
+    if current.version == before.deployed_version and same_tag:
+        return action  # Modal runs what modaliac recorded: no drift
+    if ours:
+        # Modal already runs the code the spec renders now: an apply deployed it and was
+        # stopped before it could record it. Recording it is all that is left to do.
+        notes.append("Modal already runs exactly this version: apply only records it")
+        return "no-op"
     who = current.deployed_by or "someone"
     if current.deployment_type == "rollback":
         drift.append(
@@ -278,7 +289,9 @@ def field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldC
 
 
 def in_scope(spec_path: str, scope: list[Path] | None) -> bool:
-    if not scope:
+    """Whether a recorded spec lived under one of the planned directories. An imported app
+    (no spec yet) is never in scope: planning a directory must not stop it."""
+    if not scope or not spec_path:
         return False
     path = Path(spec_path).resolve()
     return any(path.is_relative_to(directory.resolve()) for directory in scope)

@@ -4,6 +4,7 @@ Modal API with the real ``modal`` client: what the client sent, what the state s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -97,10 +98,11 @@ def test_lifecycle_create_noop_update_replace_delete(
     assert state(project)["minilm-embedding"] == 2
 
     # Snapshot mode change: a replace, and the plan says why it costs a cold start.
-    edit(project / "specs/minilm.yaml", "gpu: A10G", "gpu: A10G\nsnapshot: memory")
+    edit(project / "specs/minilm.yaml", "gpu: A10G", "gpu: A10G\nsnapshot: gpu")
     code, out, _ = cli(capsys, "plan")
     assert "-/+ replace minilm-embedding" in out and "new memory snapshot" in out
-    assert 'snapshot : "none" -> "memory"' in out
+    assert re.search(r'snapshot +: "none" -> "gpu"', out)
+    assert re.search(r"engine.enforce_eager +: false -> true", out)
     assert cli(capsys, "apply", "--yes")[0] == 0
 
     # Spec removed: the app is stopped and forgotten.
