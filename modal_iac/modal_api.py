@@ -17,7 +17,7 @@ import asyncio
 import importlib.util
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,15 +129,36 @@ def _first_line(text: str) -> str:
 
 
 def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
-    """Observe every app concurrently over one client: N apps cost about one round trip."""
+    """Observe every app concurrently over one client: N apps cost about two round trips.
+
+    First, at once: one AppList per environment (to tell stopped from missing), one existence
+    check per distinct secret and volume, one lookup per app. Then the details of the apps
+    that exist, again all at once.
+    """
 
     async def make(client: _Client) -> dict[tuple[str | None, str], Observed]:
         environments = sorted({q.environment or "" for q in queries})
-        listings = await asyncio.gather(
-            *(
-                client._stub.AppList(api_pb2.AppListRequest(environment_name=e))
-                for e in environments
-            )
+        secrets = sorted({(q.environment or "", n) for q in queries for n in q.secrets})
+        volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
+        listings, secret_ok, volume_ok, lookups = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    client._stub.AppList(api_pb2.AppListRequest(environment_name=env))
+                    for env in environments
+                )
+            ),
+            asyncio.gather(*(_secret_exists(client, name, env) for env, name in secrets)),
+            asyncio.gather(*(_volume_exists(client, name, env) for env, name in volumes)),
+            asyncio.gather(
+                *(
+                    client._stub.AppGetByDeploymentName(
+                        api_pb2.AppGetByDeploymentNameRequest(
+                            name=q.app, environment_name=q.environment or ""
+                        )
+                    )
+                    for q in queries
+                )
+            ),
         )
         stopped = {
             (env, item.name or item.description)
@@ -145,38 +166,45 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             for item in listing.apps
             if item.state == api_pb2.APP_STATE_STOPPED
         }
-        found = await asyncio.gather(*(_observe_one(client, q, stopped) for q in queries))
+        missing = {
+            ("secret", *key) for key, ok in zip(secrets, secret_ok, strict=True) if not ok
+        } | {("volume", *key) for key, ok in zip(volumes, volume_ok, strict=True) if not ok}
+        found = await asyncio.gather(
+            *(
+                _observe_one(client, q, lookup.app_id, stopped, missing)
+                for q, lookup in zip(queries, lookups, strict=True)
+            )
+        )
         return {(o.environment, o.app): o for o in found}
 
     return run(make)
 
 
-async def _observe_one(client: _Client, query: Query, stopped: set[tuple[str, str]]) -> Observed:
+async def _observe_one(
+    client: _Client,
+    query: Query,
+    app_id: str,
+    stopped: set[tuple[str, str]],
+    missing: set[tuple[str, str, str]],
+) -> Observed:
     env = query.environment or ""
-    missing_secrets, missing_volumes = await asyncio.gather(
-        _missing(client, query.secrets, env, _secret_exists),
-        _missing(client, query.volumes, env, _volume_exists),
-    )
     base = Observed(
         app=query.app,
         environment=query.environment,
-        missing_secrets=missing_secrets,
-        missing_volumes=missing_volumes,
+        missing_secrets=tuple(n for n in query.secrets if ("secret", env, n) in missing),
+        missing_volumes=tuple(n for n in query.volumes if ("volume", env, n) in missing),
     )
-    found = await client._stub.AppGetByDeploymentName(
-        api_pb2.AppGetByDeploymentNameRequest(name=query.app, environment_name=env)
-    )
-    if not found.app_id:
+    if not app_id:
         return replace(base, state="stopped" if (env, query.app) in stopped else "missing")
     lifecycle, history, tags, overrides = await asyncio.gather(
-        client._stub.AppGetLifecycle(api_pb2.AppGetLifecycleRequest(app_id=found.app_id)),
-        client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=found.app_id)),
-        client._stub.AppGetTags(api_pb2.AppGetTagsRequest(app_id=found.app_id)),
-        _overrides(client, found.app_id),
+        client._stub.AppGetLifecycle(api_pb2.AppGetLifecycleRequest(app_id=app_id)),
+        client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id)),
+        client._stub.AppGetTags(api_pb2.AppGetTagsRequest(app_id=app_id)),
+        _overrides(client, app_id),
     )
     return replace(
         base,
-        app_id=found.app_id,
+        app_id=app_id,
         state=_state_name(lifecycle.lifecycle.app_state),
         history=tuple(
             sorted(
@@ -234,16 +262,6 @@ async def _overrides(client: _Client, app_id: str) -> tuple[Override, ...]:
                 )
             )
     return tuple(found)
-
-
-async def _missing(
-    client: _Client,
-    names: tuple[str, ...],
-    env: str,
-    exists: Callable[[_Client, str, str], Coroutine[Any, Any, bool]],
-) -> tuple[str, ...]:
-    results = await asyncio.gather(*(exists(client, name, env) for name in names))
-    return tuple(name for name, ok in zip(names, results, strict=True) if not ok)
 
 
 async def _secret_exists(client: _Client, name: str, env: str) -> bool:
