@@ -32,7 +32,7 @@ from .errors import ModaliacError
 from .observed import Deployment, Observed, Override
 
 T = TypeVar("T")
-CONNECT_TIMEOUT = 8.0
+CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 DEPLOY_TIMEOUT = 900.0
 NO_CREDENTIALS = (

@@ -281,3 +281,24 @@ def test_no_credentials_and_unreachable_api_fail_in_one_line(
     assert len(err.strip().splitlines()) == 1, err
     assert "connecting to Modal timed out" in err or "cannot reach Modal" in err
     assert elapsed < 15
+
+
+def test_state_kept_on_modal(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--state modal:VOLUME keeps the state in a Modal Volume; nothing is written locally."""
+    remote = "modal:modaliac-state/team/state.json"
+    code, out, err = cli(capsys, "apply", "--yes", "--state", remote)
+    assert code == 0, err
+    assert "Apply finished: 2 succeeded, 0 failed." in out
+    assert not (project / ".modaliac/state.json").exists()
+    assert modal_api.state.find_volume("modaliac-state") is not None
+
+    code, out, _ = cli(capsys, "plan", "--detailed-exitcode", "--state", remote)
+    assert code == 0 and "No changes." in out
+    code, out, _ = cli(capsys, "state", "list", "--state", remote)
+    assert "kalm-embedding" in out and "minilm-embedding" in out
+    # The local state knows nothing, so a plan against it wants to create both again, and
+    # Modal's tags show they are already deployed by modaliac.
+    code, out, _ = cli(capsys, "plan")
+    assert "Modal already runs exactly this version" in out
