@@ -67,7 +67,21 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"modaliac {__version__}"
 
 
-@pytest.mark.parametrize("command", ["validate", "render", "plan", "schema"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "validate",
+        "render",
+        "plan",
+        "apply",
+        "diff",
+        "destroy",
+        "import",
+        "rollback",
+        "state",
+        "schema",
+    ],
+)
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -327,3 +341,33 @@ def test_color_always_paints_the_plan(capsys: pytest.CaptureFixture[str], workdi
     assert "\x1b[32m+ create kalm-embedding\x1b[0m" in out
     _, out, _ = run(capsys, "--color", "never", "plan")
     assert "\x1b[" not in out
+
+
+# -- diff ---------------------------------------------------------------------------------
+
+
+def test_diff_against_the_recorded_state(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    code, out, _ = run(capsys, "diff", "--exit-code")
+    assert code == 0 and "No differences." in out
+    edit(workdir / "specs" / "minilm.yaml", "gpu: L4", "gpu: T4")
+    code, out, _ = run(capsys, "diff", "--exit-code")
+    assert code == 2
+    assert '-GPU = "L4"' in out and '+GPU = "T4"' in out
+    assert "1 app differs." in out
+
+
+def test_diff_against_a_git_revision_needs_no_state(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "specs"], check=True)
+    subprocess.run([*git, "commit", "-qm", "specs"], check=True)
+    edit(workdir / "specs" / "kalm.yaml", "max_num_seqs: 256", "max_num_seqs: 64")
+    code, out, err = run(capsys, "diff", "--base", "HEAD")
+    assert code == 0, err
+    assert '-    "max_num_seqs": 256,' in out and '+    "max_num_seqs": 64,' in out
+    assert not (workdir / ".modaliac").exists()
+    code, _, err = run(capsys, "diff", "--base", "no-such-ref")
+    assert code == 1 and "no-such-ref" in err and len(err.splitlines()) == 1
