@@ -197,6 +197,8 @@ def _explain(item: LoadedSpec) -> str:
         )
         lines.append(f"{key.ljust(width)} = {_json(value)}{mark}")
     lines.append("")
+    if spec.engine.name != "vllm":
+        return "\n".join(lines) + "\n"
     lines.append(f"# vLLM engine arguments (the class): {_json(engine_kwargs(spec))}")
     if spec.surfaces.http is not None:
         argv = " ".join(serve_argv(spec, spec.surfaces.http.port))

@@ -13,7 +13,10 @@ from typing import Any
 
 from .spec import Spec
 
-SERVE_HOST = "0.0.0.0"  # Modal's web_server proxies to this port inside the container
+# vLLM listens on the loopback interface only: the public endpoint is the authenticating proxy
+# in the same container (templates/vllm_app.py.j2), so vLLM's unauthenticated routes (/sleep,
+# /wake_up, /collective_rpc, /metrics, ...) are unreachable from outside.
+SERVE_HOST = "127.0.0.1"
 # vLLM 0.33 engine arguments whose ``vllm serve`` flag is a bare switch with no ``--no-`` form;
 # false is their default, so false means "leave the flag out" (tests/test_vllm_args.py).
 _SWITCH_ONLY = frozenset(
@@ -74,12 +77,13 @@ def served_names(spec: Spec) -> list[str]:
 
 
 def serve_argv(spec: Spec, port: int) -> list[str]:
-    """``vllm serve`` arguments (after the ``vllm serve`` words)."""
+    """``vllm serve`` arguments (after the ``vllm serve`` words).
+
+    With ``snapshot: sleep`` they include ``--enable-sleep-mode``: the server sleeps before its
+    GPU snapshot. The API key is not here: it reaches vLLM through the environment.
+    """
     kwargs = engine_kwargs(spec)
     argv = [kwargs.pop("model")]
-    # The HTTP server starts without a snapshot in this version, so it never sleeps; sleep mode
-    # would also open vLLM's unauthenticated dev endpoints (FACTS.md).
-    kwargs.pop("enable_sleep_mode", None)
     kwargs["served_model_name"] = served_names(spec)
     kwargs["host"] = SERVE_HOST
     kwargs["port"] = port

@@ -43,8 +43,14 @@ class Rendered:
 
 
 def render(loaded: LoadedSpec) -> Rendered:
+    """The Modal app file for one spec, from the template of its engine."""
     spec = loaded.spec
-    source = _template("vllm_app.py.j2").render(context(spec, header(loaded)))
+    if spec.engine.name == "transformers":
+        from .render_transformers import TEMPLATE, transformers_context
+
+        source = _template(TEMPLATE).render(transformers_context(spec, header(loaded)))
+    else:
+        source = _template("vllm_app.py.j2").render(context(spec, header(loaded)))
     return Rendered(app=spec.app, filename=f"{spec.app}.py", source=source)
 
 
@@ -62,11 +68,16 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
     surfaces = spec.surfaces
     http = None
     if surfaces.http is not None:
+        port = surfaces.http.port
         http = {
             "api_key_secret": surfaces.http.api_key_secret,
             "api_key_env": surfaces.http.api_key_env,
-            "port": surfaces.http.port,
-            "serve_args": engine.serve_argv(spec, surfaces.http.port),
+            "upstream": f"http://{engine.SERVE_HOST}:{port}",
+            "serve_args": engine.serve_argv(spec, port),
+            "vllm_env": server_env(spec),
+            "served_name": engine.served_names(spec)[0],
+            "multimodal": bool(spec.model.multimodal),
+            "sleep_level": spec.engine.sleep_level,
         }
     class_surface = None
     if surfaces.class_ is not None:
@@ -89,6 +100,7 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
         "engine_kwargs": engine.engine_kwargs(spec),
         "matryoshka": list(spec.embedding.matryoshka or []) if spec.model.task == "embed" else [],
         "snapshot": spec.snapshot,
+        "sleep_level": spec.engine.sleep_level,
         "timeout": scaling.timeout,
         "startup_timeout": scaling.startup_timeout,
         "scaledown_window": scaling.scaledown_window,
@@ -119,6 +131,14 @@ def image_env(spec: Spec) -> dict[str, str]:
         env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     env.update(spec.image.env)
     return dict(sorted(env.items()))
+
+
+def server_env(spec: Spec) -> dict[str, str]:
+    """Environment of the ``vllm serve`` process only (the class never needs these)."""
+    if spec.snapshot == "sleep":
+        # Opens /sleep and /wake_up (and other unauthenticated routes: the proxy hides them).
+        return {"VLLM_SERVER_DEV_MODE": "1"}
+    return {}
 
 
 def _class_doc(spec: Spec) -> str:

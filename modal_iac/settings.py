@@ -13,12 +13,19 @@ from pydantic import BaseModel
 from .messages import key_path
 from .spec import Spec
 
+VLLM_ONLY = ("gpu_memory_utilization", "max_num_seqs", "enforce_eager", "args", "sleep_level")
+TRANSFORMERS_ONLY = ("batch_size",)
+
 
 def settings(spec: Spec) -> dict[str, Any]:
     """Flat, JSON-ready view of a resolved spec, in schema order, defaults resolved."""
     data = spec.model_dump(mode="json", by_alias=True)
     data["engine"]["enforce_eager"] = spec.enforce_eager
     data["engine"]["version"] = spec.engine_version
+    # Each engine's settings only: the other engine's defaults would be noise in a plan.
+    other = VLLM_ONLY if spec.engine.name == "transformers" else TRANSFORMERS_ONLY
+    for key in other:
+        data["engine"].pop(key, None)
     data["model"]["served_name"] = spec.model.served_name or spec.model.id
     if spec.model.task == "embed":
         data["model"]["embedding"] = spec.embedding.model_dump(mode="json")

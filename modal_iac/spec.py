@@ -341,8 +341,9 @@ class Engine(StrictModel):
     """The inference engine and its tuning."""
 
     name: Literal["vllm", "transformers"] = Field(
-        "vllm", description="vllm (OpenAI-compatible server, Python class) or transformers "
-        "(a FastAPI /embed server for embedding models vLLM cannot serve)."
+        "vllm",
+        description="vllm (OpenAI-compatible server, Python class) or transformers "
+        "(a FastAPI /embed server for embedding models vLLM cannot serve).",
     )
     version: str | None = Field(
         None,
@@ -492,6 +493,13 @@ class Scaling(StrictModel):
 # Names the generated module defines itself; a surface may not take them.
 RESERVED_NAMES = frozenset(
     {"app", "image", "modal", "os", "secrets", "serve", "subprocess", "volumes"}
+    # The HTTP server (templates/vllm_server.py.j2): its class, helpers and imports.
+    | {"Server", "build_proxy", "sleep_engine", "start_vllm", "tiny_png", "wait_healthy"}
+    | {"wake_engine", "warm_up", "warm_up_requests", "asyncio", "b64encode", "hashlib"}
+    | {"hmac", "json", "time", "token_urlsafe", "urllib", "zlib"}
+    # The transformers engine (templates/transformers_app.py.j2).
+    | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
+    | {"parse_embed_request", "pool"}
 )
 
 
@@ -513,7 +521,9 @@ class ClassSurface(StrictModel):
 
 
 class HttpSurface(StrictModel):
-    """The OpenAI-compatible server: ``vllm serve`` behind ``@modal.web_server``."""
+    """The HTTP endpoint. vLLM: the OpenAI-compatible ``vllm serve`` on 127.0.0.1 behind an
+    authenticating proxy (``@modal.asgi_app``) that forwards only /v1 and /health.
+    transformers: a FastAPI app with /embed, /health and /."""
 
     api_key_secret: ObjectName | None = Field(
         None, description="Modal secret holding the API key; without it the endpoint is open."
@@ -521,7 +531,12 @@ class HttpSurface(StrictModel):
     api_key_env: EnvVarName = Field(
         "VLLM_API_KEY", description="Key inside that secret that holds the API key."
     )
-    port: int = Field(8000, ge=1024, le=65535)
+    port: int = Field(
+        8000,
+        ge=1024,
+        le=65535,
+        description="vLLM's port on 127.0.0.1 inside the container (the proxy is public).",
+    )
 
 
 class DownloaderSurface(StrictModel):
@@ -659,13 +674,12 @@ class Spec(StrictModel):
                     f"the downloader fills the Hugging Face cache; mount a volume at {HF_CACHE}",
                 )
             )
-        if self.snapshot != "none" and self.surfaces.class_ is None:
+        if self.snapshot != "none" and self.surfaces.class_ is None and self.surfaces.http is None:
             found.append(
                 (
                     ("snapshot",),
-                    f"snapshot {self.snapshot} applies to the Python class, and surfaces.class is "
-                    "off; the HTTP server starts without a snapshot in this version. Turn the "
-                    "class on or use snapshot: none",
+                    f"snapshot {self.snapshot} applies to the Python class and the HTTP server, "
+                    "and this spec has neither; turn one on or use snapshot: none",
                 )
             )
         found.extend(self._engine_problems())

@@ -349,8 +349,10 @@ def test_class_names_only_ever_name_the_class(name: str, tmp_path: Path) -> None
         reject()
     tree = ast.parse(render(load_spec(path)).source)
     classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
-    assert classes == [name]
     kalm_class = spec_data(PLACEHOLDER)["surfaces"]["class"]["name"]
+    # The HTTP server's own classes (Server, the proxy) have fixed names.
+    fixed = [n.name for n in ast.walk(placeholder_tree()) if isinstance(n, ast.ClassDef)]
+    assert classes == [name if c == kalm_class else c for c in fixed]
     baseline = [(kind, n) for kind, n in definitions(placeholder_tree()) if n != kalm_class]
     assert [(kind, n) for kind, n in definitions(tree) if n != name] == baseline
 

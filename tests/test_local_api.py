@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"
 APP = "kalm-embedding"
 CLASS_SERVICE = "VLLMEmbeddingSnapshot.*"
+SERVER = "Server.*"  # the HTTP surface: a class whose web method `serve` is the proxy
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -155,9 +156,8 @@ def test_cli_deploy_sends_the_spec_settings(modal_api: LocalModalServer, tmp_pat
     assert state.secret_names(model.secret_ids) == ["huggingface"]
     assert model.definition_type == api_pb2.Function.DEFINITION_TYPE_FILE  # the file, not pickles
 
-    serve = created(modal_api, "serve")
-    assert serve.webhook_config.type == api_pb2.WEBHOOK_TYPE_WEB_SERVER
-    assert serve.webhook_config.web_server_port == 8000
+    serve = created(modal_api, SERVER)
+    assert serve.method_definitions["serve"].webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP
     assert serve.max_concurrent_inputs == 32
     assert serve.resources.gpu_config.gpu_type == "A100-40GB"
     assert state.secret_names(serve.secret_ids) == ["huggingface", "kalm-api-key"]
@@ -165,8 +165,8 @@ def test_cli_deploy_sends_the_spec_settings(modal_api: LocalModalServer, tmp_pat
     publish = state.requests("AppPublish")[0]
     assert publish.name == APP and publish.deployment_tag == "t1"
     assert dict(publish.tags) == {"team": "search"}
-    assert set(publish.function_ids) == {CLASS_SERVICE, "serve", "download_weights"}
-    assert set(publish.class_ids) == {"VLLMEmbeddingSnapshot"}
+    assert set(publish.function_ids) == {CLASS_SERVICE, SERVER, "download_weights"}
+    assert set(publish.class_ids) == {"VLLMEmbeddingSnapshot", "Server"}
     # The app's source file was uploaded as a mount, byte for byte.
     assert state.app_files(APP)[f"/root/{rendered.filename}"] == rendered.source.encode()
     app = state.app(APP)
@@ -195,8 +195,8 @@ def test_in_process_deploy_then_lookups(
     assert created(api, CLASS_SERVICE).definition_type == api_pb2.Function.DEFINITION_TYPE_FILE
 
     api.state.clear_calls()
-    info = modal.Function.from_name(APP, "serve").info()
-    assert api.state.rpc_names() == ["FunctionGet"]
+    info = modal.Cls.from_name(APP, "Server")().serve.info()
+    assert api.state.rpc_names() == ["ClassGet", "FunctionGet"]
     assert info.gpus == [("A100-40GB", 1)]
     assert info.timeout == 300
     assert info.concurrency_info is not None and info.concurrency_info.max_inputs == 32
@@ -206,7 +206,7 @@ def test_in_process_deploy_then_lookups(
         "/root/.cache/vllm": "vllm-jit-cache",
     }
     assert api.state.secret_names(info.secrets) == ["huggingface", "kalm-api-key"]
-    assert info.web_info is not None and info.web_info.web_url
+    assert info.method_details["serve"].web_url
 
     cls = modal.Cls.from_name(APP, "VLLMEmbeddingSnapshot")
     cls.hydrate()
@@ -226,15 +226,14 @@ def test_autoscaler_overrides_are_visible_with_who_changed_them(
 ) -> None:
     api = secrets_first
     deploy(import_app(write(rendered_kalm(tmp_path), tmp_path / "apps", "kalm_a.py"), monkeypatch))
-    api.state.set_autoscaler_override(APP, "serve", min_containers=2, by="alice")
-    function = modal.Function.from_name(APP, "serve")
-    function.hydrate()
-    assert function.autoscaler.settings().min_containers == 2
+    api.state.set_autoscaler_override(APP, SERVER, min_containers=2, by="alice")
+    server = modal.Cls.from_name(APP, "Server")()
+    assert server.serve.autoscaler.settings().min_containers == 2
 
-    function.autoscaler.update(max_containers=3)
+    server.update_autoscaler(max_containers=3)
     sent = api.state.requests("FunctionUpdateSchedulingParams")[-1]
     assert sent.settings.max_containers == 3
-    record = api.state.function(APP, "serve")
+    record = api.state.function(APP, SERVER)
     assert (record.override.min_containers, record.override.max_containers) == (2, 3)
     assert record.override_events["min_containers"].requested_by == "alice"
     assert record.override_events["max_containers"].requested_by == "local-user"
@@ -265,7 +264,7 @@ def test_cli_redeploy_keeps_ids_records_history_and_skips_unchanged(
     }
     assert precreated == first_ids
     assert dict(api.state.requests("AppPublish")[0].function_ids) == first_ids
-    assert created(api, "serve").autoscaler_settings.scaledown_window == 600
+    assert created(api, SERVER).autoscaler_settings.scaledown_window == 600
     history = api.state.app(APP).history
     assert [(d.version, d.tag) for d in history] == [(1, "v1"), (2, "v2")]
 
@@ -322,7 +321,7 @@ def test_app_commands_through_the_real_cli(
     assert current is not None
     assert (current.version, current.rollback_version) == (4, 2)
     assert current.deployment_type == api_pb2.DEPLOYMENT_TYPE_ROLLBACK
-    serve = modal.Function.from_name(APP, "serve").info()  # v2's definitions are served again
+    serve = modal.Cls.from_name(APP, "Server")().serve.info()  # v2's definitions again
     assert serve.concurrency_info is not None and serve.concurrency_info.max_inputs == 16
 
     stop = modal_cli("app", "stop", APP, "--yes", cwd=tmp_path)

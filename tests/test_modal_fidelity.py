@@ -52,7 +52,8 @@ def _spec_paths() -> list[str]:
 
 
 # Synthetic specs for template branches no checked-in spec reaches: a class surface with
-# task generate, with snapshot memory and sleep, an open web server, non-default autoscaling.
+# task generate, with snapshot memory and sleep, an open web server, non-default autoscaling,
+# a server alone with sleep level 2 or a GPU snapshot.
 _MODEL_GENERATE = {"id": "org/chat-model", "revision": "0123abc", "task": "generate"}
 _MODEL_EMBED = {"id": "org/embed-model", "revision": "0123abc", "task": "embed"}
 SYNTHETIC: dict[str, dict[str, Any]] = {
@@ -84,6 +85,22 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
             "http": {"api_key_secret": "embed-key"},
             "downloader": {"name": "fetch_weights", "timeout": "2h"},
         },
+    },
+    "embed-server-sleep-level-2": {
+        "app": "synthetic-embed-server-sleep",
+        "model": {**_MODEL_EMBED, "multimodal": False},
+        "engine": {"sleep_level": 2},
+        "gpu": "L4",
+        "snapshot": "sleep",
+        "scaling": {"concurrency": 16, "max_containers": 2},
+        "surfaces": {"class": False, "http": {"api_key_secret": "embed-key", "port": 8123}},
+    },
+    "generate-server-gpu-open": {
+        "app": "synthetic-generate-server-gpu",
+        "model": {**_MODEL_GENERATE, "multimodal": True},
+        "gpu": "H100",
+        "snapshot": "gpu",
+        "surfaces": {"class": False, "http": True, "downloader": False},
     },
     "generate-class-gpu-snapshot": {
         "app": "synthetic-generate-gpu",
@@ -125,6 +142,7 @@ def _cases_where(predicate: Callable[[Spec], bool]) -> list[str]:
 
 
 METHODS = {"embed": ["embed", "embed_with_metadata"], "generate": ["chat", "generate"]}
+SERVER = "Server"  # the HTTP surface's class; its Modal function is "Server.*"
 
 
 # -- private SDK structures ---------------------------------------------------------------
@@ -136,7 +154,7 @@ METHODS = {"embed": ["embed", "embed_with_metadata"], "generate": ["chat", "gene
 #    in 1.7.0; they are views of the same _local_state.
 #  - autoscaler settings, enable_memory_snapshot, experimental_options: captured only by the
 #    closure of the function's loader, which turns them into the FunctionCreate request.
-#  - web server port and startup timeout: the local WebhookConfig (_webhook_config).
+#  - web endpoint kinds: the WebhookConfig of each web method of a user class.
 #  - snapshot hooks: the @modal.enter(snap=...) flags on the user class's methods.
 #  - the user config file is read once, at `import modal`: a throw-away HOME set afterwards
 #    would not hide ~/.modal.toml, so the parsed copy is replaced by an empty one.
@@ -150,8 +168,6 @@ class PrivateFunctionView:
     scaledown_window: int | None
     enable_memory_snapshot: bool
     experimental_options: dict[str, str]
-    web_server_port: int | None
-    web_server_startup_timeout: int | None
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,8 @@ class PrivateAppView:
     class_names: list[str]
     functions: dict[str, PrivateFunctionView]
     pre_snapshot_hooks: dict[str, list[str]]  # class name -> @modal.enter(snap=True) methods
+    post_snapshot_hooks: dict[str, list[str]]  # class name -> @modal.enter(snap=False) methods
+    web_methods: dict[str, dict[str, int]]  # class name -> web method -> api_pb2.WebhookType
 
 
 def private_view(app: modal.App) -> PrivateAppView:
@@ -175,7 +193,6 @@ def private_view(app: modal.App) -> PrivateAppView:
     for tag, fn in state.functions.items():
         captured = inspect.getclosurevars(fn._load).nonlocals
         scaler = captured["autoscaler_settings"]
-        webhook = fn._webhook_config
 
         def field(name: str, scaler: Any = scaler) -> int | None:
             return getattr(scaler, name) if scaler.HasField(name) else None
@@ -187,23 +204,32 @@ def private_view(app: modal.App) -> PrivateAppView:
             scaledown_window=field("scaledown_window"),
             enable_memory_snapshot=captured["enable_memory_snapshot"],
             experimental_options=dict(captured["experimental_options"]),
-            web_server_port=webhook.web_server_port if webhook else None,
-            web_server_startup_timeout=webhook.web_server_startup_timeout if webhook else None,
         )
-    hooks = {
-        name: sorted(
-            _find_partial_methods_for_user_cls(
-                cls._get_user_cls(), _PartialFunctionFlags.ENTER_PRE_SNAPSHOT
-            )
-        )
-        for name, cls in state.classes.items()
-    }
+
+    def methods(flag: Any) -> dict[str, dict[str, Any]]:
+        return {
+            name: _find_partial_methods_for_user_cls(cls._get_user_cls(), flag)
+            for name, cls in state.classes.items()
+        }
+
+    web = methods(_PartialFunctionFlags.WEB_INTERFACE)
     return PrivateAppView(
         tags=dict(state.tags),
         function_tags=sorted(state.functions),
         class_names=sorted(state.classes),
         functions=functions,
-        pre_snapshot_hooks=hooks,
+        pre_snapshot_hooks={
+            name: sorted(found)
+            for name, found in methods(_PartialFunctionFlags.ENTER_PRE_SNAPSHOT).items()
+        },
+        post_snapshot_hooks={
+            name: sorted(found)
+            for name, found in methods(_PartialFunctionFlags.ENTER_POST_SNAPSHOT).items()
+        },
+        web_methods={
+            name: {method: pf.params.webhook_config.type for method, pf in found.items()}
+            for name, found in web.items()
+        },
     )
 
 
@@ -303,6 +329,9 @@ def test_specs_are_found() -> None:
     assert dirs == set(SPEC_DIRS), f"expected specs in {SPEC_DIRS}, found {paths}"
 
 
+# Engine transformers apps (one class holding the methods and the ASGI app) are checked for
+# their own shape in test_transformers_engine.py; here and in test_class_surface only vLLM's.
+@pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.engine.name == "vllm"))
 def test_app_name_tags_and_inventory(
     spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -314,16 +343,18 @@ def test_app_name_tags_and_inventory(
 
     surfaces = spec.surfaces
     classes = [surfaces.class_.name] if surfaces.class_ is not None else []
-    functions = [f"{name}.*" for name in classes]
     if surfaces.http is not None:
-        functions.append("serve")
+        classes.append(SERVER)
+    functions = [f"{name}.*" for name in classes]
     if surfaces.downloader is not None:
         functions.append(surfaces.downloader.name)
     assert view.class_names == sorted(classes)
     assert view.function_tags == sorted(functions)
 
 
-@pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.surfaces.class_ is not None))
+@pytest.mark.parametrize(
+    "spec_path", _cases_where(lambda s: s.surfaces.class_ is not None and s.engine.name == "vllm")
+)
 def test_class_surface(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     imported = import_generated(spec_path, offline, monkeypatch)
     spec = imported.spec
@@ -367,30 +398,64 @@ def test_class_surface(spec_path: str, offline: Path, monkeypatch: pytest.Monkey
         assert hooks, f"snapshot: {spec.snapshot} but no @modal.enter(snap=True) method"
 
 
-@pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.surfaces.http is not None))
+@pytest.mark.parametrize(
+    "spec_path", _cases_where(lambda s: s.surfaces.http is not None and s.engine.name == "vllm")
+)
 def test_web_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP surface is a class, ``Server``, whose one web method is an ASGI app (the
+    authenticating proxy), with the spec's concurrency, snapshot mode and hooks."""
+    from modal_proto import api_pb2
+
     imported = import_generated(spec_path, offline, monkeypatch)
     spec = imported.spec
     http = spec.surfaces.http
     assert http is not None
-    serve = imported.module.serve
-    assert isinstance(serve, modal.Function)
+    server = getattr(imported.module, SERVER)
+    assert isinstance(server, modal.Cls)
 
+    serve = server().serve
+    assert isinstance(serve, modal.Function)
     info = serve.info()
-    assert info.web_info is not None, "serve is not a web endpoint"
-    assert info.web_info.method is None, "a web server, not a FastAPI endpoint"
+    assert info.method_names == ["serve"], "the proxy is the only entry point"
+    web = info.method_details["serve"]
+    assert web.method is None, "an ASGI app, not a single-route FastAPI endpoint"
     assert info.concurrency_info is not None
     assert info.concurrency_info.max_inputs == spec.scaling.concurrency
     assert info.gpus == expected_gpus(spec)
     assert {path: mount.name for path, mount in info.volumes.items()} == spec.volumes
     assert info.timeout == spec.scaling.timeout
+    assert info.startup_timeout == spec.scaling.startup_timeout
     api_key = [http.api_key_secret] if http.api_key_secret is not None else []
     assert info.secrets == secret_reprs([*spec.secrets, *api_key])
 
-    view = private_view(imported.app).functions["serve"]
-    assert view.web_server_port == http.port
-    assert view.web_server_startup_timeout == spec.scaling.startup_timeout
+    app_view = private_view(imported.app)
+    assert app_view.web_methods[SERVER] == {"serve": api_pb2.WEBHOOK_TYPE_ASGI_APP}
+    view = app_view.functions[f"{SERVER}.*"]
     assert_autoscaler(view, spec)
+    gpu_snapshot = spec.snapshot in ("gpu", "sleep")
+    assert view.enable_memory_snapshot == gpu_snapshot
+    assert view.experimental_options == ({"enable_gpu_snapshot": "True"} if gpu_snapshot else {})
+    expected_hooks = {
+        "none": ([], ["start"]),  # a plain @modal.enter() runs after any restore
+        "gpu": (["start"], ["restored"]),
+        "sleep": (["start"], ["wake"]),
+    }[spec.snapshot]
+    hooks = (app_view.pre_snapshot_hooks[SERVER], app_view.post_snapshot_hooks[SERVER])
+    assert hooks == expected_hooks
+
+    # The settings the server's helpers run on.
+    settings = vars(imported.module)
+    assert settings["VLLM_URL"] == f"http://127.0.0.1:{http.port}"
+    argv = settings["SERVE_ARGS"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert ("--enable-sleep-mode" in argv) == (spec.snapshot == "sleep")
+    assert "--api-key" not in argv, "the key reaches vLLM through its environment only"
+    dev_mode = {"VLLM_SERVER_DEV_MODE": "1"} if spec.snapshot == "sleep" else {}
+    assert settings["VLLM_ENV"] == dev_mode
+    assert settings["TASK"] == spec.model.task
+    assert settings["MULTIMODAL"] is bool(spec.model.multimodal)
+    if spec.snapshot == "sleep":
+        assert settings["SLEEP_LEVEL"] == spec.engine.sleep_level
 
 
 @pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.surfaces.downloader is not None))
@@ -455,7 +520,8 @@ def _public_functions(imported: Imported) -> Iterator[modal.Function]:
         if isinstance(value, modal.Function):
             yield value
         elif isinstance(value, modal.Cls):
-            method = METHODS[imported.spec.model.task][0]
+            is_server = value is getattr(imported.module, SERVER, None)
+            method = "serve" if is_server else METHODS[imported.spec.model.task][0]
             yield getattr(value(), method)
 
 

@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK = Path(__file__).with_name("vllm_check.py")
 KALM = ROOT / "specs" / "kalm.yaml"
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
-SPEC_NAMES = [p.relative_to(ROOT).as_posix() for p in SPEC_FILES]
+# Specs of engine transformers give vLLM nothing to parse: test_transformers_engine.py runs them.
+SPEC_NAMES = [
+    p.relative_to(ROOT).as_posix() for p in SPEC_FILES if load_spec(p).spec.engine.name == "vllm"
+]
 HTTP_SPEC_NAMES = [
     name for name in SPEC_NAMES if load_spec(ROOT / name).spec.surfaces.http is not None
 ]
@@ -339,7 +342,7 @@ def test_kalm_serve_values(results: dict[str, Any]) -> None:
     assert values["max_num_seqs"] == 256
     assert values["tensor_parallel_size"] == 1
     assert values["enable_sleep_mode"] is False
-    assert values["host"] == "0.0.0.0"
+    assert values["host"] == "127.0.0.1"
     assert values["port"] == spec.surfaces.http.port
 
 
@@ -356,10 +359,40 @@ def test_chat_serve_values(results: dict[str, Any]) -> None:
     assert values["limit_mm_per_prompt"] == {"image": 0}
 
 
-def test_sleep_mode_is_for_the_class_only(results: dict[str, Any]) -> None:
-    """The class sleeps before its snapshot; the HTTP server never enables sleep mode."""
+def test_sleep_mode_only_with_snapshot_sleep(results: dict[str, Any]) -> None:
+    """With snapshot: sleep both the class and the server sleep before their snapshot;
+    otherwise neither enables sleep mode (it would open vLLM's dev endpoints for nothing)."""
     assert accepted(results, "sleep", "kwargs")["enable_sleep_mode"] is True
-    assert accepted(results, "sleep", "serve")["enable_sleep_mode"] is False
+    assert accepted(results, "sleep", "serve")["enable_sleep_mode"] is True
+    for name in VLLM_SERVER_NAMES:
+        sleeping = spec_of(name).snapshot == "sleep"
+        assert accepted(results, name, "serve")["enable_sleep_mode"] is sleeping, name
+
+
+VLLM_SERVER_NAMES = [name for name in HTTP_SPEC_NAMES if spec_of(name).engine.name == "vllm"]
+
+
+@pytest.mark.parametrize("name", VLLM_SERVER_NAMES)
+def test_server_listens_on_loopback_only(results: dict[str, Any], name: str) -> None:
+    """The public endpoint is the proxy; vLLM itself is reachable only inside the container."""
+    spec = spec_of(name)
+    assert spec.surfaces.http is not None
+    values = accepted(results, name, "serve")
+    assert values["host"] == "127.0.0.1"
+    assert values["port"] == spec.surfaces.http.port
+
+
+def test_sleeping_examples_parse(results: dict[str, Any]) -> None:
+    """Seeds 002 and 003: sleep mode, no enforce_eager (compiled graphs go in the snapshot)."""
+    chat = accepted(results, "examples/qwen-chat-sleep-snapshot.yaml", "serve")
+    assert (chat["runner"], chat["served_model_name"]) == ("generate", ["qwen3.6-27b"])
+    assert chat["enable_sleep_mode"] is True and chat["enforce_eager"] is False
+    assert chat["max_model_len"] == 32000
+    embed = accepted(results, "examples/netra-multimodal-embedding-sleep.yaml", "serve")
+    assert (embed["runner"], embed["convert"]) == ("pooling", "embed")
+    assert embed["enable_sleep_mode"] is True and embed["enforce_eager"] is False
+    assert (embed["gpu_memory_utilization"], embed["max_num_seqs"]) == (0.6, 8)
+    assert embed["served_model_name"] == ["bigemma3"]
 
 
 @pytest.mark.parametrize("name", list(BAD_ARGV))

@@ -1,0 +1,951 @@
+"""The generated OpenAI-compatible server, run for real on this CPU with a stand-in for vLLM.
+
+A generated app file is imported (offline, as ``modal deploy`` imports it) and its own code
+runs: the authenticating proxy (``build_proxy``) under uvicorn on 127.0.0.1 in front of a
+stand-in ``vllm serve`` (an aiohttp server written here that records every request it gets),
+and the start-up helpers (``wait_healthy``, ``warm_up``, ``sleep_engine``, ``wake_engine``)
+against the same stand-in. The ``Server`` class itself then runs its snapshot hooks in
+Modal's order with a fake ``vllm`` executable on PATH (this file, run as a script). Last, each
+example is deployed to the local Modal API and the FunctionCreate requests are checked.
+
+Every server here binds a free port on 127.0.0.1 and stops itself; waits are short polls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import contextlib
+import hashlib
+import http.client
+import importlib.util
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as the fake `vllm`, this file imports nothing else of ours
+
+CHAT = "examples/qwen-chat-sleep-snapshot.yaml"
+NETRA = "examples/netra-multimodal-embedding-sleep.yaml"
+KALM = "specs/kalm.yaml"
+TOKEN = "internal-token-" + "x" * 20  # what the proxy sends vLLM
+PUBLIC_KEY = "public-key-" + "y" * 20  # what clients send the proxy
+RECORD_ENV = "MODALIAC_STAND_IN_RECORD"
+
+# Specs for modes no example has: a server alone with sleep level 2, and an open server
+# without a snapshot.
+_MODEL = {"id": "org/model", "revision": "0123abc"}
+SYNTHETIC: dict[str, dict[str, Any]] = {
+    "sleep-level-2": {
+        "app": "server-sleep-2",
+        "model": {**_MODEL, "task": "embed", "multimodal": False},
+        "engine": {"sleep_level": 2},
+        "gpu": "L4",
+        "snapshot": "sleep",
+        "surfaces": {"class": False, "http": {"api_key_secret": "key", "api_key_env": "API_KEY"}},
+    },
+    "open-no-snapshot": {
+        "app": "server-open",
+        "model": {**_MODEL, "task": "generate"},
+        "gpu": "L4",
+        "surfaces": {"class": False, "http": True, "downloader": False},
+    },
+}
+
+
+# -- the stand-in for `vllm serve` ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the stand-in received it."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def call(self) -> str:
+        return f"{self.method} {self.path}" + (f"?{self.query}" if self.query else "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class StandIn:
+    """vLLM 0.33's routes as the proxy and the helpers use them. /v1 needs ``token`` (as
+    ``VLLM_API_KEY`` makes vLLM do); /sleep, /wake_up and friends need nothing, as in vLLM."""
+
+    token: str | None = TOKEN
+    record_file: Path | None = None
+    unhealthy: int = 0  # answer /health with 503 this many times first
+    refuse_sleep: bool = False
+    fail_embeddings: bool = False
+    events: int = 4
+    gates: list[threading.Event] | None = None  # the client sets gate i on reading event i
+    event_interval: float = 0.0
+    seen: list[Seen] = field(default_factory=list)
+    asleep: bool = False
+    gate_timeouts: int = 0
+    aborted: threading.Event = field(default_factory=threading.Event)
+    events_sent: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def calls(self) -> list[str]:
+        return [seen.call for seen in self.seen]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        seen = Seen(
+            request.method,
+            request.path,
+            request.rel_url.raw_query_string,
+            {name.lower(): value for name, value in request.headers.items()},
+            await request.read(),
+        )
+        self.seen.append(seen)
+        if self.record_file is not None:
+            with self.record_file.open("a") as out:
+                out.write(json.dumps({"call": seen.call, "body": seen.body.decode()}) + "\n")
+        guarded = request.path.startswith("/v1/") and self.token is not None
+        if guarded and seen.headers.get("authorization") != f"Bearer {self.token}":
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        route = (request.method, request.path)
+        if route == ("GET", "/health"):
+            if self.unhealthy > 0:
+                self.unhealthy -= 1
+                return web.Response(status=503)
+            return web.Response(status=200)
+        if route == ("GET", "/v1/models"):
+            return web.json_response({"object": "list", "data": [{"id": "stand-in"}]})
+        if route == ("POST", "/v1/embeddings"):
+            if self.fail_embeddings:
+                error = {"message": "bad input", "type": "BadRequestError", "code": 400}
+                return web.json_response({"error": error}, status=400)
+            return web.json_response({"data": [{"index": 0, "embedding": [0.6, 0.8]}]})
+        if route == ("POST", "/v1/chat/completions"):
+            if seen.json().get("stream"):
+                return await self.stream(request)
+            message = {"role": "assistant", "content": "hello"}
+            return web.json_response({"choices": [{"index": 0, "message": message}]})
+        if route == ("POST", "/sleep"):
+            self.asleep = not self.refuse_sleep
+            return web.json_response({"status": "sleeping", "level": int(request.query["level"])})
+        if route == ("POST", "/wake_up"):
+            tags = request.query.getall("tags", [])
+            if not tags or "kv_cache" in tags:
+                self.asleep = False
+            return web.json_response({"status": "sleeping" if self.asleep else "awake"})
+        if route == ("POST", "/collective_rpc"):
+            return web.json_response({"results": [None]})
+        if route == ("GET", "/is_sleeping"):
+            return web.json_response({"is_sleeping": self.asleep})
+        if route == ("GET", "/metrics"):
+            return web.Response(text="vllm:num_requests_running 0\n")
+        return web.json_response({"detail": "Not Found"}, status=404)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        try:
+            for index in range(self.events):
+                chunk = {"choices": [{"index": 0, "delta": {"content": f"token-{index}"}}]}
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.events_sent += 1
+                # With gates, the next event exists only once the client has this one: a
+                # proxy that buffered the stream would stall here.
+                gate = None if self.gates is None else self.gates[index]
+                if gate is not None and not await loop.run_in_executor(None, gate.wait, 5):
+                    self.gate_timeouts += 1
+                await asyncio.sleep(self.event_interval)
+            await response.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.aborted.set()
+            raise
+        await response.write_eof()
+        return response
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@contextlib.contextmanager
+def running_stand_in(stand_in: StandIn) -> Iterator[str]:
+    """The stand-in on a free port in a thread of its own; yields its base URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(stand_in.app(), handle_signals=False, access_log=None)
+    port = free_port()
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    loop.run_until_complete(start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@contextlib.contextmanager
+def running_asgi(app: Any) -> Iterator[int]:
+    """An ASGI app under uvicorn on a free port (lifespan on); yields the port."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert poll(lambda: server.started), "uvicorn did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    sent = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    if key is not None:
+        sent["Authorization"] = f"Bearer {key}"
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        response = connection.getresponse()
+        return Answer(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+    finally:
+        connection.close()
+
+
+# -- generated modules -----------------------------------------------------------------------
+
+
+def loaded_case(case: str) -> Any:
+    from modal_iac.load import LoadedSpec, load_spec
+    from modal_iac.spec import Spec
+
+    if case in SYNTHETIC:
+        spec = Spec.model_validate(SYNTHETIC[case])
+        assert not spec.problems(), spec.problems()
+        digest = hashlib.sha256(json.dumps(SYNTHETIC[case], sort_keys=True).encode()).hexdigest()
+        return LoadedSpec(case, digest, spec)
+    with contextlib.chdir(ROOT):
+        return load_spec(case)
+
+
+def import_source(source: str, folder: Path, stem: str) -> ModuleType:
+    """Import a generated file as `modal deploy` does: registered in sys.modules first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"vllm_server_{stem.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    path = folder / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ModuleType]:
+    """The imported app module of a case (a spec path or a SYNTHETIC name), once each."""
+    from modal_iac.render import render
+
+    folder = tmp_path_factory.mktemp("apps")
+    modules: dict[str, ModuleType] = {}
+
+    def get(case: str) -> ModuleType:
+        if case not in modules:
+            modules[case] = import_source(render(loaded_case(case)).source, folder, Path(case).stem)
+        return modules[case]
+
+    return get
+
+
+@pytest.fixture
+def server(generated: Callable[[str], ModuleType]) -> ModuleType:
+    """Any generated module: the helpers are the same fixed code in every one."""
+    return generated(NETRA)
+
+
+@pytest.fixture
+def stand_in() -> StandIn:
+    return StandIn()
+
+
+@pytest.fixture
+def upstream(stand_in: StandIn) -> Iterator[str]:
+    with running_stand_in(stand_in) as url:
+        yield url
+
+
+@dataclass
+class Unreachable:
+    calls: int = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+
+
+@pytest.fixture
+def unreachable() -> Unreachable:
+    return Unreachable()
+
+
+@pytest.fixture
+def proxy(server: ModuleType, upstream: str, unreachable: Unreachable) -> Iterator[int]:
+    """The generated proxy, with an API key, in front of the stand-in; yields its port."""
+    with running_asgi(server.build_proxy(upstream, PUBLIC_KEY, TOKEN, unreachable)) as port:
+        yield port
+
+
+# -- the proxy -------------------------------------------------------------------------------
+
+
+def assert_openai_error(answer: Answer, status: int, kind: str) -> None:
+    assert answer.status == status
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (kind, status, None)
+    assert error["message"]
+
+
+def test_api_key_is_required_and_checked(proxy: int, stand_in: StandIn) -> None:
+    for key, extra in [
+        (None, {}),
+        ("wrong", {}),
+        (PUBLIC_KEY[:-1], {}),
+        (PUBLIC_KEY + "z", {}),
+        (TOKEN, {}),  # vLLM's own token is not a public key
+        (None, {"Authorization": f"Basic {PUBLIC_KEY}"}),
+        (None, {"Authorization": PUBLIC_KEY}),
+    ]:
+        answer = request(proxy, "GET", "/v1/models", key=key, headers=extra)
+        assert_openai_error(answer, 401, "AuthenticationError")
+        assert answer.headers["www-authenticate"] == "Bearer"
+    assert stand_in.seen == [], "a refused request reached vLLM"
+
+    answer = request(proxy, "GET", "/v1/models", key=PUBLIC_KEY)
+    assert answer.status == 200
+    assert answer.json()["data"] == [{"id": "stand-in"}]
+    answer = request(proxy, "GET", "/v1/models", headers={"authorization": f"bearer {PUBLIC_KEY}"})
+    assert answer.status == 200, "the scheme is case-insensitive"
+    # vLLM gets the proxy's token, never the client's key.
+    assert [seen.headers["authorization"] for seen in stand_in.seen] == [f"Bearer {TOKEN}"] * 2
+
+
+def test_health_is_forwarded_without_a_key(proxy: int, stand_in: StandIn) -> None:
+    assert request(proxy, "GET", "/health").status == 200
+    stand_in.unhealthy = 1
+    assert request(proxy, "GET", "/health").status == 503  # vLLM's own answer, passed on
+    assert stand_in.calls() == ["GET /health", "GET /health"]
+
+
+PRIVATE = [
+    ("POST", "/sleep?level=1"),
+    ("POST", "/wake_up"),
+    ("POST", "/wake_up?tags=weights"),
+    ("POST", "/collective_rpc"),
+    ("GET", "/is_sleeping"),
+    ("GET", "/metrics"),
+    ("POST", "/reset_prefix_cache"),
+    ("GET", "/server_info"),
+    ("GET", "/"),
+    ("GET", "/v1"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("POST", "/v1/../sleep?level=1"),
+    ("POST", "/v1/%2e%2e/sleep?level=1"),
+    ("POST", "/v1/./../collective_rpc"),
+    ("GET", "/health/../metrics"),
+    ("POST", "/v2/embed"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PRIVATE, ids=[p for _, p in PRIVATE])
+def test_private_routes_are_404_and_never_reach_vllm(
+    proxy: int, stand_in: StandIn, method: str, path: str
+) -> None:
+    body = {"method": "reload_weights"} if "collective_rpc" in path else None
+    for key in (None, PUBLIC_KEY):
+        assert_openai_error(request(proxy, method, path, body, key=key), 404, "NotFoundError")
+    assert stand_in.seen == []
+
+
+def test_requests_and_answers_pass_unchanged(proxy: int, stand_in: StandIn) -> None:
+    body = {"model": "bigemma3", "input": ["a", "b"], "encoding_format": "float"}
+    answer = request(
+        proxy, "POST", "/v1/embeddings?trace=1&x=%20y", body, key=PUBLIC_KEY, headers={"X-Id": "7"}
+    )
+    assert answer.status == 200
+    assert answer.json() == {"data": [{"index": 0, "embedding": [0.6, 0.8]}]}
+    (seen,) = stand_in.seen
+    assert (seen.method, seen.path, seen.query) == ("POST", "/v1/embeddings", "trace=1&x=%20y")
+    assert seen.json() == body
+    assert seen.body == json.dumps(body).encode(), "the body's bytes are forwarded as sent"
+    assert seen.headers["x-id"] == "7"
+    assert seen.headers["content-type"] == "application/json"
+
+    stand_in.fail_embeddings = True
+    answer = request(proxy, "POST", "/v1/embeddings", body, key=PUBLIC_KEY)
+    assert answer.status == 400, "vLLM's errors reach the client as vLLM wrote them"
+    assert answer.json()["error"]["message"] == "bad input"
+
+
+def test_streaming_passes_through_chunk_by_chunk_in_order(proxy: int, stand_in: StandIn) -> None:
+    stand_in.events = 5
+    stand_in.gates = [threading.Event() for _ in range(stand_in.events)]
+    connection = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"Authorization": f"Bearer {PUBLIC_KEY}", "Content-Type": "application/json"}
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("content-type") == "text/event-stream"
+    received = []
+    while True:
+        line = response.readline()
+        if not line:
+            break
+        if line.startswith(b"data: "):
+            received.append(line[6:].strip())
+            if len(received) <= stand_in.events:
+                stand_in.gates[len(received) - 1].set()  # lets the stand-in send the next
+    connection.close()
+    tokens = [json.loads(data)["choices"][0]["delta"]["content"] for data in received[:-1]]
+    assert tokens == [f"token-{i}" for i in range(5)]
+    assert received[-1] == b"[DONE]"
+    assert stand_in.gate_timeouts == 0, "the proxy held back an event until the next one"
+
+
+def test_a_client_that_leaves_mid_stream_aborts_the_vllm_request(
+    proxy: int, stand_in: StandIn
+) -> None:
+    stand_in.events, stand_in.event_interval = 500, 0.01
+    sock = socket.create_connection(("127.0.0.1", proxy), timeout=10)
+    body = json.dumps({"model": "m", "messages": [], "stream": True}).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {PUBLIC_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    received = b""
+    while b"token-0" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, "the stream ended before its first event"
+        received += chunk
+    sock.close()
+    assert poll(stand_in.aborted.is_set), "vLLM kept generating for a client that left"
+    assert stand_in.events_sent < 500
+
+
+def test_vllm_down_is_a_503_json_error(server: ModuleType, unreachable: Unreachable) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with running_asgi(server.build_proxy(dead, PUBLIC_KEY, TOKEN, unreachable)) as port:
+        answer = request(port, "POST", "/v1/embeddings", {"input": "x"}, key=PUBLIC_KEY)
+        assert_openai_error(answer, 503, "ServiceUnavailableError")
+        assert request(port, "GET", "/health").status == 503
+        # Refusals happen before the upstream is tried, so they do not count as outages.
+        assert request(port, "GET", "/v1/models").status == 401
+        assert request(port, "POST", "/sleep").status == 404
+    assert unreachable.calls == 2
+
+
+def test_without_an_api_key_the_proxy_is_open_but_still_only_v1_and_health(
+    server: ModuleType, upstream: str, stand_in: StandIn
+) -> None:
+    with running_asgi(server.build_proxy(upstream, None, TOKEN)) as port:
+        assert request(port, "GET", "/v1/models").status == 200
+        assert request(port, "GET", "/health").status == 200
+        for method, path in PRIVATE:
+            assert request(port, method, path).status == 404
+    assert stand_in.calls() == ["GET /v1/models", "GET /health"]
+    assert stand_in.seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+# -- start-up helpers ------------------------------------------------------------------------
+
+
+def image_of(message: dict[str, Any]) -> bytes:
+    (part,) = [p for p in message["content"] if p["type"] == "image_url"]
+    prefix = "data:image/png;base64,"
+    url = part["image_url"]["url"]
+    assert url.startswith(prefix)
+    import base64
+
+    return base64.b64decode(url[len(prefix) :], validate=True)
+
+
+def assert_png(data: bytes, size: int) -> None:
+    """A well-formed PNG: signature, chunks with good CRCs, an image of size x size RGB."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    at, chunks = 8, []
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind, payload = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        crc = int.from_bytes(data[at + 8 + length : at + 12 + length], "big")
+        assert zlib.crc32(kind + payload) == crc, kind
+        chunks.append((kind, payload))
+        at += 12 + length
+    assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    header = chunks[0][1]
+    assert (int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")) == (size, size)
+    assert header[8:10] == bytes([8, 2]), "8-bit RGB"
+    assert len(zlib.decompress(chunks[1][1])) == size * (1 + 3 * size)
+
+
+def test_warm_up_of_a_multimodal_chat_model(
+    generated: Callable[[str], ModuleType], upstream: str, stand_in: StandIn
+) -> None:
+    chat = generated(CHAT)
+    assert (chat.TASK, chat.SERVED_MODEL_NAME, chat.MULTIMODAL) == ("generate", "qwen3.6-27b", True)
+    chat.warm_up(upstream, TOKEN, chat.TASK, chat.SERVED_MODEL_NAME, chat.MULTIMODAL)
+    assert stand_in.calls() == ["POST /v1/chat/completions"] * 2
+    text, image = (seen.json() for seen in stand_in.seen)
+    assert {seen.headers["authorization"] for seen in stand_in.seen} == {f"Bearer {TOKEN}"}
+    assert text["model"] == image["model"] == "qwen3.6-27b"
+    assert text["max_tokens"] == image["max_tokens"] == 8
+    (message,) = text["messages"]
+    assert message["role"] == "user" and isinstance(message["content"], str)
+    (message,) = image["messages"]
+    assert [part["type"] for part in message["content"]] == ["image_url", "text"]
+    assert_png(image_of(message), 64)
+    assert "stream" not in text
+
+
+def test_warm_up_of_a_multimodal_embedding_model(
+    generated: Callable[[str], ModuleType], upstream: str, stand_in: StandIn
+) -> None:
+    netra = generated(NETRA)
+    assert (netra.TASK, netra.SERVED_MODEL_NAME, netra.MULTIMODAL) == ("embed", "bigemma3", True)
+    netra.warm_up(upstream, TOKEN, netra.TASK, netra.SERVED_MODEL_NAME, netra.MULTIMODAL)
+    assert stand_in.calls() == ["POST /v1/embeddings"] * 2
+    text, image = (seen.json() for seen in stand_in.seen)
+    assert text == {
+        "model": "bigemma3",
+        "input": [text["input"][0], "a second input"],
+        "encoding_format": "float",
+    }
+    assert set(image) == {"model", "messages", "encoding_format"}
+    (message,) = image["messages"]
+    assert message["role"] == "user"
+    assert_png(image_of(message), 64)
+
+
+@pytest.mark.parametrize(
+    ("task", "path"), [("embed", "/v1/embeddings"), ("generate", "/v1/chat/completions")]
+)
+def test_warm_up_of_a_text_model_sends_no_image(
+    server: ModuleType, upstream: str, stand_in: StandIn, task: str, path: str
+) -> None:
+    server.warm_up(upstream, TOKEN, task, "m", False)
+    assert stand_in.calls() == [f"POST {path}"]
+    assert "image_url" not in stand_in.seen[0].body.decode()
+
+
+def test_a_failed_warm_up_fails_the_start_with_vllms_message(
+    server: ModuleType, upstream: str, stand_in: StandIn
+) -> None:
+    stand_in.fail_embeddings = True
+    with pytest.raises(RuntimeError, match=r"/v1/embeddings answered 400: .*bad input"):
+        server.warm_up(upstream, TOKEN, "embed", "m", False)
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_sleep(server: ModuleType, upstream: str, stand_in: StandIn, level: int) -> None:
+    server.sleep_engine(upstream, level)
+    assert stand_in.calls() == [f"POST /sleep?level={level}", "GET /is_sleeping"]
+    assert stand_in.asleep
+
+
+def test_a_sleep_that_does_not_take_is_an_error(
+    server: ModuleType, upstream: str, stand_in: StandIn
+) -> None:
+    stand_in.refuse_sleep = True
+    with pytest.raises(RuntimeError, match="did not go to sleep"):
+        server.sleep_engine(upstream, 1)
+
+
+def test_wake_level_1(server: ModuleType, upstream: str, stand_in: StandIn) -> None:
+    stand_in.asleep = True
+    server.wake_engine(upstream, 1)
+    assert stand_in.calls() == ["POST /wake_up", "GET /is_sleeping"]
+    assert stand_in.seen[0].body == b""
+
+
+def test_wake_level_2_is_three_steps(server: ModuleType, upstream: str, stand_in: StandIn) -> None:
+    stand_in.asleep = True
+    server.wake_engine(upstream, 2)
+    assert stand_in.calls() == [
+        "POST /wake_up?tags=weights",
+        "POST /collective_rpc",
+        "POST /wake_up?tags=kv_cache",
+        "GET /is_sleeping",
+    ]
+    assert stand_in.seen[1].json() == {"method": "reload_weights"}
+    assert not stand_in.asleep
+
+
+def test_wait_healthy_polls_until_vllm_answers(
+    server: ModuleType, upstream: str, stand_in: StandIn
+) -> None:
+    stand_in.unhealthy = 3
+    server.wait_healthy(upstream, 5, interval=0.01)
+    assert stand_in.calls() == ["GET /health"] * 4
+
+
+def test_wait_healthy_gives_up(server: ModuleType) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TimeoutError, match="not healthy"):
+        server.wait_healthy(dead, 0.05, interval=0.01)
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    exited.wait(10)
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        server.wait_healthy(dead, 5, exited, interval=0.01)
+
+
+def test_start_vllm_passes_the_token_by_environment_only(
+    generated: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = generated("sleep-level-2")  # API key under API_KEY, not VLLM_API_KEY
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    def popen(argv: list[str], env: dict[str, str]) -> str:
+        started.append((argv, env))
+        return "process"
+
+    monkeypatch.setattr(module.subprocess, "Popen", popen)
+    monkeypatch.setenv("API_KEY", PUBLIC_KEY)
+    monkeypatch.setenv("VLLM_SERVER_DEV_MODE", "0")
+    assert module.start_vllm(TOKEN) == "process"
+    ((argv, env),) = started
+    assert argv == ["vllm", "serve", *module.SERVE_ARGS]
+    assert TOKEN not in argv and PUBLIC_KEY not in " ".join(argv)
+    assert env["VLLM_API_KEY"] == TOKEN
+    assert "API_KEY" not in env, "the public key stays out of vLLM's environment"
+    assert env["VLLM_SERVER_DEV_MODE"] == "1", "sleep mode needs the dev routes"
+
+
+def test_a_snapshot_needs_the_class_or_the_server() -> None:
+    """The server takes every snapshot mode now; with neither surface there is nothing to
+    snapshot, which is an error on the snapshot key."""
+    from modal_iac.spec import Spec
+
+    for mode in ("gpu", "sleep"):
+        alone = {**SYNTHETIC["open-no-snapshot"], "snapshot": mode}
+        assert Spec.model_validate(alone).problems() == []
+    neither = {**alone, "surfaces": {"class": False, "downloader": False}}
+    ((where, message),) = Spec.model_validate(neither).problems()
+    assert where == ("snapshot",)
+    assert "neither" in message
+
+
+def test_tiny_png_is_a_valid_image(server: ModuleType) -> None:
+    assert_png(server.tiny_png(), 64)
+    assert_png(server.tiny_png(3), 3)
+
+
+def test_names_a_surface_could_take_are_reserved(generated: Callable[[str], ModuleType]) -> None:
+    """A downloader or class named like a helper would replace it in the generated file."""
+    from modal_iac.render import render
+    from modal_iac.spec import RESERVED_NAMES
+
+    for case in (KALM, "open-no-snapshot"):
+        spec = loaded_case(case).spec
+        tree = ast.parse(render(loaded_case(case)).source)
+        names: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        chosen = {spec.surfaces.class_.name if spec.surfaces.class_ else None}
+        chosen.add(spec.surfaces.downloader.name if spec.surfaces.downloader else None)
+        takeable = {n for n in names - chosen if n and not n.isupper() and not n.startswith("_")}
+        assert takeable <= RESERVED_NAMES, sorted(takeable - RESERVED_NAMES)
+
+
+# -- the Server class, end to end with a fake `vllm` -----------------------------------------
+
+E2E = [CHAT, NETRA, KALM, "sleep-level-2", "open-no-snapshot"]
+
+
+def run_fake_vllm(argv: list[str]) -> None:
+    """``vllm serve MODEL --host H --port P ...``: the stand-in, token from VLLM_API_KEY."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    args, _ = parser.parse_known_args(argv)
+    assert args.command == "serve" and args.host == "127.0.0.1"
+    record = Path(os.environ[RECORD_ENV])
+    environment = {
+        "argv": argv,
+        "dev_mode": os.environ.get("VLLM_SERVER_DEV_MODE"),
+        "token": os.environ.get("VLLM_API_KEY"),
+        "public_key_seen": PUBLIC_KEY in os.environ.values(),
+    }
+    (record.parent / "environment.json").write_text(json.dumps(environment))
+    stand_in = StandIn(token=os.environ["VLLM_API_KEY"], record_file=record)
+    web.run_app(stand_in.app(), host=args.host, port=args.port, print=None, access_log=None)
+
+
+def recorded(record: Path) -> list[str]:
+    """The calls the fake vLLM got, consecutive health checks counted once."""
+    calls: list[str] = []
+    for line in record.read_text().splitlines() if record.exists() else []:
+        call = json.loads(line)["call"]
+        if not (call == "GET /health" and calls and calls[-1] == call):
+            calls.append(call)
+    return calls
+
+
+def expected_calls(spec: Any) -> tuple[list[str], list[str]]:
+    """What vLLM sees before the snapshot, and after the restore (or at start, without one)."""
+    warm = "POST /v1/embeddings" if spec.model.task == "embed" else "POST /v1/chat/completions"
+    warm_up = [warm] * (2 if spec.model.multimodal else 1)
+    if spec.snapshot == "none":
+        return [], ["GET /health"]
+    if spec.snapshot == "gpu":
+        return ["GET /health", *warm_up], ["GET /health"]
+    level = spec.engine.sleep_level
+    sleep = [f"POST /sleep?level={level}", "GET /is_sleeping"]
+    if level == 1:
+        wake = ["POST /wake_up"]
+    else:
+        wake = ["POST /wake_up?tags=weights", "POST /collective_rpc", "POST /wake_up?tags=kv_cache"]
+    return ["GET /health", *warm_up, *sleep], [*wake, "GET /is_sleeping", "GET /health"]
+
+
+@pytest.mark.parametrize("case", E2E)
+def test_server_class_runs_its_hooks_in_modals_order(
+    case: str,
+    generated: Callable[[str], ModuleType],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modal._partial_function import _find_partial_methods_for_user_cls, _PartialFunctionFlags
+
+    module = generated(case)
+    spec = loaded_case(case).spec
+    http = spec.surfaces.http
+    port = free_port()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vllm"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__)} "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    record = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(RECORD_ENV, str(record))
+    monkeypatch.setenv(http.api_key_env, PUBLIC_KEY)
+    argv = list(module.SERVE_ARGS)
+    argv[argv.index("--port") + 1] = str(port)
+    monkeypatch.setattr(module, "SERVE_ARGS", argv)
+    monkeypatch.setattr(module, "VLLM_URL", f"http://127.0.0.1:{port}")
+    original_wait = module.wait_healthy
+    monkeypatch.setattr(module, "wait_healthy", lambda *args: original_wait(*args, interval=0.02))
+
+    user_cls = module.Server._get_user_cls()
+
+    def hooks(flag: Any) -> list[str]:
+        return list(_find_partial_methods_for_user_cls(user_cls, flag))
+
+    instance = user_cls()
+    before, after = expected_calls(spec)
+    try:
+        for name in hooks(_PartialFunctionFlags.ENTER_PRE_SNAPSHOT):
+            getattr(instance, name)()
+        assert recorded(record) == before
+        for name in hooks(_PartialFunctionFlags.ENTER_POST_SNAPSHOT):
+            getattr(instance, name)()
+        assert recorded(record) == before + after
+
+        environment = json.loads((tmp_path / "environment.json").read_text())
+        assert environment["token"] == instance.token != PUBLIC_KEY
+        assert not environment["public_key_seen"]
+        assert environment["dev_mode"] == ("1" if spec.snapshot == "sleep" else None)
+
+        # The web method builds the proxy after the restore, from the secret's current value.
+        key = PUBLIC_KEY if http.api_key_secret is not None else None
+        with running_asgi(instance.serve()) as public:
+            assert request(public, "GET", "/v1/models", key=key).status == 200
+            assert request(public, "POST", "/sleep?level=1", key=key).status == 404
+            if key is not None:
+                assert request(public, "GET", "/v1/models", key="wrong").status == 401
+        assert recorded(record)[len(before + after) :] == ["GET /v1/models"]
+    finally:
+        for name in hooks(_PartialFunctionFlags.EXIT):
+            getattr(instance, name)()
+    assert instance.process.poll() is not None, "the exit hook stops vLLM"
+
+
+# -- deploying to the local Modal API --------------------------------------------------------
+
+DEPLOYED = [CHAT, NETRA, KALM, "examples/chat-gpu-fallback.yaml"]
+
+
+@pytest.mark.parametrize("case", DEPLOYED)
+def test_deploy_sends_the_server_definition(
+    case: str, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modal.runner
+    from modal_proto import api_pb2
+
+    from modal_iac.render import render
+
+    loaded = loaded_case(case)
+    spec = loaded.spec
+    http = spec.surfaces.http
+    assert http is not None and http.api_key_secret is not None
+    for name in [*spec.secrets, http.api_key_secret]:
+        modal_api.state.add_secret(name)
+    rendered = render(loaded)
+    module = import_source(rendered.source, tmp_path, Path(case).stem)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    modal.runner.deploy_app(module.app, name=spec.app)
+
+    state = modal_api.state
+    # A GPU fallback list is sent as FunctionData, one ranked Function per GPU choice.
+    record = state.function(spec.app, "Server.*")
+    assert record.data is not None
+    ranked = [r.function.resources.gpu_config for r in record.data.ranked_functions]
+    assert [(gpu.gpu_type, gpu.count) for gpu in ranked] == [(g.type, g.count) for g in spec.gpu]
+    server = record.definition
+    assert server.is_class
+    assert server.definition_type == api_pb2.Function.DEFINITION_TYPE_FILE
+    assert list(server.method_definitions) == ["serve"]
+    web = server.method_definitions["serve"].webhook_config
+    assert web.type == api_pb2.WEBHOOK_TYPE_ASGI_APP
+    gpu_snapshot = spec.snapshot in ("gpu", "sleep")
+    assert server.checkpointing_enabled == gpu_snapshot
+    assert dict(server.experimental_options) == (
+        {"enable_gpu_snapshot": "True"} if gpu_snapshot else {}
+    )
+    scaling = spec.scaling
+    autoscaler = server.autoscaler_settings
+    assert autoscaler.min_containers == scaling.min_containers
+    assert autoscaler.scaledown_window == scaling.scaledown_window
+    assert autoscaler.buffer_containers == scaling.buffer_containers
+    assert autoscaler.HasField("max_containers") == (scaling.max_containers is not None)
+    assert server.max_concurrent_inputs == scaling.concurrency
+    assert server.timeout_secs == scaling.timeout
+    assert server.startup_timeout_secs == scaling.startup_timeout
+    assert state.secret_names(server.secret_ids) == [*spec.secrets, http.api_key_secret]
+    assert state.volume_mounts(server) == spec.volumes
+
+    for request in state.requests("FunctionCreate"):
+        name = request.function.function_name or request.function_data.function_name
+        if name != "Server.*":
+            secrets = state.secret_names(request.function.secret_ids)
+            assert http.api_key_secret not in secrets, f"{name} holds the API key"
+    publish = state.requests("AppPublish")[0]
+    assert "Server" in publish.class_ids
+    assert state.app_files(spec.app)[f"/root/{module.__name__}.py"] == rendered.source.encode()
+
+
+def test_the_sleeping_examples_deploy_as_the_seeds_describe(
+    modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 003 (A100-80GB, scale to zero, 32 concurrent) and seed 002 (L40S, 60 s)."""
+    import modal.runner
+
+    from modal_iac.render import render
+
+    found = {}
+    for name in ("huggingface", "vllm-api-key", "netra-api-key"):
+        modal_api.state.add_secret(name)
+    for case in (CHAT, NETRA):
+        loaded = loaded_case(case)
+        module = import_source(render(loaded).source, tmp_path, Path(case).stem)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        modal_api.state.clear_calls()
+        modal.runner.deploy_app(module.app, name=loaded.spec.app)
+        (server,) = [
+            r.function
+            for r in modal_api.state.requests("FunctionCreate")
+            if r.function.function_name == "Server.*"
+        ]
+        found[case] = server
+    chat, netra = found[CHAT], found[NETRA]
+    assert chat.resources.gpu_config.gpu_type == "A100-80GB"
+    assert (chat.autoscaler_settings.min_containers, chat.max_concurrent_inputs) == (0, 32)
+    assert modal_api.state.secret_names(chat.secret_ids) == ["huggingface", "vllm-api-key"]
+    assert netra.resources.gpu_config.gpu_type == "L40S"
+    assert netra.autoscaler_settings.scaledown_window == 60
+    assert chat.checkpointing_enabled and netra.checkpointing_enabled
+
+
+if __name__ == "__main__":  # the fake `vllm` executable of the end-to-end test
+    run_fake_vllm(sys.argv[1:])
