@@ -18,7 +18,8 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import SpecError
-from .spec import Problem, Spec
+from .fields import Problem
+from .spec import Spec
 
 _TYPE_NAMES = {
     "string_type": "text",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import keyword
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,199 +25,32 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from .fields import (
+    APP_ID,
+    ARG_NAME,
+    ENVIRONMENT_NAME,
+    GPU_ALIASES,
+    GPU_TYPES,
+    HF_ID,
+    MODAL_MAX_TIMEOUT,
+    MODAL_SCALEDOWN_RANGE,
+    ONLY_PATTERN_KEYS,
+    Duration,
+    EnvVarName,
+    MountPath,
+    ObjectName,
+    Parameters,
+    Problem,
+    TagText,
+    TokenCount,
+    shown_duration,
+)
+
 SPEC_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"
 # The transformers release vLLM 0.33.0 itself requires (>=5.16.1,<5.21), so both engines
 # can share a cache of compiled kernels and a tokenizer behaviour.
 DEFAULT_TRANSFORMERS_VERSION = "5.20.2"
-
-# Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4).
-_OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
-_APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
-_ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
-_TAG = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")
-_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ARG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-# Modal GPU types (https://modal.com/docs/guide/gpu), canonical spelling -> max count.
-GPU_TYPES: dict[str, int] = {
-    "T4": 8,
-    "L4": 8,
-    "A10": 4,
-    "L40S": 8,
-    "A100": 8,
-    "A100-40GB": 8,
-    "A100-80GB": 8,
-    "RTX-PRO-6000": 8,
-    "H100": 8,
-    "H100!": 8,
-    "H200": 8,
-    "B200": 8,
-    "B200+": 8,
-}
-_GPU_ALIASES = {"A10G": "A10"}
-
-MODAL_MAX_TIMEOUT = 24 * 3600
-MODAL_SCALEDOWN_RANGE = (2, 3600)
-
-
-class Problem(ValueError):
-    """A validation error about one part of the value being checked.
-
-    ``at`` is the key path inside that value (a list index, a mapping key), so the loader
-    can point at the offending line instead of the whole mapping; ``key`` points at the key
-    rather than its value.
-    """
-
-    def __init__(self, message: str, *at: str | int, key: bool = False) -> None:
-        super().__init__(message)
-        self.at = at
-        self.key = key
-
-
-# ---------------------------------------------------------------------------------------
-# Scalar types that accept human spellings and store a canonical value.
-
-
-def _parse_duration(value: Any) -> int:
-    """``90`` / ``"90s"`` / ``"5m"`` / ``"1h30m"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError('expected a duration like "5m", "90s" or "1h"')
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*", value)
-        if match and any(match.groups()):
-            hours, minutes, seconds = (int(g or 0) for g in match.groups())
-            return hours * 3600 + minutes * 60 + seconds
-    raise ValueError('expected a duration like "5m", "90s" or "1h"')
-
-
-def _format_duration(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
-    return text + (f"{seconds}s" if seconds or not text else "")
-
-
-def _shown_duration(seconds: int) -> str:
-    return _format_duration(seconds) if seconds >= 0 else f"{seconds}s"
-
-
-_DURATION_SCHEMA = {
-    "anyOf": [
-        {"type": "integer", "minimum": 0, "description": "seconds"},
-        {"type": "string", "pattern": r"^\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$"},
-    ],
-    "examples": ["5m", "90s", "1h30m"],
-}
-
-Duration = Annotated[
-    int,
-    BeforeValidator(_parse_duration),
-    PlainSerializer(_format_duration, return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
-]
-
-
-def _parse_token_count(value: Any) -> int:
-    """``32768`` / ``"32k"`` (x1000) / ``"32K"`` (x1024), as vLLM reads --max-model-len."""
-    if isinstance(value, bool):
-        raise ValueError('expected a token count like 8192 or "32k"')
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", value)
-        if match:
-            number, unit = match.groups()
-            scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}[unit]
-            return int(float(number) * scale)
-    raise ValueError('expected a token count like 8192 or "32k"')
-
-
-TokenCount = Annotated[
-    int,
-    BeforeValidator(_parse_token_count),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 1},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[kKmM]?\s*$"},
-            ],
-            "examples": [8192, "32k"],
-        }
-    ),
-]
-
-
-def _parse_parameters(value: Any) -> float:
-    """``11.76`` (billions) / ``"11.76B"`` / ``"560M"`` -> billions of parameters."""
-    if isinstance(value, bool):
-        raise ValueError('expected a parameter count like "12B" or "560M"')
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*", value)
-        if match:
-            number, unit = match.groups()
-            return float(number) / (1000 if unit in "mM" and unit else 1)
-    raise ValueError('expected a parameter count like "12B" or "560M"')
-
-
-Parameters = Annotated[
-    float,
-    BeforeValidator(_parse_parameters),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0, "description": "billions"},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[bBmM]?\s*$"},
-            ],
-            "examples": ["12B", "560M"],
-        }
-    ),
-]
-
-
-def _check_pattern(pattern: re.Pattern[str], what: str) -> Any:
-    def check(value: Any) -> Any:
-        if isinstance(value, str) and not pattern.match(value):
-            raise ValueError(what)
-        return value
-
-    return check
-
-
-# The pattern comes before the validator that words its message: the other order drops the
-# pattern from schema.json.
-ObjectName = Annotated[
-    str,
-    Field(pattern=_OBJECT_NAME.pattern),
-    BeforeValidator(
-        _check_pattern(
-            _OBJECT_NAME,
-            "Modal names use letters, digits, '-', '_' and '.', at most 64 characters",
-        )
-    ),
-]
-EnvVarName = Annotated[
-    str,
-    Field(pattern=_ENV_VAR.pattern),
-    BeforeValidator(_check_pattern(_ENV_VAR, "expected an environment variable name")),
-]
-TagText = Annotated[
-    str,
-    Field(pattern=_TAG.pattern),
-    BeforeValidator(
-        _check_pattern(
-            _TAG, "app tags use letters, digits, '-', '_' and '.', at most 63 characters"
-        )
-    ),
-]
-# Mappings whose keys follow a pattern: schema.json refuses the keys that do not.
-_ONLY_PATTERN_KEYS: dict[str, Any] = {"additionalProperties": False}
-MountPath = Annotated[str, Field(pattern=r"^/[^\x00]*$")]
 
 
 class StrictModel(BaseModel):
@@ -270,9 +102,7 @@ class Embedding(StrictModel):
 class Model(StrictModel):
     """The Hugging Face model served, pinned to a revision."""
 
-    id: str = Field(
-        pattern=_HF_ID.pattern, description="Hugging Face repository id, e.g. org/name."
-    )
+    id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
     revision: str = Field(
         "main",
         min_length=1,
@@ -373,7 +203,7 @@ class Engine(StrictModel):
     @classmethod
     def _args_not_managed(cls, value: dict[str, ExtraArg]) -> dict[str, ExtraArg]:
         for key in value:
-            if not _ARG_NAME.match(key):
+            if not ARG_NAME.match(key):
                 python_name = key.strip().lstrip("-").replace("-", "_").lower()
                 raise Problem(
                     f"use the snake_case Python name, as in {python_name!r}", key, key=True
@@ -405,7 +235,7 @@ def _parse_gpu(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     name, _, count = value.partition(":")
-    canonical = _GPU_ALIASES.get(name.strip().upper(), name.strip().upper())
+    canonical = GPU_ALIASES.get(name.strip().upper(), name.strip().upper())
     if canonical not in GPU_TYPES:
         close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -469,7 +299,7 @@ class Scaling(StrictModel):
         low, high = MODAL_SCALEDOWN_RANGE
         if not low <= value <= high:
             raise ValueError(
-                f"Modal accepts a scaledown window from {low}s to 1h, got {_shown_duration(value)}"
+                f"Modal accepts a scaledown window from {low}s to 1h, got {shown_duration(value)}"
             )
         return value
 
@@ -477,7 +307,7 @@ class Scaling(StrictModel):
     @classmethod
     def _timeout_in_range(cls, value: int) -> int:
         if not 1 <= value <= MODAL_MAX_TIMEOUT:
-            raise ValueError(f"Modal accepts timeouts from 1s to 24h, got {_shown_duration(value)}")
+            raise ValueError(f"Modal accepts timeouts from 1s to 24h, got {shown_duration(value)}")
         return value
 
     @model_validator(mode="after")
@@ -581,7 +411,7 @@ class Image(StrictModel):
     env: dict[EnvVarName, str] = Field(
         default_factory=dict,
         description="Extra environment variables (never secret values).",
-        json_schema_extra=_ONLY_PATTERN_KEYS,
+        json_schema_extra=ONLY_PATTERN_KEYS,
     )
 
 
@@ -595,12 +425,12 @@ class Spec(StrictModel):
     version: Literal[1] = 1
     app: ObjectName = Field(description="Modal app name.")
     environment: str | None = Field(
-        None, pattern=_ENVIRONMENT_NAME.pattern, description="Modal environment."
+        None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
     )
     labels: dict[TagText, TagText] = Field(
         default_factory=dict,
         description="Become Modal app tags.",
-        json_schema_extra=_ONLY_PATTERN_KEYS,
+        json_schema_extra=ONLY_PATTERN_KEYS,
     )
     model: Model
     engine: Annotated[
@@ -619,7 +449,7 @@ class Spec(StrictModel):
     volumes: dict[MountPath, ObjectName] = Field(
         default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         description="Mount path -> Modal volume name.",
-        json_schema_extra=_ONLY_PATTERN_KEYS,
+        json_schema_extra=ONLY_PATTERN_KEYS,
     )
     secrets: list[ObjectName] = Field(
         default_factory=list, description="Modal secret NAMES (values stay in Modal)."
@@ -631,7 +461,7 @@ class Spec(StrictModel):
     @field_validator("app")
     @classmethod
     def _not_an_app_id(cls, value: str) -> str:
-        if _APP_ID.match(value):
+        if APP_ID.match(value):
             raise ValueError("this is the shape of a Modal app id; choose a name")
         return value
 
