@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import __version__
 
 if TYPE_CHECKING:
+    from .gateway import GatewaySpec
     from .load import LoadedSpec
     from .plan import Desired
 
@@ -51,26 +52,29 @@ def _wants_color(stream: TextIO, choice: str) -> bool:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
+    from .plan import endpoint_warnings
 
     loaded = load_specs(spec_files(args.specs))
     for item in loaded:
-        console.print(f"{item.path}: ok ({item.spec.app})")
+        console.print(f"{item.path}: ok ({', '.join(item.spec.app_names())})")
+    for warning in endpoint_warnings([item.spec for item in loaded]):
+        console.err.write(f"warning: {warning}\n")
     return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
-    from .render import render
+    from .render import render_all
 
     loaded = load_specs(spec_files(args.specs))
     if args.explain:
         for item in loaded:
             console.print(_explain(item))
         return EXIT_OK
-    rendered = [render(item) for item in loaded]
+    rendered = [app for item in loaded for app in render_all(item)]
     if args.output is None:
         if len(rendered) > 1:
-            raise _Usage("render: several specs need -o DIR (one file per app)")
+            raise _Usage("render: several apps need -o DIR (one file per app)")
         console.print(rendered[0].source, end="")
         return EXIT_OK
     out_dir = Path(args.output)
@@ -79,6 +83,35 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
         target = out_dir / app_file.filename
         target.write_text(app_file.source, encoding="utf-8")
         console.print(f"wrote {target}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from .export import litellm_config, litellm_entries
+    from .gateway import GatewaySpec
+    from .load import load_specs
+    from .operate import credentials_configured
+
+    loaded = load_specs(spec_files(args.specs or [str(DEFAULT_SPEC_DIR)]))
+    apps = [
+        (app.name, item.spec.environment)
+        for item in loaded
+        if isinstance(item.spec, GatewaySpec)
+        for app in item.spec.apps()
+    ]
+    if not apps:
+        raise _Usage("export litellm: none of these specs is a gateway (kind: gateway)")
+    urls: dict[tuple[str, str | None], str | None] = {}
+    if not args.offline and credentials_configured():
+        from .modal_api import router_urls
+
+        urls = router_urls(apps)
+    text = litellm_config(litellm_entries(loaded, urls, args.api_key_env), args.api_key_env)
+    if args.output is None:
+        console.print(text, end="")
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.error(f"wrote {args.output}")
     return EXIT_OK
 
 
@@ -176,17 +209,20 @@ def spec_files(targets: Sequence[str]) -> list[str | Path]:
 def desired_apps(files: list[str | Path]) -> list[Desired]:
     from .load import load_specs
     from .plan import Desired
-    from .render import render
+    from .render import render_all
 
-    return [Desired(item, render(item)) for item in load_specs(files)]
+    return [Desired(item, app) for item in load_specs(files) for app in render_all(item)]
 
 
 def _explain(item: LoadedSpec) -> str:
     """Every resolved setting, marking defaults, then what the engine will be given."""
     from .engine import engine_kwargs, serve_argv
+    from .gateway import GatewaySpec
     from .settings import explicit, settings
 
     spec = item.spec
+    if isinstance(spec, GatewaySpec):
+        return _explain_gateway(item, spec)
     values = settings(spec)
     chosen = explicit(spec)
     width = max(len(k) for k in values)
@@ -204,6 +240,20 @@ def _explain(item: LoadedSpec) -> str:
         argv = " ".join(serve_argv(spec, spec.surfaces.http.port))
         lines.append(f"# vllm serve {argv}")
     return "\n".join(lines) + "\n"
+
+
+def _explain_gateway(item: LoadedSpec, spec: GatewaySpec) -> str:
+    from .gateway import app_settings, serve_argv
+
+    lines = []
+    for app in spec.apps():
+        lines.append(f"# {item.path}: app {app.name} (gateway, {app.gpu})")
+        values = app_settings(spec, app.name)
+        width = max(len(k) for k in values)
+        lines += [f"{key.ljust(width)} = {_json(value)}" for key, value in values.items()]
+        lines += [f"# {m.name}: vllm serve {' '.join(serve_argv(m))}" for m in app.models]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _json(value: object) -> str:
@@ -248,6 +298,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain", action="store_true", help="show every resolved setting and its default"
     )
     render.set_defaults(run=cmd_render)
+
+    export = commands.add_parser(
+        "export",
+        help="write a configuration for another tool (litellm)",
+        description="Write a LiteLLM proxy config routing <model>-<gpu> to gateway endpoints "
+        "(URLs read from Modal when deployed, placeholders otherwise).",
+    )
+    export.add_argument("tool", choices=["litellm"])
+    export.add_argument("specs", nargs="*", metavar="SPEC|DIR", help="default: specs/")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    export.add_argument(
+        "--api-key-env",
+        default="VLLM_API_KEY",
+        metavar="VAR",
+        help="environment variable LiteLLM reads the gateway key from (default VLLM_API_KEY)",
+    )
+    export.add_argument(
+        "--offline", action="store_true", help="do not ask Modal for URLs: placeholders only"
+    )
+    export.set_defaults(run=cmd_export)
 
     plan = commands.add_parser(
         "plan",
@@ -350,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     state_show.add_argument("--source", action="store_true", help="include the deployed file")
     _state_option(state_show)
     state.set_defaults(run="operate:cmd_state")
+
+    from .probe import register as register_probe_commands
+
+    register_probe_commands(commands, _state_option)
 
     schema = commands.add_parser(
         "schema",

@@ -22,10 +22,10 @@ from subprocess import CompletedProcess
 from typing import Any, Literal
 
 from .errors import ModaliacError, SpecError, SpecErrors
+from .gateway import GatewaySpec
 from .load import LoadedSpec, find_spec_files, load_spec
 from .plan import Desired, FieldChange, field_changes, in_scope
-from .render import HEADER_LINES, render
-from .settings import settings
+from .render import HEADER_LINES, render_all
 from .state import State
 
 Status = Literal["added", "removed", "changed", "unchanged"]
@@ -96,7 +96,7 @@ def diff_recorded(
 
 def _desired_version(item: Desired, where: str) -> _Version:
     label = f"{item.rendered.filename} ({where})"
-    return _Version(item.address, label, item.rendered.source, settings(item.loaded.spec))
+    return _Version(item.address, label, item.rendered.source, item.settings())
 
 
 # -- specs against another git revision ----------------------------------------------------
@@ -120,9 +120,10 @@ def diff_git(base_ref: str, targets: list[str], repo_root: Path) -> list[AppDiff
     if missing:
         raise ModaliacError(f"{missing[0]}: no spec files there, neither at {base_ref} nor on disk")
     diffs = []
-    for path in sorted({*before, *invalid, *after}):
-        notes = [invalid[path]] if path in invalid else []
-        diffs.append(_compare(path, before.get(path), after.get(path), notes))
+    for key in sorted({*before, *invalid, *after}):
+        path = key.partition("#")[0]
+        notes = [invalid[key]] if key in invalid else []
+        diffs.append(_compare(path, before.get(key), after.get(key), notes))
     return diffs
 
 
@@ -170,6 +171,7 @@ def _relative(target: str, repo_root: Path) -> str:
 
 
 def _any_under(target: str, paths: list[str]) -> bool:
+    paths = [p.partition("#")[0] for p in paths]
     return target == "." or any(p == target or p.startswith(target + "/") for p in paths)
 
 
@@ -210,7 +212,7 @@ def _base_versions(
             copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_bytes(raw)
             try:
-                versions[path] = _version(_load_as(copy, path), f"{ref}:{path}")
+                versions.update(_versions(_load_as(copy, path), f"{ref}:{path}"))
             except ModaliacError as exc:
                 invalid[path] = _invalid_note(path, ref, exc)
     return versions, invalid
@@ -231,7 +233,7 @@ def _working_versions(targets: list[str], repo_root: Path) -> dict[str, _Version
         for file in find_spec_files(repo_root / target):
             path = file.relative_to(repo_root).as_posix()
             try:
-                versions[path] = _version(_load_as(file, path), path)
+                versions.update(_versions(_load_as(file, path), path))
             except SpecErrors as exc:
                 errors.extend(exc.errors)
             except SpecError as exc:
@@ -257,8 +259,16 @@ def _renamed(error: SpecError, shown: str) -> SpecError:
     )
 
 
-def _version(loaded: LoadedSpec, where: str) -> _Version:
-    return _desired_version(Desired(loaded, render(loaded)), where)
+def _versions(loaded: LoadedSpec, where: str) -> dict[str, _Version]:
+    """The versions of a spec's apps by key: its path, or ``path#app`` for a gateway's apps."""
+    rendered = render_all(loaded)
+    gateway = isinstance(loaded.spec, GatewaySpec)
+    return {
+        f"{loaded.path}#{item.app}" if gateway else loaded.path: _desired_version(
+            Desired(loaded, item), where
+        )
+        for item in rendered
+    }
 
 
 # -- comparing -----------------------------------------------------------------------------

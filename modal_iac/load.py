@@ -10,6 +10,7 @@ produces the located errors. Valid specs never pay for positions; invalid ones a
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import re
@@ -27,8 +28,11 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from .errors import SpecError, SpecErrors
+from .gateway import GatewaySpec
 from .messages import describe, from_pydantic, key_path, located, quote
 from .spec import Spec
+
+AnySpec = Spec | GatewaySpec
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
@@ -67,7 +71,7 @@ class LoadedSpec:
 
     path: str
     digest: str  # sha256 of the file's bytes
-    spec: Spec
+    spec: AnySpec
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
@@ -79,7 +83,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     data = _fast_parse(text)
     if data is not None:
         try:
-            spec = Spec.model_validate(data)
+            spec: AnySpec = _kind(data).model_validate(data)
         except ValidationError:
             pass
         else:
@@ -100,14 +104,25 @@ def load_specs(paths: list[str | Path]) -> list[LoadedSpec]:
             errors.append(exc)
     seen: dict[tuple[str | None, str], str] = {}
     for item in loaded:
-        key = (item.spec.environment, item.spec.app)
-        if key in seen:
-            message = f"app {item.spec.app!r} is also defined in {seen[key]}; app names are"
-            errors.append(_at_app(item.path, message + " unique per environment"))
-        seen[key] = item.path
+        for app in item.spec.app_names():
+            key = (item.spec.environment, app)
+            if key in seen:
+                message = f"app {app!r} is also defined in {seen[key]}; app names are"
+                errors.append(_at_app(item.path, message + " unique per environment"))
+            seen[key] = item.path
     if errors:
         raise SpecErrors(errors)
     return loaded
+
+
+def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:
+    """The model a document is validated against: its ``kind`` (service by default)."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "gateway" or (
+        isinstance(kind, str) and kind != "service" and difflib.get_close_matches(kind, ["gateway"])
+    ):
+        return GatewaySpec  # a misspelt gateway is told about its kind, not about every key
+    return Spec
 
 
 def _at_app(path: str, message: str) -> SpecError:
@@ -116,9 +131,10 @@ def _at_app(path: str, message: str) -> SpecError:
         data = YAML(typ="rt").load(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, YAMLError):  # it changed since it loaded: no line, then
         data = None
-    if isinstance(data, CommentedMap):
-        return located(path, data, ("app",), message)
-    return SpecError(path, message, key_path="app")
+    key = "app_name" if _kind(data) is GatewaySpec else "app"
+    if isinstance(data, CommentedMap) and key in data:
+        return located(path, data, (key,), message)
+    return SpecError(path, message, key_path=key)
 
 
 def find_spec_files(target: str | Path) -> list[Path]:
@@ -206,7 +222,7 @@ def _has_clib() -> bool:
     return True
 
 
-def _slow_load(text: str, shown: str) -> Spec:
+def _slow_load(text: str, shown: str) -> AnySpec:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
@@ -235,10 +251,11 @@ def _slow_load(text: str, shown: str) -> Spec:
     tokens = _tokens(data)
     if tokens:
         raise SpecErrors([_token_error(shown, data, *token) for token in tokens])
+    model = _kind(data)
     try:
-        spec = Spec.model_validate(data)
+        spec: AnySpec = model.model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors(from_pydantic(shown, data, exc.errors())) from None
+        raise SpecErrors(from_pydantic(shown, data, exc.errors(), model)) from None
     found_problems = spec.problems()
     if found_problems:
         raise SpecErrors([located(shown, data, loc, message) for loc, message in found_problems])

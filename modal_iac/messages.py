@@ -11,6 +11,7 @@ import difflib
 import json
 import re
 import typing
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,6 +21,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from .errors import SpecError
 from .fields import Problem
 from .spec import Spec
+
+# The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
+_ROOT: ContextVar[Any] = ContextVar("root_model", default=Spec)
 
 _TYPE_NAMES = {
     "string_type": "text",
@@ -65,7 +69,17 @@ _PATTERN_HINTS = {
 }
 
 
-def from_pydantic(shown: str, data: CommentedMap, raw_errors: list[Any]) -> list[SpecError]:
+def from_pydantic(
+    shown: str, data: CommentedMap, raw_errors: list[Any], model: Any = Spec
+) -> list[SpecError]:
+    token = _ROOT.set(model)
+    try:
+        return _from_pydantic(shown, data, raw_errors)
+    finally:
+        _ROOT.reset(token)
+
+
+def _from_pydantic(shown: str, data: CommentedMap, raw_errors: list[Any]) -> list[SpecError]:
     """One located line per problem, without pydantic's wording or union noise."""
     suggested = set()
     for err in raw_errors:
@@ -183,7 +197,7 @@ def _did_you_mean(word: Any, choices: list[str]) -> str | None:
 
 def _field_at(loc: tuple[Any, ...]) -> FieldInfo | None:
     """The model field a location names (YAML spelling), or None inside free mappings."""
-    model: Any = Spec
+    model: Any = _ROOT.get()
     field = None
     for step in loc:
         if isinstance(step, int):
@@ -202,7 +216,9 @@ def _field_at(loc: tuple[Any, ...]) -> FieldInfo | None:
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """Field names (YAML spelling) of the model found at ``loc``."""
     field = _field_at(loc)
-    model = Spec if not loc else _inner_model(field.annotation) if field is not None else None
+    model = (
+        _ROOT.get() if not loc else _inner_model(field.annotation) if field is not None else None
+    )
     if isinstance(model, type) and issubclass(model, BaseModel):
         return [f.alias or name for name, f in model.model_fields.items()]
     return []

@@ -419,3 +419,53 @@ def rollback(app: str, environment: str | None, version: int) -> int:
         return int(lifecycle.lifecycle.version)
 
     return run(make)
+
+
+def web_urls(app: str, environment: str | None) -> dict[str, str]:
+    """The public URL of each web function of a deployed app, by function name (class methods
+    as ``Class.method``), read from the app's layout as ``modal.Cls.from_name`` hydrates it."""
+
+    async def make(client: _Client) -> dict[str, str]:
+        found = await client._stub.AppGetByDeploymentName(
+            api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
+        )
+        if not found.app_id:
+            raise ModalApiError(f"app {app!r} is not deployed")
+        layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=found.app_id))
+        urls: dict[str, str] = {}
+        for item in layout.app_layout.objects:
+            function = item.function_handle_metadata
+            if function.web_url:
+                urls[function.function_name] = function.web_url
+            for method, meta in function.method_handle_metadata.items():
+                if meta.web_url:
+                    urls[meta.function_name or method] = meta.web_url
+        return dict(sorted(urls.items()))
+
+    return run(make)
+
+
+def router_urls(
+    apps: list[tuple[str, str | None]], function: str = "router"
+) -> dict[tuple[str, str | None], str | None]:
+    """The web URL of one function (a gateway's ``router``) of each app, None where the app is
+    not deployed or has no such web function: one client, all apps concurrently."""
+
+    async def one(client: _Client, app: str, environment: str | None) -> str | None:
+        found = await client._stub.AppGetByDeploymentName(
+            api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
+        )
+        if not found.app_id:
+            return None
+        layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=found.app_id))
+        for item in layout.app_layout.objects:
+            meta = item.function_handle_metadata
+            if meta.function_name == function and meta.web_url:
+                return str(meta.web_url)
+        return None
+
+    async def make(client: _Client) -> dict[tuple[str, str | None], str | None]:
+        urls = await asyncio.gather(*(one(client, app, env) for app, env in apps))
+        return dict(zip(apps, urls, strict=True))
+
+    return run(make)

@@ -41,10 +41,11 @@ def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, 
     queries = {}
     for item in desired:
         spec = item.loaded.spec
-        http = spec.surfaces.http
-        secrets = [*spec.secrets, *([http.api_key_secret] if http and http.api_key_secret else [])]
-        queries[(spec.environment, spec.app)] = Query(
-            spec.app, spec.environment, tuple(secrets), tuple(spec.volumes.values())
+        queries[(item.environment, item.app)] = Query(
+            item.app,
+            item.environment,
+            tuple(spec.referenced_secrets()),
+            tuple(spec.volumes.values()),
         )
     for record in state.apps.values():
         queries.setdefault((record.environment, record.app), Query(record.app, record.environment))
@@ -156,7 +157,10 @@ def _find(state: State, target: str, environment: str | None) -> AppRecord:
         from .load import load_spec
 
         spec = load_spec(target).spec
-        target, environment = spec.app, spec.environment
+        names = spec.app_names()
+        if len(names) > 1:
+            raise ModaliacError(f"{target} defines several apps ({', '.join(names)}); name one")
+        target, environment = names[0], spec.environment
     address = app_address(environment, target)
     record = state.apps.get(address) or state.apps.get(target)
     if record is None:

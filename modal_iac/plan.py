@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
+from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, app_settings, endpoints_other_layout
 from .load import LoadedSpec
 from .observed import Observed
 from .render import Rendered
 from .settings import settings
+from .spec import Spec
 from .state import AppRecord, State, app_address
 
 PLAN_FORMAT_VERSION = 1
@@ -32,19 +34,33 @@ class Desired:
     rendered: Rendered
 
     @property
+    def app(self) -> str:
+        return self.rendered.app
+
+    @property
+    def environment(self) -> str | None:
+        return self.loaded.spec.environment
+
+    @property
     def address(self) -> str:
-        return app_address(self.loaded.spec.environment, self.loaded.spec.app)
+        return app_address(self.environment, self.app)
+
+    def settings(self) -> dict[str, Any]:
+        """The flat settings of this app (one app of a gateway: its GPU and its models)."""
+        spec = self.loaded.spec
+        if isinstance(spec, GatewaySpec):
+            return app_settings(spec, self.app)
+        return settings(spec)
 
     def record(self) -> AppRecord:
         """What the state will hold once this app is applied."""
-        spec = self.loaded.spec
         return AppRecord(
-            app=spec.app,
-            environment=spec.environment,
+            app=self.app,
+            environment=self.environment,
             spec_path=self.loaded.path,
             spec_digest=self.loaded.digest,
             source_hash=self.rendered.body_hash,
-            settings=settings(spec),
+            settings=self.settings(),
             source=self.rendered.source,
             deployment_tag=deployment_tag(self.rendered.body_hash),
         )
@@ -124,8 +140,8 @@ def make_plan(
         before = recorded.apps.get(address)
         seen = None
         if observed is not None:
-            spec = item.loaded.spec
-            seen = observed.get((spec.environment, spec.app), Observed(spec.app, spec.environment))
+            key = (item.environment, item.app)
+            seen = observed.get(key, Observed(item.app, item.environment))
         changes.append(_compare(item, before, seen))
     for address, record in sorted(recorded.apps.items()):
         if address not in wanted and in_scope(record.spec_path, delete_scope):
@@ -300,10 +316,56 @@ def in_scope(spec_path: str, scope: list[Path] | None) -> bool:
 def _warnings(desired: list[Desired]) -> list[str]:
     found = []
     for item in desired:
-        http = item.loaded.spec.surfaces.http
+        spec = item.loaded.spec
+        if isinstance(spec, GatewaySpec):
+            if spec.router.api_key_secret is None:
+                found.append(
+                    f"{item.address}: router has no api_key_secret, so the endpoint "
+                    "answers anyone who has its URL"
+                )
+            continue
+        http = spec.surfaces.http
         if http is not None and http.api_key_secret is None:
             found.append(
                 f"{item.address}: surfaces.http has no api_key_secret, so the endpoint "
                 "answers anyone who has its URL"
             )
-    return found
+    specs = {item.loaded.path: item.loaded.spec for item in desired}
+    return found + endpoint_warnings(list(specs.values()))
+
+
+def web_endpoints(spec: Spec | GatewaySpec) -> int:
+    """How many Modal web endpoints the apps of a spec expose."""
+    if isinstance(spec, GatewaySpec):
+        return len(spec.apps())
+    return 1 if spec.surfaces.http is not None else 0
+
+
+def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
+    """A warning when the specs together need more web endpoints than Modal's free tier
+    allows, naming the layout that would stay under the limit."""
+    total = sum(web_endpoints(spec) for spec in specs)
+    limit = FREE_TIER_WEB_ENDPOINTS
+    if total <= limit:
+        return []
+    message = (
+        f"these specs expose {total} web endpoints; Modal's free tier allows {limit} per "
+        "workspace, so deploys past it fail there"
+    )
+    hints = []
+    for spec in specs:
+        if isinstance(spec, GatewaySpec):
+            layout, count = endpoints_other_layout(spec)
+            if count < len(spec.apps()):
+                rest = total - len(spec.apps()) + count
+                fits = "then all stay under the limit" if rest <= limit else f"then {rest} in all"
+                hints.append(
+                    f"layout: {layout} for gateway {spec.name!r} ({count} endpoints; {fits})"
+                )
+    if hints:
+        return [message + "; use " + ", ".join(hints)]
+    if any(isinstance(spec, Spec) and web_endpoints(spec) for spec in specs):
+        hint = "a gateway spec (kind: gateway) serves several models behind one endpoint per GPU"
+    else:
+        hint = "every gateway already has one endpoint per GPU type: name fewer GPU types"
+    return [f"{message}; {hint}"]

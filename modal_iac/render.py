@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, engine
+from .gateway import GatewaySpec
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
 from .spec import HF_CACHE, Spec
@@ -42,9 +43,29 @@ class Rendered:
         return hashlib.sha256(self.body.encode()).hexdigest()
 
 
-def render(loaded: LoadedSpec) -> Rendered:
-    """The Modal app file for one spec, from the template of its engine."""
+def render_all(loaded: LoadedSpec) -> list[Rendered]:
+    """Every Modal app file a spec yields: one for a service, one per app for a gateway."""
     spec = loaded.spec
+    if not isinstance(spec, GatewaySpec):
+        return [render(loaded)]
+    from .render_gateway import TEMPLATE, gateway_context
+
+    template = _template(TEMPLATE)
+    return [
+        Rendered(
+            app=app.name,
+            filename=f"{app.name}.py",
+            source=template.render(gateway_context(spec, app, header(loaded))),
+        )
+        for app in spec.apps()
+    ]
+
+
+def render(loaded: LoadedSpec) -> Rendered:
+    """The Modal app file for one service spec, from the template of its engine."""
+    spec = loaded.spec
+    if isinstance(spec, GatewaySpec):
+        raise TypeError("a gateway spec yields several apps: use render_all")
     if spec.engine.name == "transformers":
         from .render_transformers import TEMPLATE, transformers_context
 

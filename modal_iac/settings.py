@@ -32,6 +32,10 @@ def settings(spec: Spec) -> dict[str, Any]:
     return dict(_flatten(data, ()))
 
 
+def flatten(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    return _flatten(data, ())
+
+
 def explicit(spec: Spec) -> set[str]:
     """Key paths the spec file sets (everything else in ``settings`` is a default)."""
     found: set[str] = set()

@@ -423,6 +423,9 @@ class Spec(StrictModel):
     """One service: one Modal app serving one model."""
 
     version: Literal[1] = 1
+    kind: Literal["service"] = Field(
+        "service", exclude=True, description="service (the default) or gateway."
+    )
     app: ObjectName = Field(description="Modal app name.")
     environment: str | None = Field(
         None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
@@ -559,6 +562,15 @@ class Spec(StrictModel):
         elif "batch_size" in engine.model_fields_set:
             found.append((("engine", "batch_size"), "applies to engine transformers only"))
         return found
+
+    def referenced_secrets(self) -> list[str]:
+        """Every secret the app attaches: the spec's and the HTTP server's API key."""
+        http = self.surfaces.http
+        key = [http.api_key_secret] if http and http.api_key_secret else []
+        return [*self.secrets, *key]
+
+    def app_names(self) -> list[str]:
+        return [self.app]
 
     @property
     def engine_version(self) -> str:

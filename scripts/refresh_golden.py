@@ -8,9 +8,10 @@ Every spec in specs/ and examples/ is rendered exactly as ``modaliac render <dir
 from the repository root renders it (the header names the spec by that relative path), and
 written to ``tests/golden/<dir>__<stem>.py``; a spec in a subfolder joins every folder with
 ``__``. For example ``examples/chat-gpu-fallback.yaml`` becomes
-``tests/golden/examples__chat-gpu-fallback.py``. Golden files whose spec no longer exists are
-deleted. ``tests/test_golden.py`` fails until the golden files match the renderer, so run this
-after an intended change to a spec, the renderer or the template, then review
+``tests/golden/examples__chat-gpu-fallback.py``. A spec that yields several apps (a gateway)
+has one golden file per app, ``<dir>__<stem>__<app>.py``. Golden files whose spec no longer
+exists are deleted. ``tests/test_golden.py`` fails until the golden files match the renderer,
+so run this after an intended change to a spec, the renderer or the template, then review
 ``git diff tests/golden``: it is the exact change in the generated code.
 """
 
@@ -29,7 +30,7 @@ REFRESH_COMMAND = "python scripts/refresh_golden.py"
 sys.path.insert(0, str(ROOT))
 
 from modal_iac.load import find_spec_files, load_spec  # noqa: E402
-from modal_iac.render import render  # noqa: E402
+from modal_iac.render import render_all  # noqa: E402
 
 
 def spec_paths() -> list[str]:
@@ -41,27 +42,35 @@ def spec_paths() -> list[str]:
     return found
 
 
-def golden_path(spec_path: str) -> Path:
-    """``examples/chat.yaml`` -> ``tests/golden/examples__chat.py``."""
+def golden_path(spec_path: str, app: str | None = None) -> Path:
+    """``examples/chat.yaml`` -> ``tests/golden/examples__chat.py``; with ``app`` (one app of
+    a spec that yields several) -> ``tests/golden/examples__chat__<app>.py``."""
     relative = Path(spec_path)
-    return GOLDEN_DIR / ("__".join([*relative.parent.parts, relative.stem]) + ".py")
+    parts = [*relative.parent.parts, relative.stem, *([app] if app else [])]
+    return GOLDEN_DIR / ("__".join(parts) + ".py")
 
 
-def render_spec(spec_path: str) -> str:
-    """The generated file for a spec path relative to the root, rendered from the root."""
+def golden_files(spec_path: str) -> dict[Path, str]:
+    """The generated files of a spec path relative to the root, rendered from the root, by
+    their golden path."""
     with contextlib.chdir(ROOT):
-        return render(load_spec(spec_path)).source
+        rendered = render_all(load_spec(spec_path))
+    if len(rendered) == 1:
+        return {golden_path(spec_path): rendered[0].source}
+    return {golden_path(spec_path, item.app): item.source for item in rendered}
 
 
 def main() -> int:
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
-    paths = spec_paths()
-    targets = {golden_path(path): path for path in paths}
-    if len(targets) != len(paths):
-        print("two specs map to the same golden file; rename one of them", file=sys.stderr)
-        return 1
-    for target, path in targets.items():
-        source = render_spec(path).encode("utf-8")
+    targets: dict[Path, str] = {}
+    for path in spec_paths():
+        files = golden_files(path)
+        if set(files) & set(targets):
+            print("two specs map to the same golden file; rename one of them", file=sys.stderr)
+            return 1
+        targets.update(files)
+    for target, text in targets.items():
+        source = text.encode("utf-8")
         old = target.read_bytes() if target.exists() else None
         if old != source:
             target.write_bytes(source)

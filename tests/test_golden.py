@@ -16,9 +16,6 @@ from types import ModuleType
 
 import pytest
 
-from modal_iac.load import load_spec
-from modal_iac.render import render
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,15 +40,18 @@ def test_specs_are_found() -> None:
 
 
 def test_golden_names_are_unique() -> None:
-    names = [refresh.golden_path(path) for path in SPEC_PATHS]
+    names = [name for path in SPEC_PATHS for name in refresh.golden_files(path)]
     assert len(set(names)) == len(names), "two specs map to the same golden file"
 
 
 @pytest.mark.parametrize("spec_path", SPEC_PATHS)
 def test_rendered_file_matches_golden(spec_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # the header names the spec by the path it was rendered from
-    rendered = render(load_spec(spec_path)).source
-    golden = refresh.golden_path(spec_path)
+    for golden, rendered in refresh.golden_files(spec_path).items():
+        _compare_golden(spec_path, golden, rendered)
+
+
+def _compare_golden(spec_path: str, golden: Path, rendered: str) -> None:
     shown = golden.relative_to(ROOT).as_posix()
     if not golden.exists():
         pytest.fail(f"no golden file {shown} for {spec_path}. {HOW_TO_REFRESH}", pytrace=False)
@@ -74,7 +74,7 @@ def test_rendered_file_matches_golden(spec_path: str, monkeypatch: pytest.Monkey
 
 
 def test_every_golden_file_has_a_spec() -> None:
-    expected = {refresh.golden_path(path) for path in SPEC_PATHS}
+    expected = {name for path in SPEC_PATHS for name in refresh.golden_files(path)}
     present = set(refresh.GOLDEN_DIR.glob("*.py"))
     stale = sorted(p.relative_to(ROOT).as_posix() for p in present - expected)
     assert not stale, (

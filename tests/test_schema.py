@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from modal_iac.cli import main
+from modal_iac.gateway import GatewaySpec
 from modal_iac.schema import schema_text
 from modal_iac.spec import Spec
 
@@ -53,7 +54,8 @@ def test_schema_json_is_generated_from_the_models() -> None:
 def test_schema_is_draft_2020_12() -> None:
     schema = json.loads(schema_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["additionalProperties"] is False
+    assert schema["$defs"]["Spec"]["additionalProperties"] is False
+    assert schema["$defs"]["GatewaySpec"]["additionalProperties"] is False
 
 
 def test_there_are_specs_to_check() -> None:
@@ -71,7 +73,17 @@ def test_every_spec_validates_against_schema_json(
     assert target == SCHEMA_FILE, f"{path.name} points its editor at {target}"
     data = read_yaml(text)
     assert schema_errors(validator, data) == []
-    Spec.model_validate(data)
+    (GatewaySpec if data.get("kind") == "gateway" else Spec).model_validate(data)
+
+
+def test_gateway_errors_are_refused_by_both(validator: Draft202012Validator) -> None:
+    data = {"kind": "gateway", "name": "gw", "models": [{"id": "a/b", "name": "b"}], "gpus": "L4"}
+    assert schema_errors(validator, data) == []
+    GatewaySpec.model_validate(data)
+    for bad in ({"layout": "per-gpu"}, {"modles": []}, {"gpus": "H100:9"}, {"models": [{}]}):
+        assert schema_errors(validator, {**data, **bad}), bad
+        with pytest.raises(ValidationError):
+            GatewaySpec.model_validate({**data, **bad})
 
 
 # Each edit of a valid spec breaks it in a way both validators must see.
@@ -141,7 +153,7 @@ def test_schema_check_fails_on_a_stale_copy(
 ) -> None:
     stale = tmp_path / "schema.json"
     schema = json.loads(schema_text())
-    del schema["properties"]["gpu"]
+    del schema["$defs"]["Spec"]["properties"]["gpu"]
     stale.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     assert main(["schema", "--check", str(stale)]) == 1
     out, err = capsys.readouterr()

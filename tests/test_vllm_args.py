@@ -18,6 +18,8 @@ from ruamel.yaml import YAML
 
 from modal_iac import engine
 from modal_iac.engine import engine_kwargs, serve_argv
+from modal_iac.gateway import GatewaySpec
+from modal_iac.gateway import serve_argv as gateway_argv
 from modal_iac.load import load_spec
 from modal_iac.spec import Spec
 
@@ -28,9 +30,14 @@ CHECK = Path(__file__).with_name("vllm_check.py")
 KALM = ROOT / "specs" / "kalm.yaml"
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
 # Specs of engine transformers give vLLM nothing to parse: test_transformers_engine.py runs them.
+# Gateway specs are service-less (their vllm serve lines are checked in test_gateway.py).
 SPEC_NAMES = [
-    p.relative_to(ROOT).as_posix() for p in SPEC_FILES if load_spec(p).spec.engine.name == "vllm"
+    p.relative_to(ROOT).as_posix()
+    for p in SPEC_FILES
+    if isinstance(spec := load_spec(p).spec, Spec) and spec.engine.name == "vllm"
 ]
+GATEWAY = load_spec(ROOT / "examples" / "gpu-gateway.yaml").spec
+assert isinstance(GATEWAY, GatewaySpec)
 HTTP_SPEC_NAMES = [
     name for name in SPEC_NAMES if load_spec(ROOT / name).spec.surfaces.http is not None
 ]
@@ -255,6 +262,14 @@ def results(vllm_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
         else:
             cases.append(spec_case(name, spec))
     cases.append({"name": "parser", "switches": True})
+    for model in GATEWAY.models:
+        cases.append(
+            {
+                "name": f"gateway:{model.name}",
+                "serve_argv": gateway_argv(model),
+                "fields": ["tool_call_parser", "enable_auto_tool_choice", "revision"],
+            }
+        )
     for name, (bad, good, _) in BAD_ARGV.items():
         cases.append({"name": f"argv:{name}", "serve_argv": [MODEL_ID, *bad]})
         cases.append({"name": f"argv:{name}:fixed", "serve_argv": [MODEL_ID, *good]})
@@ -370,6 +385,21 @@ def test_sleep_mode_only_with_snapshot_sleep(results: dict[str, Any]) -> None:
 
 
 VLLM_SERVER_NAMES = [name for name in HTTP_SPEC_NAMES if spec_of(name).engine.name == "vllm"]
+
+
+@pytest.mark.parametrize("model", GATEWAY.models, ids=[m.name for m in GATEWAY.models])
+def test_gateway_serve_argv_accepted(results: dict[str, Any], model: Any) -> None:
+    """Each model of the seed 004 gateway: its ``vllm serve`` line as vLLM 0.33 parses it."""
+    values = accepted(results, f"gateway:{model.name}", "serve")
+    assert values["host"] == "127.0.0.1"
+    assert values["served_model_name"] == [model.id]
+    assert values["revision"] == model.revision
+    assert values["max_model_len"] == model.max_model_len
+    assert values["enforce_eager"] is True
+    assert values["gpu_memory_utilization"] == model.gpu_memory_utilization
+    if model.tool_call_parser:
+        assert values["tool_call_parser"] == model.tool_call_parser
+        assert values["enable_auto_tool_choice"] is True
 
 
 @pytest.mark.parametrize("name", VLLM_SERVER_NAMES)

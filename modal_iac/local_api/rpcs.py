@@ -27,6 +27,7 @@ from .state import (
     content_id,
     new_id,
     proto_bytes,
+    web_label,
 )
 from .storage import CREATE_IF_MISSING, StorageHandlers, fail
 
@@ -83,11 +84,8 @@ class Handlers(StorageHandlers):
     def _web_url(self, app: App, tag: str, webhook: api_pb2.WebhookConfig) -> str:
         if webhook.type == api_pb2.WEBHOOK_TYPE_UNSPECIFIED:
             return ""
-        label = (
-            webhook.requested_suffix
-            or f"{app.name}-{tag}".replace(".", "-").replace("_", "-").lower()
-        )
-        return f"http://local--{label}.localhost"
+        label = webhook.requested_suffix or web_label(app.name, tag)
+        return self.s.web_urls.get(label, f"http://local--{label}.localhost")
 
     def _handle_metadata(self, record: FunctionRecord) -> api_pb2.FunctionHandleMetadata:
         app = self.s.apps[record.app_id]

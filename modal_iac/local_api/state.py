@@ -38,6 +38,11 @@ def content_id(prefix: str, *parts: bytes | str) -> str:
     return f"{prefix}-{digest.hexdigest()[:22]}"
 
 
+def web_label(app: str, tag: str) -> str:
+    """The label of a web function's URL, as Modal derives it from the app and function."""
+    return f"{app}-{tag}".replace(".", "-").replace("_", "-").lower()
+
+
 def proto_bytes(message: Message) -> bytes:
     data: bytes = message.SerializeToString(deterministic=True)
     return data
@@ -268,6 +273,7 @@ class State:
         self.images: dict[str, api_pb2.ImageGetOrCreateRequest] = {}
         self.content: dict[str, bytes] = {}  # sha256 hex -> bytes (mount files, volume blocks)
         self.blobs: dict[str, bytes] = {}
+        self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.add_environment(DEFAULT_ENVIRONMENT)
 
     # -- recording ---------------------------------------------------------------------------
@@ -296,6 +302,13 @@ class State:
         return self.users.get(call.token_id, DEFAULT_USER)
 
     # -- arranging ---------------------------------------------------------------------------
+
+    def serve_web_url(self, app: str, function: str, url: str) -> None:
+        """Make the web function ``function`` of ``app`` (``Class.method`` for a class's
+        endpoint) report ``url``, e.g. a stand-in server on 127.0.0.1, instead of the default
+        ``http://local--<label>.localhost``."""
+        with self.lock:
+            self.web_urls[web_label(app, function)] = url
 
     def add_environment(self, name: str) -> Environment:
         with self.lock:

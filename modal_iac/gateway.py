@@ -1,0 +1,279 @@
+"""The gateway spec kind: several models on several GPU types, one public endpoint per app.
+
+A gateway spec (``kind: gateway``) expands into apps: with ``layout: gateway`` one app per GPU
+type, each holding a router (the one web endpoint) and one class per model, so models never
+share GPU memory; with ``layout: per-model`` one app per model and GPU type (seed 004's legacy
+layout), each with its own router in front of its one model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from .fields import (
+    ENVIRONMENT_NAME,
+    HF_ID,
+    ONLY_PATTERN_KEYS,
+    Duration,
+    EnvVarName,
+    MountPath,
+    ObjectName,
+    Problem,
+    TagText,
+    TokenCount,
+)
+from .spec import (
+    _GPU_SCHEMA,
+    DEFAULT_VLLM_VERSION,
+    HF_CACHE,
+    VLLM_CACHE,
+    AlsoAccepts,
+    Gpu,
+    GpuChoice,
+    Image,
+    Scaling,
+    StrictModel,
+)
+
+# Modal's free tier allows this many web endpoints per workspace.
+FREE_TIER_WEB_ENDPOINTS = 8
+SERVE_PORT = 8000
+_SHORT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# Seed 004's short names; every other GPU type is its name in lower case.
+_GPU_SHORT = {"A100-80GB": "a100", "A100-40GB": "a100-40gb"}
+
+
+class GatewayModel(StrictModel):
+    """One model every app of the gateway serves, in its own container pool."""
+
+    id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
+    name: str = Field(
+        pattern=_SHORT_NAME.pattern,
+        description="Short name clients may send as `model` (and the LiteLLM name prefix).",
+    )
+    revision: str = Field("main", min_length=1, description="Branch, tag or commit.")
+    tool_call_parser: str | None = Field(
+        None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
+    )
+    max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_num_seqs: int | None = Field(None, gt=0)
+    enforce_eager: bool = Field(True, description="Skip CUDA graphs: faster cold starts.")
+    trust_remote_code: bool = False
+
+    @property
+    def class_name(self) -> str:
+        """The Modal class serving this model: the short name in CamelCase."""
+        parts = re.split(r"[^A-Za-z0-9]+", self.name)
+        name = "".join(part[:1].upper() + part[1:] for part in parts if part)
+        return name if name[:1].isalpha() else "Model" + name
+
+
+class Router(StrictModel):
+    """The public endpoint of each app."""
+
+    api_key_secret: ObjectName | None = Field(
+        None, description="Modal secret holding the Bearer key clients must send."
+    )
+    api_key_env: EnvVarName = Field("API_KEY", description="Key name inside that secret.")
+    upstream_timeout: Duration = Field(
+        600, description="Longest the router waits for a model (504 after)."
+    )
+
+
+@dataclass(frozen=True)
+class GatewayApp:
+    """One Modal app a gateway spec yields."""
+
+    name: str
+    gpu: Gpu
+    models: tuple[GatewayModel, ...]
+
+
+def gpu_short(gpu: Gpu) -> str:
+    short = _GPU_SHORT.get(gpu.type, gpu.type.lower())
+    return short if gpu.count == 1 else f"{short}x{gpu.count}"
+
+
+class GatewaySpec(StrictModel):
+    """Several models behind one endpoint per GPU type (``kind: gateway``)."""
+
+    version: Literal[1] = 1
+    kind: Literal["gateway"]
+    name: ObjectName = Field(description="Gateway name: the {name} of the app names.")
+    layout: Literal["gateway", "per-model"] = Field(
+        "gateway",
+        description="gateway: one app (one endpoint) per GPU type; per-model: one app per "
+        "model and GPU type.",
+    )
+    app_name: str | None = Field(
+        None,
+        description='App name pattern; default "{name}-{gpu}", or "{name}-{model}-{gpu}" '
+        "with layout per-model.",
+    )
+    environment: str | None = Field(
+        None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
+    )
+    labels: dict[TagText, TagText] = Field(
+        default_factory=dict,
+        description="Become Modal app tags.",
+        json_schema_extra=ONLY_PATTERN_KEYS,
+    )
+    models: list[GatewayModel] = Field(
+        description="The models every app serves.", json_schema_extra={"minItems": 1}
+    )
+    gpus: Annotated[
+        list[GpuChoice],
+        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+        AlsoAccepts(_GPU_SCHEMA),
+    ] = Field(description="GPU types; one app each (per model with layout per-model).")
+    engine_version: str = Field(DEFAULT_VLLM_VERSION, description="vLLM release.")
+    volumes: dict[MountPath, ObjectName] = Field(
+        default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
+        description="Mount path -> Modal volume name.",
+        json_schema_extra=ONLY_PATTERN_KEYS,
+    )
+    secrets: list[ObjectName] = Field(
+        default_factory=list,
+        description="Modal secret NAMES for the model containers (e.g. the Hugging Face token).",
+    )
+    router: Router = Field(default_factory=Router)
+    scaling: Scaling = Field(default_factory=Scaling)
+    image: Image = Field(default_factory=Image)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, value: list[GatewayModel]) -> list[GatewayModel]:
+        if not value:
+            raise ValueError("list at least one model")
+        for index, model in enumerate(value):
+            for earlier in value[:index]:
+                if model.name == earlier.name or model.id == earlier.id:
+                    raise Problem(f"{model.name!r} ({model.id}) is listed twice", index)
+                if model.class_name == earlier.class_name:
+                    raise Problem(f"{model.name!r} and {earlier.name!r} name the same class", index)
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_gpus(cls, value: list[Gpu]) -> list[Gpu]:
+        if not value:
+            raise ValueError("name at least one GPU type")
+        for index, gpu in enumerate(value):
+            if gpu_short(gpu) in [gpu_short(g) for g in value[:index]]:
+                raise Problem(f"{str(gpu)!r} is listed twice", index)
+        return value
+
+    @field_validator("app_name")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        unknown = set(_PLACEHOLDER.findall(value)) - {"name", "model", "gpu"}
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{name}}, {{model}}, {{gpu}}"
+            )
+        return value
+
+    def problems(self) -> list[tuple[tuple[str, ...], str]]:
+        found: list[tuple[tuple[str, ...], str]] = []
+        pattern = self.pattern
+        needed = ["{gpu}"] + (["{model}"] if self.layout == "per-model" else [])
+        for placeholder in needed:
+            if placeholder not in pattern:
+                found.append(
+                    (
+                        ("app_name",),
+                        f"needs {placeholder}: every app of the gateway needs its own name",
+                    )
+                )
+        if not found:
+            for app in self.apps():
+                if not re.match(r"^[a-zA-Z0-9._-]{1,64}$", app.name):
+                    found.append((("app_name",), f"{app.name!r} is not a valid Modal app name"))
+                    break
+        if self.router.api_key_secret is not None and self.router.api_key_secret in self.secrets:
+            found.append(
+                (
+                    ("router", "api_key_secret"),
+                    f"{self.router.api_key_secret!r} is also under secrets; the API key secret "
+                    "is attached to the router only, so remove it from secrets",
+                )
+            )
+        return found
+
+    @property
+    def pattern(self) -> str:
+        if self.app_name is not None:
+            return self.app_name
+        return "{name}-{model}-{gpu}" if self.layout == "per-model" else "{name}-{gpu}"
+
+    def apps(self) -> list[GatewayApp]:
+        """The apps this spec yields, in spec order (GPU, then model)."""
+        found = []
+        for gpu in self.gpus:
+            groups = (
+                [(m,) for m in self.models] if self.layout == "per-model" else [tuple(self.models)]
+            )
+            for group in groups:
+                values = {"name": self.name, "gpu": gpu_short(gpu), "model": group[0].name}
+                name = self.pattern
+                for key, value in values.items():
+                    name = name.replace("{" + key + "}", value)
+                found.append(GatewayApp(name, gpu, group))
+        return found
+
+    def app(self, name: str) -> GatewayApp:
+        return next(app for app in self.apps() if app.name == name)
+
+    def app_names(self) -> list[str]:
+        return [app.name for app in self.apps()]
+
+    def referenced_secrets(self) -> list[str]:
+        key = [self.router.api_key_secret] if self.router.api_key_secret else []
+        return [*self.secrets, *key]
+
+
+def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:
+    """``vllm serve`` arguments (after the two words) for one model of a gateway, vLLM 0.33
+    names. The API key reaches vLLM through the environment, never the command line."""
+    argv = [model.id, "--revision", model.revision, "--served-model-name", model.id]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--gpu-memory-utilization", str(model.gpu_memory_utilization)]
+    if model.max_model_len is not None:
+        argv += ["--max-model-len", str(model.max_model_len)]
+    if model.max_num_seqs is not None:
+        argv += ["--max-num-seqs", str(model.max_num_seqs)]
+    if model.enforce_eager:
+        argv.append("--enforce-eager")
+    if model.trust_remote_code:
+        argv.append("--trust-remote-code")
+    if model.tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", model.tool_call_parser]
+    return argv
+
+
+def app_settings(spec: GatewaySpec, app: str) -> dict[str, Any]:
+    """Flat ``key.path -> value`` of one app of the gateway: what plans compare."""
+    from .settings import flatten
+
+    chosen = spec.app(app)
+    data = spec.model_dump(mode="json", by_alias=True, exclude={"models", "gpus", "app_name"})
+    data["app"] = chosen.name
+    data["gpu"] = str(chosen.gpu)
+    for model in chosen.models:
+        data.setdefault("models", {})[model.name] = model.model_dump(mode="json", exclude={"name"})
+    return dict(flatten(data))
+
+
+def endpoints_other_layout(spec: GatewaySpec) -> tuple[str, int]:
+    other: Literal["gateway", "per-model"] = (
+        "gateway" if spec.layout == "per-model" else "per-model"
+    )
+    return other, len(spec.model_copy(update={"layout": other, "app_name": None}).apps())

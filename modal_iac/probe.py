@@ -1,0 +1,432 @@
+"""Operator commands that look at a running service: ``url``, ``test`` and ``bench``.
+
+A target is a URL, a spec file, or an app name (described by the state when modaliac applied
+it). Specs and the state say what kind of request the service answers, which model name to
+send, where the API key lives and how long the scaledown window is; a bare URL needs
+``--kind``. Requests go through ``http.client`` from the standard library: a handful of JSON
+POSTs need no HTTP package, and one kept-alive connection per thread makes warm latencies
+measure the server rather than a new TLS handshake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModaliacError
+
+if TYPE_CHECKING:
+    import http.client
+
+    from .cli import Console
+
+KINDS = ("embedding", "chat", "completion", "embed")
+PATHS = {
+    "embedding": "/v1/embeddings",
+    "chat": "/v1/chat/completions",
+    "completion": "/v1/completions",
+    "embed": "/embed",
+}
+ITEMS = {"embedding": "embeddings", "embed": "embeddings", "chat": "tokens", "completion": "tokens"}
+PROMPTS = {
+    "embedding": "modaliac test: how fast is a cold start?",
+    "embed": "modaliac test: how fast is a cold start?",
+    "chat": "Say hello in five words.",
+    "completion": "The capital of France is",
+}
+MAX_TOKENS = 32
+DEFAULT_KEY_ENV = "VLLM_API_KEY"
+SCALEDOWN_MARGIN = 30  # seconds past the window before the container is surely gone
+
+
+class ProbeError(ModaliacError):
+    """A request failed, or the target cannot be resolved to an endpoint."""
+
+
+@dataclass
+class Clock:
+    """Time for the scale-down wait; tests pass a fake one so nothing sleeps for real."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+CLOCK = Clock()
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
+def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
+    url = commands.add_parser(
+        "url",
+        help="print the deployed endpoint URL(s) of an app",
+        description="Print the URL of each web endpoint of a deployed app, read from Modal.",
+    )
+    url.add_argument("target", metavar="APP|SPEC")
+    url.add_argument("--env", help="Modal environment of the app")
+    state_option(url)
+    url.set_defaults(run=cmd_url)
+
+    test = commands.add_parser(
+        "test",
+        help="send one real request to a deployed endpoint",
+        description=(
+            "Send one request of the kind the service answers (embedding, chat, completion, "
+            "or the transformers engine's /embed) and print its latency and a short result."
+        ),
+    )
+    _request_options(test, state_option)
+    test.set_defaults(run=cmd_test)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure cold start, warm latency and throughput",
+        description=(
+            "Measure the first request (cold start), then N warm requests (p50/p95/p99, "
+            "requests and items per second), and optionally, after waiting out the scaledown "
+            "window, the cold start of a new container."
+        ),
+    )
+    _request_options(bench, state_option)
+    bench.add_argument("-n", "--warm", type=_positive, default=10, help="warm requests (10)")
+    bench.add_argument(
+        "--concurrency", type=_positive, default=1, help="warm requests in flight at once (1)"
+    )
+    bench.add_argument(
+        "--wait-scaledown",
+        nargs="?",
+        type=float,
+        const=-1.0,
+        metavar="SECONDS",
+        help="then wait this long (default: the spec's scaledown window + "
+        f"{SCALEDOWN_MARGIN}s) and measure the next cold start",
+    )
+    bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    bench.add_argument("--png", metavar="FILE", help="draw the latencies (needs matplotlib)")
+    bench.set_defaults(run="bench:cmd_bench")
+
+
+def _request_options(
+    parser: argparse.ArgumentParser, state_option: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    parser.add_argument("target", metavar="APP|SPEC|URL")
+    parser.add_argument("--kind", choices=KINDS, help="request kind (default: from the spec)")
+    parser.add_argument("--model", help="model name to send (default: the spec's served name)")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key (default: the spec's api_key_env)",
+    )
+    parser.add_argument("--prompt", help="text to send instead of a built-in one")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for an answer (600)"
+    )
+    parser.add_argument("--env", help="Modal environment of the app")
+    state_option(parser)
+
+
+def _usage(message: str) -> Exception:
+    """A usage error for the CLI's handler (exit status 2)."""
+    from .cli import _Usage
+
+    return _Usage(message)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# -- what a target is ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Service:
+    """One endpoint and how to talk to it."""
+
+    url: str
+    kind: str
+    model: str | None  # None: let the server pick its only model
+    key_env: str | None  # None: send no key
+    key_required: bool
+    scaledown: int | None  # seconds, when a spec or the state says
+
+
+def cmd_url(args: argparse.Namespace, console: Console) -> int:
+    targets = _described(args.target, args)
+    if not targets:
+        raise _usage("url: name an app or a spec, not a URL")
+    lines: list[str] = []
+    for app, environment, _ in targets:
+        urls = _web_urls(app, environment)
+        lines.extend(
+            url if len(urls) == 1 and len(targets) == 1 else f"{url}  {app} {name}"
+            for name, url in urls.items()
+        )
+    for line in lines:
+        console.print(line)
+    return 0
+
+
+Described = tuple[str, str | None, dict[str, Any] | None]
+
+
+def _described(target: str, args: argparse.Namespace) -> list[Described]:
+    """(app, environment, flat settings) of each app a target names: none for a URL, one for
+    a spec or a recorded or bare app name, several for a gateway spec (no settings)."""
+    if target.startswith(("http://", "https://")):
+        return []
+    if target.endswith((".yaml", ".yml")):
+        from .load import load_spec
+        from .settings import settings
+        from .spec import Spec
+
+        spec = load_spec(target).spec
+        if isinstance(spec, Spec):
+            return [(spec.app, args.env or spec.environment, settings(spec))]
+        return [(name, args.env or spec.environment, None) for name in spec.app_names()]
+    from .state import app_address, open_store
+
+    state = open_store(args.state).read()
+    record = state.apps.get(app_address(args.env, target)) or state.apps.get(target)
+    if record is None:
+        return [(target, args.env, None)]
+    return [(record.app, args.env or record.environment, record.settings)]
+
+
+def _web_urls(app: str, environment: str | None) -> dict[str, str]:
+    from .modal_api import web_urls
+
+    urls = web_urls(app, environment)
+    if not urls:
+        raise ProbeError(f"{app}: no web endpoint (is surfaces.http on?)")
+    return urls
+
+
+def resolve(args: argparse.Namespace) -> Service:
+    targets = _described(args.target, args)
+    values: dict[str, Any] | None = None
+    if not targets:
+        url = args.target
+    elif len(targets) > 1:
+        raise _usage(f"{args.target} describes several apps; name one (`modaliac url` lists them)")
+    else:
+        app, environment, values = targets[0]
+        urls = _web_urls(app, environment)
+        served = [u for name, u in urls.items() if name.endswith(".serve")]
+        url = served[0] if served else next(iter(urls.values()))
+    values = values or {}
+    kind = args.kind or _kind(values)
+    if kind is None:
+        raise _usage(
+            f"{args.target}: no spec or recorded app says what it serves; "
+            f"pass --kind ({', '.join(KINDS)})"
+        )
+    model = args.model
+    if model is None and kind != "embed":
+        model = values.get("model.served_name")
+    keyed = bool(values.get("surfaces.http.api_key_secret"))
+    key_env = args.api_key_env or (values.get("surfaces.http.api_key_env") if keyed else None)
+    if key_env is None and not values:
+        key_env = DEFAULT_KEY_ENV  # unknown service: send the key if there is one
+    scaledown = values.get("scaling.scaledown_window")
+    return Service(
+        url=url.rstrip("/"),
+        kind=kind,
+        model=model,
+        key_env=key_env,
+        key_required=keyed or args.api_key_env is not None,
+        scaledown=_seconds(scaledown) if scaledown is not None else None,
+    )
+
+
+def _kind(values: dict[str, Any]) -> str | None:
+    if values.get("engine.name") == "transformers":
+        return "embed"
+    return {"embed": "embedding", "generate": "chat"}.get(values.get("model.task", ""))
+
+
+def _seconds(value: Any) -> int:
+    from .fields import _parse_duration
+
+    return _parse_duration(value)
+
+
+def _api_key(service: Service) -> str | None:
+    if service.key_env is None:
+        return None
+    key = os.environ.get(service.key_env)
+    if not key and service.key_required:
+        raise ProbeError(f"${service.key_env} is not set: export the endpoint's API key in it")
+    return key or None
+
+
+# -- one request --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    seconds: float
+    summary: str
+    items: int | None  # embeddings returned, or tokens generated when the server says
+
+
+class Http:
+    """POSTs JSON to one endpoint, keeping one connection per thread."""
+
+    def __init__(self, base: str, key: str | None, timeout: float) -> None:
+        import threading
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProbeError(f"{base}: not an http(s) URL")
+        self.base, self.key, self.timeout = base, key, timeout
+        self._parts = parts
+        self._local = threading.local()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        import http.client
+
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, True
+        kind = (
+            http.client.HTTPSConnection
+            if self._parts.scheme == "https"
+            else http.client.HTTPConnection
+        )
+        conn = kind(self._parts.hostname or "", self._parts.port, timeout=self.timeout)
+        self._local.conn = conn
+        return conn, False
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, str, bytes, float]:
+        """(status, reason, body, seconds); a reused connection the server closed is retried
+        once on a new one, timed afresh."""
+        import http.client
+
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        target = self._parts.path.rstrip("/") + path
+        for _attempt in range(2):
+            conn, reused = self._connection()
+            start = time.perf_counter()
+            try:
+                conn.request("POST", target, body=data, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop()
+                if reused:
+                    continue
+                raise ProbeError(f"{self.base}{path}: the server closed the connection") from None
+            except TimeoutError:
+                self._drop()
+                raise ProbeError(f"{self.base}{path}: no answer within {self.timeout:g}s") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise ProbeError(f"{self.base}{path}: cannot connect: {exc}") from None
+            seconds = time.perf_counter() - start
+            if response.will_close:
+                self._drop()
+            return response.status, response.reason, raw, seconds
+        raise ProbeError(f"{self.base}{path}: the server closed the connection")
+
+
+def payload(service: Service, prompt: str | None) -> dict[str, Any]:
+    text = prompt or PROMPTS[service.kind]
+    body: dict[str, Any]
+    if service.kind == "embed":
+        return {"texts": [text]}
+    if service.kind == "embedding":
+        body = {"input": [text], "encoding_format": "float"}
+    elif service.kind == "chat":
+        body = {"messages": [{"role": "user", "content": text}], "max_tokens": MAX_TOKENS}
+    else:
+        body = {"prompt": text, "max_tokens": MAX_TOKENS}
+    if service.model:
+        body["model"] = service.model
+    return body
+
+
+def send(client: Http, service: Service, body: dict[str, Any]) -> Reply:
+    path = PATHS[service.kind]
+    status, reason, raw, seconds = client.post(path, body)
+    where = f"{client.base}{path}"
+    if not 200 <= status < 300:
+        detail = _error_detail(raw)
+        hint = ""
+        if status == 401:
+            hint = (
+                f" (key read from ${service.key_env})"
+                if client.key
+                else " (no API key sent: set it in the environment, see --api-key-env)"
+            )
+        raise ProbeError(f"{where}: HTTP {status} {reason}{': ' + detail if detail else ''}{hint}")
+    try:
+        answer = json.loads(raw)
+        return _summary(service.kind, answer, seconds)
+    except (ValueError, KeyError, IndexError, TypeError):
+        shown = _short(raw.decode(errors="replace"))
+        raise ProbeError(f"{where}: unexpected answer: {shown}") from None
+
+
+def _summary(kind: str, answer: Any, seconds: float) -> Reply:
+    if kind == "embed":
+        vectors = answer["embeddings"]
+        dimension = answer.get("dimension", len(vectors[0]))
+        return Reply(seconds, f"{len(vectors)} embedding(s) of dimension {dimension}", len(vectors))
+    if kind == "embedding":
+        data = answer["data"]
+        dimension = len(data[0]["embedding"])
+        return Reply(seconds, f"{len(data)} embedding(s) of dimension {dimension}", len(data))
+    choice = answer["choices"][0]
+    text = choice["message"]["content"] if kind == "chat" else choice["text"]
+    tokens = (answer.get("usage") or {}).get("completion_tokens")
+    return Reply(seconds, f"reply: {_short(str(text))!r}", tokens)
+
+
+def _error_detail(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return _short(raw.decode(errors="replace"))
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        return _short(str(error)) if error is not None else ""
+    return _short(str(data))
+
+
+def _short(text: str, words: int = 12) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def cmd_test(args: argparse.Namespace, console: Console) -> int:
+    service = resolve(args)
+    client = Http(service.url, _api_key(service), args.timeout)
+    reply = send(client, service, payload(service, args.prompt))
+    model = f" ({service.model})" if service.model else ""
+    console.print(
+        f"{service.url} {service.kind}{model}: ok in {reply.seconds * 1000:.0f} ms, {reply.summary}"
+    )
+    return 0

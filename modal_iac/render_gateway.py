@@ -1,0 +1,55 @@
+"""Gateway specs to Modal app sources: one file per app the spec yields.
+
+Values are prepared here, as in ``render.py``; ``templates/gateway_app.py.j2`` only lays them
+out. The router and the model containers' helpers are module-level functions of the generated
+file, so the tests run them for real on a CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
+from .spec import HF_CACHE
+
+TEMPLATE = "gateway_app.py.j2"
+
+
+def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dict[str, Any]:
+    scaling = spec.scaling
+    env = {"HF_HOME": HF_CACHE, "HF_XET_HIGH_PERFORMANCE": "1", **spec.image.env}
+    return {
+        "header": header_text,
+        "app_name": app.name,
+        "app_tags": dict(sorted(spec.labels.items())),
+        "gpu": str(app.gpu),
+        "models": {
+            model.name: {
+                "id": model.id,
+                "revision": model.revision,
+                "serve_args": serve_argv(model, SERVE_PORT),
+            }
+            for model in app.models
+        },
+        "model_classes": [
+            {"name": model.name, "id": model.id, "class_name": model.class_name}
+            for model in app.models
+        ],
+        "volume_names": dict(sorted(spec.volumes.items())),
+        "secret_names": list(spec.secrets),
+        "api_key_secret": spec.router.api_key_secret,
+        "api_key_env": spec.router.api_key_env,
+        "upstream_timeout": spec.router.upstream_timeout,
+        "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
+        "timeout": scaling.timeout,
+        "startup_timeout": scaling.startup_timeout,
+        "scaledown_window": scaling.scaledown_window,
+        "min_containers": scaling.min_containers,
+        "max_containers": scaling.max_containers,
+        "buffer_containers": scaling.buffer_containers,
+        "concurrency": scaling.concurrency,
+        "base_image": spec.image.base,
+        "python_version": spec.image.python,
+        "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
+        "image_env": dict(sorted(env.items())),
+    }

@@ -1,0 +1,534 @@
+"""Gateway specs: validation, rendering per GPU, the generated router run for real, deploys.
+
+The router is code modaliac generates, so it is imported from a generated app file (offline,
+as ``modal deploy`` imports it) and served with uvicorn on 127.0.0.1 in front of local
+stand-ins for ``vllm serve``: one that answers (and streams), one that is slow, and one that
+is down. Every server binds a free port on 127.0.0.1 and stops itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from aiohttp import web
+from modal_proto import api_pb2
+from test_vllm_server import import_source, request, running_asgi
+
+from modal_iac.cli import main
+from modal_iac.errors import SpecErrors
+from modal_iac.gateway import GatewaySpec
+from modal_iac.load import load_spec
+from modal_iac.local_api import LocalModalServer
+from modal_iac.render import render_all
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "gpu-gateway.yaml"
+KEY = "gateway-key-" + "z" * 20
+GEMMA = "google/gemma-3-12b-it"
+QWEN = "Qwen/Qwen3-VL-30B-A3B-Instruct"
+
+
+# -- stand-ins for `vllm serve` -------------------------------------------------------------
+
+
+class StandIn:
+    """An OpenAI-compatible server that records what it is sent."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.answer)
+        app.router.add_post("/v1/completions", self.answer)
+        return app
+
+    async def answer(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.seen.append((request.path, body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if body.get("stream"):
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for word in ("Hel", "lo"):
+                chunk = {"model": body["model"], "choices": [{"delta": {"content": word}}]}
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+        return web.json_response(
+            {
+                "id": "cmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "path": request.path,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hello"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serving(stand_in: StandIn) -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(stand_in.app(), handle_signals=False, access_log=None)
+    port = free_port()
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    loop.run_until_complete(start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+# -- the generated router -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    with contextlib.chdir(ROOT):
+        rendered = render_all(load_spec("examples/gpu-gateway.yaml"))
+    h100 = next(r for r in rendered if r.app == "vllm-h100")
+    return import_source(h100.source, tmp_path_factory.mktemp("gateway"), "vllm-h100")
+
+
+@pytest.fixture(scope="module")
+def router(generated: ModuleType) -> Iterator[tuple[int, dict[str, StandIn]]]:
+    """The generated router: gemma-3-12b answers, gemma-3-27b is slow, qwen3-vl-30b is down."""
+    fast, slow = StandIn(), StandIn(delay=3.0)
+    with serving(fast) as fast_url, serving(slow) as slow_url:
+        urls = {
+            "gemma-3-12b": fast_url,
+            "gemma-3-27b": slow_url,
+            "qwen3-vl-30b": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        }
+        models = {name: model["id"] for name, model in generated.MODELS.items()}
+        app = generated.build_router(models, KEY, generated.http_sender(urls), timeout=0.5)
+        with running_asgi(app) as port:
+            yield port, {"fast": fast, "slow": slow}
+
+
+CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
+
+
+def test_the_generated_app_defines_one_class_per_model_and_one_router(
+    generated: ModuleType,
+) -> None:
+    assert generated.GPU == "H100"
+    assert set(generated.MODEL_CLASSES) == {"gemma-3-12b", "gemma-3-27b", "qwen3-vl-30b"}
+    assert [c.__name__ for c in generated.MODEL_CLASSES.values()] == [
+        "Gemma312b",
+        "Gemma327b",
+        "Qwen3Vl30b",
+    ]
+    qwen = generated.MODELS["qwen3-vl-30b"]["serve_args"]
+    assert qwen[:5] == [QWEN, "--revision", "main", "--served-model-name", QWEN]
+    assert qwen[5:7] == ["--host", "127.0.0.1"]
+    assert "--tool-call-parser" in qwen and "--enable-auto-tool-choice" in qwen
+
+
+def test_routes_by_full_id_and_short_name(router: tuple[int, dict[str, StandIn]]) -> None:
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    by_id = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": GEMMA}, KEY)
+    by_name = request(port, "POST", "/v1/completions", {"model": "gemma-3-12b", "prompt": "x"}, KEY)
+    assert by_id.status == 200 and by_id.json()["path"] == "/v1/chat/completions"
+    assert by_name.status == 200 and by_name.json()["path"] == "/v1/completions"
+    # the model always reaches vLLM by its served name, the full id
+    assert [body["model"] for _, body in stand_ins["fast"].seen] == [GEMMA, GEMMA]
+
+
+def test_structured_outputs_pass_through_unchanged(router: tuple[int, dict[str, StandIn]]) -> None:
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    body = {
+        **CHAT,
+        "model": GEMMA,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+        "structured_outputs": {"choice": ["Positive", "Negative"]},
+    }
+    assert request(port, "POST", "/v1/chat/completions", body, KEY).status == 200
+    assert stand_ins["fast"].seen == [("/v1/chat/completions", body)]
+
+
+@pytest.mark.parametrize(
+    ("field", "replacement"),
+    [
+        ("guided_json", "structured_outputs"),
+        ("guided_regex", 'structured_outputs: {"regex"'),
+        ("guided_choice", 'structured_outputs: {"choice"'),
+        ("guided_grammar", 'structured_outputs: {"grammar"'),
+    ],
+)
+def test_guided_fields_are_refused_naming_the_replacement(
+    router: tuple[int, dict[str, StandIn]], field: str, replacement: str
+) -> None:
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    answer = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": GEMMA, field: 1}, KEY)
+    assert answer.status == 400
+    error = answer.json()["error"]
+    assert error["param"] == field and replacement in error["message"]
+    assert "vLLM 0.33" in error["message"]
+    assert stand_ins["fast"].seen == []
+
+
+def test_streaming_is_passed_through(router: tuple[int, dict[str, StandIn]]) -> None:
+    port, _ = router
+    answer = request(
+        port, "POST", "/v1/chat/completions", {**CHAT, "model": GEMMA, "stream": True}, KEY
+    )
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in answer.body.decode().split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    words = [
+        json.loads(e.removeprefix("data: "))["choices"][0]["delta"]["content"] for e in events[:-1]
+    ]
+    assert words == ["Hel", "lo"]
+
+
+def test_auth(router: tuple[int, dict[str, StandIn]]) -> None:
+    port, _ = router
+    assert request(port, "GET", "/health").status == 200
+    for key in (None, "wrong", KEY + "x"):
+        answer = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": GEMMA}, key)
+        assert answer.status == 401 and answer.json()["error"]["type"] == "authentication_error"
+    assert request(port, "GET", "/v1/models").status == 401
+    assert request(port, "GET", "/v1/models", key="wrong").status == 401
+    basic = request(port, "GET", "/v1/models", headers={"Authorization": f"Basic {KEY}"})
+    assert basic.status == 401
+
+
+def test_models_are_listed(router: tuple[int, dict[str, StandIn]]) -> None:
+    port, _ = router
+    answer = request(port, "GET", "/v1/models", key=KEY)
+    assert answer.status == 200
+    listed = {m["id"]: m["short_name"] for m in answer.json()["data"]}
+    assert listed == {
+        GEMMA: "gemma-3-12b",
+        "google/gemma-3-27b-it": "gemma-3-27b",
+        QWEN: "qwen3-vl-30b",
+    }
+
+
+def test_errors_are_openai_shaped(router: tuple[int, dict[str, StandIn]]) -> None:
+    port, _ = router
+    unknown = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": "gpt-4"}, KEY)
+    assert unknown.status == 404 and unknown.json()["error"]["type"] == "model_not_found"
+    assert "gemma-3-12b" in unknown.json()["error"]["message"]
+    down = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": "qwen3-vl-30b"}, KEY)
+    assert down.status == 503 and down.json()["error"]["type"] == "upstream_unavailable"
+    slow = request(port, "POST", "/v1/completions", {"model": "gemma-3-27b", "prompt": "x"}, KEY)
+    assert slow.status == 504 and slow.json()["error"]["type"] == "upstream_timeout"
+    not_json = request(port, "POST", "/v1/completions", ["a", "list"], KEY)
+    assert not_json.status == 400
+    assert request(port, "POST", "/v1/embeddings", {"model": GEMMA}, KEY).status == 404
+    # vLLM's unauthenticated routes do not exist on the router
+    assert request(port, "POST", "/sleep", {}, KEY).status == 404
+
+
+def test_model_errors_pass_through_with_their_status(generated: ModuleType) -> None:
+    """An upstream's own 4xx (e.g. a context too long) reaches the client as it was."""
+
+    async def send(name: str, path: str, body: dict[str, Any]) -> Any:
+        yield 400, "application/json"
+        yield b'{"error": {"message": "too long"}}'
+
+    app = generated.build_router({"m": "org/m"}, None, send)
+    with running_asgi(app) as port:
+        answer = request(port, "POST", "/v1/completions", {"model": "m", "prompt": "x"})
+    assert answer.status == 400 and answer.json() == {"error": {"message": "too long"}}
+
+
+# -- spec, rendering, layouts, the endpoint limit ---------------------------------------------
+
+
+def test_one_app_per_gpu_named_by_the_pattern() -> None:
+    with contextlib.chdir(ROOT):
+        loaded = load_spec("examples/gpu-gateway.yaml")
+    rendered = render_all(loaded)
+    assert [r.app for r in rendered] == [
+        "vllm-l40s",
+        "vllm-a100",
+        "vllm-h100",
+        "vllm-h200",
+        "vllm-b200",
+    ]
+    assert rendered[0].filename == "vllm-l40s.py"
+    for item in rendered:
+        assert item.source.count("@modal.asgi_app()") == 1
+        assert item.source.count("@app.cls(") == 3
+    assert 'GPU = "A100-80GB"' in rendered[1].source
+
+
+def gateway(tmp_path: Path, name: str = "gw", **changes: Any) -> Path:
+    data: dict[str, Any] = {
+        "kind": "gateway",
+        "name": name,
+        "models": [
+            {"id": "org/alpha", "name": "alpha", "max_model_len": "8k"},
+            {"id": "org/beta", "name": "beta", "max_num_seqs": 16},
+        ],
+        "gpus": ["L4", "H100"],
+        "secrets": ["huggingface"],
+        "router": {"api_key_secret": "gw-key"},
+        **changes,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_per_model_layout_is_one_app_per_model_and_gpu(tmp_path: Path) -> None:
+    loaded = load_spec(gateway(tmp_path, layout="per-model"))
+    rendered = render_all(loaded)
+    assert [r.app for r in rendered] == [
+        "gw-alpha-l4",
+        "gw-beta-l4",
+        "gw-alpha-h100",
+        "gw-beta-h100",
+    ]
+    assert all(r.source.count("@app.cls(") == 1 for r in rendered)
+    custom = load_spec(gateway(tmp_path, app_name="{gpu}-{name}"))
+    assert [r.app for r in render_all(custom)] == ["l4-gw", "h100-gw"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"app_name": "{name}"}, "app_name: needs {gpu}"),
+        ({"app_name": "{name}-{gpu}", "layout": "per-model"}, "app_name: needs {model}"),
+        ({"app_name": "{nmae}-{gpu}"}, "unknown placeholder {nmae}"),
+        ({"layout": "per-gpu"}, "layout"),
+        ({"gpus": ["H100", "h100"]}, "listed twice"),
+        ({"router": {"api_key_secret": "huggingface"}}, "also under secrets"),
+        ({"modles": []}, 'did you mean "models"'),
+        ({"models": []}, "models: list at least one model"),
+        ({"kind": "gatway"}, 'kind: expected "gateway", got "gatway"'),
+        ({"models": [{"id": "a/b", "name": "B c"}]}, "models[0].name"),
+    ],
+)
+def test_gateway_spec_errors(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecErrors) as caught:
+        load_spec(gateway(tmp_path, **changes))
+    assert message in str(caught.value)
+
+
+def test_validate_warns_past_the_free_tier_endpoint_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(EXAMPLE, specs / "gateway.yaml")
+    assert main(["validate", str(specs)]) == 0
+    out, err = capsys.readouterr()
+    assert "vllm-l40s, vllm-a100, vllm-h100, vllm-h200, vllm-b200" in out
+    assert err == ""  # 5 endpoints: under the limit
+
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "kind: gateway", "kind: gateway\nlayout: per-model"
+    )
+    (specs / "gateway.yaml").write_text(text, encoding="utf-8")
+    assert main(["validate", str(specs)]) == 0
+    out, err = capsys.readouterr()
+    assert "these specs expose 15 web endpoints; Modal's free tier allows 8" in err
+    assert "layout: gateway for gateway 'vllm' (5 endpoints; then all stay under the limit)" in err
+
+
+def test_endpoints_are_counted_across_specs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway(tmp_path, "one", gpus=["L4", "H100", "A10", "L40S", "T4"])
+    gateway(tmp_path, "two", gpus=["L4", "H100", "A10", "L40S"])
+    assert main(["validate", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "expose 9 web endpoints" in err and "name fewer GPU types" in err
+
+
+def test_the_examples_together_pass_the_limit_and_are_told_about_gateways(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["validate", str(ROOT / "examples")]) == 0
+    err = capsys.readouterr().err
+    assert "web endpoints; Modal's free tier allows 8" in err
+    assert "a gateway spec (kind: gateway) serves several models behind one endpoint" in err
+
+
+def test_explain_lists_each_app(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["render", "--explain", str(gateway(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "app gw-l4 (gateway, L4)" in out and "app gw-h100 (gateway, H100)" in out
+    assert "# alpha: vllm serve org/alpha --revision main" in out
+    assert "--max-model-len 8000" in out
+
+
+def test_gateway_spec_model_is_exported() -> None:
+    assert GatewaySpec.model_fields["kind"].is_required()
+
+
+# -- deploying to the local Modal API -------------------------------------------------------
+
+
+def test_apply_deploys_one_router_and_one_class_per_model(
+    modal_api: LocalModalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    work = tmp_path / "work"
+    (work / "specs").mkdir(parents=True)
+    gateway(work / "specs")
+    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("gw-key")
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+
+    assert main(["plan"], confirm=lambda q: True) in (0, 2)
+    out = capsys.readouterr().out
+    assert "+ create gw-l4" in out and "+ create gw-h100" in out
+
+    assert main(["apply", "--yes"], confirm=lambda q: True) == 0, capsys.readouterr().err
+    assert "Apply finished: 2 succeeded, 0 failed." in capsys.readouterr().out
+    state = modal_api.state
+    by_app: dict[str, dict[str, Any]] = {}
+    for item in state.requests("FunctionCreate"):
+        by_app.setdefault(state.apps[item.app_id].name, {})[item.function.function_name] = (
+            item.function
+        )
+    assert set(by_app) == {"gw-l4", "gw-h100"}
+    for app, functions in by_app.items():
+        assert set(functions) == {"router", "Alpha.*", "Beta.*"}
+        router = functions["router"]
+        assert router.webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP  # the one endpoint
+        assert not router.resources.gpu_config.gpu_type
+        assert state.secret_names(router.secret_ids) == ["gw-key"]
+        for name in ("Alpha.*", "Beta.*"):
+            model = functions[name]
+            assert model.resources.gpu_config.gpu_type == app.removeprefix("gw-").upper()
+            assert state.secret_names(model.secret_ids) == ["huggingface"]  # never the key
+            forward = model.method_definitions["forward"]
+            assert forward.webhook_config.type == api_pb2.WEBHOOK_TYPE_UNSPECIFIED  # no URL
+            assert forward.function_type == api_pb2.Function.FUNCTION_TYPE_GENERATOR
+
+    assert main(["plan", "--detailed-exitcode"], confirm=lambda q: True) == 0
+    assert "no changes" in capsys.readouterr().out.lower()
+
+
+# -- LiteLLM export -------------------------------------------------------------------------
+
+
+def litellm_router(config_text: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The config loaded by the real ``litellm`` Router, as ``litellm --config`` loads it."""
+    import yaml
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
+    import litellm
+
+    config = yaml.safe_load(config_text)
+    return litellm.Router(model_list=config["model_list"])
+
+
+def test_litellm_export_offline_has_placeholders_and_env_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    target = tmp_path / "litellm.yaml"
+    assert main(["export", "litellm", str(EXAMPLE), "--offline", "-o", str(target)]) == 0
+    text = target.read_text(encoding="utf-8")
+    assert KEY not in text and "os.environ/VLLM_API_KEY" in text
+    assert "# NOTE: not deployed" in text and "vllm-h100" in text
+    router = litellm_router(text, monkeypatch)
+    deployments = {d["model_name"]: d["litellm_params"] for d in router.model_list}
+    expected = {
+        f"{m}-{g}"
+        for m in ("gemma-3-12b", "gemma-3-27b", "qwen3-vl-30b")
+        for g in ("l40s", "a100", "h100", "h200", "b200")
+    }
+    assert set(deployments) == expected
+    qwen = deployments["qwen3-vl-30b-b200"]
+    assert qwen["model"] == f"openai/{QWEN}"
+    assert qwen["api_base"] == "https://vllm-b200.modal.run.invalid/v1"
+    assert qwen["api_key"] == KEY  # resolved by LiteLLM from the environment
+
+
+def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
+    modal_api: LocalModalServer,
+    generated: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Deploy a gateway to the local Modal API, whose router URL is a generated router on
+    127.0.0.1; export; LiteLLM then answers a chat through that router and a stand-in."""
+    work = tmp_path / "work"
+    (work / "specs").mkdir(parents=True)
+    spec = gateway(work / "specs", gpus=["L4", "H100"])
+    gateway(work / "specs", "plain", models=[{"id": "org/x", "name": "x"}], gpus=["T4"])
+    for name in ("huggingface", "gw-key"):
+        modal_api.state.add_secret(name)
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    stand_in = StandIn()
+    with serving(stand_in) as upstream:
+        urls = {"alpha": upstream, "beta": upstream}
+        app = generated.build_router(
+            {"alpha": "org/alpha", "beta": "org/beta"}, KEY, generated.http_sender(urls)
+        )
+        with running_asgi(app) as port:
+            modal_api.state.serve_web_url("gw-h100", "router", f"http://127.0.0.1:{port}")
+            assert main(["apply", "--yes", str(spec)], confirm=lambda q: True) == 0
+            capsys.readouterr()
+            assert main(["export", "litellm"]) == 0
+            text = capsys.readouterr().out
+            assert KEY not in text
+            assert "# NOTE: not deployed (placeholder api_base" in text and "plain-t4" in text
+            router = litellm_router(text, monkeypatch)
+            bases = {d["model_name"]: d["litellm_params"]["api_base"] for d in router.model_list}
+            assert bases["alpha-h100"] == f"http://127.0.0.1:{port}/v1"
+            assert bases["beta-l4"] == "http://local--gw-l4-router.localhost/v1"
+            assert bases["x-t4"] == "https://plain-t4.modal.run.invalid/v1"
+            reply = router.completion(
+                model="beta-h100", messages=[{"role": "user", "content": "Hi"}]
+            )
+    assert reply.choices[0].message.content == "Hello"
+    assert [(path, body["model"]) for path, body in stand_in.seen] == [
+        ("/v1/chat/completions", "org/beta")
+    ]
