@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .plan import Desired
 
 DEFAULT_SPEC_DIR = Path("specs")
+REGISTERED_COMMAND_MODULES = ("probe",)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 
 
@@ -421,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     _state_option(state_show)
     state.set_defaults(run="operate:cmd_state")
 
-    from .probe import register as register_probe_commands
-
-    register_probe_commands(commands, _state_option)
+    # Command groups kept in their own modules; each registers its subcommands (and
+    # imports nothing heavy until one of them runs).
+    for module in REGISTERED_COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{module}").register(commands, _state_option)
 
     schema = commands.add_parser(
         "schema",
