@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .plan import Desired
 
 DEFAULT_SPEC_DIR = Path("specs")
-REGISTERED_COMMAND_MODULES = ("probe",)
+REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 
 
@@ -55,9 +55,11 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
     from .plan import endpoint_warnings
 
-    loaded = load_specs(spec_files(args.specs))
+    loaded = load_specs(spec_files(args.specs), args.env)
     for item in loaded:
         console.print(f"{item.path}: ok ({', '.join(item.spec.app_names())})")
+        for found in item.warnings:
+            console.err.write(f"warning: {found}\n")
     for warning in endpoint_warnings([item.spec for item in loaded]):
         console.err.write(f"warning: {warning}\n")
     return EXIT_OK
@@ -67,7 +69,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
     from .render import render_all
 
-    loaded = load_specs(spec_files(args.specs))
+    loaded = load_specs(spec_files(args.specs), args.env)
     if args.explain:
         for item in loaded:
             console.print(_explain(item))
@@ -125,7 +127,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if not args.specs and not DEFAULT_SPEC_DIR.is_dir():
         raise _Usage(f"plan: no {DEFAULT_SPEC_DIR}/ directory here; name spec files or a directory")
     targets = args.specs or [str(DEFAULT_SPEC_DIR)]
-    desired = desired_apps(spec_files(targets))
+    desired = desired_apps(spec_files(targets), args.env)
     scope = [Path(t) for t in targets if Path(t).is_dir()]
     state = open_store(args.state).read()
     if not args.offline and credentials_configured():
@@ -160,7 +162,7 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
     else:
         scope = [Path(t) for t in targets if Path(t).is_dir()]
         diffs = diff_recorded(
-            desired_apps(spec_files(targets)), open_store(args.state).read(), scope
+            desired_apps(spec_files(targets), args.env), open_store(args.state).read(), scope
         )
     text, differs = format_diff(diffs, color=console.color)
     console.print(text, end="")
@@ -207,12 +209,12 @@ def spec_files(targets: Sequence[str]) -> list[str | Path]:
     return files
 
 
-def desired_apps(files: list[str | Path]) -> list[Desired]:
+def desired_apps(files: list[str | Path], env: str | None = None) -> list[Desired]:
     from .load import load_specs
     from .plan import Desired
     from .render import render_all
 
-    return [Desired(item, app) for item in load_specs(files) for app in render_all(item)]
+    return [Desired(item, app) for item in load_specs(files, env) for app in render_all(item)]
 
 
 def _explain(item: LoadedSpec) -> str:
@@ -286,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check specs against the schema", description="Check spec files."
     )
     validate.add_argument("specs", nargs="+", metavar="SPEC|DIR")
+    _env_option(validate)
     validate.set_defaults(run=cmd_validate)
 
     render = commands.add_parser(
@@ -298,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--explain", action="store_true", help="show every resolved setting and its default"
     )
+    _env_option(render)
     render.set_defaults(run=cmd_render)
 
     export = commands.add_parser(
@@ -342,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 for no changes, 1 for errors, 2 when there are changes",
     )
+    _env_option(plan)
     plan.set_defaults(run=cmd_plan)
 
     diff = commands.add_parser(
@@ -359,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-code", action="store_true", help="exit 2 when something differs (0 otherwise)"
     )
     _state_option(diff)
+    _env_option(diff)
     diff.set_defaults(run=cmd_diff)
 
     apply = commands.add_parser(
@@ -377,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-dir", default=".modaliac/build", help="where the deployed files are written"
     )
     _state_option(apply, lock=True)
+    _env_option(apply)
     apply.set_defaults(run="operate:cmd_apply", confirm=True)
 
     destroy = commands.add_parser(
@@ -436,6 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--check", metavar="FILE", help="exit 1 if FILE is not up to date")
     schema.set_defaults(run=cmd_schema)
     return parser
+
+
+def _env_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env",
+        metavar="NAME",
+        help="apply the spec's environments: NAME overrides (NAME is also the Modal "
+        "environment unless the override sets one); without it, specs load their base",
+    )
 
 
 def _state_option(parser: argparse.ArgumentParser, *, lock: bool = False) -> None:

@@ -28,8 +28,11 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from .errors import SpecError, SpecErrors
+from .fit import problems as fit_problems
+from .fit import tight as fit_warnings
 from .gateway import GatewaySpec
 from .messages import describe, from_pydantic, key_path, located, quote
+from .policy import check as check_policies
 from .spec import Spec
 
 AnySpec = Spec | GatewaySpec
@@ -72,32 +75,210 @@ class LoadedSpec:
     path: str
     digest: str  # sha256 of the file's bytes
     spec: AnySpec
+    env: str | None = None  # the environments: entry applied (--env), if any
+    warnings: tuple[SpecError, ...] = ()  # policy warnings, located
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
-    """Read, parse and validate one spec file. Raises SpecError / SpecErrors."""
+def load_spec(path: str | Path, env: str | None = None) -> LoadedSpec:
+    """Read, parse and validate one spec file, with environment ``env``'s overrides applied.
+
+    Every environment's overrides are validated whichever is selected, so a broken override
+    fails ``validate`` without ``--env`` too. Raises SpecError / SpecErrors.
+    """
     shown = str(path)
     raw = _read(Path(path), shown)
     text = _decode(raw, shown)
     digest = hashlib.sha256(raw).hexdigest()
     data = _fast_parse(text)
-    if data is not None:
+    if data is not None and not _tokens(data):
+        fast = _fast_validate(data, env)
+        if fast is not None:
+            spec, notes = fast
+            quick = _quick_warnings(text, shown, notes)
+            if quick is not None:
+                env_used = env if _has_env(spec, data, env) else None
+                return LoadedSpec(shown, digest, spec, env_used, quick)
+    spec, warned = _slow_load(text, shown, env)
+    return LoadedSpec(shown, digest, spec, env if _has_env(spec, data, env) else None, warned)
+
+
+def _has_env(spec: AnySpec, data: Any, env: str | None) -> bool:
+    return env is not None and isinstance(data, dict) and env in (data.get("environments") or {})
+
+
+def _fast_validate(
+    data: Any, env: str | None
+) -> tuple[AnySpec, list[tuple[tuple[Any, ...], str]]] | None:
+    """The selected document and its warnings (key path, message), when every document is
+    valid and nothing is an error; None sends the file down the positioned path."""
+    environments = data.get("environments")
+    if env is not None and isinstance(environments, dict) and env not in environments:
+        return None  # the positioned path says so at the environments key
+    if env is not None or data.get("environments"):
+        return _fast_validate_plain(data, env)
+    try:
+        spec: AnySpec = _kind(data).model_validate(data)
+    except ValidationError:
+        return None
+    if spec.problems() or fit_problems(spec):
+        return None
+    notes = list(fit_warnings(spec))
+    if isinstance(spec, Spec):
+        problems, findings = check_policies(spec)
+        if problems or any(f.rule.severity == "error" for f in findings):
+            return None
+        notes += [(f.loc, f.text()) for f in findings]
+    return spec, notes
+
+
+def _fast_validate_plain(
+    data: Any, env: str | None
+) -> tuple[AnySpec, list[tuple[tuple[Any, ...], str]]] | None:
+    """Specs with environments: fast only when no document has anything to report."""
+    documents = _documents(data, env, "")
+    selected: AnySpec | None = None
+    for name, document in documents:
         try:
-            spec: AnySpec = _kind(data).model_validate(data)
+            spec: AnySpec = _kind(document).model_validate(document)
         except ValidationError:
-            pass
+            return None
+        if spec.problems() or fit_problems(spec) or fit_warnings(spec):
+            return None
+        if isinstance(spec, Spec):
+            problems, findings = check_policies(spec)
+            if problems or findings:
+                return None
+        if name == env or (selected is None and name is None):
+            selected = spec
+    return (selected, []) if selected is not None else None
+
+
+def _quick_warnings(
+    text: str, shown: str, notes: list[tuple[tuple[Any, ...], str]]
+) -> tuple[SpecError, ...] | None:
+    """Warnings located by a scan of block-style keys, which costs far less than the
+    round-trip parse; None when a key cannot be found that way (flow style, list items)."""
+    found = []
+    for loc, message in notes:
+        position = _key_position(text, loc)
+        if position is None:
+            return None
+        line, column = position
+        found.append(SpecError(shown, message, line=line, column=column, key_path=key_path(loc)))
+    return tuple(found)
+
+
+def _key_position(text: str, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+    """1-based (line, column) of the last key of ``loc`` in block-style YAML."""
+    lines = text.splitlines()
+    start, indent, found = 0, -1, None
+    for step in loc:
+        if not isinstance(step, str):
+            return None
+        key = re.compile(rf"^( *){re.escape(step)}\s*:(\s|$)")
+        for index in range(start, len(lines)):
+            line = lines[index]
+            stripped = line.lstrip(" ")
+            if not stripped or stripped.startswith("#"):
+                continue
+            depth = len(line) - len(stripped)
+            if found is not None and depth <= indent:
+                return None  # left the parent mapping without finding the key
+            match = key.match(line)
+            if match and depth > indent:
+                start, indent, found = index + 1, depth, _value_position(lines, index, match)
+                break
         else:
-            if not spec.problems() and not _tokens(data):
-                return LoadedSpec(shown, digest, spec)
-    return LoadedSpec(shown, digest, _slow_load(text, shown))
+            return None
+    return found
 
 
-def load_specs(paths: list[str | Path]) -> list[LoadedSpec]:
+def _value_position(lines: list[str], index: int, match: re.Match[str]) -> tuple[int, int]:
+    """Where ruamel places the value of the key matched on ``lines[index]`` (1-based)."""
+    line = lines[index]
+    after = match.end(0) - (1 if match.group(2) else 0)
+    rest = line[after:]
+    value = rest.lstrip(" ")
+    if value and not value.startswith("#"):
+        return index + 1, after + len(rest) - len(value) + 1
+    for below in range(index + 1, len(lines)):
+        stripped = lines[below].lstrip(" ")
+        if stripped and not stripped.startswith("#"):
+            return below + 1, len(lines[below]) - len(stripped) + 1
+    return index + 1, len(line) + 1
+
+
+def _documents(data: Any, env: str | None, shown: str) -> list[tuple[str | None, Any]]:
+    """(None, the base) and (name, base with the override merged) for every environment."""
+    found: list[tuple[str | None, Any]] = [(None, data)]
+    environments = data.get("environments") if isinstance(data, dict) else None
+    if _kind(data) is not Spec or not isinstance(environments, dict):
+        environments = {}
+    if env is not None and environments and env not in environments:
+        message = f"no environment {env!r} here; this spec defines {', '.join(environments)}"
+        if isinstance(data, CommentedMap):
+            raise located(shown, data, ("environments",), message, key=True)
+        raise SpecError(shown, message, key_path="environments")
+    for name, override in environments.items():
+        if isinstance(name, str) and isinstance(override, dict):
+            base = {k: v for k, v in data.items() if k not in ("environments", "policy")}
+            if isinstance(data, CommentedMap):
+                base = _subset(data, base)
+            merged = _merge(base, override)
+            if "environment" not in override:
+                merged["environment"] = name
+            if "policy" in data:
+                merged["policy"] = data["policy"]
+                if isinstance(data, CommentedMap):
+                    merged.lc.add_kv_line_col("policy", data.lc.data["policy"])
+            found.append((name, merged))
+    return found
+
+
+def _subset(data: CommentedMap, keep: dict[str, Any]) -> CommentedMap:
+    out = CommentedMap()
+    out.lc.line, out.lc.col = data.lc.line, data.lc.col
+    for key, value in keep.items():
+        out[key] = value
+        out.lc.add_kv_line_col(key, data.lc.data[key])
+    return out
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """``override`` deep-merged onto ``base``: mappings merge, anything else is replaced.
+
+    Round-trip mappings keep each key's position from the side it came from, so an error in
+    a merged document points at the override's line when the override set the value.
+    """
+    if not (isinstance(base, dict) and isinstance(override, dict)):
+        return override
+    if isinstance(base, CommentedMap):
+        merged: Any = CommentedMap()
+        merged.lc.line, merged.lc.col = base.lc.line, base.lc.col
+    else:
+        merged = {}
+    for key, value in base.items():
+        merged[key] = value
+        if isinstance(base, CommentedMap) and key in base.lc.data:
+            merged.lc.add_kv_line_col(key, base.lc.data[key])
+    for key, value in override.items():
+        replaced = not isinstance(value, dict) or not isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged.get(key), value)
+        if (
+            isinstance(override, CommentedMap)
+            and isinstance(merged, CommentedMap)
+            and (replaced or key not in merged.lc.data)
+        ):
+            merged.lc.add_kv_line_col(key, override.lc.data[key])
+    return merged
+
+
+def load_specs(paths: list[str | Path], env: str | None = None) -> list[LoadedSpec]:
     """Load several specs, reporting every broken file at once, and refuse duplicate apps."""
     loaded, errors = [], []
     for path in paths:
         try:
-            loaded.append(load_spec(path))
+            loaded.append(load_spec(path, env))
         except SpecErrors as exc:
             errors.extend(exc.errors)
         except SpecError as exc:
@@ -222,7 +403,7 @@ def _has_clib() -> bool:
     return True
 
 
-def _slow_load(text: str, shown: str) -> AnySpec:
+def _slow_load(text: str, shown: str, env: str | None) -> tuple[AnySpec, tuple[SpecError, ...]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
@@ -251,15 +432,84 @@ def _slow_load(text: str, shown: str) -> AnySpec:
     tokens = _tokens(data)
     if tokens:
         raise SpecErrors([_token_error(shown, data, *token) for token in tokens])
+    base_errors, spec, warned = _validate(shown, data)
+    if base_errors:
+        raise SpecErrors(base_errors)
+    errors: list[SpecError] = []
+    selected: tuple[AnySpec | None, tuple[SpecError, ...]] = (spec, warned)
+    for name, document in _documents(data, env, shown)[1:]:
+        assert name is not None  # only the base has no name
+        env_errors, env_spec, env_warned = _validate(shown, document)
+        errors.extend(_in_environment(data, name, error) for error in env_errors)
+        if name == env:
+            shown_warnings = (_in_environment(data, name, w, note=False) for w in env_warned)
+            selected = (env_spec, tuple(shown_warnings))
+    if errors:
+        raise SpecErrors(list({str(e): e for e in errors}.values()))
+    chosen, chosen_warnings = selected
+    assert chosen is not None  # every document validated
+    return chosen, chosen_warnings
+
+
+def _validate(
+    shown: str, data: CommentedMap
+) -> tuple[list[SpecError], AnySpec | None, tuple[SpecError, ...]]:
+    """(errors, the spec when there are none, located policy warnings) of one document."""
     model = _kind(data)
     try:
         spec: AnySpec = model.model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors(from_pydantic(shown, data, exc.errors(), model)) from None
-    found_problems = spec.problems()
-    if found_problems:
-        raise SpecErrors([located(shown, data, loc, message) for loc, message in found_problems])
-    return spec
+        return from_pydantic(shown, data, exc.errors(), model), None, ()
+    # GPU fit (fit.py): a model too big for its GPU is located like the spec's own problems.
+    found = [*spec.problems(), *fit_problems(spec)]
+    errors = [located(shown, data, loc, message) for loc, message in found]
+    tight = tuple(located(shown, data, loc, message) for loc, message in fit_warnings(spec))
+    if not isinstance(spec, Spec) or errors:
+        return errors, spec, () if errors else tight
+    problems, findings = check_policies(spec)
+    errors += [located(shown, data, loc, message, key=True) for loc, message in problems]
+    errors += [
+        located(shown, data, f.loc, f.text()) for f in findings if f.rule.severity == "error"
+    ]
+    warned = tuple(
+        located(shown, data, f.loc, f.text()) for f in findings if f.rule.severity == "warning"
+    )
+    return errors, spec, tight + warned
+
+
+def _in_environment(
+    data: CommentedMap, name: str, error: SpecError, *, note: bool = True
+) -> SpecError:
+    """An error of a merged document, named by the override when it sits in its block."""
+    environments = data["environments"]
+    first = environments.lc.key(name)[0] + 1
+    last = _last_line(environments[name]) + 1
+    if error.line is not None and first <= error.line <= last:
+        key = f"environments.{name}" + (f".{error.key_path}" if error.key_path else "")
+        return SpecError(
+            error.path, error.message, line=error.line, column=error.column, key_path=key
+        )
+    if not note:
+        return error
+    return SpecError(
+        error.path,
+        f"with environment {name}: {error.message}",
+        line=error.line,
+        column=error.column,
+        key_path=error.key_path,
+    )
+
+
+def _last_line(node: Any) -> int:
+    """The last line (0-based) a round-trip mapping or list occupies."""
+    last = getattr(getattr(node, "lc", None), "line", 0) or 0
+    if isinstance(node, CommentedMap):
+        for key, value in node.items():
+            last = max(last, node.lc.value(key)[0], _last_line(value))
+    elif isinstance(node, CommentedSeq):
+        for index, value in enumerate(node):
+            last = max(last, node.lc.item(index)[0], _last_line(value))
+    return last
 
 
 # -- YAML errors ---------------------------------------------------------------------------

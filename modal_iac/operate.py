@@ -81,7 +81,7 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
             plan = _check_fresh(reviewed, state, args.targets[0])
         else:
             targets = args.targets or [str(cli.DEFAULT_SPEC_DIR)]
-            desired = cli.desired_apps(cli.spec_files(targets))
+            desired = cli.desired_apps(cli.spec_files(targets), getattr(args, "env", None))
             scope = [Path(t) for t in targets if Path(t).is_dir()]
             plan = online_plan(desired, state, scope)
             console.print(as_text(plan, color=console.color), end="")

@@ -14,6 +14,7 @@ from . import __version__
 from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, app_settings, endpoints_other_layout
 from .load import LoadedSpec
 from .observed import Observed
+from .policy import suppressed
 from .render import Rendered
 from .settings import settings
 from .spec import Spec
@@ -143,8 +144,11 @@ def make_plan(
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
         changes.append(_compare(item, before, seen))
+    elsewhere = _OtherEnvironments(desired)
     for address, record in sorted(recorded.apps.items()):
-        if address not in wanted and in_scope(record.spec_path, delete_scope):
+        if address in wanted or (record.spec_path, record.environment) in elsewhere:
+            continue
+        if in_scope(record.spec_path, delete_scope):
             notes = ["its spec was removed: the Modal app will be stopped"]
             seen_state: str | None = None
             seen_version: int | None = None
@@ -177,6 +181,24 @@ def make_plan(
     return Plan(
         changes=tuple(changes), warnings=tuple(_warnings(desired)), online=observed is not None
     )
+
+
+class _OtherEnvironments:
+    """Records of a spec with ``environments:`` that belong to another environment's plan.
+
+    Planning ``--env dev`` must not delete what ``--env prod`` deployed from the same file.
+    """
+
+    def __init__(self, desired: list[Desired]) -> None:
+        self.planned: dict[str, set[str | None]] = {}
+        for item in desired:
+            spec = item.loaded.spec
+            if item.loaded.env is not None or (isinstance(spec, Spec) and spec.environments):
+                self.planned.setdefault(item.loaded.path, set()).add(item.environment)
+
+    def __contains__(self, key: tuple[str | None, str | None]) -> bool:
+        path, environment = key
+        return path in self.planned and environment not in self.planned[path]
 
 
 def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> Change:
@@ -315,21 +337,20 @@ def in_scope(spec_path: str, scope: list[Path] | None) -> bool:
 
 def _warnings(desired: list[Desired]) -> list[str]:
     found = []
+    seen: set[str] = set()
     for item in desired:
         spec = item.loaded.spec
         if isinstance(spec, GatewaySpec):
             if spec.router.api_key_secret is None:
                 found.append(
-                    f"{item.address}: router has no api_key_secret, so the endpoint "
+                    f"{item.address}: [MDL007] router has no api_key_secret, so the endpoint "
                     "answers anyone who has its URL"
                 )
             continue
-        http = spec.surfaces.http
-        if http is not None and http.api_key_secret is None:
-            found.append(
-                f"{item.address}: surfaces.http has no api_key_secret, so the endpoint "
-                "answers anyone who has its URL"
-            )
+        if item.loaded.path in seen:
+            continue
+        seen.add(item.loaded.path)
+        found.extend(f"{item.address}: {warning}" for warning in item.loaded.warnings)
     specs = {item.loaded.path: item.loaded.spec for item in desired}
     return found + endpoint_warnings(list(specs.values()))
 
@@ -343,13 +364,16 @@ def web_endpoints(spec: Spec | GatewaySpec) -> int:
 
 def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
     """A warning when the specs together need more web endpoints than Modal's free tier
-    allows, naming the layout that would stay under the limit."""
+    allows, naming the layout that would stay under the limit (policy rule MDL009).
+
+    A spec that suppresses MDL009 (a paid plan, say) does not count towards the limit."""
+    specs = [spec for spec in specs if not suppressed(spec, "MDL009")]
     total = sum(web_endpoints(spec) for spec in specs)
     limit = FREE_TIER_WEB_ENDPOINTS
     if total <= limit:
         return []
     message = (
-        f"these specs expose {total} web endpoints; Modal's free tier allows {limit} per "
+        f"[MDL009] these specs expose {total} web endpoints; Modal's free tier allows {limit} per "
         "workspace, so deploys past it fail there"
     )
     hints = []

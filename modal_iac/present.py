@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from .cost import AppCost, CostLine, describe, load_prices, money, plan_costs
 from .errors import ModaliacError
 from .plan import Change, FieldChange, Plan
 from .state import AppRecord
@@ -33,6 +34,7 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
     lines: list[str] = []
+    costs = {line.address: line for line in plan_costs(plan, load_prices())}
     for change in plan.changes:
         if change.action == "no-op":
             continue
@@ -52,6 +54,7 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
                     f"    {item.path.ljust(width)} : {_value(item.before)} -> {_value(item.after)}"
                 )
         lines.extend(paint("2", f"    # {note}") for note in change.notes)
+        lines.append(paint("2", f"    # cost: {_cost_text(costs[change.address])}"))
         lines.append("")
     unchanged = [c.address for c in plan.changes if c.action == "no-op"]
     if unchanged:
@@ -93,8 +96,41 @@ def as_json(plan: Plan) -> str:
         "changes": [_change_json(change) for change in plan.changes],
         "warnings": list(plan.warnings),
         "blockers": plan.blockers,
+        "cost": _cost_json(plan),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _cost_json(plan: Plan) -> dict[str, Any]:
+    prices = load_prices()
+    lines = plan_costs(plan, prices)
+    floors = [line.after.idle_month if line.after else 0.0 for line in lines]
+    deltas = [line.idle_delta for line in lines]
+    return {
+        "currency": "USD",
+        "prices_date": prices.date,
+        "idle_floor_month": None if None in floors else _cents(sum(filter(None, floors))),
+        "idle_floor_delta_month": None if None in deltas else _cents(sum(filter(None, deltas))),
+        "apps": [
+            {
+                "address": line.address,
+                "gpu": _gpu(line.after or line.before),
+                "hourly": _cents(line.after.hourly) if line.after else None,
+                "idle_month": _cents(line.after.idle_month) if line.after else None,
+                "hourly_delta": _cents(line.hourly_delta),
+                "idle_month_delta": _cents(line.idle_delta),
+            }
+            for line in lines
+        ],
+    }
+
+
+def _gpu(cost: AppCost | None) -> str | None:
+    return cost.gpu if cost is not None else None
+
+
+def _cents(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _change_json(change: Change) -> dict[str, Any]:
@@ -123,6 +159,7 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET) -> str:
     """A pull-request comment: the summary and drift first, then one collapsible section per
     app, dropping sections (and saying so) once the comment would pass ``budget`` characters."""
     head = [f"### modaliac plan: {summary_line(plan)}", ""]
+    head += _md_costs(plan_costs(plan, load_prices()))
     if plan.changes:
         head += ["| | app | action | spec |", "|---|---|---|---|"]
         for change in plan.changes:
@@ -154,6 +191,46 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET) -> str:
             break
         text += "\n" + section
     return text
+
+
+def _cost_text(line: CostLine) -> str:
+    if line.action == "delete":
+        saved = line.before.idle_month if line.before else None
+        return f"was {describe(line.before)}; saves {money(saved)}/month idle"
+    text = describe(line.after)
+    if line.action != "create" and line.before != line.after:
+        text += (
+            f" ({money(line.hourly_delta, signed=True)}/h, "
+            f"{money(line.idle_delta, signed=True)}/month idle vs deployed)"
+        )
+    return text
+
+
+def _md_costs(lines: list[CostLine]) -> list[str]:
+    """The cost summary that opens the comment: monthly idle floor, then one row per app."""
+    if not lines:
+        return []
+    deltas = [line.idle_delta for line in lines]
+    floors = [line.after.idle_month if line.after else 0.0 for line in lines]
+    total = None if None in floors else sum(f for f in floors if f is not None)
+    delta = None if None in deltas else sum(d for d in deltas if d is not None)
+    out = [
+        f"**Cost** (GPU only, {load_prices().date} prices): idle floor {money(total)}/month "
+        f"({money(delta, signed=True)} vs deployed)",
+        "",
+        "| app | GPU | per running hour | idle floor / month | change / month |",
+        "|---|---|---|---|---|",
+    ]
+    for line in lines:
+        cost = line.after or line.before
+        gpu = _md(cost.gpu) if cost else "-"
+        hourly = money(line.after.hourly) if line.after else "-"
+        idle = money(line.after.idle_month) if line.after else "-"
+        out.append(
+            f"| `{_md(line.address)}` | {gpu} | {hourly} | {idle} "
+            f"| {money(line.idle_delta, signed=True)} |"
+        )
+    return [*out, ""]
 
 
 def _md_section(change: Change) -> str:

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from .gateway import GatewaySpec
-from .spec import SPEC_VERSION, Spec
+from .spec import NOT_OVERRIDABLE, SPEC_VERSION, Spec
 
 SCHEMA_ID = "https://modaliac.dev/schema/spec-v1.json"
 
@@ -21,6 +21,7 @@ def spec_schema() -> dict[str, Any]:
         schema = model.model_json_schema(by_alias=True, mode="validation")
         defs.update(schema.pop("$defs", {}))
         defs[model.__name__] = schema
+    _override_schema(defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -37,3 +38,43 @@ def spec_schema() -> dict[str, Any]:
 def schema_text() -> str:
     """``schema.json`` exactly as committed: sorted keys, two-space indent, final newline."""
     return json.dumps(spec_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def _override_schema(defs: dict[str, Any]) -> None:
+    """Type each ``environments:`` entry as the spec with nothing required (``SpecOverride``),
+    so editors check an override's keys and values as they check the base."""
+    partial: dict[str, Any] = {}
+
+    def optional(schema: Any) -> Any:
+        if isinstance(schema, list):
+            return [optional(item) for item in schema]
+        if not isinstance(schema, dict):
+            return schema
+        out = {key: optional(value) for key, value in schema.items() if key != "required"}
+        ref = out.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name not in partial:
+                partial[name] = None  # a placeholder while it is built (recursive models)
+                partial[name] = optional(defs[name])
+            out["$ref"] = f"#/$defs/{name}Override"
+        return out
+
+    spec = defs["Spec"]
+    properties = {
+        key: optional(value)
+        for key, value in spec["properties"].items()
+        if key not in NOT_OVERRIDABLE
+    }
+    defs["SpecOverride"] = {
+        "type": "object",
+        "description": "Keys of a service spec, deep-merged onto the base (nothing required).",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    for name, schema in partial.items():
+        defs[f"{name}Override"] = schema
+    for pattern in spec["properties"]["environments"]["patternProperties"]:
+        spec["properties"]["environments"]["patternProperties"][pattern] = {
+            "$ref": "#/$defs/SpecOverride"
+        }

@@ -415,6 +415,19 @@ class Image(StrictModel):
     )
 
 
+class Policy(StrictModel):
+    """Policy checks (docs/policies.md): which rules this spec silences, and why."""
+
+    suppress: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rule id -> the reason it does not apply here (required, shown in review).",
+        json_schema_extra={"propertyNames": {"pattern": r"^MDL\d{3}$"}},
+    )
+
+
+# Keys an environment override may not set: they define which document this is.
+NOT_OVERRIDABLE = ("version", "kind", "environments", "policy")
+
 HF_CACHE = "/root/.cache/huggingface"
 VLLM_CACHE = "/root/.cache/vllm"
 
@@ -460,6 +473,25 @@ class Spec(StrictModel):
     scaling: Scaling = Field(default_factory=Scaling)
     surfaces: Surfaces = Field(default_factory=Surfaces)
     image: Image = Field(default_factory=Image)
+    policy: Policy = Field(default_factory=Policy, exclude=True)
+    environments: dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME.pattern)], dict[str, Any]] = (
+        Field(
+            default_factory=dict,
+            exclude=True,
+            description="Per-environment overrides, deep-merged onto this spec with --env NAME "
+            "(NAME is also the Modal environment unless the override sets environment).",
+            json_schema_extra=ONLY_PATTERN_KEYS,
+        )
+    )
+
+    @field_validator("environments")
+    @classmethod
+    def _overrides_sane(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, override in value.items():
+            for key in NOT_OVERRIDABLE:
+                if key in override:
+                    raise Problem(f"{key} cannot be set per environment", name, key, key=True)
+        return value
 
     @field_validator("app")
     @classmethod
@@ -497,7 +529,8 @@ class Spec(StrictModel):
                 (
                     ("snapshot",),
                     f"snapshot {self.snapshot} with {count} GPUs per container (tensor parallel) "
-                    "is not supported by GPU memory snapshots; use one GPU or snapshot: none",
+                    "is not supported by GPU memory snapshots; use one GPU or snapshot: none "
+                    "[MDL002]",
                 )
             )
         if self.surfaces.downloader is not None and HF_CACHE not in self.volumes:

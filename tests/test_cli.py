@@ -279,7 +279,8 @@ def test_plan_warns_about_an_open_http_endpoint(
     edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    port: 8000\n")
     code, out, _ = run(capsys, "plan")
     assert code == 0
-    assert "Warning: kalm-embedding: surfaces.http has no api_key_secret" in out
+    assert "Warning: kalm-embedding: specs/kalm.yaml:" in out
+    assert "surfaces.http: [MDL007] has no api_key_secret" in out
 
 
 def test_plan_with_a_broken_state_file_is_one_line(

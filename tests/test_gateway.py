@@ -285,13 +285,13 @@ def test_one_app_per_gpu_named_by_the_pattern() -> None:
         loaded = load_spec("examples/gpu-gateway.yaml")
     rendered = render_all(loaded)
     assert [r.app for r in rendered] == [
-        "vllm-l40s",
+        "vllm-rtx-pro-6000",
         "vllm-a100",
         "vllm-h100",
         "vllm-h200",
         "vllm-b200",
     ]
-    assert rendered[0].filename == "vllm-l40s.py"
+    assert rendered[0].filename == "vllm-rtx-pro-6000.py"
     for item in rendered:
         assert item.source.count("@modal.asgi_app()") == 1
         assert item.source.count("@app.cls(") == 3
@@ -359,7 +359,7 @@ def test_validate_warns_past_the_free_tier_endpoint_limit(
     shutil.copy(EXAMPLE, specs / "gateway.yaml")
     assert main(["validate", str(specs)]) == 0
     out, err = capsys.readouterr()
-    assert "vllm-l40s, vllm-a100, vllm-h100, vllm-h200, vllm-b200" in out
+    assert "vllm-rtx-pro-6000, vllm-a100, vllm-h100, vllm-h200, vllm-b200" in out
     assert err == ""  # 5 endpoints: under the limit
 
     text = EXAMPLE.read_text(encoding="utf-8").replace(
@@ -479,7 +479,7 @@ def test_litellm_export_offline_has_placeholders_and_env_keys(
     expected = {
         f"{m}-{g}"
         for m in ("gemma-3-12b", "gemma-3-27b", "qwen3-vl-30b")
-        for g in ("l40s", "a100", "h100", "h200", "b200")
+        for g in ("rtx-pro-6000", "a100", "h100", "h200", "b200")
     }
     assert set(deployments) == expected
     qwen = deployments["qwen3-vl-30b-b200"]

@@ -323,13 +323,13 @@ CASES = [
         "gpu-snapshot-with-two-gpus",
         edit("gpu: L4", "gpu: H100:2\nsnapshot: gpu"),
         "spec.yaml:6:11: snapshot: snapshot gpu with 2 GPUs per container (tensor parallel) is "
-        "not supported by GPU memory snapshots; use one GPU or snapshot: none",
+        "not supported by GPU memory snapshots; use one GPU or snapshot: none [MDL002]",
     ),
     Case(
         "sleep-snapshot-with-two-gpus",
         edit("gpu: L4", "gpu: H100:2\nsnapshot: sleep"),
         "spec.yaml:6:11: snapshot: snapshot sleep with 2 GPUs per container (tensor parallel) is "
-        "not supported by GPU memory snapshots; use one GPU or snapshot: none",
+        "not supported by GPU memory snapshots; use one GPU or snapshot: none [MDL002]",
     ),
     Case(
         "max-below-min-containers",

@@ -1,0 +1,168 @@
+"""What an app costs on Modal: per running hour, the idle floor per month, and plan deltas.
+
+Costs are computed from flat settings (``settings.py``), the same values a plan compares, so
+an update's delta needs nothing but the plan: the record holds the settings after, the changed
+fields hold the values before. Prices come from the dated table shipped in
+``data/gpu_prices.json``; a user file (``MODALIAC_PRICES`` or ``--prices``) overrides rows.
+GPU time only: CPU and memory are billed on top and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ModaliacError
+from .plan import Change, Plan
+
+HOURS_PER_MONTH = 730
+PRICES_ENV = "MODALIAC_PRICES"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per GPU per second by Modal GPU type, with where the figures came from."""
+
+    per_second: dict[str, float]
+    date: str
+    source: str
+
+    def hourly(self, gpu_type: str) -> float | None:
+        price = self.per_second.get(gpu_type)
+        return None if price is None else price * 3600
+
+
+def load_prices(path: str | None = None) -> Prices:
+    """The bundled table, with the rows of ``path`` (or ``$MODALIAC_PRICES``) over it."""
+    bundled = resources.files("modal_iac").joinpath("data/gpu_prices.json").read_text("utf-8")
+    prices = _parse(json.loads(bundled), "the bundled price table")
+    user = path or os.environ.get(PRICES_ENV)
+    if not user:
+        return prices
+    try:
+        document = json.loads(Path(user).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModaliacError(f"{user}: cannot read prices ({exc})") from None
+    override = _parse(document, user)
+    return Prices(
+        {**prices.per_second, **override.per_second},
+        override.date or prices.date,
+        f"{user} over the bundled table of {prices.date}",
+    )
+
+
+def _parse(document: Any, shown: str) -> Prices:
+    """``{"date": ..., "prices": {"H100": {"per_second": x} | {"per_hour": x}}}``."""
+    rows = document.get("prices") if isinstance(document, dict) else None
+    if not isinstance(rows, dict):
+        raise ModaliacError(f'{shown}: expected {{"prices": {{"H100": {{"per_hour": 3.95}}}}}}')
+    found: dict[str, float] = {}
+    for gpu, row in rows.items():
+        value = row if isinstance(row, int | float) else None
+        if isinstance(row, dict):
+            if "per_second" in row:
+                value = row["per_second"]
+            elif isinstance(row.get("per_hour"), int | float):
+                value = row["per_hour"] / 3600
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ModaliacError(f"{shown}: prices.{gpu}: expected per_second or per_hour in USD")
+        found[gpu] = float(value)
+    return Prices(found, str(document.get("date", "")), str(document.get("source", shown)))
+
+
+@dataclass(frozen=True)
+class AppCost:
+    """One app's GPU cost. ``hourly`` is None when the GPU type has no price."""
+
+    gpu: str
+    pools: int  # container pools: 1, or one per model class of a gateway app
+    min_containers: int
+    hourly: float | None  # one container of every pool running
+
+    @property
+    def idle_month(self) -> float | None:
+        """What min_containers costs with no traffic at all."""
+        return None if self.hourly is None else self.hourly * self.min_containers * HOURS_PER_MONTH
+
+    def month(self, active_hours_per_day: float) -> float | None:
+        """One container per pool busy that many hours a day, never below the idle floor."""
+        if self.hourly is None or self.idle_month is None:
+            return None
+        busy = self.hourly * active_hours_per_day * HOURS_PER_MONTH / 24
+        return max(self.idle_month, busy)
+
+
+def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
+    """The cost of the app these settings describe (first GPU of a fallback list)."""
+    gpu = settings.get("gpu")
+    if isinstance(gpu, list):
+        gpu = gpu[0] if gpu else None
+    if not isinstance(gpu, str):
+        return None
+    name, _, count = gpu.partition(":")
+    pools = len({key.split(".")[1] for key in settings if key.startswith("models.")}) or 1
+    price = prices.hourly(name)
+    hourly = None if price is None else price * int(count or 1) * pools
+    return AppCost(gpu, pools, int(settings.get("scaling.min_containers") or 0), hourly)
+
+
+def change_costs(change: Change, prices: Prices) -> tuple[AppCost | None, AppCost | None]:
+    """(before, after) of one planned change, from its record and its changed fields."""
+    after_settings = change.record.settings if change.record is not None else None
+    before_values = {f.path: f.before for f in change.fields}
+    if change.action == "create":
+        before = None
+    elif change.action == "delete":
+        before = app_cost(before_values, prices)
+    else:
+        before = app_cost({**(after_settings or {}), **before_values}, prices)
+    if change.action == "delete" or after_settings is None:
+        return before, None
+    return before, app_cost(after_settings, prices)
+
+
+def money(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if signed:
+        return f"{'+' if value >= 0 else '-'}${abs(value):,.2f}"
+    return f"${value:,.2f}"
+
+
+@dataclass(frozen=True)
+class CostLine:
+    address: str
+    action: str
+    before: AppCost | None
+    after: AppCost | None
+
+    @property
+    def idle_delta(self) -> float | None:
+        old = self.before.idle_month if self.before else 0.0
+        new = self.after.idle_month if self.after else 0.0
+        return None if old is None or new is None else new - old
+
+    @property
+    def hourly_delta(self) -> float | None:
+        old = self.before.hourly if self.before else 0.0
+        new = self.after.hourly if self.after else 0.0
+        return None if old is None or new is None else new - old
+
+
+def plan_costs(plan: Plan, prices: Prices) -> list[CostLine]:
+    return [CostLine(c.address, c.action, *change_costs(c, prices)) for c in plan.changes]
+
+
+def describe(cost: AppCost | None) -> str:
+    """``A100-40GB: $2.10 per running hour, idle floor $0.00/month``."""
+    if cost is None:
+        return "no GPU"
+    pools = f" x {cost.pools} model pools" if cost.pools > 1 else ""
+    return (
+        f"{cost.gpu}{pools}: {money(cost.hourly)} per running hour, idle floor "
+        f"{money(cost.idle_month)}/month (min_containers {cost.min_containers})"
+    )

@@ -1,0 +1,285 @@
+"""Policy checks: named rules about specs that validate but are risky or will fail on Modal.
+
+Each rule has a stable id (``MDL001``...), a severity, and a fix hint; ``docs/policies.md``
+describes every one (a test keeps the two lists equal). ``validate`` and ``plan`` run them
+through ``load.py``: an error stops the command with a located line, a warning is shown.
+
+A spec silences a rule with a reason, which reviewers see in the diff::
+
+    policy:
+      suppress:
+        MDL001: "upstream publishes no commits for this repository"
+
+An unknown id or an empty reason is itself an error. Checks that are hard validation errors
+(because Modal or vLLM cannot run them at all) are not suppressible; their messages carry the
+rule id so the documentation stays the one place that explains them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .fields import MODAL_MAX_TIMEOUT, shown_duration
+from .spec import Spec
+
+Severity = Literal["error", "warning"]
+Loc = tuple[str | int, ...]
+
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# What snapshot restore tolerates: above this fraction of GPU memory, restoring a GPU
+# snapshot has too little room for the CUDA context and fragmentation, and restores fail
+# back to cold starts. vLLM's own default (0.9) is the largest value modaliac accepts silently.
+SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION = 0.9
+# Host RAM assumed for a container: the spec has no memory request yet, and sleep level 1
+# keeps a copy of the weights in host memory. 64 GiB is a conservative figure for Modal's
+# GPU containers; suppress MDL003 with a reason when a larger container is known to fit.
+DEFAULT_HOST_MEMORY_GIB = 64
+DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
+DEPRECATED_ENV = {
+    "HF_HUB_ENABLE_HF_TRANSFER": "huggingface_hub 1.x downloads with hf_xet and ignores it",
+}
+DEPRECATED_ARGS = re.compile(r"^guided_")
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    severity: Severity
+    fix: str
+    suppressible: bool = True
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule firing at one key path of one spec."""
+
+    rule: Rule
+    loc: Loc
+    message: str
+
+    def text(self) -> str:
+        """``[MDL001] message (fix: ...)``: what follows the location on a line."""
+        return f"[{self.rule.id}] {self.message} (fix: {self.rule.fix})"
+
+
+RULES: dict[str, Rule] = {
+    rule.id: rule
+    for rule in (
+        Rule(
+            "MDL001",
+            "revision-not-pinned",
+            "warning",
+            "set model.revision to a 40-character commit hash",
+        ),
+        Rule(
+            "MDL002",
+            "snapshot-tensor-parallel",
+            "error",
+            "use one GPU per container or snapshot: none",
+            suppressible=False,
+        ),
+        Rule(
+            "MDL003",
+            "sleep-host-memory",
+            "error",
+            "use engine.sleep_level: 2, a smaller dtype, or suppress with the container's RAM",
+        ),
+        Rule(
+            "MDL004",
+            "snapshot-gpu-memory-utilization",
+            "warning",
+            f"set engine.gpu_memory_utilization to {SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION} or less",
+        ),
+        Rule(
+            "MDL005",
+            "scaling-contradiction",
+            "warning",
+            "raise scaling.max_containers or lower min_containers/buffer_containers",
+        ),
+        Rule(
+            "MDL006",
+            "timeout-above-maximum",
+            "error",
+            f"use at most {shown_duration(MODAL_MAX_TIMEOUT)}",
+        ),
+        Rule(
+            "MDL007",
+            "http-without-auth",
+            "warning",
+            "set surfaces.http.api_key_secret to a Modal secret holding the key",
+        ),
+        Rule(
+            "MDL008",
+            "deprecated-setting",
+            "warning",
+            "remove the setting (see docs/policies.md for its replacement)",
+        ),
+        Rule(
+            "MDL009",
+            "web-endpoint-limit",
+            "warning",
+            "serve several models from a gateway spec, or suppress on a paid plan",
+        ),
+    )
+}
+
+
+def _pinned(spec: Spec) -> list[Finding]:
+    if COMMIT.match(spec.model.revision):
+        return []
+    return [
+        Finding(
+            RULES["MDL001"],
+            ("model", "revision"),
+            f"{spec.model.revision!r} is not a commit; a moving revision silently "
+            "invalidates snapshots and reproducibility",
+        )
+    ]
+
+
+def weights_gib(spec: Spec) -> float | None:
+    """Weights size from the stated parameter count and dtype (None when not stated)."""
+    if spec.model.parameters is None:
+        return None
+    return spec.model.parameters * 1e9 * DTYPE_BYTES[spec.model.dtype] / 2**30
+
+
+def _sleep_memory(spec: Spec) -> list[Finding]:
+    size = weights_gib(spec)
+    if spec.snapshot != "sleep" or spec.engine.sleep_level != 1 or size is None:
+        return []
+    if size <= DEFAULT_HOST_MEMORY_GIB:
+        return []
+    written = "sleep_level" in spec.engine.model_fields_set
+    return [
+        Finding(
+            RULES["MDL003"],
+            ("engine", "sleep_level") if written else ("snapshot",),
+            f"sleep level 1 keeps the weights ({size:.0f} GiB) in host memory, more than the "
+            f"{DEFAULT_HOST_MEMORY_GIB} GiB a container is assumed to have",
+        )
+    ]
+
+
+def _memory_utilization(spec: Spec) -> list[Finding]:
+    value = spec.engine.gpu_memory_utilization
+    if spec.snapshot not in ("gpu", "sleep") or value <= SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION:
+        return []
+    return [
+        Finding(
+            RULES["MDL004"],
+            ("engine", "gpu_memory_utilization"),
+            f"{value} leaves too little GPU memory for restoring a {spec.snapshot} snapshot "
+            f"(at most {SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION})",
+        )
+    ]
+
+
+def _scaling(spec: Spec) -> list[Finding]:
+    scaling = spec.scaling
+    top = scaling.max_containers
+    if top is None or not scaling.buffer_containers:
+        return []
+    if scaling.min_containers + scaling.buffer_containers <= top:
+        return []
+    return [
+        Finding(
+            RULES["MDL005"],
+            ("scaling", "buffer_containers"),
+            f"min_containers ({scaling.min_containers}) plus buffer_containers "
+            f"({scaling.buffer_containers}) exceed max_containers ({top}); the buffer can "
+            "never be kept",
+        )
+    ]
+
+
+def _timeouts(spec: Spec) -> list[Finding]:
+    downloader = spec.surfaces.downloader
+    if downloader is None or downloader.timeout <= MODAL_MAX_TIMEOUT:
+        return []
+    return [
+        Finding(
+            RULES["MDL006"],
+            ("surfaces", "downloader", "timeout"),
+            f"{shown_duration(downloader.timeout)} is above Modal's maximum function timeout "
+            f"({shown_duration(MODAL_MAX_TIMEOUT)})",
+        )
+    ]
+
+
+def _auth(spec: Spec) -> list[Finding]:
+    http = spec.surfaces.http
+    if http is None or http.api_key_secret is not None:
+        return []
+    return [
+        Finding(
+            RULES["MDL007"],
+            ("surfaces", "http"),
+            "has no api_key_secret, so the endpoint answers anyone who has its URL",
+        )
+    ]
+
+
+def _deprecated(spec: Spec) -> list[Finding]:
+    found = [
+        Finding(RULES["MDL008"], ("image", "env", name), f"{name} is deprecated: {why}")
+        for name, why in DEPRECATED_ENV.items()
+        if name in spec.image.env
+    ]
+    found += [
+        Finding(
+            RULES["MDL008"],
+            ("engine", "args", key),
+            f"{key} is gone from vLLM {spec.engine_version}: structured outputs are "
+            "configured with structured_outputs_config, and guided_* request fields are "
+            "silently ignored",
+        )
+        for key in spec.engine.args
+        if DEPRECATED_ARGS.match(key)
+    ]
+    return found
+
+
+CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
+    _pinned,
+    _sleep_memory,
+    _memory_utilization,
+    _scaling,
+    _timeouts,
+    _auth,
+    _deprecated,
+)
+
+
+def check(spec: Spec) -> tuple[list[tuple[Loc, str]], list[Finding]]:
+    """(problems with ``policy.suppress`` itself, findings that are not suppressed)."""
+    problems: list[tuple[Loc, str]] = []
+    suppress = spec.policy.suppress
+    for rule_id, reason in suppress.items():
+        rule = RULES.get(rule_id)
+        if rule is None:
+            problems.append(
+                (("policy", "suppress", rule_id), f"unknown rule {rule_id!r}; see docs/policies.md")
+            )
+        elif not rule.suppressible:
+            problems.append(
+                (
+                    ("policy", "suppress", rule_id),
+                    f"{rule_id} cannot be suppressed: Modal cannot run such a spec",
+                )
+            )
+        elif not reason.strip():
+            problems.append(
+                (("policy", "suppress", rule_id), "a suppression needs a reason; say why")
+            )
+    found = [f for run in CHECKS for f in run(spec) if f.rule.id not in suppress]
+    return problems, found
+
+
+def suppressed(spec: object, rule_id: str) -> bool:
+    """Whether a (service) spec silences a rule; gateway specs have no policy block."""
+    return isinstance(spec, Spec) and rule_id in spec.policy.suppress

@@ -1,0 +1,310 @@
+"""GPU fit and cost: the seeds' real cases, the located error, explain, and plan costs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from modal_iac import fit
+from modal_iac.cli import main
+from modal_iac.cost import HOURS_PER_MONTH, load_prices
+from modal_iac.gateway import GatewaySpec
+from modal_iac.load import load_spec
+from modal_iac.plan import Desired
+from modal_iac.render import render
+from modal_iac.spec import Gpu, Spec
+from modal_iac.state import State, write_state
+
+ROOT = Path(__file__).resolve().parent.parent
+KALM = ROOT / "specs" / "kalm.yaml"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+PRICES = load_prices()
+A100_40 = PRICES.per_second["A100-40GB"] * 3600
+
+BIG_ON_L40S = """\
+app: big-chat
+model:
+  id: google/gemma-3-27b-it
+  task: generate
+  dtype: bfloat16
+  max_model_len: 32k
+gpu: L40S
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def service(**changes: object) -> Spec:
+    data: dict[str, object] = {
+        "app": "x",
+        "model": {"id": "google/gemma-3-27b-it", "task": "generate", "dtype": "bfloat16"},
+        "gpu": "A100-80GB",
+    }
+    data.update(changes)
+    return Spec.model_validate(data)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(KALM, specs / "kalm.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    monkeypatch.delenv("MODALIAC_PRICES", raising=False)
+    return tmp_path
+
+
+def record(path: str, state_path: Path) -> None:
+    loaded = load_spec(path)
+    rec = Desired(loaded, render(loaded)).record()
+    write_state(state_path, State(apps={rec.address: rec}))
+
+
+# -- fit: the seeds' cases ------------------------------------------------------------------
+
+
+def test_kalm_12b_bf16_fits_an_a100_40gb() -> None:
+    """Seed 000: 11.76B x 2 bytes = 23.5 GB; 0.9 x 40 GB = 36 GB; 11 GB left for the KV cache."""
+    ((loc, result),) = fit.spec_fits(load_spec(KALM).spec)
+    assert loc == ("gpu", 0)
+    assert result.fits and not result.tight
+    assert round(result.weights_gb, 1) == 23.5 and round(result.kv_gb, 1) == 11.0
+    assert result.context is not None and result.context >= 32_000
+    assert fit.problems(load_spec(KALM).spec) == []
+
+
+def test_a_27b_bf16_does_not_fit_an_l40s_and_the_error_names_the_fix() -> None:
+    """Seed 003's size: 27B x 2 bytes = 54 GB of weights against 0.9 x 48 GB = 43.2 GB."""
+    spec = service(gpu="L40S", model={"id": "org/qwen-27b", "task": "generate", "parameters": 27})
+    ((loc, message),) = fit.problems(spec)
+    assert loc == ("gpu", 0)
+    assert "needs 54.0 GB of weights" in message and "43.2 GB" in message
+    assert message.endswith("use A100-80GB or L40S:2")
+
+
+# Seed 004: gemma-3-12b (12.19B), gemma-3-27b (27.43B), qwen3-vl-30b (31.07B: a mixture of
+# experts keeps all its weights resident), BF16, gpu_memory_utilization 0.9, 32k context.
+# L40S gives 43.2 GB: 12B (24.4 GB) fits, 27B (54.9 GB) and 30B (62.1 GB) do not.
+# A100-80GB and H100 give 72 GB: all three fit; Qwen keeps 8.4 GB of KV cache (12%, not tight).
+# H200 (126.9 GB) and B200 (172.8 GB) hold all three with room to spare.
+SEED_004 = {
+    "L40S": {"gemma-3-12b-it": True, "gemma-3-27b-it": False, "Qwen3-VL-30B-A3B-Instruct": False},
+    "A100-80GB": dict.fromkeys(
+        ("gemma-3-12b-it", "gemma-3-27b-it", "Qwen3-VL-30B-A3B-Instruct"), True
+    ),
+    "H100": dict.fromkeys(("gemma-3-12b-it", "gemma-3-27b-it", "Qwen3-VL-30B-A3B-Instruct"), True),
+    "H200": dict.fromkeys(("gemma-3-12b-it", "gemma-3-27b-it", "Qwen3-VL-30B-A3B-Instruct"), True),
+    "B200": dict.fromkeys(("gemma-3-12b-it", "gemma-3-27b-it", "Qwen3-VL-30B-A3B-Instruct"), True),
+}
+
+
+def seed_004(gpus: list[str]) -> GatewaySpec:
+    models = [
+        {"id": "google/gemma-3-12b-it", "name": "gemma-3-12b", "max_model_len": "32k"},
+        {"id": "google/gemma-3-27b-it", "name": "gemma-3-27b", "max_model_len": "32k"},
+        {"id": "Qwen/Qwen3-VL-30B-A3B-Instruct", "name": "qwen3-vl-30b", "max_model_len": "32k"},
+    ]
+    return GatewaySpec.model_validate(
+        {"kind": "gateway", "name": "vllm", "models": models, "gpus": gpus}
+    )
+
+
+def test_seed_004_three_models_on_its_five_gpu_types() -> None:
+    spec = seed_004(list(SEED_004))
+    outcome: dict[str, dict[str, bool]] = {}
+    for (_, index), result in fit.spec_fits(spec):
+        gpu = spec.gpus[int(index)].type
+        outcome.setdefault(gpu, {})[result.model.split("/")[1]] = result.fits
+        assert not result.tight
+    assert outcome == SEED_004
+    problems = fit.problems(spec)
+    assert [loc for loc, _ in problems] == [("gpus", 0), ("gpus", 0)]
+    # The gateway runs one card per model (no tensor parallelism), so no count is suggested.
+    assert all(message.endswith("use A100-80GB") for _, message in problems)
+
+
+def test_unknown_parameter_count_is_not_checked() -> None:
+    spec = service(model={"id": "someone/mystery", "task": "generate"}, gpu="T4")
+    assert fit.spec_fits(spec) == [] and fit.problems(spec) == []
+
+
+def test_a_tight_fit_is_a_warning() -> None:
+    """27.43B (54.9 GB) on 0.8 x 80 GB = 64 GB: 7.6 GB of KV cache, 12%; at 0.77, 5.2 GB, 9%."""
+    assert fit.warnings(service(engine={"gpu_memory_utilization": 0.8})) == []
+    (warning,) = fit.warnings(service(engine={"gpu_memory_utilization": 0.77}))
+    assert warning.startswith("x: google/gemma-3-27b-it fits A100-80GB tightly: 5.2 GB")
+
+
+def test_a_context_longer_than_the_kv_cache_holds_does_not_fit() -> None:
+    """Qwen3-VL-30B on an A100-80GB holds about 85k tokens of KV cache; 128k does not fit."""
+    model = {"id": "Qwen/Qwen3-VL-30B-A3B-Instruct", "task": "generate"}
+    assert fit.problems(service(model={**model, "max_model_len": "64k"})) == []
+    ((_, message),) = fit.problems(service(model={**model, "max_model_len": "128k"}))
+    assert "a KV cache for max_model_len 128,000" in message
+    assert message.endswith("use RTX-PRO-6000 or A100-80GB:2")
+
+
+def test_config_json_in_the_local_cache_gives_layer_shapes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = tmp_path / "models--acme--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    config = {"num_hidden_layers": 10, "num_attention_heads": 8, "hidden_size": 1024}
+    (snapshot / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 2}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    arch = fit.architecture("acme/tiny", 1.0)
+    assert arch is not None and (arch.layers, arch.kv_heads, arch.head_dim) == (10, 2, 128)
+    assert arch.kv_bytes(1000) == 2 * 2 * 128 * 2 * 10 * 1000
+
+
+def test_fit_knows_every_modal_gpu_type() -> None:
+    from modal_iac.fields import GPU_TYPES
+
+    assert set(fit.GPU_MEMORY_GB) == set(GPU_TYPES) == set(PRICES.per_second)
+    assert (
+        fit.Fit("m", Gpu(type="H200"), fit.Architecture(1), "bfloat16", 1, None, True).gpu_gb == 141
+    )
+
+
+# -- validation through the CLI -----------------------------------------------------------------
+
+
+def test_validate_fails_with_one_located_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "big.yaml"
+    spec.write_text(BIG_ON_L40S)
+    code, out, err = run(capsys, "validate", str(spec))
+    assert code == 1 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"{spec}:7:6: gpu: google/gemma-3-27b-it does not fit L40S")
+    assert line.endswith("use A100-80GB or L40S:2")
+
+
+def test_plan_fails_on_a_misfit_too(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    (workdir / "specs" / "big.yaml").write_text(BIG_ON_L40S)
+    code, _, err = run(capsys, "plan")
+    assert code == 1 and "specs/big.yaml:7:6: gpu: " in err
+
+
+@pytest.mark.parametrize("path", [*EXAMPLES, KALM], ids=lambda p: p.name)
+def test_every_bundled_spec_still_validates(path: Path) -> None:
+    assert fit.problems(load_spec(path).spec) == []
+
+
+# -- explain ----------------------------------------------------------------------------------
+
+
+def test_explain_shows_the_arithmetic_and_the_cost(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    code, out, _ = run(capsys, "explain", "specs/kalm.yaml", "--active-hours-per-day", "8")
+    assert code == 0
+    assert "tencent/KaLM-Embedding-Gemma3-12B-2511 on A100-40GB: fits" in out
+    assert "11.76B parameters x 2 bytes (bfloat16) = 23.5 GB of weights" in out
+    assert "0.9 x 40 GB = 36.0 GB; less 1.5 GB reserve leaves 11.0 GB for the KV cache" in out
+    assert f"A100-40GB: ${A100_40:,.2f} per running hour, idle floor $0.00/month" in out
+    assert f"at 8 h/day about ${A100_40 * 8 * HOURS_PER_MONTH / 24:,.2f}/month" in out
+    assert f"Prices: {PRICES.date}" in out
+
+
+def test_explain_with_a_user_price_file(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text(json.dumps({"date": "2030-01-01", "prices": {"A100-40GB": {"per_hour": 1}}}))
+    _, out, _ = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
+    assert "A100-40GB: $1.00 per running hour" in out
+    assert "Prices: 2030-01-01" in out
+
+
+# -- costs in plans ----------------------------------------------------------------------------
+
+
+def test_plan_shows_cost_per_app_and_idle_floor(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
+    _, out, _ = run(capsys, "plan")
+    floor = A100_40 * HOURS_PER_MONTH
+    assert f"# cost: A100-40GB: ${A100_40:,.2f} per running hour, idle floor ${floor:,.2f}" in out
+
+
+def test_plan_update_shows_the_delta_against_what_is_deployed(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: A100-80GB"))
+    _, out, _ = run(capsys, "plan")
+    a100_80 = PRICES.per_second["A100-80GB"] * 3600
+    assert f"A100-80GB: ${a100_80:,.2f} per running hour" in out
+    assert f"(+${a100_80 - A100_40:,.2f}/h, +$0.00/month idle vs deployed)" in out
+
+
+def test_markdown_plan_opens_with_the_cost_summary(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text(json.dumps({"date": "2030-01-01", "prices": {"A100-40GB": 0.001}}))
+    monkeypatch.setenv("MODALIAC_PRICES", str(prices))
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
+    _, out, _ = run(capsys, "plan", "--format", "markdown")
+    lines = out.splitlines()
+    assert lines[0].startswith("### modaliac plan:")
+    floor = 0.001 * 3600 * HOURS_PER_MONTH  # $2,628.00 a month for one idle container
+    assert lines[2] == (
+        f"**Cost** (GPU only, 2030-01-01 prices): idle floor ${floor:,.2f}/month "
+        f"(+${floor:,.2f} vs deployed)"
+    )
+    assert out.index("**Cost**") < out.index("| app | action | spec |")
+    assert f"| `kalm-embedding` | A100-40GB | $3.60 | ${floor:,.2f} | +${floor:,.2f} |" in out
+
+
+def test_a_broken_price_file_is_one_error(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text('{"prices": {"H100": "cheap"}}')
+    code, _, err = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
+    assert code == 1
+    assert err.strip().endswith("prices.H100: expected per_second or per_hour in USD")
+
+
+def test_validate_warns_about_a_tight_fit_at_the_gpu(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "tight.yaml"
+    spec.write_text(
+        BIG_ON_L40S.replace("gpu: L40S", "engine:\n  gpu_memory_utilization: 0.77\ngpu: A100-80GB")
+    )
+    code, out, err = run(capsys, "validate", str(spec))
+    assert code == 0 and "ok (big-chat)" in out
+    assert f"warning: {spec}:9:6: gpu: google/gemma-3-27b-it fits A100-80GB tightly: 5.2 GB" in err
+
+
+def test_json_plan_carries_the_cost_and_matches_the_schema(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    from jsonschema import Draft202012Validator
+
+    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: H100"))
+    _, out, _ = run(capsys, "plan", "--format", "json")
+    document = json.loads(out)
+    schema = json.loads((ROOT / "docs" / "plan.schema.json").read_text())
+    Draft202012Validator(schema).validate(document)
+    h100 = PRICES.per_second["H100"] * 3600
+    (app,) = document["cost"]["apps"]
+    assert app["gpu"] == "H100" and app["hourly"] == round(h100, 4)
+    assert app["hourly_delta"] == round(h100 - A100_40, 4)
+    assert document["cost"]["idle_floor_month"] == 0 == document["cost"]["idle_floor_delta_month"]

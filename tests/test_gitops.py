@@ -1,0 +1,160 @@
+"""The GitOps wiring: the example workflow's structure, the pre-commit hooks (real pre-commit)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / "examples" / "gitops" / "modaliac.yml.example"
+
+
+def _workflow() -> Any:
+    return YAML(typ="safe").load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+def _runs(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_workflow_triggers_on_pull_requests_and_pushes_to_main() -> None:
+    triggers = _workflow()["on"]
+    assert set(triggers) == {"pull_request", "push"}
+    assert triggers["push"]["branches"] == ["main"]
+
+
+def test_pull_requests_validate_plan_and_diff_into_one_sticky_comment() -> None:
+    job = _workflow()["jobs"]["plan"]
+    assert job["if"] == "github.event_name == 'pull_request'"
+    assert job["permissions"]["pull-requests"] == "write"
+    runs = _runs(job)
+    assert 'modaliac validate "$SPECS"' in runs
+    assert "modaliac plan" in runs and "--format markdown" in runs
+    assert 'modaliac diff "$SPECS" --base "origin/$BASE_REF"' in runs
+    assert "<!-- modaliac-plan -->" in runs
+    script = next(s for s in job["steps"] if "github-script" in s.get("uses", ""))["with"]["script"]
+    assert "<!-- modaliac-plan -->" in script and "updateComment" in script
+    assert "createComment" in script
+    last = job["steps"][-1]
+    assert last["if"] == "steps.review.outputs.status != '0'" and last["run"] == "exit 1"
+
+
+def test_merges_apply_one_at_a_time_against_the_remote_state() -> None:
+    workflow = _workflow()
+    job = workflow["jobs"]["apply"]
+    assert "refs/heads/main" in job["if"]
+    assert job["concurrency"] == {"group": "modaliac-apply", "cancel-in-progress": False}
+    assert 'modaliac apply "$SPECS" --state "$STATE" --yes' in _runs(job)
+    assert workflow["env"]["STATE"].startswith("modal:")
+    assert workflow["env"]["MODAL_TOKEN_SECRET"] == "${{ secrets.MODAL_TOKEN_SECRET }}"
+
+
+def test_run_steps_are_valid_bash_and_interpolate_no_expressions() -> None:
+    """Expressions reach scripts through env only (no injection from a branch name)."""
+    for job in _workflow()["jobs"].values():
+        for step in job["steps"]:
+            if "run" in step:
+                assert "${{" not in step["run"]
+                check = subprocess.run(["bash", "-n"], input=step["run"], text=True)
+                assert check.returncode == 0, step["run"]
+
+
+def test_pre_commit_hooks_are_declared() -> None:
+    hooks = YAML(typ="safe").load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert {h["id"]: h["entry"] for h in hooks} == {
+        "modaliac-validate": "modaliac validate",
+        "modaliac-fmt": "modaliac fmt --check",
+    }
+    assert all(h["language"] == "python" for h in hooks)
+
+
+PROJECT_FILES = [
+    "pyproject.toml",
+    "README.md",
+    "CHANGELOG.md",
+    "schema.json",
+    ".pre-commit-hooks.yaml",
+]
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.mark.slow
+def test_pre_commit_runs_the_hooks_on_a_repository(tmp_path: Path) -> None:
+    """pre-commit try-repo on a committed copy of this checkout (uncommitted changes count)."""
+    if shutil.which("pre-commit") is None:
+        pytest.fail("pre-commit is not installed (it is in the test extra)")
+    source = tmp_path / "modaliac"
+    source.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy(ROOT / name, source / name)
+    for directory in ("modal_iac", "templates"):
+        shutil.copytree(
+            ROOT / directory, source / directory, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for repo in (source, tmp_path / "user"):
+        repo.mkdir(exist_ok=True)
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "add", "-A"], cwd=source, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "hooks"], cwd=source, check=True, env=env)
+    user = tmp_path / "user"
+    (user / "specs").mkdir()
+    good = (ROOT / "examples" / "small-embedding-no-snapshot.yaml").read_text(encoding="utf-8")
+    (user / "specs" / "good.yaml").write_text(good, encoding="utf-8")
+    subprocess.run(["git", "add", "-A"], cwd=user, check=True, env=env)
+
+    def hook(hook_id: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["pre-commit", "try-repo", str(source), hook_id, "--all-files"],
+            cwd=user,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    assert hook("modaliac-validate").returncode == 0
+    assert hook("modaliac-fmt").returncode == 0
+    (user / "specs" / "good.yaml").write_text(good + "\n\n", encoding="utf-8")
+    subprocess.run(["git", "add", "-A"], cwd=user, check=True, env=env)
+    result = hook("modaliac-fmt")
+    assert result.returncode == 1, result.stdout
+    assert "specs/good.yaml" in result.stdout
+
+
+def test_markdown_plan_renders_to_a_table_and_folded_details(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a pull-request comment shows: GitHub-like rendering (tables, raw HTML kept)."""
+    from markdown_it import MarkdownIt
+
+    from modal_iac.cli import main
+
+    (tmp_path / "specs").mkdir()
+    shutil.copy(ROOT / "examples" / "small-embedding-no-snapshot.yaml", tmp_path / "specs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    assert main(["plan", "specs", "--format", "markdown"]) == 0
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(capsys.readouterr().out)
+    assert "<h3>modaliac plan: Plan: 1 to create" in html
+    assert "<th>action</th>" in html
+    assert "<td><code>minilm-embedding</code></td>\n<td>create</td>" in html
+    assert "<details><summary><code>minilm-embedding</code>: create" in html
+    assert '<pre><code class="language-diff">+ version = 1\n' in html
+    assert html.rstrip().endswith("</details>")

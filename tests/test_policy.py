@@ -1,0 +1,248 @@
+"""Policy rules (modal_iac/policy.py): each firing and not, suppression, located lines, the
+plan's three formats, and docs/policies.md listing exactly the rules the code has."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from modal_iac.cli import main
+from modal_iac.errors import SpecErrors
+from modal_iac.load import load_spec
+from modal_iac.policy import RULES
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+BASE = f"""\
+app: demo
+model:
+  id: org/model
+  revision: {COMMIT}
+  task: embed
+gpu: L4
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def rule_ids(tmp_path: Path, text: str) -> list[str]:
+    """Ids of the warnings a spec raises (errors raise)."""
+    loaded = load_spec(write(tmp_path, text))
+    return [re.search(r"\[(MDL\d{3})\]", w.message).group(1) for w in loaded.warnings]  # type: ignore[union-attr]
+
+
+def errors(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(SpecErrors) as info:
+        load_spec(write(tmp_path, text))
+    return [str(e) for e in info.value.errors]
+
+
+def test_a_clean_spec_has_no_findings(tmp_path: Path) -> None:
+    assert rule_ids(tmp_path, BASE) == []
+
+
+def test_mdl001_moving_revision(tmp_path: Path) -> None:
+    assert rule_ids(tmp_path, BASE.replace(COMMIT, "main")) == ["MDL001"]
+    loaded = load_spec(write(tmp_path, BASE.replace(COMMIT, "main")))
+    assert str(loaded.warnings[0]).startswith(
+        f"{tmp_path / 'spec.yaml'}:4:13: model.revision: [MDL001] 'main' is not a commit"
+    )
+    assert "(fix: set model.revision to a 40-character commit hash)" in str(loaded.warnings[0])
+
+
+def test_mdl002_is_the_validation_error_with_its_id(tmp_path: Path) -> None:
+    found = errors(tmp_path, BASE.replace("gpu: L4", "gpu: H100:2\nsnapshot: gpu"))
+    assert found == [
+        f"{tmp_path / 'spec.yaml'}:7:11: snapshot: snapshot gpu with 2 GPUs per container "
+        "(tensor parallel) is not supported by GPU memory snapshots; use one GPU or "
+        "snapshot: none [MDL002]"
+    ]
+    text = BASE + "policy:\n  suppress:\n    MDL002: because\n"
+    assert any("MDL002 cannot be suppressed" in e for e in errors(tmp_path, text))
+
+
+SLEEP = BASE.replace("gpu: L4", "gpu: B200\nsnapshot: sleep").replace(
+    "  task: embed\n", "  task: generate\n  parameters: 40B\n"
+)
+
+
+def test_mdl003_sleep_level_1_beyond_host_memory(tmp_path: Path) -> None:
+    found = errors(tmp_path, SLEEP)
+    assert len(found) == 1
+    assert found[0].startswith(f"{tmp_path / 'spec.yaml'}:8:11: snapshot: [MDL003]")
+    assert "weights (75 GiB)" in found[0] and "64 GiB" in found[0]
+    assert rule_ids(tmp_path, SLEEP.replace("40B", "20B")) == []  # 37 GiB fits
+    assert rule_ids(tmp_path, SLEEP + "engine:\n  sleep_level: 2\n") == []
+    assert rule_ids(tmp_path, SLEEP.replace("  parameters: 40B\n", "")) == []  # unknown size
+
+
+def test_mdl003_points_at_sleep_level_when_it_is_written(tmp_path: Path) -> None:
+    found = errors(tmp_path, SLEEP + "engine:\n  sleep_level: 1\n")
+    assert found[0].startswith(f"{tmp_path / 'spec.yaml'}:10:16: engine.sleep_level: [MDL003]")
+
+
+def test_mdl004_memory_utilization_with_snapshots(tmp_path: Path) -> None:
+    high = "engine:\n  gpu_memory_utilization: 0.95\n"
+    assert rule_ids(tmp_path, BASE + "snapshot: gpu\n" + high) == ["MDL004"]
+    assert (
+        rule_ids(tmp_path, BASE + "snapshot: gpu\nengine:\n  gpu_memory_utilization: 0.9\n") == []
+    )
+    assert rule_ids(tmp_path, BASE + high) == []  # no snapshot to restore
+
+
+def test_mdl005_buffer_beyond_max_containers(tmp_path: Path) -> None:
+    scaling = "scaling:\n  min_containers: 1\n  max_containers: 2\n  buffer_containers: {}\n"
+    assert rule_ids(tmp_path, BASE + scaling.format(2)) == ["MDL005"]
+    assert rule_ids(tmp_path, BASE + scaling.format(1)) == []
+
+
+def test_mdl006_downloader_timeout_beyond_24h(tmp_path: Path) -> None:
+    found = errors(tmp_path, BASE + "surfaces:\n  downloader:\n    timeout: 25h\n")
+    assert found == [
+        f"{tmp_path / 'spec.yaml'}:9:14: surfaces.downloader.timeout: [MDL006] 25h is above "
+        "Modal's maximum function timeout (24h) (fix: use at most 24h)"
+    ]
+    assert rule_ids(tmp_path, BASE + "surfaces:\n  downloader:\n    timeout: 24h\n") == []
+
+
+def test_mdl007_http_without_auth(tmp_path: Path) -> None:
+    assert rule_ids(tmp_path, BASE + "surfaces:\n  http: true\n") == ["MDL007"]
+    keyed = BASE + "surfaces:\n  http:\n    api_key_secret: demo-key\n"
+    assert rule_ids(tmp_path, keyed) == []
+
+
+def test_mdl008_deprecated_settings(tmp_path: Path) -> None:
+    env = "image:\n  env:\n    HF_HUB_ENABLE_HF_TRANSFER: '1'\n"
+    assert rule_ids(tmp_path, BASE + env) == ["MDL008"]
+    args = "engine:\n  args:\n    guided_decoding_backend: xgrammar\n"
+    assert rule_ids(tmp_path, BASE + args) == ["MDL008"]
+    assert rule_ids(tmp_path, BASE + "engine:\n  args:\n    enable_prefix_caching: true\n") == []
+
+
+def test_mdl009_endpoint_limit_through_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for index in range(9):
+        text = BASE.replace("app: demo", f"app: demo{index}") + (
+            "surfaces:\n  http:\n    api_key_secret: k\n"
+        )
+        (tmp_path / f"s{index}.yaml").write_text(text)
+    assert main(["validate", str(tmp_path)]) == 0
+    assert "[MDL009] these specs expose 9 web endpoints" in capsys.readouterr().err
+    first = tmp_path / "s0.yaml"
+    first.write_text(first.read_text() + "policy:\n  suppress:\n    MDL009: paid plan\n")
+    assert main(["validate", str(tmp_path)]) == 0
+    assert "MDL009" not in capsys.readouterr().err
+
+
+# -- suppression ---------------------------------------------------------------------------
+
+
+def test_suppression_with_a_reason_silences_the_rule(tmp_path: Path) -> None:
+    text = BASE.replace(COMMIT, "main") + "policy:\n  suppress:\n    MDL001: tags are immutable\n"
+    assert rule_ids(tmp_path, text) == []
+
+
+def test_suppression_silences_an_error_rule(tmp_path: Path) -> None:
+    text = SLEEP + "policy:\n  suppress:\n    MDL003: 'the container has 256 GiB'\n"
+    assert rule_ids(tmp_path, text) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('MDL001: ""', "policy.suppress.MDL001: a suppression needs a reason; say why"),
+        ("MDL001: '  '", "policy.suppress.MDL001: a suppression needs a reason; say why"),
+        ("MDL999: why", "policy.suppress.MDL999: unknown rule 'MDL999'; see docs/policies.md"),
+    ],
+)
+def test_a_bad_suppression_is_a_located_error(tmp_path: Path, entry: str, message: str) -> None:
+    found = errors(tmp_path, BASE + "policy:\n  suppress:\n    " + entry + "\n")
+    assert found == [f"{tmp_path / 'spec.yaml'}:9:5: {message}"]
+
+
+def test_a_suppression_id_must_look_like_one(tmp_path: Path) -> None:
+    schema = json.loads((ROOT / "schema.json").read_text())
+    document = {"app": "a", "model": {"id": "o/m", "task": "embed"}, "gpu": "L4"}
+    document["policy"] = {"suppress": {"nope": "x"}}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(document))
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def test_validate_prints_warnings_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, BASE.replace(COMMIT, "main"))
+    assert main(["validate", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: ok (demo)\n"
+    assert err.startswith(f"warning: {path}:4:13: model.revision: [MDL001] ")
+
+
+def test_validate_and_plan_exit_1_on_an_error_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, SLEEP)
+    assert main(["validate", str(path)]) == 1
+    assert "spec.yaml:8:11: snapshot: [MDL003]" in capsys.readouterr().err
+    assert main(["plan", "--offline", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "[MDL003]" in err
+
+
+@pytest.mark.parametrize("form", ["text", "json", "markdown"])
+def test_plan_shows_warnings_in_every_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, BASE.replace(COMMIT, "main"))
+    assert main(["plan", "--offline", "--format", form, str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[MDL001]" in out
+    if form == "json":
+        plan = json.loads(out)
+        schema = json.loads((ROOT / "docs" / "plan.schema.json").read_text())
+        jsonschema.validate(plan, schema)
+        assert any(w.startswith("demo: ") and "[MDL001]" in w for w in plan["warnings"])
+
+
+def test_examples_and_specs_raise_no_policy_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(ROOT / "examples")]) == 0
+    assert main(["validate", str(ROOT / "specs")]) == 0
+
+
+def test_the_doc_lists_every_rule_and_only_those() -> None:
+    text = (ROOT / "docs" / "policies.md").read_text()
+    documented = re.findall(r"^### (MDL\d{3}) ([a-z-]+) \((error|warning)", text, re.MULTILINE)
+    assert [rule_id for rule_id, _, _ in documented] == sorted(RULES)
+    for rule_id, name, severity in documented:
+        assert (RULES[rule_id].name, RULES[rule_id].severity) == (name, severity)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        str(p)
+        for folder in ("specs", "examples")
+        for p in (Path(__file__).resolve().parent.parent / folder).glob("*.yaml")
+    ),
+)
+def test_fast_path_locates_warnings_like_the_positioned_path(path: str) -> None:
+    """Specs that only warn stay on the fast path (a key scan instead of the round-trip
+    parse), and the lines it reports are the ones the round-trip parser would give."""
+    from modal_iac import load
+
+    fast = [str(w) for w in load.load_spec(path).warnings]
+    _, slow = load._slow_load(Path(path).read_text(encoding="utf-8"), path, None)
+    assert fast == [str(w) for w in slow]
