@@ -20,7 +20,7 @@ from . import __version__, engine
 from .gateway import GatewaySpec
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
-from .spec import HF_CACHE, Spec
+from .spec import HF_CACHE, Image, Scaling, Spec
 
 HEADER_LINES = 2
 
@@ -83,9 +83,23 @@ def header(loaded: LoadedSpec) -> str:
     )
 
 
+def scaling_context(scaling: Scaling, image: Image) -> dict[str, Any]:
+    """Time limits, autoscaling and the image base: the same in every kind of generated app."""
+    return {
+        "timeout": scaling.timeout,
+        "startup_timeout": scaling.startup_timeout,
+        "scaledown_window": scaling.scaledown_window,
+        "min_containers": scaling.min_containers,
+        "max_containers": scaling.max_containers,
+        "buffer_containers": scaling.buffer_containers,
+        "concurrency": scaling.concurrency,
+        "base_image": image.base,
+        "python_version": image.python,
+    }
+
+
 def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
     """What every engine's template prints the same way: names, model, GPU, storage, scaling."""
-    scaling = spec.scaling
     downloader = None
     if spec.surfaces.downloader is not None:
         downloader = {
@@ -103,15 +117,7 @@ def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
         "hf_cache": HF_CACHE,
         "secret_names": list(spec.secrets),
         "snapshot": spec.snapshot,
-        "timeout": scaling.timeout,
-        "startup_timeout": scaling.startup_timeout,
-        "scaledown_window": scaling.scaledown_window,
-        "min_containers": scaling.min_containers,
-        "max_containers": scaling.max_containers,
-        "buffer_containers": scaling.buffer_containers,
-        "concurrency": scaling.concurrency,
-        "base_image": spec.image.base,
-        "python_version": spec.image.python,
+        **scaling_context(spec.scaling, spec.image),
         "image_env": image_env(spec),
         "downloader": downloader,
     }

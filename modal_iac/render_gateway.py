@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from .gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
+from .render import scaling_context
 from .spec import HF_CACHE
 
 TEMPLATE = "gateway_app.py.j2"
 
 
 def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dict[str, Any]:
-    scaling = spec.scaling
     env = {"HF_HOME": HF_CACHE, "HF_XET_HIGH_PERFORMANCE": "1", **spec.image.env}
     return {
         "header": header_text,
@@ -41,15 +41,7 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         "api_key_env": spec.router.api_key_env,
         "upstream_timeout": spec.router.upstream_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
-        "timeout": scaling.timeout,
-        "startup_timeout": scaling.startup_timeout,
-        "scaledown_window": scaling.scaledown_window,
-        "min_containers": scaling.min_containers,
-        "max_containers": scaling.max_containers,
-        "buffer_containers": scaling.buffer_containers,
-        "concurrency": scaling.concurrency,
-        "base_image": spec.image.base,
-        "python_version": spec.image.python,
+        **scaling_context(spec.scaling, spec.image),
         "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
         "image_env": dict(sorted(env.items())),
     }
