@@ -32,17 +32,11 @@ def modal_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
     HOME is a throw-away folder and the SDK's parsed ``~/.modal.toml`` is emptied (it is read
     once, at import), so no real profile or token leaks in.
     """
-    import modal.config
+    from helpers import isolate_modal_config
 
     from modal_iac.local_api import LocalModalServer, reset_modal_client
 
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for key in list(os.environ):
-        if key.startswith("MODAL_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setattr(modal.config, "_user_config", {})
+    isolate_modal_config(monkeypatch, tmp_path / "home")
     reset_modal_client()
     with LocalModalServer() as server:
         for key, value in server.env().items():

@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from modal_proto import api_pb2
-from test_vllm_server import import_source, request, running_asgi
+from test_vllm_server import free_port, import_source, request, running_asgi, running_stand_in
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecErrors
@@ -87,35 +85,6 @@ class StandIn:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serving(stand_in: StandIn) -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(stand_in.app(), handle_signals=False, access_log=None)
-    port = free_port()
-
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-
-    loop.run_until_complete(start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
 # -- the generated router -------------------------------------------------------------------
 
 
@@ -131,7 +100,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 def router(generated: ModuleType) -> Iterator[tuple[int, dict[str, StandIn]]]:
     """The generated router: gemma-3-12b answers, gemma-3-27b is slow, qwen3-vl-30b is down."""
     fast, slow = StandIn(), StandIn(delay=3.0)
-    with serving(fast) as fast_url, serving(slow) as slow_url:
+    with running_stand_in(fast) as fast_url, running_stand_in(slow) as slow_url:
         urls = {
             "gemma-3-12b": fast_url,
             "gemma-3-27b": slow_url,
@@ -507,7 +476,7 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     monkeypatch.setenv("VLLM_API_KEY", KEY)
     stand_in = StandIn()
-    with serving(stand_in) as upstream:
+    with running_stand_in(stand_in) as upstream:
         urls = {"alpha": upstream, "beta": upstream}
         app = generated.build_router(
             {"alpha": "org/alpha", "beta": "org/beta"}, KEY, generated.http_sender(urls)

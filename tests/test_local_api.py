@@ -8,7 +8,6 @@ the way Modal's servers would see it, with no account and no network.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import signal
 import socket
@@ -25,6 +24,7 @@ import modal.exception
 import modal.runner
 import pytest
 from grpclib.const import Status
+from helpers import import_file
 from modal_proto import api_pb2
 
 from modal_iac.load import load_spec
@@ -64,12 +64,7 @@ def import_app(path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """Import a generated file as `modal deploy` does: registered in sys.modules first
     (otherwise Modal treats it like a notebook and pickles the functions)."""
     name = f"local_api_{path.stem.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    module_spec.loader.exec_module(module)
-    return module
+    return import_file(path, name, monkeypatch)
 
 
 def deploy(module: ModuleType, name: str = APP, tag: str = "") -> Any:

@@ -15,10 +15,8 @@ structures are read in one place, ``private_view`` below, which says why for eac
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import json
-import os
 import secrets as token_gen
 import socket
 import string
@@ -33,6 +31,7 @@ from typing import Any
 
 import modal
 import pytest
+from helpers import import_file, isolate_modal_config
 
 from modal_iac.load import LoadedSpec, find_spec_files, load_spec
 from modal_iac.render import Rendered, render
@@ -238,10 +237,6 @@ def private_view(app: modal.App) -> PrivateAppView:
     )
 
 
-def _forget_user_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(modal.config, "_user_config", {})
-
-
 # -- offline import of a generated file ---------------------------------------------------
 
 
@@ -256,13 +251,7 @@ def _blocked(*args: object, **kwargs: object) -> None:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A throw-away HOME, no MODAL_* variables, no user config, no sockets; cwd = repo root."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for key in list(os.environ):
-        if key.startswith("MODAL_"):
-            monkeypatch.delenv(key)
-    _forget_user_config(monkeypatch)
+    isolate_modal_config(monkeypatch, tmp_path / "home")
     monkeypatch.setattr(socket.socket, "connect", _blocked)
     monkeypatch.setattr(socket.socket, "connect_ex", _blocked)
     monkeypatch.setattr(socket, "getaddrinfo", _blocked)
@@ -293,14 +282,7 @@ def import_generated(path: str, out_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     target.write_text(rendered.source, encoding="utf-8")
     stem = Path(path.removeprefix("synthetic:")).stem.replace("-", "_")
     name = f"modaliac_fidelity_{stem}_{uuid.uuid4().hex[:12]}"
-    module_spec = importlib.util.spec_from_file_location(name, target)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    # Registered before it runs, as `modal deploy` does: otherwise Modal treats the functions
-    # as notebook code and pickles them instead of uploading the file.
-    monkeypatch.setitem(sys.modules, name, module)
-    module_spec.loader.exec_module(module)
-    return Imported(loaded.spec, rendered, module)
+    return Imported(loaded.spec, rendered, import_file(target, name, monkeypatch))
 
 
 @pytest.fixture(params=CASES)

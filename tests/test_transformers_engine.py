@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import io
 import json
 import math
-import os
 import socket
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,6 +32,7 @@ import httpx
 import modal
 import modal.runner
 import pytest
+from helpers import import_file, isolate_modal_config
 from modal_proto import api_pb2
 from pydantic import ValidationError
 
@@ -96,24 +94,14 @@ def import_source(source: str, folder: Path, mp: pytest.MonkeyPatch) -> ModuleTy
     path = folder / f"{name}.py"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source, encoding="utf-8")
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    mp.setitem(sys.modules, name, module)
-    module_spec.loader.exec_module(module)
-    return module
+    return import_file(path, name, mp)
 
 
 @contextmanager
 def isolated_modal(home: Path) -> Iterator[pytest.MonkeyPatch]:
     """No MODAL_* variables, a throw-away HOME, and no parsed ~/.modal.toml."""
     with pytest.MonkeyPatch.context() as mp:
-        home.mkdir(parents=True, exist_ok=True)
-        mp.setenv("HOME", str(home))
-        for key in list(os.environ):
-            if key.startswith("MODAL_"):
-                mp.delenv(key)
-        mp.setattr(modal.config, "_user_config", {})
+        isolate_modal_config(mp, home)
         yield mp
 
 

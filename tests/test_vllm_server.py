@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import http.client
-import importlib.util
 import json
 import os
 import socket
@@ -38,6 +37,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from helpers import import_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as the fake `vllm`, this file imports nothing else of ours
@@ -207,8 +207,9 @@ def poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 @contextlib.contextmanager
-def running_stand_in(stand_in: StandIn) -> Iterator[str]:
-    """The stand-in on a free port in a thread of its own; yields its base URL."""
+def running_stand_in(stand_in: Any) -> Iterator[str]:
+    """A stand-in (anything whose ``app()`` is an aiohttp application) on a free port in a
+    thread of its own; yields its base URL. test_gateway.py serves its stand-ins with it too."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(stand_in.app(), handle_signals=False, access_log=None)
     port = free_port()
@@ -307,12 +308,7 @@ def import_source(source: str, folder: Path, stem: str) -> ModuleType:
     name = f"vllm_server_{stem.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     path = folder / f"{name}.py"
     path.write_text(source, encoding="utf-8")
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    module_spec.loader.exec_module(module)
-    return module
+    return import_file(path, name)
 
 
 @pytest.fixture(scope="module")

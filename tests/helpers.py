@@ -1,0 +1,39 @@
+"""Helpers several test files share: importing generated app files, isolating Modal's config."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def import_file(path: Path, name: str, mp: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """Import a generated app file under ``name`` as ``modal deploy`` does: registered in
+    sys.modules before it runs, or Modal treats it like a notebook and pickles the functions
+    instead of uploading the file. With ``mp`` the registration is undone after the test."""
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    if mp is None:
+        sys.modules[name] = module
+    else:
+        mp.setitem(sys.modules, name, module)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def isolate_modal_config(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """A throw-away HOME, no MODAL_* variables and no parsed ~/.modal.toml (the SDK reads it
+    once, at import), so no real profile or token reaches a test."""
+    import modal.config
+
+    home.mkdir(parents=True, exist_ok=True)
+    mp.setenv("HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("MODAL_"):
+            mp.delenv(key)
+    mp.setattr(modal.config, "_user_config", {})
