@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import __version__
 
 if TYPE_CHECKING:
+    from .cost import Costing
     from .gateway import GatewaySpec
     from .load import LoadedSpec
     from .plan import Desired
@@ -136,12 +137,13 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         plan = make_plan(desired, state, scope)
     if args.format == "text" and args.out and args.out.endswith(".json"):
         args.format = "json"  # a saved plan for `modaliac apply FILE`
+    pricing = costing(args)
     if args.format == "json":
-        text = as_json(plan)
+        text = as_json(plan, pricing)
     elif args.format == "markdown":
-        text = as_markdown(plan)
+        text = as_markdown(plan, costing=pricing)
     else:
-        text = as_text(plan, color=console.color and args.out is None)
+        text = as_text(plan, color=console.color and args.out is None, costing=pricing)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         console.error(f"wrote {args.out}")
@@ -288,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check specs against the schema", description="Check spec files."
     )
     validate.add_argument("specs", nargs="+", metavar="SPEC|DIR")
-    _env_option(validate)
+    env_option(validate)
     validate.set_defaults(run=cmd_validate)
 
     render = commands.add_parser(
@@ -301,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--explain", action="store_true", help="show every resolved setting and its default"
     )
-    _env_option(render)
+    env_option(render)
     render.set_defaults(run=cmd_render)
 
     export = commands.add_parser(
@@ -346,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 for no changes, 1 for errors, 2 when there are changes",
     )
-    _env_option(plan)
+    cost_options(plan)
+    env_option(plan)
     plan.set_defaults(run=cmd_plan)
 
     diff = commands.add_parser(
@@ -364,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-code", action="store_true", help="exit 2 when something differs (0 otherwise)"
     )
     _state_option(diff)
-    _env_option(diff)
+    env_option(diff)
     diff.set_defaults(run=cmd_diff)
 
     apply = commands.add_parser(
@@ -383,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-dir", default=".modaliac/build", help="where the deployed files are written"
     )
     _state_option(apply, lock=True)
-    _env_option(apply)
+    env_option(apply)
     apply.set_defaults(run="operate:cmd_apply", confirm=True)
 
     destroy = commands.add_parser(
@@ -445,7 +448,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _env_option(parser: argparse.ArgumentParser) -> None:
+def cost_options(parser: argparse.ArgumentParser) -> None:
+    """``--prices`` and ``--active-hours-per-day``, shared by plan and explain."""
+    parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="a JSON price table whose rows replace the bundled ones (or $MODALIAC_PRICES)",
+    )
+    parser.add_argument(
+        "--active-hours-per-day",
+        type=_hours,
+        metavar="HOURS",
+        help="estimate each app's month with one container per pool busy this many hours a "
+        "day (overrides the specs' usage.active_hours_per_day)",
+    )
+
+
+def costing(args: argparse.Namespace) -> Costing:
+    """The pricing the cost options ask for."""
+    from .cost import Costing, load_prices
+
+    return Costing(load_prices(args.prices), args.active_hours_per_day)
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected hours, got {text!r}") from None
+    if not 0 <= value <= 24:
+        raise argparse.ArgumentTypeError(f"expected 0 to 24 hours, got {text!r}")
+    return value
+
+
+def env_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env",
         metavar="NAME",

@@ -128,8 +128,10 @@ def change_costs(change: Change, prices: Prices) -> tuple[AppCost | None, AppCos
 def money(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
+    if round(value, 2) == 0:
+        return "$0.00"  # no sign: a change that rounds to nothing is no change
     if signed:
-        return f"{'+' if value >= 0 else '-'}${abs(value):,.2f}"
+        return f"{'+' if value > 0 else '-'}${abs(value):,.2f}"
     return f"${value:,.2f}"
 
 
@@ -139,6 +141,7 @@ class CostLine:
     action: str
     before: AppCost | None
     after: AppCost | None
+    active_hours_per_day: float | None = None  # the usage estimate, when one is given
 
     @property
     def idle_delta(self) -> float | None:
@@ -152,9 +155,42 @@ class CostLine:
         new = self.after.hourly if self.after else 0.0
         return None if old is None or new is None else new - old
 
+    @property
+    def month_estimate(self) -> float | None:
+        """The month at the usage estimate; None without an estimate or a price."""
+        if self.after is None or self.active_hours_per_day is None:
+            return None
+        return self.after.month(self.active_hours_per_day)
 
-def plan_costs(plan: Plan, prices: Prices) -> list[CostLine]:
-    return [CostLine(c.address, c.action, *change_costs(c, prices)) for c in plan.changes]
+
+@dataclass(frozen=True)
+class Costing:
+    """How plans are priced: a price table, and a run's usage estimate over the specs' own."""
+
+    prices: Prices
+    active_hours_per_day: float | None = None
+
+    def lines(self, plan: Plan) -> list[CostLine]:
+        """One line per change of ``plan``."""
+        return [
+            CostLine(c.address, c.action, *change_costs(c, self.prices), self._hours(c))
+            for c in plan.changes
+        ]
+
+    def _hours(self, change: Change) -> float | None:
+        if self.active_hours_per_day is not None:
+            return self.active_hours_per_day
+        return change.active_hours_per_day
+
+
+def usage_text(cost: AppCost | None, active_hours_per_day: float | None) -> str:
+    """``; at 8 h/day about $194.40/month``, or nothing without an estimate or a price."""
+    if cost is None or active_hours_per_day is None:
+        return ""
+    month = cost.month(active_hours_per_day)
+    if month is None:
+        return ""
+    return f"; at {active_hours_per_day:g} h/day about {money(month)}/month"
 
 
 def describe(cost: AppCost | None) -> str:

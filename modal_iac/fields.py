@@ -160,6 +160,44 @@ Parameters = Annotated[
 ]
 
 
+_MEMORY_UNITS = {"MiB": 1, "Mi": 1, "GiB": 1024, "Gi": 1024, "TiB": 1024**2, "Ti": 1024**2}
+_MEMORY_HINT = 'expected a memory size like "64GiB" or "512MiB" (or MiB as a number)'
+
+
+def _parse_memory(value: Any) -> int:
+    """``65536`` (MiB, as Modal takes it) / ``"64GiB"`` / ``"64Gi"`` / ``"512MiB"`` -> MiB."""
+    if isinstance(value, bool):
+        raise ValueError(_MEMORY_HINT)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(MiB|Mi|GiB|Gi|TiB|Ti)\s*", value)
+        if match:
+            number, unit = match.groups()
+            return int(float(number) * _MEMORY_UNITS[unit])
+    raise ValueError(_MEMORY_HINT)
+
+
+def _format_memory(mib: int) -> str:
+    return f"{mib // 1024}GiB" if mib % 1024 == 0 else f"{mib}MiB"
+
+
+MemorySize = Annotated[
+    int,
+    BeforeValidator(_parse_memory),
+    PlainSerializer(_format_memory, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "description": "MiB"},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(MiB|Mi|GiB|Gi|TiB|Ti)\s*$"},
+            ],
+            "examples": ["64GiB", "512MiB"],
+        }
+    ),
+]
+
+
 def _check_pattern(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> Any:
         if isinstance(value, str) and not pattern.match(value):

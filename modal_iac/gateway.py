@@ -35,8 +35,10 @@ from .spec import (
     Gpu,
     GpuChoice,
     Image,
+    Policy,
     Scaling,
     StrictModel,
+    Usage,
 )
 
 # Modal's free tier allows this many web endpoints per workspace.
@@ -145,6 +147,10 @@ class GatewaySpec(StrictModel):
     router: Router = Field(default_factory=Router)
     scaling: Scaling = Field(default_factory=Scaling)
     image: Image = Field(default_factory=Image)
+    usage: Usage | None = Field(
+        None, exclude=True, description="Expected traffic, for cost estimates only."
+    )
+    policy: Policy = Field(default_factory=Policy, exclude=True)
 
     @field_validator("models")
     @classmethod

@@ -123,11 +123,10 @@ def _fast_validate(
     if spec.problems() or fit_problems(spec):
         return None
     notes = list(fit_warnings(spec))
-    if isinstance(spec, Spec):
-        problems, findings = check_policies(spec)
-        if problems or any(f.rule.severity == "error" for f in findings):
-            return None
-        notes += [(f.loc, f.text()) for f in findings]
+    problems, findings = check_policies(spec)
+    if problems or any(f.rule.severity == "error" for f in findings):
+        return None
+    notes += [(f.loc, f.text()) for f in findings]
     return spec, notes
 
 
@@ -144,10 +143,9 @@ def _fast_validate_plain(
             return None
         if spec.problems() or fit_problems(spec) or fit_warnings(spec):
             return None
-        if isinstance(spec, Spec):
-            problems, findings = check_policies(spec)
-            if problems or findings:
-                return None
+        problems, findings = check_policies(spec)
+        if problems or findings:
+            return None
         if name == env or (selected is None and name is None):
             selected = spec
     return (selected, []) if selected is not None else None
@@ -473,8 +471,8 @@ def _validate(
     found = [*spec.problems(), *fit_problems(spec)]
     errors = [located(shown, data, loc, message) for loc, message in found]
     tight = tuple(located(shown, data, loc, message) for loc, message in fit_warnings(spec))
-    if not isinstance(spec, Spec) or errors:
-        return errors, spec, () if errors else tight
+    if errors:
+        return errors, spec, ()
     problems, findings = check_policies(spec)
     errors += [located(shown, data, loc, message, key=True) for loc, message in problems]
     errors += [

@@ -46,6 +46,11 @@ class Desired:
     def address(self) -> str:
         return app_address(self.environment, self.app)
 
+    @property
+    def active_hours_per_day(self) -> float | None:
+        usage = self.loaded.spec.usage
+        return usage.active_hours_per_day if usage is not None else None
+
     def settings(self) -> dict[str, Any]:
         """The flat settings of this app (one app of a gateway: its GPU and its models)."""
         spec = self.loaded.spec
@@ -92,6 +97,7 @@ class Change:
     observed_version: int | None = None
     observed_state: str | None = None  # None: planned offline
     record: AppRecord | None = None  # what the state holds once applied (None for delete)
+    active_hours_per_day: float | None = None  # the spec's usage estimate, for cost only
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,7 @@ def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> 
         observed_version=seen.current.version if seen and seen.current else None,
         observed_state=seen.state if seen else None,
         record=after,
+        active_hours_per_day=item.active_hours_per_day,
     )
 
 
@@ -336,17 +343,9 @@ def in_scope(spec_path: str, scope: list[Path] | None) -> bool:
 
 
 def _warnings(desired: list[Desired]) -> list[str]:
-    found = []
+    found: list[str] = []
     seen: set[str] = set()
     for item in desired:
-        spec = item.loaded.spec
-        if isinstance(spec, GatewaySpec):
-            if spec.router.api_key_secret is None:
-                found.append(
-                    f"{item.address}: [MDL007] router has no api_key_secret, so the endpoint "
-                    "answers anyone who has its URL"
-                )
-            continue
         if item.loaded.path in seen:
             continue
         seen.add(item.loaded.path)

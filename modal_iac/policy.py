@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .fields import MODAL_MAX_TIMEOUT, shown_duration
+from .gateway import GatewaySpec
 from .spec import Spec
 
 Severity = Literal["error", "warning"]
@@ -33,9 +34,10 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # snapshot has too little room for the CUDA context and fragmentation, and restores fail
 # back to cold starts. vLLM's own default (0.9) is the largest value modaliac accepts silently.
 SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION = 0.9
-# Host RAM assumed for a container: the spec has no memory request yet, and sleep level 1
-# keeps a copy of the weights in host memory. 64 GiB is a conservative figure for Modal's
-# GPU containers; suppress MDL003 with a reason when a larger container is known to fit.
+# Host RAM a container can count on without resources.memory: Modal guarantees only its
+# minimum request (128 MiB) and lends more while the worker has it free. Sleep level 1 keeps a
+# copy of the weights in host memory; above this size it is refused outright (MDL003), below
+# it the missing request is a warning (MDL010).
 DEFAULT_HOST_MEMORY_GIB = 64
 DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
 DEPRECATED_ENV = {
@@ -73,7 +75,7 @@ RULES: dict[str, Rule] = {
             "MDL001",
             "revision-not-pinned",
             "warning",
-            "set model.revision to a 40-character commit hash",
+            "pin the revision to a 40-character commit hash",
         ),
         Rule(
             "MDL002",
@@ -86,7 +88,7 @@ RULES: dict[str, Rule] = {
             "MDL003",
             "sleep-host-memory",
             "error",
-            "use engine.sleep_level: 2, a smaller dtype, or suppress with the container's RAM",
+            "reserve resources.memory above the weights, or use engine.sleep_level: 2",
         ),
         Rule(
             "MDL004",
@@ -110,7 +112,7 @@ RULES: dict[str, Rule] = {
             "MDL007",
             "http-without-auth",
             "warning",
-            "set surfaces.http.api_key_secret to a Modal secret holding the key",
+            "set api_key_secret (surfaces.http, a gateway's router) to a Modal secret with the key",
         ),
         Rule(
             "MDL008",
@@ -124,19 +126,29 @@ RULES: dict[str, Rule] = {
             "warning",
             "serve several models from a gateway spec, or suppress on a paid plan",
         ),
+        Rule(
+            "MDL010",
+            "sleep-memory-not-reserved",
+            "warning",
+            "set resources.memory to hold the weights",
+        ),
     )
 }
 
 
 def _pinned(spec: Spec) -> list[Finding]:
-    if COMMIT.match(spec.model.revision):
+    return _revision(spec.model.revision, ("model", "revision"))
+
+
+def _revision(revision: str, loc: Loc) -> list[Finding]:
+    if COMMIT.match(revision):
         return []
     return [
         Finding(
             RULES["MDL001"],
-            ("model", "revision"),
-            f"{spec.model.revision!r} is not a commit; a moving revision silently "
-            "invalidates snapshots and reproducibility",
+            loc,
+            f"{revision!r} is not a commit; a moving revision silently invalidates snapshots "
+            "and reproducibility",
         )
     ]
 
@@ -149,18 +161,40 @@ def weights_gib(spec: Spec) -> float | None:
 
 
 def _sleep_memory(spec: Spec) -> list[Finding]:
+    """MDL003 and MDL010: sleep level 1 and the host memory that holds the weights."""
+    if spec.snapshot != "sleep" or spec.engine.sleep_level != 1:
+        return []
     size = weights_gib(spec)
-    if spec.snapshot != "sleep" or spec.engine.sleep_level != 1 or size is None:
-        return []
-    if size <= DEFAULT_HOST_MEMORY_GIB:
-        return []
     written = "sleep_level" in spec.engine.model_fields_set
+    where: Loc = ("engine", "sleep_level") if written else ("snapshot",)
+    reserved = spec.resources.memory
+    weights = "the weights" if size is None else f"the weights ({size:.0f} GiB)"
+    if reserved is not None:
+        if size is None or size <= reserved / 1024:
+            return []
+        return [
+            Finding(
+                RULES["MDL003"],
+                ("resources", "memory"),
+                f"sleep level 1 keeps {weights} in host memory, more than resources.memory "
+                f"reserves ({reserved / 1024:g} GiB)",
+            )
+        ]
+    if size is not None and size > DEFAULT_HOST_MEMORY_GIB:
+        return [
+            Finding(
+                RULES["MDL003"],
+                where,
+                f"sleep level 1 keeps {weights} in host memory, more than the "
+                f"{DEFAULT_HOST_MEMORY_GIB} GiB a container can count on without resources.memory",
+            )
+        ]
     return [
         Finding(
-            RULES["MDL003"],
-            ("engine", "sleep_level") if written else ("snapshot",),
-            f"sleep level 1 keeps the weights ({size:.0f} GiB) in host memory, more than the "
-            f"{DEFAULT_HOST_MEMORY_GIB} GiB a container is assumed to have",
+            RULES["MDL010"],
+            where,
+            f"sleep level 1 keeps {weights} in host memory, but resources.memory reserves none: "
+            "Modal guarantees 128 MiB and lends the rest only while the worker has it free",
         )
     ]
 
@@ -179,7 +213,7 @@ def _memory_utilization(spec: Spec) -> list[Finding]:
     ]
 
 
-def _scaling(spec: Spec) -> list[Finding]:
+def _scaling(spec: Spec | GatewaySpec) -> list[Finding]:
     scaling = spec.scaling
     top = scaling.max_containers
     if top is None or not scaling.buffer_containers:
@@ -224,12 +258,16 @@ def _auth(spec: Spec) -> list[Finding]:
     ]
 
 
-def _deprecated(spec: Spec) -> list[Finding]:
-    found = [
+def _deprecated_env(spec: Spec | GatewaySpec) -> list[Finding]:
+    return [
         Finding(RULES["MDL008"], ("image", "env", name), f"{name} is deprecated: {why}")
         for name, why in DEPRECATED_ENV.items()
         if name in spec.image.env
     ]
+
+
+def _deprecated(spec: Spec) -> list[Finding]:
+    found = _deprecated_env(spec)
     found += [
         Finding(
             RULES["MDL008"],
@@ -244,6 +282,26 @@ def _deprecated(spec: Spec) -> list[Finding]:
     return found
 
 
+def _gateway_pinned(spec: GatewaySpec) -> list[Finding]:
+    return [
+        finding
+        for index, model in enumerate(spec.models)
+        for finding in _revision(model.revision, ("models", index, "revision"))
+    ]
+
+
+def _gateway_auth(spec: GatewaySpec) -> list[Finding]:
+    if spec.router.api_key_secret is not None:
+        return []
+    return [
+        Finding(
+            RULES["MDL007"],
+            ("router",),
+            "has no api_key_secret, so every app's endpoint answers anyone who has its URL",
+        )
+    ]
+
+
 CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
     _pinned,
     _sleep_memory,
@@ -253,9 +311,16 @@ CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
     _auth,
     _deprecated,
 )
+# A gateway has no snapshots, sleep mode or downloader: the other rules cannot fire.
+GATEWAY_CHECKS: tuple[Callable[[GatewaySpec], list[Finding]], ...] = (
+    _gateway_pinned,
+    _scaling,
+    _gateway_auth,
+    _deprecated_env,
+)
 
 
-def check(spec: Spec) -> tuple[list[tuple[Loc, str]], list[Finding]]:
+def check(spec: Spec | GatewaySpec) -> tuple[list[tuple[Loc, str]], list[Finding]]:
     """(problems with ``policy.suppress`` itself, findings that are not suppressed)."""
     problems: list[tuple[Loc, str]] = []
     suppress = spec.policy.suppress
@@ -276,10 +341,13 @@ def check(spec: Spec) -> tuple[list[tuple[Loc, str]], list[Finding]]:
             problems.append(
                 (("policy", "suppress", rule_id), "a suppression needs a reason; say why")
             )
-    found = [f for run in CHECKS for f in run(spec) if f.rule.id not in suppress]
-    return problems, found
+    if isinstance(spec, GatewaySpec):
+        findings = [f for run in GATEWAY_CHECKS for f in run(spec)]
+    else:
+        findings = [f for run in CHECKS for f in run(spec)]
+    return problems, [f for f in findings if f.rule.id not in suppress]
 
 
-def suppressed(spec: object, rule_id: str) -> bool:
-    """Whether a (service) spec silences a rule; gateway specs have no policy block."""
-    return isinstance(spec, Spec) and rule_id in spec.policy.suppress
+def suppressed(spec: Spec | GatewaySpec, rule_id: str) -> bool:
+    """Whether a spec silences a rule."""
+    return rule_id in spec.policy.suppress

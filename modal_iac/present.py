@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from .cost import AppCost, CostLine, describe, load_prices, money, plan_costs
+from .cost import AppCost, Costing, CostLine, describe, load_prices, money, usage_text
 from .errors import ModaliacError
 from .plan import Change, FieldChange, Plan
 from .state import AppRecord
@@ -29,12 +29,12 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def as_text(plan: Plan, *, color: bool = False) -> str:
+def as_text(plan: Plan, *, color: bool = False, costing: Costing | None = None) -> str:
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
     lines: list[str] = []
-    costs = {line.address: line for line in plan_costs(plan, load_prices())}
+    costs = {line.address: line for line in _costing(costing).lines(plan)}
     for change in plan.changes:
         if change.action == "no-op":
             continue
@@ -85,7 +85,12 @@ def as_text(plan: Plan, *, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_json(plan: Plan) -> str:
+def _costing(costing: Costing | None) -> Costing:
+    """The given pricing, or the bundled table (with ``$MODALIAC_PRICES`` over it)."""
+    return costing if costing is not None else Costing(load_prices())
+
+
+def as_json(plan: Plan, costing: Costing | None = None) -> str:
     """The plan format documented in docs/plan-format.md (format_version 1)."""
     document = {
         "format_version": plan.format_version,
@@ -96,21 +101,21 @@ def as_json(plan: Plan) -> str:
         "changes": [_change_json(change) for change in plan.changes],
         "warnings": list(plan.warnings),
         "blockers": plan.blockers,
-        "cost": _cost_json(plan),
+        "cost": _cost_json(plan, _costing(costing)),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _cost_json(plan: Plan) -> dict[str, Any]:
-    prices = load_prices()
-    lines = plan_costs(plan, prices)
+def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
+    lines = costing.lines(plan)
     floors = [line.after.idle_month if line.after else 0.0 for line in lines]
     deltas = [line.idle_delta for line in lines]
     return {
         "currency": "USD",
-        "prices_date": prices.date,
+        "prices_date": costing.prices.date,
         "idle_floor_month": None if None in floors else _cents(sum(filter(None, floors))),
         "idle_floor_delta_month": None if None in deltas else _cents(sum(filter(None, deltas))),
+        "month_estimate": _cents(_estimate_total(lines)),
         "apps": [
             {
                 "address": line.address,
@@ -119,10 +124,18 @@ def _cost_json(plan: Plan) -> dict[str, Any]:
                 "idle_month": _cents(line.after.idle_month) if line.after else None,
                 "hourly_delta": _cents(line.hourly_delta),
                 "idle_month_delta": _cents(line.idle_delta),
+                "active_hours_per_day": line.active_hours_per_day,
+                "month_estimate": _cents(line.month_estimate),
             }
             for line in lines
         ],
     }
+
+
+def _estimate_total(lines: list[CostLine]) -> float | None:
+    """The month of the apps that have a usage estimate; None when none has one."""
+    estimates = [line.month_estimate for line in lines if line.month_estimate is not None]
+    return sum(estimates) if estimates else None
 
 
 def _gpu(cost: AppCost | None) -> str | None:
@@ -148,6 +161,7 @@ def _change_json(change: Change) -> dict[str, Any]:
         "recorded": {"version": change.recorded_version},
         "observed": {"state": change.observed_state, "version": change.observed_version},
         "record": asdict(change.record) if change.record else None,
+        "usage": {"active_hours_per_day": change.active_hours_per_day},
     }
 
 
@@ -155,11 +169,12 @@ def _change_json(change: Change) -> dict[str, Any]:
 MARKDOWN_BUDGET = 60_000
 
 
-def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET) -> str:
+def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET, costing: Costing | None = None) -> str:
     """A pull-request comment: the summary and drift first, then one collapsible section per
     app, dropping sections (and saying so) once the comment would pass ``budget`` characters."""
-    head = [f"### modaliac plan: {summary_line(plan)}", ""]
-    head += _md_costs(plan_costs(plan, load_prices()))
+    head = [f"### modaliac plan: {summary_line(plan).removeprefix('Plan: ')}", ""]
+    costing = _costing(costing)
+    head += _md_costs(costing.lines(plan), costing.prices.date)
     if plan.changes:
         head += ["| | app | action | spec |", "|---|---|---|---|"]
         for change in plan.changes:
@@ -178,7 +193,9 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET) -> str:
         head += ["**Blocked**: apply refuses until these are fixed:", ""]
         head += [f"- {_md(blocker)}" for blocker in plan.blockers]
         head.append("")
-    head += [f"> **Warning:** {_md(warning)}" for warning in plan.warnings]
+    if plan.warnings:
+        head += [f"**Warnings** ({len(plan.warnings)}):", ""]
+        head += [f"- {_md(warning)}" for warning in plan.warnings]
     text = "\n".join(head).rstrip() + "\n"
     sections = [_md_section(c) for c in plan.changes if c.action != "no-op"]
     for index, section in enumerate(sections):
@@ -203,34 +220,51 @@ def _cost_text(line: CostLine) -> str:
             f" ({money(line.hourly_delta, signed=True)}/h, "
             f"{money(line.idle_delta, signed=True)}/month idle vs deployed)"
         )
-    return text
+    return text + usage_text(line.after, line.active_hours_per_day)
 
 
-def _md_costs(lines: list[CostLine]) -> list[str]:
-    """The cost summary that opens the comment: monthly idle floor, then one row per app."""
+def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
+    """The cost summary that opens the comment: monthly idle floor, then one row per app
+    (with a column for the usage estimate when any app has one)."""
     if not lines:
         return []
     deltas = [line.idle_delta for line in lines]
     floors = [line.after.idle_month if line.after else 0.0 for line in lines]
     total = None if None in floors else sum(f for f in floors if f is not None)
     delta = None if None in deltas else sum(d for d in deltas if d is not None)
-    out = [
-        f"**Cost** (GPU only, {load_prices().date} prices): idle floor {money(total)}/month "
-        f"({money(delta, signed=True)} vs deployed)",
-        "",
-        "| app | GPU | per running hour | idle floor / month | change / month |",
-        "|---|---|---|---|---|",
-    ]
+    estimated = _estimate_total(lines)
+    summary = (
+        f"**Cost** (GPU only, {prices_date} prices): idle floor {money(total)}/month "
+        f"({money(delta, signed=True)} vs deployed)"
+    )
+    if estimated is not None:
+        summary += f"; about {money(estimated)}/month at the usage estimates"
+    header = "| app | GPU | per running hour | idle floor / month | change / month |"
+    if estimated is not None:
+        header += " estimate / month |"
+    money_columns = header.count(" | ") - 1  # every column after app and GPU is money
+    out = [summary, "", header, "|---|---|" + "---:|" * money_columns]
     for line in lines:
         cost = line.after or line.before
         gpu = _md(cost.gpu) if cost else "-"
         hourly = money(line.after.hourly) if line.after else "-"
+        if line.after and line.before and round(line.hourly_delta or 0, 2) != 0:
+            hourly += f" ({money(line.hourly_delta, signed=True)})"
         idle = money(line.after.idle_month) if line.after else "-"
-        out.append(
+        row = (
             f"| `{_md(line.address)}` | {gpu} | {hourly} | {idle} "
             f"| {money(line.idle_delta, signed=True)} |"
         )
+        if estimated is not None:
+            row += f" {_md_estimate(line)} |"
+        out.append(row)
     return [*out, ""]
+
+
+def _md_estimate(line: CostLine) -> str:
+    if line.month_estimate is None or line.active_hours_per_day is None:
+        return "-"
+    return f"{money(line.month_estimate)} ({line.active_hours_per_day:g} h/day)"
 
 
 def _md_section(change: Change) -> str:
@@ -291,6 +325,7 @@ def load_plan(text: str) -> Plan:
                 observed_version=item["observed"]["version"],
                 observed_state=item["observed"]["state"],
                 record=AppRecord(**item["record"]) if item["record"] else None,
+                active_hours_per_day=(item.get("usage") or {}).get("active_hours_per_day"),
             )
             for item in document["changes"]
         )

@@ -117,6 +117,8 @@ def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
         "hf_cache": HF_CACHE,
         "secret_names": list(spec.secrets),
         "snapshot": spec.snapshot,
+        "memory": spec.resources.memory,
+        "cpu": spec.resources.cpu,
         **scaling_context(spec.scaling, spec.image),
         "image_env": image_env(spec),
         "downloader": downloader,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cost import Costing
 
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
+    from .cli import cost_options, env_option
+
     explain = commands.add_parser(
         "explain",
         help="show the GPU fit arithmetic and the cost of each app",
@@ -19,42 +24,26 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
         ),
     )
     explain.add_argument("specs", nargs="+", metavar="SPEC")
-    explain.add_argument(
-        "--prices", help="a JSON price table over the bundled one (or $MODALIAC_PRICES)"
-    )
-    explain.add_argument(
-        "--active-hours-per-day",
-        type=_hours,
-        help="estimate a month with one container per pool busy this many hours a day",
-    )
+    cost_options(explain)
+    env_option(explain)
     explain.set_defaults(run=cmd_explain)
 
 
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected hours, got {text!r}") from None
-    if not 0 <= value <= 24:
-        raise argparse.ArgumentTypeError(f"expected 0 to 24 hours, got {text!r}")
-    return value
-
-
 def cmd_explain(args: argparse.Namespace, console: Any) -> int:
-    from .cli import spec_files
-    from .cost import load_prices
+    from .cli import costing, spec_files
     from .load import load_specs
 
-    loaded = load_specs(spec_files(args.specs))
-    prices = load_prices(args.prices)
+    loaded = load_specs(spec_files(args.specs), args.env)
+    pricing = costing(args)
     for item in loaded:
-        console.print(explain(item.spec, item.path, prices, args.active_hours_per_day))
-    console.print(f"Prices: {prices.date}, {prices.source}")
+        console.print(explain(item.spec, item.path, pricing))
+    console.print(f"Prices: {pricing.prices.date}, {pricing.prices.source}")
     return 0
 
 
-def explain(spec: Any, path: str, prices: Any, active_hours: float | None = None) -> str:
-    from .cost import HOURS_PER_MONTH, app_cost, describe, money
+def explain(spec: Any, path: str, pricing: Costing) -> str:
+    """The fit arithmetic and the cost of every app of ``spec``."""
+    from .cost import HOURS_PER_MONTH, app_cost, describe, usage_text
     from .fit import spec_fits, warnings
     from .gateway import GatewaySpec, app_settings
     from .settings import settings
@@ -69,11 +58,11 @@ def explain(spec: Any, path: str, prices: Any, active_hours: float | None = None
         lines.append(f"      {fit.describe()}")
     lines += [f"    warning: {text}" for text in warnings(spec)]
     lines.append(f"  Cost (GPU only, {HOURS_PER_MONTH} h a month):")
+    hours = pricing.active_hours_per_day
+    if hours is None and spec.usage is not None:
+        hours = spec.usage.active_hours_per_day
     for app in spec.app_names():
         flat = app_settings(spec, app) if isinstance(spec, GatewaySpec) else settings(spec)
-        cost = app_cost(flat, prices)
-        text = f"    {app}: {describe(cost)}"
-        if active_hours is not None and cost is not None:
-            text += f"; at {active_hours:g} h/day about {money(cost.month(active_hours))}/month"
-        lines.append(text)
+        cost = app_cost(flat, pricing.prices)
+        lines.append(f"    {app}: {describe(cost)}{usage_text(cost, hours)}")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from .fields import (
     ONLY_PATTERN_KEYS,
     Duration,
     EnvVarName,
+    MemorySize,
     MountPath,
     ObjectName,
     Parameters,
@@ -415,6 +416,29 @@ class Image(StrictModel):
     )
 
 
+class Resources(StrictModel):
+    """Host resources each container reserves (Modal's requests, billed whether used or not).
+
+    Unset, Modal reserves its minimum (0.125 cores, 128 MiB) and a container may use more
+    only while its worker has it free."""
+
+    memory: Annotated[MemorySize, Field(ge=128)] | None = Field(
+        None, description='Host memory to reserve, e.g. "64GiB" (Modal\'s memory=, in MiB).'
+    )
+    cpu: float | None = Field(None, ge=0.125, description="CPU cores to reserve (Modal's cpu=).")
+
+
+class Usage(StrictModel):
+    """Expected traffic, for cost estimates in plan and explain only: nothing is deployed."""
+
+    active_hours_per_day: float = Field(
+        ge=0,
+        le=24,
+        description="Hours a day one container of each pool is busy (--active-hours-per-day "
+        "overrides it).",
+    )
+
+
 class Policy(StrictModel):
     """Policy checks (docs/policies.md): which rules this spec silences, and why."""
 
@@ -462,6 +486,7 @@ class Spec(StrictModel):
     snapshot: Literal["none", "memory", "gpu", "sleep"] = Field(
         "none", description="Cold-start strategy: none, memory (CPU), gpu, sleep (vLLM)."
     )
+    resources: Resources = Field(default_factory=Resources)
     volumes: dict[MountPath, ObjectName] = Field(
         default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         description="Mount path -> Modal volume name.",
@@ -473,6 +498,9 @@ class Spec(StrictModel):
     scaling: Scaling = Field(default_factory=Scaling)
     surfaces: Surfaces = Field(default_factory=Surfaces)
     image: Image = Field(default_factory=Image)
+    usage: Usage | None = Field(
+        None, exclude=True, description="Expected traffic, for cost estimates only."
+    )
     policy: Policy = Field(default_factory=Policy, exclude=True)
     environments: dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME.pattern)], dict[str, Any]] = (
         Field(

@@ -330,15 +330,13 @@ def test_markdown_of_50_apps_fits_a_github_comment(
     assert len(text) < GITHUB_COMMENT_LIMIT
 
     lines = text.splitlines()
-    assert (
-        lines[0] == "### modaliac plan: Plan: 50 to create, 0 to update, 0 to replace, 0 to delete."
-    )
+    assert lines[0] == "### modaliac plan: 50 to create, 0 to update, 0 to replace, 0 to delete."
     first_section = text.index("<details>")
     table = [line for line in text[:first_section].splitlines() if line.startswith("| `+` |")]
     assert [row.split("`")[3] for row in table] == sorted(apps)
     if names == "long":
         # one per open endpoint, and one: 50 web endpoints pass Modal's free-tier limit
-        assert text[:first_section].count("> **Warning:**") == 51
+        assert "**Warnings** (51):" in text[:first_section]
         assert "these specs expose 50 web endpoints" in text
 
     shown = text.count("<details>")

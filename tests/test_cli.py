@@ -261,7 +261,7 @@ def test_plan_json_is_the_documented_format(
 def test_plan_markdown_has_summary_first(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
     _, out, _ = run(capsys, "plan", "--format", "markdown")
     first = out.splitlines()[0]
-    assert first == "### modaliac plan: Plan: 2 to create, 0 to update, 0 to replace, 0 to delete."
+    assert first == "### modaliac plan: 2 to create, 0 to update, 0 to replace, 0 to delete."
     assert "| `+` | `kalm-embedding` | create | `specs/kalm.yaml` |" in out
     assert "<details><summary><code>kalm-embedding</code>: create" in out
     assert '+ model.id = "tencent/KaLM-Embedding-Gemma3-12B-2511"' in out

@@ -62,6 +62,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def price_file(folder: Path, date: str, a100_40gb: object, name: str = "prices.json") -> Path:
+    """A user price table with one row, A100-40GB (KaLM's GPU)."""
+    path = folder / name
+    path.write_text(json.dumps({"date": date, "prices": {"A100-40GB": a100_40gb}}))
+    return path
+
+
 def record(path: str, state_path: Path) -> None:
     loaded = load_spec(path)
     rec = Desired(loaded, render(loaded)).record()
@@ -217,8 +224,7 @@ def test_explain_shows_the_arithmetic_and_the_cost(
 
 
 def test_explain_with_a_user_price_file(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    prices = workdir / "prices.json"
-    prices.write_text(json.dumps({"date": "2030-01-01", "prices": {"A100-40GB": {"per_hour": 1}}}))
+    prices = price_file(workdir, "2030-01-01", {"per_hour": 1})
     _, out, _ = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
     assert "A100-40GB: $1.00 per running hour" in out
     assert "Prices: 2030-01-01" in out
@@ -246,14 +252,13 @@ def test_plan_update_shows_the_delta_against_what_is_deployed(
     _, out, _ = run(capsys, "plan")
     a100_80 = PRICES.per_second["A100-80GB"] * 3600
     assert f"A100-80GB: ${a100_80:,.2f} per running hour" in out
-    assert f"(+${a100_80 - A100_40:,.2f}/h, +$0.00/month idle vs deployed)" in out
+    assert f"(+${a100_80 - A100_40:,.2f}/h, $0.00/month idle vs deployed)" in out
 
 
 def test_markdown_plan_opens_with_the_cost_summary(
     capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prices = workdir / "prices.json"
-    prices.write_text(json.dumps({"date": "2030-01-01", "prices": {"A100-40GB": 0.001}}))
+    prices = price_file(workdir, "2030-01-01", 0.001)
     monkeypatch.setenv("MODALIAC_PRICES", str(prices))
     kalm = workdir / "specs" / "kalm.yaml"
     kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
@@ -308,3 +313,136 @@ def test_json_plan_carries_the_cost_and_matches_the_schema(
     assert app["gpu"] == "H100" and app["hourly"] == round(h100, 4)
     assert app["hourly_delta"] == round(h100 - A100_40, 4)
     assert document["cost"]["idle_floor_month"] == 0 == document["cost"]["idle_floor_delta_month"]
+
+
+# -- usage estimates ---------------------------------------------------------------------------
+
+
+def with_usage(workdir: Path, text: str) -> Path:
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text() + text)
+    return kalm
+
+
+def monthly(hourly: float, hours: float) -> str:
+    return f"${hourly * hours * HOURS_PER_MONTH / 24:,.2f}"
+
+
+def test_a_spec_usage_estimate_prices_the_month_in_the_plan(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    with_usage(workdir, "usage:\n  active_hours_per_day: 6\n")
+    code, out, _ = run(capsys, "plan")
+    assert code == 0
+    assert f"; at 6 h/day about {monthly(A100_40, 6)}/month" in out
+
+
+def test_a_run_estimate_overrides_the_spec(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    with_usage(workdir, "usage:\n  active_hours_per_day: 6\n")
+    _, out, _ = run(capsys, "plan", "--active-hours-per-day", "2.5")
+    assert f"; at 2.5 h/day about {monthly(A100_40, 2.5)}/month" in out
+    assert "at 6 h/day" not in out
+
+
+def test_the_idle_floor_bounds_the_estimate_from_below(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = with_usage(workdir, "usage:\n  active_hours_per_day: 1\n")
+    kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
+    _, out, _ = run(capsys, "plan")
+    floor = f"${A100_40 * HOURS_PER_MONTH:,.2f}"
+    assert f"idle floor {floor}/month (min_containers 1); at 1 h/day about {floor}/month" in out
+
+
+def test_changing_only_the_estimate_changes_no_app(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    with_usage(workdir, "usage:\n  active_hours_per_day: 12\n")
+    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    assert code == 0, out
+    assert "No changes." in out
+
+
+def test_markdown_adds_an_estimate_column_only_with_an_estimate(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    _, plain, _ = run(capsys, "plan", "--format", "markdown")
+    assert "estimate / month" not in plain
+    with_usage(workdir, "usage:\n  active_hours_per_day: 8\n")
+    _, out, _ = run(capsys, "plan", "--format", "markdown")
+    estimate = monthly(A100_40, 8)
+    assert f"; about {estimate}/month at the usage estimates" in out
+    columns = ["app", "GPU", "per running hour", "idle floor / month", "change / month"]
+    header = "| " + " | ".join([*columns, "estimate / month"]) + " |"
+    assert header in out
+    assert out.splitlines()[out.splitlines().index(header) + 1] == "|---|---|---:|---:|---:|---:|"
+    assert f"| {estimate} (8 h/day) |" in out
+
+
+def test_plan_prices_flag_replaces_bundled_rows(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_prices = price_file(workdir, "2029-01-01", 9, name="env-prices.json")
+    monkeypatch.setenv("MODALIAC_PRICES", str(env_prices))
+    prices = price_file(workdir, "2030-01-01", {"per_hour": 2})
+    _, out, _ = run(capsys, "plan", "--prices", str(prices), "--format", "markdown")
+    assert "(GPU only, 2030-01-01 prices)" in out
+    assert "| `kalm-embedding` | A100-40GB | $2.00 |" in out
+
+
+def test_json_plan_carries_the_estimate_and_loads_back(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    from jsonschema import Draft202012Validator
+
+    from modal_iac.present import as_json, load_plan
+
+    with_usage(workdir, "usage:\n  active_hours_per_day: 4\n")
+    _, out, _ = run(capsys, "plan", "--format", "json")
+    document = json.loads(out)
+    Draft202012Validator(json.loads((ROOT / "docs" / "plan.schema.json").read_text())).validate(
+        document
+    )
+    (app,) = document["cost"]["apps"]
+    expected = round(A100_40 * 4 * HOURS_PER_MONTH / 24, 4)
+    assert app["active_hours_per_day"] == 4 and app["month_estimate"] == expected
+    assert document["cost"]["month_estimate"] == expected
+    assert document["changes"][0]["usage"] == {"active_hours_per_day": 4}
+    assert json.loads(as_json(load_plan(out))) == document
+
+
+def test_an_estimate_out_of_range_is_one_located_error(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = with_usage(workdir, "usage:\n  active_hours_per_day: 25\n")
+    code, _, err = run(capsys, "plan")
+    line = len(kalm.read_text().splitlines())
+    assert code == 1
+    assert err.startswith(f"specs/kalm.yaml:{line}:25: usage.active_hours_per_day: ")
+    assert "24" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as usage_error:
+        main(["plan", "--active-hours-per-day", "30"])
+    assert usage_error.value.code == 2
+    assert "expected 0 to 24 hours, got '30'" in capsys.readouterr().err
+
+
+def test_environments_override_the_estimate(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    with_usage(
+        workdir,
+        "usage:\n  active_hours_per_day: 2\n"
+        "environments:\n  prod:\n    usage:\n      active_hours_per_day: 20\n",
+    )
+    _, dev, _ = run(capsys, "plan")
+    _, prod, _ = run(capsys, "plan", "--env", "prod")
+    assert "at 2 h/day" in dev and f"at 20 h/day about {monthly(A100_40, 20)}/month" in prod
+
+
+def test_explain_uses_the_spec_estimate(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    with_usage(workdir, "usage:\n  active_hours_per_day: 3\n")
+    _, out, _ = run(capsys, "explain", "specs/kalm.yaml")
+    assert f"at 3 h/day about {monthly(A100_40, 3)}/month" in out

@@ -329,7 +329,8 @@ def test_validate_warns_past_the_free_tier_endpoint_limit(
     assert main(["validate", str(specs)]) == 0
     out, err = capsys.readouterr()
     assert "vllm-rtx-pro-6000, vllm-a100, vllm-h100, vllm-h200, vllm-b200" in out
-    assert err == ""  # 5 endpoints: under the limit
+    assert "MDL009" not in err  # 5 endpoints: under the limit (the example's revisions warn)
+    assert err.count("[MDL001]") == 3
 
     text = EXAMPLE.read_text(encoding="utf-8").replace(
         "kind: gateway", "kind: gateway\nlayout: per-model"

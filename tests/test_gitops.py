@@ -206,7 +206,7 @@ def test_markdown_plan_renders_to_a_table_and_folded_details(
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     assert main(["plan", "specs", "--format", "markdown"]) == 0
     html = MarkdownIt("commonmark", {"html": True}).enable("table").render(capsys.readouterr().out)
-    assert "<h3>modaliac plan: Plan: 1 to create" in html
+    assert "<h3>modaliac plan: 1 to create" in html
     assert "<th>action</th>" in html
     assert "<td><code>minilm-embedding</code></td>\n<td>create</td>" in html
     assert "<details><summary><code>minilm-embedding</code>: create" in html

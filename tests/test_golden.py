@@ -9,28 +9,16 @@ as a readable diff; when the change is intended, regenerate with
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from helpers import import_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _refresh_script() -> ModuleType:
-    """scripts/refresh_golden.py, whose naming rule the test shares (scripts/ is no package)."""
-    path = ROOT / "scripts" / "refresh_golden.py"
-    spec = importlib.util.spec_from_file_location("modaliac_refresh_golden", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-refresh = _refresh_script()
+# scripts/refresh_golden.py, whose naming rule the test shares (scripts/ is no package).
+refresh = import_file(ROOT / "scripts" / "refresh_golden.py", "modaliac_refresh_golden")
 SPEC_PATHS: list[str] = refresh.spec_paths()
 HOW_TO_REFRESH = f"If the change is intended, run `{refresh.REFRESH_COMMAND}` and review the diff."
 

@@ -57,7 +57,7 @@ def _spec_paths() -> list[str]:
 
 # Synthetic specs for template branches no checked-in spec reaches: a class surface with
 # task generate, with snapshot memory and sleep, an open web server, non-default autoscaling,
-# a server alone with sleep level 2 or a GPU snapshot.
+# a server alone with sleep level 2 or a GPU snapshot, reserved host memory and CPU.
 _MODEL_GENERATE = {"id": "org/chat-model", "revision": "0123abc", "task": "generate"}
 _MODEL_EMBED = {"id": "org/embed-model", "revision": "0123abc", "task": "embed"}
 SYNTHETIC: dict[str, dict[str, Any]] = {
@@ -83,6 +83,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "model": _MODEL_EMBED,
         "gpu": "L40S",
         "snapshot": "sleep",
+        "resources": {"memory": "48GiB", "cpu": 6.5},
         "volumes": {"/root/.cache/huggingface": "hf", "/data": "scratch"},
         "scaling": {"concurrency": 4},
         "surfaces": {
@@ -170,6 +171,8 @@ class PrivateFunctionView:
     max_containers: int | None
     buffer_containers: int | None
     scaledown_window: int | None
+    memory: int | None  # MiB, as passed to @app.cls(memory=...)
+    cpu: float | None
     enable_memory_snapshot: bool
     experimental_options: dict[str, str]
 
@@ -206,6 +209,8 @@ def private_view(app: modal.App) -> PrivateAppView:
             max_containers=field("max_containers"),
             buffer_containers=field("buffer_containers"),
             scaledown_window=field("scaledown_window"),
+            memory=captured["memory"],
+            cpu=captured["cpu"],
             enable_memory_snapshot=captured["enable_memory_snapshot"],
             experimental_options=dict(captured["experimental_options"]),
         )
@@ -305,6 +310,7 @@ def assert_autoscaler(view: PrivateFunctionView, spec: Spec) -> None:
     assert view.max_containers == scaling.max_containers
     assert view.buffer_containers == scaling.buffer_containers
     assert view.scaledown_window == scaling.scaledown_window
+    assert (view.memory, view.cpu) == (spec.resources.memory, spec.resources.cpu)
 
 
 # -- the tests -----------------------------------------------------------------------------

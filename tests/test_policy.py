@@ -55,7 +55,7 @@ def test_mdl001_moving_revision(tmp_path: Path) -> None:
     assert str(loaded.warnings[0]).startswith(
         f"{tmp_path / 'spec.yaml'}:4:13: model.revision: [MDL001] 'main' is not a commit"
     )
-    assert "(fix: set model.revision to a 40-character commit hash)" in str(loaded.warnings[0])
+    assert "(fix: pin the revision to a 40-character commit hash)" in str(loaded.warnings[0])
 
 
 def test_mdl002_is_the_validation_error_with_its_id(tmp_path: Path) -> None:
@@ -79,9 +79,25 @@ def test_mdl003_sleep_level_1_beyond_host_memory(tmp_path: Path) -> None:
     assert len(found) == 1
     assert found[0].startswith(f"{tmp_path / 'spec.yaml'}:8:11: snapshot: [MDL003]")
     assert "weights (75 GiB)" in found[0] and "64 GiB" in found[0]
-    assert rule_ids(tmp_path, SLEEP.replace("40B", "20B")) == []  # 37 GiB fits
     assert rule_ids(tmp_path, SLEEP + "engine:\n  sleep_level: 2\n") == []
-    assert rule_ids(tmp_path, SLEEP.replace("  parameters: 40B\n", "")) == []  # unknown size
+
+
+def test_mdl003_measures_the_weights_against_reserved_memory(tmp_path: Path) -> None:
+    assert rule_ids(tmp_path, SLEEP + "resources:\n  memory: 80GiB\n") == []
+    (found,) = errors(tmp_path, SLEEP + "resources:\n  memory: 70GiB\n")
+    assert found.startswith(f"{tmp_path / 'spec.yaml'}:10:11: resources.memory: [MDL003]")
+    assert "weights (75 GiB) in host memory, more than resources.memory reserves (70 GiB)" in found
+    assert "(fix: reserve resources.memory above the weights" in found
+
+
+def test_mdl010_sleep_level_1_without_reserved_memory(tmp_path: Path) -> None:
+    (warning,) = load_spec(write(tmp_path, SLEEP.replace("40B", "20B"))).warnings
+    assert str(warning).startswith(f"{tmp_path / 'spec.yaml'}:8:11: snapshot: [MDL010]")
+    assert "weights (37 GiB)" in str(warning)
+    unknown = SLEEP.replace("  parameters: 40B\n", "")
+    assert rule_ids(tmp_path, unknown) == ["MDL010"]  # size unknown: still not reserved
+    assert rule_ids(tmp_path, unknown + "resources:\n  memory: 16GiB\n") == []
+    assert rule_ids(tmp_path, BASE.replace("gpu: L4", "gpu: L4\nsnapshot: gpu")) == []
 
 
 def test_mdl003_points_at_sleep_level_when_it_is_written(tmp_path: Path) -> None:
@@ -153,6 +169,8 @@ def test_suppression_with_a_reason_silences_the_rule(tmp_path: Path) -> None:
 
 def test_suppression_silences_an_error_rule(tmp_path: Path) -> None:
     text = SLEEP + "policy:\n  suppress:\n    MDL003: 'the container has 256 GiB'\n"
+    assert rule_ids(tmp_path, text) == []
+    text = SLEEP + "resources:\n  memory: 70GiB\n" + "policy:\n  suppress:\n    MDL003: 'ok'\n"
     assert rule_ids(tmp_path, text) == []
 
 
@@ -246,3 +264,74 @@ def test_fast_path_locates_warnings_like_the_positioned_path(path: str) -> None:
     fast = [str(w) for w in load.load_spec(path).warnings]
     _, slow = load._slow_load(Path(path).read_text(encoding="utf-8"), path, None)
     assert fast == [str(w) for w in slow]
+
+
+# -- gateways -----------------------------------------------------------------------------------
+
+GATEWAY = f"""\
+kind: gateway
+name: gw
+models:
+  - id: google/gemma-3-12b-it
+    name: small
+    revision: {COMMIT}
+  - id: google/gemma-3-27b-it
+    name: big
+    revision: {COMMIT}
+gpus: [H100]
+router:
+  api_key_secret: gw-key
+"""
+
+
+def test_a_clean_gateway_has_no_findings(tmp_path: Path) -> None:
+    assert rule_ids(tmp_path, GATEWAY) == []
+
+
+def test_gateway_moving_revisions_are_located_per_model(tmp_path: Path) -> None:
+    text = GATEWAY.replace(f"revision: {COMMIT}\ngpus", "revision: v1\ngpus")
+    loaded = load_spec(write(tmp_path, text))
+    (warning,) = loaded.warnings
+    assert str(warning).startswith(
+        f"{tmp_path / 'spec.yaml'}:9:15: models[1].revision: [MDL001] 'v1' is not a commit"
+    )
+
+
+def test_gateway_router_without_a_key(tmp_path: Path) -> None:
+    text = GATEWAY.replace("router:\n  api_key_secret: gw-key\n", "")
+    assert rule_ids(tmp_path, text) == ["MDL007"]
+    text = GATEWAY.replace("  api_key_secret: gw-key\n", "  api_key_env: KEY\n")
+    (warning,) = load_spec(write(tmp_path, text)).warnings
+    assert ":12:3: router: [MDL007]" in str(warning)
+
+
+def test_gateway_scaling_and_deprecated_env(tmp_path: Path) -> None:
+    text = GATEWAY + (
+        "scaling:\n  max_containers: 1\n  buffer_containers: 1\n  min_containers: 1\n"
+        "image:\n  env:\n    HF_HUB_ENABLE_HF_TRANSFER: '1'\n"
+    )
+    assert rule_ids(tmp_path, text) == ["MDL005", "MDL008"]
+
+
+def test_a_gateway_suppresses_with_a_reason(tmp_path: Path) -> None:
+    text = GATEWAY.replace(f"revision: {COMMIT}\ngpus", "revision: v1\ngpus")
+    silenced = text + 'policy:\n  suppress:\n    MDL001: "v1 is an immutable release tag"\n'
+    assert rule_ids(tmp_path, silenced) == []
+    (error,) = errors(tmp_path, text + 'policy:\n  suppress:\n    MDL001: " "\n')
+    assert "policy.suppress.MDL001: a suppression needs a reason" in error
+
+
+def test_plan_lists_a_gateway_s_warnings_once_with_the_fit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = GATEWAY.replace("gpus: [H100]", "gpus: [L40S, A100-80GB]")
+    text = text.replace("google/gemma-3-27b-it", "google/gemma-3-4b-it")
+    text = text.replace("    name: small\n", "    name: small\n    gpu_memory_utilization: 0.59\n")
+    text = text.replace(f"revision: {COMMIT}\ngpus", "revision: main\ngpus")
+    write(tmp_path, text)
+    assert main(["plan", "spec.yaml", "--format", "json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert [w.split(": ", 1)[0] for w in warnings] == ["gw-l40s"] * 2
+    assert "spec.yaml:11:8: gpus[0]: google/gemma-3-12b-it fits L40S tightly" in warnings[0]
+    assert "models[1].revision: [MDL001] 'main' is not a commit" in warnings[1]
