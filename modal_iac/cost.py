@@ -4,32 +4,37 @@ Costs are computed from flat settings (``settings.py``), the same values a plan 
 an update's delta needs nothing but the plan: the record holds the settings after, the changed
 fields hold the values before. Prices come from the dated table shipped in
 ``data/gpu_prices.json``; a user file (``MODALIAC_PRICES`` or ``--prices``) overrides rows.
-GPU time only: CPU and memory are billed on top and left out.
+GPU time, and the CPU and memory a spec reserves (``resources``): Modal bills at least a
+request. Use above the reservations (or Modal's small default request) is left out.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import ModaliacError
+from .fields import parse_memory
 from .plan import Change, Plan
 
 HOURS_PER_MONTH = 730
+HOST_ROWS = ("cpu_core", "memory_gib")
 PRICES_ENV = "MODALIAC_PRICES"
 
 
 @dataclass(frozen=True)
 class Prices:
-    """USD per GPU per second by Modal GPU type, with where the figures came from."""
+    """USD per GPU per second by Modal GPU type, with where the figures came from; ``host``
+    prices reserved resources: ``cpu_core`` per core and ``memory_gib`` per GiB, per second."""
 
     per_second: dict[str, float]
     date: str
     source: str
+    host: dict[str, float] = field(default_factory=dict)
 
     def hourly(self, gpu_type: str) -> float | None:
         price = self.per_second.get(gpu_type)
@@ -52,36 +57,50 @@ def load_prices(path: str | None = None) -> Prices:
         {**prices.per_second, **override.per_second},
         override.date or prices.date,
         f"{user} over the bundled table of {prices.date}",
+        {**prices.host, **override.host},
     )
 
 
 def _parse(document: Any, shown: str) -> Prices:
     """``{"date": ..., "prices": {"H100": {"per_second": x} | {"per_hour": x}}}``."""
-    rows = document.get("prices") if isinstance(document, dict) else None
-    if not isinstance(rows, dict):
+    rows = document.get("prices", {}) if isinstance(document, dict) else None
+    host = document.get("host", {}) if isinstance(document, dict) else None
+    if not isinstance(rows, dict) or not isinstance(host, dict) or not (rows or host):
         raise ModaliacError(f'{shown}: expected {{"prices": {{"H100": {{"per_hour": 3.95}}}}}}')
-    found: dict[str, float] = {}
-    for gpu, row in rows.items():
-        value = row if isinstance(row, int | float) else None
-        if isinstance(row, dict):
-            if "per_second" in row:
-                value = row["per_second"]
-            elif isinstance(row.get("per_hour"), int | float):
-                value = row["per_hour"] / 3600
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise ModaliacError(f"{shown}: prices.{gpu}: expected per_second or per_hour in USD")
-        found[gpu] = float(value)
-    return Prices(found, str(document.get("date", "")), str(document.get("source", shown)))
+    unknown = sorted(set(host) - set(HOST_ROWS))
+    if unknown:
+        raise ModaliacError(f"{shown}: host.{unknown[0]}: expected one of {', '.join(HOST_ROWS)}")
+    return Prices(
+        {gpu: _rate(row, f"{shown}: prices.{gpu}") for gpu, row in rows.items()},
+        str(document.get("date", "")),
+        str(document.get("source", shown)),
+        {name: _rate(row, f"{shown}: host.{name}") for name, row in host.items()},
+    )
+
+
+def _rate(row: Any, shown: str) -> float:
+    """USD per second from ``x``, ``{"per_second": x}`` or ``{"per_hour": x}``."""
+    value = row if isinstance(row, int | float) else None
+    if isinstance(row, dict):
+        if "per_second" in row:
+            value = row["per_second"]
+        elif isinstance(row.get("per_hour"), int | float):
+            value = row["per_hour"] / 3600
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ModaliacError(f"{shown}: expected per_second or per_hour in USD")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class AppCost:
-    """One app's GPU cost. ``hourly`` is None when the GPU type has no price."""
+    """One app's cost. ``hourly`` is None when the GPU type (or a reserved resource) has no
+    price."""
 
     gpu: str
     pools: int  # container pools: 1, or one per model class of a gateway app
     min_containers: int
     hourly: float | None  # one container of every pool running
+    reserved: str = ""  # "64 GiB, 4 cores": the host resources a container reserves
 
     @property
     def idle_month(self) -> float | None:
@@ -106,8 +125,27 @@ def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
     name, _, count = gpu.partition(":")
     pools = len({key.split(".")[1] for key in settings if key.startswith("models.")}) or 1
     price = prices.hourly(name)
-    hourly = None if price is None else price * int(count or 1) * pools
-    return AppCost(gpu, pools, int(settings.get("scaling.min_containers") or 0), hourly)
+    host, reserved = _reserved(settings, prices)
+    hourly = None if price is None or host is None else (price * int(count or 1) + host) * pools
+    min_containers = int(settings.get("scaling.min_containers") or 0)
+    return AppCost(gpu, pools, min_containers, hourly, reserved)
+
+
+def _reserved(settings: dict[str, Any], prices: Prices) -> tuple[float | None, str]:
+    """USD per hour of the CPU and memory one container reserves, and how they read."""
+    memory, cpu = settings.get("resources.memory"), settings.get("resources.cpu")
+    hourly: float | None = 0.0
+    shown = []
+    if memory is not None:
+        gib = parse_memory(memory) / 1024
+        rate = prices.host.get("memory_gib")
+        hourly = None if rate is None or hourly is None else hourly + gib * rate * 3600
+        shown.append(f"{gib:g} GiB")
+    if cpu is not None:
+        rate = prices.host.get("cpu_core")
+        hourly = None if rate is None or hourly is None else hourly + float(cpu) * rate * 3600
+        shown.append(f"{float(cpu):g} cores")
+    return hourly, ", ".join(shown)
 
 
 def change_costs(change: Change, prices: Prices) -> tuple[AppCost | None, AppCost | None]:
@@ -198,7 +236,8 @@ def describe(cost: AppCost | None) -> str:
     if cost is None:
         return "no GPU"
     pools = f" x {cost.pools} model pools" if cost.pools > 1 else ""
+    reserved = f" + {cost.reserved} reserved" if cost.reserved else ""
     return (
-        f"{cost.gpu}{pools}: {money(cost.hourly)} per running hour, idle floor "
+        f"{cost.gpu}{reserved}{pools}: {money(cost.hourly)} per running hour, idle floor "
         f"{money(cost.idle_month)}/month (min_containers {cost.min_containers})"
     )

@@ -164,7 +164,7 @@ _MEMORY_UNITS = {"MiB": 1, "Mi": 1, "GiB": 1024, "Gi": 1024, "TiB": 1024**2, "Ti
 _MEMORY_HINT = 'expected a memory size like "64GiB" or "512MiB" (or MiB as a number)'
 
 
-def _parse_memory(value: Any) -> int:
+def parse_memory(value: Any) -> int:
     """``65536`` (MiB, as Modal takes it) / ``"64GiB"`` / ``"64Gi"`` / ``"512MiB"`` -> MiB."""
     if isinstance(value, bool):
         raise ValueError(_MEMORY_HINT)
@@ -184,7 +184,7 @@ def _format_memory(mib: int) -> str:
 
 MemorySize = Annotated[
     int,
-    BeforeValidator(_parse_memory),
+    BeforeValidator(parse_memory),
     PlainSerializer(_format_memory, return_type=str),
     WithJsonSchema(
         {

@@ -234,7 +234,8 @@ def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
     delta = None if None in deltas else sum(d for d in deltas if d is not None)
     estimated = _estimate_total(lines)
     summary = (
-        f"**Cost** (GPU only, {prices_date} prices): idle floor {money(total)}/month "
+        f"**Cost** (GPUs and reserved CPU/memory, {prices_date} prices): idle floor "
+        f"{money(total)}/month "
         f"({money(delta, signed=True)} vs deployed)"
     )
     if estimated is not None:
@@ -246,7 +247,11 @@ def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
     out = [summary, "", header, "|---|---|" + "---:|" * money_columns]
     for line in lines:
         cost = line.after or line.before
-        gpu = _md(cost.gpu) if cost else "-"
+        gpu = (
+            "-"
+            if cost is None
+            else _md(cost.gpu + (f" + {cost.reserved}" if cost.reserved else ""))
+        )
         hourly = money(line.after.hourly) if line.after else "-"
         if line.after and line.before and round(line.hourly_delta or 0, 2) != 0:
             hourly += f" ({money(line.hourly_delta, signed=True)})"

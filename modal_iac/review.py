@@ -57,7 +57,7 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
         lines.append(f"    {fit.model} on {fit.gpu}: {verdict}")
         lines.append(f"      {fit.describe()}")
     lines += [f"    warning: {text}" for text in warnings(spec)]
-    lines.append(f"  Cost (GPU only, {HOURS_PER_MONTH} h a month):")
+    lines.append(f"  Cost (GPUs and reserved CPU/memory, {HOURS_PER_MONTH} h a month):")
     hours = pricing.active_hours_per_day
     if hours is None and spec.usage is not None:
         hours = spec.usage.active_hours_per_day

@@ -267,8 +267,8 @@ def test_markdown_plan_opens_with_the_cost_summary(
     assert lines[0].startswith("### modaliac plan:")
     floor = 0.001 * 3600 * HOURS_PER_MONTH  # $2,628.00 a month for one idle container
     assert lines[2] == (
-        f"**Cost** (GPU only, 2030-01-01 prices): idle floor ${floor:,.2f}/month "
-        f"(+${floor:,.2f} vs deployed)"
+        "**Cost** (GPUs and reserved CPU/memory, 2030-01-01 prices): "
+        f"idle floor ${floor:,.2f}/month (+${floor:,.2f} vs deployed)"
     )
     assert out.index("**Cost**") < out.index("| app | action | spec |")
     assert f"| `kalm-embedding` | A100-40GB | $3.60 | ${floor:,.2f} | +${floor:,.2f} |" in out
@@ -389,7 +389,7 @@ def test_plan_prices_flag_replaces_bundled_rows(
     monkeypatch.setenv("MODALIAC_PRICES", str(env_prices))
     prices = price_file(workdir, "2030-01-01", {"per_hour": 2})
     _, out, _ = run(capsys, "plan", "--prices", str(prices), "--format", "markdown")
-    assert "(GPU only, 2030-01-01 prices)" in out
+    assert "(GPUs and reserved CPU/memory, 2030-01-01 prices)" in out
     assert "| `kalm-embedding` | A100-40GB | $2.00 |" in out
 
 
@@ -446,3 +446,54 @@ def test_explain_uses_the_spec_estimate(capsys: pytest.CaptureFixture[str], work
     with_usage(workdir, "usage:\n  active_hours_per_day: 3\n")
     _, out, _ = run(capsys, "explain", "specs/kalm.yaml")
     assert f"at 3 h/day about {monthly(A100_40, 3)}/month" in out
+
+
+# -- reserved host resources --------------------------------------------------------------------
+
+RESERVED = "resources:\n  memory: 64GiB\n  cpu: 4\n"
+
+
+def reserved_hourly(gib: float, cores: float) -> float:
+    return (gib * PRICES.host["memory_gib"] + cores * PRICES.host["cpu_core"]) * 3600
+
+
+def test_reserved_memory_and_cpu_are_priced_with_the_gpu(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = with_usage(workdir, RESERVED)
+    kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
+    _, out, _ = run(capsys, "plan")
+    hourly = A100_40 + reserved_hourly(64, 4)
+    assert reserved_hourly(64, 4) > 0.5  # 64 GiB and 4 cores: over half a dollar an hour
+    assert (
+        f"# cost: A100-40GB + 64 GiB, 4 cores reserved: ${hourly:,.2f} per running hour, "
+        f"idle floor ${hourly * HOURS_PER_MONTH:,.2f}/month"
+    ) in out
+    _, markdown, _ = run(capsys, "plan", "--format", "markdown")
+    assert f"| `kalm-embedding` | A100-40GB + 64 GiB, 4 cores | ${hourly:,.2f} |" in markdown
+
+
+def test_a_larger_reservation_is_a_cost_delta(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    with_usage(workdir, "resources:\n  memory: 32GiB\n")
+    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("memory: 32GiB", "memory: 96GiB"))
+    _, out, _ = run(capsys, "plan")
+    assert 'resources.memory : "32GiB" -> "96GiB"' in out
+    assert f"(+${reserved_hourly(64, 0):,.2f}/h, $0.00/month idle vs deployed)" in out
+
+
+def test_a_user_file_can_price_host_resources(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    with_usage(workdir, RESERVED)
+    prices = workdir / "host.json"
+    prices.write_text(json.dumps({"host": {"memory_gib": {"per_hour": 0.01}, "cpu_core": 0}}))
+    _, out, _ = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
+    assert f"A100-40GB + 64 GiB, 4 cores reserved: ${A100_40 + 0.64:,.2f} per running hour" in out
+    prices.write_text(json.dumps({"host": {"disk_gib": 1}}))
+    code, _, err = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
+    assert code == 1
+    assert err.strip().endswith("host.disk_gib: expected one of cpu_core, memory_gib")
