@@ -37,3 +37,14 @@ def isolate_modal_config(mp: pytest.MonkeyPatch, home: Path) -> None:
         if key.startswith("MODAL_"):
             mp.delenv(key)
     mp.setattr(modal.config, "_user_config", {})
+
+
+def record_applied(state_path: Path, *spec_paths: str) -> None:
+    """Write a local state as if these specs had been applied (what apply would record)."""
+    from modal_iac.cli import desired_apps
+    from modal_iac.state import State, write_state
+
+    state = State()
+    for item in desired_apps(list(spec_paths)):
+        state.apps[item.address] = item.record()
+    write_state(state_path, state)

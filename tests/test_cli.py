@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import record_applied
 
 from modal_iac import __version__
 from modal_iac.cli import _wants_color, main
 from modal_iac.load import load_spec
-from modal_iac.plan import Desired
 from modal_iac.render import render
-from modal_iac.state import State, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"
@@ -39,16 +38,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     return tmp_path
-
-
-def record(paths: list[str], state_path: Path) -> None:
-    """Write a state as if these specs had been applied (what apply will record)."""
-    state = State()
-    for path in paths:
-        loaded = load_spec(path)
-        rec = Desired(loaded, render(loaded)).record()
-        state.apps[rec.address] = rec
-    write_state(state_path, state)
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -187,7 +176,7 @@ def test_plan_with_empty_state_creates_everything(
 
 
 def test_plan_without_changes_exits_0(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
     code, out, _ = run(capsys, "plan", "--detailed-exitcode")
     assert code == 0
     assert "No changes." in out
@@ -197,7 +186,7 @@ def test_plan_without_changes_exits_0(capsys: pytest.CaptureFixture[str], workdi
 def test_plan_update_lists_changed_fields(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
     edit(workdir / "specs" / "minilm.yaml", "gpu: L4", "gpu: A10G")
     code, out, _ = run(capsys, "plan", "--detailed-exitcode")
     assert code == 2
@@ -210,7 +199,7 @@ def test_plan_update_lists_changed_fields(
 def test_plan_snapshot_change_is_a_replace_but_labels_are_not(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    record(["specs/kalm.yaml"], workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     kalm = workdir / "specs" / "kalm.yaml"
     edit(kalm, "max_num_seqs: 256", "max_num_seqs: 128")
     _, out, _ = run(capsys, "plan", "specs/kalm.yaml")
@@ -228,7 +217,7 @@ def test_plan_snapshot_change_is_a_replace_but_labels_are_not(
 def test_plan_deletes_only_apps_whose_spec_left_the_planned_directory(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
     (workdir / "specs" / "minilm.yaml").unlink()
     _, out, _ = run(capsys, "plan", "specs/kalm.yaml")
     assert "delete" not in out  # a single file is a targeted plan
@@ -240,7 +229,7 @@ def test_plan_deletes_only_apps_whose_spec_left_the_planned_directory(
 def test_plan_json_is_the_documented_format(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    record(["specs/kalm.yaml"], workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     edit(workdir / "specs" / "kalm.yaml", "timeout: 5m", "timeout: 10m")
     code, out, _ = run(capsys, "plan", "--format", "json")
     assert code == 0
@@ -348,7 +337,7 @@ def test_color_always_paints_the_plan(capsys: pytest.CaptureFixture[str], workdi
 
 
 def test_diff_against_the_recorded_state(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
-    record(["specs/kalm.yaml", "specs/minilm.yaml"], workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
     code, out, _ = run(capsys, "diff", "--exit-code")
     assert code == 0 and "No differences." in out
     edit(workdir / "specs" / "minilm.yaml", "gpu: L4", "gpu: T4")

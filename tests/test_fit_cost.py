@@ -7,16 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import record_applied
 
 from modal_iac import fit
 from modal_iac.cli import main
 from modal_iac.cost import HOURS_PER_MONTH, load_prices
 from modal_iac.gateway import GatewaySpec
 from modal_iac.load import load_spec
-from modal_iac.plan import Desired
-from modal_iac.render import render
 from modal_iac.spec import Gpu, Spec
-from modal_iac.state import State, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"
@@ -67,12 +65,6 @@ def price_file(folder: Path, date: str, a100_40gb: object, name: str = "prices.j
     path = folder / name
     path.write_text(json.dumps({"date": date, "prices": {"A100-40GB": a100_40gb}}))
     return path
-
-
-def record(path: str, state_path: Path) -> None:
-    loaded = load_spec(path)
-    rec = Desired(loaded, render(loaded)).record()
-    write_state(state_path, State(apps={rec.address: rec}))
 
 
 # -- fit: the seeds' cases ------------------------------------------------------------------
@@ -246,7 +238,7 @@ def test_plan_shows_cost_per_app_and_idle_floor(
 def test_plan_update_shows_the_delta_against_what_is_deployed(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     kalm = workdir / "specs" / "kalm.yaml"
     kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: A100-80GB"))
     _, out, _ = run(capsys, "plan")
@@ -301,7 +293,7 @@ def test_json_plan_carries_the_cost_and_matches_the_schema(
 ) -> None:
     from jsonschema import Draft202012Validator
 
-    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     kalm = workdir / "specs" / "kalm.yaml"
     kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: H100"))
     _, out, _ = run(capsys, "plan", "--format", "json")
@@ -359,7 +351,7 @@ def test_the_idle_floor_bounds_the_estimate_from_below(
 def test_changing_only_the_estimate_changes_no_app(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     with_usage(workdir, "usage:\n  active_hours_per_day: 12\n")
     code, out, _ = run(capsys, "plan", "--detailed-exitcode")
     assert code == 0, out
@@ -477,7 +469,7 @@ def test_a_larger_reservation_is_a_cost_delta(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
     with_usage(workdir, "resources:\n  memory: 32GiB\n")
-    record("specs/kalm.yaml", workdir / ".modaliac" / "state.json")
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     kalm = workdir / "specs" / "kalm.yaml"
     kalm.write_text(kalm.read_text().replace("memory: 32GiB", "memory: 96GiB"))
     _, out, _ = run(capsys, "plan")
