@@ -40,6 +40,7 @@ GPU_ALIASES = {"A10G": "A10"}
 
 MODAL_MAX_TIMEOUT = 24 * 3600
 MODAL_SCALEDOWN_RANGE = (2, 3600)
+MODAL_MIN_MEMORY_MIB = 128  # Modal's default request: the smallest a spec may ask for
 
 
 class Problem(ValueError):
@@ -189,7 +190,7 @@ MemorySize = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1, "description": "MiB"},
+                {"type": "integer", "minimum": MODAL_MIN_MEMORY_MIB, "description": "MiB"},
                 {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(MiB|Mi|GiB|Gi|TiB|Ti)\s*$"},
             ],
             "examples": ["64GiB", "512MiB"],

@@ -33,6 +33,7 @@ from .fields import (
     GPU_TYPES,
     HF_ID,
     MODAL_MAX_TIMEOUT,
+    MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
     ONLY_PATTERN_KEYS,
     Duration,
@@ -422,10 +423,19 @@ class Resources(StrictModel):
     Unset, Modal reserves its minimum (0.125 cores, 128 MiB) and a container may use more
     only while its worker has it free."""
 
-    memory: Annotated[MemorySize, Field(ge=128)] | None = Field(
+    memory: MemorySize | None = Field(
         None, description='Host memory to reserve, e.g. "64GiB" (Modal\'s memory=, in MiB).'
     )
     cpu: float | None = Field(None, ge=0.125, description="CPU cores to reserve (Modal's cpu=).")
+
+    @field_validator("memory")
+    @classmethod
+    def _at_least_modal_minimum(cls, value: int | None) -> int | None:
+        if value is not None and value < MODAL_MIN_MEMORY_MIB:
+            raise ValueError(
+                f"Modal's smallest memory request is {MODAL_MIN_MEMORY_MIB} MiB, got {value}"
+            )
+        return value
 
 
 class Usage(StrictModel):

@@ -349,6 +349,22 @@ CASES = [
         "1h, got 1s",
     ),
     Case(
+        "memory-in-decimal-units",
+        VALID + "resources:\n  memory: 64GB\n",
+        'spec.yaml:7:11: resources.memory: expected a memory size like "64GiB" or "512MiB" '
+        "(or MiB as a number)",
+    ),
+    Case(
+        "memory-below-modal-minimum",
+        VALID + "resources:\n  memory: 64\n",
+        "spec.yaml:7:11: resources.memory: Modal's smallest memory request is 128 MiB, got 64",
+    ),
+    Case(
+        "cpu-below-modal-minimum",
+        VALID + "resources:\n  cpu: 0.1\n",
+        "spec.yaml:7:8: resources.cpu: must be at least 0.125, got 0.1",
+    ),
+    Case(
         "engine-arg-managed-elsewhere",
         VALID + "engine:\n  args:\n    enable_prefix_caching: true\n    max_model_len: 4096\n",
         "spec.yaml:9:5: engine.args.max_model_len: modaliac sets this from model.max_model_len; "
