@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .fields import MODAL_MAX_TIMEOUT, shown_duration
+from .fields import MODAL_MAX_TIMEOUT, MODAL_MIN_MEMORY_MIB, shown_duration
 from .gateway import GatewaySpec
 from .spec import Spec
 
@@ -35,9 +35,9 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # back to cold starts. vLLM's own default (0.9) is the largest value modaliac accepts silently.
 SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION = 0.9
 # Host RAM a container can count on without resources.memory: Modal guarantees only its
-# minimum request (128 MiB) and lends more while the worker has it free. Sleep level 1 keeps a
-# copy of the weights in host memory; above this size it is refused outright (MDL003), below
-# it the missing request is a warning (MDL010).
+# default request (MODAL_MIN_MEMORY_MIB) and lends more while the worker has it free. Sleep
+# level 1 keeps a copy of the weights in host memory; above this size it is refused outright
+# (MDL003), below it the missing request is a warning (MDL010).
 DEFAULT_HOST_MEMORY_GIB = 64
 DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
 DEPRECATED_ENV = {
@@ -194,7 +194,8 @@ def _sleep_memory(spec: Spec) -> list[Finding]:
             RULES["MDL010"],
             where,
             f"sleep level 1 keeps {weights} in host memory, but resources.memory reserves none: "
-            "Modal guarantees 128 MiB and lends the rest only while the worker has it free",
+            f"Modal guarantees {MODAL_MIN_MEMORY_MIB} MiB and lends the rest only while the worker "
+            "has it free",
         )
     ]
 

@@ -821,6 +821,24 @@ def test_deploy_sends_the_snapshot_mode(
     assert state.secret_names(downloader.secret_ids) == ["huggingface"]
 
 
+def test_deploy_sends_reserved_memory_and_cpu_without_an_http_surface(
+    modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resources reach Modal as the function's requests, also for a class-only app."""
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
+    data = spec_data(
+        resources={"memory": "24GiB", "cpu": 2.5},
+        scaling={"scaledown_window": "60s"},
+        surfaces={"class": {"name": CLASS}, "http": False, "downloader": False},
+    )
+    module = import_source(rendered(data).source, tmp_path / "apps", monkeypatch)
+    modal.runner.deploy_app(module.app, name=data["app"])
+
+    resources = created(modal_api, f"{CLASS}.*").resources
+    assert (resources.memory_mb, resources.milli_cpu) == (24 * 1024, 2500)
+    assert resources.memory_mb_max == 0  # a request, not a hard limit
+
+
 def test_deploy_the_example(
     modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
