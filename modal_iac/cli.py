@@ -128,6 +128,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if not args.specs and not DEFAULT_SPEC_DIR.is_dir():
         raise _Usage(f"plan: no {DEFAULT_SPEC_DIR}/ directory here; name spec files or a directory")
     targets = args.specs or [str(DEFAULT_SPEC_DIR)]
+    pricing = costing(args)  # a broken price file fails before Modal is consulted
     desired = desired_apps(spec_files(targets), args.env)
     scope = [Path(t) for t in targets if Path(t).is_dir()]
     state = open_store(args.state).read()
@@ -137,7 +138,6 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         plan = make_plan(desired, state, scope)
     if args.format == "text" and args.out and args.out.endswith(".json"):
         args.format = "json"  # a saved plan for `modaliac apply FILE`
-    pricing = costing(args)
     if args.format == "json":
         text = as_json(plan, pricing)
     elif args.format == "markdown":

@@ -489,3 +489,15 @@ def test_a_user_file_can_price_host_resources(
     code, _, err = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
     assert code == 1
     assert err.strip().endswith("host.disk_gib: expected one of cpu_core, memory_gib")
+
+
+def test_a_broken_price_file_stops_plan_before_anything_is_written(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text("{not json")
+    code, out, err = run(capsys, "plan", "--prices", str(prices), "-o", "plan.md")
+    assert code == 1 and out == ""
+    assert err.startswith(f"{prices}: cannot read prices (Expecting property name")
+    assert len(err.strip().splitlines()) == 1
+    assert not (workdir / "plan.md").exists()
