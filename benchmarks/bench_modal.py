@@ -1,7 +1,7 @@
 """Wall times of modaliac against Modal (a local Modal API) next to ``modal deploy`` in one run.
 
     python benchmarks/bench_modal.py [--runs N] [--plan-sizes 1,10,50] [--apply-sizes 5,20]
-                                     [--parallel 4,8] [--nodelay] [--profile]
+                                     [--parallel 4,8] [--profile]
 
 The local Modal API (``python -m modal_iac.local_api``) runs as its own process, so its work
 does not share a GIL with the measured commands; every command talks to it through the real
@@ -16,9 +16,9 @@ does not share a GIL with the measured commands; every command talks to it throu
 Targets (plan of 50 under 3x plan of 1; apply of 20 at least 5x faster than the loop) are
 printed with the figures; a miss is reported, never an exit status. The script exits non-zero
 only when a command fails. ``--profile`` adds a phase breakdown and a cProfile (every thread)
-of one in-process plan and one in-process apply over the largest sizes. ``--nodelay`` runs the
-local API with TCP_NODELAY: as shipped, each RPC that waits for the previous one costs about
-40 ms (Nagle against delayed ACKs), which makes the local API behave like a distant server.
+of one in-process plan and one in-process apply over the largest sizes. The local API sets
+TCP_NODELAY on its sockets, so it answers like a server next door: the figures are modaliac's
+own cost, not network latency.
 """
 
 from __future__ import annotations
@@ -47,21 +47,6 @@ PLAN_RATIO_TARGET = 3.0  # plan(50) / plan(1)
 APPLY_SPEEDUP_TARGET = 5.0  # loop of `modal deploy` / apply, for 20 apps
 COMMAND_TIMEOUT = 900.0
 GPUS = ("A100-40GB", "A100-80GB", "H100", "L40S")
-# `python -m modal_iac.local_api` with TCP_NODELAY on its listening sockets (accepted ones
-# inherit it). grpclib only sets it on sockets created with proto=IPPROTO_TCP, and the local
-# API's are not: Nagle then holds each response's second frame until the client's delayed ACK,
-# about 40 ms per sequential RPC.
-NODELAY_SERVER = """
-import socket, sys
-from modal_iac.local_api import __main__ as entry, server
-bound = server._bound_socket
-def nodelay(port=0):
-    sock = bound(port)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-server._bound_socket = nodelay
-sys.exit(entry.main(sys.argv[1:]))
-"""
 # Waits, not work: the client waiting for the server, idle worker threads of the SDK.
 IDLE = r"^(?!.*(epoll' objects|SimpleQueue' objects|_thread.lock' objects))"
 
@@ -108,14 +93,11 @@ class Command:
 class LocalApi:
     """``python -m modal_iac.local_api`` in a child process; ``env`` points clients at it."""
 
-    def __init__(self, home: Path, log_dir: Path, *, nodelay: bool = False) -> None:
+    def __init__(self, home: Path, log_dir: Path) -> None:
         self.env = child_env(home)
         self._out = log_dir / "local-api.out"
         self._err = log_dir / "local-api.err"
-        if nodelay:
-            argv = [sys.executable, "-c", NODELAY_SERVER]
-        else:
-            argv = [sys.executable, "-m", "modal_iac.local_api"]
+        argv = [sys.executable, "-m", "modal_iac.local_api"]
         for name in SECRETS:
             argv += ["--secret", name]
         with self._out.open("wb") as out, self._err.open("wb") as err:
@@ -545,11 +527,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--apply-sizes", default="5,20", help="changed apps to apply")
     parser.add_argument("--parallel", default="4,8", help="apply --parallel values to compare")
     parser.add_argument(
-        "--nodelay",
-        action="store_true",
-        help="run the local API with TCP_NODELAY (no ~40 ms Nagle stall per sequential RPC)",
-    )
-    parser.add_argument(
         "--profile",
         action="store_true",
         help="also profile one in-process plan and apply over the largest sizes",
@@ -573,13 +550,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# modaliac against Modal benchmark: {machine_line()}")
     print(f"# medians of {args.runs} interleaved runs (after one untimed warm-up each)")
     print(f"# python: {sys.executable}\n# modaliac: {modaliac}\n# modal: {modal}")
-    how = " with TCP_NODELAY (--nodelay)" if args.nodelay else ", as shipped (Nagle on)"
-    print(f"# Modal: the local Modal API (python -m modal_iac.local_api) in its own process{how}")
+    print("# Modal: the local Modal API (python -m modal_iac.local_api) in its own process")
     print()
     with tempfile.TemporaryDirectory(prefix="modaliac-bench-modal-") as tmp:
         root = Path(tmp)
         (root / "home").mkdir()
-        api = LocalApi(root / "home", root, nodelay=args.nodelay)
+        api = LocalApi(root / "home", root)
         try:
             tools = Tools(modaliac, modal, root, SEED_SPEC.read_text(encoding="utf-8"))
             sections = [
