@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,11 +22,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SEED_SPEC = REPO / "specs" / "kalm.yaml"
+from common import REPO, SEED_SPEC, machine_line, script, set_line, table
+
+HEADER = ["measurement", "median", "min .. max", "target", "met"]
 HELP_TARGET = 0.15
 PLAN_TARGETS = {1: 0.4, 1000: 3.0}
 DEPS_LABEL = "python -c 'import ruamel.yaml, jinja2, pydantic, jsonschema'"
@@ -68,36 +66,20 @@ def generate_specs(directory: Path, count: int, seed_text: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         text = seed_text
-        text = _set(text, r"app: .*", f"app: bench-{index:04d}")
-        text = _set(text, r"  team: .*", f"  team: team-{index % 7}")
-        text = _set(text, r"  max_num_seqs: .*", f"  max_num_seqs: {64 + index % 5 * 32}")
-        text = _set(
+        text = set_line(text, r"app: .*", f"app: bench-{index:04d}")
+        text = set_line(text, r"  team: .*", f"  team: team-{index % 7}")
+        text = set_line(text, r"  max_num_seqs: .*", f"  max_num_seqs: {64 + index % 5 * 32}")
+        text = set_line(
             text,
             r"  gpu_memory_utilization: .*",
             f"  gpu_memory_utilization: {0.80 + index % 10 / 100:.2f}",
         )
-        text = _set(text, r"gpu: .*", f"gpu: {GPUS[index % len(GPUS)]}")
-        text = _set(text, r"  concurrency: .*", f"  concurrency: {8 + index % 4 * 8}")
+        text = set_line(text, r"gpu: .*", f"gpu: {GPUS[index % len(GPUS)]}")
+        text = set_line(text, r"  concurrency: .*", f"  concurrency: {8 + index % 4 * 8}")
         (directory / f"spec-{index:04d}.yaml").write_text(text, encoding="utf-8")
 
 
-def _set(text: str, pattern: str, replacement: str) -> str:
-    new, count = re.subn(f"^{pattern}$", replacement, text, count=1, flags=re.MULTILINE)
-    if count != 1:
-        raise SystemExit(f"bench: {SEED_SPEC} has no line matching {pattern!r}; update the bench")
-    return new
-
-
 # -- measuring -------------------------------------------------------------------------------
-
-
-def script(name: str) -> Path | None:
-    """A console script of this interpreter's environment, not a pyenv shim (a shell script)."""
-    here = Path(sys.executable).parent / name
-    if here.is_file():
-        return here
-    found = shutil.which(name)
-    return Path(found) if found else None
 
 
 def time_commands(commands: dict[str, list[str]], runs: int, cwd: Path) -> dict[str, list[float]]:
@@ -184,30 +166,6 @@ def in_process_rows(files: list[Path], runs: int) -> list[Row]:
 
 
 # -- output ----------------------------------------------------------------------------------
-
-
-def table(sections: list[tuple[str, list[Row]]]) -> str:
-    header = ["measurement", "median", "min .. max", "target", "met"]
-    lines = [row.cells() for _, rows in sections for row in rows]
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [fmt(header), fmt(["-" * w for w in widths])]
-    for title, rows in sections:
-        out.append(f"[{title}]")
-        out.extend(fmt(row.cells()) for row in rows)
-    return "\n".join(out)
-
-
-def machine_line() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs, load average {load:.2f}, "
-        f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}"
-    )
 
 
 def profile_plan(directory: Path, state: Path, top: int) -> None:
@@ -304,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 in_process_rows(sample, args.runs),
             ),
         ]
-        print(table(sections))
+        print(table(HEADER, sections))
         print()
         if hasattr(os, "getloadavg"):
             print(f"load average at the end: {os.getloadavg()[0]:.2f} (noise: compare with start)")

@@ -37,11 +37,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SEED_SPEC = REPO / "specs" / "kalm.yaml"
+from common import REPO, SEED_SPEC, machine_line, script, set_line, table
+
+HEADER = ["measurement", "median", "min .. max", "client cpu", "server cpu", "target", "met"]
 SECRETS = ("huggingface", "kalm-api-key")  # what specs/kalm.yaml references
 PLAN_RATIO_TARGET = 3.0  # plan(50) / plan(1)
 APPLY_SPEEDUP_TARGET = 5.0  # loop of `modal deploy` / apply, for 20 apps
@@ -180,30 +180,14 @@ def write_specs(directory: Path, prefix: str, count: int, seed_text: str, revisi
     directory.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         text = seed_text
-        text = _set(text, r"app: .*", f"app: {prefix}-{index:03d}")
-        text = _set(text, r"  team: .*", f"  team: team-{index % 7}")
-        text = _set(text, r"gpu: .*", f"gpu: {GPUS[index % len(GPUS)]}")
-        text = _set(text, r"  max_num_seqs: .*", f"  max_num_seqs: {64 + revision}")
+        text = set_line(text, r"app: .*", f"app: {prefix}-{index:03d}")
+        text = set_line(text, r"  team: .*", f"  team: team-{index % 7}")
+        text = set_line(text, r"gpu: .*", f"gpu: {GPUS[index % len(GPUS)]}")
+        text = set_line(text, r"  max_num_seqs: .*", f"  max_num_seqs: {64 + revision}")
         (directory / f"{prefix}-{index:03d}.yaml").write_text(text, encoding="utf-8")
 
 
-def _set(text: str, pattern: str, replacement: str) -> str:
-    new, count = re.subn(f"^{pattern}$", replacement, text, count=1, flags=re.MULTILINE)
-    if count != 1:
-        raise SystemExit(f"bench: {SEED_SPEC} has no line matching {pattern!r}; update the bench")
-    return new
-
-
 # -- measuring ------------------------------------------------------------------------------
-
-
-def script(name: str) -> Path | None:
-    """A console script of this interpreter's environment, not a pyenv shim (a shell script)."""
-    here = Path(sys.executable).parent / name
-    if here.is_file():
-        return here
-    found = shutil.which(name)
-    return Path(found) if found else None
 
 
 def run_checked(argv: list[str], api: LocalApi, cwd: Path) -> str:
@@ -463,30 +447,6 @@ def run_in_process(function: str, args: str, api: LocalApi, cwd: Path) -> None:
 # -- output ---------------------------------------------------------------------------------
 
 
-def table(sections: list[tuple[str, list[Row]]]) -> str:
-    header = ["measurement", "median", "min .. max", "client cpu", "server cpu", "target", "met"]
-    lines = [row.cells() for _, rows in sections for row in rows]
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [fmt(header), fmt(["-" * w for w in widths])]
-    for title, rows in sections:
-        out.append(f"[{title}]")
-        out.extend(fmt(row.cells()) for row in rows)
-    return "\n".join(out)
-
-
-def machine_line() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs, load average {load:.2f}, "
-        f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}"
-    )
-
-
 def print_derived(rows: dict[str, Row], plan_sizes: list[int], apply_sizes: list[int]) -> None:
     """The ratios the targets are about, and where the time of plan goes."""
     small, large = plan_sizes[0], plan_sizes[-1]
@@ -573,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             print()
-            print(table(sections))
+            print(table(HEADER, sections))
             print()
             if hasattr(os, "getloadavg"):
                 print(f"load average at the end: {os.getloadavg()[0]:.2f} (compare with start)")
