@@ -52,6 +52,15 @@ WORDS = [
 ]
 HIDDEN = 32  # BERT width: the text server's dimension
 PROJECTION = 16  # CLIP projection: the image server's dimension
+# The vision tower of both tiny image models (CLIP's and Gemma 3's SigLIP): 4x4 patches of 8 px.
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
 
 
 def spec_data(snapshot: str = "none", **change: Any) -> dict[str, Any]:
@@ -175,15 +184,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "bos_token_id": 2,
         "eos_token_id": 3,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=PROJECTION)
+    config = CLIPConfig(text_config=text, vision_config=TINY_VISION, projection_dim=PROJECTION)
     CLIPModel(config).save_pretrained(folder)
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=images, tokenizer=word_tokenizer()).save_pretrained(folder)
@@ -244,17 +245,9 @@ def tiny_gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "bos_token_id": 2,
         "eos_token_id": 3,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
     config = Gemma3Config(
         text_config=text,
-        vision_config=vision,
+        vision_config=TINY_VISION,
         mm_tokens_per_image=4,
         boi_token_index=vocab["<start_of_image>"],
         eoi_token_index=vocab["<end_of_image>"],
