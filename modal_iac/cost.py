@@ -211,14 +211,20 @@ class Costing:
     def lines(self, plan: Plan) -> list[CostLine]:
         """One line per change of ``plan``."""
         return [
-            CostLine(c.address, c.action, *change_costs(c, self.prices), self._hours(c))
+            CostLine(
+                c.address,
+                c.action,
+                *change_costs(c, self.prices),
+                self.hours(c.active_hours_per_day),
+            )
             for c in plan.changes
         ]
 
-    def _hours(self, change: Change) -> float | None:
+    def hours(self, spec_estimate: float | None) -> float | None:
+        """The usage estimate to price with: the run's, else the spec's."""
         if self.active_hours_per_day is not None:
             return self.active_hours_per_day
-        return change.active_hours_per_day
+        return spec_estimate
 
 
 def usage_text(cost: AppCost | None, active_hours_per_day: float | None) -> str:

@@ -58,9 +58,7 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
         lines.append(f"      {fit.describe()}")
     lines += [f"    warning: {text}" for text in warnings(spec)]
     lines.append(f"  Cost (GPUs and reserved CPU/memory, {HOURS_PER_MONTH} h a month):")
-    hours = pricing.active_hours_per_day
-    if hours is None and spec.usage is not None:
-        hours = spec.usage.active_hours_per_day
+    hours = pricing.hours(spec.usage.active_hours_per_day if spec.usage else None)
     for app in spec.app_names():
         flat = app_settings(spec, app) if isinstance(spec, GatewaySpec) else settings(spec)
         cost = app_cost(flat, pricing.prices)
