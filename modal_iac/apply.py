@@ -6,12 +6,12 @@ way leaves a state that says exactly which apps are deployed, and a re-run conve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from .address import Address
 from .plan import Change, Plan
 from .state import AppRecord, State
 
@@ -33,11 +33,6 @@ class Outcome:
     action: str
     ok: bool
     detail: str
-
-
-def module_name(app: str) -> str:
-    """A Python module name for an app's generated file (Modal imports it by this name)."""
-    return "modaliac_" + re.sub(r"\W", "_", app)
 
 
 def app_tags(record: AppRecord) -> dict[str, str]:
@@ -137,7 +132,7 @@ def _job(change: Change) -> DeployJob:
         app=change.app,
         environment=change.environment,
         source=record.source,
-        module_name=module_name(change.app),
+        module_name=Address(change.environment, change.app).module_name,
         deployment_tag=record.deployment_tag,
         tags=app_tags(record),
     )

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
+from .address import Project
+from .targets import UsageError
 
 if TYPE_CHECKING:
     from .cost import Costing
     from .gateway import GatewaySpec
     from .load import LoadedSpec
-    from .plan import Desired
 
-DEFAULT_SPEC_DIR = Path("specs")
 REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 
@@ -55,8 +55,9 @@ def _wants_color(stream: TextIO, choice: str) -> bool:
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
     from .plan import endpoint_warnings
+    from .targets import spec_files
 
-    loaded = load_specs(spec_files(args.specs), args.env)
+    loaded = load_specs(spec_files(args.specs), args.env, Project.here())
     for item in loaded:
         console.print(f"{item.path}: ok ({', '.join(item.spec.app_names())})")
         for found in item.warnings:
@@ -69,8 +70,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_render(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
     from .render import render_all
+    from .targets import spec_files
 
-    loaded = load_specs(spec_files(args.specs), args.env)
+    loaded = load_specs(spec_files(args.specs), args.env, Project.here())
     if args.explain:
         for item in loaded:
             console.print(_explain(item))
@@ -78,7 +80,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     rendered = [app for item in loaded for app in render_all(item)]
     if args.output is None:
         if len(rendered) > 1:
-            raise _Usage("render: several apps need -o DIR (one file per app)")
+            raise UsageError("render: several apps need -o DIR (one file per app)")
         console.print(rendered[0].source, end="")
         return EXIT_OK
     out_dir = Path(args.output)
@@ -95,8 +97,11 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from .gateway import GatewaySpec
     from .load import load_specs
     from .operate import credentials_configured
+    from .targets import spec_files, spec_targets
 
-    loaded = load_specs(spec_files(args.specs or [str(DEFAULT_SPEC_DIR)]))
+    project = Project.here()
+    targets = spec_targets(args.specs, project, "export")
+    loaded = load_specs(spec_files(targets), args.env, project)
     apps = [
         (app.name, item.spec.environment)
         for item in loaded
@@ -104,7 +109,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         for app in item.spec.apps()
     ]
     if not apps:
-        raise _Usage("export litellm: none of these specs is a gateway (kind: gateway)")
+        raise UsageError("export litellm: none of these specs is a gateway (kind: gateway)")
     urls: dict[tuple[str, str | None], str | None] = {}
     if not args.offline and credentials_configured():
         from .modal_api import router_urls
@@ -123,19 +128,18 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from .operate import credentials_configured, online_plan
     from .plan import make_plan
     from .present import as_json, as_markdown, as_text
-    from .state import open_store
+    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
 
-    if not args.specs and not DEFAULT_SPEC_DIR.is_dir():
-        raise _Usage(f"plan: no {DEFAULT_SPEC_DIR}/ directory here; name spec files or a directory")
-    targets = args.specs or [str(DEFAULT_SPEC_DIR)]
+    project = Project.here()
+    targets = spec_targets(args.specs, project, "plan")
     pricing = costing(args)  # a broken price file fails before Modal is consulted
-    desired = desired_apps(spec_files(targets), args.env)
-    scope = [Path(t) for t in targets if Path(t).is_dir()]
-    state = open_store(args.state).read()
+    desired = desired_apps(spec_files(targets), args.env, project)
+    scope = delete_scope(targets, project)
+    state = state_store(args.state, project, console.error).read()
     if not args.offline and credentials_configured():
-        plan = online_plan(desired, state, scope)
+        plan = online_plan(desired, state, scope, args.env)
     else:
-        plan = make_plan(desired, state, scope)
+        plan = make_plan(desired, state, scope, env_option=args.env)
     if args.format == "text" and args.out and args.out.endswith(".json"):
         args.format = "json"  # a saved plan for `modaliac apply FILE`
     if args.format == "json":
@@ -143,7 +147,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     elif args.format == "markdown":
         text = as_markdown(plan, costing=pricing)
     else:
-        text = as_text(plan, color=console.color and args.out is None, costing=pricing)
+        color = console.color and args.out is None
+        text = as_text(plan, color=color, costing=pricing, project=project)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         console.error(f"wrote {args.out}")
@@ -156,17 +161,20 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_diff(args: argparse.Namespace, console: Console) -> int:
     from .diff import diff_git, diff_recorded, format_diff
-    from .state import open_store
+    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
 
-    targets = args.specs or [str(DEFAULT_SPEC_DIR)]
+    project = Project.here()
+    targets = spec_targets(args.specs, project, "diff")
     if args.base:
-        diffs = diff_git(args.base, targets, Path.cwd())
+        diffs = diff_git(args.base, [project.recorded(t) for t in targets], project.root)
     else:
-        scope = [Path(t) for t in targets if Path(t).is_dir()]
         diffs = diff_recorded(
-            desired_apps(spec_files(targets), args.env), open_store(args.state).read(), scope
+            desired_apps(spec_files(targets), args.env, project),
+            state_store(args.state, project, console.error).read(),
+            delete_scope(targets, project),
+            args.env,
         )
-    text, differs = format_diff(diffs, color=console.color)
+    text, differs = format_diff(diffs, color=console.color, project=project)
     console.print(text, end="")
     return EXIT_CHANGES if args.exit_code and differs else EXIT_OK
 
@@ -192,31 +200,6 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-class _Usage(Exception):
-    """A command used wrongly (exit status 2), found after argument parsing."""
-
-
-def spec_files(targets: Sequence[str]) -> list[str | Path]:
-    from .errors import SpecError
-    from .load import find_spec_files
-
-    files: list[str | Path] = []
-    for target in targets:
-        found = find_spec_files(target)
-        if not found:
-            raise SpecError(target, "holds no *.yaml spec files")
-        files.extend(found)
-    return files
-
-
-def desired_apps(files: list[str | Path], env: str | None = None) -> list[Desired]:
-    from .load import load_specs
-    from .plan import Desired
-    from .render import render_all
-
-    return [Desired(item, app) for item in load_specs(files, env) for app in render_all(item)]
 
 
 def _explain(item: LoadedSpec) -> str:
@@ -324,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--offline", action="store_true", help="do not ask Modal for URLs: placeholders only"
     )
+    env_option(export)
     export.set_defaults(run=cmd_export)
 
     plan = commands.add_parser(
@@ -383,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     apply.add_argument("--parallel", type=int, default=4, help="apps deployed at once (4)")
     apply.add_argument(
-        "--build-dir", default=".modaliac/build", help="where the deployed files are written"
+        "--build-dir",
+        help="where the deployed files are written (default: .modaliac/build at the project root)",
     )
     _state_option(apply, lock=True)
     env_option(apply)
@@ -393,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "destroy", help="stop a managed app", description="Stop an app and forget it."
     )
     destroy.add_argument("target", metavar="APP|SPEC")
-    destroy.add_argument("--env", help="Modal environment of the app")
+    app_env_option(destroy)
     destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     _state_option(destroy, lock=True)
     destroy.set_defaults(run="operate:cmd_destroy", confirm=True)
@@ -404,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record an app already deployed on Modal, so specs can manage it.",
     )
     adopt.add_argument("app", metavar="APP")
-    adopt.add_argument("--env", help="Modal environment of the app")
+    app_env_option(adopt)
     _state_option(adopt, lock=True)
     adopt.set_defaults(run="operate:cmd_import")
 
@@ -415,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument("target", metavar="APP|SPEC")
     rollback.add_argument("--to", type=int, default=-1, metavar="VERSION")
-    rollback.add_argument("--env", help="Modal environment of the app")
+    app_env_option(rollback)
     _state_option(rollback, lock=True)
     rollback.set_defaults(run="operate:cmd_rollback")
 
@@ -427,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     _state_option(state_list)
     state_show = state_commands.add_parser("show", help="show one recorded app")
     state_show.add_argument("target", metavar="APP|SPEC")
-    state_show.add_argument("--env", help="Modal environment of the app")
+    app_env_option(state_show)
     state_show.add_argument("--source", action="store_true", help="include the deployed file")
     _state_option(state_show)
     state.set_defaults(run="operate:cmd_state")
@@ -485,17 +470,39 @@ def env_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env",
         metavar="NAME",
+        type=environment_name,
         help="apply the spec's environments: NAME overrides (NAME is also the Modal "
-        "environment unless the override sets one); without it, specs load their base",
+        "environment unless the override sets one; a spec without environments: deploys to "
+        "NAME); without it, specs load their base",
     )
+
+
+def app_env_option(parser: argparse.ArgumentParser) -> None:
+    """``--env`` of the commands that name one app: its Modal environment (a spec path
+    target: that spec's environments: entry, as ``env_option``)."""
+    parser.add_argument(
+        "--env",
+        metavar="NAME",
+        type=environment_name,
+        help="Modal environment of the app (for a spec: its environments: entry); default: "
+        "the Modal profile's environment",
+    )
+
+
+def environment_name(text: str) -> str:
+    from .address import AddressError, check_environment
+
+    try:
+        return check_environment(text, "--env")
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--env: ")) from None
 
 
 def _state_option(parser: argparse.ArgumentParser, *, lock: bool = False) -> None:
     parser.add_argument(
         "--state",
-        default=os.environ.get("MODALIAC_STATE", ".modaliac/state.json"),
-        help="state file, or modal:VOLUME for state kept on Modal (default: "
-        ".modaliac/state.json, or $MODALIAC_STATE)",
+        help="state file, or modal:VOLUME for state kept on Modal (default: $MODALIAC_STATE, "
+        "else .modaliac/state.json at the project root)",
     )
     if lock:
         parser.add_argument(
@@ -510,7 +517,7 @@ def _state_option(parser: argparse.ArgumentParser, *, lock: bool = False) -> Non
 def _ask(question: str) -> bool:
     """Ask on the terminal; without one, refuse (use --yes in scripts and CI)."""
     if not sys.stdin.isatty():
-        raise _Usage("not a terminal: pass --yes to apply without confirmation")
+        raise UsageError("not a terminal: pass --yes to apply without confirmation")
     return input(f"{question} Only 'yes' is accepted: ").strip() == "yes"
 
 
@@ -527,7 +534,7 @@ def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _as
             return int(command(args, console))
         run: Callable[[argparse.Namespace, Console], int] = args.run
         return run(args, console)
-    except _Usage as exc:
+    except UsageError as exc:
         parser.print_usage(sys.stderr)
         console.error(f"modaliac: error: {exc}")
         return EXIT_USAGE

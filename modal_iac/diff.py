@@ -21,10 +21,11 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any, Literal
 
+from .address import Project
 from .errors import ModaliacError, SpecError, SpecErrors
 from .gateway import GatewaySpec
 from .load import LoadedSpec, find_spec_files, load_spec
-from .plan import Desired, FieldChange, field_changes, in_scope
+from .plan import Desired, FieldChange, deletions, field_changes
 from .render import HEADER_LINES, render_all
 from .state import State
 
@@ -67,17 +68,20 @@ class _Version:
 
 
 def diff_recorded(
-    desired: list[Desired], state: State, delete_scope: list[Path] | None = None
+    desired: list[Desired],
+    state: State,
+    delete_scope: list[str] | None = None,
+    env_option: str | None = None,
 ) -> list[AppDiff]:
     """Each desired app against what the state says was last applied.
 
-    ``delete_scope`` works as in ``make_plan``: recorded apps whose spec lived in one of
-    these directories and is gone show as removed.
+    ``delete_scope`` and ``env_option`` work as in ``make_plan``, through the same
+    ``deletions``: a recorded app shows as removed exactly when a plan would delete it.
     """
     diffs = []
     wanted = {item.address: item for item in desired}
     for address, item in sorted(wanted.items()):
-        after = _desired_version(item, item.loaded.path)
+        after = _desired_version(item, item.loaded.recorded_path)
         record = state.apps.get(address)
         before, notes = None, []
         if record is not None:
@@ -85,12 +89,11 @@ def diff_recorded(
             before = _Version(address, label, record.source, record.settings)
             if not record.source:
                 notes.append("the state holds no generated source for this app")
-        diffs.append(_compare(item.loaded.path, before, after, notes))
-    for address, record in sorted(state.apps.items()):
-        if address not in wanted and in_scope(record.spec_path, delete_scope):
-            label = f"{record.app}.py (recorded)"
-            before = _Version(address, label, record.source, record.settings)
-            diffs.append(_compare(record.spec_path, before, None, ["its spec was removed"]))
+        diffs.append(_compare(item.loaded.recorded_path, before, after, notes))
+    for record in deletions(desired, state, delete_scope, env_option):
+        label = f"{record.app}.py (recorded)"
+        before = _Version(record.address, label, record.source, record.settings)
+        diffs.append(_compare(record.spec_path, before, None, ["its spec was removed"]))
     return diffs
 
 
@@ -246,7 +249,7 @@ def _working_versions(targets: list[str], repo_root: Path) -> dict[str, _Version
 def _load_as(file: Path, shown: str) -> LoadedSpec:
     """Load ``file`` as if it were ``shown``: headers and errors name the spec's own path."""
     try:
-        return replace(load_spec(file), path=shown)
+        return replace(load_spec(file), path=shown, project_path=shown)
     except SpecErrors as exc:
         raise SpecErrors([_renamed(error, shown) for error in exc.errors]) from None
     except SpecError as exc:
@@ -319,8 +322,11 @@ def _unified(old: str, new: str, old_label: str, new_label: str) -> tuple[str, .
 _SYMBOL = {"added": "+", "removed": "-", "changed": "~", "unchanged": "="}
 
 
-def format_diff(diffs: list[AppDiff], *, color: bool = False) -> tuple[str, bool]:
-    """The diffs as terminal text, and whether any app differs (for ``--exit-code``)."""
+def format_diff(
+    diffs: list[AppDiff], *, color: bool = False, project: Project | None = None
+) -> tuple[str, bool]:
+    """The diffs as terminal text, and whether any app differs (for ``--exit-code``); spec
+    paths are shown from where the user stands when ``project`` says where that is."""
 
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
@@ -328,9 +334,8 @@ def format_diff(diffs: list[AppDiff], *, color: bool = False) -> tuple[str, bool
     out: list[str] = []
     for item in diffs:
         if item.differs or item.notes:
-            out.append(
-                paint("1", f"{_SYMBOL[item.status]} {item.address}") + f"  ({item.spec_path})"
-            )
+            shown = project.shown(item.spec_path) if project else item.spec_path
+            out.append(paint("1", f"{_SYMBOL[item.status]} {item.address}") + f"  ({shown})")
             out.extend(paint(_line_color(line), line) for line in item.lines)
             if item.status == "changed":
                 out.extend(_field_lines(item.fields))

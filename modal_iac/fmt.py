@@ -433,7 +433,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_fmt(args: argparse.Namespace, console: Console) -> int:
-    from .cli import spec_files
+    from .targets import spec_files
 
     outcomes = [format_file(Path(path)) for path in spec_files(args.specs)]
     changed = [outcome for outcome in outcomes if outcome.changed]

@@ -27,6 +27,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from .address import Project, profile_environment
 from .errors import SpecError, SpecErrors
 from .fit import problems as fit_problems
 from .fit import tight as fit_warnings
@@ -70,25 +71,53 @@ _SECRET_HINT = (
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    """A validated spec and where it came from."""
+    """A validated spec and where it came from.
+
+    ``path`` is the file as the user named it (errors say it that way); ``project_path`` is
+    how plans, the state and generated headers record it: relative to the project root.
+    ``spec.environment`` is resolved: the Modal environment the spec's apps live in (None:
+    the workspace's default)."""
 
     path: str
     digest: str  # sha256 of the file's bytes
     spec: AnySpec
     env: str | None = None  # the environments: entry applied (--env), if any
     warnings: tuple[SpecError, ...] = ()  # policy warnings, located
+    project_path: str = ""
+
+    @property
+    def recorded_path(self) -> str:
+        return self.project_path or self.path
 
 
-def load_spec(path: str | Path, env: str | None = None) -> LoadedSpec:
+class _Profile:
+    """Sentinel: read the Modal profile's environment when it is needed."""
+
+
+PROFILE = _Profile()
+
+
+def load_spec(
+    path: str | Path,
+    env: str | None = None,
+    *,
+    project: Project | None = None,
+    default_environment: str | _Profile | None = PROFILE,
+) -> LoadedSpec:
     """Read, parse and validate one spec file, with environment ``env``'s overrides applied.
 
     Every environment's overrides are validated whichever is selected, so a broken override
-    fails ``validate`` without ``--env`` too. Raises SpecError / SpecErrors.
+    fails ``validate`` without ``--env`` too. The spec's Modal environment is then resolved,
+    in this one place: ``env``'s override (its ``environment``, else ``env`` itself), else
+    the spec's ``environment``, else ``default_environment`` (the Modal profile's). A spec
+    without ``environments:`` goes to ``env`` itself, unless it names another environment.
+    Raises SpecError / SpecErrors.
     """
     shown = str(path)
     raw = _read(Path(path), shown)
     text = _decode(raw, shown)
     digest = hashlib.sha256(raw).hexdigest()
+    recorded = project.recorded(path) if project is not None else shown
     data = _fast_parse(text)
     if data is not None and not _tokens(data):
         fast = _fast_validate(data, env)
@@ -96,14 +125,51 @@ def load_spec(path: str | Path, env: str | None = None) -> LoadedSpec:
             spec, notes = fast
             quick = _quick_warnings(text, shown, notes)
             if quick is not None:
-                env_used = env if _has_env(spec, data, env) else None
-                return LoadedSpec(shown, digest, spec, env_used, quick)
-    spec, warned = _slow_load(text, shown, env)
-    return LoadedSpec(shown, digest, spec, env if _has_env(spec, data, env) else None, warned)
+                env_used = env if _has_env(data, env) else None
+                placed = _place(spec, env, env_used, default_environment, text, shown)
+                return LoadedSpec(shown, digest, placed, env_used, quick, recorded)
+    spec, warned, env_used = _slow_load(text, shown, env)
+    placed = _place(spec, env, env_used, default_environment, text, shown)
+    return LoadedSpec(shown, digest, placed, env_used, warned, recorded)
 
 
-def _has_env(spec: AnySpec, data: Any, env: str | None) -> bool:
-    return env is not None and isinstance(data, dict) and env in (data.get("environments") or {})
+def _has_env(data: Any, env: str | None) -> bool:
+    """Whether the document has an ``environments:`` entry named ``env``."""
+    environments = data.get("environments") if isinstance(data, dict) else None
+    return env is not None and isinstance(environments, dict) and env in environments
+
+
+def _place(
+    spec: AnySpec,
+    env: str | None,
+    env_used: str | None,
+    default: str | _Profile | None,
+    text: str,
+    shown: str,
+) -> AnySpec:
+    """The spec with its Modal environment resolved (``env_used``: the environments: entry
+    the document was merged with, which named the environment already)."""
+    if env_used is None and env is not None:
+        if spec.environment is None:
+            return spec.model_copy(update={"environment": env})
+        if spec.environment != env:
+            position = _key_position(text, ("environment",)) or (None, None)
+            raise SpecError(
+                shown,
+                f"this spec deploys to environment {spec.environment!r} only, and --env names "
+                f"{env!r}; add an environments: entry for {env!r}, or leave --env out",
+                line=position[0],
+                column=position[1],
+                key_path="environment",
+            )
+    return _fallback(spec, default)
+
+
+def _fallback(spec: AnySpec, default: str | _Profile | None) -> AnySpec:
+    if spec.environment is not None:
+        return spec
+    chosen = profile_environment() if isinstance(default, _Profile) else default
+    return spec if chosen is None else spec.model_copy(update={"environment": chosen})
 
 
 def _fast_validate(
@@ -271,12 +337,16 @@ def _merge(base: Any, override: Any) -> Any:
     return merged
 
 
-def load_specs(paths: list[str | Path], env: str | None = None) -> list[LoadedSpec]:
-    """Load several specs, reporting every broken file at once, and refuse duplicate apps."""
+def load_specs(
+    paths: list[str | Path], env: str | None = None, project: Project | None = None
+) -> list[LoadedSpec]:
+    """Load several specs, reporting every broken file at once, and refuse duplicate apps
+    (one address, two specs)."""
     loaded, errors = [], []
+    default = profile_environment()
     for path in paths:
         try:
-            loaded.append(load_spec(path, env))
+            loaded.append(load_spec(path, env, project=project, default_environment=default))
         except SpecErrors as exc:
             errors.extend(exc.errors)
         except SpecError as exc:
@@ -410,7 +480,10 @@ def _has_clib() -> bool:
     return True
 
 
-def _slow_load(text: str, shown: str, env: str | None) -> tuple[AnySpec, tuple[SpecError, ...]]:
+def _slow_load(
+    text: str, shown: str, env: str | None
+) -> tuple[AnySpec, tuple[SpecError, ...], str | None]:
+    """The selected document, its located warnings, and the environments: entry used."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
@@ -455,7 +528,7 @@ def _slow_load(text: str, shown: str, env: str | None) -> tuple[AnySpec, tuple[S
         raise SpecErrors(list({str(e): e for e in errors}.values()))
     chosen, chosen_warnings = selected
     assert chosen is not None  # every document validated
-    return chosen, chosen_warnings
+    return chosen, chosen_warnings, env if _has_env(data, env) else None
 
 
 def _validate(

@@ -348,9 +348,8 @@ def deploy_all(
 
 
 def _import(job: DeployJob, build_dir: Path) -> Any:
-    folder = build_dir / (job.environment or "_default")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{job.module_name}.py"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    path = build_dir / f"{job.module_name}.py"  # the module name is unique to the address
     path.write_text(job.source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location(job.module_name, path)
     if spec is None or spec.loader is None:

@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .address import Project
 from .errors import ModaliacError
 from .plan import Desired, Plan, make_plan
-from .state import AppRecord, State, app_address
+from .state import AppRecord, State
 
 if TYPE_CHECKING:
     from .cli import Console
@@ -52,8 +53,10 @@ def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, 
     return observe(list(queries.values()))
 
 
-def online_plan(desired: list[Desired], state: State, scope: list[Path]) -> Plan:
-    return make_plan(desired, state, scope, observe_for(desired, state))
+def online_plan(
+    desired: list[Desired], state: State, scope: list[str], env_option: str | None = None
+) -> Plan:
+    return make_plan(desired, state, scope, observe_for(desired, state), env_option)
 
 
 def owner() -> str:
@@ -65,14 +68,14 @@ def owner() -> str:
 
 
 def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from . import cli
     from .apply import execute, needs_recording
     from .modal_api import require_credentials
     from .present import as_text, load_plan
-    from .state import open_store
+    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
 
     require_credentials()
-    store = open_store(args.state)
+    project = Project.here()
+    store = state_store(args.state, project, console.error)
     saved = len(args.targets) == 1 and args.targets[0].endswith(".json")
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
@@ -80,11 +83,10 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
             reviewed = load_plan(Path(args.targets[0]).read_text(encoding="utf-8"))
             plan = _check_fresh(reviewed, state, args.targets[0])
         else:
-            targets = args.targets or [str(cli.DEFAULT_SPEC_DIR)]
-            desired = cli.desired_apps(cli.spec_files(targets), getattr(args, "env", None))
-            scope = [Path(t) for t in targets if Path(t).is_dir()]
-            plan = online_plan(desired, state, scope)
-            console.print(as_text(plan, color=console.color), end="")
+            targets = spec_targets(args.targets, project, "apply")
+            desired = desired_apps(spec_files(targets), args.env, project)
+            plan = online_plan(desired, state, delete_scope(targets, project), args.env)
+            console.print(as_text(plan, color=console.color, project=project), end="")
         if plan.blockers:
             console.error("apply refused: " + "; ".join(plan.blockers))
             return EXIT_ERROR
@@ -94,7 +96,7 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
         if plan.has_changes and not args.yes and not confirm("Apply these changes?"):
             console.error("apply cancelled: nothing was changed")
             return EXIT_ERROR
-        build_dir = Path(args.build_dir)
+        build_dir = Path(args.build_dir) if args.build_dir else project.build_dir
 
         def progress(address: str, event: str) -> None:
             console.print(f"  {address}: {event}")
@@ -151,33 +153,16 @@ def _check_fresh(reviewed: Plan, state: State, path: str) -> Plan:
 # -- destroy, import, rollback, state -------------------------------------------------------
 
 
-def _find(state: State, target: str, environment: str | None) -> AppRecord:
-    """A recorded app by name, address or spec path."""
-    if target.endswith((".yaml", ".yml")):
-        from .load import load_spec
-
-        spec = load_spec(target).spec
-        names = spec.app_names()
-        if len(names) > 1:
-            raise ModaliacError(f"{target} defines several apps ({', '.join(names)}); name one")
-        target, environment = names[0], spec.environment
-    address = app_address(environment, target)
-    record = state.apps.get(address) or state.apps.get(target)
-    if record is None:
-        known = ", ".join(sorted(state.apps)) or "none"
-        raise ModaliacError(f"{target}: not in the state (recorded apps: {known})")
-    return record
-
-
 def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
     from .modal_api import require_credentials, stop
-    from .state import open_store
+    from .targets import find_record, state_store
 
     require_credentials()
-    store = open_store(args.state)
+    project = Project.here()
+    store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
-        record = _find(state, args.target, args.env)
+        record = find_record(state, args.target, args.env, project)
         console.print(f"- destroy {record.address}: the Modal app will be stopped")
         if not args.yes and not confirm(f"Stop {record.address}?"):
             console.error("destroy cancelled: nothing was changed")
@@ -193,45 +178,50 @@ def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[s
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     from .modal_api import Query, observe, require_credentials
-    from .state import open_store
+    from .targets import parse_address, state_store
 
     require_credentials()
-    store = open_store(args.state)
-    address = app_address(args.env, args.app)
+    project = Project.here()
+    target = parse_address(args.app, args.env)
+    address = str(target)
+    store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
         if address in state.apps:
             raise ModaliacError(f"{address}: already managed by modaliac")
-        seen = observe([Query(args.app, args.env)])[(args.env, args.app)]
+        seen = observe([Query(target.app, target.environment)])[(target.environment, target.app)]
         if seen.state != "deployed" or seen.current is None:
             raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
         state.apps[address] = AppRecord(
-            app=args.app,
-            environment=args.env,
+            app=target.app,
+            environment=target.environment,
             spec_path="",
             spec_digest="",
             source_hash="",
             settings={},
             deployed_version=seen.current.version,
             deployment_tag=seen.current.tag,
+            env_option=args.env,
         )
         store.write(state)
     console.print(
-        f"{address}: imported v{seen.current.version}. Write a spec with `app: {args.app}`; "
-        "the next plan shows what applying it would change."
+        f"{address}: imported v{seen.current.version}. Write a spec with `app: {target.app}`"
+        + (f" (environment {target.environment})" if target.environment else "")
+        + "; the next plan shows what applying it would change."
     )
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
     from .modal_api import require_credentials, rollback
-    from .state import open_store
+    from .targets import find_record, state_store
 
     require_credentials()
-    store = open_store(args.state)
+    project = Project.here()
+    store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
-        record = _find(state, args.target, args.env)
+        record = find_record(state, args.target, args.env, project)
         version = rollback(record.app, record.environment, args.to)
         state.apps[record.address] = replace(record, deployed_version=version)
         store.write(state)
@@ -244,17 +234,19 @@ def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_state(args: argparse.Namespace, console: Console) -> int:
-    from .state import open_store
+    from .targets import find_record, state_store
 
-    state = open_store(args.state).read()
+    project = Project.here()
+    state = state_store(args.state, project, console.error).read()
     if args.state_command == "list":
         if not state.apps:
             console.print("No apps recorded.")
         for address, record in sorted(state.apps.items()):
             version = f"v{record.deployed_version}" if record.deployed_version else "-"
-            console.print(f"{address:40} {version:6} {record.spec_path or '(imported)'}")
+            where = project.shown(record.spec_path) if record.spec_path else "(imported)"
+            console.print(f"{address:40} {version:6} {where}")
         return EXIT_OK
-    record = _find(state, args.target, args.env)
+    record = find_record(state, args.target, args.env, project)
     shown = {k: v for k, v in record.__dict__.items() if k != "source" or args.source}
     console.print(json.dumps(shown, indent=2, sort_keys=True))
     return EXIT_OK

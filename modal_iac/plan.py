@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from . import __version__
+from .address import Address
 from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, app_settings, endpoints_other_layout
 from .load import LoadedSpec
 from .observed import Observed
@@ -18,7 +19,7 @@ from .policy import suppressed
 from .render import Rendered
 from .settings import settings
 from .spec import Spec
-from .state import AppRecord, State, app_address
+from .state import AppRecord, State
 
 PLAN_FORMAT_VERSION = 1
 Action = Literal["create", "update", "replace", "delete", "no-op"]
@@ -29,10 +30,11 @@ _METADATA_PREFIXES = ("labels",)
 
 @dataclass(frozen=True)
 class Desired:
-    """One app as the specs want it."""
+    """One app as the specs want it. ``env_option`` is the run's ``--env`` (None: none)."""
 
     loaded: LoadedSpec
     rendered: Rendered
+    env_option: str | None = None
 
     @property
     def app(self) -> str:
@@ -44,7 +46,7 @@ class Desired:
 
     @property
     def address(self) -> str:
-        return app_address(self.environment, self.app)
+        return str(Address(self.environment, self.app))
 
     @property
     def active_hours_per_day(self) -> float | None:
@@ -63,12 +65,13 @@ class Desired:
         return AppRecord(
             app=self.app,
             environment=self.environment,
-            spec_path=self.loaded.path,
+            spec_path=self.loaded.recorded_path,
             spec_digest=self.loaded.digest,
             source_hash=self.rendered.body_hash,
             settings=self.settings(),
             source=self.rendered.source,
             deployment_tag=deployment_tag(self.rendered.body_hash),
+            env_option=self.env_option,
         )
 
 
@@ -130,16 +133,17 @@ def deployment_tag(source_hash: str) -> str:
 def make_plan(
     desired: list[Desired],
     recorded: State,
-    delete_scope: list[Path] | None = None,
+    delete_scope: list[str] | None = None,
     observed: dict[tuple[str | None, str], Observed] | None = None,
+    env_option: str | None = None,
 ) -> Plan:
     """Compare desired apps with the recorded state and, when given, what Modal reports.
 
-    ``delete_scope``: spec directories this plan covers. A recorded app whose spec lived
-    under one of them and is no longer desired is planned for deletion. Planning single
-    files (no scope) never deletes: other specs are simply out of view.
+    ``delete_scope``: the planned spec directories, relative to the project root (as the
+    state records spec paths). Recorded apps that ``deletions`` finds are planned for
+    deletion; planning single files (no scope) never deletes: other specs are out of view.
     ``observed``: None plans offline (recorded state only); otherwise drift is reported and
-    the actions converge Modal back to the specs.
+    the actions converge Modal back to the specs. ``env_option``: the run's ``--env``.
     """
     changes = []
     wanted = {item.address: item for item in desired}
@@ -150,61 +154,72 @@ def make_plan(
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
         changes.append(_compare(item, before, seen))
-    elsewhere = _OtherEnvironments(desired)
-    for address, record in sorted(recorded.apps.items()):
-        if address in wanted or (record.spec_path, record.environment) in elsewhere:
-            continue
-        if in_scope(record.spec_path, delete_scope):
-            notes = ["its spec was removed: the Modal app will be stopped"]
-            seen_state: str | None = None
-            seen_version: int | None = None
-            if observed is not None:
-                seen = observed.get((record.environment, record.app))
-                seen_state = seen.state if seen else "missing"
-                seen_version = seen.current.version if seen and seen.current else None
-                if seen is None or seen.state != "deployed":
-                    notes = [
-                        "its spec was removed and the app is already gone from Modal: "
-                        "only the state entry is removed"
-                    ]
-            changes.append(
-                Change(
-                    action="delete",
-                    address=address,
-                    app=record.app,
-                    environment=record.environment,
-                    spec_path=record.spec_path,
-                    spec_digest=None,
-                    source_hash_before=record.source_hash,
-                    source_hash_after=None,
-                    fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
-                    notes=tuple(notes),
-                    recorded_version=record.deployed_version,
-                    observed_state=seen_state,
-                    observed_version=seen_version,
-                )
+    for record in deletions(desired, recorded, delete_scope, env_option):
+        notes = ["its spec was removed: the Modal app will be stopped"]
+        seen_state: str | None = None
+        seen_version: int | None = None
+        if observed is not None:
+            seen = observed.get((record.environment, record.app))
+            seen_state = seen.state if seen else "missing"
+            seen_version = seen.current.version if seen and seen.current else None
+            if seen is None or seen.state != "deployed":
+                notes = [
+                    "its spec was removed and the app is already gone from Modal: "
+                    "only the state entry is removed"
+                ]
+        changes.append(
+            Change(
+                action="delete",
+                address=record.address,
+                app=record.app,
+                environment=record.environment,
+                spec_path=record.spec_path,
+                spec_digest=None,
+                source_hash_before=record.source_hash,
+                source_hash_after=None,
+                fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
+                notes=tuple(notes),
+                recorded_version=record.deployed_version,
+                observed_state=seen_state,
+                observed_version=seen_version,
             )
+        )
     return Plan(
         changes=tuple(changes), warnings=tuple(_warnings(desired)), online=observed is not None
     )
 
 
-class _OtherEnvironments:
-    """Records of a spec with ``environments:`` that belong to another environment's plan.
+def deletions(
+    desired: list[Desired],
+    recorded: State,
+    scope: list[str] | None,
+    env_option: str | None = None,
+) -> list[AppRecord]:
+    """The recorded apps a run over ``scope`` removes, in address order; plan and diff agree.
 
-    Planning ``--env dev`` must not delete what ``--env prod`` deployed from the same file.
+    A run never removes an app of an environment it does not plan. A recorded app goes when
+    its spec lived in a planned directory and the run no longer yields its address, and
+    - its spec is still loaded, in the environment that spec resolves to in this run (the
+      app was renamed, or a gateway lost a GPU): records of the same spec in other
+      environments belong to the runs of those environments;
+    - its spec is gone, and the record was applied with this run's ``--env`` (or, like this
+      run, without one).
     """
-
-    def __init__(self, desired: list[Desired]) -> None:
-        self.planned: dict[str, set[str | None]] = {}
-        for item in desired:
-            spec = item.loaded.spec
-            if item.loaded.env is not None or (isinstance(spec, Spec) and spec.environments):
-                self.planned.setdefault(item.loaded.path, set()).add(item.environment)
-
-    def __contains__(self, key: tuple[str | None, str | None]) -> bool:
-        path, environment = key
-        return path in self.planned and environment not in self.planned[path]
+    wanted = {item.address for item in desired}
+    resolved: dict[str, set[str | None]] = {}
+    for item in desired:
+        resolved.setdefault(item.loaded.recorded_path, set()).add(item.environment)
+    found = []
+    for address, record in sorted(recorded.apps.items()):
+        if address in wanted or not in_scope(record.spec_path, scope):
+            continue
+        environments = resolved.get(record.spec_path)
+        if environments is not None and record.environment not in environments:
+            continue
+        if environments is None and record.env_option != env_option:
+            continue
+        found.append(record)
+    return found
 
 
 def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> Change:
@@ -333,13 +348,17 @@ def field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldC
     )
 
 
-def in_scope(spec_path: str, scope: list[Path] | None) -> bool:
-    """Whether a recorded spec lived under one of the planned directories. An imported app
+def in_scope(spec_path: str, scope: list[str] | None) -> bool:
+    """Whether a recorded spec path (relative to the project root) lies under one of the
+    planned directories (relative to it too; ``.`` is the whole project). An imported app
     (no spec yet) is never in scope: planning a directory must not stop it."""
     if not scope or not spec_path:
         return False
-    path = Path(spec_path).resolve()
-    return any(path.is_relative_to(directory.resolve()) for directory in scope)
+    path = PurePosixPath(spec_path)
+    return any(
+        directory in (".", "") or path.is_relative_to(PurePosixPath(directory))
+        for directory in scope
+    )
 
 
 def _warnings(desired: list[Desired]) -> list[str]:

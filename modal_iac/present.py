@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from .address import Project
 from .cost import AppCost, Costing, CostLine, describe, load_prices, money, usage_text
 from .errors import ModaliacError
 from .plan import Change, FieldChange, Plan
@@ -29,9 +30,21 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def as_text(plan: Plan, *, color: bool = False, costing: Costing | None = None) -> str:
+def as_text(
+    plan: Plan,
+    *,
+    color: bool = False,
+    costing: Costing | None = None,
+    project: Project | None = None,
+) -> str:
+    """The plan for a terminal; spec paths as the user standing in ``project.cwd`` types them
+    (the JSON and Markdown plans keep the project-relative paths the state records)."""
+
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    def shown(path: str) -> str:
+        return project.shown(path) if project is not None and path else path
 
     lines: list[str] = []
     costs = {line.address: line for line in _costing(costing).lines(plan)}
@@ -41,7 +54,7 @@ def as_text(plan: Plan, *, color: bool = False, costing: Costing | None = None) 
         symbol = _SYMBOL[change.action]
         lines.append(
             paint(_COLOR[change.action], f"{symbol} {change.action} {change.address}")
-            + f"  ({change.spec_path})"
+            + f"  ({shown(change.spec_path)})"
         )
         width = max((len(f.path) for f in change.fields), default=0)
         for item in change.fields:

@@ -64,13 +64,15 @@ CLOCK = Clock()
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
+    from .cli import app_env_option
+
     url = commands.add_parser(
         "url",
         help="print the deployed endpoint URL(s) of an app",
         description="Print the URL of each web endpoint of a deployed app, read from Modal.",
     )
     url.add_argument("target", metavar="APP|SPEC")
-    url.add_argument("--env", help="Modal environment of the app")
+    app_env_option(url)
     state_option(url)
     url.set_defaults(run=cmd_url)
 
@@ -128,15 +130,17 @@ def _request_options(
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for an answer (600)"
     )
-    parser.add_argument("--env", help="Modal environment of the app")
+    from .cli import app_env_option
+
+    app_env_option(parser)
     state_option(parser)
 
 
 def _usage(message: str) -> Exception:
     """A usage error for the CLI's handler (exit status 2)."""
-    from .cli import _Usage
+    from .targets import UsageError
 
-    return _Usage(message)
+    return UsageError(message)
 
 
 def _positive(text: str) -> int:
@@ -182,25 +186,27 @@ Described = tuple[str, str | None, dict[str, Any] | None]
 
 def _described(target: str, args: argparse.Namespace) -> list[Described]:
     """(app, environment, flat settings) of each app a target names: none for a URL, one for
-    a spec or a recorded or bare app name, several for a gateway spec (no settings)."""
+    a spec or an address, several for a gateway spec (no settings). An address the state
+    records brings its settings; one it does not is looked up on Modal as it is, in its own
+    environment (never another's)."""
     if target.startswith(("http://", "https://")):
         return []
-    if target.endswith((".yaml", ".yml")):
-        from .load import load_spec
+    from .address import Project
+    from .targets import named, state_store
+
+    project = Project.here()
+    found = named(target, args.env, project)
+    if found.loaded is not None:
         from .settings import settings
         from .spec import Spec
 
-        spec = load_spec(target).spec
+        spec = found.loaded.spec
         if isinstance(spec, Spec):
-            return [(spec.app, args.env or spec.environment, settings(spec))]
-        return [(name, args.env or spec.environment, None) for name in spec.app_names()]
-    from .state import app_address, open_store
-
-    state = open_store(args.state).read()
-    record = state.apps.get(app_address(args.env, target)) or state.apps.get(target)
-    if record is None:
-        return [(target, args.env, None)]
-    return [(record.app, args.env or record.environment, record.settings)]
+            return [(spec.app, spec.environment, settings(spec))]
+        return [(a.app, a.environment, None) for a in found.addresses]
+    address = found.addresses[0]
+    record = state_store(args.state, project).read().apps.get(str(address))
+    return [(address.app, address.environment, record.settings if record else None)]
 
 
 def _web_urls(app: str, environment: str | None) -> dict[str, str]:

@@ -30,10 +30,12 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_explain(args: argparse.Namespace, console: Any) -> int:
-    from .cli import costing, spec_files
+    from .address import Project
+    from .cli import costing
     from .load import load_specs
+    from .targets import spec_files
 
-    loaded = load_specs(spec_files(args.specs), args.env)
+    loaded = load_specs(spec_files(args.specs), args.env, Project.here())
     pricing = costing(args)
     for item in loaded:
         console.print(explain(item.spec, item.path, pricing))

@@ -14,33 +14,38 @@ import getpass
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
-from .errors import StateError
+from .address import Address, check_environment
+from .errors import ModaliacError, StateError
 
 STATE_FORMAT = "modaliac-state"
-STATE_VERSION = 1
-DEFAULT_STATE_PATH = Path(".modaliac") / "state.json"
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REMOTE_PREFIX = "modal:"  # --state modal:... names a state on a Modal Volume (remote_state.py)
-
-
-def app_address(environment: str | None, app: str) -> str:
-    """How plans and the state name an app: ``app`` or ``environment/app``."""
-    return f"{environment}/{app}" if environment else app
 
 
 @dataclass(frozen=True)
 class AppRecord:
-    """One app as modaliac last applied it."""
+    """One app as modaliac last applied it: what Modal runs, as far as modaliac knows.
+
+    ``spec_path`` is relative to the project root. ``env_option`` is the ``--env`` of the run
+    that applied it (None: none), so a plan only removes apps of its own environment.
+    ``overrides`` are autoscaler settings changed by hand on Modal that ``apply
+    --refresh-only`` recorded (function -> setting -> value). ``renamed_from`` is the address
+    ``state mv`` moved this record from: Modal cannot rename an app, so the next apply
+    deploys this address and then stops that one.
+    """
 
     app: str
     environment: str | None
@@ -52,10 +57,13 @@ class AppRecord:
     modaliac_version: str = __version__
     deployed_version: int | None = None  # Modal's app version after modaliac's deploy
     deployment_tag: str = ""  # the tag modaliac deployed with: modaliac-<source hash>
+    env_option: str | None = None
+    overrides: dict[str, dict[str, int]] = field(default_factory=dict)
+    renamed_from: str | None = None
 
     @property
     def address(self) -> str:
-        return app_address(self.environment, self.app)
+        return str(Address(self.environment, self.app))
 
 
 @dataclass
@@ -70,38 +78,132 @@ class State:
         }
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
+    def in_environment(self, environment: str | None) -> list[str]:
+        """The recorded addresses of one environment, sorted."""
+        return sorted(a for a, r in self.apps.items() if r.environment == environment)
+
 
 def read_state(path: Path) -> State:
-    """The state at ``path``; a missing file is an empty state (nothing applied yet)."""
+    """The state at ``path``; a missing file is an empty state (nothing applied yet).
+
+    Anything but a regular file (a folder, a pipe, a device) is refused before it is opened:
+    reading a pipe would wait for ever."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         return State()
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read the state: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StateError(f"{path}: the state is not a regular file")
+    if info.st_size > MAX_STATE_BYTES:
+        raise StateError(
+            f"{path}: the state is {info.st_size} bytes, more than modaliac ever writes "
+            f"({MAX_STATE_BYTES // 2**20} MiB); is it the right file?"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise StateError(f"{path}: cannot read the state: {exc}") from None
     return parse_state(text, str(path))
 
 
+MAX_STATE_BYTES = 256 * 2**20
+
+
 def parse_state(text: str, where: str) -> State:
-    """A state document from its JSON text; ``where`` names it in the one-line errors."""
+    """A state document from its JSON text; ``where`` names it in the one-line errors.
+
+    Every record is checked before any is used: a hand-edited or damaged state is one line
+    naming the entry, never an internal error, and an entry whose key is not its own address
+    is refused (it would make a command act on an app the key does not name)."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise StateError(
             f"{where}:{exc.lineno}:{exc.colno}: the state is not valid JSON ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise StateError(f"{where}: the state is nested too deeply to be a state") from None
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise StateError(f"{where}: not a modaliac state file")
-    if document.get("version") != STATE_VERSION:
+    version = document.get("version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise StateError(
-            f"{where}: state version {document.get('version')!r} is not {STATE_VERSION}; "
-            "use the modaliac version that wrote it"
+            f"{where}: state version {version!r} is not one this modaliac reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}); use the modaliac version that wrote it"
         )
+    apps = document.get("apps")
+    if not isinstance(apps, dict):
+        raise StateError(f"{where}: the state is damaged (apps is not a mapping)")
+    state = State()
+    for key, raw in apps.items():
+        record = _record(raw, f"{where}: apps.{key}", migrate=version == 1)
+        if record.address != key:
+            raise StateError(
+                f"{where}: apps.{key}: the entry is for {record.address}; each entry's key must "
+                "be its address (ENVIRONMENT/APP)"
+            )
+        state.apps[key] = record
+    return state
+
+
+_FIELDS = {f.name: f for f in fields(AppRecord)}
+_REQUIRED = [
+    name for name, f in _FIELDS.items() if f.default is MISSING and f.default_factory is MISSING
+]
+_TYPES: dict[str, tuple[type, ...]] = {
+    "app": (str,),
+    "environment": (str, type(None)),
+    "spec_path": (str,),
+    "spec_digest": (str,),
+    "source_hash": (str,),
+    "settings": (dict,),
+    "source": (str,),
+    "modaliac_version": (str,),
+    "deployed_version": (int, type(None)),
+    "deployment_tag": (str,),
+    "env_option": (str, type(None)),
+    "overrides": (dict,),
+    "renamed_from": (str, type(None)),
+}
+
+
+def _record(raw: Any, where: str, *, migrate: bool) -> AppRecord:
+    if not isinstance(raw, dict):
+        raise StateError(f"{where}: the entry is not a mapping")
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise StateError(f"{where}: unknown field {unknown[0]!r}")
+    missing = [name for name in _REQUIRED if name not in raw]
+    if missing:
+        raise StateError(f"{where}: the entry has no {missing[0]!r}")
+    for name, value in raw.items():
+        allowed = _TYPES[name]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise StateError(f"{where}.{name}: has the wrong type ({type(value).__name__})")
     try:
-        apps = {address: AppRecord(**record) for address, record in document["apps"].items()}
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise StateError(f"{where}: the state is damaged ({exc})") from None
-    return State(apps)
+        Address.parse(raw["app"], None)
+        if raw["environment"] is not None:
+            check_environment(raw["environment"], "environment")
+        if raw.get("renamed_from") is not None:
+            Address.parse(raw["renamed_from"])
+        if raw.get("env_option") is not None:
+            check_environment(raw["env_option"], "env_option")
+    except ModaliacError as exc:
+        raise StateError(f"{where}: {exc}") from None
+    overrides = raw.get("overrides", {})
+    if not all(
+        isinstance(settings, dict)
+        and all(isinstance(k, str) and type(v) is int for k, v in settings.items())
+        for settings in overrides.values()
+    ):
+        raise StateError(f"{where}.overrides: expected function -> setting -> whole number")
+    if migrate and "env_option" not in raw:
+        # Version 1 did not record --env: take the app's environment, which errs towards
+        # keeping an app (a plan of another --env never removes it).
+        raw = {**raw, "env_option": raw["environment"]}
+    return AppRecord(**raw)
 
 
 def write_state(path: Path, state: State) -> None:

@@ -309,8 +309,8 @@ def test_offline_plan_build_dir_and_state_show(
 ) -> None:
     code, out, err = cli(capsys, "apply", "--yes", "--build-dir", "out/build")
     assert code == 0, err
-    built = sorted(p.name for p in (project / "out/build/_default").iterdir())
-    assert built == ["modaliac_kalm_embedding.py", "modaliac_minilm_embedding.py"]
+    built = sorted(p.name for p in (project / "out/build").iterdir())
+    assert built == ["modaliac___kalm_1embedding.py", "modaliac___minilm_1embedding.py"]
 
     calls = len(modal_api.state.calls)
     code, out, _ = cli(capsys, "plan", "--offline")

@@ -5,6 +5,7 @@ Modal API (two apps, two environments, one state entry each)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -147,12 +148,25 @@ def test_an_unknown_environment_is_one_line(spec: Path, capsys: pytest.CaptureFi
         )
 
 
-def test_a_spec_without_environments_ignores_env(
+def test_a_spec_without_environments_deploys_to_the_env_named(
     spec: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec.write_text(SPEC.split("environments:")[0])
-    code, out, _ = run(capsys, "plan", "--offline", "--env", "prod")
-    assert code == 0 and "+ create minilm" in out
+    code, out, err = run(capsys, "plan", "--offline", "--env", "prod")
+    assert code == 0, err
+    assert "+ create prod/minilm" in out
+    assert re.search(r"\n    environment += \"prod\"\n", out)
+    # A spec that names its own environment is never moved to another one by --env.
+    spec.write_text(SPEC.split("environments:")[0] + "environment: staging\n")
+    code, out, err = run(capsys, "plan", "--offline", "--env", "prod")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"{spec.relative_to(spec.parent.parent)}:7:14: environment: this spec deploys to "
+        "environment 'staging' only, and --env names 'prod'; add an environments: entry for "
+        "'prod', or leave --env out\n"
+    )
+    code, out, err = run(capsys, "plan", "--offline", "--env", "staging")
+    assert code == 0 and "+ create staging/minilm" in out, err
 
 
 def test_the_schema_checks_overrides_like_the_base() -> None:

@@ -262,7 +262,7 @@ def test_fast_path_locates_warnings_like_the_positioned_path(path: str) -> None:
     from modal_iac import load
 
     fast = [str(w) for w in load.load_spec(path).warnings]
-    _, slow = load._slow_load(Path(path).read_text(encoding="utf-8"), path, None)
+    _, slow, _ = load._slow_load(Path(path).read_text(encoding="utf-8"), path, None)
     assert fast == [str(w) for w in slow]
 
 

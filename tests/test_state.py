@@ -51,8 +51,10 @@ HOLDER = textwrap.dedent(
 )
 
 
-def record(app: str) -> AppRecord:
-    return AppRecord(app, None, f"specs/{app}.yaml", "digest", "hash", {"gpu": "A10"}, "source")
+def record(app: str, environment: str | None = None) -> AppRecord:
+    return AppRecord(
+        app, environment, f"specs/{app}.yaml", "digest", "hash", {"gpu": "A10"}, "source"
+    )
 
 
 def holder(path: Path, mode: str = "hold") -> subprocess.Popen[str]:
@@ -160,7 +162,7 @@ def test_the_lock_file_names_the_holder_only_while_held(tmp_path: Path) -> None:
 def test_write_then_read_round_trips(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "nested" / "state.json")
     assert store.read() == State()  # nothing applied yet
-    state = State({"a": record("a"), "prod/b": record("b")})
+    state = State({"a": record("a"), "prod/b": record("b", "prod")})
     with store.lock("modaliac apply"):
         store.write(state)
     assert store.read() == state
@@ -201,15 +203,46 @@ def test_a_process_killed_in_the_middle_of_a_write_keeps_the_previous_state(
     assert set(store.read().apps) == {"c"}
 
 
+def _entry(app: str, environment: str | None = None) -> dict[str, object]:
+    return {
+        "app": app,
+        "environment": environment,
+        "spec_path": "specs/a.yaml",
+        "spec_digest": "d",
+        "source_hash": "h",
+        "settings": {},
+    }
+
+
+def _state(apps: dict[str, object]) -> bytes:
+    return json.dumps({"format": "modaliac-state", "version": 2, "apps": apps}).encode()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (b'{"format": "modaliac-state",', "{path}:1:29: the state is not valid JSON"),
         (b'{"apps": {}}', "{path}: not a modaliac state file"),
-        (b'{"format": "modaliac-state", "version": 2, "apps": {}}', "{path}: state version 2"),
-        (b'{"format": "modaliac-state", "version": 1, "apps": {"a": 3}}', "{path}: the state is"),
-        (b'{"format": "modaliac-state", "version": 1}', "{path}: the state is damaged ('apps')"),
+        (b'{"format": "modaliac-state", "version": 3, "apps": {}}', "{path}: state version 3"),
+        (b'{"format": "modaliac-state", "version": true, "apps": {}}', "{path}: state version"),
+        (b'{"format": "modaliac-state", "version": 1, "apps": {"a": 3}}', "{path}: apps.a: the"),
+        (b'{"format": "modaliac-state", "version": 1}', "{path}: the state is damaged (apps"),
+        (b'{"format": "modaliac-state", "version": 2, "apps": []}', "{path}: the state is dam"),
         (b"\xff\xfe", "{path}: cannot read the state"),
+        (b"[" * 100_000, "{path}: the state is nested too deeply"),
+        # Entries that would make a command act on an app the key does not name.
+        (_state({"prod/a": _entry("a")}), "{path}: apps.prod/a: the entry is for a; each"),
+        (_state({"a": _entry("a", "prod")}), "{path}: apps.a: the entry is for prod/a"),
+        (_state({"x/a": _entry("a", "x/..")}), "{path}: apps.x/a: environment: 'x/..' is not"),
+        (_state({"a b": _entry("a b")}), "{path}: apps.a b: 'a b': not an app name"),
+        # Damaged or hand-edited entries: one line naming the entry and the field.
+        (_state({"a": {**_entry("a"), "deployed_version": "2"}}), "{path}: apps.a.deployed_v"),
+        (_state({"a": {**_entry("a"), "deployed_version": True}}), "{path}: apps.a.deployed_v"),
+        (_state({"a": {**_entry("a"), "settings": []}}), "{path}: apps.a.settings: has the wr"),
+        (_state({"a": {**_entry("a"), "surprise": 1}}), "{path}: apps.a: unknown field 'surp"),
+        (_state({"a": {"app": "a"}}), "{path}: apps.a: the entry has no 'environment'"),
+        (_state({"a": {**_entry("a"), "overrides": {"f": {"x": "2"}}}}), "{path}: apps.a.over"),
+        (_state({"a": {**_entry("a"), "renamed_from": "x/"}}), "{path}: apps.a: 'x/': not an"),
     ],
 )
 def test_a_corrupt_state_is_one_line(tmp_path: Path, content: bytes, message: str) -> None:

@@ -7,6 +7,7 @@ One lock guards it all: RPCs run on the server's event-loop thread, tests on the
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
 import time
@@ -14,6 +15,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 from grpclib.const import Status
@@ -275,6 +277,34 @@ class State:
         self.blobs: dict[str, bytes] = {}
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.add_environment(DEFAULT_ENVIRONMENT)
+
+    # -- whole-world snapshots (tests that try many commands on one arranged world) ----------
+
+    _WORLD = (
+        "environments",
+        "apps",
+        "functions",
+        "classes",
+        "secrets",
+        "volumes",
+        "dicts",
+        "mounts",
+        "images",
+        "content",
+        "blobs",
+        "web_urls",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy of every object the server knows (not the calls, faults or errors)."""
+        with self.lock:
+            return copy.deepcopy({name: getattr(self, name) for name in self._WORLD})
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Put the objects of ``snapshot`` back; the snapshot stays usable for another restore."""
+        with self.lock:
+            for name, value in copy.deepcopy(snapshot).items():
+                setattr(self, name, value)
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -1,0 +1,205 @@
+"""Where an app lives: its one canonical address, and the project it is recorded for.
+
+An app is named by its Modal environment and its app name, ``prod/minilm``; an app of the
+workspace's default environment (no environment named anywhere) is plain ``minilm``. Every
+command resolves an address the same way (``--env``'s override, else the spec's
+``environment``, else the environment of the Modal profile, else the workspace default) and
+then uses it for the state key, the build file, the generated module's name, the plan and
+every Modal call. Nothing here imports ``modal``: reading the profile is a small TOML read.
+
+Spec paths are recorded relative to the project root (the git top level, else the folder
+holding ``.modaliac/``), so a plan made from a subfolder matches one made at the top.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModaliacError
+
+# Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
+APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
+ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+STATE_DIR = ".modaliac"
+# Module names past this length are hashed: the build file's name must fit a file system.
+MAX_MODULE_NAME = 150
+_ESCAPES = {"_": "_0", "-": "_1", ".": "_2"}
+
+
+class AddressError(ModaliacError):
+    """A target or environment name that is not a valid address."""
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """One Modal app: ``environment`` None is the workspace's default environment."""
+
+    environment: str | None
+    app: str
+
+    def __str__(self) -> str:
+        return f"{self.environment}/{self.app}" if self.environment else self.app
+
+    @classmethod
+    def parse(cls, text: str, environment: str | None = None) -> Address:
+        """``env/app`` or ``app`` (then in ``environment``); refuses anything else."""
+        env_part, slash, app = text.rpartition("/")
+        if slash:
+            check_environment(env_part, "the address")
+            if environment is not None and environment != env_part:
+                raise AddressError(
+                    f"{text}: the address names environment {env_part!r} and --env names "
+                    f"{environment!r}; give one"
+                )
+            environment = env_part
+        if not APP_NAME.match(app):
+            raise AddressError(
+                f"{_shown(text)}: not an app name or address; app names use letters, digits, "
+                "'-', '_' and '.', at most 64 characters (an address is ENVIRONMENT/APP)"
+            )
+        return cls(environment, app)
+
+    @property
+    def module_name(self) -> str:
+        """A Python module name unique to this address, stable, and the same on every file
+        system: letters and digits stand for themselves (a capital as ``_`` and its small
+        letter, so case-insensitive disks keep two apps apart), ``_`` ``-`` ``.`` become
+        ``_0`` ``_1`` ``_2``, and ``__`` separates the environment from the app. Different
+        addresses never share a name; a name too long for a file is a hash of the address.
+        """
+        env = _encode(self.environment) if self.environment else ""
+        name = f"modaliac_{env}__{_encode(self.app)}"
+        if len(name) <= MAX_MODULE_NAME:
+            return name
+        import hashlib
+
+        return "modaliac_h" + hashlib.sha256(str(self).encode()).hexdigest()[:40]
+
+
+def _encode(name: str) -> str:
+    return "".join(_ESCAPES.get(c) or (f"_{c.lower()}" if c.isupper() else c) for c in name)
+
+
+def _shown(text: str) -> str:
+    """A target as it appears in an error: printable, and never long."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return repr(cleaned if len(cleaned) <= 80 else cleaned[:77] + "...")
+
+
+def check_environment(name: str, where: str) -> str:
+    if not ENVIRONMENT_NAME.match(name):
+        raise AddressError(
+            f"{where}: {_shown(name)} is not a Modal environment name (letters, digits, '-' "
+            "and '_', starting with a letter or digit, at most 64 characters)"
+        )
+    return name
+
+
+# -- the Modal profile's environment ----------------------------------------------------------
+
+
+def profile_environment() -> str | None:
+    """The environment Modal's own CLI would use: ``MODAL_ENVIRONMENT``, else the active
+    profile's ``environment`` in ``~/.modal.toml`` (``MODAL_CONFIG_PATH``), else None (the
+    workspace's default). Read as modal 1.6.4's ``config.py`` reads it, without importing it.
+    """
+    if "MODAL_ENVIRONMENT" in os.environ:
+        value = os.environ["MODAL_ENVIRONMENT"]
+        return check_environment(value, "MODAL_ENVIRONMENT") if value else None
+    config = read_modal_config()
+    profile = os.environ.get("MODAL_PROFILE") or next(
+        (name for name, values in config.items() if values.get("active") is True), "default"
+    )
+    chosen = config.get(profile, {}).get("environment")
+    if chosen is None or chosen == "":
+        return None
+    if not isinstance(chosen, str):
+        raise AddressError(f"{modal_config_path()}: [{profile}] environment must be text")
+    return check_environment(chosen, f"{modal_config_path()}: [{profile}] environment")
+
+
+def modal_config_path() -> Path:
+    return Path(os.environ.get("MODAL_CONFIG_PATH") or Path("~/.modal.toml").expanduser())
+
+
+def read_modal_config() -> dict[str, dict[str, object]]:
+    """Modal's config file as profile -> settings; empty when there is none. Anything but a
+    regular file (``/dev/null``, a folder, a pipe) holds no config and is never opened:
+    reading a pipe would wait for ever."""
+    path = modal_config_path()
+    try:
+        info = path.stat()
+    except OSError:
+        return {}
+    if not stat.S_ISREG(info.st_mode):
+        return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise AddressError(f"{path}: cannot read Modal's config ({exc})") from None
+    return {name: values for name, values in document.items() if isinstance(values, dict)}
+
+
+# -- the project ------------------------------------------------------------------------------
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The git top level above ``start`` (the working directory), else the nearest folder
+    holding ``.modaliac/``, else ``start`` itself."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    for folder in (here, *here.parents):
+        if (folder / STATE_DIR).is_dir():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project root, and how spec paths are recorded against it and shown to the user."""
+
+    root: Path
+    cwd: Path
+
+    @classmethod
+    def here(cls) -> Project:
+        cwd = Path.cwd().resolve()
+        return cls(project_root(cwd), cwd)
+
+    def recorded(self, path: str | os.PathLike[str]) -> str:
+        """The path a state and a plan record: relative to the root, ``/``-separated; a file
+        outside the project is recorded by its absolute path."""
+        absolute = Path(os.path.abspath(Path(self.cwd, path)))
+        try:
+            return absolute.relative_to(self.root).as_posix()
+        except ValueError:
+            return absolute.as_posix()
+
+    def resolve(self, recorded: str) -> Path:
+        """Where a recorded path is on this machine."""
+        return Path(self.root, recorded)
+
+    def shown(self, recorded: str) -> str:
+        """A recorded path as the user standing in ``cwd`` would type it."""
+        if not recorded:
+            return recorded
+        return os.path.relpath(self.resolve(recorded), self.cwd)
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / STATE_DIR / "state.json"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / STATE_DIR / "build"
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.root / "specs"

@@ -1,0 +1,171 @@
+"""What a command acts on: the project's state, the specs it names, and the app a target names.
+
+Every command goes through here, so every command resolves an app the same way:
+
+- a spec path (an existing file, or a name ending in ``.yaml``/``.yml``) is loaded with the
+  run's ``--env`` and names the apps that spec yields there;
+- anything else is an address, ``ENVIRONMENT/APP`` or ``APP``; a bare ``APP`` lives in the
+  ``--env`` environment, else the Modal profile's, else the workspace's default.
+
+A target that the state does not record is one error listing what the state does record in
+that environment: no command ever falls back to an app of another environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .address import Address, Project, profile_environment
+from .errors import ModaliacError, SpecError
+
+if TYPE_CHECKING:
+    from .load import LoadedSpec
+    from .plan import Desired
+    from .state import AppRecord, State, StateStore
+
+STATE_ENV = "MODALIAC_STATE"
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+class UsageError(Exception):
+    """A command used wrongly (exit status 2), found after argument parsing."""
+
+
+# -- the state --------------------------------------------------------------------------------
+
+
+def state_store(
+    value: str | None, project: Project, warn: Callable[[str], None] | None = None
+) -> StateStore:
+    """The store ``--state`` names, else ``$MODALIAC_STATE``, else the project's
+    ``.modaliac/state.json`` (at the project root, wherever the command runs from)."""
+    from .state import open_store
+
+    chosen = value or os.environ.get(STATE_ENV)
+    if chosen:
+        return open_store(chosen)
+    stray = project.cwd / ".modaliac" / "state.json"
+    if warn is not None and project.cwd != project.root and stray.exists():
+        warn(
+            f"warning: {os.path.relpath(stray, project.cwd)} is not this project's state; using "
+            f"{project.shown(project.state_path.relative_to(project.root).as_posix())} (the "
+            "project root's); pass --state to use the other"
+        )
+    # Relative to where the user stands, so its errors read the way the user types the path.
+    return open_store(os.path.relpath(project.state_path, project.cwd))
+
+
+# -- specs ------------------------------------------------------------------------------------
+
+
+def spec_targets(targets: Sequence[str], project: Project, command: str) -> list[str]:
+    """The targets given, or the project's ``specs/`` folder."""
+    if targets:
+        return list(targets)
+    if not project.spec_dir.is_dir():
+        raise UsageError(
+            f"{command}: no specs/ directory at the project root ({project.root}); name spec "
+            "files or a directory"
+        )
+    return [os.path.relpath(project.spec_dir, project.cwd)]
+
+
+def spec_files(targets: Sequence[str]) -> list[str | Path]:
+    from .load import find_spec_files
+
+    files: list[str | Path] = []
+    for target in targets:
+        found = find_spec_files(target)
+        if not found:
+            raise SpecError(target, "holds no *.yaml spec files")
+        files.extend(found)
+    return files
+
+
+def desired_apps(files: list[str | Path], env: str | None, project: Project) -> list[Desired]:
+    """Every app the spec files yield with ``--env`` ``env``, at its resolved address."""
+    from .load import load_specs
+    from .plan import Desired
+    from .render import render_all
+
+    return [
+        Desired(item, app, env)
+        for item in load_specs(files, env, project)
+        for app in render_all(item)
+    ]
+
+
+def delete_scope(targets: Sequence[str], project: Project) -> list[str]:
+    """The planned directories, as the state records spec paths (relative to the root)."""
+    return [project.recorded(t) for t in targets if Path(t).is_dir()]
+
+
+# -- one target -------------------------------------------------------------------------------
+
+
+def is_spec_path(target: str) -> bool:
+    return target.endswith(SPEC_SUFFIXES) or Path(target).is_file()
+
+
+@dataclass(frozen=True)
+class Named:
+    """The apps one target names, and the spec it was read from (None: an address)."""
+
+    addresses: tuple[Address, ...]
+    loaded: LoadedSpec | None = None
+
+
+def named(target: str, env: str | None, project: Project) -> Named:
+    """The address(es) a target names, resolved the one way every command shares."""
+    if is_spec_path(target):
+        from .load import load_spec
+
+        loaded = load_spec(target, env, project=project)
+        spec = loaded.spec
+        return Named(tuple(Address(spec.environment, app) for app in spec.app_names()), loaded)
+    return Named((parse_address(target, env),))
+
+
+def one_address(target: str, env: str | None, project: Project) -> Address:
+    """The single app a target names; a spec that yields several asks for one of them."""
+    found = named(target, env, project).addresses
+    if len(found) > 1:
+        listed = ", ".join(map(str, found))
+        raise ModaliacError(f"{target} defines several apps ({listed}); name one of them")
+    return found[0]
+
+
+def find_record(state: State, target: str, env: str | None, project: Project) -> AppRecord:
+    """The recorded app a target names, exactly: never one of another environment."""
+    address = one_address(target, env, project)
+    record = state.apps.get(str(address))
+    if record is None:
+        raise not_recorded(state, address)
+    return record
+
+
+def not_recorded(state: State, address: Address) -> ModaliacError:
+    where = (
+        f"environment {address.environment}" if address.environment else "the default environment"
+    )
+    there = state.in_environment(address.environment)
+    message = f"{address}: not recorded in the state; recorded in {where}: "
+    message += ", ".join(there) if there else "nothing"
+    elsewhere = sorted(
+        a for a, r in state.apps.items() if r.app == address.app and a != str(address)
+    )
+    if elsewhere:
+        message += f" (the same app name is recorded as {', '.join(elsewhere)})"
+    return ModaliacError(message)
+
+
+def parse_address(text: str, env: str | None = None) -> Address:
+    """An ``ENVIRONMENT/APP`` or ``APP`` argument; a bare ``APP`` is in ``env``, else the
+    Modal profile's environment, else the workspace's default."""
+    if env is None and "/" not in text:
+        env = profile_environment()
+    return Address.parse(text, env)

@@ -1,0 +1,415 @@
+"""One identity per app, through the CLI against the local Modal API.
+
+One world: a git project whose spec ``minilm`` is applied three times, to the workspace's
+default environment, to ``dev`` and to ``prod`` (all recorded in one state), each app at v2.
+Every target form (name, address, spec path) x ``--env`` (none, matching, other) x working
+directory (project root, ``specs/``) runs ``destroy`` and ``rollback`` against that world, and
+the test asserts which app Modal stopped or rolled back: the one named, or none and one error.
+Then planning and diffing from anywhere agree, and names that used to collide stay apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from modal_proto import api_pb2
+
+from modal_iac.address import Address
+from modal_iac.cli import main
+from modal_iac.local_api import LocalModalServer, reset_modal_client
+from modal_iac.state import read_state
+
+SPEC = """\
+app: minilm
+model:
+  id: sentence-transformers/all-MiniLM-L6-v2
+  revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+  task: embed
+gpu: L4
+labels: {round: "1"}
+environments:
+  dev:
+    scaling:
+      max_containers: 2
+  prod:
+    gpu: H100
+"""
+ENVS = (None, "dev", "prod")
+ADDRESSES = {None: "minilm", "dev": "dev/minilm", "prod": "prod/minilm"}
+MODAL_ENV = {None: "main", "dev": "dev", "prod": "prod"}  # the local API's default is "main"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv), confirm=lambda question: True)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def git(folder: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+
+
+@dataclass
+class World:
+    """The arranged world: the project, the server, and how to put both back."""
+
+    root: Path
+    api: LocalModalServer
+    modal: dict[str, Any]
+    state: bytes
+
+    def reset(self) -> None:
+        self.api.state.restore(self.modal)
+        (self.root / ".modaliac/state.json").write_bytes(self.state)
+        self.api.state.clear_calls()
+
+    def deployed(self) -> dict[str | None, tuple[str, int]]:
+        """Per environment: the app's state on Modal and its current deployment type."""
+        found = {}
+        for env in ENVS:
+            app = self.api.state.app("minilm", MODAL_ENV[env])
+            kind = app.current.deployment_type if app.current else 0
+            found[env] = (api_pb2.AppState.Name(app.state), kind)
+        return found
+
+
+UNTOUCHED = {env: ("APP_STATE_DEPLOYED", api_pb2.DEPLOYMENT_TYPE_STANDARD) for env in ENVS}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("identity") / "project"
+    (root / "specs").mkdir(parents=True)
+    (root / "specs/minilm.yaml").write_text(SPEC)
+    git(root, "init", "-q")
+    with pytest.MonkeyPatch.context() as mp, LocalModalServer() as api:
+        from helpers import isolate_modal_config
+
+        isolate_modal_config(mp, root.parent / "home")
+        for key, value in api.env().items():
+            mp.setenv(key, value)
+        mp.setenv("MODAL_CONFIG_PATH", str(root.parent / "no-modal.toml"))
+        mp.delenv("MODALIAC_STATE", raising=False)
+        mp.chdir(root)
+        reset_modal_client()
+        for name in ("dev", "prod"):
+            api.state.add_environment(name)
+        for label in ("1", "2"):  # two versions of each app, so there is one to roll back to
+            (root / "specs/minilm.yaml").write_text(SPEC.replace('"1"', f'"{label}"'))
+            for env in ENVS:
+                code = main(["apply", "--yes", *(["--env", env] if env else [])])
+                assert code == 0, f"apply --env {env} (round {label})"
+        reset_modal_client()
+        yield World(root, api, api.state.snapshot(), (root / ".modaliac/state.json").read_bytes())
+    reset_modal_client()
+
+
+@pytest.fixture
+def world(built: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+    """The built world, put back as it was, with this test's environment pointing at it."""
+    from helpers import isolate_modal_config
+
+    isolate_modal_config(monkeypatch, tmp_path / "home")
+    for key, value in built.api.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    built.reset()
+    reset_modal_client()
+    yield built
+    reset_modal_client()
+    assert not built.api.state.errors, built.api.state.errors
+
+
+def test_the_world_holds_three_apps_of_one_spec(world: World) -> None:
+    recorded = read_state(world.root / ".modaliac/state.json").apps
+    assert {a: r.deployed_version for a, r in recorded.items()} == {
+        "minilm": 2,
+        "dev/minilm": 2,
+        "prod/minilm": 2,
+    }
+    assert {a: r.spec_path for a, r in recorded.items()} == dict.fromkeys(
+        recorded, "specs/minilm.yaml"
+    )
+    assert world.deployed() == UNTOUCHED
+
+
+# -- destroy and rollback: target form x --env x working directory --------------------------
+
+SPEC_ERROR = "no environment 'staging' here; this spec defines dev, prod"
+CASES = [
+    # (target form, target, --env, the environment acted on, or the error's start)
+    ("name", "minilm", None, None),
+    ("name", "minilm", "dev", "dev"),
+    (
+        "name",
+        "minilm",
+        "staging",
+        "staging/minilm: not recorded in the state; recorded in environment staging: nothing "
+        "(the same app name is recorded as dev/minilm, minilm, prod/minilm)",
+    ),
+    ("address", "dev/minilm", None, "dev"),
+    ("address", "prod/minilm", "prod", "prod"),
+    (
+        "address",
+        "dev/minilm",
+        "prod",
+        "dev/minilm: the address names environment 'dev' and --env names 'prod'; give one",
+    ),
+    ("spec", "SPEC", None, None),
+    ("spec", "SPEC", "prod", "prod"),
+    ("spec", "SPEC", "staging", "SPEC:8:1: environments: " + SPEC_ERROR),
+]
+
+
+def _case_ids() -> list[str]:
+    return [f"{form}-{env or 'no-env'}" for form, _, env, _ in CASES]
+
+
+@pytest.mark.parametrize("where", ["root", "specs"])
+@pytest.mark.parametrize(("form", "target", "env", "expected"), CASES, ids=_case_ids())
+@pytest.mark.parametrize("command", ["destroy", "rollback"])
+def test_a_target_acts_on_exactly_the_app_it_names(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    form: str,
+    target: str,
+    env: str | None,
+    expected: str | None,
+    where: str,
+) -> None:
+    cwd = world.root if where == "root" else world.root / "specs"
+    monkeypatch.chdir(cwd)
+    spec = os.path.relpath(world.root / "specs/minilm.yaml", cwd)
+    target = target.replace("SPEC", spec)
+    argv = [command, target, *(["--env", env] if env else [])]
+    if command == "destroy":
+        argv.append("--yes")
+    code, out, err = cli(capsys, *argv)
+    after = read_state(world.root / ".modaliac/state.json").apps
+    if expected is not None and expected not in ENVS:  # an error: nothing anywhere changed
+        assert (code, err) == (1, expected.replace("SPEC", spec) + "\n"), out
+        assert world.deployed() == UNTOUCHED
+        assert set(after) == set(ADDRESSES.values())
+        assert world.api.state.requests("AppStop") == []
+        assert world.api.state.requests("AppRollback") == []
+        return
+    assert code == 0, err
+    acted = expected
+    wanted = dict(UNTOUCHED)
+    if command == "destroy":
+        wanted[acted] = ("APP_STATE_STOPPED", api_pb2.DEPLOYMENT_TYPE_STANDARD)
+        assert set(after) == set(ADDRESSES.values()) - {ADDRESSES[acted]}
+    else:
+        wanted[acted] = ("APP_STATE_DEPLOYED", api_pb2.DEPLOYMENT_TYPE_ROLLBACK)
+        assert after[ADDRESSES[acted]].deployed_version == 3
+    assert world.deployed() == wanted
+    assert out.splitlines()[-1].startswith(f"{ADDRESSES[acted]}: ")
+
+
+def test_destroy_of_a_gone_app_never_falls_back_to_another_environment(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "destroy", "minilm", "--env", "dev", "--yes")[0] == 0
+    code, _, err = cli(capsys, "destroy", "minilm", "--env", "dev", "--yes")
+    assert code == 1
+    assert err == (
+        "dev/minilm: not recorded in the state; recorded in environment dev: nothing (the same "
+        "app name is recorded as minilm, prod/minilm)\n"
+    )
+    assert world.deployed()[None] == UNTOUCHED[None]  # the default environment's app runs on
+    assert world.deployed()["prod"] == UNTOUCHED["prod"]
+
+
+def test_state_show_and_url_name_the_same_app(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(world.root / "specs")
+    for argv, address in (
+        (["state", "show", "minilm.yaml", "--env", "prod"], "prod/minilm"),
+        (["state", "show", "prod/minilm"], "prod/minilm"),
+        (["state", "show", "minilm"], "minilm"),
+    ):
+        code, out, err = cli(capsys, *argv)
+        assert code == 0, err
+        shown = json.loads(out)
+        assert str((shown["environment"] + "/" if shown["environment"] else "") + "minilm") == (
+            address
+        )
+    code, _, err = cli(capsys, "state", "show", "minilm", "--env", "staging")
+    assert code == 1 and err.startswith("staging/minilm: not recorded in the state")
+
+
+# -- planning and diffing from anywhere -------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["root", "specs"])
+@pytest.mark.parametrize("env", ENVS)
+def test_planning_from_a_subfolder_plans_the_same_and_never_deletes_other_environments(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+    env: str | None,
+) -> None:
+    monkeypatch.chdir(world.root if where == "root" else world.root / "specs")
+    target = "specs" if where == "root" else "."
+    flag = ["--env", env] if env else []
+    code, out, err = cli(capsys, "plan", target, *flag, "--format", "json", "--detailed-exitcode")
+    assert code == 0, err + out
+    plan = json.loads(out)
+    assert [(c["action"], c["address"]) for c in plan["changes"]] == [("no-op", ADDRESSES[env])]
+    assert plan["changes"][0]["spec"]["path"] == "specs/minilm.yaml"
+    code, out, err = cli(capsys, "diff", target, *flag, "--exit-code")
+    assert (code, out) == (0, f"Unchanged: {ADDRESSES[env]}\nNo differences.\n"), err
+
+
+def test_a_removed_spec_is_deleted_in_the_planned_environment_only(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (world.root / "specs/minilm.yaml").rename(world.root / "minilm.yaml.away")
+    (world.root / "specs/keep.yaml").write_text(SPEC.replace("app: minilm", "app: keep"))
+    try:
+        monkeypatch.chdir(world.root / "specs")
+        for env in ENVS:
+            flag = ["--env", env] if env else []
+            code, out, err = cli(capsys, "plan", ".", *flag, "--format", "json")
+            assert code == 0, err
+            actions = {c["address"]: c["action"] for c in json.loads(out)["changes"]}
+            keep = f"{env}/keep" if env else "keep"
+            assert actions == {keep: "create", ADDRESSES[env]: "delete"}
+            _, out, _ = cli(capsys, "diff", ".", *flag)
+            assert f"- {ADDRESSES[env]}  (minilm.yaml)" in out
+            others = set(ADDRESSES.values()) - {ADDRESSES[env]}
+            assert not any(f"- {other} " in out for other in others)
+    finally:
+        (world.root / "specs/keep.yaml").unlink()
+        (world.root / "minilm.yaml.away").rename(world.root / "specs/minilm.yaml")
+
+
+def test_a_stray_state_in_a_subfolder_is_named_and_not_used(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stray = world.root / "specs/.modaliac"
+    stray.mkdir()
+    (stray / "state.json").write_text('{"format": "modaliac-state", "version": 2, "apps": {}}')
+    try:
+        monkeypatch.chdir(world.root / "specs")
+        code, out, err = cli(capsys, "plan", ".", "--offline")
+        assert code == 0
+        assert "Unchanged: minilm" in out
+        assert err == (
+            "warning: .modaliac/state.json is not this project's state; using "
+            "../.modaliac/state.json (the project root's); pass --state to use the other\n"
+        )
+    finally:
+        shutil.rmtree(stray)
+
+
+# -- names that used to collide ---------------------------------------------------------------
+
+TWIN = """\
+app: {app}
+model:
+  id: {model}
+  revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+  task: embed
+gpu: L4
+{extra}"""
+
+
+def test_apps_whose_names_differ_in_punctuation_or_environment_keep_their_own_code(
+    modal_api: LocalModalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    modal_api.state.add_environment("dev")
+    twins = {
+        ("emb-a", None): "org/model-dash",
+        ("emb_a", None): "org/model-underscore",
+        ("emb.a", None): "org/model-dot",
+        ("Emb-a", None): "org/model-capital",
+        ("emb-a", "dev"): "org/model-dev",
+    }
+    (tmp_path / "specs").mkdir()
+    for index, ((app, env), model) in enumerate(twins.items()):
+        extra = f"environment: {env}\n" if env else ""
+        text = TWIN.format(app=app, model=model, extra=extra)
+        (tmp_path / f"specs/s{index}.yaml").write_text(text)
+    code, out, err = cli(capsys, "apply", "--yes")
+    assert code == 0, err + out
+    for (app, env), model in twins.items():
+        files = modal_api.state.app_files(app, env or "")
+        sources = [data.decode() for name, data in files.items() if name.endswith(".py")]
+        assert len(sources) == 1, (app, env, list(files))
+        assert f'MODEL_ID = "{model}"' in sources[0], (app, env)
+    built = sorted(p.name for p in (tmp_path / ".modaliac/build").iterdir())
+    assert len(built) == len(twins) == len({name.lower() for name in built})
+    code, out, _ = cli(capsys, "plan", "--detailed-exitcode")
+    assert code == 0 and "No changes." in out
+
+
+# -- the module name is an injective encoding of the address ----------------------------------
+
+_DECODE = {"0": "_", "1": "-", "2": "."}
+
+
+def _decoded(module: str) -> tuple[str | None, str]:
+    """Read a module name back into (environment, app): the encoding is invertible."""
+    body = module.removeprefix("modaliac_")
+    parts: list[str] = [""]
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char != "_":
+            parts[-1] += char
+            index += 1
+            continue
+        code = body[index + 1]
+        if code == "_":
+            parts.append("")
+        else:
+            parts[-1] += _DECODE.get(code) or code.upper()
+        index += 2
+    environment, app = parts
+    return environment or None, app
+
+
+_APP = st.from_regex(r"\A[a-zA-Z0-9._-]{1,64}\Z")
+_ENV = st.none() | st.from_regex(r"\A[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}\Z")
+
+
+@settings(max_examples=400, deadline=None)
+@given(_ENV, _APP, _ENV, _APP)
+def test_module_names_are_unique_per_address_even_ignoring_case(
+    env_a: str | None, app_a: str, env_b: str | None, app_b: str
+) -> None:
+    a, b = Address(env_a, app_a), Address(env_b, app_b)
+    for address in (a, b):
+        name = address.module_name
+        assert name.isidentifier() and len(name) <= 150
+        if "__" in name:  # the readable encoding; a name too long for a file is a hash
+            assert _decoded(name) == (address.environment, address.app)
+        else:
+            assert name.startswith("modaliac_h") and len(str(address)) > 60
+    if a != b:
+        assert a.module_name.lower() != b.module_name.lower()
