@@ -51,7 +51,3 @@ class SpecErrors(ModaliacError):
 
 class StateError(ModaliacError):
     """The recorded state cannot be read or does not match this version of modaliac."""
-
-
-class UnsupportedError(ModaliacError):
-    """A spec that validates but asks for something this version cannot render yet."""

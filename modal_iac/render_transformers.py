@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UnsupportedError
 from .render import common_context
 from .spec import Spec
 
@@ -26,28 +25,9 @@ FASTAPI_VERSION = "0.165.0"
 PILLOW_VERSION = "13.0.0"
 
 # The name the Modal class takes when the spec turns the Python class surface off (as the
-# vLLM server's; spec.RESERVED_NAMES keeps it from user classes): the HTTP server still lives
-# in a class, where the model is loaded once per container.
+# vLLM server's; reserved.SERVICE_NAMES keeps it from user classes): the HTTP server still
+# lives in a class, where the model is loaded once per container.
 SERVER_CLASS = "Server"
-
-# Module-level names of the generated file, besides the UPPER_CASE settings: a class or
-# downloader of the same name would shadow them.
-MODULE_NAMES = frozenset(
-    {
-        "InputError",
-        "TransformersEmbedder",
-        "app",
-        "create_app",
-        "decode_image",
-        "image",
-        "load_model",
-        "modal",
-        "parse_embed_request",
-        "pool",
-        "secrets",
-        "volumes",
-    }
-)
 
 
 def transformers_context(spec: Spec, header_text: str = "") -> dict[str, Any]:
@@ -63,11 +43,7 @@ def transformers_context(spec: Spec, header_text: str = "") -> dict[str, Any]:
         }
     methods = surfaces.class_ is not None
     class_name = surfaces.class_.name if surfaces.class_ is not None else SERVER_CLASS
-    downloader = None
-    if surfaces.downloader is not None:
-        downloader = {"name": surfaces.downloader.name, "timeout": surfaces.downloader.timeout}
     has_class = methods or http is not None
-    _check_names(class_name if has_class else None, downloader)
     model_class = None
     if has_class:
         model_class = {"name": class_name, "docstring": _class_doc(methods, http, multimodal)}
@@ -96,16 +72,6 @@ def transformers_context(spec: Spec, header_text: str = "") -> dict[str, Any]:
         "methods": methods,
         "http": http,
     }
-
-
-def _check_names(class_name: str | None, downloader: dict[str, Any] | None) -> None:
-    chosen = [name for name in (class_name, downloader and downloader["name"]) if name]
-    for name in chosen:
-        if name in MODULE_NAMES:
-            raise UnsupportedError(
-                f"{name!r} is a name the generated transformers app defines; "
-                "choose another name for the class or the downloader"
-            )
 
 
 def _class_doc(methods: bool, http: dict[str, Any] | None, multimodal: bool) -> str:

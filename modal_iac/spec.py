@@ -8,7 +8,6 @@ GPU names canonical) so the renderer and the planner never parse user text again
 from __future__ import annotations
 
 import difflib
-import keyword
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,6 +46,7 @@ from .fields import (
     TokenCount,
     shown_duration,
 )
+from .reserved import clash
 
 SPEC_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"
@@ -322,22 +322,11 @@ class Scaling(StrictModel):
         return self
 
 
-# Names the generated module defines itself; a surface may not take them.
-RESERVED_NAMES = frozenset(
-    {"app", "image", "modal", "os", "secrets", "serve", "subprocess", "volumes"}
-    # The HTTP server (templates/vllm_server.py.j2): its class, helpers and imports.
-    | {"Server", "build_proxy", "sleep_engine", "start_vllm", "tiny_png", "wait_healthy"}
-    | {"wake_engine", "warm_up", "warm_up_requests", "asyncio", "b64encode", "hashlib"}
-    | {"hmac", "json", "time", "token_urlsafe", "urllib", "zlib"}
-    # The transformers engine (templates/transformers_app.py.j2).
-    | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
-    | {"parse_embed_request", "pool"}
-)
-
-
 def _check_identifier(value: Any) -> Any:
-    if isinstance(value, str) and (keyword.iskeyword(value) or value in RESERVED_NAMES):
-        raise ValueError(f"{value!r} is reserved in the generated Python file; choose another name")
+    """A class or downloader name must not break or rebind a name of the generated file."""
+    reason = clash(value, "service") if isinstance(value, str) else None
+    if reason is not None:
+        raise ValueError(f"{value!r} is {reason}; choose another name")
     return value
 
 

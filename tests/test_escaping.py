@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import json
-import keyword
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,8 @@ from modal_iac.errors import SpecError, SpecErrors
 from modal_iac.load import load_spec
 from modal_iac.pyliteral import INDENT, assignment, literal
 from modal_iac.render import Rendered, render
-from modal_iac.spec import HF_CACHE, RESERVED_NAMES
+from modal_iac.reserved import clash
+from modal_iac.spec import HF_CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = settings(
@@ -345,7 +345,7 @@ def test_class_names_only_ever_name_the_class(name: str, tmp_path: Path) -> None
     data["surfaces"]["class"] = {"name": name}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml_text(data), encoding="utf-8")
-    if keyword.iskeyword(name) or name in RESERVED_NAMES:
+    if clash(name, "service") is not None:
         reject()
     tree = ast.parse(render(load_spec(path)).source)
     classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]

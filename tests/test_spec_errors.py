@@ -41,6 +41,9 @@ GPU_TYPES = (
     "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, RTX-PRO-6000, H100, H100!, H200, B200, B200+"
 )
 MODAL_NAMES = "Modal names use letters, digits, '-', '_' and '.', at most 64 characters"
+KEYWORD = "a Python keyword"
+BUILTIN = "a Python builtin the generated code must not shadow"
+IN_SERVICE = "a name a generated service module defines itself"
 
 
 def edit(old: str, new: str) -> str:
@@ -271,14 +274,37 @@ CASES = [
     Case(
         "class-name-is-a-keyword",
         VALID + "surfaces:\n  class:\n    name: class\n",
-        "spec.yaml:8:11: surfaces.class.name: 'class' is reserved in the generated Python file; "
-        "choose another name",
+        f"spec.yaml:8:11: surfaces.class.name: 'class' is {KEYWORD}; choose another name",
+    ),
+    Case(
+        "class-name-is-the-servers",
+        VALID + "surfaces:\n  class:\n    name: Server\n",
+        f"spec.yaml:8:11: surfaces.class.name: 'Server' is {IN_SERVICE}; choose another name",
+    ),
+    Case(
+        "class-name-is-a-builtin",
+        VALID + "surfaces:\n  class:\n    name: Exception\n",
+        f"spec.yaml:8:11: surfaces.class.name: 'Exception' is {BUILTIN}; choose another name",
     ),
     Case(
         "function-name-is-reserved",
         VALID + "surfaces:\n  downloader:\n    name: modal\n",
-        "spec.yaml:8:11: surfaces.downloader.name: 'modal' is reserved in the generated Python "
-        "file; choose another name",
+        f"spec.yaml:8:11: surfaces.downloader.name: 'modal' is {IN_SERVICE}; choose another name",
+    ),
+    Case(
+        "function-name-is-the-app",
+        VALID + "surfaces:\n  downloader:\n    name: app\n",
+        f"spec.yaml:8:11: surfaces.downloader.name: 'app' is {IN_SERVICE}; choose another name",
+    ),
+    Case(
+        "function-name-is-a-builtin",
+        VALID + "surfaces:\n  downloader:\n    name: open\n",
+        f"spec.yaml:8:11: surfaces.downloader.name: 'open' is {BUILTIN}; choose another name",
+    ),
+    Case(
+        "function-name-is-print",
+        VALID + "surfaces:\n  downloader:\n    name: print\n",
+        f"spec.yaml:8:11: surfaces.downloader.name: 'print' is {BUILTIN}; choose another name",
     ),
     Case(
         "class-name-not-camel-case",

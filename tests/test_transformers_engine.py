@@ -768,7 +768,7 @@ def test_text_only_open_server_without_class_methods(tmp_path: Path) -> None:
 def test_names_the_module_defines_are_refused(name: str) -> None:
     """The spec refuses them before rendering: they would overwrite the server's code."""
     data = spec_data(surfaces={**spec_data()["surfaces"], "downloader": {"name": name}})
-    with pytest.raises(ValidationError, match=f"{name!r} is reserved in the generated"):
+    with pytest.raises(ValidationError, match=f"{name!r} is a name a generated service module"):
         rendered(data)
 
 

@@ -713,7 +713,7 @@ def test_tiny_png_is_a_valid_image(server: ModuleType) -> None:
 def test_names_a_surface_could_take_are_reserved(generated: Callable[[str], ModuleType]) -> None:
     """A downloader or class named like a helper would replace it in the generated file."""
     from modal_iac.render import render
-    from modal_iac.spec import RESERVED_NAMES
+    from modal_iac.reserved import VLLM_NAMES
 
     for case in (KALM, "open-no-snapshot"):
         spec = loaded_case(case).spec
@@ -729,7 +729,7 @@ def test_names_a_surface_could_take_are_reserved(generated: Callable[[str], Modu
         chosen = {spec.surfaces.class_.name if spec.surfaces.class_ else None}
         chosen.add(spec.surfaces.downloader.name if spec.surfaces.downloader else None)
         takeable = {n for n in names - chosen if n and not n.isupper() and not n.startswith("_")}
-        assert takeable <= RESERVED_NAMES, sorted(takeable - RESERVED_NAMES)
+        assert takeable <= VLLM_NAMES, sorted(takeable - VLLM_NAMES)
 
 
 # -- the Server class, end to end with a fake `vllm` -----------------------------------------

@@ -1,0 +1,88 @@
+"""Names a spec may not give an identifier of a generated module.
+
+A spec chooses a few identifiers of the generated file: a service's class and downloader, a
+gateway's model classes (``GatewayModel.class_name``). Each must not be a Python keyword (the
+file would not parse), a builtin (the generated code uses them) or a module-level name the
+generated file of its kind defines (the spec's name would rebind it). The module names are
+literal data, so validation never renders a template; ``tests/test_reserved.py`` renders every
+bundled spec and checks that each module-level name of the output is listed here.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+from typing import Literal
+
+BUILTINS = frozenset(dir(builtins))
+
+# templates/vllm_app.py.j2 with templates/vllm_server.py.j2 (the HTTP server), every surface
+# and snapshot mode.
+VLLM_NAMES = frozenset(
+    {"app", "image", "modal", "secrets", "volumes", "_pooling_params"}
+    | {"API_KEY_ENV", "API_KEY_SECRET", "APP_NAME", "APP_TAGS", "BASE_IMAGE"}
+    | {"BUFFER_CONTAINERS", "CONCURRENCY", "CPU", "DOWNLOAD_TIMEOUT", "ENGINE_KWARGS", "GPU"}
+    | {"HF_CACHE", "IMAGE_ENV", "MATRYOSHKA_DIMENSIONS", "MAX_CONTAINERS", "MEMORY"}
+    | {"MIN_CONTAINERS", "MODEL_ID", "MODEL_REVISION", "MULTIMODAL", "PIP_PACKAGES"}
+    | {"PYTHON_VERSION", "SCALEDOWN_WINDOW", "SECRET_NAMES", "SERVED_MODEL_NAME", "SERVE_ARGS"}
+    | {"SLEEP_LEVEL", "STARTUP_TIMEOUT", "TASK", "TIMEOUT", "VLLM_ENV", "VLLM_URL"}
+    | {"VOLUME_NAMES"}
+    # The HTTP server: its imports, constants, class and helpers.
+    | {"asyncio", "b64encode", "hashlib", "hmac", "json", "os", "subprocess", "time"}
+    | {"token_urlsafe", "urllib", "zlib"}
+    | {"HOP_BY_HOP", "NOT_FORWARDED", "PUBLIC_PATHS", "PUBLIC_PREFIX", "Server", "_Proxy"}
+    | {"build_proxy", "sleep_engine", "start_vllm", "tiny_png", "wait_healthy", "wake_engine"}
+    | {"warm_up", "warm_up_requests", "_call", "_digest", "_error", "_is_sleeping"}
+    | {"_loopback", "_public", "_read_body", "_relay"}
+)
+
+# templates/transformers_app.py.j2; its class is named Server when the class surface is off.
+TRANSFORMERS_NAMES = frozenset(
+    {"app", "image", "modal", "secrets", "volumes", "Server"}
+    | {"API_KEY_ENV", "API_KEY_SECRET", "APP_NAME", "APP_TAGS", "BASE_IMAGE", "BATCH_SIZE"}
+    | {"BUFFER_CONTAINERS", "CONCURRENCY", "CPU", "DEVICE", "DOWNLOAD_TIMEOUT", "DTYPE"}
+    | {"EMBED_FIELDS", "ERROR_TYPES", "EXPECTED_DIMENSION", "GPU", "HF_CACHE", "IMAGE_ENV"}
+    | {"MATRYOSHKA_DIMENSIONS", "MAX_CONTAINERS", "MAX_MODEL_LEN", "MEMORY", "MIN_CONTAINERS"}
+    | {"MODEL_ID", "MODEL_REVISION", "MULTIMODAL", "NORMALIZE", "PIP_PACKAGES", "POOLING"}
+    | {"PYTHON_VERSION", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT", "TIMEOUT"}
+    | {"TRUST_REMOTE_CODE", "VOLUME_NAMES"}
+    | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
+    | {"parse_embed_request", "pool", "_context_length", "_embed_request", "_features"}
+    | {"_strings"}
+)
+
+# templates/gateway_app.py.j2.
+GATEWAY_NAMES = frozenset(
+    {"app", "image", "modal", "router_image", "secrets", "volumes"}
+    | {"asyncio", "hashlib", "hmac", "json", "os", "subprocess", "time", "token_urlsafe"}
+    | {"urllib"}
+    | {"API_KEY_ENV", "API_KEY_SECRET", "APP_NAME", "APP_TAGS", "BASE_IMAGE"}
+    | {"BUFFER_CONTAINERS", "CONCURRENCY", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
+    | {"MAX_BODY_BYTES", "MAX_CONTAINERS", "MIN_CONTAINERS", "MODELS", "MODEL_CLASSES"}
+    | {"PIP_PACKAGES", "PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES"}
+    | {"STARTUP_TIMEOUT", "TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES"}
+    | {"Router", "build_router", "error_body", "http_exchange", "http_sender", "modal_sender"}
+    | {"router", "start_vllm", "wait_healthy", "_digest", "_loopback", "_read_body"}
+    | {"_respond"}
+)
+
+# An environment may switch a service's engine, so its names avoid both engines' files.
+SERVICE_NAMES = VLLM_NAMES | TRANSFORMERS_NAMES
+
+_MODULES = {
+    "service": (SERVICE_NAMES, "a name a generated service module defines itself"),
+    "gateway": (GATEWAY_NAMES, "a name the generated gateway module defines itself"),
+}
+
+
+def clash(name: str, kind: Literal["service", "gateway"]) -> str | None:
+    """Why ``name`` cannot be an identifier of a generated module of ``kind``, worded to
+    follow the name ("'app' is ..."), or None when it can."""
+    module_names, defined = _MODULES[kind]
+    if keyword.iskeyword(name):
+        return "a Python keyword"
+    if name in module_names:
+        return defined
+    if name in BUILTINS:
+        return "a Python builtin the generated code must not shadow"
+    return None
