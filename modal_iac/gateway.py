@@ -26,6 +26,7 @@ from .fields import (
     TagText,
     TokenCount,
 )
+from .reserved import clash
 from .spec import (
     _GPU_SCHEMA,
     DEFAULT_VLLM_VERSION,
@@ -68,12 +69,29 @@ class GatewayModel(StrictModel):
     enforce_eager: bool = Field(True, description="Skip CUDA graphs: faster cold starts.")
     trust_remote_code: bool = False
 
+    @field_validator("name")
+    @classmethod
+    def _names_a_free_class(cls, value: str) -> str:
+        class_name = model_class_name(value)
+        reason = clash(class_name, "gateway")
+        if reason is not None:
+            raise ValueError(
+                f"{value!r} would name its model class {class_name}, {reason}; "
+                "choose another short name"
+            )
+        return value
+
     @property
     def class_name(self) -> str:
         """The Modal class serving this model: the short name in CamelCase."""
-        parts = re.split(r"[^A-Za-z0-9]+", self.name)
-        name = "".join(part[:1].upper() + part[1:] for part in parts if part)
-        return name if name[:1].isalpha() else "Model" + name
+        return model_class_name(self.name)
+
+
+def model_class_name(short_name: str) -> str:
+    """``qwen3-8b`` -> ``Qwen38b``; a name that starts with a digit gets a ``Model`` prefix."""
+    parts = re.split(r"[^A-Za-z0-9]+", short_name)
+    name = "".join(part[:1].upper() + part[1:] for part in parts if part)
+    return name if name[:1].isalpha() else "Model" + name
 
 
 class Router(StrictModel):

@@ -320,6 +320,51 @@ def test_gateway_spec_errors(tmp_path: Path, changes: dict[str, Any], message: s
     assert message in str(caught.value)
 
 
+TAKEN = "a name the generated gateway module defines itself"
+KEYWORD = "a Python keyword"
+BUILTIN = "a Python builtin the generated code must not shadow"
+
+
+@pytest.mark.parametrize(
+    ("short_name", "class_name", "reason"),
+    [
+        ("router", "Router", TAKEN),  # would rebind the router class the requests go through
+        ("g-p-u", "GPU", TAKEN),
+        ("m-o-d-e-l-s", "MODELS", TAKEN),
+        ("none", "None", KEYWORD),  # `class None:` does not parse
+        ("true", "True", KEYWORD),
+        ("false", "False", KEYWORD),
+        ("exception", "Exception", BUILTIN),  # the router catches Exception
+        ("timeout-error", "TimeoutError", BUILTIN),
+        ("stop-async-iteration", "StopAsyncIteration", BUILTIN),
+    ],
+)
+def test_render_refuses_a_short_name_whose_class_is_taken(
+    short_name: str,
+    class_name: str,
+    reason: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """These passed validate and then failed render with an internal error (or rendered a
+    module whose router was gone); now both refuse them with the located line."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert "    name: gemma-3-27b\n" in text
+    text = text.replace("    name: gemma-3-27b\n", f'    name: "{short_name}"\n')
+    line = text.splitlines().index(f'    name: "{short_name}"') + 1
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text, encoding="utf-8")
+    expected = (
+        f"{path}:{line}:11: models[1].name: {short_name!r} would name its model class "
+        f"{class_name}, {reason}; choose another short name\n"
+    )
+    for argv in (["render", str(path)], ["render", str(path), "-o", str(tmp_path / "out")]):
+        assert main(argv) == 1, argv
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", expected), argv
+    assert not (tmp_path / "out").exists()
+
+
 def test_validate_warns_past_the_free_tier_endpoint_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,8 +41,20 @@ GPU_TYPES = (
     "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, RTX-PRO-6000, H100, H100!, H200, B200, B200+"
 )
 MODAL_NAMES = "Modal names use letters, digits, '-', '_' and '.', at most 64 characters"
+# A small valid gateway spec; the cases replace the second model's short name (line 8).
+GATEWAY = """\
+kind: gateway
+name: gw
+gpus: [L4]
+models:
+  - id: org/alpha
+    name: alpha
+  - id: org/beta
+    name: beta
+"""
 KEYWORD = "a Python keyword"
 BUILTIN = "a Python builtin the generated code must not shadow"
+IN_GATEWAY = "a name the generated gateway module defines itself"
 IN_SERVICE = "a name a generated service module defines itself"
 
 
@@ -50,6 +62,17 @@ def edit(old: str, new: str) -> str:
     """VALID with one piece of text replaced."""
     assert old in VALID
     return VALID.replace(old, new, 1)
+
+
+def short_name(name: str, class_name: str, reason: str, *, quoted: bool = False) -> Case:
+    """GATEWAY with the second model's short name replaced, and the line it must produce."""
+    written = f'"{name}"' if quoted else name
+    return Case(
+        f"gateway-short-name-{name}",
+        GATEWAY.replace("name: beta", f"name: {written}"),
+        f"spec.yaml:8:11: models[1].name: {name!r} would name its model class {class_name}, "
+        f"{reason}; choose another short name",
+    )
 
 
 def alias_bomb() -> str:
@@ -306,6 +329,13 @@ CASES = [
         VALID + "surfaces:\n  downloader:\n    name: print\n",
         f"spec.yaml:8:11: surfaces.downloader.name: 'print' is {BUILTIN}; choose another name",
     ),
+    # A gateway's short names become class names: Router, None, GPU, Exception ...
+    short_name("router", "Router", IN_GATEWAY),
+    short_name("none", "None", KEYWORD),
+    short_name("true", "True", KEYWORD, quoted=True),  # unquoted, YAML reads a boolean
+    short_name("false", "False", KEYWORD, quoted=True),
+    short_name("g-p-u", "GPU", IN_GATEWAY),
+    short_name("exception", "Exception", BUILTIN),
     Case(
         "class-name-not-camel-case",
         VALID + "surfaces:\n  class:\n    name: embedder\n",
