@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModaliacError
+from .files import joined, read_text
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
 APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
@@ -132,15 +132,12 @@ def read_modal_config() -> dict[str, dict[str, object]]:
     regular file (``/dev/null``, a folder, a pipe) holds no config and is never opened:
     reading a pipe would wait for ever."""
     path = modal_config_path()
-    try:
-        info = path.stat()
-    except OSError:
+    if not path.is_file():  # none, /dev/null, a folder or a pipe: no config, never opened
         return {}
-    if not stat.S_ISREG(info.st_mode):
-        return {}
+    text = read_text(path, str(path), "Modal config", 2**20, joined(AddressError))
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        document = tomllib.loads(text or "")
+    except tomllib.TOMLDecodeError as exc:
         raise AddressError(f"{path}: cannot read Modal's config ({exc})") from None
     return {name: values for name, values in document.items() if isinstance(values, dict)}
 

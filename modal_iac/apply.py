@@ -92,11 +92,21 @@ def execute(
     by_address = {c.address: c for c in deploys}
     jobs = [_job(change) for change in deploys]
 
+    renamed: list[Change] = []
+
     def finished(result: DeployResult) -> None:
         change = by_address[result.address]
         if result.ok and change.record is not None:
-            save(result.address, replace(change.record, deployed_version=result.version))
+            # A renamed app stays marked until its old address is stopped (below), so a
+            # failure there leaves a state that still says the old app runs.
+            record = replace(
+                change.record, deployed_version=result.version, renamed_from=change.renamed_from
+            )
+            save(result.address, record)
             detail = f"deployed v{result.version} in {result.seconds:.1f}s"
+            if change.renamed_from:
+                renamed.append(change)
+                return
         else:
             detail = result.error
         outcomes.append(Outcome(result.address, change.action, result.ok, detail))
@@ -105,6 +115,8 @@ def execute(
         modal_api.deploy_all(
             jobs, build_dir, parallel=parallel, on_event=on_event, on_result=finished
         )
+    for change in renamed:
+        outcomes.append(_stop_renamed(change, state.apps[change.address], save, on_event))
     for change in plan.changes:
         if change.action != "delete":
             continue
@@ -120,6 +132,44 @@ def execute(
         outcomes.append(Outcome(change.address, "delete", True, detail))
         on_event(change.address, detail)
     return outcomes
+
+
+def _stop_renamed(
+    change: Change,
+    record: AppRecord,
+    save: Callable[[str, AppRecord | None], None],
+    on_event: Callable[[str, str], None],
+) -> Outcome:
+    """Stop the app a rename left at its old address, then record the rename as done."""
+    from . import modal_api
+
+    old = Address.parse(record.renamed_from or "")
+    deployed = f"deployed v{record.deployed_version}"
+    on_event(change.address, f"stopping {old} (renamed)")
+    try:
+        stopped = modal_api.stop(old.app, old.environment)
+    except modal_api.ModalApiError as exc:
+        return Outcome(
+            change.address,
+            change.action,
+            False,
+            f"{deployed}, but stopping {old} failed: {exc}; the state keeps the rename, so the "
+            "next apply stops it",
+        )
+    save(change.address, replace(record, renamed_from=None))
+    gone = f"stopped {old}" if stopped else f"{old} was already gone"
+    return Outcome(change.address, change.action, True, f"{deployed}; {gone}")
+
+
+def record_refreshes(plan: Plan, store: Store) -> None:
+    """Write what a refresh-only plan takes from Modal into the state, in one write."""
+    state = store.read()
+    for refreshed in plan.refreshes:
+        if refreshed.after is None:
+            state.apps.pop(refreshed.address, None)
+        else:
+            state.apps[refreshed.address] = refreshed.after
+    store.write(state)
 
 
 def _job(change: Change) -> DeployJob:

@@ -54,7 +54,7 @@ def _wants_color(stream: TextIO, choice: str) -> bool:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
-    from .plan import endpoint_warnings
+    from .policy import endpoint_warnings
     from .targets import spec_files
 
     loaded = load_specs(spec_files(args.specs), args.env, Project.here())
@@ -125,21 +125,17 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    from .operate import credentials_configured, online_plan
-    from .plan import make_plan
+    from .operate import build_plan, credentials_configured, plan_inputs
     from .present import as_json, as_markdown, as_text
-    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
+    from .targets import spec_targets, state_store
 
     project = Project.here()
     targets = spec_targets(args.specs, project, "plan")
     pricing = costing(args)  # a broken price file fails before Modal is consulted
-    desired = desired_apps(spec_files(targets), args.env, project)
-    scope = delete_scope(targets, project)
+    inputs = plan_inputs(args, targets, project)
     state = state_store(args.state, project, console.error).read()
-    if not args.offline and credentials_configured():
-        plan = online_plan(desired, state, scope, args.env)
-    else:
-        plan = make_plan(desired, state, scope, env_option=args.env)
+    online = not args.offline and credentials_configured()
+    plan = build_plan(inputs, state, project, online=online, targets=targets)
     if args.format == "text" and args.out and args.out.endswith(".json"):
         args.format = "json"  # a saved plan for `modaliac apply FILE`
     if args.format == "json":
@@ -154,6 +150,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         console.error(f"wrote {args.out}")
     else:
         console.print(text, end="")
+    if args.detailed_exitcode and plan.status == "blocked":
+        return EXIT_ERROR  # apply would refuse it: not a plan to apply
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
@@ -330,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 0 for no changes, 1 for errors, 2 when there are changes",
+        help="exit 0 for no changes, 1 for errors or a blocked plan, 2 when there are changes",
     )
+    lifecycle_options(plan)
     cost_options(plan)
     env_option(plan)
     plan.set_defaults(run=cmd_plan)
@@ -372,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _state_option(apply, lock=True)
     env_option(apply)
+    lifecycle_options(apply)
     apply.set_defaults(run="operate:cmd_apply", confirm=True)
 
     destroy = commands.add_parser(
@@ -431,6 +431,23 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--check", metavar="FILE", help="exit 1 if FILE is not up to date")
     schema.set_defaults(run=cmd_schema)
     return parser
+
+
+def lifecycle_options(parser: argparse.ArgumentParser) -> None:
+    """``--replace`` and ``--refresh-only``, shared by plan and apply (Terraform's names)."""
+    parser.add_argument(
+        "--replace",
+        action="append",
+        metavar="ADDRESS",
+        help="redeploy this app even if nothing changed, so Modal takes a new snapshot (after "
+        "a moving revision changed, say); repeat for several",
+    )
+    parser.add_argument(
+        "--refresh-only",
+        action="store_true",
+        help="deploy nothing: record what Modal runs (hand-made changes, a hotfix, a stopped "
+        "app) into the state",
+    )
 
 
 def cost_options(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +24,9 @@ from .fields import parse_memory
 from .plan import Change, Plan
 
 HOURS_PER_MONTH = 730
+# A gateway model's settings: models.<name>.<key>, or models["<odd name>"].<key> (key_path).
+_MODEL = re.compile(r'^models(?:\.([A-Za-z_][A-Za-z0-9_-]*)|\[("(?:[^"\\]|\\.)*")\])\.')
+SERVER_CLASS = "Server"  # the class of the generated HTTP server (templates/vllm_server.py.j2)
 HOST_ROWS = ("cpu_core", "memory_gib")
 PRICES_ENV = "MODALIAC_PRICES"
 
@@ -92,43 +97,93 @@ def _rate(row: Any, shown: str) -> float:
 
 
 @dataclass(frozen=True)
-class AppCost:
-    """One app's cost. ``hourly`` is None when the GPU type (or a reserved resource) has no
-    price."""
+class PoolCost:
+    """One GPU container pool of an app: a Modal class with its own containers and its own
+    ``min_containers`` (a service's Python class and its HTTP server are two pools; a
+    gateway app has one per model)."""
 
-    gpu: str
-    pools: int  # container pools: 1, or one per model class of a gateway app
+    name: str  # the Modal class: "VLLMEmbeddingSnapshot", "Server", a gateway model's class
     min_containers: int
-    hourly: float | None  # one container of every pool running
-    reserved: str = ""  # "64 GiB, 4 cores": the host resources a container reserves
+    hourly: float | None  # one container of this pool running
 
     @property
     def idle_month(self) -> float | None:
-        """What min_containers costs with no traffic at all."""
         return None if self.hourly is None else self.hourly * self.min_containers * HOURS_PER_MONTH
 
+
+@dataclass(frozen=True)
+class AppCost:
+    """One app's cost, the sum of its pools. ``hourly`` is None when the GPU type (or a
+    reserved resource) has no price."""
+
+    gpu: str
+    pools: tuple[PoolCost, ...]
+    reserved: str = ""  # "64 GiB, 4 cores": the host resources a container reserves
+
+    @property
+    def hourly(self) -> float | None:
+        """One container of every pool running."""
+        return _total(p.hourly for p in self.pools)
+
+    @property
+    def idle_month(self) -> float | None:
+        """What every pool's min_containers costs with no traffic at all."""
+        return _total(p.idle_month for p in self.pools)
+
     def month(self, active_hours_per_day: float) -> float | None:
-        """One container per pool busy that many hours a day, never below the idle floor."""
-        if self.hourly is None or self.idle_month is None:
-            return None
-        busy = self.hourly * active_hours_per_day * HOURS_PER_MONTH / 24
-        return max(self.idle_month, busy)
+        """One container per pool busy that many hours a day, never below a pool's floor."""
+        return _total(_pool_month(p, active_hours_per_day) for p in self.pools)
+
+
+def _pool_month(pool: PoolCost, active_hours_per_day: float) -> float | None:
+    if pool.hourly is None or pool.idle_month is None:
+        return None
+    busy = pool.hourly * active_hours_per_day * HOURS_PER_MONTH / 24
+    return max(pool.idle_month, busy)
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    found = list(values)
+    return None if None in found else sum(v for v in found if v is not None)
 
 
 def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
-    """The cost of the app these settings describe (first GPU of a fallback list)."""
+    """The cost of the app these settings describe (first GPU of a fallback list), pool by
+    pool: each pool's ``min_containers`` is the spec's, or a value changed by hand on Modal
+    when the settings carry one (``scaling.min_containers[Server]``)."""
     gpu = settings.get("gpu")
     if isinstance(gpu, list):
         gpu = gpu[0] if gpu else None
     if not isinstance(gpu, str):
         return None
     name, _, count = gpu.partition(":")
-    pools = len({key.split(".")[1] for key in settings if key.startswith("models.")}) or 1
     price = prices.hourly(name)
     host, reserved = _reserved(settings, prices)
-    hourly = None if price is None or host is None else (price * int(count or 1) + host) * pools
-    min_containers = int(settings.get("scaling.min_containers") or 0)
-    return AppCost(gpu, pools, min_containers, hourly, reserved)
+    hourly = None if price is None or host is None else price * int(count or 1) + host
+    floor = int(settings.get("scaling.min_containers") or 0)
+    pools = tuple(
+        PoolCost(pool, int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0), hourly)
+        for pool in gpu_pools(settings)
+    )
+    return AppCost(gpu, pools, reserved)
+
+
+def gpu_pools(settings: dict[str, Any]) -> list[str]:
+    """The Modal classes of an app that run on its GPU, each with its own containers:
+    a gateway's model classes; a vLLM service's Python class and HTTP ``Server``; the one
+    class of a transformers service. A downloader runs on a CPU only when called."""
+    from .gateway import model_class_name
+
+    models = sorted(
+        {match[1] or json.loads(match[2]) for key in settings if (match := _MODEL.match(key))}
+    )
+    if models:
+        return [model_class_name(model) for model in models]
+    class_name = settings.get("surfaces.class.name")
+    http = "surfaces.http.port" in settings
+    if settings.get("engine.name") == "transformers":
+        return [class_name or SERVER_CLASS] if class_name or http else []
+    return [*([class_name] if class_name else []), *([SERVER_CLASS] if http else [])]
 
 
 def _reserved(settings: dict[str, Any], prices: Prices) -> tuple[float | None, str]:
@@ -200,6 +255,17 @@ class CostLine:
             return None
         return self.after.month(self.active_hours_per_day)
 
+    @property
+    def month_delta(self) -> float | None:
+        """The change of the month at the usage estimate against what is deployed (priced at
+        the same estimate); None without an estimate or a price."""
+        hours = self.active_hours_per_day
+        if hours is None:
+            return None
+        old = self.before.month(hours) if self.before else 0.0
+        new = self.after.month(hours) if self.after else 0.0
+        return None if old is None or new is None else new - old
+
 
 @dataclass(frozen=True)
 class Costing:
@@ -238,12 +304,18 @@ def usage_text(cost: AppCost | None, active_hours_per_day: float | None) -> str:
 
 
 def describe(cost: AppCost | None) -> str:
-    """``A100-40GB: $2.10 per running hour, idle floor $0.00/month``."""
+    """``A100-40GB: $2.10 per running hour, idle floor $0.00/month (min_containers 0)``, with
+    the pools named and priced when there are several."""
     if cost is None:
         return "no GPU"
-    pools = f" x {cost.pools} model pools" if cost.pools > 1 else ""
     reserved = f" + {cost.reserved} reserved" if cost.reserved else ""
-    return (
-        f"{cost.gpu}{reserved}{pools}: {money(cost.hourly)} per running hour, idle floor "
-        f"{money(cost.idle_month)}/month (min_containers {cost.min_containers})"
+    floors = {pool.min_containers for pool in cost.pools}
+    text = f"{cost.gpu}{reserved}: {money(cost.hourly)} per running hour, idle floor "
+    text += f"{money(cost.idle_month)}/month"
+    if len(cost.pools) <= 1:
+        return text + f" (min_containers {next(iter(floors), 0)})"
+    each = ", ".join(
+        f"{pool.name} {money(pool.hourly)}/h, min_containers {pool.min_containers}"
+        for pool in cost.pools
     )
+    return text + f" over {len(cost.pools)} GPU pools ({each})"

@@ -10,7 +10,9 @@ class ModaliacError(Exception):
 class SpecError(ModaliacError):
     """A problem in a spec file, located as precisely as the YAML allows.
 
-    Renders as ``path:line:col: key.path: message``; line and column are 1-based.
+    Renders as ``path:line:col: key.path: message``; line and column are 1-based. A warning
+    also carries the ``code`` of its rule (``MDL001``, ``tight-fit``) and the ``fix`` it
+    suggests, for machine-readable plans; the message already says both in words.
     """
 
     def __init__(
@@ -21,12 +23,16 @@ class SpecError(ModaliacError):
         line: int | None = None,
         column: int | None = None,
         key_path: str = "",
+        code: str = "",
+        fix: str = "",
     ) -> None:
         self.path = path
         self.message = message
         self.line = line
         self.column = column
         self.key_path = key_path
+        self.code = code
+        self.fix = fix
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -263,6 +263,12 @@ class GatewaySpec(StrictModel):
         key = [self.router.api_key_secret] if self.router.api_key_secret else []
         return [*self.secrets, *key]
 
+    def secret_keys(self) -> dict[str, str]:
+        """The key each secret must hold, where modaliac knows it: the router's API key."""
+        if self.router.api_key_secret is None:
+            return {}
+        return {self.router.api_key_secret: self.router.api_key_env}
+
 
 def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:
     """``vllm serve`` arguments (after the two words) for one model of a gateway, vLLM 0.33

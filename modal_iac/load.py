@@ -29,6 +29,7 @@ from ruamel.yaml.reader import ReaderError
 
 from .address import Project, profile_environment
 from .errors import SpecError, SpecErrors
+from .files import read_bytes
 from .fit import problems as fit_problems
 from .fit import tight as fit_warnings
 from .gateway import GatewaySpec
@@ -37,6 +38,9 @@ from .policy import check as check_policies
 from .spec import Spec
 
 AnySpec = Spec | GatewaySpec
+# A warning found on the fast path: (key path, message, rule code, fix), located later.
+Note = tuple[tuple[Any, ...], str, str, str]
+TIGHT_FIT = "tight-fit"  # the code of a GPU fit's tight-fit warning (not a policy rule)
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
@@ -172,9 +176,7 @@ def _fallback(spec: AnySpec, default: str | _Profile | None) -> AnySpec:
     return spec if chosen is None else spec.model_copy(update={"environment": chosen})
 
 
-def _fast_validate(
-    data: Any, env: str | None
-) -> tuple[AnySpec, list[tuple[tuple[Any, ...], str]]] | None:
+def _fast_validate(data: Any, env: str | None) -> tuple[AnySpec, list[Note]] | None:
     """The selected document and its warnings (key path, message), when every document is
     valid and nothing is an error; None sends the file down the positioned path."""
     environments = data.get("environments")
@@ -188,17 +190,15 @@ def _fast_validate(
         return None
     if spec.problems() or fit_problems(spec):
         return None
-    notes = list(fit_warnings(spec))
+    notes: list[Note] = [(loc, message, TIGHT_FIT, "") for loc, message in fit_warnings(spec)]
     problems, findings = check_policies(spec)
     if problems or any(f.rule.severity == "error" for f in findings):
         return None
-    notes += [(f.loc, f.text()) for f in findings]
+    notes += [(f.loc, f.text(), f.rule.id, f.rule.fix) for f in findings]
     return spec, notes
 
 
-def _fast_validate_plain(
-    data: Any, env: str | None
-) -> tuple[AnySpec, list[tuple[tuple[Any, ...], str]]] | None:
+def _fast_validate_plain(data: Any, env: str | None) -> tuple[AnySpec, list[Note]] | None:
     """Specs with environments: fast only when no document has anything to report."""
     documents = _documents(data, env, "")
     selected: AnySpec | None = None
@@ -217,18 +217,26 @@ def _fast_validate_plain(
     return (selected, []) if selected is not None else None
 
 
-def _quick_warnings(
-    text: str, shown: str, notes: list[tuple[tuple[Any, ...], str]]
-) -> tuple[SpecError, ...] | None:
+def _quick_warnings(text: str, shown: str, notes: list[Note]) -> tuple[SpecError, ...] | None:
     """Warnings located by a scan of block-style keys, which costs far less than the
     round-trip parse; None when a key cannot be found that way (flow style, list items)."""
     found = []
-    for loc, message in notes:
+    for loc, message, code, fix in notes:
         position = _key_position(text, loc)
         if position is None:
             return None
         line, column = position
-        found.append(SpecError(shown, message, line=line, column=column, key_path=key_path(loc)))
+        found.append(
+            SpecError(
+                shown,
+                message,
+                line=line,
+                column=column,
+                key_path=key_path(loc),
+                code=code,
+                fix=fix,
+            )
+        )
     return tuple(found)
 
 
@@ -407,22 +415,10 @@ def find_spec_files(target: str | Path) -> list[Path]:
 
 
 def _read(path: Path, shown: str) -> bytes:
-    try:
-        if path.is_dir():
-            raise SpecError(shown, "is a directory, not a spec file")
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(
-                shown,
-                f"the file is {size} bytes; specs are limited to {MAX_SPEC_BYTES // 1024} KiB",
-            )
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(shown, "no such file") from None
-    except PermissionError:
-        raise SpecError(shown, "permission denied") from None
-    except OSError as exc:
-        raise SpecError(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    raw = read_bytes(path, shown, "spec file", MAX_SPEC_BYTES, SpecError)
+    if raw is None:
+        raise SpecError(shown, "no such file")
+    return raw
 
 
 def _decode(raw: bytes, shown: str) -> str:
@@ -543,7 +539,9 @@ def _validate(
     # GPU fit (fit.py): a model too big for its GPU is located like the spec's own problems.
     found = [*spec.problems(), *fit_problems(spec)]
     errors = [located(shown, data, loc, message) for loc, message in found]
-    tight = tuple(located(shown, data, loc, message) for loc, message in fit_warnings(spec))
+    tight = tuple(
+        located(shown, data, loc, message, code=TIGHT_FIT) for loc, message in fit_warnings(spec)
+    )
     if errors:
         return errors, spec, ()
     problems, findings = check_policies(spec)
@@ -552,7 +550,9 @@ def _validate(
         located(shown, data, f.loc, f.text()) for f in findings if f.rule.severity == "error"
     ]
     warned = tuple(
-        located(shown, data, f.loc, f.text()) for f in findings if f.rule.severity == "warning"
+        located(shown, data, f.loc, f.text(), code=f.rule.id, fix=f.rule.fix)
+        for f in findings
+        if f.rule.severity == "warning"
     )
     return errors, spec, tight + warned
 
@@ -567,7 +567,13 @@ def _in_environment(
     if error.line is not None and first <= error.line <= last:
         key = f"environments.{name}" + (f".{error.key_path}" if error.key_path else "")
         return SpecError(
-            error.path, error.message, line=error.line, column=error.column, key_path=key
+            error.path,
+            error.message,
+            line=error.line,
+            column=error.column,
+            key_path=key,
+            code=error.code,
+            fix=error.fix,
         )
     if not note:
         return error
@@ -577,6 +583,8 @@ def _in_environment(
         line=error.line,
         column=error.column,
         key_path=error.key_path,
+        code=error.code,
+        fix=error.fix,
     )
 
 

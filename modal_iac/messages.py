@@ -258,8 +258,11 @@ def located(
     message: str,
     *,
     key: bool | None = None,
+    code: str = "",
+    fix: str = "",
 ) -> SpecError:
-    """A SpecError at the deepest node of ``loc`` that the document holds.
+    """A SpecError at the deepest node of ``loc`` that the document holds (``code`` and
+    ``fix``: a warning's rule, carried along).
 
     Mappings and lists are pointed at by their key, scalars by their value; ``key`` forces
     one or the other for the last step. Steps the document does not hold (pydantic's
@@ -283,7 +286,13 @@ def located(
             node = node[step]
             shown_loc.append(step)
     return SpecError(
-        shown, message, line=line + 1, column=column + 1, key_path=key_path(tuple(shown_loc))
+        shown,
+        message,
+        line=line + 1,
+        column=column + 1,
+        key_path=key_path(tuple(shown_loc)),
+        code=code,
+        fix=fix,
     )
 
 

@@ -18,7 +18,7 @@ import importlib.util
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ class Query:
     environment: str | None
     secrets: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
+    secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ async def _observe_one(
         environment=query.environment,
         missing_secrets=tuple(n for n in query.secrets if ("secret", env, n) in missing),
         missing_volumes=tuple(n for n in query.volumes if ("volume", env, n) in missing),
+        secret_keys=dict(query.secret_keys),
     )
     if not app_id:
         return replace(base, state="stopped" if (env, query.app) in stopped else "missing")

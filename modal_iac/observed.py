@@ -41,6 +41,7 @@ class Observed:
     overrides: tuple[Override, ...] = ()
     missing_secrets: tuple[str, ...] = ()
     missing_volumes: tuple[str, ...] = ()
+    secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
 
     @property
     def current(self) -> Deployment | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .address import Project
 from .errors import ModaliacError
-from .plan import Desired, Plan, make_plan
+from .plan import Desired, Inputs, Plan, make_plan
 from .state import AppRecord, State
 
 if TYPE_CHECKING:
@@ -47,16 +47,60 @@ def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, 
             item.environment,
             tuple(spec.referenced_secrets()),
             tuple(spec.volumes.values()),
+            spec.secret_keys(),
         )
     for record in state.apps.values():
         queries.setdefault((record.environment, record.app), Query(record.app, record.environment))
     return observe(list(queries.values()))
 
 
-def online_plan(
-    desired: list[Desired], state: State, scope: list[str], env_option: str | None = None
+def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) -> Inputs:
+    """What ``plan`` or ``apply`` was asked for, as a plan records it."""
+    from .targets import parse_address
+
+    return Inputs(
+        targets=tuple(project.recorded(t) for t in targets),
+        env=args.env,
+        replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
+        refresh_only=bool(args.refresh_only),
+    )
+
+
+def build_plan(
+    inputs: Inputs,
+    state: State,
+    project: Project,
+    *,
+    online: bool,
+    targets: list[str] | None = None,
 ) -> Plan:
-    return make_plan(desired, state, scope, observe_for(desired, state), env_option)
+    """The plan ``inputs`` ask for, against ``state`` and (``online``) what Modal reports:
+    the one function ``plan``, ``apply`` and the re-check of a saved plan go through.
+    ``targets``: the inputs' targets as the user typed them (errors name them so)."""
+    from .refresh import refreshes
+    from .targets import delete_scope, desired_apps, spec_files
+
+    if targets is None:
+        targets = [project.shown(t) or "." for t in inputs.targets]
+    desired = desired_apps(spec_files(targets), inputs.env, project)
+    planned = {item.address for item in desired}
+    for address in inputs.replace:
+        if address not in planned:
+            listed = ", ".join(sorted(planned)) or "nothing"
+            raise ModaliacError(f"--replace {address}: not an app these specs deploy ({listed})")
+    if inputs.refresh_only and not online:
+        raise ModaliacError(
+            "--refresh-only records what Modal runs, so it needs Modal: configure credentials "
+            "(modal token new) and leave out --offline"
+        )
+    scope = delete_scope(targets, project)
+    observed = observe_for(desired, state) if online else None
+    plan = make_plan(desired, state, scope, observed, inputs)
+    if not inputs.refresh_only or observed is None:
+        return plan
+    covered = [change.address for change in plan.changes]
+    found = refreshes(covered, desired, state, observed)
+    return replace(plan, changes=(), refreshes=tuple(found))
 
 
 def owner() -> str:
@@ -68,34 +112,47 @@ def owner() -> str:
 
 
 def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from .apply import execute, needs_recording
+    from .apply import execute, needs_recording, record_refreshes
     from .modal_api import require_credentials
-    from .present import as_text, load_plan
-    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
+    from .present import as_text
+    from .saved import read_plan, verify
+    from .targets import UsageError, spec_targets, state_store
 
     require_credentials()
     project = Project.here()
     store = state_store(args.state, project, console.error)
     saved = len(args.targets) == 1 and args.targets[0].endswith(".json")
+    if saved and (args.replace or args.refresh_only or args.env):
+        raise UsageError(
+            "apply PLAN.json applies the plan as saved: no --env, --replace or "
+            "--refresh-only (make the plan with them)"
+        )
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
         if saved:
-            reviewed = load_plan(Path(args.targets[0]).read_text(encoding="utf-8"))
-            plan = _check_fresh(reviewed, state, args.targets[0])
+            reviewed = read_plan(args.targets[0])
+            verify(reviewed, args.targets[0], project)
+            plan = _check_fresh(reviewed, state, args.targets[0], project)
         else:
             targets = spec_targets(args.targets, project, "apply")
-            desired = desired_apps(spec_files(targets), args.env, project)
-            plan = online_plan(desired, state, delete_scope(targets, project), args.env)
+            inputs = plan_inputs(args, targets, project)
+            plan = build_plan(inputs, state, project, online=True, targets=targets)
             console.print(as_text(plan, color=console.color, project=project), end="")
         if plan.blockers:
-            console.error("apply refused: " + "; ".join(plan.blockers))
+            listed = "; ".join(f"{b.address}: {b.text()}" for b in plan.blockers)
+            console.error("apply refused: " + listed)
             return EXIT_ERROR
-        if not plan.has_changes and not any(needs_recording(c, state) for c in plan.changes):
+        pending = plan.has_changes or any(needs_recording(c, state) for c in plan.changes)
+        if not pending:
             console.print("Nothing to apply.")
             return EXIT_OK
         if plan.has_changes and not args.yes and not confirm("Apply these changes?"):
             console.error("apply cancelled: nothing was changed")
             return EXIT_ERROR
+        if plan.inputs.refresh_only:
+            record_refreshes(plan, store)
+            console.print(f"Refresh finished: {len(plan.refreshes)} recorded in the state.")
+            return EXIT_OK
         build_dir = Path(args.build_dir) if args.build_dir else project.build_dir
 
         def progress(address: str, event: str) -> None:
@@ -119,18 +176,16 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
     return EXIT_OK
 
 
-def _check_fresh(reviewed: Plan, state: State, path: str) -> Plan:
-    """A saved plan applies only while the recorded and observed state it saw still hold."""
-    if not reviewed.online:
-        raise ModaliacError(
-            f"{path}: this plan was made without consulting Modal; make it again with Modal "
-            "credentials (modaliac plan --format json -o FILE)"
-        )
-    from .modal_api import Query, observe
-
-    now = observe([Query(c.app, c.environment) for c in reviewed.changes])
+def _check_fresh(reviewed: Plan, state: State, path: str, project: Project) -> Plan:
+    """A saved plan applies only while planning its inputs again gives the very same plan:
+    the recorded state, what Modal runs and the specs are what the plan saw."""
     for change in reviewed.changes:
         recorded = state.apps.get(change.address)
+        if recorded is None and change.source_hash_before is not None:
+            raise ModaliacError(
+                f"{path}: {change.address}: the plan changes an app the state does not record "
+                "(another run removed it, or the file was edited); make the plan again"
+            )
         was = (change.source_hash_before, change.recorded_version)
         is_now = (recorded.source_hash, recorded.deployed_version) if recorded else (None, None)
         if was != is_now:
@@ -138,16 +193,45 @@ def _check_fresh(reviewed: Plan, state: State, path: str) -> Plan:
                 f"{path}: stale plan: the recorded state of {change.address} changed since the "
                 "plan was made (another apply ran); run modaliac plan again"
             )
-        seen = now.get((change.environment, change.app))
-        seen_version = seen.current.version if seen and seen.current else None
-        seen_state = seen.state if seen else "missing"
-        if (seen_state, seen_version) != (change.observed_state, change.observed_version):
+    fresh = build_plan(reviewed.inputs, state, project, online=True)
+    now = {c.address: c for c in fresh.changes}
+    for change in reviewed.changes:
+        seen = now.get(change.address)
+        if seen is None:
+            continue
+        if (seen.observed_state, seen.observed_version) != (
+            change.observed_state,
+            change.observed_version,
+        ):
             raise ModaliacError(
-                f"{path}: stale plan: {change.address} on Modal is now {seen_state} "
-                f"v{seen_version} (the plan saw {change.observed_state} "
+                f"{path}: stale plan: {change.address} on Modal is now {seen.observed_state} "
+                f"v{seen.observed_version} (the plan saw {change.observed_state} "
                 f"v{change.observed_version}); run modaliac plan again"
             )
+    difference = _difference(reviewed, fresh)
+    if difference:
+        raise ModaliacError(
+            f"{path}: this plan is not what planning it again gives now ({difference}): the "
+            "specs, the state or Modal changed, or the file was edited; make the plan again"
+        )
     return reviewed
+
+
+def _difference(reviewed: Plan, fresh: Plan) -> str:
+    """What first differs between a saved plan and the same plan made now; empty if none."""
+    old = {c.address: c for c in reviewed.changes}
+    new = {c.address: c for c in fresh.changes}
+    for address in sorted(old.keys() | new.keys()):
+        if address not in new:
+            return f"{address} is no longer planned"
+        if address not in old:
+            return f"{address} is planned now and was not reviewed"
+        for name in ("action", "record", "fields", "blockers", "drift", "notes", "renamed_from"):
+            if getattr(old[address], name) != getattr(new[address], name):
+                return f"{address}: its {name.replace('_', ' ')} differ"
+    if reviewed.refreshes != fresh.refreshes:
+        return "the records a refresh takes from Modal differ"
+    return ""
 
 
 # -- destroy, import, rollback, state -------------------------------------------------------

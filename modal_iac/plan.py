@@ -1,31 +1,67 @@
-"""The plan is a value: a pure function of the desired apps and the recorded state.
+"""The plan is a value: a pure function of the desired apps, the recorded state and, online,
+what Modal reports.
 
-Printing, saving and (later) applying a plan are separate steps over this value.
+Printing, saving and applying a plan are separate steps over this value. A plan also records
+what it was made from (``Inputs``), so ``apply PLAN.json`` can make it again and refuse it
+when the result differs from what was reviewed.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .address import Address
-from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, app_settings, endpoints_other_layout
+from .gateway import GatewaySpec, app_settings
 from .load import LoadedSpec
-from .observed import Observed
-from .policy import suppressed
-from .render import Rendered
+from .observed import Observed, Override
+from .policy import endpoint_warnings
+from .render import HEADER_LINES, Rendered
 from .settings import settings
-from .spec import Spec
 from .state import AppRecord, State
 
-PLAN_FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from .refresh import Refresh
+
+PLAN_FORMAT_VERSION = 2
 Action = Literal["create", "update", "replace", "delete", "no-op"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")
+Status = Literal["no-changes", "changes", "blocked"]
 # Changing only these never rebuilds a container or a snapshot.
 _METADATA_PREFIXES = ("labels",)
+# Modal's autoscaler settings a spec sets under scaling: (a hand change of another one is
+# reset to what the deploy set).
+SCALING_SETTINGS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning, a drift or a blocker: ``code`` for machines, the rest for people.
+
+    ``address`` is the app it concerns (None: the specs as a whole); ``fix`` is what to do,
+    when there is something to do."""
+
+    code: str
+    address: str | None
+    message: str
+    fix: str = ""
+
+    def text(self) -> str:
+        return f"{self.message}; {self.fix}" if self.fix else self.message
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a plan was made from: the spec files and folders (relative to the project root),
+    the ``--env``, the addresses ``--replace`` forces, and whether it only refreshes."""
+
+    targets: tuple[str, ...] = ()
+    env: str | None = None
+    replace: tuple[str, ...] = ()
+    refresh_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,22 +130,28 @@ class Change:
     source_hash_after: str | None
     fields: tuple[FieldChange, ...] = ()
     notes: tuple[str, ...] = ()
-    drift: tuple[str, ...] = ()  # changed on Modal outside modaliac
-    blockers: tuple[str, ...] = ()  # apply refuses while any remain
+    drift: tuple[Notice, ...] = ()  # changed on Modal outside modaliac
+    blockers: tuple[Notice, ...] = ()  # apply refuses while any remain
     recorded_version: int | None = None
     observed_version: int | None = None
     observed_state: str | None = None  # None: planned offline
     record: AppRecord | None = None  # what the state holds once applied (None for delete)
     active_hours_per_day: float | None = None  # the spec's usage estimate, for cost only
+    renamed_from: str | None = None  # the address apply stops once this one is deployed
 
 
 @dataclass(frozen=True)
 class Plan:
+    """What applying would do. A refresh-only plan (``inputs.refresh_only``) has no changes,
+    only ``refreshes``: the records the state would take from Modal."""
+
     changes: tuple[Change, ...]
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Notice, ...] = ()
     online: bool = False
+    inputs: Inputs = field(default_factory=Inputs)
     modaliac_version: str = __version__
     format_version: int = PLAN_FORMAT_VERSION
+    refreshes: tuple[Refresh, ...] = ()
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,11 +160,20 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        if self.inputs.refresh_only:
+            return bool(self.refreshes)
         return any(change.action != "no-op" for change in self.changes)
 
     @property
-    def blockers(self) -> list[str]:
-        return [f"{c.address}: {b}" for c in self.changes for b in c.blockers]
+    def blockers(self) -> list[Notice]:
+        return [b for c in self.changes for b in c.blockers]
+
+    @property
+    def status(self) -> Status:
+        """``blocked`` when apply would refuse it, else whether anything changes."""
+        if self.blockers:
+            return "blocked"
+        return "changes" if self.has_changes else "no-changes"
 
 
 def deployment_tag(source_hash: str) -> str:
@@ -130,21 +181,36 @@ def deployment_tag(source_hash: str) -> str:
     return f"modaliac-{source_hash[:12]}"
 
 
+def forced(source: str, version: int | None, why: str) -> str:
+    """``source`` with a header that makes Modal see a new deployment of the same code.
+
+    Modal skips a deploy whose function definitions it already runs, so a redeploy of
+    unchanged code (``--replace``, or putting back an autoscaler changed by hand) changes the
+    uploaded file instead: its second header line. The header is outside the body hash, so
+    the next plan still sees the code the spec renders, and the line names why and over
+    which version, so every forced redeploy differs from the last one."""
+    lines = source.split("\n", HEADER_LINES)
+    lines[HEADER_LINES - 1] += f" Redeployed {why} over v{version if version else 0}."
+    return "\n".join(lines)
+
+
 def make_plan(
     desired: list[Desired],
     recorded: State,
     delete_scope: list[str] | None = None,
     observed: dict[tuple[str | None, str], Observed] | None = None,
-    env_option: str | None = None,
+    inputs: Inputs | None = None,
 ) -> Plan:
     """Compare desired apps with the recorded state and, when given, what Modal reports.
 
     ``delete_scope``: the planned spec directories, relative to the project root (as the
     state records spec paths). Recorded apps that ``deletions`` finds are planned for
     deletion; planning single files (no scope) never deletes: other specs are out of view.
-    ``observed``: None plans offline (recorded state only); otherwise drift is reported and
-    the actions converge Modal back to the specs. ``env_option``: the run's ``--env``.
+    ``observed``: None plans offline (recorded state only); otherwise drift is planned too
+    and the actions converge Modal back to the specs. ``inputs``: the run's ``--env`` and
+    ``--replace``, kept on the plan.
     """
+    inputs = inputs or Inputs()
     changes = []
     wanted = {item.address: item for item in desired}
     for address, item in sorted(wanted.items()):
@@ -153,39 +219,14 @@ def make_plan(
         if observed is not None:
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
-        changes.append(_compare(item, before, seen))
-    for record in deletions(desired, recorded, delete_scope, env_option):
-        notes = ["its spec was removed: the Modal app will be stopped"]
-        seen_state: str | None = None
-        seen_version: int | None = None
-        if observed is not None:
-            seen = observed.get((record.environment, record.app))
-            seen_state = seen.state if seen else "missing"
-            seen_version = seen.current.version if seen and seen.current else None
-            if seen is None or seen.state != "deployed":
-                notes = [
-                    "its spec was removed and the app is already gone from Modal: "
-                    "only the state entry is removed"
-                ]
-        changes.append(
-            Change(
-                action="delete",
-                address=record.address,
-                app=record.app,
-                environment=record.environment,
-                spec_path=record.spec_path,
-                spec_digest=None,
-                source_hash_before=record.source_hash,
-                source_hash_after=None,
-                fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
-                notes=tuple(notes),
-                recorded_version=record.deployed_version,
-                observed_state=seen_state,
-                observed_version=seen_version,
-            )
-        )
+        changes.append(_compare(item, before, seen, address in inputs.replace))
+    for record in deletions(desired, recorded, delete_scope, inputs.env):
+        changes.append(_delete(record, observed))
     return Plan(
-        changes=tuple(changes), warnings=tuple(_warnings(desired)), online=observed is not None
+        changes=tuple(changes),
+        warnings=tuple(_warnings(desired)),
+        online=observed is not None,
+        inputs=inputs,
     )
 
 
@@ -204,6 +245,8 @@ def deletions(
       environments belong to the runs of those environments;
     - its spec is gone, and the record was applied with this run's ``--env`` (or, like this
       run, without one).
+    A record that ``state mv`` renamed away from an address is never deleted here: apply
+    stops the old app once the new address is deployed.
     """
     wanted = {item.address for item in desired}
     resolved: dict[str, set[str | None]] = {}
@@ -222,7 +265,39 @@ def deletions(
     return found
 
 
-def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> Change:
+def _delete(record: AppRecord, observed: dict[tuple[str | None, str], Observed] | None) -> Change:
+    notes = ["its spec was removed: the Modal app will be stopped"]
+    seen_state: str | None = None
+    seen_version: int | None = None
+    if observed is not None:
+        seen = observed.get((record.environment, record.app))
+        seen_state = seen.state if seen else "missing"
+        seen_version = seen.current.version if seen and seen.current else None
+        if seen is None or seen.state != "deployed":
+            notes = [
+                "its spec was removed and the app is already gone from Modal: "
+                "only the state entry is removed"
+            ]
+    return Change(
+        action="delete",
+        address=record.address,
+        app=record.app,
+        environment=record.environment,
+        spec_path=record.spec_path,
+        spec_digest=None,
+        source_hash_before=record.source_hash,
+        source_hash_after=None,
+        fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
+        notes=tuple(notes),
+        recorded_version=record.deployed_version,
+        observed_state=seen_state,
+        observed_version=seen_version,
+    )
+
+
+def _compare(
+    item: Desired, before: AppRecord | None, seen: Observed | None, replacing: bool
+) -> Change:
     after = item.record()
     fields: tuple[FieldChange, ...] = ()
     notes: list[str] = []
@@ -236,18 +311,34 @@ def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> 
             action = "update"
             if not fields:
                 notes.append("the generated code changed (a new modaliac version or template)")
-            snapshots = {before.settings.get("snapshot"), after.settings.get("snapshot")} - {"none"}
-            metadata_only = fields and all(f.path.startswith(_METADATA_PREFIXES) for f in fields)
-            if snapshots and not metadata_only:
-                action = "replace"
-                notes.append(
-                    "a new memory snapshot is taken: the first cold starts after deploy load "
-                    "the model"
-                )
-    drift: list[str] = []
-    blockers: list[str] = []
+            action = _snapshot_action(before, after, fields, notes)
+        if before.renamed_from:
+            notes.append(
+                f"renamed from {before.renamed_from} by `modaliac state mv`: Modal cannot rename "
+                f"an app, so apply deploys {item.address} (a new app, with its own URL) and then "
+                f"stops {before.renamed_from}"
+            )
+            action = "update" if action == "no-op" else action
+    drift: list[Notice] = []
+    blockers: list[Notice] = []
     if seen is not None:
-        action = _observe(after, before, seen, action, notes, drift, blockers)
+        action = _observe(item.address, after, before, seen, action, notes, drift, blockers)
+    resets = _resets(item.address, after, before, seen, drift)
+    if resets:
+        fields = (*fields, *resets)
+        if action == "no-op":
+            notes.append(
+                "apply redeploys to put back the autoscaler settings changed by hand (a new "
+                "deployment resets them); `apply --refresh-only` records them instead"
+            )
+            action = _snapshot_action(before, after, resets, notes, metadata=False)
+    if replacing and action in ("no-op", "update"):
+        notes.append("--replace: Modal redeploys the app and takes a new snapshot")
+        action = "replace"
+    if (replacing or resets) and _runs_this_file(before, after, seen):
+        assert before is not None  # a record to run is one Modal runs
+        why = "by --replace" if replacing else "to reset the autoscaler"
+        after = replace(after, source=forced(after.source, before.deployed_version, why))
     return Change(
         action=action,
         address=item.address,
@@ -266,51 +357,101 @@ def _compare(item: Desired, before: AppRecord | None, seen: Observed | None) -> 
         observed_state=seen.state if seen else None,
         record=after,
         active_hours_per_day=item.active_hours_per_day,
+        renamed_from=before.renamed_from if before else None,
     )
 
 
+def _runs_this_file(before: AppRecord | None, after: AppRecord, seen: Observed | None) -> bool:
+    """Whether Modal runs the very file apply would upload, so that it would skip the deploy
+    as unchanged: the recorded source is this one and Modal runs the recorded version (as far
+    as an offline plan knows). A rename deploys a new app, never skipped."""
+    if before is None or before.renamed_from or before.source != after.source:
+        return False
+    if seen is None:
+        return True
+    current = seen.current
+    return (
+        seen.state == "deployed"
+        and current is not None
+        and (current.version == before.deployed_version)
+    )
+
+
+def _snapshot_action(
+    before: AppRecord | None,
+    after: AppRecord,
+    fields: tuple[FieldChange, ...],
+    notes: list[str],
+    *,
+    metadata: bool = True,
+) -> Action:
+    """``replace`` when a deploy takes a new memory snapshot (more than labels change on an
+    app with snapshots), else ``update``."""
+    previous = before.settings.get("snapshot") if before else None
+    snapshots = {previous, after.settings.get("snapshot")} - {"none", None}
+    metadata_only = (
+        metadata and fields and all(f.path.startswith(_METADATA_PREFIXES) for f in fields)
+    )
+    if snapshots and not metadata_only:
+        notes.append(
+            "a new memory snapshot is taken: the first cold starts after deploy load the model"
+        )
+        return "replace"
+    return "update"
+
+
 def _observe(
+    address: str,
     after: AppRecord,
     before: AppRecord | None,
     seen: Observed,
     action: Action,
     notes: list[str],
-    drift: list[str],
-    blockers: list[str],
+    drift: list[Notice],
+    blockers: list[Notice],
 ) -> Action:
     """Fold what Modal reports into the action; fill notes, drift and blockers in place."""
     env_flag = f" --env {after.environment}" if after.environment else ""
     for name in seen.missing_secrets:
+        key = seen.secret_keys.get(name) or "KEY"
         blockers.append(
-            f"secret {name!r} does not exist on Modal: create it with "
-            f"`modal secret create {name} KEY=VALUE{env_flag}` (modaliac never handles values)"
+            Notice(
+                "missing-secret",
+                address,
+                f"secret {name!r} does not exist on Modal",
+                f"create it with `modal secret create {name} {key}=...{env_flag}` (modaliac "
+                "never handles secret values)",
+            )
         )
     notes.extend(
         f"volume {name!r} does not exist yet and will be created" for name in seen.missing_volumes
     )
     current = seen.current
     ours = current is not None and current.tag == after.deployment_tag
-    if before is None:
-        if seen.state == "deployed" and ours:
+    if before is None or before.renamed_from:
+        if seen.state == "deployed" and ours and before is None:
             notes.append("Modal already runs exactly this version: apply only records it")
             return "no-op"
-        if seen.state == "deployed":
+        if seen.state == "deployed" and not ours:
             blockers.append(
-                f"an app named {after.app!r} is already deployed on Modal and modaliac does not "
-                f"manage it: adopt it with `modaliac import {after.app}`, or rename the spec's app"
+                Notice(
+                    "unmanaged-app",
+                    address,
+                    f"an app named {after.app!r} is already deployed on Modal and modaliac does "
+                    "not manage it",
+                    f"adopt it with `modaliac import {address}`, or rename the spec's app",
+                )
             )
         return action
-    for override in seen.overrides:
-        drift.append(
-            f"{override.function}: {override.setting} was changed by hand to {override.value} "
-            f"(deployed: {override.static_value}) by {override.by or 'someone'}; "
-            "put it in the spec to keep it"
-        )
     if seen.state != "deployed":
         drift.append(
-            f"the app is {seen.state} on Modal (modaliac recorded v{before.deployed_version})"
+            Notice(
+                f"app-{seen.state}" if seen.state in ("stopped", "missing") else "app-state",
+                address,
+                f"the app is {seen.state} on Modal (modaliac recorded v{before.deployed_version})",
+                "apply deploys it again",
+            )
         )
-        notes.append("apply deploys it again")
         return "create" if action == "no-op" else action
     if current is None:
         return action
@@ -325,18 +466,72 @@ def _observe(
     who = current.deployed_by or "someone"
     if current.deployment_type == "rollback":
         drift.append(
-            f"rolled back by {who} to the code of v{current.rollback_version} (now "
-            f"v{current.version}); modaliac recorded v{before.deployed_version}"
+            Notice(
+                "rollback",
+                address,
+                f"rolled back by {who} to the code of v{current.rollback_version} (now "
+                f"v{current.version}); modaliac recorded v{before.deployed_version}",
+                "apply deploys the spec again",
+            )
         )
     else:
         drift.append(
-            f"v{current.version} was deployed outside modaliac by {who} (tag "
-            f"{current.tag or 'none'!r}); modaliac recorded v{before.deployed_version}"
+            Notice(
+                "foreign-deploy",
+                address,
+                f"v{current.version} was deployed outside modaliac by {who} (tag "
+                f"{current.tag or 'none'!r}); modaliac recorded v{before.deployed_version}",
+                "apply deploys the spec again",
+            )
         )
     if action == "no-op":
         notes.append("apply deploys the spec again to undo the drift")
         return "update"
     return action
+
+
+def _resets(
+    address: str,
+    after: AppRecord,
+    before: AppRecord | None,
+    seen: Observed | None,
+    drift: list[Notice],
+) -> tuple[FieldChange, ...]:
+    """Autoscaler settings Modal runs with a hand-made value, as the changes a redeploy makes
+    (``scaling.min_containers[Server]: 2 -> 0``). Online they are what Modal reports (drift,
+    unless ``apply --refresh-only`` recorded them); offline, what the state recorded."""
+    if before is None:
+        return ()
+    if seen is not None:
+        if seen.state != "deployed":
+            return ()
+        found = [o for o in seen.overrides if o.value != o.static_value]
+    else:
+        found = [
+            Override(function, setting, value, value, "")
+            for function, values in sorted(before.overrides.items())
+            for setting, value in sorted(values.items())
+        ]
+    changes = []
+    for override in found:
+        pool = override.function.removesuffix(".*")
+        spec_value = after.settings.get(f"scaling.{override.setting}", override.static_value)
+        recorded = before.overrides.get(override.function, {}).get(override.setting)
+        if seen is not None and recorded != override.value:
+            drift.append(
+                Notice(
+                    "autoscaler-override",
+                    address,
+                    f"{pool}: {override.setting} was changed by hand to {override.value} "
+                    f"(deployed: {override.static_value}) by {override.by or 'someone'}",
+                    "apply puts the spec's value back; to keep it, put it in the spec, or "
+                    "record it with `apply --refresh-only`",
+                )
+            )
+        changes.append(
+            FieldChange(f"scaling.{override.setting}[{pool}]", override.value, spec_value)
+        )
+    return tuple(changes)
 
 
 def field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
@@ -361,53 +556,18 @@ def in_scope(spec_path: str, scope: list[str] | None) -> bool:
     )
 
 
-def _warnings(desired: list[Desired]) -> list[str]:
-    found: list[str] = []
+def _warnings(desired: list[Desired]) -> list[Notice]:
+    found: list[Notice] = []
     seen: set[str] = set()
     for item in desired:
         if item.loaded.path in seen:
             continue
         seen.add(item.loaded.path)
-        found.extend(f"{item.address}: {warning}" for warning in item.loaded.warnings)
+        found.extend(
+            Notice(warning.code or "warning", item.address, str(warning), warning.fix)
+            for warning in item.loaded.warnings
+        )
     specs = {item.loaded.path: item.loaded.spec for item in desired}
-    return found + endpoint_warnings(list(specs.values()))
-
-
-def web_endpoints(spec: Spec | GatewaySpec) -> int:
-    """How many Modal web endpoints the apps of a spec expose."""
-    if isinstance(spec, GatewaySpec):
-        return len(spec.apps())
-    return 1 if spec.surfaces.http is not None else 0
-
-
-def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
-    """A warning when the specs together need more web endpoints than Modal's free tier
-    allows, naming the layout that would stay under the limit (policy rule MDL009).
-
-    A spec that suppresses MDL009 (a paid plan, say) does not count towards the limit."""
-    specs = [spec for spec in specs if not suppressed(spec, "MDL009")]
-    total = sum(web_endpoints(spec) for spec in specs)
-    limit = FREE_TIER_WEB_ENDPOINTS
-    if total <= limit:
-        return []
-    message = (
-        f"[MDL009] these specs expose {total} web endpoints; Modal's free tier allows {limit} per "
-        "workspace, so deploys past it fail there"
-    )
-    hints = []
-    for spec in specs:
-        if isinstance(spec, GatewaySpec):
-            layout, count = endpoints_other_layout(spec)
-            if count < len(spec.apps()):
-                rest = total - len(spec.apps()) + count
-                fits = "then all stay under the limit" if rest <= limit else f"then {rest} in all"
-                hints.append(
-                    f"layout: {layout} for gateway {spec.name!r} ({count} endpoints; {fits})"
-                )
-    if hints:
-        return [message + "; use " + ", ".join(hints)]
-    if any(isinstance(spec, Spec) and web_endpoints(spec) for spec in specs):
-        hint = "a gateway spec (kind: gateway) serves several models behind one endpoint per GPU"
-    else:
-        hint = "every gateway already has one endpoint per GPU type: name fewer GPU types"
-    return [f"{message}; {hint}"]
+    return found + [
+        Notice("MDL009", None, text) for text in endpoint_warnings(list(specs.values()))
+    ]

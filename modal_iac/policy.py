@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .fields import MODAL_MAX_TIMEOUT, MODAL_MIN_MEMORY_MIB, shown_duration
-from .gateway import GatewaySpec
+from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
 from .spec import Spec
 
 Severity = Literal["error", "warning"]
@@ -352,3 +352,46 @@ def check(spec: Spec | GatewaySpec) -> tuple[list[tuple[Loc, str]], list[Finding
 def suppressed(spec: Spec | GatewaySpec, rule_id: str) -> bool:
     """Whether a spec silences a rule."""
     return rule_id in spec.policy.suppress
+
+
+# -- across specs: Modal's free tier of web endpoints (MDL009) --------------------------------
+
+
+def web_endpoints(spec: Spec | GatewaySpec) -> int:
+    """How many Modal web endpoints the apps of a spec expose."""
+    if isinstance(spec, GatewaySpec):
+        return len(spec.apps())
+    return 1 if spec.surfaces.http is not None else 0
+
+
+def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
+    """A warning when the specs together need more web endpoints than Modal's free tier
+    allows, naming the layout that would stay under the limit (policy rule MDL009).
+
+    A spec that suppresses MDL009 (a paid plan, say) does not count towards the limit."""
+    specs = [spec for spec in specs if not suppressed(spec, "MDL009")]
+    total = sum(web_endpoints(spec) for spec in specs)
+    limit = FREE_TIER_WEB_ENDPOINTS
+    if total <= limit:
+        return []
+    message = (
+        f"[MDL009] these specs expose {total} web endpoints; Modal's free tier allows {limit} per "
+        "workspace, so deploys past it fail there"
+    )
+    hints = []
+    for spec in specs:
+        if isinstance(spec, GatewaySpec):
+            layout, count = endpoints_other_layout(spec)
+            if count < len(spec.apps()):
+                rest = total - len(spec.apps()) + count
+                fits = "then all stay under the limit" if rest <= limit else f"then {rest} in all"
+                hints.append(
+                    f"layout: {layout} for gateway {spec.name!r} ({count} endpoints; {fits})"
+                )
+    if hints:
+        return [message + "; use " + ", ".join(hints)]
+    if any(isinstance(spec, Spec) and web_endpoints(spec) for spec in specs):
+        hint = "a gateway spec (kind: gateway) serves several models behind one endpoint per GPU"
+    else:
+        hint = "every gateway already has one endpoint per GPU type: name fewer GPU types"
+    return [f"{message}; {hint}"]

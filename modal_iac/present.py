@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .address import Project
 from .cost import AppCost, Costing, CostLine, describe, load_prices, money, usage_text
-from .errors import ModaliacError
-from .plan import Change, FieldChange, Plan
-from .state import AppRecord
+from .plan import Change, Notice, Plan
+
+if TYPE_CHECKING:
+    from .refresh import Refresh
 
 _SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
+OFFLINE_NOTE = (
+    "(Modal was not consulted: the plan compares the specs with the recorded state only; "
+    "drift and blockers are unknown)"
+)
 _COLOR = {"create": "32", "update": "33", "replace": "35", "delete": "31", "no-op": "2"}
 
 
 def summary_line(plan: Plan) -> str:
+    """The last line: what the plan does, ``blocked`` when apply would refuse it."""
     c = plan.counts
-    if not plan.has_changes:
-        return "No changes. Modal matches the specs."
-    return (
-        f"Plan: {c['create']} to create, {c['update']} to update, "
-        f"{c['replace']} to replace, {c['delete']} to delete."
+    counts = (
+        f"{c['create']} to create, {c['update']} to update, "
+        f"{c['replace']} to replace, {c['delete']} to delete"
     )
+    if plan.status == "blocked":
+        count = len(plan.blockers)
+        return (
+            f"Plan blocked: {counts}; apply refuses until the {count} "
+            f"blocker{'s' if count > 1 else ''} above {'are' if count > 1 else 'is'} fixed."
+        )
+    if not plan.has_changes:
+        if not plan.online:
+            return "No changes. The specs match the recorded state (Modal was not consulted)."
+        return "No changes. Modal matches the specs."
+    return f"Plan: {counts}."
 
 
 def _value(value: Any) -> str:
@@ -47,6 +63,8 @@ def as_text(
         return project.shown(path) if project is not None and path else path
 
     lines: list[str] = []
+    if plan.inputs.refresh_only:
+        return _refresh_text(plan, paint)
     costs = {line.address: line for line in _costing(costing).lines(plan)}
     for change in plan.changes:
         if change.action == "no-op":
@@ -78,24 +96,50 @@ def as_text(
             if c.action == "no-op"
             for note in c.notes
         )
-    drift = [(c.address, d) for c in plan.changes for d in c.drift]
+    drift = [d for c in plan.changes for d in c.drift]
     if drift:
         lines.append(paint("33", "Drift: changed on Modal outside modaliac:"))
-        lines.extend(f"  {address}: {text}" for address, text in drift)
+        lines.extend(f"  {d.address}: {d.text()}" for d in drift)
     if plan.blockers:
         lines.append(paint("31", "Blocked: apply refuses until these are fixed:"))
-        lines.extend(f"  {blocker}" for blocker in plan.blockers)
-    lines.extend(paint("33", f"Warning: {warning}") for warning in plan.warnings)
+        lines.extend(f"  {b.address}: {b.text()}" for b in plan.blockers)
+    lines.extend(paint("33", f"Warning: {_warning(w)}") for w in plan.warnings)
     if not plan.online:
-        lines.append(
-            paint(
-                "2",
-                "(Modal was not consulted: the plan compares the specs with the "
-                "recorded state only)",
-            )
-        )
+        lines.append(paint("2", OFFLINE_NOTE))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
+
+
+def _refresh_text(plan: Plan, paint: Callable[[str, str], str]) -> str:
+    """A refresh-only plan: the records the state would take from Modal, and why."""
+    lines = [
+        paint(
+            "1", "Refresh only: the state records what Modal runs; nothing is deployed or stopped."
+        ),
+        "",
+    ]
+    for item in plan.refreshes:
+        symbol, code = ("~", "33") if item.action == "record" else ("-", "31")
+        lines.append(paint(code, f"{symbol} {item.action} {item.address}"))
+        lines.extend(paint("2", f"    # {reason}") for reason in item.reasons)
+        lines.append("")
+    recorded = sum(item.action == "record" for item in plan.refreshes)
+    forgotten = len(plan.refreshes) - recorded
+    if plan.refreshes:
+        lines.append(f"Refresh: {recorded} to record, {forgotten} to forget.")
+    else:
+        lines.append("No changes. The state records what Modal runs.")
+    return "\n".join(lines) + "\n"
+
+
+def _refresh_json(item: Refresh) -> dict[str, Any]:
+    return {
+        "address": item.address,
+        "action": item.action,
+        "reasons": list(item.reasons),
+        "before": asdict(item.before),
+        "record": asdict(item.after) if item.after is not None else None,
+    }
 
 
 def _costing(costing: Costing | None) -> Costing:
@@ -104,19 +148,36 @@ def _costing(costing: Costing | None) -> Costing:
 
 
 def as_json(plan: Plan, costing: Costing | None = None) -> str:
-    """The plan format documented in docs/plan-format.md (format_version 1)."""
+    """The plan format documented in docs/plan-format.md (format_version 2)."""
     document = {
         "format_version": plan.format_version,
         "modaliac_version": plan.modaliac_version,
+        "status": plan.status,
         "summary": dict(plan.counts),
         "has_changes": plan.has_changes,
         "online": plan.online,
+        "inputs": {
+            "targets": list(plan.inputs.targets),
+            "env": plan.inputs.env,
+            "replace": list(plan.inputs.replace),
+            "refresh_only": plan.inputs.refresh_only,
+        },
         "changes": [_change_json(change) for change in plan.changes],
-        "warnings": list(plan.warnings),
-        "blockers": plan.blockers,
+        "refresh": [_refresh_json(item) for item in plan.refreshes],
+        "warnings": [_notice_json(w) for w in plan.warnings],
+        "blockers": [_notice_json(b) for b in plan.blockers],
         "cost": _cost_json(plan, _costing(costing)),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _notice_json(notice: Notice) -> dict[str, Any]:
+    return asdict(notice)
+
+
+def _warning(notice: Notice) -> str:
+    """A warning as one line: the spec's located line, or ``[MDL009] ...`` across specs."""
+    return f"{notice.address}: {notice.message}" if notice.address else notice.message
 
 
 def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
@@ -139,6 +200,16 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
                 "idle_month_delta": _cents(line.idle_delta),
                 "active_hours_per_day": line.active_hours_per_day,
                 "month_estimate": _cents(line.month_estimate),
+                "month_delta": _cents(line.month_delta),
+                "pools": [
+                    {
+                        "name": pool.name,
+                        "min_containers": pool.min_containers,
+                        "hourly": _cents(pool.hourly),
+                        "idle_month": _cents(pool.idle_month),
+                    }
+                    for pool in (line.after or line.before or _NO_COST).pools
+                ],
             }
             for line in lines
         ],
@@ -149,6 +220,9 @@ def _estimate_total(lines: list[CostLine]) -> float | None:
     """The month of the apps that have a usage estimate; None when none has one."""
     estimates = [line.month_estimate for line in lines if line.month_estimate is not None]
     return sum(estimates) if estimates else None
+
+
+_NO_COST = AppCost("", ())
 
 
 def _gpu(cost: AppCost | None) -> str | None:
@@ -169,8 +243,9 @@ def _change_json(change: Change) -> dict[str, Any]:
         "source_sha256": {"before": change.source_hash_before, "after": change.source_hash_after},
         "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in change.fields],
         "notes": list(change.notes),
-        "drift": list(change.drift),
-        "blockers": list(change.blockers),
+        "drift": [_notice_json(d) for d in change.drift],
+        "blockers": [_notice_json(b) for b in change.blockers],
+        "renamed_from": change.renamed_from,
         "recorded": {"version": change.recorded_version},
         "observed": {"state": change.observed_state, "version": change.observed_version},
         "record": asdict(change.record) if change.record else None,
@@ -185,7 +260,20 @@ MARKDOWN_BUDGET = 60_000
 def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET, costing: Costing | None = None) -> str:
     """A pull-request comment: the summary and drift first, then one collapsible section per
     app, dropping sections (and saying so) once the comment would pass ``budget`` characters."""
-    head = [f"### modaliac plan: {summary_line(plan).removeprefix('Plan: ')}", ""]
+    head = []
+    if not plan.online:
+        head += [
+            "> **Offline plan**: Modal was not consulted. It compares the specs with the "
+            "recorded state only, so drift and blockers are unknown; `modaliac apply` plans "
+            "again against Modal before it changes anything.",
+            "",
+        ]
+    if plan.inputs.refresh_only:
+        text = _refresh_text(plan, lambda code, text: text)
+        return "\n".join(head) + "\n### modaliac plan (refresh only)\n\n```\n" + text + "```\n"
+    title = summary_line(plan).removeprefix("Plan: ").removeprefix("Plan blocked: ")
+    blocked = " (blocked)" if plan.status == "blocked" else ""
+    head += [f"### modaliac plan{blocked}: {title}", ""]
     costing = _costing(costing)
     head += _md_costs(costing.lines(plan), costing.prices.date)
     if plan.changes:
@@ -197,18 +285,18 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET, costing: Costing | No
                 f"| `{_md(change.spec_path)}` |"
             )
         head.append("")
-    drift = [(c.address, d) for c in plan.changes for d in c.drift]
+    drift = [d for c in plan.changes for d in c.drift]
     if drift:
         head += ["**Drift** (changed on Modal outside modaliac):", ""]
-        head += [f"- `{_md(address)}`: {_md(text)}" for address, text in drift]
+        head += [f"- `{_md(d.address or '')}`: {_md(d.text())}" for d in drift]
         head.append("")
     if plan.blockers:
         head += ["**Blocked**: apply refuses until these are fixed:", ""]
-        head += [f"- {_md(blocker)}" for blocker in plan.blockers]
+        head += [f"- `{_md(b.address or '')}`: {_md(b.text())}" for b in plan.blockers]
         head.append("")
     if plan.warnings:
         head += [f"**Warnings** ({len(plan.warnings)}):", ""]
-        head += [f"- {_md(warning)}" for warning in plan.warnings]
+        head += [f"- {_md(_warning(w))}" for w in plan.warnings]
     text = "\n".join(head).rstrip() + "\n"
     sections = [_md_section(c) for c in plan.changes if c.action != "no-op"]
     for index, section in enumerate(sections):
@@ -269,14 +357,25 @@ def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
         if line.after and line.before and round(line.hourly_delta or 0, 2) != 0:
             hourly += f" ({money(line.hourly_delta, signed=True)})"
         idle = money(line.after.idle_month) if line.after else "-"
-        row = (
-            f"| `{_md(line.address)}` | {gpu} | {hourly} | {idle} "
-            f"| {money(line.idle_delta, signed=True)} |"
-        )
+        row = f"| `{_md(line.address)}` | {gpu} | {hourly} | {idle} | {_md_change(line)} |"
         if estimated is not None:
             row += f" {_md_estimate(line)} |"
         out.append(row)
+        pools = line.after.pools if line.after else ()
+        if len(pools) > 1:  # each pool keeps its own containers: price it on its own row
+            for pool in pools:
+                row = f"| ↳ pool `{_md(pool.name)}` | | {money(pool.hourly)} "
+                row += f"| {money(pool.idle_month)} | |"
+                out.append(row + (" |" if estimated is not None else ""))
     return [*out, ""]
+
+
+def _md_change(line: CostLine) -> str:
+    """The monthly change: at the usage estimate where there is one, else of the idle floor;
+    the cell says which."""
+    if line.month_delta is not None and line.active_hours_per_day is not None:
+        return f"{money(line.month_delta, signed=True)} (at {line.active_hours_per_day:g} h/day)"
+    return f"{money(line.idle_delta, signed=True)} (idle)"
 
 
 def _md_estimate(line: CostLine) -> str:
@@ -312,43 +411,3 @@ def _md(text: str) -> str:
 
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def load_plan(text: str) -> Plan:
-    """A plan saved with ``--format json``, for ``apply PLANFILE``."""
-    try:
-        document = json.loads(text)
-        if document.get("format_version") != 1:
-            raise ModaliacError(
-                f"plan format_version {document.get('format_version')!r} is not 1; make the "
-                "plan again with this modaliac"
-            )
-        changes = tuple(
-            Change(
-                action=item["action"],
-                address=item["address"],
-                app=item["app"],
-                environment=item["environment"],
-                spec_path=item["spec"]["path"],
-                spec_digest=item["spec"]["sha256"],
-                source_hash_before=item["source_sha256"]["before"],
-                source_hash_after=item["source_sha256"]["after"],
-                fields=tuple(
-                    FieldChange(f["path"], f["before"], f["after"]) for f in item["fields"]
-                ),
-                notes=tuple(item["notes"]),
-                drift=tuple(item["drift"]),
-                blockers=tuple(item["blockers"]),
-                recorded_version=item["recorded"]["version"],
-                observed_version=item["observed"]["version"],
-                observed_state=item["observed"]["state"],
-                record=AppRecord(**item["record"]) if item["record"] else None,
-                active_hours_per_day=(item.get("usage") or {}).get("active_hours_per_day"),
-            )
-            for item in document["changes"]
-        )
-        return Plan(
-            changes=changes, warnings=tuple(document["warnings"]), online=document["online"]
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModaliacError(f"not a modaliac JSON plan ({type(exc).__name__}: {exc})") from None

@@ -283,11 +283,24 @@ class AlsoAccepts:
 
 
 class Scaling(StrictModel):
-    """Autoscaling and time limits, in the user's units."""
+    """Autoscaling and time limits, in the user's units. They apply to EACH GPU pool of the
+    app on its own: a service with both the Python class and the HTTP server runs two pools
+    (two Modal classes, each with its own containers), so ``min_containers: 1`` keeps two
+    GPUs warm; a gateway app runs one pool per model. Plans price every pool."""
 
-    min_containers: int = Field(0, ge=0, le=1000)
-    max_containers: int | None = Field(None, ge=1, le=1000)
-    buffer_containers: int = Field(0, ge=0, le=1000)
+    min_containers: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Containers kept running in each GPU pool (the class and the HTTP server "
+        "each keep this many), billed while idle.",
+    )
+    max_containers: int | None = Field(
+        None, ge=1, le=1000, description="Most containers of each GPU pool; no limit unset."
+    )
+    buffer_containers: int = Field(
+        0, ge=0, le=1000, description="Extra idle containers per GPU pool while it is busy."
+    )
     scaledown_window: Duration = Field(60, description="Idle time before a container stops.")
     timeout: Duration = Field(300, description="Longest a single request may run.")
     startup_timeout: Duration = Field(
@@ -628,6 +641,13 @@ class Spec(StrictModel):
         http = self.surfaces.http
         key = [http.api_key_secret] if http and http.api_key_secret else []
         return [*self.secrets, *key]
+
+    def secret_keys(self) -> dict[str, str]:
+        """The key each secret must hold, where modaliac knows it: the API key's."""
+        http = self.surfaces.http
+        if http is None or http.api_key_secret is None:
+            return {}
+        return {http.api_key_secret: http.api_key_env}
 
     def app_names(self) -> list[str]:
         return [self.app]

@@ -14,7 +14,6 @@ import getpass
 import json
 import os
 import socket
-import stat
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 from . import __version__
 from .address import Address, check_environment
 from .errors import ModaliacError, StateError
+from .files import joined, parse_json, read_text
 
 STATE_FORMAT = "modaliac-state"
 STATE_VERSION = 2
@@ -84,28 +84,9 @@ class State:
 
 
 def read_state(path: Path) -> State:
-    """The state at ``path``; a missing file is an empty state (nothing applied yet).
-
-    Anything but a regular file (a folder, a pipe, a device) is refused before it is opened:
-    reading a pipe would wait for ever."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return State()
-    except OSError as exc:
-        raise StateError(f"{path}: cannot read the state: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise StateError(f"{path}: the state is not a regular file")
-    if info.st_size > MAX_STATE_BYTES:
-        raise StateError(
-            f"{path}: the state is {info.st_size} bytes, more than modaliac ever writes "
-            f"({MAX_STATE_BYTES // 2**20} MiB); is it the right file?"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StateError(f"{path}: cannot read the state: {exc}") from None
-    return parse_state(text, str(path))
+    """The state at ``path``; a missing file is an empty state (nothing applied yet)."""
+    text = read_text(path, str(path), "state", MAX_STATE_BYTES, joined(StateError))
+    return State() if text is None else parse_state(text, str(path))
 
 
 MAX_STATE_BYTES = 256 * 2**20
@@ -117,14 +98,7 @@ def parse_state(text: str, where: str) -> State:
     Every record is checked before any is used: a hand-edited or damaged state is one line
     naming the entry, never an internal error, and an entry whose key is not its own address
     is refused (it would make a command act on an app the key does not name)."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(
-            f"{where}:{exc.lineno}:{exc.colno}: the state is not valid JSON ({exc.msg})"
-        ) from None
-    except RecursionError:
-        raise StateError(f"{where}: the state is nested too deeply to be a state") from None
+    document = parse_json(text, where, "state", joined(StateError))
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise StateError(f"{where}: not a modaliac state file")
     version = document.get("version")
@@ -138,7 +112,7 @@ def parse_state(text: str, where: str) -> State:
         raise StateError(f"{where}: the state is damaged (apps is not a mapping)")
     state = State()
     for key, raw in apps.items():
-        record = _record(raw, f"{where}: apps.{key}", migrate=version == 1)
+        record = parse_record(raw, f"{where}: apps.{key}", migrate=version == 1)
         if record.address != key:
             raise StateError(
                 f"{where}: apps.{key}: the entry is for {record.address}; each entry's key must "
@@ -169,7 +143,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _record(raw: Any, where: str, *, migrate: bool) -> AppRecord:
+def parse_record(raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
+    """One entry of a state (or a plan's record), checked field by field."""
     if not isinstance(raw, dict):
         raise StateError(f"{where}: the entry is not a mapping")
     unknown = sorted(set(raw) - set(_FIELDS))

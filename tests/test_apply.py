@@ -3,13 +3,17 @@ Modal API with the real ``modal`` client: what the client sent, what the state s
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,12 +155,34 @@ def test_missing_secret_blocks_apply(
     code, out, err = cli(capsys, "apply", "--yes")
     assert code == 1
     assert (
-        "secret 'hf-extra' does not exist on Modal: create it with "
-        "`modal secret create hf-extra KEY=VALUE`" in out
+        "secret 'hf-extra' does not exist on Modal; create it with "
+        "`modal secret create hf-extra KEY=...`" in out
+    )
+    assert out.rstrip().endswith(
+        "Plan blocked: 2 to create, 0 to update, 0 to replace, 0 to delete; apply refuses "
+        "until the 1 blocker above is fixed."
     )
     assert err.startswith("apply refused: kalm-embedding: secret 'hf-extra'")
     assert publishes(modal_api) == 0
     assert not (project / ".modaliac/state.json").exists()
+    # A blocked plan is not an applicable one: --detailed-exitcode says 1, not 2.
+    code, out, _ = cli(capsys, "plan", "--detailed-exitcode", "--format", "json")
+    assert code == 1 and json.loads(out)["status"] == "blocked"
+
+
+def test_a_missing_api_key_secret_names_the_key_it_must_hold(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(project / "specs/kalm.yaml", "api_key_secret: kalm-api-key", "api_key_secret: kalm-key-2")
+    _, out, _ = cli(capsys, "plan", "--format", "json")
+    (blocker,) = json.loads(out)["blockers"]
+    assert blocker == {
+        "code": "missing-secret",
+        "address": "kalm-embedding",
+        "message": "secret 'kalm-key-2' does not exist on Modal",
+        "fix": "create it with `modal secret create kalm-key-2 VLLM_API_KEY=...` (modaliac "
+        "never handles secret values)",
+    }
 
 
 def test_saved_plan_is_applied_exactly_and_refused_when_stale(
@@ -165,21 +191,176 @@ def test_saved_plan_is_applied_exactly_and_refused_when_stale(
     code, _, err = cli(capsys, "plan", "-o", "plan.json")
     assert code == 0, err
     reviewed = json.loads((project / "plan.json").read_text())
-    assert reviewed["online"] is True
-    # The spec changes after review: apply still deploys what was reviewed.
-    edit(project / "specs/minilm.yaml", "gpu: L4", "gpu: T4")
+    assert reviewed["online"] is True and reviewed["inputs"]["targets"] == ["specs"]
     code, _out, err = cli(capsys, "apply", "plan.json")
     assert code == 0, err
-    deployed = {
-        r.function.function_name: r.function.resources.gpu_config.gpu_type
-        for r in modal_api.state.requests("FunctionCreate")
+    sources = {
+        name: data.decode()
+        for name, data in modal_api.state.app_files("minilm-embedding").items()
+        if name.endswith(".py")
     }
-    assert deployed["Model.*"] == "L4"
+    (deployed,) = sources.values()
+    minilm = next(c for c in reviewed["changes"] if c["app"] == "minilm-embedding")
+    assert deployed == minilm["record"]["source"]  # the very code that was reviewed
 
     # A second application of the same plan is stale: the state moved on.
     code, _, err = cli(capsys, "apply", "plan.json")
     assert code == 1
     assert "stale plan: the recorded state of kalm-embedding changed" in err
+
+
+def _forge_source(document: dict[str, Any]) -> None:
+    """Edit the code of the first change and fix every hash and tag to match, as an attacker
+    who knows the format would: only re-rendering the spec can tell."""
+    change = document["changes"][0]
+    record = change["record"]
+    head, body = record["source"].split("\n", 2)[:2], record["source"].split("\n", 2)[2]
+    body = 'open("PWNED", "w").write("ran")\n' + body
+    record["source"] = "\n".join([*head, body])
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    record["source_hash"] = change["source_sha256"]["after"] = digest
+    record["deployment_tag"] = f"modaliac-{digest[:12]}"
+
+
+def _add_a_delete(document: dict[str, Any]) -> None:
+    kept = document["changes"][0]
+    document["changes"].append(
+        {**kept, "action": "delete", "record": None, "spec": {**kept["spec"], "sha256": None}}
+        | {"address": "prod-app", "app": "prod-app", "fields": []}
+        | {"source_sha256": {"before": kept["source_sha256"]["after"], "after": None}}
+    )
+
+
+TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    (
+        "source edited",
+        lambda d: d["changes"][0]["record"].update(
+            source=d["changes"][0]["record"]["source"] + "\nimport os\n"
+        ),
+        "kalm-embedding: the generated source does not hash to the plan's source_sha256.after",
+    ),
+    (
+        "source forged with matching hashes",
+        _forge_source,
+        "kalm-embedding: the generated code is not what its spec renders",
+    ),
+    (
+        "settings edited",
+        lambda d: d["changes"][0]["record"]["settings"].update(gpu=["H100"]),
+        "kalm-embedding: the settings are not what its spec renders",
+    ),
+    (
+        "deployment tag edited",
+        lambda d: d["changes"][0]["record"].update(deployment_tag="modaliac-000000000000"),
+        "kalm-embedding: the deployment tag is not that of its source",
+    ),
+    (
+        "address moved to another environment",
+        lambda d: d["changes"][0].update(address="prod/kalm-embedding"),
+        "prod/kalm-embedding: the change names app 'kalm-embedding' in environment None",
+    ),
+    (
+        "record for another app",
+        lambda d: d["changes"][0]["record"].update(app="other-app"),
+        "kalm-embedding: its record is for other-app",
+    ),
+    ("a delete added", _add_a_delete, "prod-app: the plan changes an app the state does not"),
+    (
+        "inputs retargeted",
+        lambda d: d["inputs"].update(env="prod"),
+        "kalm-embedding: its record was planned with --env None and the plan's inputs say",
+    ),
+    (
+        "targets narrowed",
+        lambda d: d["inputs"].update(targets=["specs/kalm.yaml"]),
+        "minilm-embedding is no longer planned",
+    ),
+    (
+        "notes edited",
+        lambda d: d["changes"][0]["notes"].append("reviewed by nobody"),
+        "kalm-embedding: its notes differ",
+    ),
+    (
+        "format 1",
+        lambda d: d.update(format_version=1),
+        "plan format 1 is not the format 2 this modaliac applies",
+    ),
+    (
+        "another modaliac",
+        lambda d: d.update(modaliac_version="0.0.1"),
+        "made by modaliac 0.0.1; this is modaliac",
+    ),
+    ("offline", lambda d: d.update(online=False), "this plan was made without consulting Modal"),
+    (
+        "a field of the wrong type",
+        lambda d: d["changes"][0]["recorded"].update(version="3"),
+        "changes[0].recorded.version: has the wrong type (str)",
+    ),
+    (
+        "an unknown action",
+        lambda d: d["changes"][0].update(action="destroy"),
+        "changes[0].action: 'destroy' is not one of create",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"), [(t, e) for _, t, e in TAMPERED], ids=[n for n, _, _ in TAMPERED]
+)
+def test_a_tampered_saved_plan_is_refused_before_anything_runs(
+    project: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    tamper: Callable[[dict[str, Any]], None],
+    expected: str,
+) -> None:
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    document = json.loads((project / "plan.json").read_text())
+    tamper(document)
+    (project / "plan.json").write_text(json.dumps(document))
+    modal_api.state.clear_calls()
+    code, out, err = cli(capsys, "apply", "plan.json")
+    assert code == 1, out
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert err.startswith("plan.json: ")
+    assert publishes(modal_api) == 0 and modal_api.state.requests("FunctionCreate") == []
+    assert not (project / "PWNED").exists()  # no generated code was imported
+    assert not (project / ".modaliac/state.json").exists()
+
+
+def test_a_saved_plan_whose_spec_changed_is_refused(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    edit(project / "specs/minilm.yaml", "gpu: L4", "gpu: T4")
+    code, _, err = cli(capsys, "apply", "plan.json")
+    assert code == 1
+    assert err == (
+        "plan.json: minilm-embedding: specs/minilm.yaml changed since the plan was made; make "
+        "the plan again and review it\n"
+    )
+    assert publishes(modal_api) == 0
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "missing", "truncated", "not json"])
+def test_a_plan_file_that_is_not_a_plan_is_one_line(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    target = project / "plan.json"
+    if kind == "directory":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)  # reading it would wait for a writer for ever
+    elif kind == "truncated":
+        assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+        target.write_text(target.read_text()[:500])
+    elif kind == "not json":
+        target.write_text("plan: yes\n")
+    code, out, err = cli(capsys, "apply", "plan.json")
+    assert (code, out) == (1, "") and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("plan.json")
+    assert "internal error" not in err
+    assert publishes(modal_api) == 0
 
 
 def test_stale_plan_after_a_foreign_deploy(

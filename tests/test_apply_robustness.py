@@ -20,7 +20,8 @@ from jsonschema import Draft202012Validator
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.present import as_json, load_plan
+from modal_iac.present import as_json
+from modal_iac.saved import load_plan
 from modal_iac.state import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,15 +213,21 @@ def test_plans_of_every_shape_match_the_schema(
         "delete",
         "no-op",
     }
-    assert change(mixed, "tiny-a")["action"] == "no-op" and change(mixed, "tiny-a")["drift"]
+    # A hand-made autoscaler change is planned as an update that puts the spec's value back.
+    assert change(mixed, "tiny-a")["action"] == "update" and change(mixed, "tiny-a")["drift"]
+    assert change(mixed, "tiny-a")["fields"] == [
+        {"path": "scaling.min_containers[Model]", "before": 2, "after": 0}
+    ]
     assert change(mixed, "tiny-b")["action"] == "create" and change(mixed, "tiny-b")["drift"]
     assert change(mixed, "tiny-c")["record"] is None
     assert (
         "Modal already runs exactly this version: apply only records it"
         in (change(mixed, "web")["notes"])
     )
-    assert mixed["blockers"] == [
-        f"minilm-embedding: {b}" for b in change(mixed, "minilm-embedding")["blockers"]
+    assert mixed["status"] == "blocked"
+    assert mixed["blockers"] == change(mixed, "minilm-embedding")["blockers"]
+    assert [(b["code"], b["address"]) for b in mixed["blockers"]] == [
+        ("missing-secret", "minilm-embedding")
     ]
 
     # A saved plan validates too, and reads back to the very same document.
@@ -258,7 +265,11 @@ def test_the_schema_is_strict(
 
     assert broken(lambda d: d.update(extra=1))
     assert broken(lambda d: d.pop("online"))
-    assert broken(lambda d: d.update(format_version=2))
+    assert broken(lambda d: d.update(format_version=1))
+    assert broken(lambda d: d.update(status="applicable"))
+    assert broken(lambda d: d["inputs"].pop("env"))
+    assert broken(lambda d: d["warnings"].append("a bare string"))
+    assert broken(lambda d: d["warnings"].append({"code": "x", "address": None, "message": ""}))
     assert broken(lambda d: d["summary"].update(destroy=0))
     assert broken(lambda d: d["changes"][create].update(action="destroy"))
     assert broken(lambda d: d["changes"][create].pop("record"))
@@ -330,7 +341,8 @@ def test_markdown_of_50_apps_fits_a_github_comment(
     assert len(text) < GITHUB_COMMENT_LIMIT
 
     lines = text.splitlines()
-    assert lines[0] == "### modaliac plan: 50 to create, 0 to update, 0 to replace, 0 to delete."
+    assert lines[0].startswith("> **Offline plan**: Modal was not consulted.")
+    assert lines[2] == "### modaliac plan: 50 to create, 0 to update, 0 to replace, 0 to delete."
     first_section = text.index("<details>")
     table = [line for line in text[:first_section].splitlines() if line.startswith("| `+` |")]
     assert [row.split("`")[3] for row in table] == sorted(apps)

@@ -237,8 +237,15 @@ def test_plan_json_is_the_documented_format(
     code, out, _ = run(capsys, "plan", "--format", "json")
     assert code == 0
     document = json.loads(out)
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2
     assert document["modaliac_version"] == __version__
+    assert (document["status"], document["online"]) == ("changes", False)
+    assert document["inputs"] == {
+        "targets": ["specs"],
+        "env": None,
+        "replace": [],
+        "refresh_only": False,
+    }
     assert document["summary"] == {"create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0}
     by_app = {c["app"]: c for c in document["changes"]}
     kalm = by_app["kalm-embedding"]
@@ -252,8 +259,10 @@ def test_plan_json_is_the_documented_format(
 
 def test_plan_markdown_has_summary_first(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
     _, out, _ = run(capsys, "plan", "--format", "markdown")
-    first = out.splitlines()[0]
-    assert first == "### modaliac plan: 2 to create, 0 to update, 0 to replace, 0 to delete."
+    first, blank, heading = out.splitlines()[:3]
+    # Offline, the comment says so before anything else: no drift or blocker is known.
+    assert first.startswith("> **Offline plan**: Modal was not consulted.") and blank == ""
+    assert heading == "### modaliac plan: 2 to create, 0 to update, 0 to replace, 0 to delete."
     assert "| `+` | `kalm-embedding` | create | `specs/kalm.yaml` |" in out
     assert "<details><summary><code>kalm-embedding</code>: create" in out
     assert '+ model.id = "tencent/KaLM-Embedding-Gemma3-12B-2511"' in out

@@ -21,6 +21,10 @@ KALM = ROOT / "specs" / "kalm.yaml"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 PRICES = load_prices()
 A100_40 = PRICES.per_second["A100-40GB"] * 3600
+# specs/kalm.yaml runs two GPU pools, each with its own containers: the Python class and the
+# HTTP server. Every figure of the app is the sum of the two.
+KALM_POOLS = ("VLLMEmbeddingSnapshot", "Server")
+KALM_HOURLY = A100_40 * len(KALM_POOLS)
 
 BIG_ON_L40S = """\
 app: big-chat
@@ -210,15 +214,16 @@ def test_explain_shows_the_arithmetic_and_the_cost(
     assert "tencent/KaLM-Embedding-Gemma3-12B-2511 on A100-40GB: fits" in out
     assert "11.76B parameters x 2 bytes (bfloat16) = 23.5 GB of weights" in out
     assert "0.9 x 40 GB = 36.0 GB; less 1.5 GB reserve leaves 11.0 GB for the KV cache" in out
-    assert f"A100-40GB: ${A100_40:,.2f} per running hour, idle floor $0.00/month" in out
-    assert f"at 8 h/day about ${A100_40 * 8 * HOURS_PER_MONTH / 24:,.2f}/month" in out
+    assert f"A100-40GB: ${KALM_HOURLY:,.2f} per running hour, idle floor $0.00/month" in out
+    assert f"over 2 GPU pools (VLLMEmbeddingSnapshot ${A100_40:,.2f}/h, min_containers 0" in out
+    assert f"at 8 h/day about ${KALM_HOURLY * 8 * HOURS_PER_MONTH / 24:,.2f}/month" in out
     assert f"Prices: {PRICES.date}" in out
 
 
 def test_explain_with_a_user_price_file(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
     prices = price_file(workdir, "2030-01-01", {"per_hour": 1})
     _, out, _ = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
-    assert "A100-40GB: $1.00 per running hour" in out
+    assert "A100-40GB: $2.00 per running hour" in out  # $1.00 for each of its two pools
     assert "Prices: 2030-01-01" in out
 
 
@@ -231,8 +236,14 @@ def test_plan_shows_cost_per_app_and_idle_floor(
     kalm = workdir / "specs" / "kalm.yaml"
     kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
     _, out, _ = run(capsys, "plan")
-    floor = A100_40 * HOURS_PER_MONTH
-    assert f"# cost: A100-40GB: ${A100_40:,.2f} per running hour, idle floor ${floor:,.2f}" in out
+    floor = KALM_HOURLY * HOURS_PER_MONTH  # min_containers 1 keeps one container per pool
+    assert (
+        f"# cost: A100-40GB: ${KALM_HOURLY:,.2f} per running hour, idle floor ${floor:,.2f}" in out
+    )
+    assert (
+        f"over 2 GPU pools (VLLMEmbeddingSnapshot ${A100_40:,.2f}/h, min_containers 1, "
+        f"Server ${A100_40:,.2f}/h, min_containers 1)"
+    ) in out
 
 
 def test_plan_update_shows_the_delta_against_what_is_deployed(
@@ -243,8 +254,8 @@ def test_plan_update_shows_the_delta_against_what_is_deployed(
     kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: A100-80GB"))
     _, out, _ = run(capsys, "plan")
     a100_80 = PRICES.per_second["A100-80GB"] * 3600
-    assert f"A100-80GB: ${a100_80:,.2f} per running hour" in out
-    assert f"(+${a100_80 - A100_40:,.2f}/h, $0.00/month idle vs deployed)" in out
+    assert f"A100-80GB: ${2 * a100_80:,.2f} per running hour" in out
+    assert f"(+${2 * (a100_80 - A100_40):,.2f}/h, $0.00/month idle vs deployed)" in out
 
 
 def test_markdown_plan_opens_with_the_cost_summary(
@@ -256,14 +267,20 @@ def test_markdown_plan_opens_with_the_cost_summary(
     kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
     _, out, _ = run(capsys, "plan", "--format", "markdown")
     lines = out.splitlines()
-    assert lines[0].startswith("### modaliac plan:")
-    floor = 0.001 * 3600 * HOURS_PER_MONTH  # $2,628.00 a month for one idle container
-    assert lines[2] == (
+    assert lines[0].startswith("> **Offline plan**")  # offline: said before anything else
+    assert lines[2].startswith("### modaliac plan:")
+    pool = 0.001 * 3600 * HOURS_PER_MONTH  # $2,628.00 a month for one idle container
+    floor = 2 * pool  # one idle container in each of the two pools
+    assert lines[4] == (
         "**Cost** (GPUs and reserved CPU/memory, 2030-01-01 prices): "
         f"idle floor ${floor:,.2f}/month (+${floor:,.2f} vs deployed)"
     )
     assert out.index("**Cost**") < out.index("| app | action | spec |")
-    assert f"| `kalm-embedding` | A100-40GB | $3.60 | ${floor:,.2f} | +${floor:,.2f} |" in out
+    row = f"| `kalm-embedding` | A100-40GB | $7.20 | ${floor:,.2f} | +${floor:,.2f} (idle) |"
+    assert row in out
+    # each pool is priced on its own row, and the app's figures are their sum
+    assert f"| ↳ pool `VLLMEmbeddingSnapshot` | | $3.60 | ${pool:,.2f} | |" in out
+    assert f"| ↳ pool `Server` | | $3.60 | ${pool:,.2f} | |" in out
 
 
 def test_a_broken_price_file_is_one_error(
@@ -302,8 +319,12 @@ def test_json_plan_carries_the_cost_and_matches_the_schema(
     Draft202012Validator(schema).validate(document)
     h100 = PRICES.per_second["H100"] * 3600
     (app,) = document["cost"]["apps"]
-    assert app["gpu"] == "H100" and app["hourly"] == round(h100, 4)
-    assert app["hourly_delta"] == round(h100 - A100_40, 4)
+    assert app["gpu"] == "H100" and app["hourly"] == round(2 * h100, 4)
+    assert app["hourly_delta"] == round(2 * (h100 - A100_40), 4)
+    assert app["pools"] == [
+        {"name": name, "min_containers": 0, "hourly": round(h100, 4), "idle_month": 0}
+        for name in KALM_POOLS
+    ]
     assert document["cost"]["idle_floor_month"] == 0 == document["cost"]["idle_floor_delta_month"]
 
 
@@ -326,7 +347,7 @@ def test_a_spec_usage_estimate_prices_the_month_in_the_plan(
     with_usage(workdir, "usage:\n  active_hours_per_day: 6\n")
     code, out, _ = run(capsys, "plan")
     assert code == 0
-    assert f"; at 6 h/day about {monthly(A100_40, 6)}/month" in out
+    assert f"; at 6 h/day about {monthly(KALM_HOURLY, 6)}/month" in out
 
 
 def test_a_run_estimate_overrides_the_spec(
@@ -334,7 +355,7 @@ def test_a_run_estimate_overrides_the_spec(
 ) -> None:
     with_usage(workdir, "usage:\n  active_hours_per_day: 6\n")
     _, out, _ = run(capsys, "plan", "--active-hours-per-day", "2.5")
-    assert f"; at 2.5 h/day about {monthly(A100_40, 2.5)}/month" in out
+    assert f"; at 2.5 h/day about {monthly(KALM_HOURLY, 2.5)}/month" in out
     assert "at 6 h/day" not in out
 
 
@@ -344,8 +365,9 @@ def test_the_idle_floor_bounds_the_estimate_from_below(
     kalm = with_usage(workdir, "usage:\n  active_hours_per_day: 1\n")
     kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
     _, out, _ = run(capsys, "plan")
-    floor = f"${A100_40 * HOURS_PER_MONTH:,.2f}"
-    assert f"idle floor {floor}/month (min_containers 1); at 1 h/day about {floor}/month" in out
+    floor = f"${KALM_HOURLY * HOURS_PER_MONTH:,.2f}"
+    assert f"idle floor {floor}/month over 2 GPU pools" in out
+    assert f"min_containers 1); at 1 h/day about {floor}/month" in out
 
 
 def test_changing_only_the_estimate_changes_no_app(
@@ -365,13 +387,15 @@ def test_markdown_adds_an_estimate_column_only_with_an_estimate(
     assert "estimate / month" not in plain
     with_usage(workdir, "usage:\n  active_hours_per_day: 8\n")
     _, out, _ = run(capsys, "plan", "--format", "markdown")
-    estimate = monthly(A100_40, 8)
+    estimate = monthly(KALM_HOURLY, 8)
     assert f"; about {estimate}/month at the usage estimates" in out
     columns = ["app", "GPU", "per running hour", "idle floor / month", "change / month"]
     header = "| " + " | ".join([*columns, "estimate / month"]) + " |"
     assert header in out
     assert out.splitlines()[out.splitlines().index(header) + 1] == "|---|---|---:|---:|---:|---:|"
     assert f"| {estimate} (8 h/day) |" in out
+    # the change column prices the month at the estimate, and says so
+    assert f"| +{estimate} (at 8 h/day) | {estimate} (8 h/day) |" in out
 
 
 def test_plan_prices_flag_replaces_bundled_rows(
@@ -382,7 +406,7 @@ def test_plan_prices_flag_replaces_bundled_rows(
     prices = price_file(workdir, "2030-01-01", {"per_hour": 2})
     _, out, _ = run(capsys, "plan", "--prices", str(prices), "--format", "markdown")
     assert "(GPUs and reserved CPU/memory, 2030-01-01 prices)" in out
-    assert "| `kalm-embedding` | A100-40GB | $2.00 |" in out
+    assert "| `kalm-embedding` | A100-40GB | $4.00 |" in out
 
 
 def test_json_plan_carries_the_estimate_and_loads_back(
@@ -390,7 +414,8 @@ def test_json_plan_carries_the_estimate_and_loads_back(
 ) -> None:
     from jsonschema import Draft202012Validator
 
-    from modal_iac.present import as_json, load_plan
+    from modal_iac.present import as_json
+    from modal_iac.saved import load_plan
 
     with_usage(workdir, "usage:\n  active_hours_per_day: 4\n")
     _, out, _ = run(capsys, "plan", "--format", "json")
@@ -399,7 +424,7 @@ def test_json_plan_carries_the_estimate_and_loads_back(
         document
     )
     (app,) = document["cost"]["apps"]
-    expected = round(A100_40 * 4 * HOURS_PER_MONTH / 24, 4)
+    expected = round(KALM_HOURLY * 4 * HOURS_PER_MONTH / 24, 4)
     assert app["active_hours_per_day"] == 4 and app["month_estimate"] == expected
     assert document["cost"]["month_estimate"] == expected
     assert document["changes"][0]["usage"] == {"active_hours_per_day": 4}
@@ -431,13 +456,13 @@ def test_environments_override_the_estimate(
     )
     _, dev, _ = run(capsys, "plan")
     _, prod, _ = run(capsys, "plan", "--env", "prod")
-    assert "at 2 h/day" in dev and f"at 20 h/day about {monthly(A100_40, 20)}/month" in prod
+    assert "at 2 h/day" in dev and f"at 20 h/day about {monthly(KALM_HOURLY, 20)}/month" in prod
 
 
 def test_explain_uses_the_spec_estimate(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
     with_usage(workdir, "usage:\n  active_hours_per_day: 3\n")
     _, out, _ = run(capsys, "explain", "specs/kalm.yaml")
-    assert f"at 3 h/day about {monthly(A100_40, 3)}/month" in out
+    assert f"at 3 h/day about {monthly(KALM_HOURLY, 3)}/month" in out
 
 
 # -- reserved host resources --------------------------------------------------------------------
@@ -455,7 +480,7 @@ def test_reserved_memory_and_cpu_are_priced_with_the_gpu(
     kalm = with_usage(workdir, RESERVED)
     kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
     _, out, _ = run(capsys, "plan")
-    hourly = A100_40 + reserved_hourly(64, 4)
+    hourly = KALM_HOURLY + 2 * reserved_hourly(64, 4)  # each pool's containers reserve it
     assert reserved_hourly(64, 4) > 0.5  # 64 GiB and 4 cores: over half a dollar an hour
     assert (
         f"# cost: A100-40GB + 64 GiB, 4 cores reserved: ${hourly:,.2f} per running hour, "
@@ -474,7 +499,7 @@ def test_a_larger_reservation_is_a_cost_delta(
     kalm.write_text(kalm.read_text().replace("memory: 32GiB", "memory: 96GiB"))
     _, out, _ = run(capsys, "plan")
     assert 'resources.memory : "32GiB" -> "96GiB"' in out
-    assert f"(+${reserved_hourly(64, 0):,.2f}/h, $0.00/month idle vs deployed)" in out
+    assert f"(+${2 * reserved_hourly(64, 0):,.2f}/h, $0.00/month idle vs deployed)" in out
 
 
 def test_a_user_file_can_price_host_resources(
@@ -484,7 +509,8 @@ def test_a_user_file_can_price_host_resources(
     prices = workdir / "host.json"
     prices.write_text(json.dumps({"host": {"memory_gib": {"per_hour": 0.01}, "cpu_core": 0}}))
     _, out, _ = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
-    assert f"A100-40GB + 64 GiB, 4 cores reserved: ${A100_40 + 0.64:,.2f} per running hour" in out
+    hourly = KALM_HOURLY + 2 * 0.64
+    assert f"A100-40GB + 64 GiB, 4 cores reserved: ${hourly:,.2f} per running hour" in out
     prices.write_text(json.dumps({"host": {"disk_gib": 1}}))
     code, _, err = run(capsys, "explain", "specs/kalm.yaml", "--prices", str(prices))
     assert code == 1

@@ -34,7 +34,8 @@ def page(markdown: str) -> str:
 
 
 def test_the_plan_shows_an_update_creates_a_delete_costs_and_a_warning(markdown: str) -> None:
-    heading = markdown.splitlines()[0]
+    first, _, heading = markdown.splitlines()[:3]
+    assert first.startswith("> **Offline plan**")  # the screenshot's plan is made offline
     assert heading.startswith("### modaliac plan")
     assert heading.endswith("3 to create, 1 to update, 0 to replace, 1 to delete.")
     assert "| `~` | `gemma-chat` | update | `specs/chat-gpu-fallback.yaml` |" in markdown

@@ -232,7 +232,9 @@ def test_plan_shows_warnings_in_every_format(
         plan = json.loads(out)
         schema = json.loads((ROOT / "docs" / "plan.schema.json").read_text())
         jsonschema.validate(plan, schema)
-        assert any(w.startswith("demo: ") and "[MDL001]" in w for w in plan["warnings"])
+        (warning,) = [w for w in plan["warnings"] if w["code"] == "MDL001"]
+        assert warning["address"] == "demo" and "[MDL001]" in warning["message"]
+        assert warning["fix"] == "pin the revision to a 40-character commit hash"
 
 
 def test_examples_and_specs_raise_no_policy_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -332,6 +334,11 @@ def test_plan_lists_a_gateway_s_warnings_once_with_the_fit(
     write(tmp_path, text)
     assert main(["plan", "spec.yaml", "--format", "json"]) == 0
     warnings = json.loads(capsys.readouterr().out)["warnings"]
-    assert [w.split(": ", 1)[0] for w in warnings] == ["gw-l40s"] * 2
-    assert "spec.yaml:11:8: gpus[0]: google/gemma-3-12b-it fits L40S tightly" in warnings[0]
-    assert "models[1].revision: [MDL001] 'main' is not a commit" in warnings[1]
+    assert [(w["address"], w["code"]) for w in warnings] == [
+        ("gw-l40s", "tight-fit"),
+        ("gw-l40s", "MDL001"),
+    ]
+    assert (
+        "spec.yaml:11:8: gpus[0]: google/gemma-3-12b-it fits L40S tightly" in warnings[0]["message"]
+    )
+    assert "models[1].revision: [MDL001] 'main' is not a commit" in warnings[1]["message"]

@@ -7,6 +7,7 @@ written. Positions are 1-based and point at the offending key or value.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,7 +187,7 @@ CASES = [
         "file-too-big",
         "# padding\n" * (MAX_SPEC_BYTES // 10 + 1),
         f"spec.yaml: the file is {(MAX_SPEC_BYTES // 10 + 1) * 10} bytes; "
-        "specs are limited to 256 KiB",
+        "a spec file is at most 256 KiB",
     ),
     # -- keys ------------------------------------------------------------------------------
     Case(
@@ -501,6 +502,38 @@ def test_a_directory_is_not_a_spec_file(workdir: Path) -> None:
     (workdir / "spec.yaml").mkdir()
     with pytest.raises(SpecError, match=r"^spec\.yaml: is a directory, not a spec file$"):
         load_spec("spec.yaml")
+
+
+def test_a_pipe_is_refused_unread(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reading a named pipe would wait for a writer for ever: it is never opened."""
+    os.mkfifo(workdir / "spec.yaml")
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out) == (1, "")
+    assert err == "spec.yaml: is not a regular file (a pipe or a device), so not a spec file\n"
+
+
+@pytest.mark.parametrize("what", ["state", "modal config"])
+def test_a_pipe_as_state_or_modal_config_never_hangs(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    pipe = workdir / "pipe"
+    os.mkfifo(pipe)
+    argv = ["plan", "--offline", "specs"]
+    if what == "state":
+        argv += ["--state", str(pipe)]
+    else:
+        monkeypatch.setenv("MODAL_CONFIG_PATH", str(pipe))  # holds no config: never opened
+    (workdir / "specs").mkdir(exist_ok=True)
+    (workdir / "specs" / "a.yaml").write_text(
+        "app: a\nmodel: {id: o/m, revision: main, task: embed}\ngpu: L4\n"
+        "policy: {suppress: {MDL001: test}}\n"
+    )
+    code, out, err = run(capsys, *argv)
+    if what == "state":
+        assert (code, out) == (1, "")
+        assert err == f"{pipe}: is not a regular file (a pipe or a device), so not a state\n"
+    else:
+        assert code == 0 and "+ create a" in out, err
 
 
 def test_python_tags_never_run(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:

@@ -228,7 +228,7 @@ def _state(apps: dict[str, object]) -> bytes:
         (b'{"format": "modaliac-state", "version": 1, "apps": {"a": 3}}', "{path}: apps.a: the"),
         (b'{"format": "modaliac-state", "version": 1}', "{path}: the state is damaged (apps"),
         (b'{"format": "modaliac-state", "version": 2, "apps": []}', "{path}: the state is dam"),
-        (b"\xff\xfe", "{path}: cannot read the state"),
+        (b"\xff\xfe", "{path}: byte 0 is not UTF-8; is it a state?"),
         (b"[" * 100_000, "{path}: the state is nested too deeply"),
         # Entries that would make a command act on an app the key does not name.
         (_state({"prod/a": _entry("a")}), "{path}: apps.prod/a: the entry is for a; each"),

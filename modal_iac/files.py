@@ -1,0 +1,73 @@
+"""Reading the files modaliac is pointed at (specs, states, saved plans, Modal's config), which
+are hostile until checked: one way to read them, with one line for each way they can fail.
+
+Only regular files are opened. A folder is named as one, and a pipe or a device is refused
+before it is opened: reading a pipe waits for a writer for ever. A file larger than its kind
+ever is, is refused before it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Fail = Callable[[str, str], Exception]  # (where, problem) -> the error to raise
+
+
+def joined(error: Callable[[str], Exception]) -> Fail:
+    """A ``Fail`` for an error class that takes one line: ``where: problem``."""
+    return lambda where, problem: error(f"{where}: {problem}")
+
+
+def read_bytes(path: Path, shown: str, what: str, limit: int, fail: Fail) -> bytes | None:
+    """The bytes of ``path`` (named ``shown`` in errors), or None when there is no such file;
+    ``what`` names its kind in errors ("spec file", "state"), ``fail`` makes the error."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise fail(shown, "permission denied") from None
+    except OSError as exc:
+        raise fail(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise fail(shown, f"is a directory, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise fail(shown, f"is not a regular file (a pipe or a device), so not a {what}")
+    if info.st_size > limit:
+        raise fail(shown, f"the file is {info.st_size} bytes; a {what} is at most {size(limit)}")
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise fail(shown, "permission denied") from None
+    except OSError as exc:
+        raise fail(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def read_text(path: Path, shown: str, what: str, limit: int, fail: Fail) -> str | None:
+    """``read_bytes`` decoded as UTF-8 (one line naming the first bad byte otherwise)."""
+    raw = read_bytes(path, shown, what, limit, fail)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise fail(shown, f"byte {exc.start} is not UTF-8; is it a {what}?") from None
+
+
+def parse_json(text: str, where: str, what: str, fail: Fail) -> Any:
+    """JSON text as a value; a broken or absurdly nested document is one line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"{where}:{exc.lineno}:{exc.colno}"
+        raise fail(where, f"the {what} is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise fail(where, f"the {what} is nested too deeply to be one") from None
+
+
+def size(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"

@@ -1,0 +1,338 @@
+"""A saved plan: read back, and checked to be exactly what was reviewed before anything runs.
+
+``plan -o PLAN.json`` saves a plan; ``apply PLAN.json`` carries it out. The file holds the
+generated code apply deploys, so it is a sensitive artifact (Terraform's rule): whoever can
+edit it between review and apply could deploy anything. apply therefore trusts nothing in it:
+
+1. ``read_plan``: a regular file of sane size, JSON, a format this modaliac reads, every
+   field of the right type; one line naming the field otherwise.
+2. ``verify``: made by this modaliac version; each address is its app and environment; each
+   record's source hashes to the hash the plan states and carries the deployment tag of that
+   hash; the spec file each record came from still has the digest the plan recorded; and
+   re-rendering that spec gives the same settings and the same code.
+3. Then ``operate`` makes the plan again from the inputs it records (targets, ``--env``,
+   ``--replace``), against the state and Modal as they are now, and applies only when the
+   result is the plan that was reviewed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .address import Address, AddressError, Project
+from .errors import ModaliacError
+from .files import joined, parse_json, read_text
+from .plan import ACTIONS, PLAN_FORMAT_VERSION, Change, FieldChange, Inputs, Notice, Plan
+from .plan import deployment_tag as tag_of
+from .render import HEADER_LINES
+from .state import AppRecord
+
+if TYPE_CHECKING:
+    from .refresh import Refresh
+
+MAX_PLAN_BYTES = 64 * 2**20
+READABLE_FORMATS = (1, 2)
+DEPLOYING = ("create", "update", "replace")
+
+
+class PlanFileError(ModaliacError):
+    """A saved plan that cannot be applied as it is."""
+
+
+def read_plan(path: str) -> Plan:
+    """The plan saved at ``path``; anything but a regular file is refused unread."""
+    text = read_text(Path(path), path, "plan", MAX_PLAN_BYTES, joined(PlanFileError))
+    if text is None:
+        raise PlanFileError(f"{path}: no such plan file")
+    return load_plan(text, path, applying=True)
+
+
+def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> Plan:
+    """A plan saved with ``--format json`` (format_version 1 or 2; ``applying``: only the
+    format this modaliac applies, refused before the rest is read)."""
+    document = parse_json(text, where, "plan", joined(PlanFileError))
+    reader = _Reader(where)
+    root = reader.mapping(document, "")
+    version = reader.get(root, "format_version", int)
+    if version not in READABLE_FORMATS:
+        raise PlanFileError(
+            f"{where}: plan format_version {version!r} is not one this modaliac reads "
+            f"({', '.join(map(str, READABLE_FORMATS))}); make the plan again with this modaliac"
+        )
+    if applying and version != PLAN_FORMAT_VERSION:
+        raise PlanFileError(
+            f"{where}: plan format {version} is not the format {PLAN_FORMAT_VERSION} this "
+            "modaliac applies; make the plan again"
+        )
+    changes = tuple(
+        reader.change(item, f"changes[{index}]", version)
+        for index, item in enumerate(reader.get(root, "changes", list))
+    )
+    warnings = tuple(
+        reader.notice(item, f"warnings[{index}]", version, None)
+        for index, item in enumerate(reader.get(root, "warnings", list))
+    )
+    inputs = Inputs()
+    if version >= 2:
+        raw = reader.mapping(reader.get(root, "inputs", dict), "inputs")
+        inputs = Inputs(
+            targets=tuple(reader.strings(reader.get(raw, "targets", list), "inputs.targets")),
+            env=reader.get(raw, "env", (str, type(None))),
+            replace=tuple(reader.strings(reader.get(raw, "replace", list), "inputs.replace")),
+            refresh_only=reader.get(raw, "refresh_only", bool),
+        )
+    refreshes: tuple[Refresh, ...] = ()
+    if version >= 2:
+        refreshes = tuple(
+            reader.refresh(item, f"refresh[{index}]")
+            for index, item in enumerate(reader.get(root, "refresh", list))
+        )
+    return Plan(
+        changes=changes,
+        warnings=warnings,
+        online=reader.get(root, "online", bool),
+        inputs=inputs,
+        modaliac_version=reader.get(root, "modaliac_version", str),
+        format_version=version,
+        refreshes=refreshes,
+    )
+
+
+class _Reader:
+    """Typed access to a plan document: every wrong field is one line naming it."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, at: str, message: str) -> PlanFileError:
+        return PlanFileError(f"{self.where}: {at}: {message}; make the plan again")
+
+    def mapping(self, value: Any, at: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(at or "the document", "expected a JSON object")
+        return value
+
+    def get(self, mapping: dict[str, Any], key: str, kind: Any, at: str = "") -> Any:
+        where = f"{at}.{key}" if at else key
+        if key not in mapping:
+            raise self.fail(where, "missing")
+        value = mapping[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(where, "has the wrong type (bool)")
+        if not isinstance(value, kinds):
+            raise self.fail(where, f"has the wrong type ({type(value).__name__})")
+        return value
+
+    def strings(self, values: list[Any], at: str) -> list[str]:
+        if not all(isinstance(v, str) for v in values):
+            raise self.fail(at, "expected a list of strings")
+        return values
+
+    def notice(self, raw: Any, at: str, version: int, address: str | None) -> Notice:
+        if version == 1:  # version 1 kept warnings, drift and blockers as bare strings
+            if not isinstance(raw, str):
+                raise self.fail(at, "expected a string")
+            return Notice("", address, raw)
+        item = self.mapping(raw, at)
+        return Notice(
+            code=self.get(item, "code", str, at),
+            address=self.get(item, "address", (str, type(None)), at),
+            message=self.get(item, "message", str, at),
+            fix=self.get(item, "fix", str, at),
+        )
+
+    def change(self, raw: Any, at: str, version: int) -> Change:
+        item = self.mapping(raw, at)
+        action = self.get(item, "action", str, at)
+        if action not in ACTIONS:
+            raise self.fail(f"{at}.action", f"{action!r} is not one of {', '.join(ACTIONS)}")
+        address = self.get(item, "address", str, at)
+        spec = self.mapping(self.get(item, "spec", dict, at), f"{at}.spec")
+        hashes = self.mapping(self.get(item, "source_sha256", dict, at), f"{at}.source_sha256")
+        recorded = self.mapping(self.get(item, "recorded", dict, at), f"{at}.recorded")
+        observed = self.mapping(self.get(item, "observed", dict, at), f"{at}.observed")
+        maybe_int = (int, type(None))
+        maybe_str = (str, type(None))
+        fields = []
+        for index, raw_field in enumerate(self.get(item, "fields", list, at)):
+            one = self.mapping(raw_field, f"{at}.fields[{index}]")
+            path = self.get(one, "path", str, f"{at}.fields[{index}]")
+            fields.append(FieldChange(path, one.get("before"), one.get("after")))
+        record = self.get(item, "record", (dict, type(None)), at)
+        usage = item.get("usage") or {}
+        hours = usage.get("active_hours_per_day") if isinstance(usage, dict) else None
+        if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)):
+            raise self.fail(f"{at}.usage.active_hours_per_day", "expected a number")
+        return Change(
+            action=action,
+            address=address,
+            app=self.get(item, "app", str, at),
+            environment=self.get(item, "environment", maybe_str, at),
+            spec_path=self.get(spec, "path", str, f"{at}.spec"),
+            spec_digest=self.get(spec, "sha256", maybe_str, f"{at}.spec"),
+            source_hash_before=self.get(hashes, "before", maybe_str, f"{at}.source_sha256"),
+            source_hash_after=self.get(hashes, "after", maybe_str, f"{at}.source_sha256"),
+            fields=tuple(fields),
+            notes=tuple(self.strings(self.get(item, "notes", list, at), f"{at}.notes")),
+            drift=tuple(
+                self.notice(d, f"{at}.drift[{i}]", version, address)
+                for i, d in enumerate(self.get(item, "drift", list, at))
+            ),
+            blockers=tuple(
+                self.notice(b, f"{at}.blockers[{i}]", version, address)
+                for i, b in enumerate(self.get(item, "blockers", list, at))
+            ),
+            recorded_version=self.get(recorded, "version", maybe_int, f"{at}.recorded"),
+            observed_version=self.get(observed, "version", maybe_int, f"{at}.observed"),
+            observed_state=self.get(observed, "state", maybe_str, f"{at}.observed"),
+            record=self.record(record, f"{at}.record") if record is not None else None,
+            active_hours_per_day=hours,
+            renamed_from=item.get("renamed_from") if version >= 2 else None,
+        )
+
+    def refresh(self, raw: Any, at: str) -> Refresh:
+        from .refresh import Refresh
+
+        item = self.mapping(raw, at)
+        action = self.get(item, "action", str, at)
+        if action not in ("record", "forget"):
+            raise self.fail(f"{at}.action", f"{action!r} is not record or forget")
+        after = self.get(item, "record", (dict, type(None)), at)
+        return Refresh(
+            address=self.get(item, "address", str, at),
+            action="record" if action == "record" else "forget",
+            before=self.record(self.get(item, "before", dict, at), f"{at}.before"),
+            after=self.record(after, f"{at}.record") if after is not None else None,
+            reasons=tuple(self.strings(self.get(item, "reasons", list, at), f"{at}.reasons")),
+        )
+
+    def record(self, raw: dict[str, Any], at: str) -> AppRecord:
+        from .errors import StateError
+        from .state import parse_record
+
+        try:
+            return parse_record(raw, at)
+        except StateError as exc:
+            raise PlanFileError(f"{self.where}: {exc}; make the plan again") from None
+
+
+# -- is it what was reviewed? -----------------------------------------------------------------
+
+
+def verify(plan: Plan, where: str, project: Project) -> None:
+    """Refuse a saved plan that this modaliac cannot apply or that is not what was reviewed:
+    checked on the plan and the spec files alone, before Modal or any generated code."""
+    if plan.format_version != PLAN_FORMAT_VERSION:
+        raise PlanFileError(
+            f"{where}: plan format {plan.format_version} is not the format "
+            f"{PLAN_FORMAT_VERSION} this modaliac applies; make the plan again"
+        )
+    if plan.modaliac_version != __version__:
+        raise PlanFileError(
+            f"{where}: made by modaliac {plan.modaliac_version}; this is modaliac {__version__}, "
+            "which applies only the plans it makes (they render the same code): make the plan "
+            "again"
+        )
+    if not plan.online:
+        raise PlanFileError(
+            f"{where}: this plan was made without consulting Modal; make it again with Modal "
+            "credentials (modaliac plan -o FILE.json)"
+        )
+    seen: set[str] = set()
+    for change in plan.changes:
+        _check_address(change, where)
+        if change.record is not None and change.record.env_option != plan.inputs.env:
+            raise PlanFileError(
+                f"{where}: {change.address}: its record was planned with --env "
+                f"{change.record.env_option} and the plan's inputs say --env {plan.inputs.env}; "
+                "the plan file was edited after it was made: make the plan again"
+            )
+        if change.address in seen:
+            raise PlanFileError(f"{where}: {change.address} appears twice")
+        seen.add(change.address)
+        if change.action in DEPLOYING and change.record is None:
+            raise PlanFileError(f"{where}: {change.address}: a {change.action} without a record")
+        if change.action == "delete" and change.record is not None:
+            raise PlanFileError(f"{where}: {change.address}: a delete with a record to write")
+        if change.record is not None:
+            _check_record(change, change.record, where, project)
+
+
+def _check_address(change: Change, where: str) -> None:
+    try:
+        address = Address.parse(change.address)
+    except AddressError as exc:
+        raise PlanFileError(f"{where}: {exc}") from None
+    if (address.environment, address.app) != (change.environment, change.app):
+        raise PlanFileError(
+            f"{where}: {change.address}: the change names app {change.app!r} in environment "
+            f"{change.environment!r}; the plan file was edited after it was made"
+        )
+
+
+def _check_record(change: Change, record: AppRecord, where: str, project: Project) -> None:
+    edited = "the plan file was edited after it was made: make the plan again"
+    at = f"{where}: {change.address}"
+    if record.address != change.address:
+        raise PlanFileError(f"{at}: its record is for {record.address}; {edited}")
+    body = record.source.split("\n", HEADER_LINES)[-1] if record.source.count("\n") >= 2 else ""
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    if digest != record.source_hash or record.source_hash != change.source_hash_after:
+        raise PlanFileError(
+            f"{at}: the generated source does not hash to the plan's source_sha256.after; " + edited
+        )
+    if record.deployment_tag != tag_of(record.source_hash):
+        raise PlanFileError(f"{at}: the deployment tag is not that of its source; {edited}")
+    if (record.spec_path, record.spec_digest) != (change.spec_path, change.spec_digest):
+        raise PlanFileError(f"{at}: the record names another spec than the change; {edited}")
+    spec_file = project.resolve(record.spec_path)
+    try:
+        raw = spec_file.read_bytes() if spec_file.is_file() else None
+    except OSError:
+        raw = None
+    if raw is None:
+        raise PlanFileError(
+            f"{at}: its spec {project.shown(record.spec_path)} is gone; make the plan again"
+        )
+    if hashlib.sha256(raw).hexdigest() != record.spec_digest:
+        raise PlanFileError(
+            f"{at}: {project.shown(record.spec_path)} changed since the plan was made; make the "
+            "plan again and review it"
+        )
+    rendered = _rendered(record, project, change.record.env_option if change.record else None)
+    if rendered is None:
+        raise PlanFileError(f"{at}: its spec no longer yields this app; make the plan again")
+    settings, source = rendered
+    if settings != record.settings:
+        raise PlanFileError(f"{at}: the settings are not what its spec renders; {edited}")
+    if _comparable(source) != _comparable(record.source):
+        raise PlanFileError(f"{at}: the generated code is not what its spec renders; {edited}")
+
+
+def _rendered(
+    record: AppRecord, project: Project, env: str | None
+) -> tuple[dict[str, Any], str] | None:
+    """(settings, source) of the app ``record`` names, rendered from its spec now."""
+    from .load import load_spec
+    from .plan import Desired
+    from .render import render_all
+
+    loaded = load_spec(project.resolve(record.spec_path), env, project=project)
+    for rendered in render_all(loaded):
+        desired = Desired(loaded, rendered, env)
+        if desired.address == record.address:
+            return desired.settings(), rendered.source
+    return None
+
+
+def _comparable(source: str) -> str:
+    """A generated file without the note a forced redeploy adds to its second line
+    (``plan.forced``): the re-planning in apply checks that note."""
+    lines = source.split("\n", HEADER_LINES)
+    if len(lines) > 1:
+        lines[1] = lines[1].split(" Redeployed ", 1)[0]
+    return "\n".join(lines)
