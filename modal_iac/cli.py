@@ -415,6 +415,25 @@ def build_parser() -> argparse.ArgumentParser:
     app_env_option(state_show)
     state_show.add_argument("--source", action="store_true", help="include the deployed file")
     _state_option(state_show)
+    state_rm = state_commands.add_parser(
+        "rm",
+        help="forget apps without touching Modal",
+        description="Remove apps from the state; Modal keeps running them (import adopts one "
+        "again).",
+    )
+    state_rm.add_argument("targets", nargs="+", metavar="ADDRESS|SPEC")
+    app_env_option(state_rm)
+    _state_option(state_rm, lock=True)
+    state_mv = state_commands.add_parser(
+        "mv",
+        help="record an app under another address (a rename)",
+        description="Move a recorded app to another address, for an app renamed in its spec. "
+        "Modal cannot rename an app: the next apply deploys the new address and then stops "
+        "the old one, instead of planning a delete and an unrelated create.",
+    )
+    state_mv.add_argument("source", metavar="OLD")
+    state_mv.add_argument("destination", metavar="NEW")
+    _state_option(state_mv, lock=True)
     state.set_defaults(run="operate:cmd_state")
 
     # Command groups kept in their own modules; each registers its subcommands (and

@@ -321,6 +321,8 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
     from .targets import find_record, state_store
 
     project = Project.here()
+    if args.state_command in ("rm", "mv"):
+        return _edit_state(args, console, project)
     state = state_store(args.state, project, console.error).read()
     if args.state_command == "list":
         if not state.apps:
@@ -333,4 +335,52 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
     record = find_record(state, args.target, args.env, project)
     shown = {k: v for k, v in record.__dict__.items() if k != "source" or args.source}
     console.print(json.dumps(shown, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def _edit_state(args: argparse.Namespace, console: Console, project: Project) -> int:
+    """``state rm`` and ``state mv``: change what the state records, never what Modal runs."""
+    from .targets import find_record, not_recorded, parse_address, state_store
+
+    store = state_store(args.state, project, console.error)
+    with store.lock(owner(), wait=args.lock_timeout):
+        state = store.read()
+        if args.state_command == "rm":
+            records = [find_record(state, target, args.env, project) for target in args.targets]
+            for record in records:
+                del state.apps[record.address]
+            store.write(state)
+            for record in records:
+                console.print(
+                    f"{record.address}: removed from the state; Modal still runs it (modaliac "
+                    f"import {record.address} adopts it again)"
+                )
+            return EXIT_OK
+        old, new = parse_address(args.source), parse_address(args.destination)
+        found = state.apps.get(str(old))
+        if found is None:
+            raise not_recorded(state, old)
+        if new == old:
+            raise ModaliacError(f"{old}: moving an app onto itself changes nothing")
+        if str(new) in state.apps:
+            raise ModaliacError(f"{new}: already recorded; remove it first (modaliac state rm)")
+        origin = found.renamed_from or str(old)  # where Modal still runs it
+        moved = replace(
+            found,
+            app=new.app,
+            environment=new.environment,
+            renamed_from=None if origin == str(new) else origin,
+        )
+        del state.apps[str(old)]
+        state.apps[str(new)] = moved
+        store.write(state)
+    if moved.renamed_from is None:
+        console.print(f"{old}: moved back to {new}, where Modal runs it; nothing left to do")
+        return EXIT_OK
+    console.print(
+        f"{old}: moved to {new} in the state. Modal cannot rename an app: {new} is a new app "
+        f"there (with its own URL). Rename the app in its spec (app: {new.app}"
+        + (f", environment {new.environment}" if new.environment else "")
+        + f"); the next apply deploys {new} and then stops {moved.renamed_from}."
+    )
     return EXIT_OK
