@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import ModaliacError
 from .files import joined, read_text
+from .tokens import shown
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
 APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
@@ -59,7 +60,7 @@ class Address:
             environment = env_part
         if not APP_NAME.match(app):
             raise AddressError(
-                f"{_shown(text)}: not an app name or address; app names use letters, digits, "
+                f"{shown(text)}: not an app name or address; app names use letters, digits, "
                 "'-', '_' and '.', at most 64 characters (an address is ENVIRONMENT/APP)"
             )
         return cls(environment, app)
@@ -85,16 +86,10 @@ def _encode(name: str) -> str:
     return "".join(_ESCAPES.get(c) or (f"_{c.lower()}" if c.isupper() else c) for c in name)
 
 
-def _shown(text: str) -> str:
-    """A target as it appears in an error: printable, and never long."""
-    cleaned = "".join(c if c.isprintable() else "?" for c in text)
-    return repr(cleaned if len(cleaned) <= 80 else cleaned[:77] + "...")
-
-
 def check_environment(name: str, where: str) -> str:
     if not ENVIRONMENT_NAME.match(name):
         raise AddressError(
-            f"{where}: {_shown(name)} is not a Modal environment name (letters, digits, '-' "
+            f"{where}: {shown(name)} is not a Modal environment name (letters, digits, '-' "
             "and '_', starting with a letter or digit, at most 64 characters)"
         )
     return name

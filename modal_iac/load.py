@@ -36,6 +36,7 @@ from .gateway import GatewaySpec
 from .messages import describe, from_pydantic, key_path, located, quote
 from .policy import check as check_policies
 from .spec import Spec
+from .tokens import token_kind
 
 AnySpec = Spec | GatewaySpec
 # A warning found on the fast path: (key path, message, rule code, fix), located later.
@@ -51,22 +52,6 @@ _PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "nul
 _SPECIAL_FLOAT = re.compile(r"^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
 MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses huge ints
 
-# Prefixes of real credentials. Secret NAMES such as "hf-token" or "sk-embedding-cache" do
-# not match: where a pattern captures a tail, that tail must look random (_random_tail).
-_TOKEN_PATTERNS = [
-    (re.compile(r"(?<![\w-])hf_([A-Za-z0-9]{20,})(?![\w-])"), "a Hugging Face token"),
-    (re.compile(r"(?<![\w-])sk-([A-Za-z0-9_-]{16,})(?![\w-])"), "an API key (sk-...)"),
-    (re.compile(r"(?<![\w-])(?:sk|rk|pk)_(?:live|test)_([A-Za-z0-9]{16,})(?![\w-])"), "an API key"),
-    (
-        re.compile(r"(?<![\w-])(?:ghp|gho|ghu|ghs|ghr)_([A-Za-z0-9]{20,})|github_pat_(\w{20,})"),
-        "a GitHub token",
-    ),
-    (re.compile(r"(?<![\w-])(?:ak|as)-([A-Za-z0-9]{16,})(?![\w-])"), "a Modal token"),
-    (re.compile(r"(?<![\w-])xox[abprs]-([A-Za-z0-9-]{10,})"), "a Slack token"),
-    (re.compile(r"(?<![A-Z0-9])AKIA([0-9A-Z]{16})(?![A-Z0-9])"), "an AWS access key"),
-    (re.compile(r"eyJ([A-Za-z0-9_-]{10,})\.[A-Za-z0-9_-]{10,}\."), "a JSON web token"),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
-]
 _SECRET_HINT = (
     'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
     "and list NAME under secrets"
@@ -803,7 +788,7 @@ def _tokens(data: Any) -> list[tuple[tuple[Any, ...], str, bool]]:
     """Where ``data`` holds something shaped like a credential, and what it looks like."""
     found = []
     for loc, value, is_key in _strings(data):
-        what = _token_kind(value)
+        what = token_kind(value)
         if what is None and loc[:1] == ("secrets",) and not is_key and "=" in value:
             what = "a KEY=VALUE secret"
         if what is not None:
@@ -819,21 +804,3 @@ def _token_error(
     if not is_key:
         return at
     return SpecError(shown, at.message, line=at.line, column=at.column, key_path=key_path(loc[:-1]))
-
-
-def _token_kind(value: str) -> str | None:
-    for pattern, what in _TOKEN_PATTERNS:
-        for match in pattern.finditer(value):
-            tail = next((g for g in match.groups() if g), None)
-            if tail is None or _random_tail(tail):
-                return what
-    return None
-
-
-def _random_tail(tail: str) -> bool:
-    """Generated tokens mix cases and digits; hyphenated words ("embedding-cache") do not."""
-    return (
-        any(c.isdigit() for c in tail)
-        and any(c.isupper() for c in tail)
-        and any(c.islower() for c in tail)
-    ) or (len(tail) >= 32 and any(c.isdigit() for c in tail))

@@ -29,6 +29,7 @@ from .plan import ACTIONS, PLAN_FORMAT_VERSION, Change, FieldChange, Inputs, Not
 from .plan import deployment_tag as tag_of
 from .render import HEADER_LINES
 from .state import AppRecord
+from .tokens import shown
 
 if TYPE_CHECKING:
     from .refresh import Refresh
@@ -149,7 +150,9 @@ class _Reader:
         item = self.mapping(raw, at)
         action = self.get(item, "action", str, at)
         if action not in ACTIONS:
-            raise self.fail(f"{at}.action", f"{action!r} is not one of {', '.join(ACTIONS)}")
+            raise self.fail(
+                f"{at}.action", f"{shown(action, 20)} is not one of {', '.join(ACTIONS)}"
+            )
         address = self.get(item, "address", str, at)
         spec = self.mapping(self.get(item, "spec", dict, at), f"{at}.spec")
         hashes = self.mapping(self.get(item, "source_sha256", dict, at), f"{at}.source_sha256")
@@ -200,7 +203,7 @@ class _Reader:
         item = self.mapping(raw, at)
         action = self.get(item, "action", str, at)
         if action not in ("record", "forget"):
-            raise self.fail(f"{at}.action", f"{action!r} is not record or forget")
+            raise self.fail(f"{at}.action", f"{shown(action, 20)} is not record or forget")
         after = self.get(item, "record", (dict, type(None)), at)
         return Refresh(
             address=self.get(item, "address", str, at),

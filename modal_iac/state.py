@@ -13,6 +13,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -28,9 +29,11 @@ from . import __version__
 from .address import Address, check_environment
 from .errors import ModaliacError, StateError
 from .files import joined, parse_json, read_text
+from .tokens import shown, token_kind
 
 STATE_FORMAT = "modaliac-state"
 STATE_VERSION = 2
+APP_KEY = re.compile(r"^([a-zA-Z0-9][a-zA-Z0-9_-]{0,63}/)?[a-zA-Z0-9._-]{1,64}$")  # an address
 READABLE_VERSIONS = (1, 2)
 REMOTE_PREFIX = "modal:"  # --state modal:... names a state on a Modal Volume (remote_state.py)
 
@@ -104,7 +107,8 @@ def parse_state(text: str, where: str) -> State:
     version = document.get("version")
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise StateError(
-            f"{where}: state version {version!r} is not one this modaliac reads "
+            f"{where}: state version {shown(json.dumps(version), 20)} is not one this modaliac "
+            "reads "
             f"({', '.join(map(str, READABLE_VERSIONS))}); use the modaliac version that wrote it"
         )
     apps = document.get("apps")
@@ -112,11 +116,13 @@ def parse_state(text: str, where: str) -> State:
         raise StateError(f"{where}: the state is damaged (apps is not a mapping)")
     state = State()
     for key, raw in apps.items():
-        record = parse_record(raw, f"{where}: apps.{key}", migrate=version == 1)
+        label = key if APP_KEY.match(key) and token_kind(key) is None else shown(key)
+        record = parse_record(raw, f"{where}: apps.{label}", migrate=version == 1)
         if record.address != key:
+            named = record.address if token_kind(record.address) is None else shown(record.app)
             raise StateError(
-                f"{where}: apps.{key}: the entry is for {record.address}; each entry's key must "
-                "be its address (ENVIRONMENT/APP)"
+                f"{where}: apps.{label}: the entry is for {named}; each entry's key must be its "
+                "address (ENVIRONMENT/APP)"
             )
         state.apps[key] = record
     return state
@@ -149,7 +155,7 @@ def parse_record(raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
         raise StateError(f"{where}: the entry is not a mapping")
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise StateError(f"{where}: unknown field {unknown[0]!r}")
+        raise StateError(f"{where}: unknown field {shown(unknown[0], 40)}")
     missing = [name for name in _REQUIRED if name not in raw]
     if missing:
         raise StateError(f"{where}: the entry has no {missing[0]!r}")

@@ -231,6 +231,7 @@ def _add_a_delete(document: dict[str, Any]) -> None:
     )
 
 
+TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrSt12345"  # shaped like a Hugging Face token
 TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "source edited",
@@ -301,6 +302,11 @@ TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         lambda d: d["changes"][0].update(action="destroy"),
         "changes[0].action: 'destroy' is not one of create",
     ),
+    (
+        "a token where a name belongs",
+        lambda d: d["changes"][0].update(action=TOKEN),
+        "changes[0].action: (a value that looks like a Hugging Face token, not shown)",
+    ),
 ]
 
 
@@ -322,7 +328,7 @@ def test_a_tampered_saved_plan_is_refused_before_anything_runs(
     code, out, err = cli(capsys, "apply", "plan.json")
     assert code == 1, out
     assert len(err.strip().splitlines()) == 1 and expected in err, err
-    assert err.startswith("plan.json: ")
+    assert err.startswith("plan.json: ") and TOKEN not in err
     assert publishes(modal_api) == 0 and modal_api.state.requests("FunctionCreate") == []
     assert not (project / "PWNED").exists()  # no generated code was imported
     assert not (project / ".modaliac/state.json").exists()

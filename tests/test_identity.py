@@ -413,3 +413,61 @@ def test_module_names_are_unique_per_address_even_ignoring_case(
             assert name.startswith("modaliac_h") and len(str(address)) > 60
     if a != b:
         assert a.module_name.lower() != b.module_name.lower()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MODAL_ENVIRONMENT", "../prod", "MODAL_ENVIRONMENT: '../prod' is not a Modal environment"),
+        ("MODAL_ENVIRONMENT", "a" * 65, "MODAL_ENVIRONMENT: 'aaaaaaaa"),
+        ("MODAL_ENVIRONMENT", "dev\nprod", "MODAL_ENVIRONMENT: 'dev?prod' is not a Modal"),
+        (
+            "MODAL_ENVIRONMENT",
+            "sk-" + "AbCdEf0123456789XyZ!",
+            "MODAL_ENVIRONMENT: (a value that looks like an API key (sk-...), not shown) is not",
+        ),
+    ],
+    ids=["path", "too-long", "newline", "token"],
+)
+def test_a_hostile_profile_environment_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs/minilm.yaml").write_text(SPEC)
+    monkeypatch.setenv(variable, value)
+    for argv in (["plan", "--offline"], ["state", "rm", "minilm"], ["state", "show", "x"]):
+        code, out, err = cli(capsys, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err.startswith(expected) and len(err.splitlines()) == 1, (argv, err)
+        assert "sk-AbCd" not in err
+
+
+def test_the_profile_environment_places_apps_that_name_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Modal profile's environment is the last resort, read as modal 1.6.4 reads it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs/minilm.yaml").write_text(SPEC.split("environments:")[0])
+    config = tmp_path / "modal.toml"
+    config.write_text(
+        '[work]\nactive = true\nenvironment = "staging"\n[other]\nenvironment = "x"\n'
+    )
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
+    _, out, _ = cli(capsys, "plan", "--offline", "--format", "json")
+    assert [c["address"] for c in json.loads(out)["changes"]] == ["staging/minilm"]
+    monkeypatch.setenv("MODAL_PROFILE", "other")
+    _, out, _ = cli(capsys, "plan", "--offline", "--format", "json")
+    assert [c["address"] for c in json.loads(out)["changes"]] == ["x/minilm"]
+    monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")  # the variable wins, as it does for Modal
+    _, out, _ = cli(capsys, "plan", "--offline", "--format", "json")
+    assert [c["address"] for c in json.loads(out)["changes"]] == ["dev/minilm"]
+    code, out, err = cli(capsys, "plan", "--offline", "--env", "prod", "--format", "json")
+    assert code == 0, err  # --env names the environment outright
+    assert [c["address"] for c in json.loads(out)["changes"]] == ["prod/minilm"]

@@ -203,6 +203,9 @@ def test_a_process_killed_in_the_middle_of_a_write_keeps_the_previous_state(
     assert set(store.read().apps) == {"c"}
 
 
+TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrSt12345"  # shaped like a Hugging Face token
+
+
 def _entry(app: str, environment: str | None = None) -> dict[str, object]:
     return {
         "app": app,
@@ -223,7 +226,7 @@ def _state(apps: dict[str, object]) -> bytes:
     [
         (b'{"format": "modaliac-state",', "{path}:1:29: the state is not valid JSON"),
         (b'{"apps": {}}', "{path}: not a modaliac state file"),
-        (b'{"format": "modaliac-state", "version": 3, "apps": {}}', "{path}: state version 3"),
+        (b'{"format": "modaliac-state", "version": 3, "apps": {}}', "{path}: state version '3'"),
         (b'{"format": "modaliac-state", "version": true, "apps": {}}', "{path}: state version"),
         (b'{"format": "modaliac-state", "version": 1, "apps": {"a": 3}}', "{path}: apps.a: the"),
         (b'{"format": "modaliac-state", "version": 1}', "{path}: the state is damaged (apps"),
@@ -234,7 +237,7 @@ def _state(apps: dict[str, object]) -> bytes:
         (_state({"prod/a": _entry("a")}), "{path}: apps.prod/a: the entry is for a; each"),
         (_state({"a": _entry("a", "prod")}), "{path}: apps.a: the entry is for prod/a"),
         (_state({"x/a": _entry("a", "x/..")}), "{path}: apps.x/a: environment: 'x/..' is not"),
-        (_state({"a b": _entry("a b")}), "{path}: apps.a b: 'a b': not an app name"),
+        (_state({"a b": _entry("a b")}), "{path}: apps.'a b': 'a b': not an app name"),
         # Damaged or hand-edited entries: one line naming the entry and the field.
         (_state({"a": {**_entry("a"), "deployed_version": "2"}}), "{path}: apps.a.deployed_v"),
         (_state({"a": {**_entry("a"), "deployed_version": True}}), "{path}: apps.a.deployed_v"),
@@ -243,6 +246,9 @@ def _state(apps: dict[str, object]) -> bytes:
         (_state({"a": {"app": "a"}}), "{path}: apps.a: the entry has no 'environment'"),
         (_state({"a": {**_entry("a"), "overrides": {"f": {"x": "2"}}}}), "{path}: apps.a.over"),
         (_state({"a": {**_entry("a"), "renamed_from": "x/"}}), "{path}: apps.a: 'x/': not an"),
+        # A value shaped like a secret is named by its kind, never repeated.
+        (_state({TOKEN: _entry("a")}), "{path}: apps.(a value that looks like a Hugging Face"),
+        (_state({"a": {**_entry("a"), TOKEN: 1}}), "{path}: apps.a: unknown field (a value"),
     ],
 )
 def test_a_corrupt_state_is_one_line(tmp_path: Path, content: bytes, message: str) -> None:
@@ -252,6 +258,7 @@ def test_a_corrupt_state_is_one_line(tmp_path: Path, content: bytes, message: st
         LocalStore(path).read()
     assert str(caught.value).startswith(message.format(path=path))
     assert "\n" not in str(caught.value)
+    assert TOKEN not in str(caught.value)
 
 
 # -- choosing a store --------------------------------------------------------------------------
