@@ -18,7 +18,7 @@ edit it between review and apply could deploy anything. apply therefore trusts n
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -245,6 +245,13 @@ def verify(plan: Plan, where: str, project: Project) -> None:
             f"{where}: this plan was made without consulting Modal; make it again with Modal "
             "credentials (modaliac plan -o FILE.json)"
         )
+    for target in plan.inputs.targets:
+        inside = PurePosixPath(target)
+        if not target or inside.is_absolute() or ".." in inside.parts:
+            raise PlanFileError(
+                f"{where}: inputs.targets: {shown(target)} is not a path inside the project; a "
+                "saved plan applies specs of its own project only (was the file edited?)"
+            )
     seen: set[str] = set()
     for change in plan.changes:
         _check_address(change, where)

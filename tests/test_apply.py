@@ -272,6 +272,11 @@ TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "kalm-embedding: its record was planned with --env None and the plan's inputs say",
     ),
     (
+        "targets outside the project",
+        lambda d: d["inputs"].update(targets=["../../etc"]),
+        "inputs.targets: '../../etc' is not a path inside the project",
+    ),
+    (
         "targets narrowed",
         lambda d: d["inputs"].update(targets=["specs/kalm.yaml"]),
         "minilm-embedding is no longer planned",
