@@ -28,6 +28,7 @@ from grpclib import GRPCError
 from modal.client import _Client
 from modal_proto import api_pb2
 
+from .address import Address
 from .errors import ModaliacError
 from .observed import Deployment, Observed, Override
 
@@ -396,7 +397,7 @@ def set_tags(app: str, environment: str | None, tags: dict[str, str]) -> None:
             api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
         )
         if not found.app_id:
-            raise ModalApiError(f"app {app!r} is not deployed")
+            raise ModalApiError(f"app {str(Address(environment, app))!r} is not deployed")
         await _publish_tags(client, found.app_id, tags)
 
     run(make)
@@ -410,7 +411,7 @@ def rollback(app: str, environment: str | None, version: int) -> int:
             api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
         )
         if not found.app_id:
-            raise ModalApiError(f"app {app!r} is not deployed")
+            raise ModalApiError(f"app {str(Address(environment, app))!r} is not deployed")
         await client._stub.AppRollback(
             api_pb2.AppRollbackRequest(app_id=found.app_id, version=version)
         )
@@ -431,7 +432,7 @@ def web_urls(app: str, environment: str | None) -> dict[str, str]:
             api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
         )
         if not found.app_id:
-            raise ModalApiError(f"app {app!r} is not deployed")
+            raise ModalApiError(f"app {str(Address(environment, app))!r} is not deployed")
         layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=found.app_id))
         urls: dict[str, str] = {}
         for item in layout.app_layout.objects:

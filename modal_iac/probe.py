@@ -210,11 +210,12 @@ def _described(target: str, args: argparse.Namespace) -> list[Described]:
 
 
 def _web_urls(app: str, environment: str | None) -> dict[str, str]:
+    from .address import Address
     from .modal_api import web_urls
 
     urls = web_urls(app, environment)
     if not urls:
-        raise ProbeError(f"{app}: no web endpoint (is surfaces.http on?)")
+        raise ProbeError(f"{Address(environment, app)}: no web endpoint (is surfaces.http on?)")
     return urls
 
 

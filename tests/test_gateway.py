@@ -543,6 +543,13 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
             reply = router.completion(
                 model="beta-h100", messages=[{"role": "user", "content": "Hi"}]
             )
+            # --env names the environment: dev runs no gateway, so every URL is a placeholder
+            # (never the default environment's routers).
+            modal_api.state.add_environment("dev")
+            assert main(["export", "litellm", "--env", "dev"]) == 0
+            dev = capsys.readouterr().out
+            assert "alpha-h100" in dev and f"127.0.0.1:{port}" not in dev
+            assert "https://gw-h100.modal.run.invalid/v1" in dev
     assert reply.choices[0].message.content == "Hello"
     assert [(path, body["model"]) for path, body in stand_in.seen] == [
         ("/v1/chat/completions", "org/beta")

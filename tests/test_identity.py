@@ -254,6 +254,11 @@ def test_state_show_and_url_name_the_same_app(
         )
     code, _, err = cli(capsys, "state", "show", "minilm", "--env", "staging")
     assert code == 1 and err.startswith("staging/minilm: not recorded in the state")
+    # url looks the address up on Modal as it is, in its own environment
+    code, _, err = cli(capsys, "url", "minilm.yaml", "--env", "dev")
+    assert (code, err) == (1, "dev/minilm: no web endpoint (is surfaces.http on?)\n")
+    code, _, err = cli(capsys, "url", "other", "--env", "dev")
+    assert (code, err) == (1, "app 'dev/other' is not deployed\n")
 
 
 # -- planning and diffing from anywhere -------------------------------------------------------
