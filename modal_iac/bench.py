@@ -146,6 +146,8 @@ def countdown(
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     service = resolve(args)
+    for notice in service.notices:
+        console.error(f"note: {notice}")
     wait = args.wait_scaledown
     if wait is not None and wait < 0:
         if service.scaledown is None:

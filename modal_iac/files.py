@@ -40,11 +40,16 @@ def read_bytes(path: Path, shown: str, what: str, limit: int, fail: Fail) -> byt
     if info.st_size > limit:
         raise fail(shown, f"the file is {info.st_size} bytes; a {what} is at most {size(limit)}")
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            # st_size can be wrong (a file that grows, /proc): never read past the limit.
+            data = handle.read(limit + 1)
     except PermissionError:
         raise fail(shown, "permission denied") from None
     except OSError as exc:
         raise fail(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > limit:
+        raise fail(shown, f"the file is larger than {size(limit)}, more than a {what} can be")
+    return data
 
 
 def read_text(path: Path, shown: str, what: str, limit: int, fail: Fail) -> str | None:
@@ -67,6 +72,8 @@ def parse_json(text: str, where: str, what: str, fail: Fail) -> Any:
         raise fail(where, f"the {what} is not valid JSON ({exc.msg})") from None
     except RecursionError:
         raise fail(where, f"the {what} is nested too deeply to be one") from None
+    except ValueError:  # an integer of thousands of digits (Python refuses to convert it)
+        raise fail(where, f"the {what} holds a number too long to be one of its values") from None
 
 
 def size(limit: int) -> str:

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,11 @@ def _request_options(
     )
     parser.add_argument("--prompt", help="text to send instead of a built-in one")
     parser.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="allow a plain http URL on another machine (the request is not encrypted)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for an answer (600)"
     )
     from .cli import app_env_option
@@ -163,6 +169,7 @@ class Service:
     key_env: str | None  # None: send no key
     key_required: bool
     scaledown: int | None  # seconds, when a spec or the state says
+    notices: tuple[str, ...] = ()  # said before the first request (a key not sent, plain http)
 
 
 def cmd_url(args: argparse.Namespace, console: Console) -> int:
@@ -189,7 +196,7 @@ def _described(target: str, args: argparse.Namespace) -> list[Described]:
     a spec or an address, several for a gateway spec (no settings). An address the state
     records brings its settings; one it does not is looked up on Modal as it is, in its own
     environment (never another's)."""
-    if target.startswith(("http://", "https://")):
+    if target.lower().startswith(("http://", "https://")):
         return []
     from .address import Project
     from .targets import named, state_store
@@ -241,10 +248,19 @@ def resolve(args: argparse.Namespace) -> Service:
     model = args.model
     if model is None and kind != "embed":
         model = values.get("model.served_name")
-    keyed = bool(values.get("surfaces.http.api_key_secret"))
-    key_env = args.api_key_env or (values.get("surfaces.http.api_key_env") if keyed else None)
-    if key_env is None and not values:
-        key_env = DEFAULT_KEY_ENV  # unknown service: send the key if there is one
+    surface = "router" if "router.api_key_env" in values else "surfaces.http"
+    keyed = bool(values.get(f"{surface}.api_key_secret"))
+    key_env = args.api_key_env or (values.get(f"{surface}.api_key_env") if keyed else None)
+    notices: list[str] = []
+    if not targets:
+        host = _check_destination(url, args, notices)
+        if key_env is None and _is_local(host):
+            key_env = DEFAULT_KEY_ENV  # this machine: send the key if there is one
+        elif key_env is None and os.environ.get(DEFAULT_KEY_ENV):
+            notices.append(
+                f"not sending ${DEFAULT_KEY_ENV} to {host}: it is not an app's Modal URL nor "
+                "this machine; name the variable with --api-key-env to send it there"
+            )
     scaledown = values.get("scaling.scaledown_window")
     return Service(
         url=url.rstrip("/"),
@@ -253,7 +269,38 @@ def resolve(args: argparse.Namespace) -> Service:
         key_env=key_env,
         key_required=keyed or args.api_key_env is not None,
         scaledown=_seconds(scaledown) if scaledown is not None else None,
+        notices=tuple(notices),
     )
+
+
+def _check_destination(url: str, args: argparse.Namespace, notices: list[str]) -> str:
+    """The host of a URL the user gave. Plain http to another machine is refused unless the
+    user says so (``--allow-http``): the prompt, and a key the user named, would cross the
+    network unencrypted."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProbeError(f"{url}: not an http(s) URL")
+    if parts.scheme == "http" and not _is_local(parts.hostname):
+        if not args.allow_http:
+            raise ProbeError(
+                f"{url}: plain http to {parts.hostname} sends the request unencrypted; use "
+                "https, or pass --allow-http"
+            )
+        notices.append(f"sending over plain http to {parts.hostname} (--allow-http)")
+    return parts.hostname
+
+
+def _is_local(host: str) -> bool:
+    """This machine: ``localhost`` and its subdomains (RFC 6761), or a loopback address."""
+    import ipaddress
+
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _kind(values: dict[str, Any]) -> str | None:
@@ -430,6 +477,8 @@ def _short(text: str, words: int = 12) -> str:
 
 def cmd_test(args: argparse.Namespace, console: Console) -> int:
     service = resolve(args)
+    for notice in service.notices:
+        console.error(f"note: {notice}")
     client = Http(service.url, _api_key(service), args.timeout)
     reply = send(client, service, payload(service, args.prompt))
     model = f" ({service.model})" if service.model else ""

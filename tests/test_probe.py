@@ -410,3 +410,69 @@ def test_spec_and_app_targets_take_kind_model_key_and_window_from_the_spec(
     monkeypatch.delenv("VLLM_API_KEY")
     code, _, err = run(capsys, "test", "specs/probe.yaml")
     assert (code, err) == (1, "$VLLM_API_KEY is not set: export the endpoint's API key in it\n")
+
+
+# -- where a key may go ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_key_goes_to_this_machine(
+    stand_in: Any, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    server = stand_in("embedding", key=KEY)
+    url = server.url.replace("127.0.0.1", host)
+    code, _, err = run(capsys, "test", url, "--kind", "embedding")
+    assert code == 0 and "note:" not in err, err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.invalid",
+        "http://10.0.0.1:8000/",
+        "http://[2001:db8::1]/",
+        "HTTP://Example.Org",
+    ],
+)
+def test_plain_http_to_another_machine_is_refused(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code, out, err = run(capsys, "test", url, "--kind", "chat")
+    assert (code, out) == (1, "")
+    assert err.endswith("sends the request unencrypted; use https, or pass --allow-http\n"), err
+    assert KEY not in err
+
+
+def test_the_default_key_is_not_sent_to_another_machine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TEST-NET-1 (RFC 5737) is never routed: the request fails, and the key was never offered.
+    unsent = (
+        "note: not sending $VLLM_API_KEY to 192.0.2.1: it is not an app's Modal URL nor this "
+        "machine; name the variable with --api-key-env to send it there"
+    )
+    code, _, err = run(capsys, "test", "https://192.0.2.1:9", "--kind", "chat", "--timeout", "0.2")
+    assert code == 1 and err.splitlines()[0] == unsent
+    code, _, err = run(
+        capsys, "test", "http://192.0.2.1:9", "--kind", "chat", "--allow-http", "--timeout", "0.2"
+    )
+    assert code == 1
+    assert err.splitlines()[:2] == [
+        "note: sending over plain http to 192.0.2.1 (--allow-http)",
+        unsent,
+    ]
+    assert KEY not in err
+    # Named with --api-key-env, the key goes where the user says.
+    monkeypatch.setenv("MY_KEY", "named")
+    code, _, err = run(
+        capsys,
+        "test",
+        "https://192.0.2.1:9",
+        "--kind",
+        "chat",
+        "--api-key-env",
+        "MY_KEY",
+        "--timeout",
+        "0.2",
+    )
+    assert code == 1 and "note:" not in err

@@ -159,6 +159,29 @@ def test_the_lock_file_names_the_holder_only_while_held(tmp_path: Path) -> None:
 # -- writing and reading -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "proc-file"])
+def test_a_state_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path, kind: str) -> None:
+    """Never opened when it is a pipe (a read would wait for ever), never read past the limit
+    when the size the file system reports is not the size it has."""
+    path = tmp_path / "state.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")  # endless: the size check must not trust st_size
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/proc/self/status")  # st_size 0, but it has content: not JSON
+    with pytest.raises(StateError) as caught:
+        LocalStore(path).read()
+    message = str(caught.value)
+    assert message.startswith(f"{path}:") and "\n" not in message
+    if kind == "proc-file":
+        assert "the state is not valid JSON" in message
+    else:
+        assert "not a regular file" in message or "is a directory" in message
+
+
 def test_write_then_read_round_trips(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "nested" / "state.json")
     assert store.read() == State()  # nothing applied yet
@@ -233,6 +256,13 @@ def _state(apps: dict[str, object]) -> bytes:
         (b'{"format": "modaliac-state", "version": 2, "apps": []}', "{path}: the state is dam"),
         (b"\xff\xfe", "{path}: byte 0 is not UTF-8; is it a state?"),
         (b"[" * 100_000, "{path}: the state is nested too deeply"),
+        (b'{"format": "modaliac-state", "version": 1' + b"0" * 5000 + b"}", "{path}: the state"),
+        (
+            b'{"format": "modaliac-state", "version": 2, "apps": {"a": {"deployed_version": '
+            + b"9" * 5000
+            + b"}}}",
+            "{path}: the state holds a number too long",
+        ),
         # Entries that would make a command act on an app the key does not name.
         (_state({"prod/a": _entry("a")}), "{path}: apps.prod/a: the entry is for a; each"),
         (_state({"a": _entry("a", "prod")}), "{path}: apps.a: the entry is for prod/a"),
