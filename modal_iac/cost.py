@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import ModaliacError
 from .fields import parse_memory
+from .files import joined, parse_json, read_text
 from .plan import Change, Plan
 
 HOURS_PER_MONTH = 730
@@ -29,6 +30,7 @@ _MODEL = re.compile(r'^models(?:\.([A-Za-z_][A-Za-z0-9_-]*)|\[("(?:[^"\\]|\\.)*"
 SERVER_CLASS = "Server"  # the class of the generated HTTP server (templates/vllm_server.py.j2)
 HOST_ROWS = ("cpu_core", "memory_gib")
 PRICES_ENV = "MODALIAC_PRICES"
+MAX_PRICE_FILE_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,11 @@ def load_prices(path: str | None = None) -> Prices:
     user = path or os.environ.get(PRICES_ENV)
     if not user:
         return prices
-    try:
-        document = json.loads(Path(user).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModaliacError(f"{user}: cannot read prices ({exc})") from None
-    override = _parse(document, user)
+    fail = joined(ModaliacError)
+    text = read_text(Path(user), user, "price file", MAX_PRICE_FILE_BYTES, fail)
+    if text is None:
+        raise ModaliacError(f"{user}: no such price file")
+    override = _parse(parse_json(text, user, "price file", fail), user)
     return Prices(
         {**prices.per_second, **override.per_second},
         override.date or prices.date,

@@ -10,12 +10,13 @@ real cards hold as much or a little more, so the estimate errs on the safe side)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ModaliacError
+from .files import joined, parse_json, read_text
 from .gateway import GatewaySpec
 from .spec import Gpu, Spec
 
@@ -148,28 +149,39 @@ def _cached_config(model_id: str) -> Architecture | None:
     )
     snapshots = Path(hub) / ("models--" + model_id.replace("/", "--")) / "snapshots"
     for config in sorted(snapshots.glob("*/config.json")) if snapshots.is_dir() else []:
+        # A cache is no source of truth: a file that is not a sane config is passed over.
         try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = read_text(config, str(config), "model config", 2**20, joined(ModaliacError))
+            data = parse_json(text or "", str(config), "model config", joined(ModaliacError))
+        except ModaliacError:
             continue
-        return _from_config(data.get("text_config") or data)
+        if isinstance(data, dict):
+            return _from_config(data)
     return None
 
 
 def _from_config(data: dict[str, Any]) -> Architecture:
-    heads = data.get("num_attention_heads")
-    hidden = data.get("hidden_size")
-    head_dim = data.get("head_dim") or (hidden // heads if hidden and heads else None)
-    pattern = data.get("sliding_window_pattern")
+    inner = data.get("text_config")
+    data = inner if isinstance(inner, dict) else data
+    heads = _count(data, "num_attention_heads")
+    hidden = _count(data, "hidden_size")
+    head_dim = _count(data, "head_dim") or (hidden // heads if hidden and heads else None)
+    pattern = _count(data, "sliding_window_pattern")
     return Architecture(
         0.0,
-        layers=data.get("num_hidden_layers"),
-        kv_heads=data.get("num_key_value_heads") or heads,
+        layers=_count(data, "num_hidden_layers"),
+        kv_heads=_count(data, "num_key_value_heads") or heads,
         head_dim=head_dim,
-        sliding_window=data.get("sliding_window") if pattern else None,
+        sliding_window=_count(data, "sliding_window") if pattern else None,
         global_every=pattern,
         source="config.json in the Hugging Face cache",
     )
+
+
+def _count(data: dict[str, Any], key: str) -> int | None:
+    """A positive whole number from a config, or None (a cache holds what anyone wrote)."""
+    value = data.get(key)
+    return value if type(value) is int and 0 < value < 2**31 else None
 
 
 @dataclass(frozen=True)

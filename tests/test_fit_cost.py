@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -166,6 +167,41 @@ def test_config_json_in_the_local_cache_gives_layer_shapes(
     arch = fit.architecture("acme/tiny", 1.0)
     assert arch is not None and (arch.layers, arch.kv_heads, arch.head_dim) == (10, 2, 128)
     assert arch.kv_bytes(1000) == 2 * 2 * 128 * 2 * 10 * 1000
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"num_hidden_layers": "ten", "num_attention_heads": 8, "hidden_size": "x"}',
+        '{"text_config": [1, 2], "num_hidden_layers": 10}',
+        '{"hidden_size": 1024, "num_attention_heads": 0}',
+        "[" * 100_000,
+        "not json",
+        '{"num_hidden_layers": ' + "9" * 5000 + "}",
+    ],
+)
+def test_a_hostile_cached_config_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    snapshot = tmp_path / "models--acme--odd" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(content)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    arch = fit.architecture("acme/odd", 1.0)
+    assert arch is None or all(
+        value is None or (type(value) is int and value > 0)
+        for value in (arch.layers, arch.kv_heads, arch.head_dim)
+    )
+
+
+def test_a_price_file_that_is_a_pipe_is_refused_unread(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    pipe = workdir / "prices.json"
+    os.mkfifo(pipe)
+    code, out, err = run(capsys, "plan", "--prices", str(pipe))
+    assert (code, out) == (1, "")
+    assert err == f"{pipe}: is not a regular file (a pipe or a device), so not a price file\n"
 
 
 def test_fit_knows_every_modal_gpu_type() -> None:
@@ -524,6 +560,6 @@ def test_a_broken_price_file_stops_plan_before_anything_is_written(
     prices.write_text("{not json")
     code, out, err = run(capsys, "plan", "--prices", str(prices), "-o", "plan.md")
     assert code == 1 and out == ""
-    assert err.startswith(f"{prices}: cannot read prices (Expecting property name")
+    assert err.startswith(f"{prices}:1:2: the price file is not valid JSON (Expecting property")
     assert len(err.strip().splitlines()) == 1
     assert not (workdir / "plan.md").exists()
