@@ -76,7 +76,11 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
             "startup_timeout": "30m",
             "concurrency": 8,
         },
-        "surfaces": {"class": {"name": "ChatModel"}, "http": {"port": 9000}, "downloader": False},
+        "surfaces": {
+            "class": {"name": "ChatModel"},
+            "http": {"port": 9000, "open": True},
+            "downloader": False,
+        },
     },
     "embed-class-sleep-http": {
         "app": "synthetic-embed-sleep",
@@ -105,7 +109,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "model": {**_MODEL_GENERATE, "multimodal": True},
         "gpu": "H100",
         "snapshot": "gpu",
-        "surfaces": {"class": False, "http": True, "downloader": False},
+        "surfaces": {"class": False, "http": {"open": True}, "downloader": False},
     },
     "generate-class-gpu-snapshot": {
         "app": "synthetic-generate-gpu",

@@ -752,7 +752,8 @@ def test_text_only_open_server_without_class_methods(tmp_path: Path) -> None:
     from test_modal_fidelity import private_view
 
     model = {**spec_data()["model"], "multimodal": False}
-    data = spec_data(model=model, surfaces={"class": False, "http": True, "downloader": False})
+    surfaces = {"class": False, "http": {"open": True}, "downloader": False}
+    data = spec_data(model=model, surfaces=surfaces)
     source = rendered(data).source
     assert "torchvision" not in source
     with isolated_modal(tmp_path / "home") as mp:

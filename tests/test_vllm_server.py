@@ -65,7 +65,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "app": "server-open",
         "model": {**_MODEL, "task": "generate"},
         "gpu": "L4",
-        "surfaces": {"class": False, "http": True, "downloader": False},
+        "surfaces": {"class": False, "http": {"open": True}, "downloader": False},
     },
 }
 
