@@ -121,8 +121,8 @@ def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.Mon
     (work / "specs").mkdir(parents=True)
     shutil.copy(ROOT / "specs" / "kalm.yaml", work / "specs" / "kalm.yaml")
     shutil.copy(SMALL_SPEC, work / "specs" / "minilm.yaml")
-    for name in ("huggingface", "kalm-api-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     return work

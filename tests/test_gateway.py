@@ -586,7 +586,7 @@ def test_apply_deploys_one_router_and_one_class_per_model(
     (work / "specs").mkdir(parents=True)
     gateway(work / "specs")
     modal_api.state.add_secret("huggingface")
-    modal_api.state.add_secret("gw-key")
+    modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
 
@@ -603,6 +603,11 @@ def test_apply_deploys_one_router_and_one_class_per_model(
             item.function
         )
     assert set(by_app) == {"gw-l4", "gw-h100"}
+    # The router's key secret is looked up with its key, so one without it fails the deploy.
+    asked = {
+        (r.deployment_name, tuple(r.required_keys)) for r in state.requests("SecretGetOrCreate")
+    }
+    assert ("gw-key", ("API_KEY",)) in asked  # (plan's own existence check sends none)
     for app, functions in by_app.items():
         assert set(functions) == {"router", "Alpha.*", "Beta.*"}
         router = functions["router"]
@@ -671,8 +676,8 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     (work / "specs").mkdir(parents=True)
     spec = gateway(work / "specs", gpus=["L4", "H100"])
     gateway(work / "specs", "plain", models=[{"id": "org/x", "name": "x"}], gpus=["T4"])
-    for name in ("huggingface", "gw-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     monkeypatch.setenv("VLLM_API_KEY", KEY)

@@ -1062,8 +1062,9 @@ def test_deploy_sends_the_server_definition(
     spec = loaded.spec
     http = spec.surfaces.http
     assert http is not None and http.api_key_secret is not None
-    for name in [*spec.secrets, http.api_key_secret]:
+    for name in spec.secrets:
         modal_api.state.add_secret(name)
+    modal_api.state.add_secret(http.api_key_secret, (http.api_key_env,))
     rendered = render(loaded)
     module = import_source(rendered.source, tmp_path, Path(case).stem)
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -1117,8 +1118,9 @@ def test_the_sleeping_examples_deploy_as_the_seeds_describe(
     from modal_iac.render import render
 
     found = {}
-    for name in ("huggingface", "vllm-api-key", "netra-api-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    for name in ("vllm-api-key", "netra-api-key"):  # both examples keep the default key name
+        modal_api.state.add_secret(name, ("VLLM_API_KEY",))
     for case in (CHAT, NETRA):
         loaded = loaded_case(case)
         module = import_source(render(loaded).source, tmp_path, Path(case).stem)

@@ -215,7 +215,10 @@ _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     image=image,
     gpu=GPU,
     volumes=volumes,
-    secrets=[*secrets, modal.Secret.from_name(API_KEY_SECRET)],
+    secrets=[
+        *secrets,
+        modal.Secret.from_name(API_KEY_SECRET, required_keys=[API_KEY_ENV]),
+    ],
     timeout=TIMEOUT,
     startup_timeout=STARTUP_TIMEOUT,
     scaledown_window=SCALEDOWN_WINDOW,

@@ -247,7 +247,7 @@ MODEL_CLASSES = {
 
 @app.function(
     image=router_image,
-    secrets=[modal.Secret.from_name(API_KEY_SECRET)],
+    secrets=[modal.Secret.from_name(API_KEY_SECRET, required_keys=[API_KEY_ENV])],
     timeout=TIMEOUT,
     scaledown_window=SCALEDOWN_WINDOW,
 )

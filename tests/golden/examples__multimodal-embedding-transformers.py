@@ -624,7 +624,10 @@ async def respond(send, status: int, body: bytes, headers=()) -> None:
     image=image,
     gpu=GPU,
     volumes=volumes,
-    secrets=[*secrets, modal.Secret.from_name(API_KEY_SECRET)],
+    secrets=[
+        *secrets,
+        modal.Secret.from_name(API_KEY_SECRET, required_keys=[API_KEY_ENV]),
+    ],
     timeout=TIMEOUT,
     startup_timeout=STARTUP_TIMEOUT,
     scaledown_window=SCALEDOWN_WINDOW,
