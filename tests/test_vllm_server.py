@@ -522,9 +522,9 @@ def test_a_body_at_the_limit_passes_and_one_byte_more_is_refused_unread(
     assert stand_in.seen == [], "vLLM saw bytes of a refused body"
 
 
-def test_a_content_length_that_is_no_number_is_refused(server: ModuleType) -> None:
-    """uvicorn refuses it before any app runs; the guard refuses it too where a server does
-    not (called directly here, with a scope such a server would pass on)."""
+def guard_directly(server: ModuleType, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the guard (open, LIMIT bytes) sends for ``scope``, called without a server, for
+    requests uvicorn here never passes on; its app must not be reached."""
     sent: list[dict[str, Any]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -536,15 +536,20 @@ def test_a_content_length_that_is_no_number_is_refused(server: ModuleType) -> No
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/x",
-        "headers": [(b"content-length", b"1e3")],
-    }
     asyncio.run(server.guard(app, None, LIMIT)(scope, receive, send))
-    assert sent[0]["status"] == 400
-    assert json.loads(sent[1]["body"])["error"]["message"] == "Content-Length is not a number"
+    return sent
+
+
+def test_what_uvicorn_would_not_pass_on_is_refused_too(server: ModuleType) -> None:
+    """A Content-Length that is no number (uvicorn answers 400 itself) and a websocket
+    (uvicorn here has no websocket library): no generated endpoint offers websockets."""
+    headers = [(b"content-length", b"1e3")]
+    scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": headers}
+    start, body = guard_directly(server, scope)
+    assert start["status"] == 400
+    assert json.loads(body["body"])["error"]["message"] == "Content-Length is not a number"
+    scope = {"type": "websocket", "path": "/v1/realtime", "headers": []}
+    assert guard_directly(server, scope) == [{"type": "websocket.close", "code": 1008}]
 
 
 def test_health_is_forwarded_without_a_key(proxy: int, stand_in: StandIn) -> None:
