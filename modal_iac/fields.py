@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4).
 _OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
@@ -41,6 +41,11 @@ GPU_ALIASES = {"A10G": "A10"}
 MODAL_MAX_TIMEOUT = 24 * 3600
 MODAL_SCALEDOWN_RANGE = (2, 3600)
 MODAL_MIN_MEMORY_MIB = 128  # Modal's default request: the smallest a spec may ask for
+# Request bodies a public endpoint takes (surfaces.http.max_body, router.max_body), in MiB.
+# Each body is held in memory while it is checked and forwarded, once per concurrent input,
+# so the limit stays well below a container's memory.
+DEFAULT_MAX_BODY_MIB = 32
+MAX_BODY_RANGE_MIB = (1, 1024)
 
 
 class Problem(ValueError):
@@ -194,6 +199,37 @@ MemorySize = Annotated[
                 {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(MiB|Mi|GiB|Gi|TiB|Ti)\s*$"},
             ],
             "examples": ["64GiB", "512MiB"],
+        }
+    ),
+]
+
+
+def _body_size_in_range(mib: int) -> int:
+    low, high = MAX_BODY_RANGE_MIB
+    if not low <= mib <= high:
+        raise ValueError(
+            f"expected a request body limit from {_format_memory(low)} to "
+            f"{_format_memory(high)}, got {_format_memory(mib) if mib > 0 else mib}"
+        )
+    return mib
+
+
+# The largest request body a public endpoint takes: a memory size (MiB), in a narrower range.
+BodySize = Annotated[
+    MemorySize,
+    AfterValidator(_body_size_in_range),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "integer",
+                    "minimum": MAX_BODY_RANGE_MIB[0],
+                    "maximum": MAX_BODY_RANGE_MIB[1],
+                    "description": "MiB",
+                },
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(MiB|Mi|GiB|Gi)\s*$"},
+            ],
+            "examples": ["32MiB", "256MiB"],
         }
     ),
 ]

@@ -15,9 +15,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from .fields import (
+    DEFAULT_MAX_BODY_MIB,
     ENVIRONMENT_NAME,
     HF_ID,
     ONLY_PATTERN_KEYS,
+    BodySize,
     Duration,
     EnvVarName,
     MountPath,
@@ -40,6 +42,7 @@ from .spec import (
     Scaling,
     StrictModel,
     Usage,
+    endpoint_key_problems,
 )
 
 # Modal's free tier allows this many web endpoints per workspace.
@@ -95,12 +98,25 @@ def model_class_name(short_name: str) -> str:
 
 
 class Router(StrictModel):
-    """The public endpoint of each app."""
+    """The public endpoint of each app. Every request but /health needs the API key from
+    ``api_key_secret``, unless the spec says ``open: true``."""
 
     api_key_secret: ObjectName | None = Field(
-        None, description="Modal secret holding the Bearer key clients must send."
+        None,
+        description="Modal secret holding the Bearer key clients must send; required unless "
+        "open is true.",
     )
     api_key_env: EnvVarName = Field("API_KEY", description="Key name inside that secret.")
+    open: bool = Field(
+        False,
+        description="Serve without an API key: anyone who has a router's URL may call it. "
+        "Only instead of api_key_secret (policy MDL007 warns).",
+    )
+    max_body: BodySize = Field(
+        DEFAULT_MAX_BODY_MIB,
+        description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
+        "get 413 before they are read.",
+    )
     upstream_timeout: Duration = Field(
         600, description="Longest the router waits for a model (504 after)."
     )
@@ -222,11 +238,22 @@ class GatewaySpec(StrictModel):
                 if not re.match(r"^[a-zA-Z0-9._-]{1,64}$", app.name):
                     found.append((("app_name",), f"{app.name!r} is not a valid Modal app name"))
                     break
-        if self.router.api_key_secret is not None and self.router.api_key_secret in self.secrets:
+        router = self.router
+        if "router" not in self.model_fields_set:
+            found.append(
+                (
+                    ("router",),
+                    'missing key "router": name the Modal secret that holds the API key in '
+                    "router.api_key_secret, or set router.open: true to serve without one",
+                )
+            )
+        else:
+            found.extend(endpoint_key_problems(("router",), router.api_key_secret, router.open))
+        if router.api_key_secret is not None and router.api_key_secret in self.secrets:
             found.append(
                 (
                     ("router", "api_key_secret"),
-                    f"{self.router.api_key_secret!r} is also under secrets; the API key secret "
+                    f"{router.api_key_secret!r} is also under secrets; the API key secret "
                     "is attached to the router only, so remove it from secrets",
                 )
             )

@@ -112,7 +112,8 @@ RULES: dict[str, Rule] = {
             "MDL007",
             "http-without-auth",
             "warning",
-            "set api_key_secret (surfaces.http, a gateway's router) to a Modal secret with the key",
+            "replace open: true with api_key_secret naming a Modal secret that holds the key, or "
+            "suppress MDL007 saying why the endpoint may be public",
         ),
         Rule(
             "MDL008",
@@ -248,13 +249,13 @@ def _timeouts(spec: Spec) -> list[Finding]:
 
 def _auth(spec: Spec) -> list[Finding]:
     http = spec.surfaces.http
-    if http is None or http.api_key_secret is not None:
+    if http is None or not http.open:
         return []
     return [
         Finding(
             RULES["MDL007"],
-            ("surfaces", "http"),
-            "has no api_key_secret, so the endpoint answers anyone who has its URL",
+            ("surfaces", "http", "open"),
+            "the endpoint is served without an API key: it answers anyone who has its URL",
         )
     ]
 
@@ -292,13 +293,13 @@ def _gateway_pinned(spec: GatewaySpec) -> list[Finding]:
 
 
 def _gateway_auth(spec: GatewaySpec) -> list[Finding]:
-    if spec.router.api_key_secret is not None:
+    if not spec.router.open:
         return []
     return [
         Finding(
             RULES["MDL007"],
-            ("router",),
-            "has no api_key_secret, so every app's endpoint answers anyone who has its URL",
+            ("router", "open"),
+            "every app's router is served without an API key: it answers anyone who has its URL",
         )
     ]
 

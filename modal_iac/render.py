@@ -17,12 +17,13 @@ from typing import Any
 import jinja2
 
 from . import __version__, engine
-from .gateway import GatewaySpec
+from .gateway import GatewaySpec, Router
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
-from .spec import HF_CACHE, Image, Scaling, Spec
+from .spec import HF_CACHE, HttpSurface, Image, Scaling, Spec
 
 HEADER_LINES = 2
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,7 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
     if surfaces.http is not None:
         port = surfaces.http.port
         http = {
-            "api_key_secret": surfaces.http.api_key_secret,
-            "api_key_env": surfaces.http.api_key_env,
+            **endpoint_context(surfaces.http),
             "upstream": f"http://{engine.SERVE_HOST}:{port}",
             "serve_args": engine.serve_argv(spec, port),
             "vllm_env": server_env(spec),
@@ -154,6 +154,17 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
         "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
         "class_surface": class_surface,
         "http": http,
+        "relay": True,  # the proxy relays vLLM's answers (templates/_http_guard.py.j2)
+    }
+
+
+def endpoint_context(endpoint: HttpSurface | Router) -> dict[str, Any]:
+    """The API key and the body limit of a public endpoint, for templates/_http_guard.py.j2."""
+    return {
+        "open": endpoint.open,
+        "api_key_secret": endpoint.api_key_secret,
+        "api_key_env": endpoint.api_key_env,
+        "max_body": endpoint.max_body * MIB,
     }
 
 

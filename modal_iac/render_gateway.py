@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
-from .render import scaling_context
+from .render import endpoint_context, scaling_context
 from .spec import HF_CACHE
 
 TEMPLATE = "gateway_app.py.j2"
@@ -37,11 +37,11 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         ],
         "volume_names": dict(sorted(spec.volumes.items())),
         "secret_names": list(spec.secrets),
-        "api_key_secret": spec.router.api_key_secret,
-        "api_key_env": spec.router.api_key_env,
+        **endpoint_context(spec.router),
         "upstream_timeout": spec.router.upstream_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
         **scaling_context(spec.scaling, spec.image),
         "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
         "image_env": dict(sorted(env.items())),
+        "relay": True,  # the router relays the models' answers (templates/_http_guard.py.j2)
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .render import common_context
+from .render import common_context, endpoint_context
 from .spec import Spec
 
 TEMPLATE = "transformers_app.py.j2"
@@ -37,10 +37,7 @@ def transformers_context(spec: Spec, header_text: str = "") -> dict[str, Any]:
     multimodal = bool(spec.model.multimodal)
     http = None
     if surfaces.http is not None:
-        http = {
-            "api_key_secret": surfaces.http.api_key_secret,
-            "api_key_env": surfaces.http.api_key_env,
-        }
+        http = endpoint_context(surfaces.http)
     methods = surfaces.class_ is not None
     class_name = surfaces.class_.name if surfaces.class_ is not None else SERVER_CLASS
     has_class = methods or http is not None
@@ -71,6 +68,7 @@ def transformers_context(spec: Spec, header_text: str = "") -> dict[str, Any]:
         "model_class": model_class,
         "methods": methods,
         "http": http,
+        "relay": False,  # FastAPI answers itself: no upstream to relay
     }
 
 

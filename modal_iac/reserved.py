@@ -16,6 +16,14 @@ from typing import Literal
 
 BUILTINS = frozenset(dir(builtins))
 
+# templates/_http_guard.py.j2, included by every template with a public endpoint: the guard,
+# the body reader and the relay (only where an upstream answers), with their constants.
+GUARD_NAMES = frozenset(
+    {"JSON_HEADERS", "MAX_BODY_BYTES", "OPEN_PATHS", "api_key_from_secret", "error_json"}
+    | {"guard", "read_body", "relay", "respond", "_BodyTooLarge", "_Guard", "_digest"}
+    | {"_replay"}
+)
+
 # templates/vllm_app.py.j2 with templates/vllm_server.py.j2 (the HTTP server), every surface
 # and snapshot mode.
 VLLM_NAMES = frozenset(
@@ -30,10 +38,10 @@ VLLM_NAMES = frozenset(
     # The HTTP server: its imports, constants, class and helpers.
     | {"asyncio", "b64encode", "hashlib", "hmac", "json", "os", "subprocess", "time"}
     | {"token_urlsafe", "urllib", "zlib"}
-    | {"HOP_BY_HOP", "NOT_FORWARDED", "PUBLIC_PATHS", "PUBLIC_PREFIX", "Server", "_Proxy"}
-    | {"build_proxy", "sleep_engine", "start_vllm", "tiny_png", "wait_healthy", "wake_engine"}
-    | {"warm_up", "warm_up_requests", "_call", "_digest", "_error", "_is_sleeping"}
-    | {"_loopback", "_public", "_read_body", "_relay"}
+    | {"HOP_BY_HOP", "NOT_FORWARDED", "PUBLIC_PREFIX", "Server", "_Proxy", "build_proxy"}
+    | {"sleep_engine", "start_vllm", "tiny_png", "wait_healthy", "wake_engine", "warm_up"}
+    | {"warm_up_requests", "_call", "_is_sleeping", "_loopback", "_public"}
+    | GUARD_NAMES
 )
 
 # templates/transformers_app.py.j2; its class is named Server when the class surface is off.
@@ -48,7 +56,8 @@ TRANSFORMERS_NAMES = frozenset(
     | {"TRUST_REMOTE_CODE", "VOLUME_NAMES"}
     | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
     | {"parse_embed_request", "pool", "_context_length", "_embed_request", "_features"}
-    | {"_strings"}
+    | {"_strings", "hashlib", "hmac", "json", "os"}
+    | GUARD_NAMES
 )
 
 # templates/gateway_app.py.j2.
@@ -58,12 +67,12 @@ GATEWAY_NAMES = frozenset(
     | {"urllib"}
     | {"API_KEY_ENV", "API_KEY_SECRET", "APP_NAME", "APP_TAGS", "BASE_IMAGE"}
     | {"BUFFER_CONTAINERS", "CONCURRENCY", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
-    | {"MAX_BODY_BYTES", "MAX_CONTAINERS", "MIN_CONTAINERS", "MODELS", "MODEL_CLASSES"}
-    | {"PIP_PACKAGES", "PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES"}
-    | {"STARTUP_TIMEOUT", "TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES"}
-    | {"Router", "build_router", "error_body", "http_exchange", "http_sender", "modal_sender"}
-    | {"router", "start_vllm", "wait_healthy", "_digest", "_loopback", "_read_body"}
-    | {"_respond"}
+    | {"MAX_CONTAINERS", "MIN_CONTAINERS", "MODELS", "MODEL_CLASSES", "PIP_PACKAGES"}
+    | {"PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT"}
+    | {"TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES", "Router", "build_router"}
+    | {"http_exchange", "http_sender", "modal_sender", "router", "start_vllm", "wait_healthy"}
+    | {"_loopback"}
+    | GUARD_NAMES
 )
 
 # An environment may switch a service's engine, so its names avoid both engines' files.

@@ -27,6 +27,7 @@ from pydantic_core import CoreSchema
 from .fields import (
     APP_ID,
     ARG_NAME,
+    DEFAULT_MAX_BODY_MIB,
     ENVIRONMENT_NAME,
     GPU_ALIASES,
     GPU_TYPES,
@@ -35,6 +36,7 @@ from .fields import (
     MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
     ONLY_PATTERN_KEYS,
+    BodySize,
     Duration,
     EnvVarName,
     MemorySize,
@@ -270,7 +272,7 @@ GpuChoice = Annotated[
 class AlsoAccepts:
     """JSON schema of a field whose BeforeValidator expands a shorthand: either spelling.
 
-    Without it schema.json would refuse ``gpu: L4`` or ``http: true``, which specs write.
+    Without it schema.json would refuse ``gpu: L4`` or ``class: true``, which specs write.
     """
 
     def __init__(self, shorthand: dict[str, Any]) -> None:
@@ -357,13 +359,26 @@ class ClassSurface(StrictModel):
 class HttpSurface(StrictModel):
     """The HTTP endpoint. vLLM: the OpenAI-compatible ``vllm serve`` on 127.0.0.1 behind an
     authenticating proxy (``@modal.asgi_app``) that forwards only /v1 and /health.
-    transformers: a FastAPI app with /embed, /health and /."""
+    transformers: a FastAPI app with /embed, /health and /. Every request but /health needs
+    the API key from ``api_key_secret``, unless the spec says ``open: true``."""
 
     api_key_secret: ObjectName | None = Field(
-        None, description="Modal secret holding the API key; without it the endpoint is open."
+        None,
+        description="Modal secret holding the API key clients send as a Bearer token; "
+        "required unless open is true.",
     )
     api_key_env: EnvVarName = Field(
         "VLLM_API_KEY", description="Key inside that secret that holds the API key."
+    )
+    open: bool = Field(
+        False,
+        description="Serve without an API key: anyone who has the URL may call the endpoint. "
+        "Only instead of api_key_secret (policy MDL007 warns).",
+    )
+    max_body: BodySize = Field(
+        DEFAULT_MAX_BODY_MIB,
+        description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
+        "get 413 before they are read.",
     )
     port: int = Field(
         8000,
@@ -371,6 +386,31 @@ class HttpSurface(StrictModel):
         le=65535,
         description="vLLM's port on 127.0.0.1 inside the container (the proxy is public).",
     )
+
+
+def endpoint_key_problems(
+    at: tuple[str, ...], api_key_secret: str | None, is_open: bool
+) -> list[tuple[tuple[str, ...], str]]:
+    """A public endpoint names the secret of its API key or says ``open: true``: one of the
+    two, never both, so nothing is served open by accident (a service's HTTP surface, a
+    gateway's router)."""
+    if api_key_secret is None and not is_open:
+        return [
+            (
+                at,
+                "has no api_key_secret; name the Modal secret that holds the API key, or set "
+                "open: true to serve without one",
+            )
+        ]
+    if api_key_secret is not None and is_open:
+        return [
+            (
+                (*at, "open"),
+                "open: true serves without an API key, but api_key_secret names one; keep one "
+                "of the two",
+            )
+        ]
+    return []
 
 
 class DownloaderSurface(StrictModel):
@@ -396,8 +436,9 @@ class Surfaces(StrictModel):
     class_: Annotated[
         ClassSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
     ] = Field(default_factory=ClassSurface, alias="class")
+    # `http: true` would be an endpoint with neither a key nor open: true, so only false.
     http: Annotated[
-        HttpSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
+        HttpSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"const": False})
     ] = None
     downloader: Annotated[
         DownloaderSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
@@ -598,6 +639,8 @@ class Spec(StrictModel):
                     "class takes one call at a time (pass lists to batch)",
                 )
             )
+        if http is not None:
+            found += endpoint_key_problems(("surfaces", "http"), http.api_key_secret, http.open)
         if http is not None and http.api_key_secret in self.secrets:
             found.append(
                 (

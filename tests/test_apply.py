@@ -33,8 +33,8 @@ def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.Mon
     shutil.copy(
         ROOT / "examples" / "small-embedding-no-snapshot.yaml", work / "specs" / "minilm.yaml"
     )
-    for name in ("huggingface", "kalm-api-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     return work
@@ -183,6 +183,40 @@ def test_a_missing_api_key_secret_names_the_key_it_must_hold(
         "fix": "create it with `modal secret create kalm-key-2 VLLM_API_KEY=...` (modaliac "
         "never handles secret values)",
     }
+
+
+def test_a_secret_without_the_api_key_fails_the_deploy_in_one_line_and_records_nothing(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server attaches its key secret with required_keys=[api_key_env], so Modal refuses
+    a secret that lacks the key (the local API as Modal does, for what modal 1.6.4 sends)
+    and the deploy fails before anything is published: no container ever starts to fail on
+    the missing key, and none serves open."""
+    modal_api.state.add_secret("kalm-api-key", ("API_KEY",))  # the key under another name
+    code, out, err = cli(capsys, "apply", "--yes", "specs/kalm.yaml")
+    assert code == 1
+    assert [line for line in out.splitlines() if line.startswith("FAILED")] == [
+        "FAILED create   kalm-embedding: Modal: Secret 'kalm-api-key' is missing the key(s) "
+        "VLLM_API_KEY"
+    ]
+    assert err == (
+        "1 app(s) failed; the state records the 0 that succeeded. Fix the cause and run apply "
+        "again.\n"
+    )
+    asked = [
+        list(request.required_keys)
+        for request in modal_api.state.requests("SecretGetOrCreate")
+        if request.deployment_name == "kalm-api-key"
+    ]
+    assert ["VLLM_API_KEY"] in asked
+    assert publishes(modal_api) == 0
+    assert modal_api.state.deployed_app("kalm-embedding") is None
+    assert state(project) == {}
+
+    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))  # fixed: the apply goes on
+    code, out, err = cli(capsys, "apply", "--yes", "specs/kalm.yaml")
+    assert code == 0, err
+    assert state(project) == {"kalm-embedding": 1}
 
 
 def test_saved_plan_is_applied_exactly_and_refused_when_stale(

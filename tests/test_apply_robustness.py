@@ -56,9 +56,10 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def small_spec(app: str, *, http: bool = False) -> str:
-    """The smallest example under another app name; ``http`` adds an endpoint without a key."""
+    """The smallest example under another app name; ``http`` adds an endpoint the spec
+    declares open (no API key)."""
     text = SMALL_SPEC.read_text().replace("app: minilm-embedding", f"app: {app}", 1)
-    return text + ("surfaces:\n  http: {}\n" if http else "")
+    return text + ("surfaces:\n  http:\n    open: true\n" if http else "")
 
 
 def recorded(work: Path) -> dict[str, int | None]:
@@ -120,8 +121,8 @@ def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.Mon
     (work / "specs").mkdir(parents=True)
     shutil.copy(ROOT / "specs" / "kalm.yaml", work / "specs" / "kalm.yaml")
     shutil.copy(SMALL_SPEC, work / "specs" / "minilm.yaml")
-    for name in ("huggingface", "kalm-api-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     return work

@@ -277,11 +277,11 @@ def test_plan_out_file(capsys: pytest.CaptureFixture[str], workdir: Path) -> Non
 def test_plan_warns_about_an_open_http_endpoint(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    port: 8000\n")
+    edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    open: true\n")
     code, out, _ = run(capsys, "plan")
     assert code == 0
     assert "Warning: kalm-embedding: specs/kalm.yaml:" in out
-    assert "surfaces.http: [MDL007] has no api_key_secret" in out
+    assert "surfaces.http.open: [MDL007] the endpoint is served without an API key" in out
 
 
 def test_plan_with_a_broken_state_file_is_one_line(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +21,29 @@ from typing import Any
 import pytest
 from aiohttp import web
 from modal_proto import api_pb2
-from test_vllm_server import free_port, import_source, request, running_asgi, running_stand_in
+from test_vllm_server import (
+    API_KEY_MISSING,
+    LIMIT,
+    NO_KEY_IDS,
+    NO_KEY_VALUES,
+    TOKEN,
+    accepted_credentials,
+    assert_openai_error,
+    assert_refused,
+    bearer,
+    free_port,
+    import_source,
+    json_of_size,
+    leave_mid_stream,
+    poll,
+    refused_credentials,
+    request,
+    running_asgi,
+    running_stand_in,
+    send_raw,
+    set_key,
+)
+from test_vllm_server import StandIn as VllmStandIn
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecErrors
@@ -233,6 +256,138 @@ def test_errors_are_openai_shaped(router: tuple[int, dict[str, StandIn]]) -> Non
     assert request(port, "POST", "/sleep", {}, KEY).status == 404
 
 
+# -- the guard in front of the router: one table for every generated endpoint ---------------
+
+
+@pytest.fixture
+def guarded(generated: ModuleType) -> Iterator[tuple[int, VllmStandIn]]:
+    """The generated router with its key and a body limit of LIMIT bytes, in front of the
+    stand-in for vLLM of test_vllm_server.py (it records every path, header and body), as
+    model "alpha"; yields the router's port and the stand-in."""
+    stand_in = VllmStandIn(token=TOKEN)
+    with running_stand_in(stand_in) as url:
+        send = generated.http_sender({"alpha": url}, TOKEN)
+        app = generated.build_router({"alpha": "org/alpha"}, KEY, send, 5, LIMIT)
+        with running_asgi(app) as port:
+            yield port, stand_in
+
+
+ALPHA_CHAT = json.dumps({"model": "alpha", "messages": [{"role": "user", "content": "Hi"}]})
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [(headers, status) for _, headers, status in refused_credentials(KEY)],
+    ids=[case for case, _, _ in refused_credentials(KEY)],
+)
+def test_the_router_refuses_bad_credentials_before_a_model_sees_them(
+    guarded: tuple[int, VllmStandIn], headers: list[tuple[str, str]], status: int
+) -> None:
+    port, stand_in = guarded
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("GET", "/x")]:
+        assert_refused(send_raw(port, method, path, headers, ALPHA_CHAT.encode()), status)
+    assert stand_in.seen == [], "a refused request reached a model"
+
+
+def test_the_router_takes_the_right_key_and_never_passes_it_on(
+    guarded: tuple[int, VllmStandIn],
+) -> None:
+    port, stand_in = guarded
+    assert send_raw(port, "GET", "/health").status == 200
+    for headers in accepted_credentials(KEY):
+        answer = send_raw(port, "POST", "/v1/chat/completions", headers, ALPHA_CHAT.encode())
+        assert answer.status == 200, answer.body
+        assert answer.json()["choices"][0]["message"]["content"] == "hello"
+    # The model's vLLM gets its own per-container token (here the sender's), never the key.
+    assert [seen.headers["authorization"] for seen in stand_in.seen] == [f"Bearer {TOKEN}"] * 3
+    assert not any(KEY in str(seen) for seen in stand_in.seen)
+
+
+def test_the_router_takes_a_body_at_the_limit_and_refuses_one_byte_more_unread(
+    guarded: tuple[int, VllmStandIn],
+) -> None:
+    port, stand_in = guarded
+    at_limit = json_of_size(LIMIT, model="alpha", messages=[])
+    for chunked in (False, True):
+        answer = send_raw(
+            port, "POST", "/v1/chat/completions", bearer(KEY), at_limit, chunked=chunked
+        )
+        assert answer.status == 200, answer.body
+    padding = json.loads(at_limit)["user"]
+    assert [seen.json()["user"] for seen in stand_in.seen] == [padding, padding]
+    stand_in.seen.clear()
+
+    over = json_of_size(LIMIT + 1, model="alpha", messages=[])
+    path = "/v1/chat/completions"
+    declared = send_raw(port, "POST", path, bearer(KEY), declared=LIMIT + 1)
+    chunked = send_raw(port, "POST", path, bearer(KEY), over, chunked=True)
+    for answer in (declared, chunked):
+        assert_openai_error(answer, 413, "invalid_request_error")
+    assert stand_in.seen == [], "a model saw bytes of a refused body"
+
+
+def test_a_client_that_leaves_mid_stream_cancels_the_models_request(
+    guarded: tuple[int, VllmStandIn],
+) -> None:
+    """Through http_sender (as a model container's forward reaches vLLM): the router closes
+    the model's generator, which closes its connection to vLLM."""
+    port, stand_in = guarded
+    stand_in.events, stand_in.event_interval = 500, 0.01
+    leave_mid_stream(port, KEY, "alpha")
+    assert poll(stand_in.aborted.is_set), "the model kept generating for a client that left"
+    assert stand_in.events_sent < 500
+
+
+def test_a_client_that_leaves_closes_a_modal_style_generator(generated: ModuleType) -> None:
+    """A sender like modal_sender (an async generator that blocks between items): the
+    router closes it when the client leaves, before its next item."""
+    closed = threading.Event()
+
+    async def send(name: str, path: str, body: dict[str, Any]) -> Any:
+        try:
+            yield 200, "text/event-stream"
+            yield b"data: token-0\n\n"
+            await asyncio.Event().wait()  # a model still generating its next token
+            yield b"data: token-1\n\n"
+        finally:
+            closed.set()
+
+    app = generated.build_router({"m": "org/m"}, KEY, send)
+    with running_asgi(app) as port:
+        leave_mid_stream(port, KEY)
+        assert poll(closed.is_set), "the model's generator was not closed"
+
+
+@pytest.mark.parametrize("value", NO_KEY_VALUES, ids=NO_KEY_IDS)
+def test_the_router_does_not_start_without_its_api_key(
+    generated: ModuleType, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    """router(), the ASGI factory Modal calls as the container starts, raises: the start
+    fails with this message instead of serving open."""
+    assert (generated.API_KEY_SECRET, generated.API_KEY_ENV) == ("vllm-api-key", "API_KEY")
+    set_key(monkeypatch, "API_KEY", value)
+    with pytest.raises(RuntimeError) as caught:
+        generated.router.local()
+    assert str(caught.value) == API_KEY_MISSING.format(secret="vllm-api-key", env="API_KEY")
+
+
+def test_a_router_the_spec_declares_open_starts_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_spec(gateway(tmp_path, router={"open": True, "max_body": "1MiB"}))
+    first = render_all(loaded)[0]
+    assert "Secret.from_name(API_KEY_SECRET" not in first.source
+    module = import_source(first.source, tmp_path / "apps", first.app)
+    assert module.MAX_BODY_BYTES == 2**20
+    monkeypatch.delenv("API_KEY", raising=False)
+    with running_asgi(module.router.local()) as port:
+        listed = request(port, "GET", "/v1/models")
+        assert listed.status == 200
+        assert [m["short_name"] for m in listed.json()["data"]] == ["alpha", "beta"]
+        too_large = send_raw(port, "POST", "/v1/completions", declared=2**20 + 1)
+        assert too_large.status == 413
+
+
 def test_model_errors_pass_through_with_their_status(generated: ModuleType) -> None:
     """An upstream's own 4xx (e.g. a context too long) reaches the client as it was."""
 
@@ -431,7 +586,7 @@ def test_apply_deploys_one_router_and_one_class_per_model(
     (work / "specs").mkdir(parents=True)
     gateway(work / "specs")
     modal_api.state.add_secret("huggingface")
-    modal_api.state.add_secret("gw-key")
+    modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
 
@@ -448,6 +603,11 @@ def test_apply_deploys_one_router_and_one_class_per_model(
             item.function
         )
     assert set(by_app) == {"gw-l4", "gw-h100"}
+    # The router's key secret is looked up with its key, so one without it fails the deploy.
+    asked = {
+        (r.deployment_name, tuple(r.required_keys)) for r in state.requests("SecretGetOrCreate")
+    }
+    assert ("gw-key", ("API_KEY",)) in asked  # (plan's own existence check sends none)
     for app, functions in by_app.items():
         assert set(functions) == {"router", "Alpha.*", "Beta.*"}
         router = functions["router"]
@@ -516,8 +676,8 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     (work / "specs").mkdir(parents=True)
     spec = gateway(work / "specs", gpus=["L4", "H100"])
     gateway(work / "specs", "plain", models=[{"id": "org/x", "name": "x"}], gpus=["T4"])
-    for name in ("huggingface", "gw-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     monkeypatch.setenv("VLLM_API_KEY", KEY)

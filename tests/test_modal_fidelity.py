@@ -76,7 +76,11 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
             "startup_timeout": "30m",
             "concurrency": 8,
         },
-        "surfaces": {"class": {"name": "ChatModel"}, "http": {"port": 9000}, "downloader": False},
+        "surfaces": {
+            "class": {"name": "ChatModel"},
+            "http": {"port": 9000, "open": True},
+            "downloader": False,
+        },
     },
     "embed-class-sleep-http": {
         "app": "synthetic-embed-sleep",
@@ -105,7 +109,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "model": {**_MODEL_GENERATE, "multimodal": True},
         "gpu": "H100",
         "snapshot": "gpu",
-        "surfaces": {"class": False, "http": True, "downloader": False},
+        "surfaces": {"class": False, "http": {"open": True}, "downloader": False},
     },
     "generate-class-gpu-snapshot": {
         "app": "synthetic-generate-gpu",
@@ -449,6 +453,53 @@ def test_web_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPat
     assert settings["MULTIMODAL"] is bool(spec.model.multimodal)
     if spec.snapshot == "sleep":
         assert settings["SLEEP_LEVEL"] == spec.engine.sleep_level
+
+
+@pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.surfaces.http is not None))
+def test_the_api_key_secret_is_sent_with_its_required_key(
+    spec_path: str, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the client sends when it deploys (to the local Modal API): the web server's key
+    secret is looked up with required_keys=[api_key_env], so Modal refuses a secret that
+    lacks the key, and only the web server's function holds it; an endpoint the spec
+    declares open attaches no key secret. Function.info() shows secrets only as reprs,
+    which do not carry the required keys."""
+    import modal.runner
+
+    monkeypatch.chdir(ROOT)
+    imported = import_generated(spec_path, tmp_path, monkeypatch)
+    spec = imported.spec
+    http = spec.surfaces.http
+    assert http is not None
+    state = modal_api.state
+    environment = spec.environment or ""
+    if environment:
+        state.add_environment(environment)
+    expected = {name: [] for name in spec.secrets}
+    if not http.open:
+        assert http.api_key_secret is not None
+        expected[http.api_key_secret] = [http.api_key_env]
+    for name, keys in expected.items():
+        state.add_secret(name, tuple(keys) or ("HF_TOKEN",), environment)
+    modal.runner.deploy_app(imported.app, name=spec.app, environment_name=environment)
+
+    asked = {
+        request.deployment_name: list(request.required_keys)
+        for request in state.requests("SecretGetOrCreate")
+    }
+    assert asked == expected
+    surfaces = spec.surfaces
+    server = (
+        SERVER if spec.engine.name == "vllm" or surfaces.class_ is None else surfaces.class_.name
+    )
+    deployed = state.app(spec.app, environment)
+    attached = {
+        tag: state.secret_names(state.functions[function_id].definition.secret_ids)
+        for tag, function_id in deployed.function_ids.items()
+    }
+    key_secret = [] if http.open else [http.api_key_secret]
+    assert attached.pop(f"{server}.*") == [*spec.secrets, *key_secret]
+    assert all(names == spec.secrets for names in attached.values()), attached
 
 
 @pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.surfaces.downloader is not None))

@@ -129,10 +129,22 @@ def test_mdl006_downloader_timeout_beyond_24h(tmp_path: Path) -> None:
     assert rule_ids(tmp_path, BASE + "surfaces:\n  downloader:\n    timeout: 24h\n") == []
 
 
-def test_mdl007_http_without_auth(tmp_path: Path) -> None:
-    assert rule_ids(tmp_path, BASE + "surfaces:\n  http: true\n") == ["MDL007"]
+def test_mdl007_warns_for_an_endpoint_the_spec_declares_open(tmp_path: Path) -> None:
+    opened = BASE + "surfaces:\n  http:\n    open: true\n"
+    (warning,) = load_spec(write(tmp_path, opened)).warnings
+    assert str(warning) == (
+        f"{tmp_path / 'spec.yaml'}:9:11: surfaces.http.open: [MDL007] the endpoint is served "
+        "without an API key: it answers anyone who has its URL (fix: replace open: true with "
+        "api_key_secret naming a Modal secret that holds the key, or suppress MDL007 saying why "
+        "the endpoint may be public)"
+    )
     keyed = BASE + "surfaces:\n  http:\n    api_key_secret: demo-key\n"
     assert rule_ids(tmp_path, keyed) == []
+    silenced = opened + 'policy:\n  suppress:\n    MDL007: "a public demo of a public model"\n'
+    assert rule_ids(tmp_path, silenced) == []
+    # Neither a key nor open: true is no warning but an error (tests/test_spec_errors.py).
+    (error,) = errors(tmp_path, BASE + "surfaces:\n  http: {}\n")
+    assert "surfaces.http: has no api_key_secret" in error
 
 
 def test_mdl008_deprecated_settings(tmp_path: Path) -> None:
@@ -299,12 +311,16 @@ def test_gateway_moving_revisions_are_located_per_model(tmp_path: Path) -> None:
     )
 
 
-def test_gateway_router_without_a_key(tmp_path: Path) -> None:
-    text = GATEWAY.replace("router:\n  api_key_secret: gw-key\n", "")
-    assert rule_ids(tmp_path, text) == ["MDL007"]
-    text = GATEWAY.replace("  api_key_secret: gw-key\n", "  api_key_env: KEY\n")
+def test_gateway_router_declared_open(tmp_path: Path) -> None:
+    text = GATEWAY.replace("  api_key_secret: gw-key\n", "  open: true\n")
     (warning,) = load_spec(write(tmp_path, text)).warnings
-    assert ":12:3: router: [MDL007]" in str(warning)
+    assert ":12:9: router.open: [MDL007] every app's router is served without an API key" in str(
+        warning
+    )
+    silenced = text + 'policy:\n  suppress:\n    MDL007: "a public demo"\n'
+    assert rule_ids(tmp_path, silenced) == []
+    (error,) = errors(tmp_path, GATEWAY.replace("router:\n  api_key_secret: gw-key\n", ""))
+    assert 'missing key "router"' in error
 
 
 def test_gateway_scaling_and_deprecated_env(tmp_path: Path) -> None:

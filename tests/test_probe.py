@@ -351,7 +351,7 @@ def deployed(
     work = tmp_path / "work"
     (work / "specs").mkdir(parents=True)
     (work / "specs" / "probe.yaml").write_text(SPEC)
-    modal_api.state.add_secret("probe-key")
+    modal_api.state.add_secret("probe-key", ("VLLM_API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
     code, _, err = run(capsys, "apply", "--yes")

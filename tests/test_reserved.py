@@ -26,9 +26,9 @@ SPEC_PATHS: list[str] = refresh.spec_paths()
 
 NAMES = {"vllm": VLLM_NAMES, "transformers": TRANSFORMERS_NAMES, "gateway": GATEWAY_NAMES}
 TEMPLATES = {
-    "vllm": ("vllm_app.py.j2", "vllm_server.py.j2"),
-    "transformers": ("transformers_app.py.j2",),
-    "gateway": ("gateway_app.py.j2",),
+    "vllm": ("vllm_app.py.j2", "vllm_server.py.j2", "_http_guard.py.j2"),
+    "transformers": ("transformers_app.py.j2", "_http_guard.py.j2"),
+    "gateway": ("gateway_app.py.j2", "_http_guard.py.j2"),
 }
 
 

@@ -112,7 +112,8 @@ INVALID = {
 VALID_SPELLINGS = {
     "gpu-list": {"gpu": ["H100:2", "A100-80GB:2"]},
     "engine-shorthand": {"engine": "vllm"},
-    "surfaces-switches": {"surfaces": {"class": False, "http": True, "downloader": False}},
+    "surfaces-switches": {"surfaces": {"class": True, "http": False, "downloader": False}},
+    "open-http-with-body-limit": {"surfaces": {"http": {"open": True, "max_body": "256MiB"}}},
     "durations": {"scaling": {"timeout": 90, "scaledown_window": "1h", "startup_timeout": "1h30m"}},
     "token-count": {"model": {"id": "a/b", "task": "generate", "max_model_len": "32k"}},
 }
@@ -141,6 +142,20 @@ def test_valid_spellings_are_accepted_by_both(
     data = with_changes(changes)
     assert schema_errors(validator, data) == []
     Spec.model_validate(data)
+
+
+def test_an_endpoint_with_neither_key_nor_open_is_refused_by_both(
+    validator: Draft202012Validator,
+) -> None:
+    """``http: true`` (an endpoint with defaults) names no key: schema.json refuses it, and so
+    does validation, through Spec.problems() (the message is in test_spec_errors.py)."""
+    data = with_changes({"surfaces": {"http": True}})
+    assert schema_errors(validator, data)
+    assert [where for where, _ in Spec.model_validate(data).problems()] == [("surfaces", "http")]
+    too_large = with_changes({"surfaces": {"http": {"open": True, "max_body": 2048}}})
+    assert schema_errors(validator, too_large)
+    with pytest.raises(ValidationError):
+        Spec.model_validate(too_large)
 
 
 def test_schema_check_passes_on_the_committed_file(capsys: pytest.CaptureFixture[str]) -> None:

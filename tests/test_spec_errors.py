@@ -53,6 +53,12 @@ models:
   - id: org/beta
     name: beta
 """
+ROUTER = "router:\n  api_key_secret: gw-key\n"
+NO_KEY = (
+    "has no api_key_secret; name the Modal secret that holds the API key, or set open: true to "
+    "serve without one"
+)
+BOTH = "open: true serves without an API key, but api_key_secret names one; keep one of the two"
 KEYWORD = "a Python keyword"
 BUILTIN = "a Python builtin the generated code must not shadow"
 IN_GATEWAY = "a name the generated gateway module defines itself"
@@ -70,7 +76,7 @@ def short_name(name: str, class_name: str, reason: str, *, quoted: bool = False)
     written = f'"{name}"' if quoted else name
     return Case(
         f"gateway-short-name-{name}",
-        GATEWAY.replace("name: beta", f"name: {written}"),
+        GATEWAY.replace("name: beta", f"name: {written}") + ROUTER,
         f"spec.yaml:8:11: models[1].name: {name!r} would name its model class {class_name}, "
         f"{reason}; choose another short name",
     )
@@ -426,6 +432,62 @@ CASES = [
         VALID + "engine:\n  args:\n    enable_prefix_caching: true\n    max_model_len: 4096\n",
         "spec.yaml:9:5: engine.args.max_model_len: modaliac sets this from model.max_model_len; "
         "set it there instead",
+    ),
+    # -- public endpoints: an API key secret or open: true, one of the two ----------------
+    Case(
+        "http-without-key-or-open",
+        VALID + "surfaces:\n  http:\n    port: 8001\n",
+        f"spec.yaml:7:3: surfaces.http: {NO_KEY}",
+    ),
+    Case(
+        "http-true-is-neither",
+        VALID + "surfaces:\n  http: true\n",
+        f"spec.yaml:7:9: surfaces.http: {NO_KEY}",
+    ),
+    Case(
+        "http-with-key-and-open",
+        VALID + "surfaces:\n  http:\n    api_key_secret: demo-key\n    open: true\n",
+        f"spec.yaml:9:11: surfaces.http.open: {BOTH}",
+    ),
+    Case(
+        "http-max-body-too-large",
+        VALID + "surfaces:\n  http:\n    api_key_secret: demo-key\n    max_body: 2GiB\n",
+        "spec.yaml:9:15: surfaces.http.max_body: expected a request body limit from 1MiB to "
+        "1GiB, got 2GiB",
+    ),
+    Case(
+        "http-max-body-zero",
+        VALID + "surfaces:\n  http:\n    open: true\n    max_body: 0MiB\n",
+        "spec.yaml:9:15: surfaces.http.max_body: expected a request body limit from 1MiB to "
+        "1GiB, got 0",
+    ),
+    Case(
+        "http-max-body-in-decimal-units",
+        VALID + "surfaces:\n  http:\n    open: true\n    max_body: 32MB\n",
+        'spec.yaml:9:15: surfaces.http.max_body: expected a memory size like "64GiB" or '
+        '"512MiB" (or MiB as a number)',
+    ),
+    Case(
+        "gateway-without-router",
+        GATEWAY,
+        'spec.yaml:1:1: missing key "router": name the Modal secret that holds the API key in '
+        "router.api_key_secret, or set router.open: true to serve without one",
+    ),
+    Case(
+        "gateway-router-without-key-or-open",
+        GATEWAY + "router:\n  api_key_env: KEY\n",
+        f"spec.yaml:9:1: router: {NO_KEY}",
+    ),
+    Case(
+        "gateway-router-with-key-and-open",
+        GATEWAY + ROUTER + "  open: true\n",
+        f"spec.yaml:11:9: router.open: {BOTH}",
+    ),
+    Case(
+        "gateway-router-max-body-too-large",
+        GATEWAY + ROUTER + "  max_body: 4096\n",
+        "spec.yaml:11:13: router.max_body: expected a request body limit from 1MiB to 1GiB, "
+        "got 4GiB",
     ),
     Case(
         "matryoshka-wider-than-dimension",

@@ -35,6 +35,20 @@ import pytest
 from helpers import import_file, isolate_modal_config
 from modal_proto import api_pb2
 from pydantic import ValidationError
+from test_vllm_server import (
+    API_KEY_MISSING,
+    LIMIT,
+    NO_KEY_IDS,
+    NO_KEY_VALUES,
+    accepted_credentials,
+    assert_openai_error,
+    assert_refused,
+    bearer,
+    refused_credentials,
+    running_asgi,
+    send_raw,
+    set_key,
+)
 
 from modal_iac.load import LoadedSpec, load_spec
 from modal_iac.local_api import LocalModalServer
@@ -316,7 +330,7 @@ class Served:
 def text_server(generated: ModuleType, tiny_bert: Path) -> Iterator[Served]:
     """BERT, mean pooling, Matryoshka widths [16, 8], API key required, texts only."""
     embedder = generated.load_model(str(tiny_bert), None, "cpu", "float32", multimodal=False)
-    web = generated.create_app(embedder, API_KEY, BATCH, [16, 8])
+    web = generated.create_app(embedder, API_KEY, generated.MAX_BODY_BYTES, BATCH, [16, 8])
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with serving(web) as url, httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         yield Served(f"{url}/", client, embedder)
@@ -326,7 +340,7 @@ def text_server(generated: ModuleType, tiny_bert: Path) -> Iterator[Served]:
 def image_server(generated: ModuleType, tiny_clip: Path) -> Iterator[Served]:
     """CLIP (texts and images), no API key: an open endpoint."""
     embedder = generated.load_model(str(tiny_clip), None, "cpu", "float32", multimodal=True)
-    web = generated.create_app(embedder, None, BATCH, [])
+    web = generated.create_app(embedder, None, generated.MAX_BODY_BYTES, BATCH, [])
     with serving(web) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Served(f"{url}/", client, embedder)
 
@@ -508,7 +522,7 @@ def test_images_through_one_tower_vision_language_model(
         str(tiny_gemma3), None, "cpu", "float32", pooling="last", multimodal=True
     )
     assert not embedder.dual_encoder
-    web = generated.create_app(embedder, None, BATCH, [])
+    web = generated.create_app(embedder, None, generated.MAX_BODY_BYTES, BATCH, [])
     red, blue = png((255, 0, 0)), png((0, 0, 255), (20, 50))
     with serving(web) as url:
         payload = {"texts": ["the red cat", "hello"], "images": [b64(red), b64(blue)]}
@@ -593,31 +607,84 @@ def test_unknown_route_is_a_json_404(text_server: Served) -> None:
     assert got.json()["error"]["type"] == "not_found_error"
 
 
-# -- auth ------------------------------------------------------------------------------------
+# -- the guard in front of the app: one table for every generated endpoint ------------------
+
+
+class StandInEmbedder:
+    """What create_app needs of a TransformersEmbedder, recording every batch it is given:
+    a request the guard refuses never reaches it."""
+
+    name, revision, dimension = "org/stand-in", None, 2
+    multimodal, pooling, normalize = False, "mean", True
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed_texts(self, texts: list[str], normalize: Any = None, dimensions: Any = None) -> Any:
+        self.calls.append(texts)
+        return [[0.6, 0.8] for _ in texts]
+
+
+@pytest.fixture
+def guarded(generated: ModuleType) -> Iterator[tuple[int, StandInEmbedder]]:
+    """create_app with the API key and a body limit of LIMIT bytes, under uvicorn."""
+    embedder = StandInEmbedder()
+    with running_asgi(generated.create_app(embedder, API_KEY, LIMIT, BATCH, [])) as port:
+        yield port, embedder
+
+
+EMBED = json.dumps({"texts": ["cat"]}).encode()
 
 
 @pytest.mark.parametrize(
-    "authorization",
-    [None, "Bearer wrong-key", f"Basic {API_KEY}", f"Bearer {API_KEY}x", "Bearer"],
+    ("headers", "status"),
+    [(headers, status) for _, headers, status in refused_credentials(API_KEY)],
+    ids=[case for case, _, _ in refused_credentials(API_KEY)],
 )
-def test_auth_is_enforced(text_server: Served, authorization: str | None) -> None:
-    url = text_server.url
-    headers = {} if authorization is None else {"Authorization": authorization}
-    for method, path in (("POST", "embed"), ("GET", "")):
-        got = httpx.request(method, url + path, headers=headers, json={"texts": ["cat"]})
-        assert got.status_code == 401, (method, path)
-        assert got.json()["error"]["type"] == "authentication_error"
-        assert got.headers["www-authenticate"] == "Bearer"
-    ok = httpx.post(
-        url + "embed", headers={"Authorization": f"Bearer {API_KEY}"}, json={"texts": ["cat"]}
-    )
-    assert ok.status_code == 200
-    assert httpx.get(url + "health", headers=headers).status_code == 200
+def test_the_app_refuses_bad_credentials_before_the_model_sees_them(
+    guarded: tuple[int, StandInEmbedder], headers: list[tuple[str, str]], status: int
+) -> None:
+    port, embedder = guarded
+    for method, path in [("POST", "/embed"), ("GET", "/"), ("GET", "/docs")]:
+        assert_refused(send_raw(port, method, path, headers, EMBED), status)
+    assert embedder.calls == [], "a refused request reached the model"
+    assert send_raw(port, "GET", "/health", headers).status == 200, "/health needs no key"
+
+
+def test_the_app_takes_the_right_key(guarded: tuple[int, StandInEmbedder]) -> None:
+    port, embedder = guarded
+    for headers in accepted_credentials(API_KEY):
+        answer = send_raw(port, "POST", "/embed", headers, EMBED)
+        assert answer.status == 200, answer.body
+        assert answer.json()["embeddings"] == [[0.6, 0.8]]
+    assert embedder.calls == [["cat"]] * 3
+
+
+def test_the_app_takes_a_body_at_the_limit_and_refuses_one_byte_more_unread(
+    guarded: tuple[int, StandInEmbedder],
+) -> None:
+    port, embedder = guarded
+    empty = len(json.dumps({"texts": [""]}))
+    text = "x" * (LIMIT - empty)
+    at_limit = json.dumps({"texts": [text]}).encode()
+    assert len(at_limit) == LIMIT
+    for chunked in (False, True):
+        answer = send_raw(port, "POST", "/embed", bearer(API_KEY), at_limit, chunked=chunked)
+        assert answer.status == 200, answer.body
+    assert embedder.calls == [[text], [text]]
+    embedder.calls.clear()
+
+    over = json.dumps({"texts": [text + "x"]}).encode()
+    declared = send_raw(port, "POST", "/embed", bearer(API_KEY), declared=LIMIT + 1)
+    chunked = send_raw(port, "POST", "/embed", bearer(API_KEY), over, chunked=True)
+    for answer in (declared, chunked):
+        assert_openai_error(answer, 413, "invalid_request_error")
+    assert embedder.calls == [], "the model saw a refused body"
 
 
 def test_empty_api_key_is_refused(generated: ModuleType) -> None:
     with pytest.raises(ValueError, match="API key is empty"):
-        generated.create_app(object(), "  ")
+        generated.create_app(StandInEmbedder(), "  ", LIMIT)
 
 
 # -- the Modal class's hooks, run on the CPU ---------------------------------------------------
@@ -667,22 +734,49 @@ def test_memory_snapshot_loads_on_cpu_then_moves(
 
 
 def test_serve_reads_the_key_from_the_secret(
-    generated: ModuleType, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    generated: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastapi.testclient import TestClient
-
     server = user_class(generated)()  # @modal.asgi_app serve: the key from the secret
-    monkeypatch.setenv("API_KEY", "from-the-secret")
-    server.embedder = generated.load_model(str(tiny_bert), None, "cpu", "float32", multimodal=False)
-    client = TestClient(server.serve())
-    assert client.post("/embed", json={"texts": ["cat"]}).status_code == 401
-    ok = client.post(
-        "/embed", json={"texts": ["cat"]}, headers={"Authorization": "Bearer from-the-secret"}
-    )
-    assert ok.status_code == 200, ok.text
-    monkeypatch.delenv("API_KEY")
-    with pytest.raises(KeyError):
-        server.serve()  # no key in the container: refuse to start open
+    monkeypatch.setenv("API_KEY", "  from-the-secret\n")  # blanks around it do not count
+    server.embedder = StandInEmbedder()
+    with running_asgi(server.serve()) as port:
+        assert send_raw(port, "POST", "/embed", [], EMBED).status == 401
+        ok = send_raw(port, "POST", "/embed", bearer("from-the-secret"), EMBED)
+        assert ok.status == 200, ok.body
+        limit = generated.MAX_BODY_BYTES
+        assert limit == 32 * 2**20  # the spec's default max_body
+        too_large = send_raw(port, "POST", "/embed", bearer("from-the-secret"), declared=limit + 1)
+        assert too_large.status == 413
+
+
+@pytest.mark.parametrize("value", NO_KEY_VALUES, ids=NO_KEY_IDS)
+def test_serve_does_not_start_without_its_api_key(
+    generated: ModuleType, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    """serve, the ASGI factory Modal calls as the container starts, raises: the start fails
+    with this message instead of serving open."""
+    set_key(monkeypatch, "API_KEY", value)
+    server = user_class(generated)()
+    server.embedder = StandInEmbedder()
+    with pytest.raises(RuntimeError) as caught:
+        server.serve()
+    assert str(caught.value) == API_KEY_MISSING.format(secret="tiny-api-key", env="API_KEY")
+
+
+def test_a_server_the_spec_declares_open_starts_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    surfaces = {"class": False, "http": {"open": True, "max_body": "1MiB"}, "downloader": False}
+    source = rendered(spec_data(surfaces=surfaces)).source
+    with isolated_modal(tmp_path / "home") as mp:
+        module = import_source(source, tmp_path / "apps", mp)
+        mp.delenv("API_KEY", raising=False)
+        server = module.Server._get_user_cls()()
+        server.embedder = StandInEmbedder()
+        with running_asgi(server.serve()) as port:
+            assert send_raw(port, "POST", "/embed", [], EMBED).status == 200
+            assert send_raw(port, "POST", "/embed", declared=2**20 + 1).status == 413
+        assert server.embedder.calls == [["cat"]]
 
 
 def test_spec_dimension_is_checked_at_warm_up(generated: ModuleType, tiny_bert: Path) -> None:
@@ -752,7 +846,8 @@ def test_text_only_open_server_without_class_methods(tmp_path: Path) -> None:
     from test_modal_fidelity import private_view
 
     model = {**spec_data()["model"], "multimodal": False}
-    data = spec_data(model=model, surfaces={"class": False, "http": True, "downloader": False})
+    surfaces = {"class": False, "http": {"open": True}, "downloader": False}
+    data = spec_data(model=model, surfaces=surfaces)
     source = rendered(data).source
     assert "torchvision" not in source
     with isolated_modal(tmp_path / "home") as mp:

@@ -1,8 +1,9 @@
 """The generated OpenAI-compatible server, run for real on this CPU with a stand-in for vLLM.
 
 A generated app file is imported (offline, as ``modal deploy`` imports it) and its own code
-runs: the authenticating proxy (``build_proxy``) under uvicorn on 127.0.0.1 in front of a
-stand-in ``vllm serve`` (an aiohttp server written here that records every request it gets),
+runs: the authenticating proxy (``build_proxy``: the guard of templates/_http_guard.py.j2, then
+the proxy) under uvicorn on 127.0.0.1 in front of a stand-in ``vllm serve`` (an aiohttp server
+written here that records every request it gets: path, headers, body),
 and the start-up helpers (``wait_healthy``, ``warm_up``, ``sleep_engine``, ``wake_engine``)
 against the same stand-in. The ``Server`` class itself then runs its snapshot hooks in
 Modal's order with a fake ``vllm`` executable on PATH (this file, run as a script). Last, each
@@ -47,6 +48,7 @@ NETRA = "examples/netra-multimodal-embedding-sleep.yaml"
 KALM = "specs/kalm.yaml"
 TOKEN = "internal-token-" + "x" * 20  # what the proxy sends vLLM
 PUBLIC_KEY = "public-key-" + "y" * 20  # what clients send the proxy
+LIMIT = 4096  # the body limit (bytes) of the proxy under test
 RECORD_ENV = "MODALIAC_STAND_IN_RECORD"
 
 # Specs for modes no example has: a server alone with sleep level 2, and an open server
@@ -65,7 +67,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "app": "server-open",
         "model": {**_MODEL, "task": "generate"},
         "gpu": "L4",
-        "surfaces": {"class": False, "http": True, "downloader": False},
+        "surfaces": {"class": False, "http": {"open": True}, "downloader": False},
     },
 }
 
@@ -286,6 +288,94 @@ def request(
         connection.close()
 
 
+def send_raw(
+    port: int,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]] = [],  # noqa: B006 (never changed)
+    body: bytes = b"",
+    *,
+    chunked: bool = False,
+    declared: int | None = None,
+) -> Answer:
+    """One request written out by hand, in one write, and its answer: headers may repeat, the
+    body may be chunked (in three chunks), and ``declared`` sends a Content-Length with no
+    body after it (the answer must come before any body does)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    data = body
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+        size = -(-len(body) // 3) or 1
+        parts = [body[at : at + size] for at in range(0, len(body), size)]
+        data = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+    elif declared is not None:
+        lines.append(f"Content-Length: {declared}")
+        data = b""
+    else:
+        lines.append(f"Content-Length: {len(body)}")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        found = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(response.status, found, response.read())
+
+
+def bearer(key: str) -> list[tuple[str, str]]:
+    return [("Authorization", f"Bearer {key}")]
+
+
+def refused_credentials(key: str) -> list[tuple[str, list[tuple[str, str]], int]]:
+    """(case, headers, status) of requests every guarded endpoint refuses before its app sees
+    them: 400 for two Authorization headers (the guard says why), 401 for the rest."""
+    return [
+        ("no header", [], 401),
+        ("wrong key", bearer("wrong"), 401),
+        ("key cut short", bearer(key[:-1]), 401),
+        ("key with more", bearer(key + "z"), 401),
+        ("empty bearer", [("Authorization", "Bearer")], 401),
+        ("bearer and blanks", [("Authorization", "Bearer   ")], 401),
+        ("basic scheme", [("Authorization", f"Basic {key}")], 401),
+        ("no scheme", [("Authorization", key)], 401),
+        ("two headers, both right", bearer(key) * 2, 400),
+        ("two headers, the second right", [*bearer("wrong"), *bearer(key)], 400),
+    ]
+
+
+def accepted_credentials(key: str) -> list[list[tuple[str, str]]]:
+    """Authorization headers every guarded endpoint takes: the scheme in any case."""
+    return [bearer(key), [("authorization", f"bearer {key}")], [("AUTHORIZATION", f"BEARER {key}")]]
+
+
+def assert_refused(answer: Answer, status: int) -> None:
+    """The guard's refusal: an OpenAI-style JSON error, and the challenge with a 401."""
+    kind = "authentication_error" if status == 401 else "invalid_request_error"
+    assert_openai_error(answer, status, kind)
+    assert ("www-authenticate" in answer.headers) == (status == 401)
+    if status == 401:
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def json_of_size(size: int, **fields: Any) -> bytes:
+    """A JSON object with ``fields`` and a padding field, exactly ``size`` bytes long."""
+    empty = json.dumps({**fields, "user": ""}).encode()
+    assert len(empty) <= size
+    return json.dumps({**fields, "user": "x" * (size - len(empty))}).encode()
+
+
+API_KEY_MISSING = "secret {secret!r} holds no {env} (or an empty one): put the API key in it"
+NO_KEY_VALUES = [None, "", "  \t "]  # the variable unset, empty, blank
+NO_KEY_IDS = ["unset", "empty", "blank"]
+
+
+def set_key(monkeypatch: pytest.MonkeyPatch, env: str, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv(env, raising=False)
+    else:
+        monkeypatch.setenv(env, value)
+
+
 # -- generated modules -----------------------------------------------------------------------
 
 
@@ -359,8 +449,10 @@ def unreachable() -> Unreachable:
 
 @pytest.fixture
 def proxy(server: ModuleType, upstream: str, unreachable: Unreachable) -> Iterator[int]:
-    """The generated proxy, with an API key, in front of the stand-in; yields its port."""
-    with running_asgi(server.build_proxy(upstream, PUBLIC_KEY, TOKEN, unreachable)) as port:
+    """The generated proxy, with an API key and a body limit of LIMIT bytes, in front of the
+    stand-in; yields its port."""
+    app = server.build_proxy(upstream, PUBLIC_KEY, TOKEN, unreachable, LIMIT)
+    with running_asgi(app) as port:
         yield port
 
 
@@ -375,28 +467,89 @@ def assert_openai_error(answer: Answer, status: int, kind: str) -> None:
     assert error["message"]
 
 
-def test_api_key_is_required_and_checked(proxy: int, stand_in: StandIn) -> None:
-    for key, extra in [
-        (None, {}),
-        ("wrong", {}),
-        (PUBLIC_KEY[:-1], {}),
-        (PUBLIC_KEY + "z", {}),
-        (TOKEN, {}),  # vLLM's own token is not a public key
-        (None, {"Authorization": f"Basic {PUBLIC_KEY}"}),
-        (None, {"Authorization": PUBLIC_KEY}),
-    ]:
-        answer = request(proxy, "GET", "/v1/models", key=key, headers=extra)
-        assert_openai_error(answer, 401, "AuthenticationError")
-        assert answer.headers["www-authenticate"] == "Bearer"
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [(headers, status) for _, headers, status in refused_credentials(PUBLIC_KEY)],
+    ids=[case for case, _, _ in refused_credentials(PUBLIC_KEY)],
+)
+def test_the_proxy_refuses_bad_credentials_before_vllm_sees_them(
+    proxy: int, stand_in: StandIn, headers: list[tuple[str, str]], status: int
+) -> None:
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/embeddings"), ("GET", "/metrics")]:
+        answer = send_raw(proxy, method, path, headers, b'{"input": "x"}')
+        assert_refused(answer, status)
     assert stand_in.seen == [], "a refused request reached vLLM"
 
-    answer = request(proxy, "GET", "/v1/models", key=PUBLIC_KEY)
-    assert answer.status == 200
-    assert answer.json()["data"] == [{"id": "stand-in"}]
-    answer = request(proxy, "GET", "/v1/models", headers={"authorization": f"bearer {PUBLIC_KEY}"})
-    assert answer.status == 200, "the scheme is case-insensitive"
+
+def test_the_right_key_is_forwarded_as_vllms_own_token(proxy: int, stand_in: StandIn) -> None:
+    for headers in [*accepted_credentials(PUBLIC_KEY), bearer(f"  {PUBLIC_KEY}")]:
+        answer = send_raw(proxy, "GET", "/v1/models", headers)
+        assert answer.status == 200
+        assert answer.json()["data"] == [{"id": "stand-in"}]
+    assert send_raw(proxy, "GET", "/v1/models", bearer(TOKEN)).status == 401, "vLLM's token"
     # vLLM gets the proxy's token, never the client's key.
-    assert [seen.headers["authorization"] for seen in stand_in.seen] == [f"Bearer {TOKEN}"] * 2
+    assert [seen.headers["authorization"] for seen in stand_in.seen] == [f"Bearer {TOKEN}"] * 4
+    assert not any(PUBLIC_KEY in str(seen) for seen in stand_in.seen)
+
+
+def test_an_empty_api_key_is_never_a_key(server: ModuleType, upstream: str) -> None:
+    for empty in ("", "   "):
+        with pytest.raises(ValueError, match="the API key is empty"):
+            server.build_proxy(upstream, empty, TOKEN)
+
+
+def test_a_body_at_the_limit_passes_and_one_byte_more_is_refused_unread(
+    proxy: int, stand_in: StandIn
+) -> None:
+    at_limit = json_of_size(LIMIT, input="x")
+    for chunked in (False, True):
+        answer = send_raw(
+            proxy, "POST", "/v1/embeddings", bearer(PUBLIC_KEY), at_limit, chunked=chunked
+        )
+        assert answer.status == 200
+    assert [len(seen.body) for seen in stand_in.seen] == [LIMIT, LIMIT]
+    assert stand_in.seen[0].body == stand_in.seen[1].body == at_limit
+    stand_in.seen.clear()
+
+    over = json_of_size(LIMIT + 1, input="x")
+    declared = send_raw(proxy, "POST", "/v1/embeddings", bearer(PUBLIC_KEY), declared=LIMIT + 1)
+    chunked = send_raw(proxy, "POST", "/v1/embeddings", bearer(PUBLIC_KEY), over, chunked=True)
+    for answer in (declared, chunked):
+        assert_openai_error(answer, 413, "invalid_request_error")
+        assert str(LIMIT) in answer.json()["error"]["message"]
+    # Without a key, the Content-Length is not even looked at: 401 first.
+    assert send_raw(proxy, "POST", "/v1/embeddings", declared=LIMIT + 1).status == 401
+    assert stand_in.seen == [], "vLLM saw bytes of a refused body"
+
+
+def guard_directly(server: ModuleType, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the guard (open, LIMIT bytes) sends for ``scope``, called without a server, for
+    requests uvicorn here never passes on; its app must not be reached."""
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the request reached the app")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(server.guard(app, None, LIMIT)(scope, receive, send))
+    return sent
+
+
+def test_what_uvicorn_would_not_pass_on_is_refused_too(server: ModuleType) -> None:
+    """A Content-Length that is no number (uvicorn answers 400 itself) and a websocket
+    (uvicorn here has no websocket library): no generated endpoint offers websockets."""
+    headers = [(b"content-length", b"1e3")]
+    scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": headers}
+    start, body = guard_directly(server, scope)
+    assert start["status"] == 400
+    assert json.loads(body["body"])["error"]["message"] == "Content-Length is not a number"
+    scope = {"type": "websocket", "path": "/v1/realtime", "headers": []}
+    assert guard_directly(server, scope) == [{"type": "websocket.close", "code": 1008}]
 
 
 def test_health_is_forwarded_without_a_key(proxy: int, stand_in: StandIn) -> None:
@@ -428,12 +581,12 @@ PRIVATE = [
 
 
 @pytest.mark.parametrize(("method", "path"), PRIVATE, ids=[p for _, p in PRIVATE])
-def test_private_routes_are_404_and_never_reach_vllm(
+def test_private_routes_are_401_or_404_and_never_reach_vllm(
     proxy: int, stand_in: StandIn, method: str, path: str
 ) -> None:
     body = {"method": "reload_weights"} if "collective_rpc" in path else None
-    for key in (None, PUBLIC_KEY):
-        assert_openai_error(request(proxy, method, path, body, key=key), 404, "NotFoundError")
+    assert_refused(request(proxy, method, path, body), 401)
+    assert_openai_error(request(proxy, method, path, body, key=PUBLIC_KEY), 404, "NotFoundError")
     assert stand_in.seen == []
 
 
@@ -483,23 +636,28 @@ def test_streaming_passes_through_chunk_by_chunk_in_order(proxy: int, stand_in: 
     assert stand_in.gate_timeouts == 0, "the proxy held back an event until the next one"
 
 
-def test_a_client_that_leaves_mid_stream_aborts_the_vllm_request(
-    proxy: int, stand_in: StandIn
-) -> None:
-    stand_in.events, stand_in.event_interval = 500, 0.01
-    sock = socket.create_connection(("127.0.0.1", proxy), timeout=10)
-    body = json.dumps({"model": "m", "messages": [], "stream": True}).encode()
+def leave_mid_stream(port: int, key: str, model: str = "m", first: bytes = b"token-0") -> None:
+    """Start a streamed chat completion, read it up to ``first``, and hang up."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = json.dumps({"model": model, "messages": [], "stream": True}).encode()
     head = (
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {PUBLIC_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     sock.sendall(head.encode() + body)
     received = b""
-    while b"token-0" not in received:
+    while first not in received:
         chunk = sock.recv(65536)
         assert chunk, "the stream ended before its first event"
         received += chunk
     sock.close()
+
+
+def test_a_client_that_leaves_mid_stream_aborts_the_vllm_request(
+    proxy: int, stand_in: StandIn
+) -> None:
+    stand_in.events, stand_in.event_interval = 500, 0.01
+    leave_mid_stream(proxy, PUBLIC_KEY)
     assert poll(stand_in.aborted.is_set), "vLLM kept generating for a client that left"
     assert stand_in.events_sent < 500
 
@@ -512,7 +670,7 @@ def test_vllm_down_is_a_503_json_error(server: ModuleType, unreachable: Unreacha
         assert request(port, "GET", "/health").status == 503
         # Refusals happen before the upstream is tried, so they do not count as outages.
         assert request(port, "GET", "/v1/models").status == 401
-        assert request(port, "POST", "/sleep").status == 404
+        assert request(port, "POST", "/sleep", key=PUBLIC_KEY).status == 404
     assert unreachable.calls == 2
 
 
@@ -525,6 +683,45 @@ def test_without_an_api_key_the_proxy_is_open_but_still_only_v1_and_health(
         for method, path in PRIVATE:
             assert request(port, method, path).status == 404
     assert stand_in.calls() == ["GET /v1/models", "GET /health"]
+    assert stand_in.seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("value", NO_KEY_VALUES, ids=NO_KEY_IDS)
+@pytest.mark.parametrize("case", [KALM, "sleep-level-2"])
+def test_the_server_does_not_start_without_its_api_key(
+    case: str,
+    value: str | None,
+    generated: Callable[[str], ModuleType],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Server.serve, the ASGI factory Modal calls as the container starts, raises: Modal
+    then fails the start with this message instead of serving open."""
+    http = loaded_case(case).spec.surfaces.http
+    set_key(monkeypatch, http.api_key_env, value)
+    instance = generated(case).Server._get_user_cls()()
+    with pytest.raises(RuntimeError) as caught:
+        instance.serve()
+    assert str(caught.value) == API_KEY_MISSING.format(
+        secret=http.api_key_secret, env=http.api_key_env
+    )
+
+
+def test_a_server_the_spec_declares_open_starts_without_a_key(
+    generated: Callable[[str], ModuleType],
+    upstream: str,
+    stand_in: StandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = generated("open-no-snapshot")
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.setattr(module, "VLLM_URL", upstream)
+    instance = module.Server._get_user_cls()()
+    instance.token = TOKEN  # what the start hook sets
+    with running_asgi(instance.serve()) as port:
+        assert request(port, "GET", "/v1/models").status == 200
+        assert request(port, "GET", "/metrics").status == 404
+        assert send_raw(port, "POST", "/v1/embeddings", declared=32 * 2**20 + 1).status == 413
+    assert stand_in.calls() == ["GET /v1/models"]
     assert stand_in.seen[0].headers["authorization"] == f"Bearer {TOKEN}"
 
 
@@ -834,12 +1031,17 @@ def test_server_class_runs_its_hooks_in_modals_order(
         assert environment["dev_mode"] == ("1" if spec.snapshot == "sleep" else None)
 
         # The web method builds the proxy after the restore, from the secret's current value.
-        key = PUBLIC_KEY if http.api_key_secret is not None else None
+        key = None if http.open else PUBLIC_KEY
+        credentials = [] if key is None else bearer(key)
+        assert http.max_body * 2**20 == module.MAX_BODY_BYTES
         with running_asgi(instance.serve()) as public:
             assert request(public, "GET", "/v1/models", key=key).status == 200
             assert request(public, "POST", "/sleep?level=1", key=key).status == 404
             if key is not None:
                 assert request(public, "GET", "/v1/models", key="wrong").status == 401
+            limit = module.MAX_BODY_BYTES
+            answer = send_raw(public, "POST", "/v1/embeddings", credentials, declared=limit + 1)
+            assert answer.status == 413
         assert recorded(record)[len(before + after) :] == ["GET /v1/models"]
     finally:
         for name in hooks(_PartialFunctionFlags.EXIT):
@@ -865,8 +1067,9 @@ def test_deploy_sends_the_server_definition(
     spec = loaded.spec
     http = spec.surfaces.http
     assert http is not None and http.api_key_secret is not None
-    for name in [*spec.secrets, http.api_key_secret]:
+    for name in spec.secrets:
         modal_api.state.add_secret(name)
+    modal_api.state.add_secret(http.api_key_secret, (http.api_key_env,))
     rendered = render(loaded)
     module = import_source(rendered.source, tmp_path, Path(case).stem)
     monkeypatch.setitem(sys.modules, module.__name__, module)
@@ -920,8 +1123,9 @@ def test_the_sleeping_examples_deploy_as_the_seeds_describe(
     from modal_iac.render import render
 
     found = {}
-    for name in ("huggingface", "vllm-api-key", "netra-api-key"):
-        modal_api.state.add_secret(name)
+    modal_api.state.add_secret("huggingface")
+    for name in ("vllm-api-key", "netra-api-key"):  # both examples keep the default key name
+        modal_api.state.add_secret(name, ("VLLM_API_KEY",))
     for case in (CHAT, NETRA):
         loaded = loaded_case(case)
         module = import_source(render(loaded).source, tmp_path, Path(case).stem)

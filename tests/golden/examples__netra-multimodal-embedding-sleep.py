@@ -35,6 +35,7 @@ SECRET_NAMES = [
 ]
 API_KEY_SECRET = "netra-api-key"
 API_KEY_ENV = "VLLM_API_KEY"
+MAX_BODY_BYTES = 33554432
 VLLM_URL = "http://127.0.0.1:8000"
 SERVE_ARGS = [
     "Cognitive-Lab/NetraEmbed",
@@ -125,12 +126,12 @@ secrets = [modal.Secret.from_name(name) for name in SECRET_NAMES]
 
 # -- the OpenAI-compatible server -------------------------------------------------------
 # vLLM listens on 127.0.0.1 only. The public endpoint is Server.serve, an ASGI proxy in
-# the same container that checks the API key and forwards /v1/* and /health, nothing
-# else: vLLM's other routes (/sleep, /wake_up, /collective_rpc, /metrics, ...) answer
-# anyone, whatever its --api-key, so they must not be reachable from outside.
+# the same container, behind the guard (the API key, the body limit), that forwards
+# /v1/* and /health, nothing else: vLLM's other routes (/sleep, /wake_up,
+# /collective_rpc, /metrics, ...) answer anyone, whatever its --api-key, so they must not
+# be reachable from outside.
 
-PUBLIC_PATHS = ("/health",)  # forwarded without an API key, as vLLM itself serves it
-PUBLIC_PREFIX = "/v1/"
+PUBLIC_PREFIX = "/v1/"  # forwarded, and OPEN_PATHS (/health) without a key
 # Headers about one connection rather than the message (RFC 9110, 7.6.1).
 HOP_BY_HOP = (
     "connection",
@@ -152,7 +153,10 @@ _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     image=image,
     gpu=GPU,
     volumes=volumes,
-    secrets=[*secrets, modal.Secret.from_name(API_KEY_SECRET)],
+    secrets=[
+        *secrets,
+        modal.Secret.from_name(API_KEY_SECRET, required_keys=[API_KEY_ENV]),
+    ],
     timeout=TIMEOUT,
     startup_timeout=STARTUP_TIMEOUT,
     scaledown_window=SCALEDOWN_WINDOW,
@@ -197,9 +201,12 @@ class Server:
 
     @modal.asgi_app()
     def serve(self):
-        """The public endpoint: built after restore, so it reads the current API key."""
-        api_key = os.environ[API_KEY_ENV]
-        return build_proxy(VLLM_URL, api_key, self.token, self._upstream_unreachable)
+        """The public endpoint: built after restore, so it reads the current API key (and
+        fails the start without one)."""
+        api_key = api_key_from_secret(API_KEY_SECRET, API_KEY_ENV)
+        return build_proxy(
+            VLLM_URL, api_key, self.token, self._upstream_unreachable, MAX_BODY_BYTES
+        )
 
     async def _upstream_unreachable(self) -> None:
         if self.process.poll() is not None:
@@ -328,8 +335,14 @@ def _is_sleeping(url: str) -> bool:
         return bool(json.load(response)["is_sleeping"])
 
 
-def build_proxy(upstream: str, api_key, upstream_token: str, on_unreachable=None):
-    """The public ASGI app in front of vLLM at ``upstream``.
+def build_proxy(
+    upstream: str,
+    api_key,
+    upstream_token: str,
+    on_unreachable=None,
+    max_body=MAX_BODY_BYTES,
+):
+    """The public ASGI app in front of vLLM at ``upstream``: guard(), then the proxy.
 
     Requests under /v1/ need ``Authorization: Bearer <api_key>`` (none needed when
     ``api_key`` is None) and reach vLLM with ``upstream_token`` instead; /health needs
@@ -337,51 +350,34 @@ def build_proxy(upstream: str, api_key, upstream_token: str, on_unreachable=None
     events included, are passed on chunk by chunk. ``on_unreachable`` is awaited when
     vLLM does not answer, before the 503.
     """
-    return _Proxy(upstream, api_key, upstream_token, on_unreachable)
+    proxy = _Proxy(upstream, upstream_token, on_unreachable, max_body)
+    return guard(proxy, api_key, max_body)
 
 
 class _Proxy:
-    def __init__(self, upstream: str, api_key, upstream_token: str, on_unreachable):
+    def __init__(self, upstream: str, token: str, on_unreachable, max_body: int):
         self.upstream = upstream
-        # Digests have one length, so comparing them reveals nothing about the key's.
-        self.key_digest = None if api_key is None else _digest(api_key.encode())
-        self.upstream_auth = f"Bearer {upstream_token}"
+        self.upstream_auth = f"Bearer {token}"
         self.on_unreachable = on_unreachable
+        self.max_body = max_body
         self.session = None  # made on first use, inside the serving event loop
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["type"] != "http":  # websockets: vLLM's realtime API is not offered
-            await send({"type": "websocket.close", "code": 1008})
         elif not _public(scope["path"]):
             message = f"{scope['path']} is not served here; the API is under /v1/"
-            await _error(send, 404, "NotFoundError", message)
-        elif scope["path"] not in PUBLIC_PATHS and not self._authorized(scope):
-            challenge = [(b"www-authenticate", b"Bearer")]
-            message = "missing or wrong API key"
-            await _error(send, 401, "AuthenticationError", message, challenge)
+            await respond(send, 404, error_json(404, "NotFoundError", message))
         else:
-            await self._forward(scope, receive, send)
+            body = await read_body(receive, self.max_body)
+            if body is not None:  # else the client left before the request was whole
+                await relay(self._exchange(scope, body), receive, send)
 
-    def _authorized(self, scope) -> bool:
-        if self.key_digest is None:
-            return True
-        values = [value for name, value in scope["headers"] if name == b"authorization"]
-        if len(values) != 1:
-            return False
-        scheme, _, credential = values[0].partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        return hmac.compare_digest(_digest(credential.strip()), self.key_digest)
-
-    async def _forward(self, scope, receive, send) -> None:
+    async def _exchange(self, scope, body: bytes):
+        """vLLM's answer to the request: (status, headers), then the body's chunks."""
         import aiohttp  # in the image (vLLM and Modal need it); not needed to deploy
         import yarl
 
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client left before its request was complete
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in scope["headers"]
@@ -403,19 +399,20 @@ class _Proxy:
             if self.on_unreachable is not None:
                 await self.on_unreachable()
             message = "the model server is not running"
-            await _error(send, 503, "ServiceUnavailableError", message)
+            yield 503, JSON_HEADERS
+            yield error_json(503, "ServiceUnavailableError", message)
             return
         try:
-            start = {"type": "http.response.start", "status": response.status}
-            start["headers"] = [
+            passed = [
                 (name, value)
                 for name, value in response.raw_headers
                 if name.decode("latin-1").lower() not in HOP_BY_HOP
             ]
-            await send(start)
-            await _relay(response, receive, send)
+            yield response.status, passed
+            async for chunk in response.content.iter_any():
+                yield chunk
         finally:
-            response.close()  # if the client left mid-stream, vLLM sees it and aborts
+            response.close()  # a client that left closes vLLM's connection: vLLM aborts
 
     def _session(self):
         import aiohttp
@@ -444,32 +441,174 @@ class _Proxy:
 
 
 def _public(path: str) -> bool:
-    if path in PUBLIC_PATHS:
+    if path in OPEN_PATHS:
         return True
     # No dot segments: an HTTP client would resolve /v1/../sleep to /sleep.
     return path.startswith(PUBLIC_PREFIX) and not {".", ".."} & set(path.split("/"))
+
+
+# -- the guard in front of the public endpoint ------------------------------------------
+# One implementation, the same in every app modaliac generates (templates/_http_guard.py.j2):
+# the API key check and the request-body limit of guard(), the body reader and, where an
+# upstream answers, the relay of its answer. Every public endpoint is guard(its app, ...).
+
+OPEN_PATHS = ("/health",)  # answered without an API key: health checks carry none
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def api_key_from_secret(secret: str, env: str) -> str:
+    """The API key that the Modal secret ``secret`` sets as ``env``. Missing, empty or blank,
+    it fails the container's start: an endpoint meant to need a key never serves open."""
+    key = os.environ.get(env, "").strip()
+    if not key:
+        problem = f"secret {secret!r} holds no {env} (or an empty one)"
+        raise RuntimeError(f"{problem}: put the API key in it")
+    return key
+
+
+def guard(app, api_key, max_body: int):
+    """``app`` (ASGI) behind the API key and the request-body limit.
+
+    Every request but OPEN_PATHS needs one ``Authorization: Bearer <api_key>`` header (the
+    scheme in any case); ``api_key`` None serves without one, for a spec that says open:
+    true. A body over ``max_body`` bytes gets 413 before it is buffered: at once when its
+    Content-Length says so, else as soon as max_body + 1 bytes of it have arrived. ``app``
+    gets the whole body in one message. Websockets are refused.
+    """
+    return _Guard(app, api_key, max_body)
+
+
+class _Guard:
+    def __init__(self, app, api_key, max_body: int) -> None:
+        if api_key is not None and not api_key.strip():
+            raise ValueError("the API key is empty: put one in its Modal secret")
+        self.app = app
+        # Digests have one length, so comparing them reveals nothing about the key's.
+        self.key_digest = None if api_key is None else _digest(api_key.strip().encode())
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no public endpoint offers websockets
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = scope["headers"]
+        refusal = None if scope["path"] in OPEN_PATHS else self._refusal(headers)
+        refusal = refusal or self._declared_too_large(headers)
+        body = None
+        if refusal is None:
+            try:
+                body = await read_body(receive, self.max_body)
+            except _BodyTooLarge:
+                refusal = self._too_large()
+        if refusal is not None:
+            status, kind, message, extra = refusal
+            await respond(send, status, error_json(status, kind, message), extra)
+        elif body is not None:  # else the client left before the request was whole
+            await self.app(scope, _replay(body, receive), send)
+
+    def _refusal(self, headers):
+        """(status, error type, message, headers) if the credentials are refused."""
+        if self.key_digest is None:
+            return None
+        values = [value for name, value in headers if name == b"authorization"]
+        if len(values) > 1:
+            # 400, not 401: a request with two Authorization headers is malformed (the field
+            # holds one credential, RFC 9110 11.6.2), whichever one holds the key, and no
+            # header is trusted over another. 401 would ask for credentials it already has.
+            message = "send one Authorization header, not several"
+            return 400, "invalid_request_error", message, ()
+        scheme, _, token = values[0].partition(b" ") if values else (b"", b"", b"")
+        token = token.strip()  # an empty token is refused like a wrong one
+        given = _digest(token) if scheme.lower() == b"bearer" and token else b""
+        if hmac.compare_digest(given, self.key_digest):
+            return None
+        message = "missing or wrong API key: send Authorization: Bearer <key>"
+        return 401, "authentication_error", message, [(b"www-authenticate", b"Bearer")]
+
+    def _declared_too_large(self, headers):
+        for name, value in headers:
+            if name == b"content-length" and not value.isdigit():
+                message = "Content-Length is not a number"
+                return 400, "invalid_request_error", message, ()
+            if name == b"content-length" and int(value) > self.max_body:
+                return self._too_large()
+        return None
+
+    def _too_large(self):
+        message = f"the request body exceeds this endpoint's {self.max_body} bytes"
+        return 413, "invalid_request_error", message, ()
+
+
+class _BodyTooLarge(Exception):
+    """The request body went past its limit; the rest of it is never read."""
+
+
+async def read_body(receive, limit: int):
+    """The request body, or None if the client left first. Past ``limit`` bytes it raises
+    _BodyTooLarge: no more than the message that crossed the limit is ever held."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A receive that gives the body the guard read, then what the client sends next (its
+    disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
-async def _read_body(receive):
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def error_json(status: int, kind: str, message: str, param=None) -> bytes:
+    """An OpenAI-style JSON error body, as vLLM writes them."""
+    error = {"message": message, "type": kind, "param": param, "code": status}
+    return json.dumps({"error": error}).encode()
 
 
-async def _relay(response, receive, send) -> None:
-    """Send the response body on as it arrives; stop early if the client disconnects."""
+async def respond(send, status: int, body: bytes, headers=()) -> None:
+    """A whole JSON response."""
+    length = (b"content-length", str(len(body)).encode())
+    start = {"type": "http.response.start", "status": status}
+    start["headers"] = [*JSON_HEADERS, length, *headers]
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+async def relay(exchange, receive, send) -> None:
+    """Pass an upstream's answer on to the client as it arrives.
+
+    ``exchange`` is an async generator of (status, headers), then the body's chunks, each
+    sent on at once (server-sent events stay live). If the client disconnects first, the
+    pending read is cancelled and ``exchange`` closed, which cancels the upstream request:
+    its connection to vLLM is closed (vLLM aborts it), a Modal generator is stopped. An
+    upstream that fails mid-body aborts the client's connection, so a cut-off answer never
+    looks complete.
+    """
 
     async def pump() -> None:
-        async for chunk in response.content.iter_any():
+        status, headers = await exchange.__anext__()
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        await send(start)
+        async for chunk in exchange:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -477,29 +616,17 @@ async def _relay(response, receive, send) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
 
-    relay = asyncio.ensure_future(pump())
-    watch = asyncio.ensure_future(client_gone())
-    first = asyncio.FIRST_COMPLETED
-    done, pending = await asyncio.wait({relay, watch}, return_when=first)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    if relay in done:
-        relay.result()  # an upstream failure mid-body aborts the client's connection
-
-
-async def _error(send, status: int, kind: str, message: str, headers=()) -> None:
-    """An OpenAI-style JSON error, as vLLM itself writes them."""
-    error = {"message": message, "type": kind, "param": None, "code": status}
-    body = json.dumps({"error": error}).encode()
-    start = {"type": "http.response.start", "status": status}
-    start["headers"] = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *headers,
-    ]
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
+    streaming = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(client_gone())
+    try:
+        await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (streaming, watching):
+            task.cancel()
+        await asyncio.gather(streaming, watching, return_exceptions=True)
+        await exchange.aclose()
+    if not streaming.cancelled():
+        streaming.result()
 
 
 @app.function(image=image, volumes=volumes, secrets=secrets, timeout=DOWNLOAD_TIMEOUT)
