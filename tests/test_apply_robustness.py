@@ -30,6 +30,10 @@ PLAN_DOC = ROOT / "docs" / "plan-format.md"
 SMALL_SPEC = ROOT / "examples" / "small-embedding-no-snapshot.yaml"
 STATE = Path(".modaliac") / "state.json"
 GITHUB_COMMENT_LIMIT = 65_536
+# Child processes import modal_iac from this checkout, not from wherever it is installed.
+THIS_CHECKOUT = {
+    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+}
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -101,7 +105,7 @@ def modaliac() -> Iterator[Spawn]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={**os.environ, "NO_COLOR": "1", **THIS_CHECKOUT},
         )
         started.append(process)
         return process
