@@ -26,19 +26,53 @@ if TYPE_CHECKING:
 
 REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 
 
 class Console:
-    """Where output goes, and whether it may be coloured. Passed in, never global."""
+    """Where output goes, and whether it may be coloured. Passed in, never global.
+
+    A reader that goes away (``modaliac plan | head -1``) is not an error: the rest of the
+    output is dropped and the command carries on (an apply never stops half way because
+    nobody reads its progress); ``lost`` says it happened.
+    """
 
     def __init__(self, out: TextIO, err: TextIO, *, color: bool) -> None:
         self.out, self.err, self.color = out, err, color
+        self.lost = False
 
     def print(self, text: str = "", end: str = "\n") -> None:
-        self.out.write(text + end)
+        self._write(self.out, text + end)
 
     def error(self, text: str) -> None:
-        self.err.write(text + "\n")
+        self._write(self.err, text + "\n")
+
+    def flush(self) -> None:
+        for stream in (self.out, self.err):
+            try:
+                stream.flush()
+            except BrokenPipeError:
+                self.drop(stream)
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        try:
+            stream.write(text)
+        except BrokenPipeError:
+            self.drop(stream)
+
+    def drop(self, stream: TextIO) -> None:
+        """Send what ``stream`` still holds, and everything after, nowhere: its reader left,
+        and the interpreter's last flush must not fail with a traceback either."""
+        self.lost = True
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError):  # not a file (a test's buffer): nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
 
 
 def _wants_color(stream: TextIO, choice: str) -> bool:
@@ -61,9 +95,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     for item in loaded:
         console.print(f"{item.path}: ok ({', '.join(item.spec.app_names())})")
         for found in item.warnings:
-            console.err.write(f"warning: {found}\n")
+            console.error(f"warning: {found}")
     for warning in endpoint_warnings([item.spec for item in loaded]):
-        console.err.write(f"warning: {warning}\n")
+        console.error(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -558,9 +592,16 @@ def _ask(question: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _ask) -> int:
+    console = Console(sys.stdout, sys.stderr, color=False)
+    code = _main(argv, confirm, console)
+    console.flush()
+    return code if code or not console.lost else EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None, confirm: Callable[[str], bool], console: Console) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = Console(sys.stdout, sys.stderr, color=_wants_color(sys.stdout, args.color))
+    console.color = _wants_color(sys.stdout, args.color)
     try:
         if isinstance(args.run, str):
             module, name = args.run.split(":")
@@ -582,8 +623,6 @@ def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _as
         if isinstance(exc, ModaliacError):
             console.error(str(exc))
             return EXIT_ERROR
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
         console.error(f"modaliac: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
         return EXIT_ERROR
     except KeyboardInterrupt:

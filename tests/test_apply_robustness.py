@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -683,3 +684,27 @@ def test_stop_fault_fails_in_one_line_and_keeps_the_app_recorded(
     assert recorded(project) == {"kalm-embedding": 1}
     assert modal_api.state.deployed_app("minilm-embedding") is None
     assert cli(capsys, "plan", "--detailed-exitcode")[0] == 0
+
+
+def test_an_apply_whose_reader_left_still_finishes_and_records_everything(
+    project: Path, modal_api: LocalModalServer
+) -> None:
+    """``modaliac apply --yes | head -n 0``: nobody reads the plan or the progress, and the
+    apply carries on to the end rather than stopping half way; it exits as SIGPIPE ends other
+    tools (141), quietly."""
+    pipeline = (
+        f"{shlex.quote(sys.executable)} -m modal_iac.cli apply --yes 2> err.txt | head -n 0; "
+        'echo "modaliac exited ${PIPESTATUS[0]}"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", pipeline],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **THIS_CHECKOUT},
+        timeout=60,
+    )
+    assert result.stdout == "modaliac exited 141\n"
+    assert (project / "err.txt").read_text() == ""
+    assert recorded(project) == {"kalm-embedding": 1, "minilm-embedding": 1}
+    assert all(modal_api.state.deployed_app(a) for a in ("kalm-embedding", "minilm-embedding"))
