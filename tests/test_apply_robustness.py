@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,9 +100,11 @@ def modaliac() -> Iterator[Spawn]:
     is killed afterwards."""
     started: list[subprocess.Popen[str]] = []
 
-    def spawn(work: Path, *argv: str) -> subprocess.Popen[str]:
+    def spawn(work: Path, *argv: str, code: str = "") -> subprocess.Popen[str]:
+        """``code`` runs instead of ``-m modal_iac.cli`` (with argv)."""
+        program = ["-c", code] if code else ["-m", "modal_iac.cli"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "modal_iac.cli", *argv],
+            [sys.executable, *program, *argv],
             cwd=work,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -426,6 +429,64 @@ def test_a_second_apply_with_lock_timeout_waits_then_finds_nothing_to_do(
     assert publishes(modal_api) == 2
     assert recorded(project) == {"kalm-embedding": 1, "minilm-embedding": 1}
     assert_state_sound(project)
+
+
+# A first apply holding the lock of a state on Modal with a 2 s lease, renewed by the
+# heartbeat 10 times a lease; it prints the end of its first lease, then waits to be killed.
+MODAL_LOCK_HOLDER = textwrap.dedent(
+    """
+    import time
+    from modal_iac.remote_state import ModalStore
+
+    store = ModalStore("modaliac-state", lease=2.0, renew_every=0.2)
+    with store.lock("modaliac apply (a slow first build)") as me:
+        print(me.expires_at, flush=True)
+        time.sleep(3600)
+    """
+)
+
+
+def test_a_modal_state_lock_is_renewed_while_held_and_taken_over_only_once_it_lapsed(
+    project: Path, modal_api: LocalModalServer, modaliac: Spawn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import modal
+
+    from modal_iac.remote_state import LOCKS_DICT
+    from modal_iac.state import LockOwner
+
+    def lock_entry() -> LockOwner | None:
+        raw = modal.Dict.from_name(LOCKS_DICT).get("modaliac-state/state.json")
+        return None if raw is None else LockOwner.from_json(raw)
+
+    state = ("--state", "modal:modaliac-state")
+    first = modaliac(project, code=MODAL_LOCK_HOLDER)
+    assert first.stdout is not None
+    first_lease_ends = float(first.stdout.readline())
+
+    # Long past its first lease, the first apply still holds the lock: its heartbeat renewed it.
+    wait_until("the first lease to be over", lambda: time.time() > first_lease_ends + 0.5)
+    code, out, err = cli(capsys, "apply", "--yes", *state)
+    assert (code, out) == (1, "")
+    assert (
+        single_line(err).startswith("modal:modaliac-state/state.json is locked by ")
+        and f"(pid {first.pid}, `modaliac apply (a slow first build)`)" in err
+    )
+    held = lock_entry()
+    assert held is not None and held.pid == first.pid and held.expires_at > first_lease_ends
+
+    first.kill()  # no release, no more renewals
+    first.wait(timeout=10)
+    code, _, err = cli(capsys, "apply", "--yes", *state)  # its lease has not lapsed yet
+    assert code == 1 and "retry after " in single_line(err) and "when its lease lapses" in err
+
+    started = time.monotonic()
+    code, out, err = cli(capsys, "apply", "--yes", *state, "--lock-timeout", "30")
+    assert code == 0, err
+    assert time.monotonic() - started < 20
+    assert "Apply finished: 2 succeeded, 0 failed." in out
+    assert lock_entry() is None  # released
+    claim = f"modaliac-state/state.json#takeover:{held.token}"
+    assert modal.Dict.from_name(LOCKS_DICT).get(claim) is not None  # it took the lapsed lease over
 
 
 # -- 4. an apply killed half way ----------------------------------------------------------------
