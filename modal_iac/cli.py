@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from .address import Project
+from .halt import DEPLOY_TIMEOUT, EXIT_INTERRUPTED, NO_PROGRESS_TIMEOUT
 from .targets import UsageError
 
 if TYPE_CHECKING:
@@ -400,6 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     apply.add_argument("--parallel", type=int, default=4, help="apps deployed at once (4)")
     apply.add_argument(
+        "--deploy-timeout",
+        type=_seconds,
+        default=DEPLOY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"fail an app whose deploy has not finished after this long (default "
+        f"{DEPLOY_TIMEOUT:g}: time for a first image build)",
+    )
+    apply.add_argument(
+        "--no-progress-timeout",
+        type=_seconds,
+        default=NO_PROGRESS_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop the apply when Modal answers nothing for this long (default "
+        f"{NO_PROGRESS_TIMEOUT:g}; the SDK heartbeats every 15 s)",
+    )
+    apply.add_argument(
         "--build-dir",
         help="where the deployed files are written (default: .modaliac/build at the project root)",
     )
@@ -526,6 +543,16 @@ def costing(args: argparse.Namespace) -> Costing:
     return Costing(load_prices(args.prices), args.active_hours_per_day)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _hours(text: str) -> float:
     try:
         value = float(text)
@@ -627,7 +654,7 @@ def _main(argv: Sequence[str] | None, confirm: Callable[[str], bool], console: C
         return EXIT_ERROR
     except KeyboardInterrupt:
         console.error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

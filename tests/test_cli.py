@@ -103,6 +103,17 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 # -- validate -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf"])
+@pytest.mark.parametrize("option", ["--deploy-timeout", "--no-progress-timeout"])
+def test_apply_timeouts_must_be_positive_seconds(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["apply", option, value])
+    assert exit_info.value.code == 2
+    assert "seconds" in capsys.readouterr().err
+
+
 # -- a reader that leaves early ---------------------------------------------------------------
 
 THIS_CHECKOUT = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
