@@ -25,6 +25,7 @@ from .state import AppRecord, State
 if TYPE_CHECKING:
     from .apply import Outcome
     from .cli import Console
+    from .sdk_log import SdkLog
     from .state import StateStore
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -116,6 +117,7 @@ def owner() -> str:
 
 def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
     from .modal_api import require_credentials
+    from .sdk_log import SdkLog, capturing
     from .targets import UsageError, state_store
 
     require_credentials()
@@ -127,9 +129,22 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
             "apply PLAN.json applies the plan as saved: no --env, --replace or "
             "--refresh-only (make the plan with them)"
         )
+    log = SdkLog.for_command(project.log_dir, "apply")
     halt = Halt()
-    with catching_interrupts(halt), store.lock(owner(), wait=args.lock_timeout):
-        return _apply_locked(args, console, confirm, store, project, saved, halt)
+    try:
+        with (
+            capturing(log) as capture,
+            catching_interrupts(halt),
+            store.lock(owner(), wait=args.lock_timeout),
+        ):
+
+            def ask(question: str) -> bool:
+                with capture.paused():  # the prompt must reach the terminal
+                    return confirm(question)
+
+            return _apply_locked(args, console, ask, store, project, saved, halt, log)
+    finally:
+        log.close()
 
 
 def _apply_locked(
@@ -140,8 +155,9 @@ def _apply_locked(
     project: Project,
     saved: bool,
     halt: Halt,
+    log: SdkLog,
 ) -> int:
-    """The apply, with the state locked."""
+    """The apply, with the state locked and the SDK's output going to ``log``."""
     from .apply import execute, needs_recording, record_refreshes
     from .present import as_text
     from .saved import read_plan, verify
@@ -188,13 +204,15 @@ def _apply_locked(
         halt=halt,
         on_event=progress,
     )
-    return _report(outcomes, halt, console)
+    return _report(outcomes, halt, log, console, project)
 
 
 MARKS = {"ok": "ok", "failed": "FAILED", "cancelled": "CANCELLED"}
 
 
-def _report(outcomes: list[Outcome], halt: Halt, console: Console) -> int:
+def _report(
+    outcomes: list[Outcome], halt: Halt, log: SdkLog, console: Console, project: Project
+) -> int:
     """One line per app, a count, and (when anything went wrong) one line on stderr saying
     what the state records and what to do; the exit status follows."""
     width = max([6, *(len(MARKS[o.status]) for o in outcomes)])
@@ -211,16 +229,21 @@ def _report(outcomes: list[Outcome], halt: Halt, console: Console) -> int:
         console.print(f"Apply {ended}: {done} succeeded, {failed} failed, {cancelled} cancelled.")
     if not halt and not failed:
         return EXIT_OK
+    where = (
+        f" The Modal SDK's output is in {os.path.relpath(log.path, project.cwd)}."
+        if log.written
+        else ""
+    )
     if not halt:
         console.error(
             f"{failed} app(s) failed; the state records the {done} that succeeded. "
-            "Fix the cause and run apply again."
+            f"Fix the cause and run apply again.{where}"
         )
         return EXIT_ERROR
     console.error(
         f"apply {'interrupted' if halt.interrupted else 'stopped: ' + halt.reason}: the state "
         f"records the {done} that succeeded; {failed} failed, {cancelled} cancelled. Run apply "
-        "again to finish."
+        f"again to finish.{where}"
     )
     return EXIT_INTERRUPTED if halt.interrupted else EXIT_ERROR
 

@@ -779,6 +779,8 @@ class Ending:
     recorded: dict[str, int]
     running: frozenset[str]
     within: float = 20.0
+    faults: tuple[tuple[str, dict[str, Any]], ...] = ()  # more faults on the local API
+    logged: str = ""  # text the SDK's log file holds (named on the stderr line)
 
 
 OK_KALM = "ok* create   kalm-embedding: deployed v1 in *s"
@@ -787,6 +789,8 @@ ENDINGS = {
         then="",
         options=("--deploy-timeout", "2"),
         delay=60.0,
+        # Every heartbeat fails as well: the SDK logs a traceback for each, into the log.
+        faults=(("AppHeartbeat", {"status": "FAILED_PRECONDITION", "times": 100}),),
         code=1,
         outcomes=(
             OK_KALM,
@@ -796,6 +800,7 @@ ENDINGS = {
         counts="Apply finished: 2 succeeded, 1 failed.",
         error="1 app(s) failed; the state records the 2 that succeeded. Fix the cause and run "
         "apply again.",
+        logged="Loop attempt for _deploy_app.<locals>.heartbeat failed",
         recorded={"kalm-embedding": 1, "tiny": 1},
         running=frozenset({"kalm-embedding", "tiny"}),
     ),
@@ -958,6 +963,8 @@ def test_a_fault_ends_the_apply_in_one_summary_and_a_truthful_state(
     else:
         modal_api.state.faults.add("AppPublish")
         modal_api.state.faults.add("AppPublish", delay=row.delay)
+        for rpc, fault in row.faults:
+            modal_api.state.faults.add(rpc, **fault)
     run = modaliac(three_apps, *argv, env=env, code=FULL_DISK if row.then == "disk-full" else "")
 
     if server is not None:
@@ -982,7 +989,17 @@ def test_a_fault_ends_the_apply_in_one_summary_and_a_truthful_state(
     for line, pattern in zip(lines, row.outcomes, strict=True):
         assert matches(line, pattern), (line, pattern)
     assert row.counts in out.splitlines()
-    assert single_line(err) == row.error
+    line = single_line(err)
+    assert line.startswith(row.error), line
+    named = line.removeprefix(row.error)
+    if row.logged:
+        log = re.fullmatch(
+            r" The Modal SDK's output is in (\.modaliac/logs/apply-\S+\.log)\.", named
+        )
+        assert log, named
+        assert row.logged in (three_apps / log[1]).read_text()
+    else:
+        assert named == ""
     assert recorded(three_apps) == row.recorded
     assert_state_sound(three_apps)
     if server is not None:
@@ -1006,6 +1023,20 @@ def test_a_fault_ends_the_apply_in_one_summary_and_a_truthful_state(
         assert publishes(modal_api) - before == len(set(APPS) - row.running)
         assert cli(capsys, "plan", "--detailed-exitcode")[0] == 0
     assert recorded(three_apps) == dict.fromkeys(APPS, 1)
+
+
+def test_the_prompt_reaches_the_terminal_while_the_sdks_output_is_kept_apart(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def confirm(question: str) -> bool:
+        print(f"{question} [the prompt]")  # as input() writes it, to sys.stdout
+        return True
+
+    code = main(["apply"], confirm=confirm)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Apply these changes? [the prompt]" in out.splitlines()
+    assert not (project / ".modaliac" / "logs").exists()  # the SDK said nothing: no log
 
 
 def test_an_apply_whose_reader_left_still_finishes_and_records_everything(
