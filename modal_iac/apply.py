@@ -163,7 +163,7 @@ def execute(
                 on_event=on_event,
                 on_result=finished,
             )
-        except modal_api.ModalApiError as exc:  # before any deploy: Modal is not reachable
+        except modal_api.ModalApiError as exc:  # before any deploy: Modal cannot be reached
             for change in deploys:
                 if change.address not in reported:
                     outcomes.append(Outcome(change.address, change.action, "failed", str(exc)))

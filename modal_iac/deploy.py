@@ -82,13 +82,20 @@ def deploy_all(
     """Deploy apps in-process, at most ``parallel`` at once; one failure never stops the rest.
 
     Each generated file is written under ``build_dir`` and imported under its own module name,
-    registered in sys.modules so Modal uploads the source file instead of pickling. Each app
+    registered in sys.modules so Modal uploads the source file instead of pickling (an app
+    whose file does not import fails alone). Each app
     must publish within ``deploy_timeout``; when Modal answers nothing for
     ``no_progress_timeout``, or ``halt`` is set, no further app starts and the ones in flight
     end (after the halt's grace) as failed or cancelled.
     """
     halt = halt if halt is not None else Halt()
-    modules = {job.address: _import(job, build_dir) for job in jobs}
+    modules: dict[str, Any] = {}
+    broken: dict[str, str] = {}  # address -> why its generated file does not import
+    for job in jobs:
+        try:
+            modules[job.address] = _import(job, build_dir)
+        except ModalApiError as exc:
+            broken[job.address] = str(exc)
     config = modal.config.config
 
     async def make(client: _Client) -> list[DeployResult]:
@@ -115,6 +122,8 @@ def deploy_all(
                 return result
 
             async def deploy(job: DeployJob) -> DeployResult:
+                if job.address in broken:
+                    return DeployResult(job.address, "failed", error=broken[job.address])
                 if halt:
                     return DeployResult(
                         job.address, "cancelled", error=f"not started ({halt.reason})"

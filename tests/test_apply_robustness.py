@@ -1025,6 +1025,33 @@ def test_a_fault_ends_the_apply_in_one_summary_and_a_truthful_state(
     assert recorded(three_apps) == dict.fromkeys(APPS, 1)
 
 
+def test_an_app_whose_generated_file_does_not_import_fails_alone(
+    project: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modal_iac import deploy
+    from modal_iac.modal_api import ModalApiError
+
+    real = deploy._import
+
+    def broken_minilm(job: deploy.DeployJob, build_dir: Path) -> Any:
+        if job.app == "minilm-embedding":
+            raise ModalApiError(f"{job.module_name}.py: the generated app does not import: boom")
+        return real(job, build_dir)
+
+    monkeypatch.setattr(deploy, "_import", broken_minilm)
+    code, out, err = cli(capsys, "apply", "--yes")
+    assert code == 1
+    assert (
+        "FAILED create   minilm-embedding: modaliac___minilm_1embedding.py: the generated app "
+        "does not import: boom" in out.splitlines()
+    )
+    assert single_line(err).startswith("1 app(s) failed; the state records the 1 that succeeded")
+    assert recorded(project) == {"kalm-embedding": 1}
+
+
 def test_the_prompt_reaches_the_terminal_while_the_sdks_output_is_kept_apart(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
