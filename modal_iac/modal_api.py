@@ -356,13 +356,13 @@ class Supervisor:
                 cancel_at = self.halt.cancel_at()
                 if cancel_at is not None and now >= cancel_at:
                     raise Cancelled(f"cancelled while {doing} ({self.halt.reason})")
-                checks = [started + limit, cancel_at or math.inf]
+                checks = [started + limit, math.inf if cancel_at is None else cancel_at]
                 if progress is not None:
                     checks.append(max(progress.last, started) + quiet)
                 self._changed.clear()
                 changed = asyncio.ensure_future(self._changed.wait())
                 await asyncio.wait(
-                    {task, changed}, timeout=min(checks) - now, return_when="FIRST_COMPLETED"
+                    {task, changed}, timeout=min(checks) - now, return_when=asyncio.FIRST_COMPLETED
                 )
                 changed.cancel()
             return task.result()

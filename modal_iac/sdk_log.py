@@ -64,6 +64,9 @@ class SdkLog(io.TextIOBase):
                     self._file.flush()
         return len(text)
 
+    def flush(self) -> None:
+        """Every write is flushed already; after ``close`` this is a no-op, not an error."""
+
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
