@@ -346,15 +346,16 @@ def phases_in_process(argv: list[str]) -> None:
 
     phases["import modal_iac.cli"] = time.perf_counter() - started
     start = time.perf_counter()
+    import modal_iac.deploy as deploy
     import modal_iac.modal_api as modal_api
     import modal_iac.state as state
 
     phases["import modal (modal_iac.modal_api)"] = time.perf_counter() - start
     _time_phase(phases, cli, "desired_apps", "load + render specs")
     _time_phase(phases, modal_api, "observe", "observe Modal (the online plan)")
-    _time_phase(phases, modal_api, "deploy_all", "deploy_all (parallel deploys)")
+    _time_phase(phases, deploy, "deploy_all", "deploy_all (parallel deploys)")
     nested: dict[str, float] = {}
-    _time_phase(nested, modal_api, "_import", "import the generated files")
+    _time_phase(nested, deploy, "_import", "import the generated files")
     _time_phase(nested, state, "write_state", "write the state (once per app)")
     _run_cli(cli.main, argv)
     total = time.perf_counter() - started

@@ -193,5 +193,10 @@ class Project:
         return self.root / STATE_DIR / "build"
 
     @property
+    def log_dir(self) -> Path:
+        """Where the Modal SDK's own output of a run is kept (``sdk_log.py``)."""
+        return self.root / STATE_DIR / "logs"
+
+    @property
     def spec_dir(self) -> Path:
         return self.root / "specs"

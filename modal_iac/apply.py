@@ -1,7 +1,9 @@
 """Carry out a plan: deploy, stop, record. Deciding happened in plan.py; this only executes.
 
 The state is written after every app that finishes, so an apply that fails or is killed half
-way leaves a state that says exactly which apps are deployed, and a re-run converges.
+way leaves a state that says exactly which apps are deployed, and a re-run converges. A halt
+(Ctrl-C, a state that cannot be written, a Modal that stopped answering) starts nothing new:
+every change gets an outcome, finished, failed or cancelled.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .address import Address
+from .errors import StateError
+from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
 from .plan import Change, Plan
 from .state import AppRecord, State
 
 if TYPE_CHECKING:
-    from .modal_api import DeployJob, DeployResult
+    from .deploy import DeployJob, DeployResult
 
 MANAGED_BY = "managed-by"
 
@@ -31,8 +35,12 @@ class Store(Protocol):
 class Outcome:
     address: str
     action: str
-    ok: bool
+    status: str  # "ok", "failed", or "cancelled" (a halt stopped it, or it never started)
     detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 def app_tags(record: AppRecord) -> dict[str, str]:
@@ -61,40 +69,66 @@ def execute(
     *,
     build_dir: Path,
     parallel: int = 4,
+    deploy_timeout: float = DEPLOY_TIMEOUT,
+    no_progress_timeout: float = NO_PROGRESS_TIMEOUT,
+    halt: Halt | None = None,
     on_event: Callable[[str, str], None] = lambda address, event: None,
 ) -> list[Outcome]:
-    """Apply every change of ``plan``; returns one outcome per app that needed work."""
-    from . import modal_api
+    """Apply every change of ``plan``; returns one outcome per app that needed work.
 
+    Once ``halt`` is set (Ctrl-C, or a state write failed, or Modal stopped answering),
+    nothing new starts: the remaining changes are reported cancelled.
+    """
+    from . import modal_api
+    from .deploy import deploy_all
+
+    halt = halt if halt is not None else Halt()
     state = store.read()
     outcomes: list[Outcome] = []
 
-    def save(address: str, record: AppRecord | None) -> None:
+    def save(address: str, record: AppRecord | None) -> str:
+        """Record one app; returns why the state could not be written ("" if it was). A
+        failed write halts the apply: the next one could not be recorded either."""
         if record is None:
             state.apps.pop(address, None)
         else:
             state.apps[address] = record
-        store.write(state)
+        try:
+            store.write(state)
+        except StateError as exc:
+            halt.stop("the state cannot be written")
+            return str(exc)
+        return ""
+
+    def not_started(change: Change, action: str) -> Outcome:
+        return Outcome(change.address, action, "cancelled", f"not started ({halt.reason})")
 
     for change in plan.changes:
         if change.record is not None and needs_recording(change, state):
+            if halt:
+                outcomes.append(not_started(change, "record"))
+                continue
             record = replace(change.record, deployed_version=change.observed_version)
             try:
                 # The interrupted apply may have published the app but not tagged it yet.
-                modal_api.set_tags(change.app, change.environment, app_tags(record))
+                modal_api.set_tags(change.app, change.environment, app_tags(record), halt=halt)
             except modal_api.ModalApiError as exc:
-                outcomes.append(Outcome(change.address, "record", False, str(exc)))
+                outcomes.append(Outcome(change.address, "record", _status(exc), str(exc)))
                 continue
-            save(change.address, record)
-            outcomes.append(Outcome(change.address, "record", True, "recorded"))
+            problem = save(change.address, record)
+            detail = f"not recorded: {problem}" if problem else "recorded"
+            outcomes.append(
+                Outcome(change.address, "record", "failed" if problem else "ok", detail)
+            )
 
     deploys = [c for c in plan.changes if c.action in ("create", "update", "replace")]
     by_address = {c.address: c for c in deploys}
     jobs = [_job(change) for change in deploys]
-
+    reported: set[str] = set()
     renamed: list[Change] = []
 
     def finished(result: DeployResult) -> None:
+        reported.add(result.address)
         change = by_address[result.address]
         if result.ok and change.record is not None:
             # A renamed app stays marked until its old address is stopped (below), so a
@@ -102,42 +136,73 @@ def execute(
             record = replace(
                 change.record, deployed_version=result.version, renamed_from=change.renamed_from
             )
-            save(result.address, record)
+            problem = save(result.address, record)
             detail = f"deployed v{result.version} in {result.seconds:.1f}s"
+            if problem:
+                detail += f", but the state does not record it ({problem}); the next apply does"
+                outcomes.append(Outcome(result.address, change.action, "failed", detail))
+                return
             if change.renamed_from:
                 renamed.append(change)
                 return
         else:
             detail = result.error
-        outcomes.append(Outcome(result.address, change.action, result.ok, detail))
+        outcomes.append(Outcome(result.address, change.action, result.status, detail))
 
-    if jobs:
-        modal_api.deploy_all(
-            jobs, build_dir, parallel=parallel, on_event=on_event, on_result=finished
-        )
+    if jobs and halt:  # halted while recording: nothing is imported or connected
+        outcomes += [not_started(change, change.action) for change in deploys]
+    elif jobs:
+        try:
+            deploy_all(
+                jobs,
+                build_dir,
+                parallel=parallel,
+                deploy_timeout=deploy_timeout,
+                no_progress_timeout=no_progress_timeout,
+                halt=halt,
+                on_event=on_event,
+                on_result=finished,
+            )
+        except modal_api.ModalApiError as exc:  # before any deploy: Modal cannot be reached
+            for change in deploys:
+                if change.address not in reported:
+                    outcomes.append(Outcome(change.address, change.action, "failed", str(exc)))
     for change in renamed:
-        outcomes.append(_stop_renamed(change, state.apps[change.address], save, on_event))
+        outcomes.append(_stop_renamed(change, state.apps[change.address], save, halt, on_event))
     for change in plan.changes:
         if change.action != "delete":
             continue
+        if halt:
+            outcomes.append(not_started(change, "delete"))
+            continue
         on_event(change.address, "stopping")
         try:
-            stopped = modal_api.stop(change.app, change.environment)
+            stopped = modal_api.stop(change.app, change.environment, halt=halt)
         except modal_api.ModalApiError as exc:
-            outcomes.append(Outcome(change.address, "delete", False, str(exc)))
+            outcomes.append(Outcome(change.address, "delete", _status(exc), str(exc)))
             on_event(change.address, "failed")
             continue
-        save(change.address, None)
         detail = "stopped" if stopped else "already gone; removed from the state"
-        outcomes.append(Outcome(change.address, "delete", True, detail))
+        problem = save(change.address, None)
+        if problem:
+            outcomes.append(Outcome(change.address, "delete", "failed", f"{detail}, but {problem}"))
+            continue
+        outcomes.append(Outcome(change.address, "delete", "ok", detail))
         on_event(change.address, detail)
     return outcomes
+
+
+def _status(exc: Exception) -> str:
+    from .modal_api import Cancelled
+
+    return "cancelled" if isinstance(exc, Cancelled) else "failed"
 
 
 def _stop_renamed(
     change: Change,
     record: AppRecord,
-    save: Callable[[str, AppRecord | None], None],
+    save: Callable[[str, AppRecord | None], str],
+    halt: Halt,
     on_event: Callable[[str, str], None],
 ) -> Outcome:
     """Stop the app a rename left at its old address, then record the rename as done."""
@@ -145,20 +210,31 @@ def _stop_renamed(
 
     old = Address.parse(record.renamed_from or "")
     deployed = f"deployed v{record.deployed_version}"
+    keeps = "the state keeps the rename, so the next apply stops it"
+    if halt:
+        return Outcome(
+            change.address,
+            change.action,
+            "cancelled",
+            f"{deployed}; stopping {old} not started ({halt.reason}); {keeps}",
+        )
     on_event(change.address, f"stopping {old} (renamed)")
     try:
-        stopped = modal_api.stop(old.app, old.environment)
+        stopped = modal_api.stop(old.app, old.environment, halt=halt)
     except modal_api.ModalApiError as exc:
         return Outcome(
             change.address,
             change.action,
-            False,
-            f"{deployed}, but stopping {old} failed: {exc}; the state keeps the rename, so the "
-            "next apply stops it",
+            _status(exc),
+            f"{deployed}, but stopping {old} failed: {exc}; {keeps}",
         )
-    save(change.address, replace(record, renamed_from=None))
+    problem = save(change.address, replace(record, renamed_from=None))
     gone = f"stopped {old}" if stopped else f"{old} was already gone"
-    return Outcome(change.address, change.action, True, f"{deployed}; {gone}")
+    if problem:
+        return Outcome(
+            change.address, change.action, "failed", f"{deployed}; {gone}, but {problem}"
+        )
+    return Outcome(change.address, change.action, "ok", f"{deployed}; {gone}")
 
 
 def record_refreshes(plan: Plan, store: Store) -> None:
@@ -173,7 +249,7 @@ def record_refreshes(plan: Plan, store: Store) -> None:
 
 
 def _job(change: Change) -> DeployJob:
-    from .modal_api import DeployJob
+    from .deploy import DeployJob
 
     record = change.record
     assert record is not None, "deploy changes always carry the record they apply"

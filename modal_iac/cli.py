@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from .address import Project
+from .halt import DEPLOY_TIMEOUT, EXIT_INTERRUPTED, NO_PROGRESS_TIMEOUT
 from .targets import UsageError
 
 if TYPE_CHECKING:
@@ -26,19 +27,53 @@ if TYPE_CHECKING:
 
 REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 
 
 class Console:
-    """Where output goes, and whether it may be coloured. Passed in, never global."""
+    """Where output goes, and whether it may be coloured. Passed in, never global.
+
+    A reader that goes away (``modaliac plan | head -1``) is not an error: the rest of the
+    output is dropped and the command carries on (an apply never stops half way because
+    nobody reads its progress); ``lost`` says it happened.
+    """
 
     def __init__(self, out: TextIO, err: TextIO, *, color: bool) -> None:
         self.out, self.err, self.color = out, err, color
+        self.lost = False
 
     def print(self, text: str = "", end: str = "\n") -> None:
-        self.out.write(text + end)
+        self._write(self.out, text + end)
 
     def error(self, text: str) -> None:
-        self.err.write(text + "\n")
+        self._write(self.err, text + "\n")
+
+    def flush(self) -> None:
+        for stream in (self.out, self.err):
+            try:
+                stream.flush()
+            except BrokenPipeError:
+                self.drop(stream)
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        try:
+            stream.write(text)
+        except BrokenPipeError:
+            self.drop(stream)
+
+    def drop(self, stream: TextIO) -> None:
+        """Send what ``stream`` still holds, and everything after, nowhere: its reader left,
+        and the interpreter's last flush must not fail with a traceback either."""
+        self.lost = True
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError):  # not a file (a test's buffer): nothing to redirect
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
 
 
 def _wants_color(stream: TextIO, choice: str) -> bool:
@@ -61,9 +96,9 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     for item in loaded:
         console.print(f"{item.path}: ok ({', '.join(item.spec.app_names())})")
         for found in item.warnings:
-            console.err.write(f"warning: {found}\n")
+            console.error(f"warning: {found}")
     for warning in endpoint_warnings([item.spec for item in loaded]):
-        console.err.write(f"warning: {warning}\n")
+        console.error(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -366,6 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     apply.add_argument("--parallel", type=int, default=4, help="apps deployed at once (4)")
     apply.add_argument(
+        "--deploy-timeout",
+        type=_seconds,
+        default=DEPLOY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"fail an app whose deploy has not finished after this long (default "
+        f"{DEPLOY_TIMEOUT:g}: time for a first image build)",
+    )
+    apply.add_argument(
+        "--no-progress-timeout",
+        type=_seconds,
+        default=NO_PROGRESS_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop the apply when Modal answers nothing for this long (default "
+        f"{NO_PROGRESS_TIMEOUT:g}; the SDK heartbeats every 15 s)",
+    )
+    apply.add_argument(
         "--build-dir",
         help="where the deployed files are written (default: .modaliac/build at the project root)",
     )
@@ -492,6 +543,16 @@ def costing(args: argparse.Namespace) -> Costing:
     return Costing(load_prices(args.prices), args.active_hours_per_day)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _hours(text: str) -> float:
     try:
         value = float(text)
@@ -558,9 +619,16 @@ def _ask(question: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _ask) -> int:
+    console = Console(sys.stdout, sys.stderr, color=False)
+    code = _main(argv, confirm, console)
+    console.flush()
+    return code if code or not console.lost else EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None, confirm: Callable[[str], bool], console: Console) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = Console(sys.stdout, sys.stderr, color=_wants_color(sys.stdout, args.color))
+    console.color = _wants_color(sys.stdout, args.color)
     try:
         if isinstance(args.run, str):
             module, name = args.run.split(":")
@@ -582,13 +650,11 @@ def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _as
         if isinstance(exc, ModaliacError):
             console.error(str(exc))
             return EXIT_ERROR
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
         console.error(f"modaliac: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
         return EXIT_ERROR
     except KeyboardInterrupt:
         console.error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ test server in ``local_api``) that imports ``modal``.
 
 The SDK retries a closed port for about a minute and sets no deadline on a hanging server, so
 every operation here runs under modaliac's own deadline and fails with one ModalApiError line.
+A deploy has two: the user's ``--deploy-timeout``, and a no-progress limit on the answers the
+SDK's channel receives (grpclib events), which ends an apply against a Modal that stopped;
+both, and a halted apply (``halt.py``), end the call by cancelling it.
 
 Two kinds of calls, kept apart because the SDK's objects belong to the event loop that made
 them. Reads (history, lifecycle, tags, scheduling overrides, secret and volume existence) go
@@ -14,12 +17,11 @@ through a client of our own on our own loop, with ``api_pb2`` messages, as the S
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
+import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import modal
@@ -30,12 +32,13 @@ from modal_proto import api_pb2
 
 from .address import Address
 from .errors import ModaliacError
+from .halt import Halt
 from .observed import Deployment, Observed, Override
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
-DEPLOY_TIMEOUT = 900.0
+CANCEL_WAIT = 2.0  # how long a cancelled call may take to unwind before it is left behind
 NO_CREDENTIALS = (
     "no Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"
 )
@@ -56,26 +59,6 @@ class Query:
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
 
 
-@dataclass(frozen=True)
-class DeployJob:
-    address: str
-    app: str
-    environment: str | None
-    source: str
-    module_name: str
-    deployment_tag: str
-    tags: dict[str, str]
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    address: str
-    ok: bool
-    version: int | None = None
-    error: str = ""
-    seconds: float = 0.0
-
-
 # -- running SDK calls under a deadline ---------------------------------------------------
 
 
@@ -84,9 +67,15 @@ def require_credentials() -> None:
         raise ModalApiError(NO_CREDENTIALS)
 
 
-def run(make: Callable[[_Client], Awaitable[T]], *, timeout: float | None = None) -> T:
+def run(
+    make: Callable[[_Client], Awaitable[T]],
+    *,
+    timeout: float | None = None,
+    halt: Halt | None = None,
+) -> T:
     """Connect (with a short deadline), then run ``make(client)`` under ``timeout`` (default:
-    ``READ_TIMEOUT``, read at call time so the module's deadlines can be changed)."""
+    ``READ_TIMEOUT``, read at call time so the module's deadlines can be changed). With
+    ``halt``, a halted apply stops waiting after the halt's grace (``Cancelled``)."""
     require_credentials()
     limit = READ_TIMEOUT if timeout is None else timeout
     config = modal.config.config
@@ -99,21 +88,36 @@ def run(make: Callable[[_Client], Awaitable[T]], *, timeout: float | None = None
             (config["token_id"], config["token_secret"]),
         )
         try:
-            await _deadline(client._open(), CONNECT_TIMEOUT, "connecting to Modal")  # type: ignore[no-untyped-call]
-            await _deadline(client.hello(), CONNECT_TIMEOUT, "connecting to Modal")  # type: ignore[no-untyped-call]
-            return await _deadline(make(client), limit, "waiting for Modal")
+            await deadline(client._open(), CONNECT_TIMEOUT, "connecting to Modal")  # type: ignore[no-untyped-call]
+            await deadline(client.hello(), CONNECT_TIMEOUT, "connecting to Modal")  # type: ignore[no-untyped-call]
+            if halt is None:
+                return await deadline(make(client), limit, "waiting for Modal")
+            supervisor = Supervisor(halt)
+            try:
+                return await supervisor.run(make(client), limit=limit, doing="waiting for Modal")
+            finally:
+                supervisor.close()
         finally:
             await client.close()
 
     return asyncio.run(main())
 
 
-async def _deadline(awaitable: Awaitable[T], seconds: float, doing: str) -> T:
+async def deadline(awaitable: Awaitable[T], seconds: float, doing: str) -> T:
     server = modal.config.config.get("server_url")
     try:
-        return await asyncio.wait_for(awaitable, seconds)
+        return await asyncio.wait_for(_sdk_errors(awaitable, doing), seconds)
     except TimeoutError:
         raise ModalApiError(f"{doing} timed out after {seconds:g}s ({server})") from None
+
+
+async def _sdk_errors(awaitable: Awaitable[T], doing: str) -> T:
+    """``awaitable``, with every way the SDK or the connection fails turned into one line."""
+    server = modal.config.config.get("server_url")
+    try:
+        return await awaitable
+    except TimeoutError:  # one of the SDK's own deadlines (before OSError: it is one)
+        raise ModalApiError(f"{doing} timed out ({server})") from None
     except modal.exception.Error as exc:
         raise ModalApiError(f"Modal: {_first_line(str(exc))}") from None
     except GRPCError as exc:
@@ -294,87 +298,98 @@ async def _exists(call: Awaitable[Any]) -> bool:
 # -- changing -----------------------------------------------------------------------------
 
 
-def deploy_all(
-    jobs: list[DeployJob],
-    build_dir: Path,
-    *,
-    parallel: int = 4,
-    on_event: Callable[[str, str], None] = lambda address, event: None,
-    on_result: Callable[[DeployResult], None] = lambda result: None,
-) -> list[DeployResult]:
-    """Deploy apps in-process, at most ``parallel`` at once; one failure never stops the rest.
+class Cancelled(ModalApiError):
+    """modaliac stopped waiting for Modal because the apply halted (Ctrl-C, say)."""
 
-    Each generated file is written under ``build_dir`` and imported under its own module name,
-    registered in sys.modules so Modal uploads the source file instead of pickling.
+
+@dataclass
+class Progress:
+    """When Modal last answered anything on the channel the deploys use (``time.monotonic``).
+
+    While an app deploys the SDK heartbeats it every 15 s, so a live Modal answers at least
+    that often, however long a build or an upload takes; silence means Modal stopped.
     """
-    modules = {job.address: _import(job, build_dir) for job in jobs}
 
-    async def make(client: _Client) -> list[DeployResult]:
-        # ``client`` proves Modal answers before anything is deployed; the deploys themselves
-        # run on the SDK's loop with its own client.
-        gate = asyncio.Semaphore(max(1, parallel))
+    last: float = field(default_factory=time.monotonic)
 
-        async def one(job: DeployJob) -> DeployResult:
-            async with gate:
-                on_event(job.address, "deploying")
-                started = time.monotonic()
-                try:
-                    app = modules[job.address].app
-                    await _deadline(
-                        app.deploy.aio(
-                            name=job.app,
-                            environment_name=job.environment or "",
-                            tag=job.deployment_tag,
-                        ),
-                        DEPLOY_TIMEOUT,
-                        "deploying",
-                    )
-                    version = await _deadline(
-                        _publish_tags(client, app.app_id, job.tags), READ_TIMEOUT, "tagging"
-                    )
-                except ModaliacError as exc:
-                    result = DeployResult(job.address, False, error=str(exc))
-                else:
-                    result = DeployResult(
-                        job.address, True, version, seconds=time.monotonic() - started
-                    )
-                on_result(result)
-                on_event(job.address, f"deployed v{result.version}" if result.ok else "failed")
-                return result
-
-        return list(await asyncio.gather(*(one(job) for job in jobs)))
-
-    # Each app has its own deadlines (deploy, then tagging); this outer one is only a backstop
-    # and must outlast every round of ``parallel`` apps, or one slow batch cancels the rest.
-    rounds = -(-len(jobs) // max(1, parallel))
-    return run(make, timeout=rounds * (DEPLOY_TIMEOUT + READ_TIMEOUT) + READ_TIMEOUT)
+    async def answered(self, event: object) -> None:
+        self.last = time.monotonic()
 
 
-def _import(job: DeployJob, build_dir: Path) -> Any:
-    build_dir.mkdir(parents=True, exist_ok=True)
-    path = build_dir / f"{job.module_name}.py"  # the module name is unique to the address
-    path.write_text(job.source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(job.module_name, path)
-    if spec is None or spec.loader is None:
-        raise ModalApiError(f"{path}: cannot import the generated app")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[job.module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[job.module_name]
-        raise ModalApiError(f"{path}: the generated app does not import: {exc}") from None
-    return module
+class Supervisor:
+    """Waits for Modal calls under a deadline, a no-progress limit and the apply's halt, on
+    the running loop. A call the halt ends gets the halt's grace first, then is cancelled."""
+
+    def __init__(self, halt: Halt) -> None:
+        self.halt = halt
+        self.loop = asyncio.get_running_loop()
+        self.server = modal.config.config.get("server_url")
+        self._changed = asyncio.Event()
+        self._unwatch = halt.watch(self._wake)
+
+    def close(self) -> None:
+        self._unwatch()
+
+    def _wake(self) -> None:  # from any thread, or a signal handler
+        with contextlib.suppress(RuntimeError):  # the loop has just closed
+            self.loop.call_soon_threadsafe(self._changed.set)
+
+    async def run(
+        self,
+        work: Awaitable[T],
+        *,
+        limit: float,
+        doing: str,
+        progress: Progress | None = None,
+        quiet: float = 0.0,
+    ) -> T:
+        task = asyncio.ensure_future(_sdk_errors(work, doing))
+        started = time.monotonic()
+        try:
+            while not task.done():
+                now = time.monotonic()
+                if now >= started + limit:
+                    raise ModalApiError(f"{doing} timed out after {limit:g}s ({self.server})")
+                if progress is not None and now >= max(progress.last, started) + quiet:
+                    self.halt.stop("Modal stopped answering")
+                    raise ModalApiError(f"Modal answered nothing for {quiet:g}s ({self.server})")
+                cancel_at = self.halt.cancel_at()
+                if cancel_at is not None and now >= cancel_at:
+                    raise Cancelled(f"cancelled while {doing} ({self.halt.reason})")
+                checks = [started + limit, math.inf if cancel_at is None else cancel_at]
+                if progress is not None:
+                    checks.append(max(progress.last, started) + quiet)
+                self._changed.clear()
+                changed = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait(
+                    {task, changed}, timeout=min(checks) - now, return_when=asyncio.FIRST_COMPLETED
+                )
+                changed.cancel()
+            return task.result()
+        finally:
+            await _abandon(task)
 
 
-async def _publish_tags(client: _Client, app_id: str, tags: dict[str, str]) -> int:
+async def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait a moment for it. The SDK's own task is cancelled in turn and
+    awaited by synchronicity; a second cancel stops that wait, so nothing here can hang."""
+    for _ in range(2):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_WAIT)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
+async def publish_tags(client: _Client, app_id: str, tags: dict[str, str]) -> int:
     """Replace the app's tags (labels plus modaliac's own); returns the deployed version."""
     await client._stub.AppSetTags(api_pb2.AppSetTagsRequest(app_id=app_id, tags=tags))
     lifecycle = await client._stub.AppGetLifecycle(api_pb2.AppGetLifecycleRequest(app_id=app_id))
     return int(lifecycle.lifecycle.version)
 
 
-def stop(app: str, environment: str | None) -> bool:
+def stop(app: str, environment: str | None, *, halt: Halt | None = None) -> bool:
     """Stop a deployed app; False when there was nothing to stop."""
 
     async def make(client: _Client) -> bool:
@@ -386,10 +401,12 @@ def stop(app: str, environment: str | None) -> bool:
         await client._stub.AppStop(api_pb2.AppStopRequest(app_id=found.app_id))
         return True
 
-    return run(make)
+    return run(make, halt=halt)
 
 
-def set_tags(app: str, environment: str | None, tags: dict[str, str]) -> None:
+def set_tags(
+    app: str, environment: str | None, tags: dict[str, str], *, halt: Halt | None = None
+) -> None:
     """Replace a deployed app's tags."""
 
     async def make(client: _Client) -> None:
@@ -398,9 +415,9 @@ def set_tags(app: str, environment: str | None, tags: dict[str, str]) -> None:
         )
         if not found.app_id:
             raise ModalApiError(f"app {str(Address(environment, app))!r} is not deployed")
-        await _publish_tags(client, found.app_id, tags)
+        await publish_tags(client, found.app_id, tags)
 
-    run(make)
+    run(make, halt=halt)
 
 
 def rollback(app: str, environment: str | None, version: int) -> int:

@@ -18,11 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from .address import Project
 from .errors import ModaliacError
+from .halt import EXIT_INTERRUPTED, Halt, catching_interrupts
 from .plan import Desired, Inputs, Plan, make_plan
 from .state import AppRecord, State
 
 if TYPE_CHECKING:
+    from .apply import Outcome
     from .cli import Console
+    from .sdk_log import SdkLog
+    from .state import StateStore
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -112,11 +116,9 @@ def owner() -> str:
 
 
 def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from .apply import execute, needs_recording, record_refreshes
     from .modal_api import require_credentials
-    from .present import as_text
-    from .saved import read_plan, verify
-    from .targets import UsageError, spec_targets, state_store
+    from .sdk_log import SdkLog, capturing
+    from .targets import UsageError, state_store
 
     require_credentials()
     project = Project.here()
@@ -127,53 +129,123 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
             "apply PLAN.json applies the plan as saved: no --env, --replace or "
             "--refresh-only (make the plan with them)"
         )
-    with store.lock(owner(), wait=args.lock_timeout):
-        state = store.read()
-        if saved:
-            reviewed = read_plan(args.targets[0])
-            verify(reviewed, args.targets[0], project)
-            plan = _check_fresh(reviewed, state, args.targets[0], project)
-        else:
-            targets = spec_targets(args.targets, project, "apply")
-            inputs = plan_inputs(args, targets, project)
-            plan = build_plan(inputs, state, project, online=True, targets=targets)
-            console.print(as_text(plan, color=console.color, project=project), end="")
-        if plan.blockers:
-            listed = "; ".join(f"{b.address}: {b.text()}" for b in plan.blockers)
-            console.error("apply refused: " + listed)
-            return EXIT_ERROR
-        pending = plan.has_changes or any(needs_recording(c, state) for c in plan.changes)
-        if not pending:
-            console.print("Nothing to apply.")
-            return EXIT_OK
-        if plan.has_changes and not args.yes and not confirm("Apply these changes?"):
-            console.error("apply cancelled: nothing was changed")
-            return EXIT_ERROR
-        if plan.inputs.refresh_only:
-            record_refreshes(plan, store)
-            console.print(f"Refresh finished: {len(plan.refreshes)} recorded in the state.")
-            return EXIT_OK
-        build_dir = Path(args.build_dir) if args.build_dir else project.build_dir
+    log = SdkLog.for_command(project.log_dir, "apply")
+    halt = Halt()
+    try:
+        with (
+            capturing(log) as capture,
+            catching_interrupts(halt),
+            store.lock(owner(), wait=args.lock_timeout),
+        ):
 
-        def progress(address: str, event: str) -> None:
-            console.print(f"  {address}: {event}")
+            def ask(question: str) -> bool:
+                with capture.paused():  # the prompt must reach the terminal
+                    return confirm(question)
 
-        outcomes = execute(
-            plan, store, build_dir=build_dir, parallel=args.parallel, on_event=progress
-        )
-    failed = [o for o in outcomes if not o.ok]
+            return _apply_locked(args, console, ask, store, project, saved, halt, log)
+    finally:
+        log.close()
+
+
+def _apply_locked(
+    args: argparse.Namespace,
+    console: Console,
+    confirm: Callable[[str], bool],
+    store: StateStore,
+    project: Project,
+    saved: bool,
+    halt: Halt,
+    log: SdkLog,
+) -> int:
+    """The apply, with the state locked and the SDK's output going to ``log``."""
+    from .apply import execute, needs_recording, record_refreshes
+    from .present import as_text
+    from .saved import read_plan, verify
+    from .targets import spec_targets
+
+    state = store.read()
+    if saved:
+        reviewed = read_plan(args.targets[0])
+        verify(reviewed, args.targets[0], project)
+        plan = _check_fresh(reviewed, state, args.targets[0], project)
+    else:
+        targets = spec_targets(args.targets, project, "apply")
+        inputs = plan_inputs(args, targets, project)
+        plan = build_plan(inputs, state, project, online=True, targets=targets)
+        console.print(as_text(plan, color=console.color, project=project), end="")
+    if plan.blockers:
+        listed = "; ".join(f"{b.address}: {b.text()}" for b in plan.blockers)
+        console.error("apply refused: " + listed)
+        return EXIT_ERROR
+    pending = plan.has_changes or any(needs_recording(c, state) for c in plan.changes)
+    if not pending:
+        console.print("Nothing to apply.")
+        return EXIT_OK
+    if plan.has_changes and not args.yes and not confirm("Apply these changes?"):
+        console.error("apply cancelled: nothing was changed")
+        return EXIT_ERROR
+    if plan.inputs.refresh_only:
+        record_refreshes(plan, store)
+        console.print(f"Refresh finished: {len(plan.refreshes)} recorded in the state.")
+        return EXIT_OK
+    build_dir = Path(args.build_dir) if args.build_dir else project.build_dir
+
+    def progress(address: str, event: str) -> None:
+        console.print(f"  {address}: {event}")
+
+    halt.armed = True  # from here on, Ctrl-C lets what is in flight finish, then reports
+    outcomes = execute(
+        plan,
+        store,
+        build_dir=build_dir,
+        parallel=args.parallel,
+        deploy_timeout=args.deploy_timeout,
+        no_progress_timeout=args.no_progress_timeout,
+        halt=halt,
+        on_event=progress,
+    )
+    return _report(outcomes, halt, log, console, project)
+
+
+MARKS = {"ok": "ok", "failed": "FAILED", "cancelled": "CANCELLED"}
+
+
+def _report(
+    outcomes: list[Outcome], halt: Halt, log: SdkLog, console: Console, project: Project
+) -> int:
+    """One line per app, a count, and (when anything went wrong) one line on stderr saying
+    what the state records and what to do; the exit status follows."""
+    width = max([6, *(len(MARKS[o.status]) for o in outcomes)])
     for outcome in outcomes:
-        mark = "ok" if outcome.ok else "FAILED"
-        console.print(f"{mark:6} {outcome.action:8} {outcome.address}: {outcome.detail}")
-    done = len(outcomes) - len(failed)
-    console.print(f"Apply finished: {done} succeeded, {len(failed)} failed.")
-    if failed:
+        mark = MARKS[outcome.status]
+        console.print(f"{mark:{width}} {outcome.action:8} {outcome.address}: {outcome.detail}")
+    done = sum(o.status == "ok" for o in outcomes)
+    failed = sum(o.status == "failed" for o in outcomes)
+    cancelled = sum(o.status == "cancelled" for o in outcomes)
+    if not halt:
+        console.print(f"Apply finished: {done} succeeded, {failed} failed.")
+    else:
+        ended = "interrupted" if halt.interrupted else "stopped"
+        console.print(f"Apply {ended}: {done} succeeded, {failed} failed, {cancelled} cancelled.")
+    if not halt and not failed:
+        return EXIT_OK
+    where = (
+        f" The Modal SDK's output is in {os.path.relpath(log.path, project.cwd)}."
+        if log.written
+        else ""
+    )
+    if not halt:
         console.error(
-            f"{len(failed)} app(s) failed; the state records the {done} that succeeded. "
-            "Fix the cause and run apply again."
+            f"{failed} app(s) failed; the state records the {done} that succeeded. "
+            f"Fix the cause and run apply again.{where}"
         )
         return EXIT_ERROR
-    return EXIT_OK
+    console.error(
+        f"apply {'interrupted' if halt.interrupted else 'stopped: ' + halt.reason}: the state "
+        f"records the {done} that succeeded; {failed} failed, {cancelled} cancelled. Run apply "
+        f"again to finish.{where}"
+    )
+    return EXIT_INTERRUPTED if halt.interrupted else EXIT_ERROR
 
 
 def _check_fresh(reviewed: Plan, state: State, path: str, project: Project) -> Plan:

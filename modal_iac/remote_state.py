@@ -21,6 +21,7 @@ import hashlib
 import io
 import posixpath
 import re
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
@@ -95,8 +96,11 @@ def _clean_path(path: str) -> str:
 class ModalStore:
     """The state file ``path`` on the Modal Volume ``volume`` (created if missing).
 
-    ``lease``: how long a lock lasts unless ``refresh()``-ed; ``write()`` under the lock renews
-    it too. ``clock`` is wall time (leases are compared across machines) and injectable.
+    ``lease``: how long a lock lasts unless renewed. While the lock is held a heartbeat thread
+    renews it every ``renew_every`` seconds (default: a third of the lease), so an apply whose
+    first image build outlasts the lease keeps its lock, and a killed one loses it one lease
+    later; ``write()`` renews it too. ``clock`` is wall time (leases are compared across
+    machines) and injectable.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class ModalStore:
         transfer_timeout: float = TRANSFER_TIMEOUT,
         poll: float = 1.0,
         clock: Callable[[], float] = time.time,
+        renew_every: float | None = None,
     ) -> None:
         self.volume = volume
         self.path = _clean_path(path)
@@ -119,8 +124,13 @@ class ModalStore:
         self.transfer_timeout = transfer_timeout
         self.poll = poll
         self.clock = clock
+        self.renew_every = lease / 3 if renew_every is None else renew_every
         self.key = f"{volume}/{self.path}"
         self._held: LockOwner | None = None
+        self._lost: StateLockedError | None = None  # why this run no longer holds the lock
+        self._mutex = threading.RLock()  # renewals (heartbeat, write) and release, one at once
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         self._volume: modal.Volume | None = None
         self._locks: modal.Dict | None = None
 
@@ -172,7 +182,7 @@ class ModalStore:
 
         Under the lock, first renew the lease, which also proves the lock is still ours.
         """
-        if self._held is not None:
+        if self._held is not None or self._lost is not None:
             self.refresh()
         data = state.to_json().encode("utf-8")
 
@@ -186,43 +196,82 @@ class ModalStore:
 
     @contextlib.contextmanager
     def lock(self, owner: str, wait: float = 0.0) -> Iterator[LockOwner]:
-        """Hold the state's lock; if another run holds it after ``wait`` seconds, raise
-        StateLockedError. A lease that has lapsed is taken over."""
+        """Hold the state's lock, renewed by a heartbeat until released; if another run holds
+        it after ``wait`` seconds, raise StateLockedError. A lease that has lapsed is taken
+        over."""
         me = self._acquire(owner, wait)
-        self._held = me
+        self._held, self._lost = me, None
+        self._start_heartbeat()
+        finished = False
         try:
             yield me
-        except BaseException:
-            with contextlib.suppress(StateError):  # the lease lapses by itself
-                self._release()
-            raise
-        self._release()
+            finished = True
+        finally:
+            self._stop_heartbeat()
+            try:
+                if finished:
+                    self._release()
+                else:
+                    with contextlib.suppress(StateError):  # the lease lapses by itself
+                        self._release()
+            finally:
+                self._lost = None
 
     def refresh(self) -> None:
         """Extend this run's lease; raise StateLockedError if the lock is no longer ours."""
-        held = self._held
-        if held is None:
-            return
-        renewed = replace(held, expires_at=self.clock() + self.lease)
+        with self._mutex:
+            if self._lost is not None:
+                raise self._lost
+            held = self._held
+            if held is None:
+                return
+            renewed = replace(held, expires_at=self.clock() + self.lease)
 
-        async def work() -> LockOwner | None:
-            locks = await self._hydrated(self._locks_object())
-            raw = await _within(self.timeout, locks.get.aio(self.key))
-            current = None if raw is None else _owner(raw)
+            async def work() -> LockOwner | None:
+                locks = await self._hydrated(self._locks_object())
+                raw = await _within(self.timeout, locks.get.aio(self.key))
+                current = None if raw is None else _owner(raw)
+                if current is None or current.token != held.token:
+                    return current
+                await _within(self.timeout, locks.put.aio(self.key, renewed.to_json()))
+                return renewed
+
+            current = self._run("renewing the state lock", work)
             if current is None or current.token != held.token:
-                return current
-            await _within(self.timeout, locks.put.aio(self.key, renewed.to_json()))
-            return renewed
+                self._held = None
+                whom = f"taken over by {current.describe()}" if current else "removed"
+                self._lost = StateLockedError(
+                    f"{self.describe()}: this run's lock was {whom} (its lease lapsed "
+                    f"at {_utc(held.expires_at)}); stop, and plan again"
+                )
+                raise self._lost
+            self._held = renewed
 
-        current = self._run("renewing the state lock", work)
-        if current is None or current.token != held.token:
-            self._held = None
-            whom = f"taken over by {current.describe()}" if current else "removed"
-            raise StateLockedError(
-                f"{self.describe()}: this run's lock was {whom} (its lease lapsed "
-                f"at {_utc(held.expires_at)}); stop, and plan again"
-            )
-        self._held = renewed
+    def _start_heartbeat(self) -> None:
+        self._stopping.clear()
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="modaliac-lock-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._stopping.set()
+        if self._heartbeat is not None:
+            # A renewal in flight is bounded by the call deadlines; release waits for it anyway.
+            self._heartbeat.join(timeout=3 * self.timeout)
+            self._heartbeat = None
+
+    def _beat(self) -> None:
+        """Renew the lease until told to stop. A renewal Modal does not answer is retried at
+        the next beat (the lease still runs); a lock found lost ends the beat, and the next
+        write says so."""
+        while not self._stopping.wait(self.renew_every):
+            try:
+                self.refresh()
+            except StateLockedError:
+                return
+            except StateError:
+                continue
 
     def break_lock(self) -> LockOwner | None:
         """Remove the lock whoever holds it (for a person who knows its holder is gone)."""
@@ -293,7 +342,8 @@ class ModalStore:
 
     def _release(self) -> None:
         """Remove the lock only if it is still ours (after a lapse it may be someone else's)."""
-        held, self._held = self._held, None
+        with self._mutex:  # after a renewal in flight, never during one
+            held, self._held = self._held, None
         if held is None:
             return
 

@@ -284,7 +284,9 @@ class LockOwner:
             return None
 
     def describe(self) -> str:
-        who = f"{self.user}@{self.host} (pid {self.pid}, `{self.command}`)"
+        kind = token_kind(self.command)
+        command = f"`{self.command}`" if kind is None else f"a command holding {kind}, not shown"
+        who = f"{self.user}@{self.host} (pid {self.pid}, {command})"
         return f"{who} since {utc_time(self.since)}"
 
 
@@ -348,8 +350,10 @@ class LocalStore:
         fd = self._acquire(wait)
         try:
             me = LockOwner.current(owner, self.clock())
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, me.to_json().encode(), 0)
+            note = me.to_json().encode()
+            # Write, then cut to length: the file never reads as empty while it is held.
+            os.pwrite(fd, note, 0)
+            os.ftruncate(fd, len(note))
             yield me
         finally:
             with contextlib.suppress(OSError):
@@ -372,25 +376,99 @@ class LocalStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return fd
             except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    os.close(fd)
-                    raise self._locked() from None
-                time.sleep(min(self.poll, remaining))
+                now = time.monotonic()
+                if now >= deadline:
+                    # The holder writes its note just after taking the lock: give it a
+                    # moment (and keep trying the lock, which it may release meanwhile).
+                    holder = self._noted_holder()
+                    if holder is not None or now >= deadline + NOTE_WAIT:
+                        os.close(fd)
+                        raise self._locked(holder) from None
+                time.sleep(self.poll)
             except OSError as exc:
                 os.close(fd)
                 raise StateError(f"{self.lock_path}: cannot lock the state: {exc}") from None
 
-    def _locked(self) -> StateLockedError:
+    def _noted_holder(self) -> LockOwner | None:
+        """The holder the lock file names, unless the note is not written yet, or is left
+        from a holder that was killed (its process is gone; the OS freed its lock)."""
         try:
             holder = LockOwner.from_json(self.lock_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
-            holder = None
-        who = holder.describe() if holder else "another process (it has not said who yet)"
+            return None
+        if holder is None or (holder.host == socket.gethostname() and not _alive(holder.pid)):
+            return None
+        return holder
+
+    def _locked(self, holder: LockOwner | None) -> StateLockedError:
+        holder = holder or flock_holder(self.lock_path)
+        who = (
+            holder.describe()
+            if holder
+            else f"another process, which has not named itself within {NOTE_WAIT:g}s"
+        )
         return StateLockedError(
             f"{self.path} is locked by {who}; wait for it to finish and retry, "
             "or stop that process (its lock is freed when it exits)"
         )
+
+
+NOTE_WAIT = 2.0  # how long a refused run waits for the holder's note before asking the OS
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
+
+
+def flock_holder(path: Path) -> LockOwner | None:
+    """Who holds the ``flock`` on ``path``, as Linux's ``/proc/locks`` tells it, for a holder
+    that has not written its note (stopped right after taking the lock, say). None where
+    there is no ``/proc`` (macOS) or the holder is not visible from here."""
+    try:
+        found = os.stat(path)
+        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    file = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:02:5678 0 EOF" (a waiter reads "1: -> FLOCK ...")
+        columns = line.split()
+        if len(columns) >= 6 and columns[1:2] == ["FLOCK"] and columns[5] == file:
+            return _process(int(columns[4])) if columns[4].isdigit() else None
+    return None
+
+
+def _process(pid: int) -> LockOwner | None:
+    """A running process described as a lock owner: command line, user and start time."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        command = (
+            proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+        uid = proc.stat().st_uid
+        ticks = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    try:
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        user = str(uid)
+    since = boot + ticks / os.sysconf("SC_CLK_TCK")
+    one_line = " ".join(command.split())  # a ``python -c`` script spans lines
+    return LockOwner(one_line[:200], pid, socket.gethostname(), user, since, "")
 
 
 # -- choosing a store -------------------------------------------------------------------------

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,10 @@ PLAN_DOC = ROOT / "docs" / "plan-format.md"
 SMALL_SPEC = ROOT / "examples" / "small-embedding-no-snapshot.yaml"
 STATE = Path(".modaliac") / "state.json"
 GITHUB_COMMENT_LIMIT = 65_536
+# Child processes import modal_iac from this checkout, not from wherever it is installed.
+THIS_CHECKOUT = {
+    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+}
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -95,14 +103,18 @@ def modaliac() -> Iterator[Spawn]:
     is killed afterwards."""
     started: list[subprocess.Popen[str]] = []
 
-    def spawn(work: Path, *argv: str) -> subprocess.Popen[str]:
+    def spawn(
+        work: Path, *argv: str, env: dict[str, str] | None = None, code: str = ""
+    ) -> subprocess.Popen[str]:
+        """``env`` adds variables; ``code`` runs instead of ``-m modal_iac.cli`` (with argv)."""
+        program = ["-c", code] if code else ["-m", "modal_iac.cli"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "modal_iac.cli", *argv],
+            [sys.executable, *program, *argv],
             cwd=work,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={**os.environ, "NO_COLOR": "1", **THIS_CHECKOUT, **(env or {})},
         )
         started.append(process)
         return process
@@ -128,7 +140,8 @@ def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.Mon
     return work
 
 
-# Deadlines small enough that a hanging Modal costs a test seconds, not minutes.
+# Deadlines small enough that a hanging Modal costs a test seconds, not minutes (the deploy
+# timeout is apply's --deploy-timeout).
 CONNECT_TIMEOUT, READ_TIMEOUT, DEPLOY_TIMEOUT = 2.0, 2.0, 3.0
 LONG_DELAY = 4.0  # longer than every deadline above
 
@@ -139,7 +152,6 @@ def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(modal_api, "CONNECT_TIMEOUT", CONNECT_TIMEOUT)
     monkeypatch.setattr(modal_api, "READ_TIMEOUT", READ_TIMEOUT)
-    monkeypatch.setattr(modal_api, "DEPLOY_TIMEOUT", DEPLOY_TIMEOUT)
 
 
 # -- 1. the JSON plan and its schema -------------------------------------------------------------
@@ -424,6 +436,64 @@ def test_a_second_apply_with_lock_timeout_waits_then_finds_nothing_to_do(
     assert_state_sound(project)
 
 
+# A first apply holding the lock of a state on Modal with a 2 s lease, renewed by the
+# heartbeat 10 times a lease; it prints the end of its first lease, then waits to be killed.
+MODAL_LOCK_HOLDER = textwrap.dedent(
+    """
+    import time
+    from modal_iac.remote_state import ModalStore
+
+    store = ModalStore("modaliac-state", lease=2.0, renew_every=0.2)
+    with store.lock("modaliac apply (a slow first build)") as me:
+        print(me.expires_at, flush=True)
+        time.sleep(3600)
+    """
+)
+
+
+def test_a_modal_state_lock_is_renewed_while_held_and_taken_over_only_once_it_lapsed(
+    project: Path, modal_api: LocalModalServer, modaliac: Spawn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import modal
+
+    from modal_iac.remote_state import LOCKS_DICT
+    from modal_iac.state import LockOwner
+
+    def lock_entry() -> LockOwner | None:
+        raw = modal.Dict.from_name(LOCKS_DICT).get("modaliac-state/state.json")
+        return None if raw is None else LockOwner.from_json(raw)
+
+    state = ("--state", "modal:modaliac-state")
+    first = modaliac(project, code=MODAL_LOCK_HOLDER)
+    assert first.stdout is not None
+    first_lease_ends = float(first.stdout.readline())
+
+    # Long past its first lease, the first apply still holds the lock: its heartbeat renewed it.
+    wait_until("the first lease to be over", lambda: time.time() > first_lease_ends + 0.5)
+    code, out, err = cli(capsys, "apply", "--yes", *state)
+    assert (code, out) == (1, "")
+    assert (
+        single_line(err).startswith("modal:modaliac-state/state.json is locked by ")
+        and f"(pid {first.pid}, `modaliac apply (a slow first build)`)" in err
+    )
+    held = lock_entry()
+    assert held is not None and held.pid == first.pid and held.expires_at > first_lease_ends
+
+    first.kill()  # no release, no more renewals
+    first.wait(timeout=10)
+    code, _, err = cli(capsys, "apply", "--yes", *state)  # its lease has not lapsed yet
+    assert code == 1 and "retry after " in single_line(err) and "when its lease lapses" in err
+
+    started = time.monotonic()
+    code, out, err = cli(capsys, "apply", "--yes", *state, "--lock-timeout", "30")
+    assert code == 0, err
+    assert time.monotonic() - started < 20
+    assert "Apply finished: 2 succeeded, 0 failed." in out
+    assert lock_entry() is None  # released
+    claim = f"modaliac-state/state.json#takeover:{held.token}"
+    assert modal.Dict.from_name(LOCKS_DICT).get(claim) is not None  # it took the lapsed lease over
+
+
 # -- 4. an apply killed half way ----------------------------------------------------------------
 
 
@@ -616,7 +686,9 @@ def test_deploy_fault_fails_the_app_records_the_others_and_a_rerun_converges(
     modal_api.state.faults.add(rpc, times=kalm_calls)  # kalm's calls go through
     modal_api.state.faults.add(rpc, **FAULTS[fault])
 
-    code, out, err, seconds = timed_cli(capsys, "apply", "--yes", "--parallel", "1")
+    code, out, err, seconds = timed_cli(
+        capsys, "apply", "--yes", "--parallel", "1", "--deploy-timeout", f"{DEPLOY_TIMEOUT:g}"
+    )
     assert code == 1, out
     assert single_line(err) == (
         "1 app(s) failed; the state records the 1 that succeeded. "
@@ -680,3 +752,340 @@ def test_stop_fault_fails_in_one_line_and_keeps_the_app_recorded(
     assert recorded(project) == {"kalm-embedding": 1}
     assert modal_api.state.deployed_app("minilm-embedding") is None
     assert cli(capsys, "plan", "--detailed-exitcode")[0] == 0
+
+
+# -- 6. faults that must end an apply ----------------------------------------------------------
+#
+# Three apps deployed one at a time (kalm, minilm, tiny). The first publishes; the second's
+# AppPublish waits ``delay`` seconds, and once the local API has seen it, ``then`` happens:
+# nothing (the deploy deadline ends it), Ctrl-C, the server process is stopped (SIGSTOP), or
+# every state write from the second on fails as on a full disk. ``modaliac apply`` runs as a
+# process of its own and must end within ``within`` seconds of that moment, with ``code``,
+# these outcome lines and counts on stdout, one line on stderr, no traceback anywhere, and a
+# state that records ``recorded`` of what Modal runs (``running``). A rerun then converges.
+
+APPS = ("kalm-embedding", "minilm-embedding", "tiny")
+ANY = "*"  # in an expected line: any text
+
+
+@dataclass(frozen=True)
+class Ending:
+    then: str  # "" | "sigint" | "sigstop" | "disk-full"
+    options: tuple[str, ...]
+    delay: float
+    code: int
+    outcomes: tuple[str, ...]  # the outcome lines, in order (ANY matches any text)
+    counts: str
+    error: str
+    recorded: dict[str, int]
+    running: frozenset[str]
+    within: float = 20.0
+    faults: tuple[tuple[str, dict[str, Any]], ...] = ()  # more faults on the local API
+    logged: str = ""  # text the SDK's log file holds (named on the stderr line)
+
+
+OK_KALM = "ok* create   kalm-embedding: deployed v1 in *s"
+ENDINGS = {
+    "hanging publish": Ending(
+        then="",
+        options=("--deploy-timeout", "2"),
+        delay=60.0,
+        # Every heartbeat fails as well: the SDK logs a traceback for each, into the log.
+        faults=(("AppHeartbeat", {"status": "FAILED_PRECONDITION", "times": 100}),),
+        code=1,
+        outcomes=(
+            OK_KALM,
+            "FAILED create   minilm-embedding: deploying timed out after 2s (http://*)",
+            "ok     create   tiny: deployed v1 in *s",
+        ),
+        counts="Apply finished: 2 succeeded, 1 failed.",
+        error="1 app(s) failed; the state records the 2 that succeeded. Fix the cause and run "
+        "apply again.",
+        logged="Loop attempt for _deploy_app.<locals>.heartbeat failed",
+        recorded={"kalm-embedding": 1, "tiny": 1},
+        running=frozenset({"kalm-embedding", "tiny"}),
+    ),
+    "Modal stops answering": Ending(
+        then="sigstop",
+        options=("--no-progress-timeout", "2", "--deploy-timeout", "600"),
+        delay=60.0,
+        code=1,
+        outcomes=(
+            OK_KALM,
+            "FAILED    create   minilm-embedding: Modal answered nothing for 2s (http://*)",
+            "CANCELLED create   tiny: not started (Modal stopped answering)",
+        ),
+        counts="Apply stopped: 1 succeeded, 1 failed, 1 cancelled.",
+        error="apply stopped: Modal stopped answering: the state records the 1 that "
+        "succeeded; 1 failed, 1 cancelled. Run apply again to finish.",
+        recorded={"kalm-embedding": 1},
+        running=frozenset({"kalm-embedding"}),
+    ),
+    "Ctrl-C during a deploy": Ending(
+        then="sigint",
+        options=(),
+        delay=60.0,
+        code=130,
+        outcomes=(
+            OK_KALM,
+            "CANCELLED create   minilm-embedding: cancelled while deploying (interrupted by "
+            "Ctrl-C)",
+            "CANCELLED create   tiny: not started (interrupted by Ctrl-C)",
+        ),
+        counts="Apply interrupted: 1 succeeded, 0 failed, 2 cancelled.",
+        error="apply interrupted: the state records the 1 that succeeded; 0 failed, 2 "
+        "cancelled. Run apply again to finish.",
+        recorded={"kalm-embedding": 1},
+        running=frozenset({"kalm-embedding"}),
+    ),
+    "Ctrl-C while a publish can still finish": Ending(
+        then="sigint",
+        options=(),
+        delay=0.5,  # well within the grace in-flight deploys get
+        code=130,
+        outcomes=(
+            OK_KALM,
+            "ok        create   minilm-embedding: deployed v1 in *s",
+            "CANCELLED create   tiny: not started (interrupted by Ctrl-C)",
+        ),
+        counts="Apply interrupted: 2 succeeded, 0 failed, 1 cancelled.",
+        error="apply interrupted: the state records the 2 that succeeded; 0 failed, 1 "
+        "cancelled. Run apply again to finish.",
+        recorded={"kalm-embedding": 1, "minilm-embedding": 1},
+        running=frozenset({"kalm-embedding", "minilm-embedding"}),
+    ),
+    "disk full on the state write": Ending(
+        then="disk-full",
+        options=(),
+        delay=0.0,
+        code=1,
+        outcomes=(
+            OK_KALM,
+            "FAILED    create   minilm-embedding: deployed v1 in *s, but the state does not "
+            "record it (.modaliac/state.json: cannot write the state: [Errno 28] No space left "
+            "on device); the next apply does",
+            "CANCELLED create   tiny: not started (the state cannot be written)",
+        ),
+        counts="Apply stopped: 1 succeeded, 1 failed, 1 cancelled.",
+        error="apply stopped: the state cannot be written: the state records the 1 that "
+        "succeeded; 1 failed, 1 cancelled. Run apply again to finish.",
+        recorded={"kalm-embedding": 1},  # and Modal runs minilm: the next apply records it
+        running=frozenset({"kalm-embedding", "minilm-embedding"}),
+    ),
+}
+
+# The CLI with every state write after the first failing as on a full disk.
+FULL_DISK = textwrap.dedent(
+    """
+    import errno, sys
+    import modal_iac.state
+    from modal_iac.cli import main
+
+    real, writes = modal_iac.state.write_state, []
+
+    def write_state(path, state):
+        writes.append(path)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, state)
+
+    modal_iac.state.write_state = write_state
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+# A local Modal API in a process of its own, so a test can stop it (SIGSTOP): the first
+# AppPublish goes through, the second hangs; it says when it has seen that one, and then
+# answers each line on stdin with the apps it runs.
+SERVER = textwrap.dedent(
+    """
+    import json, sys, time
+    from modal_iac.local_api import LocalModalServer
+
+    server = LocalModalServer()
+    for name in ("huggingface", "kalm-api-key"):
+        server.state.add_secret(name)
+    server.state.faults.add("AppPublish")
+    server.state.faults.add("AppPublish", delay=60.0)
+    server.start()
+    print(server.url, flush=True)
+    while len(server.state.requests("AppPublish")) < 2:
+        time.sleep(0.01)
+    print("second AppPublish", flush=True)
+    for line in sys.stdin:
+        print(json.dumps([a for a in sys.argv[1:] if server.state.deployed_app(a)]), flush=True)
+    """
+)
+
+
+def matches(line: str, pattern: str) -> bool:
+    return re.fullmatch(".*".join(map(re.escape, pattern.split(ANY))), line) is not None
+
+
+@pytest.fixture
+def three_apps(project: Path) -> Path:
+    (project / "specs" / "tiny.yaml").write_text(small_spec("tiny"))
+    return project
+
+
+@pytest.fixture
+def server_process() -> Iterator[subprocess.Popen[str]]:
+    """The local API in its own process (SERVER); resumed and ended afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, *APPS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **THIS_CHECKOUT},
+    )
+    yield process
+    process.send_signal(signal.SIGCONT)
+    process.kill()
+    process.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("name", ENDINGS)
+def test_a_fault_ends_the_apply_in_one_summary_and_a_truthful_state(
+    three_apps: Path,
+    modal_api: LocalModalServer,
+    modaliac: Spawn,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    name: str,
+) -> None:
+    row = ENDINGS[name]
+    argv = ("apply", "--yes", "--parallel", "1", *row.options)
+    env: dict[str, str] = {}
+    server: subprocess.Popen[str] | None = None
+    if row.then == "sigstop":
+        server = request.getfixturevalue("server_process")
+        assert server.stdout is not None
+        env = {**modal_api.env(), "MODAL_SERVER_URL": server.stdout.readline().strip()}
+    else:
+        modal_api.state.faults.add("AppPublish")
+        modal_api.state.faults.add("AppPublish", delay=row.delay)
+        for rpc, fault in row.faults:
+            modal_api.state.faults.add(rpc, **fault)
+    run = modaliac(three_apps, *argv, env=env, code=FULL_DISK if row.then == "disk-full" else "")
+
+    if server is not None:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "second AppPublish\n"
+        server.send_signal(signal.SIGSTOP)
+    else:
+        wait_until("the second publish", lambda: publishes(modal_api) == 2)
+    fault_at = time.monotonic()
+    if row.then == "sigint":
+        run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    seconds = time.monotonic() - fault_at
+    if server is not None:
+        server.send_signal(signal.SIGCONT)
+
+    assert run.returncode == row.code, (out, err)
+    assert seconds < row.within
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    lines = [line for line in out.splitlines() if line.startswith(("ok ", "FAILED ", "CANC"))]
+    assert len(lines) == len(row.outcomes), lines
+    for line, pattern in zip(lines, row.outcomes, strict=True):
+        assert matches(line, pattern), (line, pattern)
+    assert row.counts in out.splitlines()
+    line = single_line(err)
+    assert line.startswith(row.error), line
+    named = line.removeprefix(row.error)
+    if row.logged:
+        log = re.fullmatch(
+            r" The Modal SDK's output is in (\.modaliac/logs/apply-\S+\.log)\.", named
+        )
+        assert log, named
+        assert row.logged in (three_apps / log[1]).read_text()
+    else:
+        assert named == ""
+    assert recorded(three_apps) == row.recorded
+    assert_state_sound(three_apps)
+    if server is not None:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write("which apps run?\n")
+        server.stdin.flush()
+        assert set(json.loads(server.stdout.readline())) == row.running
+    else:
+        assert {a for a in APPS if modal_api.state.deployed_app(a)} == row.running
+
+    # The next apply converges: it deploys what is missing and records what Modal runs.
+    if server is not None:
+        rerun = modaliac(three_apps, "apply", "--yes", env=env)
+        _, rerun_err = rerun.communicate(timeout=60)
+        assert rerun.returncode == 0, rerun_err
+    else:
+        modal_api.state.faults.clear()
+        before = publishes(modal_api)
+        code, out, err = cli(capsys, "apply", "--yes")
+        assert code == 0, err
+        assert publishes(modal_api) - before == len(set(APPS) - row.running)
+        assert cli(capsys, "plan", "--detailed-exitcode")[0] == 0
+    assert recorded(three_apps) == dict.fromkeys(APPS, 1)
+
+
+def test_an_app_whose_generated_file_does_not_import_fails_alone(
+    project: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modal_iac import deploy
+    from modal_iac.modal_api import ModalApiError
+
+    real = deploy._import
+
+    def broken_minilm(job: deploy.DeployJob, build_dir: Path) -> Any:
+        if job.app == "minilm-embedding":
+            raise ModalApiError(f"{job.module_name}.py: the generated app does not import: boom")
+        return real(job, build_dir)
+
+    monkeypatch.setattr(deploy, "_import", broken_minilm)
+    code, out, err = cli(capsys, "apply", "--yes")
+    assert code == 1
+    assert (
+        "FAILED create   minilm-embedding: modaliac___minilm_1embedding.py: the generated app "
+        "does not import: boom" in out.splitlines()
+    )
+    assert single_line(err).startswith("1 app(s) failed; the state records the 1 that succeeded")
+    assert recorded(project) == {"kalm-embedding": 1}
+
+
+def test_the_prompt_reaches_the_terminal_while_the_sdks_output_is_kept_apart(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def confirm(question: str) -> bool:
+        print(f"{question} [the prompt]")  # as input() writes it, to sys.stdout
+        return True
+
+    code = main(["apply"], confirm=confirm)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Apply these changes? [the prompt]" in out.splitlines()
+    assert not (project / ".modaliac" / "logs").exists()  # the SDK said nothing: no log
+
+
+def test_an_apply_whose_reader_left_still_finishes_and_records_everything(
+    project: Path, modal_api: LocalModalServer
+) -> None:
+    """``modaliac apply --yes | head -n 0``: nobody reads the plan or the progress, and the
+    apply carries on to the end rather than stopping half way; it exits as SIGPIPE ends other
+    tools (141), quietly."""
+    pipeline = (
+        f"{shlex.quote(sys.executable)} -m modal_iac.cli apply --yes 2> err.txt | head -n 0; "
+        'echo "modaliac exited ${PIPESTATUS[0]}"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", pipeline],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **THIS_CHECKOUT},
+        timeout=60,
+    )
+    assert result.stdout == "modaliac exited 141\n"
+    assert (project / "err.txt").read_text() == ""
+    assert recorded(project) == {"kalm-embedding": 1, "minilm-embedding": 1}
+    assert all(modal_api.state.deployed_app(a) for a in ("kalm-embedding", "minilm-embedding"))

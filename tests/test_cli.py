@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,6 +101,47 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # -- validate -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf"])
+@pytest.mark.parametrize("option", ["--deploy-timeout", "--no-progress-timeout"])
+def test_apply_timeouts_must_be_positive_seconds(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["apply", option, value])
+    assert exit_info.value.code == 2
+    assert "seconds" in capsys.readouterr().err
+
+
+# -- a reader that leaves early ---------------------------------------------------------------
+
+THIS_CHECKOUT = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+
+
+@pytest.mark.parametrize("lines", ["0", "1"])
+def test_a_plan_piped_into_head_ends_quietly(workdir: Path, lines: str) -> None:
+    """``modaliac plan | head -n N``: a reader that leaves before the plan is written (N = 0)
+    or while it is (N = 1) ends modaliac as SIGPIPE ends other tools, with status 141 at
+    worst, and never a traceback or an "internal error" on stderr."""
+    example = (ROOT / "examples" / "small-embedding-no-snapshot.yaml").read_text()
+    for i in range(40):  # a plan longer than a pipe holds, written while head reads
+        name = f"app-{i:02d}"
+        spec = example.replace("app: minilm-embedding", f"app: {name}", 1)
+        (workdir / "specs" / f"{name}.yaml").write_text(spec)
+    pipeline = (
+        f"{shlex.quote(sys.executable)} -m modal_iac.cli plan --offline 2> err.txt | head -n "
+        f'{lines}; echo "modaliac exited ${{PIPESTATUS[0]}}"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", pipeline], cwd=workdir, capture_output=True, text=True, env=THIS_CHECKOUT
+    )
+    *shown, status = result.stdout.splitlines()
+    assert shown == ([] if lines == "0" else ["+ create app-00  (specs/app-00.yaml)"])
+    assert status in ("modaliac exited 0", "modaliac exited 141")  # 0: it wrote all in time
+    assert (workdir / "err.txt").read_text() == ""
+    if lines == "0":
+        assert status == "modaliac exited 141"
 
 
 def test_validate_accepts_every_bundled_spec(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import signal
 import socket
 import subprocess
@@ -492,6 +493,7 @@ def test_standalone_server_prints_exports_and_stops_on_ctrl_c(tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's, not an installed one
     )
     try:
         assert process.stdout is not None

@@ -204,6 +204,25 @@ def test_refresh_extends_the_lease(modal_api: LocalModalServer) -> None:
             store(Clock(T0 + 1000)).lock("b").__enter__()
 
 
+def test_a_heartbeat_renews_the_lease_while_held_and_stops_on_release(
+    modal_api: LocalModalServer,
+) -> None:
+    clock = Clock()
+    remote = store(clock, renew_every=0.02)
+    with remote.lock("apply with a long first build") as me:
+        clock.now = T0 + 600  # no write for ten minutes: the heartbeat renews anyway
+        deadline = time.monotonic() + 10
+        while (entry := lock_entry()) is None or entry.expires_at != T0 + 600 + LEASE:
+            assert time.monotonic() < deadline, "the heartbeat did not renew the lease"
+            time.sleep(0.01)
+        assert entry.token == me.token
+        with pytest.raises(StateLockedError):  # the first lease would have lapsed at T0 + 900
+            store(Clock(T0 + 1000)).lock("b").__enter__()
+    assert lock_entry() is None
+    beating = [t for t in threading.enumerate() if t.name == "modaliac-lock-heartbeat"]
+    assert beating == []  # released: nothing renews the lock any more
+
+
 def test_refresh_works_from_inside_a_running_event_loop(modal_api: LocalModalServer) -> None:
     clock = Clock()
     remote = store(clock)

@@ -32,17 +32,30 @@ from modal_iac.state import (
 ROOT = Path(__file__).resolve().parent.parent
 
 # A second modaliac: takes the lock, says so, then holds it until stdin closes, or writes a
-# new state and is SIGKILLed between writing the temporary file and renaming it.
+# new state and is SIGKILLed between writing the temporary file and renaming it. In the
+# note modes it says so as soon as it holds the flock, and writes its note half a second
+# later ("slow-note") or never ("no-note": a holder stopped at the worst moment).
 HOLDER = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, time
     from pathlib import Path
     from modal_iac.state import AppRecord, LocalStore, State
 
+    mode = sys.argv[2]
+    if mode in ("slow-note", "no-note"):
+        write_note = os.pwrite
+
+        def pwrite(fd, data, offset):
+            print("locked", flush=True)
+            time.sleep(0.5 if mode == "slow-note" else 3600)
+            return write_note(fd, data, offset)
+
+        os.pwrite = pwrite
     store = LocalStore(Path(sys.argv[1]))
-    with store.lock("modaliac apply " + sys.argv[2]):
-        print("locked", flush=True)
-        if sys.argv[2] == "crash-in-write":
+    with store.lock("modaliac apply " + mode):
+        if mode not in ("slow-note", "no-note"):
+            print("locked", flush=True)
+        if mode == "crash-in-write":
             os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
             record = AppRecord("second", None, "b.yaml", "d2", "h2", {})
             store.write(State({"second": record}))
@@ -133,6 +146,42 @@ def test_a_killed_holder_leaves_nothing_locked(
     assert json.loads(path.with_name("state.json.lock").read_text())["pid"] == first.pid
     with LocalStore(path).lock("modaliac apply b") as me:
         assert json.loads(path.with_name("state.json.lock").read_text())["token"] == me.token
+
+
+def test_a_holder_that_has_not_written_its_note_yet_is_still_named(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    path = tmp_path / "state.json"
+    first = holder(path, "slow-note")  # holds the flock; its note comes half a second later
+    processes.append(first)
+    with pytest.raises(StateLockedError) as caught, LocalStore(path).lock("modaliac apply b"):
+        pytest.fail("took a held lock")
+    assert f"(pid {first.pid}, `modaliac apply slow-note`) since " in str(caught.value)
+
+
+def test_a_holder_that_never_writes_its_note_is_named_by_the_os(
+    tmp_path: Path, processes: list[subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the dead holder whose note is left in the file: the process the OS says holds it."""
+    import modal_iac.state
+
+    monkeypatch.setattr(modal_iac.state, "NOTE_WAIT", 0.2)
+    path = tmp_path / "state.json"
+    dead = holder(path)
+    processes.append(dead)
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(timeout=5)  # its note stays behind
+    stuck = holder(path, "no-note")
+    processes.append(stuck)
+    with pytest.raises(StateLockedError) as caught, LocalStore(path).lock("modaliac apply b"):
+        pytest.fail("took a held lock")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"(pid {stuck.pid}, `{sys.executable} -c " in message
+    assert f"pid {dead.pid}" not in message
+    assert message.endswith(
+        "wait for it to finish and retry, or stop that process (its lock is freed when it exits)"
+    )
 
 
 def test_the_lock_file_names_the_holder_only_while_held(tmp_path: Path) -> None:

@@ -1,0 +1,191 @@
+"""Deploying the generated apps through the SDK: concurrently, each under the user's deadline,
+all under a watch on Modal's answers, and stopped by a halted apply.
+
+``App.deploy.aio`` runs on the SDK's own loop with a client made for these deploys; grpclib
+event listeners on that client's channel note every answer Modal sends. While an app deploys
+the SDK heartbeats it every 15 s, so silence longer than ``--no-progress-timeout`` means Modal
+stopped answering (a stopped server, a dead network), and a deploy that answers but never
+finishes (a hanging publish) ends at ``--deploy-timeout``. Calls end through
+``modal_api.Supervisor``: with the halt's grace first, then cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import modal
+import modal.config
+from grpclib.events import RecvInitialMetadata, RecvMessage, RecvTrailingMetadata, listen
+from modal._utils.async_utils import synchronize_api
+from modal.client import _Client
+
+from . import modal_api
+from .errors import ModaliacError
+from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
+from .modal_api import Cancelled, ModalApiError, Progress, Supervisor, deadline, publish_tags
+
+
+@dataclass(frozen=True)
+class DeployJob:
+    address: str
+    app: str
+    environment: str | None
+    source: str
+    module_name: str
+    deployment_tag: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    address: str
+    status: str  # "ok", "failed", or "cancelled" (by a halt: not started, or stopped waiting)
+    version: int | None = None
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+async def _watch_channel(client: _Client, progress: Progress) -> None:
+    """On the SDK's loop: note every answer (headers, message, trailers) on ``client``'s
+    control-plane channel, through grpclib's event listeners."""
+    channel = await client._get_channel(client.server_url)
+    for event in (RecvInitialMetadata, RecvMessage, RecvTrailingMetadata):
+        listen(channel, event, progress.answered)
+
+
+_watch_deploys = synchronize_api(_watch_channel)  # type: ignore[no-untyped-call]
+
+
+def deploy_all(
+    jobs: list[DeployJob],
+    build_dir: Path,
+    *,
+    parallel: int = 4,
+    deploy_timeout: float = DEPLOY_TIMEOUT,
+    no_progress_timeout: float = NO_PROGRESS_TIMEOUT,
+    halt: Halt | None = None,
+    on_event: Callable[[str, str], None] = lambda address, event: None,
+    on_result: Callable[[DeployResult], None] = lambda result: None,
+) -> list[DeployResult]:
+    """Deploy apps in-process, at most ``parallel`` at once; one failure never stops the rest.
+
+    Each generated file is written under ``build_dir`` and imported under its own module name,
+    registered in sys.modules so Modal uploads the source file instead of pickling (an app
+    whose file does not import fails alone). Each app
+    must publish within ``deploy_timeout``; when Modal answers nothing for
+    ``no_progress_timeout``, or ``halt`` is set, no further app starts and the ones in flight
+    end (after the halt's grace) as failed or cancelled.
+    """
+    halt = halt if halt is not None else Halt()
+    modules: dict[str, Any] = {}
+    broken: dict[str, str] = {}  # address -> why its generated file does not import
+    for job in jobs:
+        try:
+            modules[job.address] = _import(job, build_dir)
+        except ModalApiError as exc:
+            broken[job.address] = str(exc)
+    config = modal.config.config
+
+    async def make(client: _Client) -> list[DeployResult]:
+        # ``client`` (ours) tags; the deploys run on the SDK's loop with a client of their own
+        # whose channel is watched for answers.
+        sdk = await deadline(
+            modal.Client.from_credentials.aio(config["token_id"], config["token_secret"]),
+            modal_api.CONNECT_TIMEOUT,
+            "connecting to Modal",
+        )
+        supervisor = Supervisor(halt)
+        try:
+            progress = Progress()
+            await deadline(
+                _watch_deploys.aio(sdk, progress), modal_api.CONNECT_TIMEOUT, "connecting to Modal"
+            )
+            gate = asyncio.Semaphore(max(1, parallel))
+
+            async def one(job: DeployJob) -> DeployResult:
+                async with gate:
+                    result = await deploy(job)
+                on_result(result)
+                on_event(job.address, _event(result))
+                return result
+
+            async def deploy(job: DeployJob) -> DeployResult:
+                if job.address in broken:
+                    return DeployResult(job.address, "failed", error=broken[job.address])
+                if halt:
+                    return DeployResult(
+                        job.address, "cancelled", error=f"not started ({halt.reason})"
+                    )
+                on_event(job.address, "deploying")
+                started = time.monotonic()
+                app = modules[job.address].app
+                try:
+                    await supervisor.run(
+                        app.deploy.aio(
+                            name=job.app,
+                            environment_name=job.environment or "",
+                            tag=job.deployment_tag,
+                            client=sdk,
+                        ),
+                        limit=deploy_timeout,
+                        doing="deploying",
+                        progress=progress,
+                        quiet=no_progress_timeout,
+                    )
+                    version = await supervisor.run(
+                        publish_tags(client, app.app_id, job.tags),
+                        limit=modal_api.READ_TIMEOUT,
+                        doing="tagging",
+                    )
+                except Cancelled as exc:
+                    return DeployResult(job.address, "cancelled", error=str(exc))
+                except ModaliacError as exc:
+                    return DeployResult(job.address, "failed", error=str(exc))
+                return DeployResult(job.address, "ok", version, seconds=time.monotonic() - started)
+
+            return list(await asyncio.gather(*(one(job) for job in jobs)))
+        finally:
+            supervisor.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sdk.close.aio(), modal_api.CANCEL_WAIT)
+
+    # Each app has its own deadlines (deploy, then tagging, then a halt's grace); this outer
+    # one is only a backstop and must outlast every round of ``parallel`` apps.
+    rounds = -(-len(jobs) // max(1, parallel))
+    per_app = deploy_timeout + modal_api.READ_TIMEOUT + halt.grace + 4 * modal_api.CANCEL_WAIT
+    return modal_api.run(make, timeout=rounds * per_app + modal_api.READ_TIMEOUT)
+
+
+def _event(result: DeployResult) -> str:
+    if result.ok:
+        return f"deployed v{result.version}"
+    return "cancelled" if result.status == "cancelled" else "failed"
+
+
+def _import(job: DeployJob, build_dir: Path) -> Any:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    path = build_dir / f"{job.module_name}.py"  # the module name is unique to the address
+    path.write_text(job.source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(job.module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModalApiError(f"{path}: cannot import the generated app")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[job.module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[job.module_name]
+        raise ModalApiError(f"{path}: the generated app does not import: {exc}") from None
+    return module
