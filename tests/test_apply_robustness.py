@@ -903,8 +903,8 @@ SERVER = textwrap.dedent(
     from modal_iac.local_api import LocalModalServer
 
     server = LocalModalServer()
-    for name in ("huggingface", "kalm-api-key"):
-        server.state.add_secret(name)
+    server.state.add_secret("huggingface")
+    server.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))  # the key the endpoint needs
     server.state.faults.add("AppPublish")
     server.state.faults.add("AppPublish", delay=60.0)
     server.start()

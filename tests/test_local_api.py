@@ -486,9 +486,29 @@ def test_large_files_go_through_blobs(
 # -- standalone ------------------------------------------------------------------------------
 
 
+CHECK_SECRET = """
+import sys, modal
+name, key = sys.argv[1:]
+try:
+    modal.Secret.from_name(name, required_keys=[key]).hydrate()
+except modal.exception.Error as exc:
+    print("refused:", str(exc).splitlines()[0])
+else:
+    print("ok")
+"""
+
+
 def test_standalone_server_prints_exports_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "modal_iac.local_api", "--secret", "huggingface"],
+        [
+            sys.executable,
+            "-m",
+            "modal_iac.local_api",
+            "--secret",
+            "huggingface",
+            "--secret",
+            "kalm-api-key=VLLM_API_KEY,OTHER",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -502,6 +522,22 @@ def test_standalone_server_prints_exports_and_stops_on_ctrl_c(tmp_path: Path) ->
         assert lines[1].startswith("export MODAL_TOKEN_ID=")
         assert lines[2].startswith("export MODAL_TOKEN_SECRET=")
         wait_for_port(int(lines[0].rsplit(":", 1)[1]))
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        client_env = {**os.environ, **exports, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+        client_env["MODAL_CONFIG_PATH"] = str(tmp_path / "none.toml")
+        for secret, key, expected in (
+            ("kalm-api-key", "VLLM_API_KEY", "ok"),  # --secret NAME=KEY,... holds those keys
+            ("kalm-api-key", "OTHER", "ok"),
+            ("huggingface", "VLLM_API_KEY", "refused:"),  # plain --secret NAME holds VALUE
+        ):
+            done = subprocess.run(
+                [sys.executable, "-c", CHECK_SECRET, secret, key],
+                capture_output=True,
+                text=True,
+                env=client_env,
+                timeout=60,
+            )
+            assert done.stdout.startswith(expected), (secret, key, done.stdout, done.stderr)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
     finally:

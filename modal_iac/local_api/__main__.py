@@ -1,4 +1,5 @@
-"""``python -m modal_iac.local_api [--port N] [--secret NAME ...]``: serve until Ctrl-C.
+"""``python -m modal_iac.local_api [--port N] [--secret NAME[=KEY,...] ...]``: serve until
+Ctrl-C.
 
 Prints the ``export`` lines that point the ``modal`` CLI at it, for a person to try
 ``modal deploy``, ``modal app list`` and friends with no account and no network.
@@ -21,13 +22,15 @@ def main(argv: list[str] | None = None) -> int:
         "--secret",
         action="append",
         default=[],
-        metavar="NAME",
-        help="pre-create a secret (repeatable)",
+        metavar="NAME[=KEY,...]",
+        help="pre-create a secret holding these key names (default: VALUE); repeatable. An "
+        "HTTP endpoint's secret needs its api_key_env: --secret kalm-api-key=VLLM_API_KEY",
     )
     args = parser.parse_args(argv)
     server = LocalModalServer(port=args.port)
-    for name in args.secret:
-        server.state.add_secret(name)
+    for given in args.secret:
+        name, _, keys = given.partition("=")
+        server.state.add_secret(name, tuple(k for k in keys.split(",") if k) or ("VALUE",))
     server.start()
     try:  # from here on Ctrl-C is a normal way to stop
         for key, value in server.env().items():
