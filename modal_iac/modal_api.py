@@ -145,8 +145,13 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
     async def make(client: _Client) -> dict[tuple[str | None, str], Observed]:
         environments = sorted({q.environment or "" for q in queries})
         secrets = sorted({(q.environment or "", n) for q in queries for n in q.secrets})
+        # A secret that must hold a key (an endpoint's API key) is asked for it as the deploy
+        # will ask: with required_keys, so a secret without the key blocks the plan.
+        keyed = sorted(
+            {(q.environment or "", n, k) for q in queries for n, k in q.secret_keys.items()}
+        )
         volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
-        listings, secret_ok, volume_ok, lookups = await asyncio.gather(
+        listings, secret_ok, key_ok, volume_ok, lookups = await asyncio.gather(
             asyncio.gather(
                 *(
                     client._stub.AppList(api_pb2.AppListRequest(environment_name=env))
@@ -154,6 +159,9 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
                 )
             ),
             asyncio.gather(*(_secret_exists(client, name, env) for env, name in secrets)),
+            asyncio.gather(
+                *(_secret_exists(client, name, env, (key,)) for env, name, key in keyed)
+            ),
             asyncio.gather(*(_volume_exists(client, name, env) for env, name in volumes)),
             asyncio.gather(
                 *(
@@ -172,9 +180,11 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             for item in listing.apps
             if item.state == api_pb2.APP_STATE_STOPPED
         }
-        missing = {
-            ("secret", *key) for key, ok in zip(secrets, secret_ok, strict=True) if not ok
-        } | {("volume", *key) for key, ok in zip(volumes, volume_ok, strict=True) if not ok}
+        missing = (
+            {("secret", *key) for key, ok in zip(secrets, secret_ok, strict=True) if not ok}
+            | {("volume", *key) for key, ok in zip(volumes, volume_ok, strict=True) if not ok}
+            | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
+        )
         found = await asyncio.gather(
             *(
                 _observe_one(client, q, lookup.app_id, stopped, missing)
@@ -198,6 +208,11 @@ async def _observe_one(
         app=query.app,
         environment=query.environment,
         missing_secrets=tuple(n for n in query.secrets if ("secret", env, n) in missing),
+        secrets_without_key=tuple(
+            n
+            for n in query.secret_keys
+            if ("key", env, n) in missing and ("secret", env, n) not in missing
+        ),
         missing_volumes=tuple(n for n in query.volumes if ("volume", env, n) in missing),
         secret_keys=dict(query.secret_keys),
     )
@@ -271,10 +286,15 @@ async def _overrides(client: _Client, app_id: str) -> tuple[Override, ...]:
     return tuple(found)
 
 
-async def _secret_exists(client: _Client, name: str, env: str) -> bool:
+async def _secret_exists(
+    client: _Client, name: str, env: str, required_keys: tuple[str, ...] = ()
+) -> bool:
+    """Whether the secret exists (and holds ``required_keys``, checked by Modal itself)."""
     return await _exists(
         client._stub.SecretGetOrCreate(
-            api_pb2.SecretGetOrCreateRequest(deployment_name=name, environment_name=env)
+            api_pb2.SecretGetOrCreateRequest(
+                deployment_name=name, environment_name=env, required_keys=list(required_keys)
+            )
         )
     )
 

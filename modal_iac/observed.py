@@ -42,6 +42,7 @@ class Observed:
     missing_secrets: tuple[str, ...] = ()
     missing_volumes: tuple[str, ...] = ()
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
+    secrets_without_key: tuple[str, ...] = ()  # secrets that exist but lack that key
 
     @property
     def current(self) -> Deployment | None:

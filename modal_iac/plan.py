@@ -423,6 +423,17 @@ def _observe(
                 "never handles secret values)",
             )
         )
+    for name in seen.secrets_without_key:
+        key = seen.secret_keys.get(name, "KEY")
+        blockers.append(
+            Notice(
+                "secret-missing-key",
+                address,
+                f"secret {name!r} exists on Modal but holds no {key}, so the deploy would fail",
+                f"put the API key in it as {key} (the Modal dashboard, or `modal secret create "
+                f"--force {name} {key}=...{env_flag}` with every key it should hold)",
+            )
+        )
     notes.extend(
         f"volume {name!r} does not exist yet and will be created" for name in seen.missing_volumes
     )

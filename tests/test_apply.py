@@ -170,6 +170,22 @@ def test_missing_secret_blocks_apply(
     assert code == 1 and json.loads(out)["status"] == "blocked"
 
 
+def test_an_api_key_secret_without_its_key_blocks_the_plan(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    modal_api.state.add_secret("kalm-api-key", ("SOMETHING_ELSE",))
+    code, out, _ = cli(capsys, "plan", "--format", "json", "--detailed-exitcode")
+    assert code == 1
+    (blocker,) = json.loads(out)["blockers"]
+    assert (blocker["code"], blocker["address"]) == ("secret-missing-key", "kalm-embedding")
+    assert blocker["message"] == (
+        "secret 'kalm-api-key' exists on Modal but holds no VLLM_API_KEY, so the deploy would fail"
+    )
+    code, _, err = cli(capsys, "apply", "--yes")
+    assert code == 1 and err.startswith("apply refused: kalm-embedding: secret 'kalm-api-key'")
+    assert publishes(modal_api) == 0
+
+
 def test_a_missing_api_key_secret_names_the_key_it_must_hold(
     project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -185,23 +201,19 @@ def test_a_missing_api_key_secret_names_the_key_it_must_hold(
     }
 
 
-def test_a_secret_without_the_api_key_fails_the_deploy_in_one_line_and_records_nothing(
+def test_a_secret_without_the_api_key_is_refused_before_anything_is_published(
     project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The server attaches its key secret with required_keys=[api_key_env], so Modal refuses
-    a secret that lacks the key (the local API as Modal does, for what modal 1.6.4 sends)
-    and the deploy fails before anything is published: no container ever starts to fail on
-    the missing key, and none serves open."""
+    """The plan asks Modal for the key secret with required_keys=[api_key_env], as the deploy
+    will (the server attaches it so; test_modal_fidelity checks what the client sends), so a
+    secret that lacks the key blocks the apply: no container ever starts to fail on the
+    missing key, and none serves open."""
     modal_api.state.add_secret("kalm-api-key", ("API_KEY",))  # the key under another name
     code, out, err = cli(capsys, "apply", "--yes", "specs/kalm.yaml")
     assert code == 1
-    assert [line for line in out.splitlines() if line.startswith("FAILED")] == [
-        "FAILED create   kalm-embedding: Modal: Secret 'kalm-api-key' is missing the key(s) "
+    assert err.startswith(
+        "apply refused: kalm-embedding: secret 'kalm-api-key' exists on Modal but holds no "
         "VLLM_API_KEY"
-    ]
-    assert err == (
-        "1 app(s) failed; the state records the 0 that succeeded. Fix the cause and run apply "
-        "again.\n"
     )
     asked = [
         list(request.required_keys)
