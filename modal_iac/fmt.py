@@ -326,9 +326,9 @@ def format_text(text: str, shown: str = "<spec>") -> str:
         data = yaml.load(text)
         before = _plain(yaml.load(text))
     except MarkedYAMLError as exc:
-        from .load import _yaml_error
+        from .parse import yaml_error
 
-        raise _yaml_error(exc, shown) from None
+        raise yaml_error(exc, shown) from None
     except YAMLError as exc:
         raise SpecError(shown, f"not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:
@@ -376,10 +376,10 @@ class Outcome:
 
 
 def format_file(path: Path) -> Outcome:
-    from .load import _decode, _read
+    from .parse import decode, read
 
     shown = str(path)
-    text = _decode(_read(path, shown), shown)
+    text = decode(read(path, shown), shown)
     return Outcome(path, text, format_text(text, shown))
 
 

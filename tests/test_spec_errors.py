@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.load import MAX_SPEC_BYTES, load_spec
+from modal_iac.load import load_spec
+from modal_iac.parse import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,313 @@
+"""YAML text to data, hostile until checked: the one place modaliac parses spec text.
+
+Two ways, one result. ``fast_parse`` uses ruamel's C safe loader and yields plain data, or
+None whenever the text holds anything it cannot vouch for (anchors, aliases, tags, odd keys or
+numbers). ``round_trip`` parses with positions: it walks the composed node graph before
+anything is constructed, refusing explicit tags, odd keys and scalars, duplicate keys and alias
+bombs, and turns every ruamel failure into one located line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from .errors import SpecError, SpecErrors
+from .files import read_bytes
+from .messages import describe, key_path, quote
+
+MAX_SPEC_BYTES = 256 * 1024
+MAX_EXPANDED_NODES = 20_000
+MAX_DEPTH = 64
+_YAML_TAG = "tag:yaml.org,2002:"
+_STR = _YAML_TAG + "str"
+_PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
+_SPECIAL_FLOAT = re.compile(r"^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
+MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses huge ints
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read(path: Path, shown: str) -> bytes:
+    raw = read_bytes(path, shown, "spec file", MAX_SPEC_BYTES, SpecError)
+    if raw is None:
+        raise SpecError(shown, "no such file")
+    return raw
+
+
+def decode(raw: bytes, shown: str) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
+        raise SpecError(
+            shown,
+            f"byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8",
+            line=line,
+            column=column,
+        ) from None
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise SpecError(shown, "the file is empty; a spec is a mapping with app, model and gpu")
+    if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+        raise SpecError(
+            shown, "the file holds only comments; a spec is a mapping with app, model and gpu"
+        )
+    return text
+
+
+def fast_parse(text: str) -> Any | None:
+    """Parse with the C safe loader, or return None to take the positioned path."""
+    if any(ch in text for ch in "&*!<") or not _has_clib():
+        return None
+    try:
+        data = YAML(typ="safe", pure=False).load(text)
+    except Exception:  # any failure is re-diagnosed, with positions, by the slow path
+        return None
+    return data if isinstance(data, dict) and _plain(data) else None
+
+
+def _plain(value: Any) -> bool:
+    """Only what the round-trip path also accepts: text keys, finite numbers, no dates."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return bool(abs(value) < 10**MAX_NUMBER_CHARS)
+    return value is None or isinstance(value, str | int | bool)
+
+
+def _has_clib() -> bool:
+    try:
+        import _ruamel_yaml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def round_trip(text: str, shown: str) -> CommentedMap:
+    """The document as round-trip data, which knows the line and column of every key and
+    value. Raises SpecError / SpecErrors, located, for anything a spec may not hold."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
+            root = YAML(typ="rt").compose(text)
+            problems = _check_nodes(root, shown) if root is not None else []
+            data = YAML(typ="rt").load(text) if not problems else None
+    except MarkedYAMLError as exc:
+        raise yaml_error(exc, shown) from None
+    except ReaderError as exc:
+        raise _reader_error(exc, text, shown) from None
+    except YAMLError as exc:
+        raise SpecError(shown, f"not valid YAML: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise SpecError(shown, f"nested more than {MAX_DEPTH} levels deep") from None
+    if problems:
+        raise SpecErrors(problems)
+    if not isinstance(data, CommentedMap):
+        found = "a list" if isinstance(data, CommentedSeq) else describe(data)
+        mark = root.start_mark if root is not None else None
+        raise SpecError(
+            shown,
+            f"expected a mapping of keys (app, model, gpu, ...), found {found}",
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        )
+    return data
+
+
+# -- YAML errors ---------------------------------------------------------------------------
+
+_TOKEN_NAMES = {
+    "'<stream end>'": "the end of the file",
+    "'<block end>'": "the end of the block",
+    "'<block mapping start>'": "a new key",
+    "'<block sequence start>'": "a new list",
+    "'<document start>'": '"---"',
+    "<block end>": "the end of the block",
+    "<stream end>": "the end of the file",
+}
+
+
+def yaml_error(exc: MarkedYAMLError, shown: str) -> SpecError:
+    """ruamel's parser messages, in words a spec author acts on, at the offending spot."""
+    problem = _one_line(exc.problem or "")
+    context = _one_line(exc.context or "")
+    mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
+    where = f" at line {opened.line + 1}, column {opened.column + 1}" if opened else ""
+    message = ""
+    if problem == "but found another document":
+        message = "a second YAML document starts here; put one spec in each file"
+    elif problem.startswith("found character '\\t'"):
+        message = "a tab character; indent YAML with spaces"
+    elif match := re.match(r"found character (.*) that cannot start any token", problem):
+        message = f"{match.group(1)} cannot start a plain value; put the value in quotes"
+    elif problem == "mapping values are not allowed here":
+        message = 'unexpected ":"; quote text that holds ": ", or fix the indentation'
+    elif match := re.match(r"found undefined alias '(.*)'", problem):
+        message = f"alias *{match.group(1)} has no anchor &{match.group(1)} before it"
+    elif problem.startswith("found unexpected end of stream") and "quoted scalar" in context:
+        message, mark = "this quoted text is never closed", opened
+    elif match := re.match(r"expected ',' or '([\]}])', but got (.*)", problem):
+        bracket = {"]": "[", "}": "{"}[match.group(1)]
+        if "stream end" in match.group(2):
+            message, mark = f'this "{bracket}" is never closed with "{match.group(1)}"', opened
+        else:
+            message = f'expected "," or "{match.group(1)}" (the "{bracket}" opens{where})'
+    elif problem.startswith("expected <block end>"):
+        message = "this line's indentation does not match the lines above it"
+    elif "could not find expected ':'" in problem:
+        message = 'expected "key: value"; this line has no ":" after its key'
+    if not message:
+        problem = re.sub(r"\(('<[\w ]+>'),\)", r"\1", problem)
+        for token, words in _TOKEN_NAMES.items():
+            problem = problem.replace(token, words)
+        message = f"not valid YAML: {problem or 'cannot be parsed'}"
+        if context:
+            message += f" ({context}{where})"
+    return SpecError(
+        shown,
+        message,
+        line=mark.line + 1 if mark else None,
+        column=mark.column + 1 if mark else None,
+    )
+
+
+def _reader_error(exc: ReaderError, text: str, shown: str) -> SpecError:
+    position = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = exc.character if isinstance(exc.character, int) else 0
+    return SpecError(
+        shown,
+        f"control character U+{character:04X} is not allowed in YAML; remove it",
+        line=line,
+        column=column,
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_nodes(root: Node, shown: str) -> list[SpecError]:
+    """Refuse explicit tags, odd keys and scalars, duplicates, and alias bombs."""
+    sizes: dict[int, int] = {}
+    inside: set[int] = set()  # the mappings and lists being walked, to catch recursive aliases
+    errors: list[SpecError] = []
+
+    def error(node: Node, loc: tuple[Any, ...], message: str) -> SpecError:
+        mark = node.start_mark
+        return SpecError(
+            shown, message, line=mark.line + 1, column=mark.column + 1, key_path=key_path(loc)
+        )
+
+    def size(node: Node, loc: tuple[Any, ...]) -> int:
+        if id(node) in inside:
+            raise error(node, loc, "an alias here refers to a mapping or list that holds it")
+        if id(node) in sizes:
+            return sizes[id(node)]
+        tag = str(node.tag)
+        if _explicit_tag(node) or tag not in _PLAIN_TAGS:
+            errors.append(error(node, loc, _tag_message(node)))
+            return 1
+        if len(loc) > MAX_DEPTH:
+            raise error(node, loc[:1], f"nested more than {MAX_DEPTH} levels deep")
+        total = 1
+        inside.add(id(node))
+        if isinstance(node, MappingNode):
+            seen: dict[str, Node] = {}
+            for key, value in node.value:
+                if not isinstance(key, ScalarNode) or _explicit_tag(key) or key.tag != _STR:
+                    errors.append(error(key, loc, _key_message(key)))
+                    continue
+                if key.value in seen:
+                    first = seen[key.value].start_mark
+                    errors.append(
+                        error(
+                            key,
+                            (*loc, key.value),
+                            f"duplicate key (first at line {first.line + 1}); each key may "
+                            "appear once",
+                        )
+                    )
+                    continue
+                seen[key.value] = key
+                total += 1 + size(value, (*loc, key.value))
+        elif isinstance(node, SequenceNode):
+            total += sum(size(item, (*loc, index)) for index, item in enumerate(node.value))
+        elif tag in (_YAML_TAG + "int", _YAML_TAG + "float"):
+            problem = _number_problem(str(node.value), tag == _YAML_TAG + "float")
+            if problem:
+                errors.append(error(node, loc, problem))
+        inside.discard(id(node))
+        sizes[id(node)] = total
+        if total > MAX_EXPANDED_NODES:
+            raise error(
+                node,
+                loc,
+                f"anchors and aliases expand to more than {MAX_EXPANDED_NODES} values; "
+                "write the values out",
+            )
+        return total
+
+    size(root, ())
+    return errors
+
+
+def _number_problem(text: str, is_float: bool) -> str | None:
+    if len(text) > MAX_NUMBER_CHARS:
+        return f"this number is longer than {MAX_NUMBER_CHARS} characters"
+    if is_float and _SPECIAL_FLOAT.match(text):
+        return "infinity and NaN are not allowed; write a number"
+    if is_float and not _finite(text):
+        return "this number is too large for a float"
+    return None
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text.replace("_", "")))
+    except ValueError:
+        return True  # a YAML spelling Python does not read; the loader decides
+
+
+def _explicit_tag(node: Node) -> bool:
+    """Whether the file writes a tag here (``!!str x``), rather than YAML inferring one."""
+    return getattr(node.ctag, "handle", None) is not None
+
+
+def _tag_message(node: Node) -> str:
+    tag = str(node.tag)
+    if _explicit_tag(node):
+        short = quote(tag.replace(_YAML_TAG, "!!"))
+        return f"YAML tag {short} is not allowed in specs; write plain values (quote text)"
+    if tag == _YAML_TAG + "timestamp":
+        return f"{quote(str(node.value))} reads as a date; put it in quotes to keep it as text"
+    return f"{quote(str(node.value))} has a special meaning in YAML; put it in quotes"
+
+
+def _key_message(key: Node) -> str:
+    tag = str(key.tag)
+    if tag == _YAML_TAG + "merge":
+        return "merge keys (<<) are not supported; write the keys out"
+    if _explicit_tag(key) or tag not in _PLAIN_TAGS:
+        return _tag_message(key)
+    if not isinstance(key, ScalarNode):
+        return "keys must be plain text, not lists or mappings"
+    return f"key {quote(str(key.value))} must be text; put it in quotes"
