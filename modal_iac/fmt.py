@@ -29,7 +29,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModaliacError, SpecError
+from .errors import ModaliacError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -297,9 +297,9 @@ class FormatError(ModaliacError):
 
 
 def _yaml() -> YAML:
-    from ruamel.yaml import YAML
+    from .parse import round_trip_yaml
 
-    yaml = YAML(typ="rt")
+    yaml = round_trip_yaml()
     yaml.indent(mapping=INDENT, sequence=INDENT * 2, offset=INDENT)
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long value
@@ -318,19 +318,14 @@ def _plain(node: Any) -> Any:
 
 
 def format_text(text: str, shown: str = "<spec>") -> str:
-    """The canonical form of one spec's text. Raises SpecError on text that is not YAML."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """The canonical form of one spec's text. Raises SpecError on text that is not YAML, or
+    holds what no spec may (tags, alias bombs, nesting past 64 levels: parse.py's checks)."""
+    from .parse import checked_nodes
 
+    checked_nodes(text, shown)
     yaml = _yaml()
-    try:
-        data = yaml.load(text)
-        before = _plain(yaml.load(text))
-    except MarkedYAMLError as exc:
-        from .parse import yaml_error
-
-        raise yaml_error(exc, shown) from None
-    except YAMLError as exc:
-        raise SpecError(shown, f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = yaml.load(text)
+    before = _plain(yaml.load(text))
     if data is None:
         return _layout(text)
     _order(

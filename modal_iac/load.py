@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
@@ -30,7 +29,7 @@ from .fit import problems as fit_problems
 from .fit import tight as fit_warnings
 from .gateway import GatewaySpec
 from .messages import from_pydantic, key_path, located
-from .parse import decode, fast_parse, read, round_trip
+from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
 from .policy import check as check_policies
 from .spec import Spec
 from .tokens import token_kind
@@ -358,7 +357,7 @@ def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:
 def _at_app(path: str, message: str) -> SpecError:
     """An error about a valid file's app name, located by parsing it again (a rare path)."""
     try:
-        data = YAML(typ="rt").load(Path(path).read_text(encoding="utf-8"))
+        data = round_trip_yaml().load(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, YAMLError):  # it changed since it loaded: no line, then
         data = None
     key = "app_name" if _kind(data) is GatewaySpec else "app"

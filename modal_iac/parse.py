@@ -17,7 +17,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
@@ -27,7 +28,11 @@ from .messages import describe, key_path, quote
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
-MAX_DEPTH = 64
+MAX_DEPTH = 64  # levels of mappings and lists; a spec needs about five
+# Characters that can open a level (a key's ":", "- ", "? ", "[", "{"). A text with fewer of
+# them cannot nest deeper than that: the C loader, which recurses on the C stack without any
+# limit (a few 10,000 levels crash the interpreter), sees only such texts.
+_FAST_MAX_INDICATORS = 1000
 _YAML_TAG = "tag:yaml.org,2002:"
 _STR = _YAML_TAG + "str"
 _PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
@@ -72,6 +77,8 @@ def fast_parse(text: str) -> Any | None:
     """Parse with the C safe loader, or return None to take the positioned path."""
     if any(ch in text for ch in "&*!<") or not _has_clib():
         return None
+    if sum(text.count(ch) for ch in "[{-:?") > _FAST_MAX_INDICATORS:
+        return None
     try:
         data = YAML(typ="safe", pure=False).load(text)
     except Exception:  # any failure is re-diagnosed, with positions, by the slow path
@@ -79,12 +86,15 @@ def fast_parse(text: str) -> Any | None:
     return data if isinstance(data, dict) and _plain(data) else None
 
 
-def _plain(value: Any) -> bool:
-    """Only what the round-trip path also accepts: text keys, finite numbers, no dates."""
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Only what the round-trip path also accepts: text keys, finite numbers, no dates, at
+    most MAX_DEPTH levels."""
+    if depth > MAX_DEPTH:
+        return False
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
-        return all(_plain(item) for item in value)
+        return all(_plain(item, depth + 1) for item in value)
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -103,22 +113,11 @@ def _has_clib() -> bool:
 def round_trip(text: str, shown: str) -> CommentedMap:
     """The document as round-trip data, which knows the line and column of every key and
     value. Raises SpecError / SpecErrors, located, for anything a spec may not hold."""
+    root = checked_nodes(text, shown)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
-            root = YAML(typ="rt").compose(text)
-            problems = _check_nodes(root, shown) if root is not None else []
-            data = YAML(typ="rt").load(text) if not problems else None
-    except MarkedYAMLError as exc:
-        raise yaml_error(exc, shown) from None
-    except ReaderError as exc:
-        raise _reader_error(exc, text, shown) from None
+        data = round_trip_yaml().load(text)
     except YAMLError as exc:
-        raise SpecError(shown, f"not valid YAML: {_one_line(str(exc))}") from None
-    except RecursionError:
-        raise SpecError(shown, f"nested more than {MAX_DEPTH} levels deep") from None
-    if problems:
-        raise SpecErrors(problems)
+        raise _translated(exc, text, shown) from None
     if not isinstance(data, CommentedMap):
         found = "a list" if isinstance(data, CommentedSeq) else describe(data)
         mark = root.start_mark if root is not None else None
@@ -129,6 +128,85 @@ def round_trip(text: str, shown: str) -> CommentedMap:
             column=mark.column + 1 if mark else None,
         )
     return data
+
+
+def checked_nodes(text: str, shown: str) -> Node | None:
+    """The composed node graph of ``text`` (None when it is empty), once nothing in it is what
+    no spec may hold: explicit tags, odd keys or scalars, duplicate keys, alias bombs, nesting
+    past MAX_DEPTH. What constructs data from the text (``round_trip``, ``fmt``) asks here
+    first, so an alias bomb is never expanded. Raises SpecError / SpecErrors."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
+            root: Node | None = round_trip_yaml().compose(text)
+    except YAMLError as exc:
+        raise _translated(exc, text, shown) from None
+    problems = _check_nodes(root, shown) if root is not None else []
+    if problems:
+        raise SpecErrors(problems)
+    return root
+
+
+def _translated(exc: YAMLError, text: str, shown: str) -> SpecError:
+    if isinstance(exc, MarkedYAMLError):
+        return yaml_error(exc, shown)
+    if isinstance(exc, ReaderError):
+        return _reader_error(exc, text, shown)
+    return SpecError(shown, f"not valid YAML: {_one_line(str(exc))}")
+
+
+def round_trip_yaml() -> YAML:
+    """ruamel's round-trip loader, stopped at MAX_DEPTH levels: its composer recurses once
+    per level and would otherwise end in a RecursionError a few hundred levels down."""
+    yaml = YAML(typ="rt")
+    yaml.Composer = _Composer
+    return yaml
+
+
+class TooDeep(MarkedYAMLError):
+    """A value nested more than MAX_DEPTH levels deep, at ``loc`` (its key path)."""
+
+    def __init__(self, mark: StreamMark, loc: tuple[Any, ...]) -> None:
+        super().__init__(problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=mark)
+        self.loc = loc
+
+
+class _Composer(Composer):
+    """ruamel's composer, counting the levels it descends (with the key path to them)."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self._path: list[Any] = []
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # ``index``: a list position, the key node of a mapping value, None for a key or the root.
+        self._path.append(index.value if isinstance(index, ScalarNode) else index)
+        try:
+            if len(self._path) > MAX_DEPTH + 1:  # the root is a level of its own
+                loc = tuple(step for step in self._path[1:] if step is not None)
+                raise TooDeep(self.parser.peek_event().start_mark, loc)
+            return super().compose_node(parent, index)
+        finally:
+            self._path.pop()
+
+
+def too_deep(shown: str, line: int, column: int, loc: tuple[Any, ...]) -> SpecError:
+    """The one line for a value nested too deeply (1-based ``line`` and ``column``); the key
+    path is the named part of ``loc``, which says which setting it is without repeating
+    every level."""
+    named: list[Any] = []
+    for step in loc:
+        if not isinstance(step, str) or len(named) == 5:
+            break
+        named.append(step)
+    return SpecError(
+        shown,
+        f"nested more than {MAX_DEPTH} levels deep; flatten this value (no setting needs that "
+        "many levels)",
+        line=line,
+        column=column,
+        key_path=key_path(tuple(named)),
+    )
 
 
 # -- YAML errors ---------------------------------------------------------------------------
@@ -146,6 +224,9 @@ _TOKEN_NAMES = {
 
 def yaml_error(exc: MarkedYAMLError, shown: str) -> SpecError:
     """ruamel's parser messages, in words a spec author acts on, at the offending spot."""
+    if isinstance(exc, TooDeep) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return too_deep(shown, mark.line + 1, mark.column + 1, exc.loc)
     problem = _one_line(exc.problem or "")
     context = _one_line(exc.context or "")
     mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
@@ -208,6 +289,7 @@ def _one_line(text: str) -> str:
 def _check_nodes(root: Node, shown: str) -> list[SpecError]:
     """Refuse explicit tags, odd keys and scalars, duplicates, and alias bombs."""
     sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}  # levels below each node: an alias adds them where it stands
     inside: set[int] = set()  # the mappings and lists being walked, to catch recursive aliases
     errors: list[SpecError] = []
 
@@ -220,14 +302,15 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
     def size(node: Node, loc: tuple[Any, ...]) -> int:
         if id(node) in inside:
             raise error(node, loc, "an alias here refers to a mapping or list that holds it")
+        if len(loc) + heights.get(id(node), 0) > MAX_DEPTH:  # the composer stops deeper text
+            mark = node.start_mark  # an alias's node is its anchor's: the line points there
+            raise too_deep(shown, mark.line + 1, mark.column + 1, loc)
         if id(node) in sizes:
             return sizes[id(node)]
         tag = str(node.tag)
         if _explicit_tag(node) or tag not in _PLAIN_TAGS:
             errors.append(error(node, loc, _tag_message(node)))
             return 1
-        if len(loc) > MAX_DEPTH:
-            raise error(node, loc[:1], f"nested more than {MAX_DEPTH} levels deep")
         total = 1
         inside.add(id(node))
         if isinstance(node, MappingNode):
@@ -251,6 +334,9 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
                 total += 1 + size(value, (*loc, key.value))
         elif isinstance(node, SequenceNode):
             total += sum(size(item, (*loc, index)) for index, item in enumerate(node.value))
+        if isinstance(node, MappingNode | SequenceNode):
+            values = node.value if isinstance(node, SequenceNode) else [v for _, v in node.value]
+            heights[id(node)] = 1 + max((heights.get(id(v), 0) for v in values), default=0)
         elif tag in (_YAML_TAG + "int", _YAML_TAG + "float"):
             problem = _number_problem(str(node.value), tag == _YAML_TAG + "float")
             if problem:

@@ -35,6 +35,7 @@ gpu: L4
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
+TOO_DEEP = "nested more than 64 levels deep; flatten this value (no setting needs that many levels)"
 SECRET_HINT = (
     'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
     "and list NAME under secrets"
@@ -75,6 +76,13 @@ def short_name(name: str, class_name: str, reason: str, *, quoted: bool = False)
         f"spec.yaml:8:11: models[1].name: {name!r} would name its model class {class_name}, "
         f"{reason}; choose another short name",
     )
+
+
+def nested(levels: int, inner: str = "1", flow: str = "[]") -> str:
+    """``levels`` flow collections, one inside the other: ``[[[1]]]`` or ``{a: {a: 1}}``."""
+    if flow == "{}":
+        return "{a: " * levels + inner + "}" * levels
+    return flow[0] * levels + inner + flow[1] * levels
 
 
 def alias_bomb() -> str:
@@ -146,6 +154,48 @@ CASES = [
         "yaml-nan",
         VALID + "engine:\n  args:\n    temperature: .nan\n",
         "spec.yaml:8:18: engine.args.temperature: infinity and NaN are not allowed; write a number",
+    ),
+    # -- nesting: one limit (64 levels) on every path, located where it is crossed ----------
+    # engine.args.x is three levels down: inside 62 lists, its 1 is at level 65.
+    Case(
+        "deep-flow-lists",
+        VALID + "engine:\n  args:\n    x: " + nested(62) + "\n",
+        f"spec.yaml:8:70: engine.args.x: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-flow-lists-past-the-c-stack",  # the C loader crashed the interpreter on this one
+        VALID + "engine:\n  args:\n    x: " + nested(100_000) + "\n",
+        f"spec.yaml:8:70: engine.args.x: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-flow-mappings",
+        VALID + "engine:\n  args:\n    x: " + nested(500, flow="{}") + "\n",
+        f"spec.yaml:8:253: engine.args.x.a.a: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-block-mappings",
+        VALID + "labels:\n" + "".join("  " * level + "a:\n" for level in range(1, 300)),
+        f"spec.yaml:70:129: labels.a.a.a.a: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-block-lists",
+        VALID + "engine:\n  args:\n    x:\n      " + "- " * 50_000 + "1\n",
+        f"spec.yaml:9:131: engine.args.x: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-mixed-lists-and-mappings",
+        VALID + "engine:\n  args:\n    x: " + "[{a: " * 40 + "1" + "}]" * 40 + "\n",
+        f"spec.yaml:8:160: engine.args.x: {TOO_DEEP}",  # the key "a" is at level 65
+    ),
+    Case(
+        "deep-in-an-environment-override",
+        VALID + "environments:\n  prod:\n    engine:\n      args:\n        x: " + nested(200),
+        f"spec.yaml:10:72: environments.prod.engine.args.x: {TOO_DEEP}",
+    ),
+    Case(  # 30 lists around an alias of 40 more: the line points at the anchored value
+        "deep-through-aliases",
+        VALID + "engine:\n  args:\n    a: &a " + nested(40) + "\n    b: " + nested(30, "*a") + "\n",
+        f"spec.yaml:8:8: engine.args.b: {TOO_DEEP}",
     ),
     Case(
         "yaml-key-not-text",
@@ -497,6 +547,34 @@ def test_unreadable_targets(
     (workdir / "empty-dir").mkdir()
     code, out, err = run(capsys, *argv)
     assert (code, out, err) == (1, "", expected + "\n")
+
+
+HOSTILE = [case for case in CASES if case.id.startswith("deep-") or case.id == "yaml-alias-bomb"]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[case.id for case in HOSTILE])
+def test_fmt_refuses_what_the_loader_refuses(
+    case: Case, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    """fmt constructs the data to check its own output: it never expands an alias bomb."""
+    write(workdir / "spec.yaml", case.text)
+    code, out, err = run(capsys, "fmt", "spec.yaml")
+    assert (code, out, err) == (1, "", case.expected + "\n")
+    assert (workdir / "spec.yaml").read_text() == case.text
+
+
+@pytest.mark.parametrize("path", ["fast", "positioned"])
+def test_sixty_four_levels_load_on_either_path(
+    path: str, capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 1 inside 61 lists under engine.args.x is at level 64: the limit, not past it."""
+    pinned = edit("  task: embed", f"  revision: {'0a' * 20}\n  task: embed")
+    anchor = "&x " if path == "positioned" else ""
+    write(workdir / "spec.yaml", pinned + f"engine:\n  args:\n    x: {anchor}{nested(61)}\n")
+    if path == "fast":
+        monkeypatch.setattr("modal_iac.load.round_trip", None)  # calling it would fail
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out, err) == (0, "spec.yaml: ok (demo)\n", "")
 
 
 def test_a_directory_is_not_a_spec_file(workdir: Path) -> None:
