@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from .fields import (
+    ENGINE_VERSION,
     ENVIRONMENT_NAME,
     HF_ID,
     ONLY_PATTERN_KEYS,
@@ -152,7 +153,9 @@ class GatewaySpec(StrictModel):
         BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
         AlsoAccepts(_GPU_SCHEMA),
     ] = Field(description="GPU types; one app each (per model with layout per-model).")
-    engine_version: str = Field(DEFAULT_VLLM_VERSION, description="vLLM release.")
+    engine_version: str = Field(
+        DEFAULT_VLLM_VERSION, pattern=ENGINE_VERSION.pattern, description="vLLM release."
+    )
     volumes: dict[MountPath, ObjectName] = Field(
         default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         description="Mount path -> Modal volume name.",

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import SpecError
-from .fields import Problem
+from .fields import ENGINE_VERSION, PYTHON_VERSION, Problem
 from .spec import Spec
 
 # The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
@@ -59,8 +59,8 @@ _PATTERN_HINTS = {
         'expected a CamelCase Python class name with a lower-case letter, like "Embedder"'
     ),
     r"^[a-z][a-z0-9_]*$": 'expected a snake_case Python name, like "download_weights"',
-    r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$": 'expected a version like "0.33.0"',
-    r"^3\.\d+$": 'expected a Python version like "3.12", in quotes',
+    ENGINE_VERSION.pattern: 'expected a version like "0.33.0"',
+    PYTHON_VERSION.pattern: 'expected a Python version like "3.12", in quotes',
     r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$": (
         "Modal environment names start with a letter or digit, then use letters, digits, "
         "'-' and '_', at most 64 characters"

@@ -8,6 +8,7 @@ GPU names canonical) so the renderer and the planner never parse user text again
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic_core import CoreSchema
 from .fields import (
     APP_ID,
     ARG_NAME,
+    ENGINE_VERSION,
     ENVIRONMENT_NAME,
     GPU_ALIASES,
     GPU_TYPES,
@@ -35,6 +37,7 @@ from .fields import (
     MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
     ONLY_PATTERN_KEYS,
+    PYTHON_VERSION,
     Duration,
     EnvVarName,
     MemorySize,
@@ -47,6 +50,7 @@ from .fields import (
     shown_duration,
 )
 from .reserved import clash
+from .tokens import shown
 
 SPEC_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"
@@ -179,7 +183,7 @@ class Engine(StrictModel):
     )
     version: str | None = Field(
         None,
-        pattern=r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$",
+        pattern=ENGINE_VERSION.pattern,
         description=f"Pinned engine version; default vllm {DEFAULT_VLLM_VERSION}, "
         f"transformers {DEFAULT_TRANSFORMERS_VERSION}.",
     )
@@ -233,20 +237,36 @@ class Gpu(StrictModel):
         return self.type if self.count == 1 else f"{self.type}:{self.count}"
 
 
-def _parse_gpu(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    name, _, count = value.partition(":")
-    canonical = GPU_ALIASES.get(name.strip().upper(), name.strip().upper())
+def _gpu_type(name: str) -> str:
+    """The canonical spelling of a GPU type (``a10g`` -> ``A10``), or a located refusal."""
+    name = name.strip()
+    # ASCII only: str.upper maps some other letters onto ASCII ones (U+017F to "S").
+    upper = name.upper() if name.isascii() else name
+    canonical = GPU_ALIASES.get(upper, upper)
     if canonical not in GPU_TYPES:
         close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(
-            f"unknown GPU type {name.strip()!r}; {hint}Modal offers {', '.join(GPU_TYPES)}"
+            f"unknown GPU type {shown(name)}; {hint}Modal offers {', '.join(GPU_TYPES)}"
         )
-    if count and not count.strip().isdigit():
-        raise ValueError(f"GPU count {count!r} is not a whole number, as in {canonical}:2")
-    number = int(count) if count else 1
+    return canonical
+
+
+def _parse_gpu(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    name, _, count = value.partition(":")
+    canonical = _gpu_type(name)
+    digits = count.strip()
+    if count and not re.fullmatch("[0-9]+", digits):
+        raise ValueError(f"GPU count {shown(count)} is not a whole number, as in {canonical}:2")
+    significant = digits.lstrip("0")
+    if len(significant) > 3:  # read unconverted: Python refuses ints of 4300 digits
+        raise ValueError(
+            f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container, got a "
+            f"{len(significant)}-digit number"
+        )
+    number = int(significant or "0") if count else 1
     if not 1 <= number <= GPU_TYPES[canonical]:
         raise ValueError(
             f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container, got {number}"
@@ -410,7 +430,7 @@ class Image(StrictModel):
     """The container image: a registry base, Python, vLLM and any extra packages."""
 
     base: str = Field("nvidia/cuda:12.8.1-devel-ubuntu22.04", min_length=1)
-    python: str = Field("3.12", pattern=r"^3\.\d+$")
+    python: str = Field("3.12", pattern=PYTHON_VERSION.pattern)
     packages: list[str] = Field(default_factory=list, description="Extra pip requirements.")
     env: dict[EnvVarName, str] = Field(
         default_factory=dict,
@@ -457,7 +477,7 @@ class Policy(StrictModel):
     suppress: dict[str, str] = Field(
         default_factory=dict,
         description="Rule id -> the reason it does not apply here (required, shown in review).",
-        json_schema_extra={"propertyNames": {"pattern": r"^MDL\d{3}$"}},
+        json_schema_extra={"propertyNames": {"pattern": r"^MDL[0-9]{3}$"}},
     )
 
 

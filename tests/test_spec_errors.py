@@ -35,6 +35,10 @@ gpu: L4
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
+TOKEN_BOUND = 'expected a token count of at most 1000m, like 8192 or "32k"'
+PARAMETERS_BOUND = 'expected a parameter count of at most 100000B, like "12B" or "560M"'
+MEMORY_BOUND = 'expected a memory size of at most 1024TiB, like "64GiB" or "512MiB"'
+DURATION_BOUND = 'expected a duration of at most 8760h (a year), like "5m", "90s" or "1h"'
 TOO_DEEP = "nested more than 64 levels deep; flatten this value (no setting needs that many levels)"
 SECRET_HINT = (
     'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
@@ -317,6 +321,110 @@ CASES = [
         "gpu-count-not-a-number",
         edit("gpu: L4", "gpu: H100:x"),
         "spec.yaml:5:6: gpu: GPU count 'x' is not a whole number, as in H100:2",
+    ),
+    # -- numbers past any sane size, and digits that are not ASCII --------------------------
+    Case(
+        "token-count-of-400-nines",  # float() of it is infinite
+        edit("  task: embed", '  task: embed\n  max_model_len: "' + "9" * 400 + 'k"'),
+        f"spec.yaml:5:18: model.max_model_len: {TOKEN_BOUND}",
+    ),
+    Case(
+        "token-count-of-5000-digits",  # int() of it is refused by Python
+        edit("  task: embed", '  task: embed\n  max_model_len: "' + "9" * 5000 + '"'),
+        f"spec.yaml:5:18: model.max_model_len: {TOKEN_BOUND}",
+    ),
+    Case(
+        "token-count-a-yaml-number-of-99-digits",
+        edit("  task: embed", "  task: embed\n  max_model_len: " + "9" * 99),
+        f"spec.yaml:5:18: model.max_model_len: {TOKEN_BOUND}",
+    ),
+    Case(
+        "token-count-in-fullwidth-digits",
+        edit("  task: embed", '  task: embed\n  max_model_len: "\uff13\uff12k"'),
+        'spec.yaml:5:18: model.max_model_len: expected a token count like 8192 or "32k"',
+    ),
+    Case(
+        "parameters-of-400-nines",
+        edit("  task: embed", '  task: embed\n  parameters: "' + "9" * 400 + 'B"'),
+        f"spec.yaml:5:15: model.parameters: {PARAMETERS_BOUND}",
+    ),
+    Case(
+        "parameters-a-huge-float",
+        edit("  task: embed", "  task: embed\n  parameters: 1.0e+300"),
+        f"spec.yaml:5:15: model.parameters: {PARAMETERS_BOUND}",
+    ),
+    Case(
+        "parameters-negative",
+        edit("  task: embed", "  task: embed\n  parameters: -5"),
+        'spec.yaml:5:15: model.parameters: expected a parameter count above 0, like "12B" or '
+        '"560M"',
+    ),
+    Case(
+        "memory-of-400-digits",
+        VALID + "resources:\n  memory: " + "9" * 400 + "GiB\n",
+        f"spec.yaml:7:11: resources.memory: {MEMORY_BOUND}",
+    ),
+    Case(
+        "memory-a-yaml-number-of-99-digits",
+        VALID + "resources:\n  memory: " + "9" * 99 + "\n",
+        f"spec.yaml:7:11: resources.memory: {MEMORY_BOUND}",
+    ),
+    Case(
+        "memory-in-arabic-indic-digits",
+        VALID + "resources:\n  memory: \u0666\u0664GiB\n",
+        'spec.yaml:7:11: resources.memory: expected a memory size like "64GiB" or "512MiB" '
+        "(or MiB as a number)",
+    ),
+    Case(
+        "duration-of-5000-digits",
+        VALID + 'scaling:\n  timeout: "' + "9" * 5000 + 'h"\n',
+        f"spec.yaml:7:12: scaling.timeout: {DURATION_BOUND}",
+    ),
+    Case(
+        "duration-a-yaml-number-of-99-digits",
+        VALID + "scaling:\n  timeout: " + "9" * 99 + "\n",
+        f"spec.yaml:7:12: scaling.timeout: {DURATION_BOUND}",
+    ),
+    Case(
+        "duration-past-a-year",
+        VALID + "scaling:\n  startup_timeout: 9999h\n",
+        f"spec.yaml:7:20: scaling.startup_timeout: {DURATION_BOUND}",
+    ),
+    Case(
+        "duration-in-fullwidth-digits",
+        VALID + "scaling:\n  timeout: \uff15m\n",
+        'spec.yaml:7:12: scaling.timeout: expected a duration like "5m", "90s" or "1h"',
+    ),
+    Case(
+        "gpu-count-superscript",  # str.isdigit() says yes, int() says no
+        edit("gpu: L4", "gpu: 'L4:\u00b2'"),
+        "spec.yaml:5:6: gpu: GPU count '\u00b2' is not a whole number, as in L4:2",
+    ),
+    Case(
+        "gpu-count-arabic-indic",  # int() reads this one as 2
+        edit("gpu: L4", "gpu: 'L4:\u0662'"),
+        "spec.yaml:5:6: gpu: GPU count '\u0662' is not a whole number, as in L4:2",
+    ),
+    Case(
+        "gpu-count-of-5000-digits",
+        edit("gpu: L4", "gpu: 'L4:" + "9" * 5000 + "'"),
+        "spec.yaml:5:6: gpu: L4 takes 1 to 8 GPUs per container, got a 5000-digit number",
+    ),
+    Case(
+        "engine-version-in-fullwidth-digits",
+        VALID + 'engine:\n  version: "\uff10.33.0"\n',
+        'spec.yaml:7:12: engine.version: expected a version like "0.33.0", got "\uff10.33.0"',
+    ),
+    Case(
+        "python-version-in-arabic-indic-digits",
+        VALID + 'image:\n  python: "3.\u0661\u0662"\n',
+        'spec.yaml:7:11: image.python: expected a Python version like "3.12", in quotes, got '
+        '"3.\u0661\u0662"',
+    ),
+    Case(
+        "gateway-engine-version-not-a-version",
+        GATEWAY.replace("gpus: [L4]", "gpus: [L4]\nengine_version: latest"),
+        'spec.yaml:4:17: engine_version: expected a version like "0.33.0", got "latest"',
     ),
     Case(
         "model-id-is-a-url",
