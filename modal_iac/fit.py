@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .fields import GPU_TYPES
 from .gateway import GatewaySpec
 from .spec import Gpu, Spec
 
@@ -238,7 +239,7 @@ class Fit:
         if single is not None:
             options.append(single)
         if tensor_parallel:
-            for count in (2, 4, 8):
+            for count in (n for n in (2, 4, 8) if n <= GPU_TYPES[self.gpu.type]):
                 choice = Gpu(type=self.gpu.type, count=count)
                 if count > self.gpu.count and self.with_gpu(choice).fits:
                     options.append(str(choice))

@@ -236,6 +236,20 @@ class Gpu(StrictModel):
     def __str__(self) -> str:
         return self.type if self.count == 1 else f"{self.type}:{self.count}"
 
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        return _gpu_type(value)
+
+    @model_validator(mode="after")
+    def _count_fits(self) -> Gpu:
+        most = GPU_TYPES[self.type]
+        if self.count > most:
+            raise Problem(
+                f"{self.type} takes 1 to {most} GPUs per container, got {self.count}", "count"
+            )
+        return self
+
 
 def _gpu_type(name: str) -> str:
     """The canonical spelling of a GPU type (``a10g`` -> ``A10``), or a located refusal."""

@@ -411,6 +411,23 @@ CASES = [
         "spec.yaml:5:6: gpu: L4 takes 1 to 8 GPUs per container, got a 5000-digit number",
     ),
     Case(
+        "gpu-as-a-mapping-of-an-unknown-type",  # was a KeyError in the GPU fit
+        edit("gpu: L4", "gpu: [{type: X100, count: 2}]"),
+        "spec.yaml:5:14: gpu[0].type: unknown GPU type 'X100'; did you mean 'H100'? "
+        f"Modal offers {GPU_TYPES}",
+    ),
+    Case(
+        "gpu-as-a-mapping-with-too-many",
+        edit("gpu: L4", "gpu: [{type: h100, count: 99}]"),
+        "spec.yaml:5:27: gpu[0].count: H100 takes 1 to 8 GPUs per container, got 99",
+    ),
+    Case(
+        "fit-suggests-no-more-gpus-than-modal-offers",  # A10 comes 4 to a container at most
+        "app: demo\nmodel:\n  id: org/m\n  task: generate\n  parameters: 70B\ngpu: A10\n",
+        "spec.yaml:6:6: gpu: org/m does not fit A10: it needs 140.0 GB of weights, and A10 gives "
+        "vLLM 21.6 GB (0.9 of 24 GB, 1.5 GB reserve); use B200",
+    ),
+    Case(
         "engine-version-in-fullwidth-digits",
         VALID + 'engine:\n  version: "\uff10.33.0"\n',
         'spec.yaml:7:12: engine.version: expected a version like "0.33.0", got "\uff10.33.0"',
