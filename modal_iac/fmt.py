@@ -29,7 +29,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModaliacError
+from .errors import SpecError, SpecErrors
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -292,7 +292,7 @@ def _take_scalar(node: Any, key: Any) -> str:
 # -- whole files ----------------------------------------------------------------------------
 
 
-class FormatError(ModaliacError):
+class FormatError(SpecError):
     """A file that cannot be formatted (it is left as it was)."""
 
 
@@ -340,7 +340,7 @@ def format_text(text: str, shown: str = "<spec>") -> str:
         result = _layout(out.getvalue(), squeeze=squeeze)
         if _plain(_yaml().load(result)) == before:
             return result
-    raise FormatError(f"{shown}: formatting would change what it says; left as it is")
+    raise FormatError(shown, "formatting would change what it says; left as it is")
 
 
 def _layout(text: str, *, squeeze: bool = True) -> str:
@@ -430,7 +430,16 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 def cmd_fmt(args: argparse.Namespace, console: Console) -> int:
     from .targets import spec_files
 
-    outcomes = [format_file(Path(path)) for path in spec_files(args.specs)]
+    outcomes, errors = [], []
+    for path in spec_files(args.specs):  # every broken file is reported; none is written
+        try:
+            outcomes.append(format_file(Path(path)))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise SpecErrors(errors)
     changed = [outcome for outcome in outcomes if outcome.changed]
     for outcome in changed:
         if args.diff:

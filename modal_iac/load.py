@@ -321,8 +321,13 @@ def load_specs(
     paths: list[str | Path], env: str | None = None, project: Project | None = None
 ) -> list[LoadedSpec]:
     """Load several specs, reporting every broken file at once, and refuse duplicate apps
-    (one address, two specs)."""
+    (one address, two specs).
+
+    Whatever goes wrong with one file, the others are still loaded and reported: a failure
+    that is not the spec's (a modaliac bug) is that file's line, and the cause of the raised
+    SpecErrors, so ``--debug`` shows its traceback."""
     loaded, errors = [], []
+    bug: Exception | None = None
     default = profile_environment()
     for path in paths:
         try:
@@ -331,6 +336,9 @@ def load_specs(
             errors.extend(exc.errors)
         except SpecError as exc:
             errors.append(exc)
+        except Exception as exc:
+            bug = bug or exc
+            errors.append(SpecError(str(path), _bug_message(exc)))
     seen: dict[tuple[str | None, str], str] = {}
     for item in loaded:
         for app in item.spec.app_names():
@@ -340,8 +348,17 @@ def load_specs(
                 errors.append(_at_app(item.path, message + " unique per environment"))
             seen[key] = item.path
     if errors:
-        raise SpecErrors(errors)
+        raise SpecErrors(errors) from bug
     return loaded
+
+
+def _bug_message(exc: Exception) -> str:
+    """A failure of modaliac's own on one file, named by its type only (its text may quote
+    the file, secrets and all)."""
+    return (
+        f"modaliac failed on this file ({type(exc).__name__}), which is a bug; please report "
+        "it (--debug shows the traceback)"
+    )
 
 
 def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:

@@ -773,6 +773,90 @@ def test_errors_from_every_file_are_reported(
     ]
 
 
+HOSTILE_FILES = [
+    "deep-flow-mappings",  # a RecursionError, once
+    "deep-block-mappings",
+    "yaml-alias-bomb",
+    "token-count-of-400-nines",
+    "gpu-count-of-5000-digits",
+    "yaml-tag-refused",
+    "unknown-top-level-key",
+]
+
+
+def in_folder(case: Case) -> list[str]:
+    """The lines of ``case`` when its text is the file specs/<id>.yaml."""
+    expected = [case.expected] if isinstance(case.expected, str) else list(case.expected)
+    return [line.replace("spec.yaml:", f"specs/{case.id}.yaml:", 1) for line in expected]
+
+
+def hostile_folder(workdir: Path) -> list[Case]:
+    cases = [case for case in CASES if case.id in HOSTILE_FILES]
+    (workdir / "specs").mkdir()
+    for case in cases:
+        write(workdir / "specs" / f"{case.id}.yaml", case.text)
+    write(workdir / "specs" / "fine.yaml", VALID.replace("demo", "fine"))
+    return cases
+
+
+def test_one_hostile_file_hides_no_other_files_errors(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    cases = hostile_folder(workdir)
+    expected = [line for case in sorted(cases, key=lambda c: c.id) for line in in_folder(case)]
+    for argv in (["validate", "specs"], ["render", "specs", "-o", "out"], ["plan", "specs"]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out, err.splitlines()) == (1, "", expected), argv
+    assert not (workdir / "out").exists()
+
+
+def test_fmt_reports_every_file_it_cannot_read_and_writes_none(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    """fmt does not validate, so only the files that are not specs at the YAML level fail."""
+    cases = hostile_folder(workdir)
+    before = {path: path.read_bytes() for path in (workdir / "specs").iterdir()}
+    refused = ("deep-", "yaml-")
+    expected = [
+        line
+        for case in sorted(cases, key=lambda c: c.id)
+        if case.id.startswith(refused)
+        for line in in_folder(case)
+    ]
+    code, out, err = run(capsys, "fmt", "specs")
+    assert (code, out, err.splitlines()) == (1, "", expected)
+    assert {path: path.read_bytes() for path in (workdir / "specs").iterdir()} == before
+
+
+def test_a_bug_on_one_file_is_that_files_line_and_the_others_still_report(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modal_iac import load
+
+    checks = load.check_policies
+
+    def buggy(spec: object) -> object:
+        if getattr(spec, "app", None) == "buggy":
+            raise RuntimeError(f"a message that quotes the file: {HF_TOKEN}")
+        return checks(spec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(load, "check_policies", buggy)
+    cases = hostile_folder(workdir)
+    write(workdir / "specs" / "buggy.yaml", VALID.replace("demo", "buggy"))
+    lines = [line for case in cases for line in in_folder(case)]
+    lines.append(
+        "specs/buggy.yaml: modaliac failed on this file (RuntimeError), which is a bug; please "
+        "report it (--debug shows the traceback)"
+    )
+    code, out, err = run(capsys, "validate", "specs")
+    assert (code, out) == (1, "")
+    assert sorted(err.splitlines()) == sorted(lines)
+    assert HF_TOKEN not in err
+    with pytest.raises(SpecErrors) as raised:
+        main(["--debug", "validate", "specs"])
+    assert isinstance(raised.value.__cause__, RuntimeError)
+
+
 def test_one_app_in_two_files_points_at_the_second(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
