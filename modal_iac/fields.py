@@ -283,7 +283,7 @@ MemorySize = Annotated[
 
 def _check_pattern(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> Any:
-        if isinstance(value, str) and not pattern.match(value):
+        if isinstance(value, str) and not pattern.fullmatch(value):  # "$" passes a final "\n"
             raise ValueError(what)
         return value
 
@@ -318,4 +318,73 @@ TagText = Annotated[
 ]
 # Mappings whose keys follow a pattern: schema.json refuses the keys that do not.
 ONLY_PATTERN_KEYS: dict[str, Any] = {"additionalProperties": False}
-MountPath = Annotated[str, Field(pattern=r"^/[^\x00]*$")]
+
+
+# ---------------------------------------------------------------------------------------
+# Text that must stay one line: control characters (C0, DEL, C1) and the Unicode line and
+# paragraph separators have no place in it. In what reaches the image build (the base image,
+# pip requirements, environment variables) a line break would start a Dockerfile command of
+# its own on Modal; in a revision or a mount path it is a typo that fails far from the spec.
+
+_CONTROLS = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"  # as regex escapes: Python, Rust and JSON schema
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+ONE_LINE = f"^[^{_CONTROLS}]*$"
+MOUNT_PATH = f"^/[^{_CONTROLS}]*$"
+_CONTROL_NAMES = {
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\t": "a tab",
+    "\x00": "a NUL character",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
+_ONE_LINE_WHY = "this setting is one line of printable text"
+_TO_THE_IMAGE = "what reaches the image build is one line of printable text"
+
+
+def control_problem(value: str) -> str | None:
+    """Which control character ``value`` holds, and where, in words; None when it holds none."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    name = _CONTROL_NAMES.get(char, "a control character")
+    return f"holds {name} (U+{ord(char):04X}) at character {found.start() + 1}; remove it"
+
+
+def _one_line(why: str) -> Any:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and (problem := control_problem(value)):
+            raise ValueError(f"{problem}: {why}")
+        return value
+
+    return check
+
+
+OneLine = Annotated[str, Field(pattern=ONE_LINE), BeforeValidator(_one_line(_ONE_LINE_WHY))]
+ImageText = Annotated[str, Field(pattern=ONE_LINE), BeforeValidator(_one_line(_TO_THE_IMAGE))]
+MountPath = Annotated[
+    str,
+    Field(pattern=MOUNT_PATH),
+    BeforeValidator(_one_line(_ONE_LINE_WHY)),
+]
+
+# The container registry's reference grammar (github.com/distribution/reference, regexp.go):
+# [registry[:port]/]name[:tag][@digest], the name's path components in lower case.
+_PATH_COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+IMAGE_REFERENCE = re.compile(
+    f"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+IMAGE_REFERENCE_HINT = (
+    'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
+    "[registry[:port]/]name[:tag][@digest], the name in lower case"
+)
+ImageReference = Annotated[
+    str,
+    Field(pattern=IMAGE_REFERENCE.pattern, max_length=512),
+    BeforeValidator(_one_line(_TO_THE_IMAGE)),
+]

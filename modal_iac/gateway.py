@@ -23,6 +23,7 @@ from .fields import (
     EnvVarName,
     MountPath,
     ObjectName,
+    OneLine,
     Problem,
     TagText,
     TokenCount,
@@ -60,7 +61,7 @@ class GatewayModel(StrictModel):
         pattern=_SHORT_NAME.pattern,
         description="Short name clients may send as `model` (and the LiteLLM name prefix).",
     )
-    revision: str = Field("main", min_length=1, description="Branch, tag or commit.")
+    revision: OneLine = Field("main", min_length=1, description="Branch, tag or commit.")
     tool_call_parser: str | None = Field(
         None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
     )
@@ -132,7 +133,7 @@ class GatewaySpec(StrictModel):
         description="gateway: one app (one endpoint) per GPU type; per-model: one app per "
         "model and GPU type.",
     )
-    app_name: str | None = Field(
+    app_name: OneLine | None = Field(
         None,
         description='App name pattern; default "{name}-{gpu}", or "{name}-{model}-{gpu}" '
         "with layout per-model.",

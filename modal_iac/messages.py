@@ -19,7 +19,14 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import SpecError
-from .fields import ENGINE_VERSION, PYTHON_VERSION, Problem
+from .fields import (
+    ENGINE_VERSION,
+    IMAGE_REFERENCE,
+    IMAGE_REFERENCE_HINT,
+    MOUNT_PATH,
+    PYTHON_VERSION,
+    Problem,
+)
 from .spec import Spec
 
 # The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
@@ -65,7 +72,8 @@ _PATTERN_HINTS = {
         "Modal environment names start with a letter or digit, then use letters, digits, "
         "'-' and '_', at most 64 characters"
     ),
-    r"^/[^\x00]*$": 'expected an absolute path in the container, like "/root/.cache/huggingface"',
+    MOUNT_PATH: ('expected an absolute path in the container, like "/root/.cache/huggingface"'),
+    IMAGE_REFERENCE.pattern: IMAGE_REFERENCE_HINT,
 }
 
 
@@ -137,8 +145,9 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
         return located(
             shown, data, loc, "holds a lone surrogate escape (\\ud800-\\udfff); remove it"
         )
-    if kind == "string_too_short":
-        return located(shown, data, loc, "must not be empty")
+    if kind == "string_too_short" or (kind == "too_short" and isinstance(value, str)):
+        return located(shown, data, loc, "must not be empty")  # pydantic's "too_short" past a
+        # BeforeValidator counts characters as items
     if kind in _BOUNDS:
         name, template = _BOUNDS[kind]
         message = template.format(ctx.get(name))

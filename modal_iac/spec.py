@@ -40,9 +40,12 @@ from .fields import (
     PYTHON_VERSION,
     Duration,
     EnvVarName,
+    ImageReference,
+    ImageText,
     MemorySize,
     MountPath,
     ObjectName,
+    OneLine,
     Parameters,
     Problem,
     TagText,
@@ -109,7 +112,7 @@ class Model(StrictModel):
     """The Hugging Face model served, pinned to a revision."""
 
     id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
-    revision: str = Field(
+    revision: OneLine = Field(
         "main",
         min_length=1,
         description="Branch, tag or commit. Pin a commit: a moving revision breaks snapshots.",
@@ -124,7 +127,7 @@ class Model(StrictModel):
         description="Inputs may carry images. false tells vLLM to accept none "
         "(--limit-mm-per-prompt), which shrinks start-up; unset leaves vLLM's default.",
     )
-    served_name: str | None = Field(
+    served_name: OneLine | None = Field(
         None, min_length=1, description="Name clients pass as `model`; defaults to the id."
     )
     embedding: Embedding | None = None
@@ -443,10 +446,15 @@ class Surfaces(StrictModel):
 class Image(StrictModel):
     """The container image: a registry base, Python, vLLM and any extra packages."""
 
-    base: str = Field("nvidia/cuda:12.8.1-devel-ubuntu22.04", min_length=1)
+    base: ImageReference = Field(
+        "nvidia/cuda:12.8.1-devel-ubuntu22.04",
+        description="Registry image: [registry[:port]/]name[:tag][@digest].",
+    )
     python: str = Field("3.12", pattern=PYTHON_VERSION.pattern)
-    packages: list[str] = Field(default_factory=list, description="Extra pip requirements.")
-    env: dict[EnvVarName, str] = Field(
+    packages: list[Annotated[ImageText, Field(min_length=1)]] = Field(
+        default_factory=list, description="Extra pip requirements."
+    )
+    env: dict[EnvVarName, ImageText] = Field(
         default_factory=dict,
         description="Extra environment variables (never secret values).",
         json_schema_extra=ONLY_PATTERN_KEYS,

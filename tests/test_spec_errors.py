@@ -35,6 +35,12 @@ gpu: L4
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
+TO_IMAGE = "remove it: what reaches the image build is one line of printable text"
+ONE_LINE = "remove it: this setting is one line of printable text"
+IMAGE_HINT = (
+    'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
+    "[registry[:port]/]name[:tag][@digest], the name in lower case"
+)
 TOKEN_BOUND = 'expected a token count of at most 1000m, like 8192 or "32k"'
 PARAMETERS_BOUND = 'expected a parameter count of at most 100000B, like "12B" or "560M"'
 MEMORY_BOUND = 'expected a memory size of at most 1024TiB, like "64GiB" or "512MiB"'
@@ -519,6 +525,121 @@ CASES = [
         "spec.yaml:8:11: surfaces.class.name: expected a CamelCase Python class name with a "
         'lower-case letter, like "Embedder", got "embedder"',
     ),
+    # -- text that reaches the image build, and other one-line text ------------------------
+    Case(
+        "image-base-with-a-line-break",  # became a RUN command of the image on Modal
+        VALID + 'image:\n  base: "ubuntu:22.04\\nRUN touch /x"\n',
+        f"spec.yaml:7:9: image.base: holds a line break (U+000A) at character 13; {TO_IMAGE}",
+    ),
+    Case(
+        "image-base-with-a-line-separator",
+        VALID + 'image:\n  base: "ubuntu:22.04\\u2028RUN touch /x"\n',
+        f"spec.yaml:7:9: image.base: holds a line separator (U+2028) at character 13; {TO_IMAGE}",
+    ),
+    Case(
+        "image-base-with-a-c1-control",
+        VALID + 'image:\n  base: "ubuntu:22.04\\x85"\n',
+        f"spec.yaml:7:9: image.base: holds a control character (U+0085) at character 13; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-base-upper-case-name",
+        VALID + "image:\n  base: Ubuntu:22.04\n",
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "Ubuntu:22.04"',
+    ),
+    Case(
+        "image-base-with-dockerfile-words",
+        VALID + 'image:\n  base: "ubuntu:22.04 AS build"\n',
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "ubuntu:22.04 AS build"',
+    ),
+    Case(
+        "image-base-empty-path-component",
+        VALID + "image:\n  base: docker.io//ubuntu\n",
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "docker.io//ubuntu"',
+    ),
+    Case(
+        "image-base-short-digest",
+        VALID + "image:\n  base: ubuntu@sha256:abc\n",
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "ubuntu@sha256:abc"',
+    ),
+    Case(
+        "image-package-with-a-line-break",
+        VALID + 'image:\n  packages: ["torch", "numpy\\nRUN touch /x"]\n',
+        f"spec.yaml:7:23: image.packages[1]: holds a line break (U+000A) at character 6; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-package-empty",
+        VALID + 'image:\n  packages: [""]\n',
+        "spec.yaml:7:14: image.packages[0]: must not be empty",
+    ),
+    Case(
+        "image-env-with-a-line-break",  # became a RUN command of the image on Modal
+        VALID + 'image:\n  env:\n    MODE: "fast\\nRUN touch /x"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a line break (U+000A) at character 5; {TO_IMAGE}",
+    ),
+    Case(
+        "image-env-with-nul",
+        VALID + 'image:\n  env:\n    MODE: "fast\\0"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a NUL character (U+0000) at character 5; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-env-with-delete",
+        VALID + 'image:\n  env:\n    MODE: "fast\\x7f"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a control character (U+007F) at character 5; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-env-with-a-carriage-return",
+        VALID + 'image:\n  env:\n    MODE: "fast\\r"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a carriage return (U+000D) at character 5; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "engine-version-with-a-line-break",
+        VALID + 'engine:\n  version: "0.33.0\\nRUN touch /x"\n',
+        'spec.yaml:7:12: engine.version: expected a version like "0.33.0", got '
+        '"0.33.0\\nRUN touch /x"',
+    ),
+    Case(
+        "gateway-engine-version-with-a-line-break",
+        GATEWAY.replace("gpus: [L4]", 'gpus: [L4]\nengine_version: "0.33.0\\nRUN x"'),
+        'spec.yaml:4:17: engine_version: expected a version like "0.33.0", got "0.33.0\\nRUN x"',
+    ),
+    Case(
+        "revision-with-a-line-break",
+        edit("  task: embed", '  task: embed\n  revision: "main\\nx"'),
+        f"spec.yaml:5:13: model.revision: holds a line break (U+000A) at character 5; {ONE_LINE}",
+    ),
+    Case(
+        "served-name-with-a-tab",
+        edit("  task: embed", '  task: embed\n  served_name: "my\\tmodel"'),
+        f"spec.yaml:5:16: model.served_name: holds a tab (U+0009) at character 3; {ONE_LINE}",
+    ),
+    Case(
+        "mount-path-with-a-line-break",
+        VALID + 'volumes:\n  "/root/cache\\nx": my-cache\n',
+        'spec.yaml:7:3: volumes["/root/cache\\nx"]: holds a line break (U+000A) at character 12; '
+        + ONE_LINE,
+    ),
+    Case(
+        "gateway-revision-with-crlf",
+        GATEWAY.replace("    name: beta", '    name: beta\n    revision: "main\\r\\nRUN x"'),
+        f"spec.yaml:9:15: models[1].revision: holds a carriage return (U+000D) at character 5; "
+        f"{ONE_LINE}",
+    ),
+    Case(
+        "gateway-app-name-with-a-paragraph-separator",
+        GATEWAY.replace("gpus: [L4]", 'gpus: [L4]\napp_name: "{name}-{gpu}\\u2029"'),
+        f"spec.yaml:4:11: app_name: holds a paragraph separator (U+2029) at character 13; "
+        f"{ONE_LINE}",
+    ),
+    Case(
+        "app-name-with-a-final-line-break",  # a regex "$" lets a final line break through
+        edit("app: demo", 'app: "demo\\n"'),
+        f"spec.yaml:1:6: app: {MODAL_NAMES}",
+    ),
     # -- secrets: the line names the place, never the value --------------------------------
     Case(
         "token-in-secrets",
@@ -627,6 +748,47 @@ CASES = [
 SECRETS = (HF_TOKEN, API_KEY, "abc123")
 
 
+class Accepted(NamedTuple):
+    id: str
+    text: str
+
+
+# Specs close to the refusals above that must load: the refusals are no wider than they say.
+ACCEPTED = [
+    Accepted("sixty-four-levels", VALID + "engine:\n  args:\n    x: " + nested(61) + "\n"),
+    Accepted(
+        "multi-line-chat-template",  # engine.args reach vLLM as values, line breaks and all
+        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}\\n{{ tools }}"\n',
+    ),
+    *(
+        Accepted(f"image-base-{name}", VALID + f'image:\n  base: "{base}"\n')
+        for name, base in [
+            ("bare-name", "ubuntu"),
+            ("registry-port-and-path", "localhost:5000/team/serving_image.v2:2024-01"),
+            ("registry-with-dots", "registry.example.com:443/a/b__c--d:Tag_1.0"),
+            ("digest", "ghcr.io/org/img@sha256:" + "0123456789abcdef" * 4),
+            ("tag-and-digest", "python:3.12-slim@sha256:" + "a" * 64),
+            ("ipv6-registry", "[::1]:5000/x"),
+            ("upper-case-registry", "MyRegistry.example.com/x"),
+        ]
+    ),
+    Accepted(
+        "image-env-with-spaces-quotes-and-unicode",
+        VALID + "image:\n  env:\n    NOTE: 'caf\u00e9 \"=\" $HOME; echo'\n",
+    ),
+    Accepted(
+        "revision-a-pull-request-ref", edit("  task: embed", "  task: embed\n  revision: refs/pr/1")
+    ),
+    Accepted(
+        "token-count-with-a-fraction",
+        edit("  task: embed", '  task: embed\n  max_model_len: "1.5k"'),
+    ),
+    Accepted("downloader-timeout-of-a-day", VALID + "surfaces:\n  downloader:\n    timeout: 24h\n"),
+    Accepted("memory-of-1024-tib", VALID + "resources:\n  memory: 1024TiB\n"),
+    Accepted("gpu-count-with-a-leading-zero", edit("gpu: L4", "gpu: 'L4:02'")),
+]
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -641,6 +803,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def write(path: Path, text: str | bytes) -> None:
     path.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[case.id for case in ACCEPTED])
+def test_near_misses_load(
+    case: Accepted, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    write(workdir / "spec.yaml", case.text)
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out) == (0, "spec.yaml: ok (demo)\n"), err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
