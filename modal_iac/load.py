@@ -11,7 +11,6 @@ Reading and parsing the text is ``parse.py``'s; this module validates what it yi
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from .errors import SpecError, SpecErrors
 from .fit import problems as fit_problems
 from .fit import tight as fit_warnings
 from .gateway import GatewaySpec
-from .messages import from_pydantic, key_path, located
+from .messages import expected_one_of, from_pydantic, key_path, located
 from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
 from .policy import check as check_policies
 from .spec import Spec
@@ -361,14 +360,21 @@ def _bug_message(exc: Exception) -> str:
     )
 
 
+KINDS = ("service", "gateway")
+
+
 def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:
     """The model a document is validated against: its ``kind`` (service by default)."""
     kind = data.get("kind") if isinstance(data, dict) else None
-    if kind == "gateway" or (
-        isinstance(kind, str) and kind != "service" and difflib.get_close_matches(kind, ["gateway"])
-    ):
-        return GatewaySpec  # a misspelt gateway is told about its kind, not about every key
-    return Spec
+    return GatewaySpec if kind == "gateway" else Spec
+
+
+def _kind_error(shown: str, data: CommentedMap) -> SpecError | None:
+    """One line for a kind that is neither: the keys of a misspelt kind are not worth a
+    line each, since which keys belong depends on the kind."""
+    if "kind" not in data or data["kind"] in KINDS:
+        return None
+    return located(shown, data, ("kind",), expected_one_of(list(KINDS), data["kind"]))
 
 
 def _at_app(path: str, message: str) -> SpecError:
@@ -408,6 +414,9 @@ def _slow_load(
     tokens = _tokens(data)
     if tokens:
         raise SpecErrors([_token_error(shown, data, *token) for token in tokens])
+    wrong_kind = _kind_error(shown, data)
+    if wrong_kind is not None:
+        raise SpecErrors([wrong_kind])
     base_errors, spec, warned = _validate(shown, data)
     if base_errors:
         raise SpecErrors(base_errors)

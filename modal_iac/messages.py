@@ -119,12 +119,7 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
         return located(shown, data, loc, message, key=True)
     if kind == "literal_error":
         choices = _literal_choices(_field_at(loc)) or re.findall(r"'([^']*)'", ctx["expected"])
-        shown_choices = ", ".join(quote(c) if isinstance(c, str) else str(c) for c in choices)
-        message = (
-            f"expected one of {shown_choices}" if len(choices) > 1 else f"expected {shown_choices}"
-        )
-        close = _did_you_mean(value, [c for c in choices if isinstance(c, str)])
-        return located(shown, data, loc, f"{message}, got {describe(value)}{_suggest(close)}")
+        return located(shown, data, loc, expected_one_of(choices, value))
     if kind == "value_error":
         error = ctx.get("error")
         if isinstance(error, Problem):
@@ -156,6 +151,16 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
         return located(shown, data, loc, message)
     message = str(err["msg"]).replace("Input should be", "must be")
     return located(shown, data, loc, message[:1].lower() + message[1:])
+
+
+def expected_one_of(choices: list[Any], value: Any) -> str:
+    """``expected one of "embed", "generate", got "embedd"; did you mean "embed"?``"""
+    shown_choices = ", ".join(quote(c) if isinstance(c, str) else str(c) for c in choices)
+    message = (
+        f"expected one of {shown_choices}" if len(choices) > 1 else f"expected {shown_choices}"
+    )
+    close = _did_you_mean(value, [c for c in choices if isinstance(c, str)])
+    return f"{message}, got {describe(value)}{_suggest(close)}"
 
 
 def _type_hint(kind: str, value: Any) -> str:
@@ -286,7 +291,10 @@ def located(
         last = index == len(loc) - 1
         if isinstance(node, CommentedMap) and isinstance(step, str) and step in node:
             child = node[step]
-            at_key = key if last and key is not None else isinstance(child, dict | list)
+            # A null has no text of its own: ruamel places it where the next token starts.
+            at_key = (
+                key if last and key is not None else child is None or isinstance(child, dict | list)
+            )
             line, column = node.lc.key(step) if at_key else node.lc.value(step)
             node = child
             shown_loc.append(step)

@@ -41,6 +41,7 @@ IMAGE_HINT = (
     'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
     "[registry[:port]/]name[:tag][@digest], the name in lower case"
 )
+KINDS = 'expected one of "service", "gateway"'
 TOKEN_BOUND = 'expected a token count of at most 1000m, like 8192 or "32k"'
 PARAMETERS_BOUND = 'expected a parameter count of at most 100000B, like "12B" or "560M"'
 MEMORY_BOUND = 'expected a memory size of at most 1024TiB, like "64GiB" or "512MiB"'
@@ -250,6 +251,40 @@ CASES = [
         f"spec.yaml: the file is {(MAX_SPEC_BYTES // 10 + 1) * 10} bytes; "
         "a spec file is at most 256 KiB",
     ),
+    # -- the kind: one line about it, whatever the keys ------------------------------------
+    Case(
+        "kind-misspelt-gateway",
+        GATEWAY.replace("kind: gateway", "kind: gatway"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "gatway"; did you mean "gateway"?',
+    ),
+    Case(
+        "kind-capitalised",
+        GATEWAY.replace("kind: gateway", "kind: Gateway"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "Gateway"; did you mean "gateway"?',
+    ),
+    Case(
+        "kind-misspelt-gateway-on-a-service",  # five unrelated lines, once
+        "kind: gatway\n" + VALID,
+        f'spec.yaml:1:7: kind: {KINDS}, got "gatway"; did you mean "gateway"?',
+    ),
+    Case(
+        "kind-plural",
+        "kind: services\n" + VALID,
+        f'spec.yaml:1:7: kind: {KINDS}, got "services"; did you mean "service"?',
+    ),
+    Case(
+        "kind-plural-on-a-gateway",
+        GATEWAY.replace("kind: gateway", "kind: gateways"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "gateways"; did you mean "gateway"?',
+    ),
+    Case("kind-a-number", "kind: 3\n" + VALID, f"spec.yaml:1:7: kind: {KINDS}, got 3"),
+    Case("kind-a-list", "kind: [gateway]\n" + VALID, f"spec.yaml:1:1: kind: {KINDS}, got a list"),
+    Case("kind-empty", "kind:\n" + VALID, f"spec.yaml:1:1: kind: {KINDS}, got nothing (null)"),
+    Case(
+        "kind-unrelated-word",
+        GATEWAY.replace("kind: gateway", "kind: router"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "router"',
+    ),
     # -- keys ------------------------------------------------------------------------------
     Case(
         "unknown-top-level-key",
@@ -278,6 +313,11 @@ CASES = [
         VALID + 'engine:\n  max_num_seqs: "256"\n',
         'spec.yaml:7:17: engine.max_num_seqs: expected a whole number, got "256"; '
         "remove the quotes",
+    ),
+    Case(  # a null has no text of its own: the line is the key's, not the next key's
+        "null-for-text",
+        edit("app: demo", "app:"),
+        "spec.yaml:1:1: app: expected text, got nothing (null)",
     ),
     Case(
         "list-for-mapping",
