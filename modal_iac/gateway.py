@@ -43,6 +43,7 @@ from .spec import (
     StrictModel,
     Usage,
 )
+from .tokens import shown, token_kind
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
@@ -78,7 +79,7 @@ class GatewayModel(StrictModel):
         reason = clash(class_name, "gateway")
         if reason is not None:
             raise ValueError(
-                f"{value!r} would name its model class {class_name}, {reason}; "
+                f"{shown(value)} would name its model class {class_name}, {reason}; "
                 "choose another short name"
             )
         return value
@@ -182,9 +183,11 @@ class GatewaySpec(StrictModel):
         for index, model in enumerate(value):
             for earlier in value[:index]:
                 if model.name == earlier.name or model.id == earlier.id:
-                    raise Problem(f"{model.name!r} ({model.id}) is listed twice", index)
+                    raise Problem(f"{shown(model.name)} ({shown(model.id)}) is listed twice", index)
                 if model.class_name == earlier.class_name:
-                    raise Problem(f"{model.name!r} and {earlier.name!r} name the same class", index)
+                    raise Problem(
+                        f"{shown(model.name)} and {shown(earlier.name)} name the same class", index
+                    )
         return value
 
     @field_validator("gpus")
@@ -204,9 +207,9 @@ class GatewaySpec(StrictModel):
             return None
         unknown = set(_PLACEHOLDER.findall(value)) - {"name", "model", "gpu"}
         if unknown:
-            raise ValueError(
-                f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{name}}, {{model}}, {{gpu}}"
-            )
+            placeholder = sorted(unknown)[0]
+            written = shown(placeholder) if token_kind(placeholder) else "{" + placeholder + "}"
+            raise ValueError(f"unknown placeholder {written}; use {{name}}, {{model}}, {{gpu}}")
         return value
 
     def problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -223,15 +226,16 @@ class GatewaySpec(StrictModel):
                 )
         if not found:
             for app in self.apps():
-                if not re.match(r"^[a-zA-Z0-9._-]{1,64}$", app.name):
-                    found.append((("app_name",), f"{app.name!r} is not a valid Modal app name"))
+                if not re.fullmatch(r"[a-zA-Z0-9._-]{1,64}", app.name):
+                    message = f"{shown(app.name)} is not a valid Modal app name"
+                    found.append((("app_name",), message))
                     break
         if self.router.api_key_secret is not None and self.router.api_key_secret in self.secrets:
             found.append(
                 (
                     ("router", "api_key_secret"),
-                    f"{self.router.api_key_secret!r} is also under secrets; the API key secret "
-                    "is attached to the router only, so remove it from secrets",
+                    f"{shown(self.router.api_key_secret)} is also under secrets; the API key "
+                    "secret is attached to the router only, so remove it from secrets",
                 )
             )
         return found

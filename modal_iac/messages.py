@@ -28,6 +28,7 @@ from .fields import (
     Problem,
 )
 from .spec import Spec
+from .tokens import hidden, token_kind
 
 # The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
 _ROOT: ContextVar[Any] = ContextVar("root_model", default=Spec)
@@ -173,7 +174,7 @@ def _type_hint(kind: str, value: Any) -> str:
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f'; put it in quotes: "{value}"'
     if kind == "list_type" and isinstance(value, str) and re.fullmatch(r"[\w.:/=<>-]+", value):
-        return f"; write [{value}] for a list of one"
+        return f"; write [{value}] for a list of one" if token_kind(value) is None else ""
     return ""
 
 
@@ -187,12 +188,19 @@ def describe(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, str):
-        return quote(value if len(value) <= 40 else value[:37] + "...")
+        return quote(value, 40)
     return str(value)
 
 
-def quote(text: str) -> str:
-    """Double-quoted and on one line, whatever ``text`` holds."""
+def quote(text: str, limit: int = 80) -> str:
+    """Double-quoted, on one line and at most ``limit`` characters long, whatever ``text``
+    holds, and never a value shaped like a credential: every user value an error line shows
+    goes through here (or tokens.shown)."""
+    kind = token_kind(text)  # before it is cut short, which could hide the shape
+    if kind is not None:
+        return hidden(kind)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     quoted = json.dumps(text, ensure_ascii=False)
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
 
@@ -319,7 +327,7 @@ def key_path(loc: tuple[Any, ...]) -> str:
     for step in loc:
         if isinstance(step, int):
             text += f"[{step}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)):
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)) and not token_kind(str(step)):
             text += f".{step}" if text else str(step)
         else:
             text += f"[{quote(str(step))}]"

@@ -25,6 +25,7 @@ from ruamel.yaml.reader import ReaderError
 from .errors import SpecError, SpecErrors
 from .files import read_bytes
 from .messages import describe, key_path, quote
+from .tokens import scrub
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
@@ -152,7 +153,7 @@ def _translated(exc: YAMLError, text: str, shown: str) -> SpecError:
         return yaml_error(exc, shown)
     if isinstance(exc, ReaderError):
         return _reader_error(exc, text, shown)
-    return SpecError(shown, f"not valid YAML: {_one_line(str(exc))}")
+    return SpecError(shown, scrub(f"not valid YAML: {_one_line(str(exc))}"))
 
 
 def round_trip_yaml() -> YAML:
@@ -263,7 +264,7 @@ def yaml_error(exc: MarkedYAMLError, shown: str) -> SpecError:
             message += f" ({context}{where})"
     return SpecError(
         shown,
-        message,
+        scrub(message),  # ruamel's words quote the file: an alias, a stray value
         line=mark.line + 1 if mark else None,
         column=mark.column + 1 if mark else None,
     )

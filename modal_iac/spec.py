@@ -215,7 +215,7 @@ class Engine(StrictModel):
             if not ARG_NAME.match(key):
                 python_name = key.strip().lstrip("-").replace("-", "_").lower()
                 raise Problem(
-                    f"use the snake_case Python name, as in {python_name!r}", key, key=True
+                    f"use the snake_case Python name, as in {shown(python_name)}", key, key=True
                 )
             if key in MANAGED_ENGINE_ARGS:
                 raise Problem(
@@ -376,7 +376,7 @@ def _check_identifier(value: Any) -> Any:
     """A class or downloader name must not break or rebind a name of the generated file."""
     reason = clash(value, "service") if isinstance(value, str) else None
     if reason is not None:
-        raise ValueError(f"{value!r} is {reason}; choose another name")
+        raise ValueError(f"{shown(value)} is {reason}; choose another name")
     return value
 
 
@@ -599,7 +599,7 @@ class Spec(StrictModel):
     def _unique_secrets(cls, value: list[str]) -> list[str]:
         for index, name in enumerate(value):
             if name in value[:index]:
-                raise Problem(f"{name!r} is listed twice", index)
+                raise Problem(f"{shown(name)} is listed twice", index)
         return value
 
     def problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -644,7 +644,7 @@ class Spec(StrictModel):
             found.append(
                 (
                     ("surfaces", "http", "api_key_secret"),
-                    f"{http.api_key_secret!r} is also under secrets; the API key secret is "
+                    f"{shown(http.api_key_secret)} is also under secrets; the API key secret is "
                     "attached to the HTTP server only, so remove it from secrets",
                 )
             )

@@ -35,6 +35,68 @@ gpu: L4
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
+# One of each credential format modaliac knows, none of them real: (id, value, what it is).
+TOKENS = [
+    (
+        "hugging-face-letters-only",
+        "hf_" + "QWxYzAbRtUvPlMnKjHgFdSaEqWrTyUiOpL",
+        "a Hugging Face token",
+    ),
+    (
+        "openai-project",
+        "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D_h8J-kL2mN4pQ6rS8tU0vW2xY4",
+        "an API key (sk-...)",
+    ),
+    (
+        "openai-legacy",
+        "sk-" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5zA7bC9dE1fG3h",
+        "an API key (sk-...)",
+    ),
+    (
+        "anthropic",
+        "sk-ant-api03-" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5-AbCdEfAA",
+        "an Anthropic API key",
+    ),
+    ("aws-access-key", "AKIA" + "IOSFODNN7EXAMPLE", "an AWS access key"),
+    ("aws-temporary-key", "ASIA" + "Y34FZKBOKMUTVV7A", "an AWS access key"),
+    ("gitlab", "glpat-" + "xY3_kP9-mN2qR8sT4vWz", "a GitLab token"),
+    ("google-api-key", "AIza" + "SyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v", "a Google API key"),
+    ("github-classic", "ghp_" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5", "a GitHub token"),
+    (
+        "github-fine-grained",
+        "github_pat_" + "11ABCDEFG0123456789ab_cDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+        "a GitHub token",
+    ),
+    ("slack-bot", "xoxb-" + "123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "a Slack token"),
+    ("stripe-live", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "a Stripe API key"),
+    (
+        "json-web-token",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+        + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fw",
+        "a JSON web token",
+    ),
+    ("pem-private-key", "-----BEGIN " + "RSA PRIVATE KEY-----", "a private key"),
+    ("modal-token-id", "ak-" + "Qx7RvN2mKp9LtB4wZc8YdF", "a Modal token"),
+    ("modal-token-secret", "as-" + "Zc8YdF3jHs6GaE1uQoXq7R", "a Modal token"),
+]
+# Secret names that share a credential's prefix, and must stay accepted.
+SECRET_NAMES = [
+    "hf-token",
+    "huggingface",
+    "sk-embedding-cache",
+    "sk-embedding-cache-2024-v2",
+    "sk-proj-embedding-cache",
+    "sk-ant-team-notes",
+    "sk_test_payment_cache",
+    "hf_ProductionReadTokenForEmbeddings",
+    "as-production-cache",
+    "ak-embedding-cache-2024",
+    "glpat-rotation-notes",
+    "github-pat-ci",
+    "xoxb-bot-token",
+    "openai-api-key",
+    "aws-credentials",
+]
 TO_IMAGE = "remove it: what reaches the image build is one line of printable text"
 ONE_LINE = "remove it: this setting is one line of printable text"
 IMAGE_HINT = (
@@ -707,6 +769,34 @@ CASES = [
         VALID + f"image:\n  env:\n    {HF_TOKEN}: x\n",
         f"spec.yaml:8:5: image.env: this looks like a Hugging Face token; {SECRET_HINT}",
     ),
+    # Where a token could reach a line before the secrets check: a key path, ruamel's words.
+    Case(
+        "token-as-a-duplicate-key",
+        VALID + f"image:\n  env:\n    {HF_TOKEN}: a\n    {HF_TOKEN}: b\n",
+        "spec.yaml:9:5: image.env[(a value that looks like a Hugging Face token, not shown)]: "
+        "duplicate key (first at line 8); each key may appear once",
+    ),
+    Case(
+        "token-as-an-undefined-alias",
+        edit("app: demo", f"app: *{HF_TOKEN}"),
+        "spec.yaml:1:6: alias *(a value that looks like a Hugging Face token, not shown) has no "
+        "anchor &(a value that looks like a Hugging Face token, not shown) before it",
+    ),
+    Case(
+        "token-as-a-tag",
+        edit("app: demo", f"app: !{HF_TOKEN} demo"),
+        "spec.yaml:1:6: app: YAML tag (a value that looks like a Hugging Face token, not shown) "
+        "is not allowed in specs; write plain values (quote text)",
+    ),
+    # Every format, as the revision (whose MDL001 warning once printed what went undetected).
+    *(
+        Case(
+            f"token-{name}",
+            edit("  task: embed", f'  task: embed\n  revision: "{token}"'),
+            f"spec.yaml:5:13: model.revision: this looks like {what}; {SECRET_HINT}",
+        )
+        for name, token, what in TOKENS
+    ),
     Case(
         "key-value-in-secrets",
         VALID + "secrets: [HF_TOKEN=abc123]\n",
@@ -785,7 +875,7 @@ CASES = [
         ),
     ),
 ]
-SECRETS = (HF_TOKEN, API_KEY, "abc123")
+SECRETS = (HF_TOKEN, API_KEY, "abc123", *(token for _, token, _ in TOKENS))
 
 
 class Accepted(NamedTuple):
@@ -826,6 +916,7 @@ ACCEPTED = [
     Accepted("downloader-timeout-of-a-day", VALID + "surfaces:\n  downloader:\n    timeout: 24h\n"),
     Accepted("memory-of-1024-tib", VALID + "resources:\n  memory: 1024TiB\n"),
     Accepted("gpu-count-with-a-leading-zero", edit("gpu: L4", "gpu: 'L4:02'")),
+    *(Accepted(f"secret-name-{name}", VALID + f"secrets: [{name}]\n") for name in SECRET_NAMES),
 ]
 
 
@@ -1112,6 +1203,21 @@ def test_names_shaped_like_words_are_not_mistaken_for_tokens(workdir: Path) -> N
         "sk-embedding-cache-production",
         "hf_token_for_the_team_models",
     ]
+
+
+@pytest.mark.parametrize(("name", "token", "what"), TOKENS, ids=[t[0] for t in TOKENS])
+def test_policy_lines_never_repeat_a_token(name: str, token: str, what: str) -> None:
+    """The loader refuses these first; the policy's own lines hide them too (MDL001 once
+    printed a revision the token check missed)."""
+    from modal_iac.policy import check
+    from modal_iac.spec import Spec
+
+    spec = Spec.model_validate(
+        {"app": "demo", "model": {"id": "o/m", "task": "embed", "revision": token}, "gpu": "L4"}
+    )
+    texts = [finding.text() for finding in check(spec)[1]]
+    assert any(f"(a value that looks like {what}, not shown) is not a commit" in t for t in texts)
+    assert not any(token in text for text in texts)
 
 
 # -- robustness: any edit of a valid spec gives located lines, never a crash ------------------
