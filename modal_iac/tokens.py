@@ -58,8 +58,8 @@ def _not_a_word(tail: str) -> bool:
     return any(c in _DIGITS or c in _UPPER for c in tail)
 
 
-_START = r"(?<![A-Za-z0-9_-])"  # not inside a longer word or name
-_END = r"(?![A-Za-z0-9_-])"
+_START = r"(?<![A-Za-z0-9])"  # not inside a word ("task-..."); after "-" or "_" is a new part
+_END = r"(?![A-Za-z0-9])"
 Check = Callable[[str], bool] | None
 # (pattern, what it looks like, the check its first group must pass, or None: the shape is
 # specific enough). Anthropic's keys come before OpenAI's: both start with "sk-".

@@ -771,6 +771,11 @@ CASES = [
     ),
     # Where a token could reach a line before the secrets check: a key path, ruamel's words.
     Case(
+        "token-after-a-hyphen",  # a name part of its own: "gemma-" does not hide it
+        VALID + f"secrets: [gemma-{HF_TOKEN}]\n",
+        f"spec.yaml:6:11: secrets[0]: this looks like a Hugging Face token; {SECRET_HINT}",
+    ),
+    Case(
         "token-as-a-duplicate-key",
         VALID + f"image:\n  env:\n    {HF_TOKEN}: a\n    {HF_TOKEN}: b\n",
         "spec.yaml:9:5: image.env[(a value that looks like a Hugging Face token, not shown)]: "
