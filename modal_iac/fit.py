@@ -148,7 +148,11 @@ def _cached_config(model_id: str) -> Architecture | None:
         os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
     )
     snapshots = Path(hub) / ("models--" + model_id.replace("/", "--")) / "snapshots"
-    for config in sorted(snapshots.glob("*/config.json")) if snapshots.is_dir() else []:
+    try:
+        configs = sorted(snapshots.glob("*/config.json")) if snapshots.is_dir() else []
+    except OSError:  # an unreadable cache is no cache
+        configs = []
+    for config in configs:
         try:
             data = json.loads(config.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -21,6 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from .errors import SpecError
 from .fields import (
     ENGINE_VERSION,
+    HF_ID,
     IMAGE_REFERENCE,
     IMAGE_REFERENCE_HINT,
     MOUNT_PATH,
@@ -60,9 +61,8 @@ _MISSING_HINTS = {
 }
 # Field patterns (spec.py) in words.
 _PATTERN_HINTS = {
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$": (
-        'expected a Hugging Face repository id like "org/name"'
-    ),
+    HF_ID.pattern: 'expected a Hugging Face repository id like "org/name", each part at most 96 '
+    "characters",
     r"^[A-Z][A-Za-z0-9_]*[a-z][A-Za-z0-9_]*$": (
         'expected a CamelCase Python class name with a lower-case letter, like "Embedder"'
     ),

@@ -104,6 +104,9 @@ IMAGE_HINT = (
     "[registry[:port]/]name[:tag][@digest], the name in lower case"
 )
 KINDS = 'expected one of "service", "gateway"'
+HF_ID_HINT = (
+    'expected a Hugging Face repository id like "org/name", each part at most 96 characters'
+)
 TOKEN_BOUND = 'expected a token count of at most 1000m, like 8192 or "32k"'
 PARAMETERS_BOUND = 'expected a parameter count of at most 100000B, like "12B" or "560M"'
 MEMORY_BOUND = 'expected a memory size of at most 1024TiB, like "64GiB" or "512MiB"'
@@ -554,8 +557,17 @@ CASES = [
     Case(
         "model-id-is-a-url",
         edit("BAAI/bge-small-en-v1.5", "https://huggingface.co/BAAI/bge"),
-        'spec.yaml:3:7: model.id: expected a Hugging Face repository id like "org/name", '
-        'got "https://huggingface.co/BAAI/bge"',
+        f'spec.yaml:3:7: model.id: {HF_ID_HINT}, got "https://huggingface.co/BAAI/bge"',
+    ),
+    Case(
+        "model-id-too-long",  # its cache path was too long for the file system: an OSError
+        edit("BAAI/bge-small-en-v1.5", "Qwen/" + "9" * 300),
+        f'spec.yaml:3:7: model.id: {HF_ID_HINT}, got "Qwen/{"9" * 32}..."',
+    ),
+    Case(
+        "gateway-model-id-too-long",
+        GATEWAY.replace("org/beta", "o" * 97 + "/beta"),
+        f'spec.yaml:7:9: models[1].id: {HF_ID_HINT}, got "{"o" * 37}..."',
     ),
     Case(
         "mount-path-not-absolute",
