@@ -166,15 +166,16 @@ def expected_one_of(choices: list[Any], value: Any) -> str:
 
 def _type_hint(kind: str, value: Any) -> str:
     """What to write instead, for the mistakes YAML makes easy."""
-    number = isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(\.\d+)?\s*", value)
+    number = isinstance(value, str) and re.fullmatch(r" *[-+]?[0-9]+(\.[0-9]+)? *", value)
     if number and kind in ("int_type", "float_type"):
         return "; remove the quotes"
     if isinstance(value, str) and kind == "bool_type":
         return "; write true or false"
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f'; put it in quotes: "{value}"'
-    if kind == "list_type" and isinstance(value, str) and re.fullmatch(r"[\w.:/=<>-]+", value):
-        return f"; write [{value}] for a list of one" if token_kind(value) is None else ""
+    one = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.:/=<>-]{1,80}", value)
+    if kind == "list_type" and one and token_kind(value) is None:
+        return f"; write [{value}] for a list of one"
     return ""
 
 

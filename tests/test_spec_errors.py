@@ -384,6 +384,11 @@ CASES = [
         edit("app: demo", "app:"),
         "spec.yaml:1:1: app: expected text, got nothing (null)",
     ),
+    Case(  # YAML reads the digit as text with or without quotes: no "remove the quotes"
+        "arabic-indic-digit-for-int",
+        VALID + 'engine:\n  max_num_seqs: "\u0663"\n',
+        'spec.yaml:7:17: engine.max_num_seqs: expected a whole number, got "\u0663"',
+    ),
     Case(
         "list-for-mapping",
         VALID + "scaling: [1, 2]\n",
