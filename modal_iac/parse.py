@@ -291,6 +291,7 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
     """Refuse explicit tags, odd keys and scalars, duplicates, and alias bombs."""
     sizes: dict[int, int] = {}
     heights: dict[int, int] = {}  # levels below each node: an alias adds them where it stands
+    aliased: list[Node] = []  # the nodes met again through an alias
     inside: set[int] = set()  # the mappings and lists being walked, to catch recursive aliases
     errors: list[SpecError] = []
 
@@ -307,6 +308,7 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
             mark = node.start_mark  # an alias's node is its anchor's: the line points there
             raise too_deep(shown, mark.line + 1, mark.column + 1, loc)
         if id(node) in sizes:
+            aliased.append(node)
             return sizes[id(node)]
         tag = str(node.tag)
         if _explicit_tag(node) or tag not in _PLAIN_TAGS:
@@ -344,12 +346,19 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
                 errors.append(error(node, loc, problem))
         inside.discard(id(node))
         sizes[id(node)] = total
-        if total > MAX_EXPANDED_NODES:
+        if total > MAX_EXPANDED_NODES and aliased:
             raise error(
                 node,
                 loc,
                 f"anchors and aliases expand to more than {MAX_EXPANDED_NODES} values; "
                 "write the values out",
+            )
+        if total > MAX_EXPANDED_NODES:
+            raise error(
+                node,
+                loc,
+                f"holds more than {MAX_EXPANDED_NODES} keys and values; no spec needs that many, "
+                "so remove what this one does not use",
             )
         return total
 

@@ -215,6 +215,12 @@ CASES = [
         "spec.yaml:5:4: e: anchors and aliases expand to more than 20000 values; "
         "write the values out",
     ),
+    Case(  # no anchors here: the line does not speak of them
+        "file-of-too-many-values",
+        VALID + "labels:\n" + "".join(f"  l{i}: x\n" for i in range(10_001)),
+        "spec.yaml:7:3: labels: holds more than 20000 keys and values; no spec needs that many, "
+        "so remove what this one does not use",
+    ),
     Case(
         "yaml-duplicate-key",
         VALID + "app: other\n",
