@@ -109,9 +109,15 @@ TOKEN_PATTERNS: list[tuple[re.Pattern[str], str, Check]] = [
 ]
 
 
+# Every pattern at once: most texts hold none, and one search tells (loading checks them all).
+_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _, _ in TOKEN_PATTERNS))
+
+
 def token_kind(value: str) -> str | None:
     """What credential ``value`` holds something shaped like ("a Hugging Face token"), or
     None."""
+    if _ANY.search(value) is None:
+        return None
     for pattern, what, check in TOKEN_PATTERNS:
         if any(_passes(match, check) for match in pattern.finditer(value)):
             return what
