@@ -760,6 +760,19 @@ CASES = [
         f"spec.yaml:4:11: app_name: holds a paragraph separator (U+2029) at character 13; "
         f"{ONE_LINE}",
     ),
+    Case(  # the same checks on a merged environment, pointed at the override's lines
+        "in-an-environment-override",
+        VALID
+        + 'environments:\n  prod:\n    image:\n      env:\n        MODE: "a\\nRUN x"\n'
+        + '    model:\n      max_model_len: "'
+        + "9" * 400
+        + 'k"\n',
+        (
+            "spec.yaml:10:15: environments.prod.image.env.MODE: holds a line break (U+000A) at "
+            f"character 2; {TO_IMAGE}",
+            f"spec.yaml:12:22: environments.prod.model.max_model_len: {TOKEN_BOUND}",
+        ),
+    ),
     Case(
         "app-name-with-a-final-line-break",  # a regex "$" lets a final line break through
         edit("app: demo", 'app: "demo\\n"'),
