@@ -208,7 +208,8 @@ class GatewaySpec(StrictModel):
         unknown = set(_PLACEHOLDER.findall(value)) - {"name", "model", "gpu"}
         if unknown:
             placeholder = sorted(unknown)[0]
-            written = shown(placeholder) if token_kind(placeholder) else "{" + placeholder + "}"
+            hide = token_kind(placeholder, within_words=True)
+            written = shown(placeholder) if hide else "{" + placeholder + "}"
             raise ValueError(f"unknown placeholder {written}; use {{name}}, {{model}}, {{gpu}}")
         return value
 

@@ -174,7 +174,7 @@ def _type_hint(kind: str, value: Any) -> str:
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f'; put it in quotes: "{value}"'
     one = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.:/=<>-]{1,80}", value)
-    if kind == "list_type" and one and token_kind(value) is None:
+    if kind == "list_type" and one and not _hides_token(value):
         return f"; write [{value}] for a list of one"
     return ""
 
@@ -197,7 +197,7 @@ def quote(text: str, limit: int = 80) -> str:
     """Double-quoted, on one line and at most ``limit`` characters long, whatever ``text``
     holds, and never a value shaped like a credential: every user value an error line shows
     goes through here (or tokens.shown)."""
-    kind = token_kind(text)  # before it is cut short, which could hide the shape
+    kind = token_kind(text, within_words=True)  # before it is cut short, hiding the shape
     if kind is not None:
         return hidden(kind)
     if len(text) > limit:
@@ -322,13 +322,17 @@ def located(
     )
 
 
+def _hides_token(text: Any) -> bool:
+    return token_kind(str(text), within_words=True) is not None
+
+
 def key_path(loc: tuple[Any, ...]) -> str:
     """``("scaling", "timeout")`` -> ``scaling.timeout``; odd keys are bracketed and quoted."""
     text = ""
     for step in loc:
         if isinstance(step, int):
             text += f"[{step}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)) and not token_kind(str(step)):
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)) and not _hides_token(step):
             text += f".{step}" if text else str(step)
         else:
             text += f"[{quote(str(step))}]"

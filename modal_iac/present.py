@@ -46,7 +46,7 @@ def summary_line(plan: Plan) -> str:
 def _value(value: Any) -> str:
     """A setting's value as JSON, any text in it shaped like a credential named instead: a
     loaded spec holds none, but a state recorded by an older modaliac may."""
-    kind = token_kind(value) if isinstance(value, str) else None
+    kind = token_kind(value, within_words=True) if isinstance(value, str) else None
     if kind is not None:
         return hidden(kind)
     return json.dumps(_masked(value), ensure_ascii=False)
@@ -54,7 +54,7 @@ def _value(value: Any) -> str:
 
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
-        kind = token_kind(value)
+        kind = token_kind(value, within_words=True)
         return value if kind is None else hidden(kind)
     if isinstance(value, list):
         return [_masked(item) for item in value]

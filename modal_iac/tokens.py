@@ -61,64 +61,50 @@ def _not_a_word(tail: str) -> bool:
 _START = r"(?<![A-Za-z0-9])"  # not inside a word ("task-..."); after "-" or "_" is a new part
 _END = r"(?![A-Za-z0-9])"
 Check = Callable[[str], bool] | None
-# (pattern, what it looks like, the check its first group must pass, or None: the shape is
-# specific enough). Anthropic's keys come before OpenAI's: both start with "sk-".
-TOKEN_PATTERNS: list[tuple[re.Pattern[str], str, Check]] = [
-    (re.compile(rf"{_START}hf_([A-Za-z0-9]{{20,}}){_END}"), "a Hugging Face token", _generated),
+# (shape, what it looks like, the check its first group must pass, or None when the shape is
+# specific enough). Anthropic's keys come before OpenAI's: both start with "sk-". Each shape
+# stands on its own (between _START and _END), except a private key's armour line.
+_SHAPES: list[tuple[str, str, Check]] = [
+    ("hf_([A-Za-z0-9]{20,})", "a Hugging Face token", _generated),
+    ("sk-ant-[a-z]+[0-9]*-([A-Za-z0-9_-]{20,})", "an Anthropic API key", _generated),
+    ("sk-([A-Za-z0-9_-]{16,})", "an API key (sk-...)", _generated),
+    ("(?:sk|rk|pk)_(?:live|test)_([A-Za-z0-9]{16,})", "a Stripe API key", _not_a_word),
     (
-        re.compile(rf"{_START}sk-ant-[a-z]+[0-9]*-([A-Za-z0-9_-]{{20,}}){_END}"),
-        "an Anthropic API key",
-        _generated,
-    ),
-    (re.compile(rf"{_START}sk-([A-Za-z0-9_-]{{16,}}){_END}"), "an API key (sk-...)", _generated),
-    (
-        re.compile(rf"{_START}(?:sk|rk|pk)_(?:live|test)_([A-Za-z0-9]{{16,}}){_END}"),
-        "a Stripe API key",
-        _not_a_word,
-    ),
-    (
-        re.compile(
-            rf"{_START}(?:gh[pousr]_([A-Za-z0-9]{{30,}})|github_pat_([A-Za-z0-9_]{{40,}})){_END}"
-        ),
+        "(?:gh[pousr]_([A-Za-z0-9]{30,})|github_pat_([A-Za-z0-9_]{40,}))",
         "a GitHub token",
         _generated,
     ),
-    (
-        re.compile(rf"{_START}gl(?:pat|dt|rt|ptt)-([A-Za-z0-9_.-]{{20,}}){_END}"),
-        "a GitLab token",
-        _not_a_word,
-    ),
-    (re.compile(rf"{_START}AIza[0-9A-Za-z_-]{{35}}{_END}"), "a Google API key", None),
-    (
-        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-        "an AWS access key",
-        None,
-    ),
-    (re.compile(rf"{_START}a[ks]-([A-Za-z0-9]{{16,}}){_END}"), "a Modal token", _generated),
-    (
-        re.compile(rf"{_START}(?:xox[abposre]-[0-9]{{6,}}-|xapp-[0-9]-)[A-Za-z0-9-]{{6,}}"),
-        "a Slack token",
-        None,
-    ),
-    (
-        re.compile(rf"{_START}eyJ[A-Za-z0-9_-]{{10,}}\.eyJ[A-Za-z0-9_-]{{10,}}\.[A-Za-z0-9_-]*"),
-        "a JSON web token",
-        None,
-    ),
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----"), "a private key", None),
+    ("gl(?:pat|dt|rt|ptt)-([A-Za-z0-9_.-]{20,})", "a GitLab token", _not_a_word),
+    ("AIza[0-9A-Za-z_-]{35}", "a Google API key", None),
+    ("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", "an AWS access key", None),
+    ("a[ks]-([A-Za-z0-9]{16,})", "a Modal token", _generated),
+    ("(?:xox[abposre]-[0-9]{6,}-|xapp-[0-9]-)[A-Za-z0-9-]{6,}", "a Slack token", None),
+    (r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*", "a JSON web token", None),
 ]
+_ARMOUR = (re.compile("-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----"), "a private key", None)
+TOKEN_PATTERNS = [(re.compile(f"{_START}{shape}{_END}"), what, c) for shape, what, c in _SHAPES]
+TOKEN_PATTERNS.append(_ARMOUR)
+# The same shapes inside longer words ("thf_..."): never a spec's secret name, but an error
+# line that quotes such a word must not show what it holds.
+_WITHIN = [(re.compile(shape), what, check) for shape, what, check in _SHAPES] + [_ARMOUR]
 
 
-# Every pattern at once: most texts hold none, and one search tells (loading checks them all).
-_ANY = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _, _ in TOKEN_PATTERNS))
+def _any(patterns: list[tuple[re.Pattern[str], str, Check]]) -> re.Pattern[str]:
+    """Every pattern at once: most texts hold none, and one search tells."""
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _, _ in patterns))
 
 
-def token_kind(value: str) -> str | None:
+_ANY, _ANY_WITHIN = _any(TOKEN_PATTERNS), _any(_WITHIN)
+
+
+def token_kind(value: str, *, within_words: bool = False) -> str | None:
     """What credential ``value`` holds something shaped like ("a Hugging Face token"), or
-    None."""
-    if _ANY.search(value) is None:
+    None. ``within_words`` also finds one glued to other letters: what an error line may
+    not repeat, rather than what a spec may not hold."""
+    patterns = _WITHIN if within_words else TOKEN_PATTERNS
+    if (_ANY_WITHIN if within_words else _ANY).search(value) is None:
         return None
-    for pattern, what, check in TOKEN_PATTERNS:
+    for pattern, what, check in patterns:
         if any(_passes(match, check) for match in pattern.finditer(value)):
             return what
     return None
@@ -136,7 +122,7 @@ def hidden(kind: str) -> str:
 def scrub(text: str) -> str:
     """``text`` (a third party's message, which may quote the file) with every token-shaped
     part replaced by what it looks like."""
-    for pattern, what, check in TOKEN_PATTERNS:
+    for pattern, what, check in _WITHIN:
 
         def replace(match: re.Match[str], what: str = what, check: Check = check) -> str:
             return hidden(what) if _passes(match, check) else match.group()
@@ -148,7 +134,7 @@ def scrub(text: str) -> str:
 def shown(text: str, limit: int = 80) -> str:
     """``text`` quoted for an error line: printable, at most ``limit`` characters, and never a
     value that looks like a secret (it is named by its kind instead)."""
-    kind = token_kind(text)
+    kind = token_kind(text, within_words=True)
     if kind is not None:
         return hidden(kind)
     cleaned = "".join(c if c.isprintable() else "?" for c in text)
