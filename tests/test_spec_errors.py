@@ -1268,16 +1268,15 @@ KALM = (ROOT / "specs" / "kalm.yaml").read_text(encoding="utf-8")
 
 @st.composite
 def mangled_specs(draw: st.DrawFn) -> str:
-    """specs/kalm.yaml with a few characters deleted, inserted or replaced."""
+    """specs/kalm.yaml with a few characters deleted, inserted or replaced (hostile pieces
+    among them: deep nesting, huge numbers, other scripts' digits, control escapes, a token)."""
     text = KALM
+    pieces = ["", ":", "- ", "  ", "\n", "'", '"', "[", "{", "&a ", "*a", "!!int ", "!a ", "x"]
+    hostile = ["[" * 70, "{a: " * 40, "9" * 400, "\u00b2", "\uff19", '"\\n"', '"\\0"', HF_TOKEN]
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(text)))
         cut = draw(st.integers(0, 4))
-        insert = draw(
-            st.sampled_from(
-                ["", ":", "- ", "  ", "\n", "'", '"', "[", "{", "&a ", "*a", "!!int ", "!a ", "x"]
-            )
-        )
+        insert = draw(st.sampled_from([*pieces, *hostile]))
         text = text[:at] + insert + text[at + cut :]
     return text
 
@@ -1303,3 +1302,4 @@ def test_mangled_specs_load_or_fail_with_located_lines(text: str, tmp_path: Path
         assert error.line is not None and error.column is not None, line
         assert 1 <= error.line <= text.count("\n") + 2, line
         assert "Input should" not in line and "pydantic" not in line, line
+        assert HF_TOKEN not in line, line
