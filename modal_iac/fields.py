@@ -77,7 +77,7 @@ MAX_PARAMETERS_B = 100_000.0  # 100 trillion parameters
 MAX_MEMORY_MIB = 1024**3  # 1024 TiB
 
 
-def scaled(number: str, scale: float, limit: float) -> float | None:
+def _scaled(number: str, scale: float, limit: float) -> float | None:
     """``number`` (ASCII digits, perhaps with a fraction) times ``scale``, or None when that
     is past ``limit``; a long run of digits is refused unread."""
     if len(number.partition(".")[0].lstrip("0")) > 15:
@@ -113,7 +113,7 @@ def _parse_duration(value: Any) -> int:
         if match and any(match.groups()):
             total = 0.0
             for digits, unit in zip(match.groups(), (3600, 60, 1), strict=True):
-                part = scaled(digits or "0", unit, MAX_DURATION)
+                part = _scaled(digits or "0", unit, MAX_DURATION)
                 if part is None:
                     raise ValueError(_DURATION_BOUND)
                 total += part
@@ -164,7 +164,7 @@ def _parse_token_count(value: Any) -> int:
         if match:
             number, unit = match.groups()
             scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}[unit]
-            count = scaled(number, scale, MAX_TOKENS)
+            count = _scaled(number, scale, MAX_TOKENS)
             if count is None:
                 raise ValueError(_TOKEN_BOUND)
             return int(count)
@@ -201,7 +201,7 @@ def _parse_parameters(value: Any) -> float:
         billions = float(_bounded(value, MAX_PARAMETERS_B, _PARAMETERS_BOUND))
     elif isinstance(value, str) and (match := _PARAMETERS.fullmatch(value)):
         number, unit = match.groups()
-        found = scaled(number, 1 / 1000 if unit in ("m", "M") else 1, MAX_PARAMETERS_B)
+        found = _scaled(number, 1 / 1000 if unit in ("m", "M") else 1, MAX_PARAMETERS_B)
         if found is None:
             raise ValueError(_PARAMETERS_BOUND)
         billions = found
@@ -250,7 +250,7 @@ def parse_memory(value: Any) -> int:
         match = _MEMORY.fullmatch(value)
         if match:
             number, unit = match.groups()
-            mib = scaled(number, _MEMORY_UNITS[unit], MAX_MEMORY_MIB)
+            mib = _scaled(number, _MEMORY_UNITS[unit], MAX_MEMORY_MIB)
             if mib is None:
                 raise ValueError(_MEMORY_BOUND)
             return int(mib)
@@ -343,7 +343,7 @@ _ONE_LINE_WHY = "this setting is one line of printable text"
 _TO_THE_IMAGE = "what reaches the image build is one line of printable text"
 
 
-def control_problem(value: str) -> str | None:
+def _control_problem(value: str) -> str | None:
     """Which control character ``value`` holds, and where, in words; None when it holds none."""
     found = _CONTROL.search(value)
     if found is None:
@@ -355,7 +355,7 @@ def control_problem(value: str) -> str | None:
 
 def _one_line(why: str) -> Any:
     def check(value: Any) -> Any:
-        if isinstance(value, str) and (problem := control_problem(value)):
+        if isinstance(value, str) and (problem := _control_problem(value)):
             raise ValueError(f"{problem}: {why}")
         return value
 

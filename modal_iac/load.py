@@ -360,7 +360,7 @@ def _bug_message(exc: Exception) -> str:
     )
 
 
-KINDS = ("service", "gateway")
+_KINDS = ("service", "gateway")
 
 
 def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:
@@ -372,9 +372,9 @@ def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:
 def _kind_error(shown: str, data: CommentedMap) -> SpecError | None:
     """One line for a kind that is neither: the keys of a misspelt kind are not worth a
     line each, since which keys belong depends on the kind."""
-    if "kind" not in data or data["kind"] in KINDS:
+    if "kind" not in data or data["kind"] in _KINDS:
         return None
-    return located(shown, data, ("kind",), expected_one_of(list(KINDS), data["kind"]))
+    return located(shown, data, ("kind",), expected_one_of(list(_KINDS), data["kind"]))
 
 
 def _at_app(path: str, message: str) -> SpecError:
