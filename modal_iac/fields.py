@@ -16,9 +16,13 @@ _OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
 APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
 ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
 _TAG = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")
-HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# Hugging Face repository ids: each part at most 96 characters (huggingface_hub's own limit).
+HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# pip release numbers as engines publish them: 0.33.0, 5.20.2, 0.9.0rc1, 0.8.5.post1.
+ENGINE_VERSION = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,6}[a-z0-9.+-]{0,32}$")
+PYTHON_VERSION = re.compile(r"^3\.[0-9]{1,2}$")
 
 # Modal GPU types (https://modal.com/docs/guide/gpu), canonical spelling -> max count.
 GPU_TYPES: dict[str, int] = {
@@ -64,20 +68,62 @@ class Problem(ValueError):
 
 # ---------------------------------------------------------------------------------------
 # Scalar types that accept human spellings and store a canonical value.
+#
+# The spellings are ASCII: [0-9], never \d, which also matches other scripts' digits ("²",
+# "٣"). Each kind has a bound past any sane setting, checked on the digits before they are
+# converted: Python refuses to read an int of 4300 digits, and 400 digits make an infinite
+# float.
+
+_BLANK = r"[ \t]*"
+_DECIMAL = r"[0-9]+(?:\.[0-9]+)?"
+MAX_DURATION = 365 * 24 * 3600  # a year
+MAX_TOKENS = 1000**3
+MAX_PARAMETERS_B = 100_000.0  # 100 trillion parameters
+MAX_MEMORY_MIB = 1024**3  # 1024 TiB
+
+
+def _scaled(number: str, scale: float, limit: float) -> float | None:
+    """``number`` (ASCII digits, perhaps with a fraction) times ``scale``, or None when that
+    is past ``limit``; a long run of digits is refused unread."""
+    if len(number.partition(".")[0].lstrip("0")) > 15:
+        return None
+    value = float(number) * scale
+    return value if value <= limit else None
+
+
+def _bounded(value: Any, limit: float, too_large: str) -> Any:
+    """A number as YAML read it, refused past ``limit`` (YAML ints have up to 100 digits)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > limit:
+        raise ValueError(too_large)
+    return value
+
+
+_DURATION = re.compile(
+    f"{_BLANK}(?:([0-9]+)h)?{_BLANK}(?:([0-9]+)m)?{_BLANK}(?:([0-9]+)s)?{_BLANK}"
+)
+_DURATION_HINT = 'expected a duration like "5m", "90s" or "1h"'
+_DURATION_BOUND = (
+    f'expected a duration of at most {MAX_DURATION // 3600}h (a year), like "5m", "90s" or "1h"'
+)
 
 
 def _parse_duration(value: Any) -> int:
     """``90`` / ``"90s"`` / ``"5m"`` / ``"1h30m"`` -> seconds."""
     if isinstance(value, bool):
-        raise ValueError('expected a duration like "5m", "90s" or "1h"')
+        raise ValueError(_DURATION_HINT)
     if isinstance(value, int):
-        return value
+        return int(_bounded(value, MAX_DURATION, _DURATION_BOUND))
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*", value)
+        match = _DURATION.fullmatch(value)
         if match and any(match.groups()):
-            hours, minutes, seconds = (int(g or 0) for g in match.groups())
-            return hours * 3600 + minutes * 60 + seconds
-    raise ValueError('expected a duration like "5m", "90s" or "1h"')
+            total = 0.0
+            for digits, unit in zip(match.groups(), (3600, 60, 1), strict=True):
+                part = _scaled(digits or "0", unit, MAX_DURATION)
+                if part is None:
+                    raise ValueError(_DURATION_BOUND)
+                total += part
+            return int(_bounded(int(total), MAX_DURATION, _DURATION_BOUND))
+    raise ValueError(_DURATION_HINT)
 
 
 def _format_duration(seconds: int) -> str:
@@ -93,8 +139,8 @@ def shown_duration(seconds: int) -> str:
 
 _DURATION_SCHEMA = {
     "anyOf": [
-        {"type": "integer", "minimum": 0, "description": "seconds"},
-        {"type": "string", "pattern": r"^\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$"},
+        {"type": "integer", "minimum": 0, "maximum": MAX_DURATION, "description": "seconds"},
+        {"type": "string", "pattern": f"^{_DURATION.pattern}$"},
     ],
     "examples": ["5m", "90s", "1h30m"],
 }
@@ -107,19 +153,27 @@ Duration = Annotated[
 ]
 
 
+_TOKEN_COUNT = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}([kKmM]?){_BLANK}")
+_TOKEN_HINT = 'expected a token count like 8192 or "32k"'
+_TOKEN_BOUND = f'expected a token count of at most {MAX_TOKENS // 1000**2}m, like 8192 or "32k"'
+
+
 def _parse_token_count(value: Any) -> int:
     """``32768`` / ``"32k"`` (x1000) / ``"32K"`` (x1024), as vLLM reads --max-model-len."""
     if isinstance(value, bool):
-        raise ValueError('expected a token count like 8192 or "32k"')
+        raise ValueError(_TOKEN_HINT)
     if isinstance(value, int):
-        return value
+        return int(_bounded(value, MAX_TOKENS, _TOKEN_BOUND))
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", value)
+        match = _TOKEN_COUNT.fullmatch(value)
         if match:
             number, unit = match.groups()
             scale = {"": 1, "k": 1000, "K": 1024, "m": 1000**2, "M": 1024**2}[unit]
-            return int(float(number) * scale)
-    raise ValueError('expected a token count like 8192 or "32k"')
+            count = _scaled(number, scale, MAX_TOKENS)
+            if count is None:
+                raise ValueError(_TOKEN_BOUND)
+            return int(count)
+    raise ValueError(_TOKEN_HINT)
 
 
 TokenCount = Annotated[
@@ -128,8 +182,8 @@ TokenCount = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[kKmM]?\s*$"},
+                {"type": "integer", "minimum": 1, "maximum": MAX_TOKENS},
+                {"type": "string", "pattern": f"^{_TOKEN_COUNT.pattern}$"},
             ],
             "examples": [8192, "32k"],
         }
@@ -137,18 +191,30 @@ TokenCount = Annotated[
 ]
 
 
+_PARAMETERS = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}([bBmM]?){_BLANK}")
+_PARAMETERS_HINT = 'expected a parameter count like "12B" or "560M"'
+_PARAMETERS_BOUND = (
+    f'expected a parameter count of at most {MAX_PARAMETERS_B:g}B, like "12B" or "560M"'
+)
+
+
 def _parse_parameters(value: Any) -> float:
     """``11.76`` (billions) / ``"11.76B"`` / ``"560M"`` -> billions of parameters."""
     if isinstance(value, bool):
-        raise ValueError('expected a parameter count like "12B" or "560M"')
+        raise ValueError(_PARAMETERS_HINT)
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bBmM]?)\s*", value)
-        if match:
-            number, unit = match.groups()
-            return float(number) / (1000 if unit in "mM" and unit else 1)
-    raise ValueError('expected a parameter count like "12B" or "560M"')
+        billions = float(_bounded(value, MAX_PARAMETERS_B, _PARAMETERS_BOUND))
+    elif isinstance(value, str) and (match := _PARAMETERS.fullmatch(value)):
+        number, unit = match.groups()
+        found = _scaled(number, 1 / 1000 if unit in ("m", "M") else 1, MAX_PARAMETERS_B)
+        if found is None:
+            raise ValueError(_PARAMETERS_BOUND)
+        billions = found
+    else:
+        raise ValueError(_PARAMETERS_HINT)
+    if billions <= 0:
+        raise ValueError('expected a parameter count above 0, like "12B" or "560M"')
+    return billions
 
 
 Parameters = Annotated[
@@ -157,8 +223,13 @@ Parameters = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0, "description": "billions"},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[bBmM]?\s*$"},
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_PARAMETERS_B,
+                    "description": "billions",
+                },
+                {"type": "string", "pattern": f"^{_PARAMETERS.pattern}$"},
             ],
             "examples": ["12B", "560M"],
         }
@@ -167,7 +238,11 @@ Parameters = Annotated[
 
 
 _MEMORY_UNITS = {"MiB": 1, "Mi": 1, "GiB": 1024, "Gi": 1024, "TiB": 1024**2, "Ti": 1024**2}
+_MEMORY = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}(MiB|Mi|GiB|Gi|TiB|Ti){_BLANK}")
 _MEMORY_HINT = 'expected a memory size like "64GiB" or "512MiB" (or MiB as a number)'
+_MEMORY_BOUND = (
+    f'expected a memory size of at most {MAX_MEMORY_MIB // 1024**2}TiB, like "64GiB" or "512MiB"'
+)
 
 
 def parse_memory(value: Any) -> int:
@@ -175,12 +250,15 @@ def parse_memory(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(_MEMORY_HINT)
     if isinstance(value, int):
-        return value
+        return int(_bounded(value, MAX_MEMORY_MIB, _MEMORY_BOUND))
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(MiB|Mi|GiB|Gi|TiB|Ti)\s*", value)
+        match = _MEMORY.fullmatch(value)
         if match:
             number, unit = match.groups()
-            return int(float(number) * _MEMORY_UNITS[unit])
+            mib = _scaled(number, _MEMORY_UNITS[unit], MAX_MEMORY_MIB)
+            if mib is None:
+                raise ValueError(_MEMORY_BOUND)
+            return int(mib)
     raise ValueError(_MEMORY_HINT)
 
 
@@ -195,8 +273,13 @@ MemorySize = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": MODAL_MIN_MEMORY_MIB, "description": "MiB"},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(MiB|Mi|GiB|Gi|TiB|Ti)\s*$"},
+                {
+                    "type": "integer",
+                    "minimum": MODAL_MIN_MEMORY_MIB,
+                    "maximum": MAX_MEMORY_MIB,
+                    "description": "MiB",
+                },
+                {"type": "string", "pattern": f"^{_MEMORY.pattern}$"},
             ],
             "examples": ["64GiB", "512MiB"],
         }
@@ -237,7 +320,7 @@ BodySize = Annotated[
 
 def _check_pattern(pattern: re.Pattern[str], what: str) -> Any:
     def check(value: Any) -> Any:
-        if isinstance(value, str) and not pattern.match(value):
+        if isinstance(value, str) and not pattern.fullmatch(value):  # "$" passes a final "\n"
             raise ValueError(what)
         return value
 
@@ -272,4 +355,73 @@ TagText = Annotated[
 ]
 # Mappings whose keys follow a pattern: schema.json refuses the keys that do not.
 ONLY_PATTERN_KEYS: dict[str, Any] = {"additionalProperties": False}
-MountPath = Annotated[str, Field(pattern=r"^/[^\x00]*$")]
+
+
+# ---------------------------------------------------------------------------------------
+# Text that must stay one line: control characters (C0, DEL, C1) and the Unicode line and
+# paragraph separators have no place in it. In what reaches the image build (the base image,
+# pip requirements, environment variables) a line break would start a Dockerfile command of
+# its own on Modal; in a revision or a mount path it is a typo that fails far from the spec.
+
+_CONTROLS = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"  # as regex escapes: Python, Rust and JSON schema
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+ONE_LINE = f"^[^{_CONTROLS}]*$"
+MOUNT_PATH = f"^/[^{_CONTROLS}]*$"
+_CONTROL_NAMES = {
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\t": "a tab",
+    "\x00": "a NUL character",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
+_ONE_LINE_WHY = "this setting is one line of printable text"
+_TO_THE_IMAGE = "what reaches the image build is one line of printable text"
+
+
+def _control_problem(value: str) -> str | None:
+    """Which control character ``value`` holds, and where, in words; None when it holds none."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    name = _CONTROL_NAMES.get(char, "a control character")
+    return f"holds {name} (U+{ord(char):04X}) at character {found.start() + 1}; remove it"
+
+
+def _one_line(why: str) -> Any:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and (problem := _control_problem(value)):
+            raise ValueError(f"{problem}: {why}")
+        return value
+
+    return check
+
+
+OneLine = Annotated[str, Field(pattern=ONE_LINE), BeforeValidator(_one_line(_ONE_LINE_WHY))]
+ImageText = Annotated[str, Field(pattern=ONE_LINE), BeforeValidator(_one_line(_TO_THE_IMAGE))]
+MountPath = Annotated[
+    str,
+    Field(pattern=MOUNT_PATH),
+    BeforeValidator(_one_line(_ONE_LINE_WHY)),
+]
+
+# The container registry's reference grammar (github.com/distribution/reference, regexp.go):
+# [registry[:port]/]name[:tag][@digest], the name's path components in lower case.
+_PATH_COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+IMAGE_REFERENCE = re.compile(
+    f"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+IMAGE_REFERENCE_HINT = (
+    'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
+    "[registry[:port]/]name[:tag][@digest], the name in lower case"
+)
+ImageReference = Annotated[
+    str,
+    Field(pattern=IMAGE_REFERENCE.pattern, max_length=512),
+    BeforeValidator(_one_line(_TO_THE_IMAGE)),
+]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModaliacError
+from .fields import GPU_TYPES
 from .files import joined, parse_json, read_text
 from .gateway import GatewaySpec
 from .spec import Gpu, Spec
@@ -148,7 +149,11 @@ def _cached_config(model_id: str) -> Architecture | None:
         os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
     )
     snapshots = Path(hub) / ("models--" + model_id.replace("/", "--")) / "snapshots"
-    for config in sorted(snapshots.glob("*/config.json")) if snapshots.is_dir() else []:
+    try:
+        configs = sorted(snapshots.glob("*/config.json")) if snapshots.is_dir() else []
+    except OSError:  # an unreadable cache is no cache
+        configs = []
+    for config in configs:
         # A cache is no source of truth: a file that is not a sane config is passed over.
         try:
             text = read_text(config, str(config), "model config", 2**20, joined(ModaliacError))
@@ -250,7 +255,7 @@ class Fit:
         if single is not None:
             options.append(single)
         if tensor_parallel:
-            for count in (2, 4, 8):
+            for count in (n for n in (2, 4, 8) if n <= GPU_TYPES[self.gpu.type]):
                 choice = Gpu(type=self.gpu.type, count=count)
                 if count > self.gpu.count and self.with_gpu(choice).fits:
                     options.append(str(choice))

@@ -29,7 +29,7 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModaliacError, SpecError
+from .errors import SpecError, SpecErrors
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -292,14 +292,14 @@ def _take_scalar(node: Any, key: Any) -> str:
 # -- whole files ----------------------------------------------------------------------------
 
 
-class FormatError(ModaliacError):
+class FormatError(SpecError):
     """A file that cannot be formatted (it is left as it was)."""
 
 
 def _yaml() -> YAML:
-    from ruamel.yaml import YAML
+    from .parse import round_trip_yaml
 
-    yaml = YAML(typ="rt")
+    yaml = round_trip_yaml()
     yaml.indent(mapping=INDENT, sequence=INDENT * 2, offset=INDENT)
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long value
@@ -318,19 +318,14 @@ def _plain(node: Any) -> Any:
 
 
 def format_text(text: str, shown: str = "<spec>") -> str:
-    """The canonical form of one spec's text. Raises SpecError on text that is not YAML."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """The canonical form of one spec's text. Raises SpecError on text that is not YAML, or
+    holds what no spec may (tags, alias bombs, nesting past 64 levels: parse.py's checks)."""
+    from .parse import checked_nodes
 
+    checked_nodes(text, shown)
     yaml = _yaml()
-    try:
-        data = yaml.load(text)
-        before = _plain(yaml.load(text))
-    except MarkedYAMLError as exc:
-        from .load import _yaml_error
-
-        raise _yaml_error(exc, shown) from None
-    except YAMLError as exc:
-        raise SpecError(shown, f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = yaml.load(text)
+    before = _plain(yaml.load(text))
     if data is None:
         return _layout(text)
     _order(
@@ -345,7 +340,7 @@ def format_text(text: str, shown: str = "<spec>") -> str:
         result = _layout(out.getvalue(), squeeze=squeeze)
         if _plain(_yaml().load(result)) == before:
             return result
-    raise FormatError(f"{shown}: formatting would change what it says; left as it is")
+    raise FormatError(shown, "formatting would change what it says; left as it is")
 
 
 def _layout(text: str, *, squeeze: bool = True) -> str:
@@ -376,10 +371,10 @@ class Outcome:
 
 
 def format_file(path: Path) -> Outcome:
-    from .load import _decode, _read
+    from .parse import decode, read
 
     shown = str(path)
-    text = _decode(_read(path, shown), shown)
+    text = decode(read(path, shown), shown)
     return Outcome(path, text, format_text(text, shown))
 
 
@@ -435,7 +430,16 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 def cmd_fmt(args: argparse.Namespace, console: Console) -> int:
     from .targets import spec_files
 
-    outcomes = [format_file(Path(path)) for path in spec_files(args.specs)]
+    outcomes, errors = [], []
+    for path in spec_files(args.specs):  # every broken file is reported; none is written
+        try:
+            outcomes.append(format_file(Path(path)))
+        except SpecErrors as exc:
+            errors.extend(exc.errors)
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise SpecErrors(errors)
     changed = [outcome for outcome in outcomes if outcome.changed]
     for outcome in changed:
         if args.diff:

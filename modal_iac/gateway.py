@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from .fields import (
     DEFAULT_MAX_BODY_MIB,
+    ENGINE_VERSION,
     ENVIRONMENT_NAME,
     HF_ID,
     ONLY_PATTERN_KEYS,
@@ -24,6 +25,7 @@ from .fields import (
     EnvVarName,
     MountPath,
     ObjectName,
+    OneLine,
     Problem,
     TagText,
     TokenCount,
@@ -44,6 +46,7 @@ from .spec import (
     Usage,
     endpoint_key_problems,
 )
+from .tokens import shown, token_kind
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
@@ -62,7 +65,7 @@ class GatewayModel(StrictModel):
         pattern=_SHORT_NAME.pattern,
         description="Short name clients may send as `model` (and the LiteLLM name prefix).",
     )
-    revision: str = Field("main", min_length=1, description="Branch, tag or commit.")
+    revision: OneLine = Field("main", min_length=1, description="Branch, tag or commit.")
     tool_call_parser: str | None = Field(
         None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
     )
@@ -79,7 +82,7 @@ class GatewayModel(StrictModel):
         reason = clash(class_name, "gateway")
         if reason is not None:
             raise ValueError(
-                f"{value!r} would name its model class {class_name}, {reason}; "
+                f"{shown(value)} would name its model class {class_name}, {reason}; "
                 "choose another short name"
             )
         return value
@@ -147,7 +150,7 @@ class GatewaySpec(StrictModel):
         description="gateway: one app (one endpoint) per GPU type; per-model: one app per "
         "model and GPU type.",
     )
-    app_name: str | None = Field(
+    app_name: OneLine | None = Field(
         None,
         description='App name pattern; default "{name}-{gpu}", or "{name}-{model}-{gpu}" '
         "with layout per-model.",
@@ -168,7 +171,9 @@ class GatewaySpec(StrictModel):
         BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
         AlsoAccepts(_GPU_SCHEMA),
     ] = Field(description="GPU types; one app each (per model with layout per-model).")
-    engine_version: str = Field(DEFAULT_VLLM_VERSION, description="vLLM release.")
+    engine_version: str = Field(
+        DEFAULT_VLLM_VERSION, pattern=ENGINE_VERSION.pattern, description="vLLM release."
+    )
     volumes: dict[MountPath, ObjectName] = Field(
         default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         description="Mount path -> Modal volume name.",
@@ -194,9 +199,11 @@ class GatewaySpec(StrictModel):
         for index, model in enumerate(value):
             for earlier in value[:index]:
                 if model.name == earlier.name or model.id == earlier.id:
-                    raise Problem(f"{model.name!r} ({model.id}) is listed twice", index)
+                    raise Problem(f"{shown(model.name)} ({shown(model.id)}) is listed twice", index)
                 if model.class_name == earlier.class_name:
-                    raise Problem(f"{model.name!r} and {earlier.name!r} name the same class", index)
+                    raise Problem(
+                        f"{shown(model.name)} and {shown(earlier.name)} name the same class", index
+                    )
         return value
 
     @field_validator("gpus")
@@ -216,9 +223,10 @@ class GatewaySpec(StrictModel):
             return None
         unknown = set(_PLACEHOLDER.findall(value)) - {"name", "model", "gpu"}
         if unknown:
-            raise ValueError(
-                f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{name}}, {{model}}, {{gpu}}"
-            )
+            placeholder = sorted(unknown)[0]
+            hide = token_kind(placeholder, within_words=True)
+            written = shown(placeholder) if hide else "{" + placeholder + "}"
+            raise ValueError(f"unknown placeholder {written}; use {{name}}, {{model}}, {{gpu}}")
         return value
 
     def problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -235,8 +243,9 @@ class GatewaySpec(StrictModel):
                 )
         if not found:
             for app in self.apps():
-                if not re.match(r"^[a-zA-Z0-9._-]{1,64}$", app.name):
-                    found.append((("app_name",), f"{app.name!r} is not a valid Modal app name"))
+                if not re.fullmatch(r"[a-zA-Z0-9._-]{1,64}", app.name):
+                    message = f"{shown(app.name)} is not a valid Modal app name"
+                    found.append((("app_name",), message))
                     break
         router = self.router
         if "router" not in self.model_fields_set:
@@ -253,8 +262,8 @@ class GatewaySpec(StrictModel):
             found.append(
                 (
                     ("router", "api_key_secret"),
-                    f"{router.api_key_secret!r} is also under secrets; the API key secret "
-                    "is attached to the router only, so remove it from secrets",
+                    f"{shown(router.api_key_secret)} is also under secrets; the API key "
+                    "secret is attached to the router only, so remove it from secrets",
                 )
             )
         return found

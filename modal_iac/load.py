@@ -6,34 +6,29 @@ anchor, alias or tag characters and only when it yields plain data (text keys, s
 finite numbers, booleans, null). Anything it cannot accept is parsed again with the
 round-trip loader, which keeps positions, refuses tags, odd keys and alias bombs, and
 produces the located errors. Valid specs never pay for positions; invalid ones always get them.
+Reading and parsing the text is ``parse.py``'s; this module validates what it yields.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import math
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.error import YAMLError
 
 from .address import Project, profile_environment
 from .errors import SpecError, SpecErrors
-from .files import read_bytes
 from .fit import problems as fit_problems
 from .fit import tight as fit_warnings
 from .gateway import GatewaySpec
-from .messages import describe, from_pydantic, key_path, located, quote
+from .messages import expected_one_of, from_pydantic, key_path, located
+from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
 from .policy import check as check_policies
 from .spec import Spec
 from .tokens import token_kind
@@ -42,15 +37,6 @@ AnySpec = Spec | GatewaySpec
 # A warning found on the fast path: (key path, message, rule code, fix), located later.
 Note = tuple[tuple[Any, ...], str, str, str]
 TIGHT_FIT = "tight-fit"  # the code of a GPU fit's tight-fit warning (not a policy rule)
-
-MAX_SPEC_BYTES = 256 * 1024
-MAX_EXPANDED_NODES = 20_000
-MAX_DEPTH = 64
-_YAML_TAG = "tag:yaml.org,2002:"
-_STR = _YAML_TAG + "str"
-_PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
-_SPECIAL_FLOAT = re.compile(r"^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
-MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses huge ints
 
 _SECRET_HINT = (
     'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
@@ -103,11 +89,11 @@ def load_spec(
     Raises SpecError / SpecErrors.
     """
     shown = str(path)
-    raw = _read(Path(path), shown)
-    text = _decode(raw, shown)
+    raw = read(Path(path), shown)
+    text = decode(raw, shown)
     digest = hashlib.sha256(raw).hexdigest()
     recorded = project.recorded(path) if project is not None else shown
-    data = _fast_parse(text)
+    data = fast_parse(text)
     if data is not None and not _tokens(data):
         fast = _fast_validate(data, env)
         if fast is not None:
@@ -334,8 +320,13 @@ def load_specs(
     paths: list[str | Path], env: str | None = None, project: Project | None = None
 ) -> list[LoadedSpec]:
     """Load several specs, reporting every broken file at once, and refuse duplicate apps
-    (one address, two specs)."""
+    (one address, two specs).
+
+    Whatever goes wrong with one file, the others are still loaded and reported: a failure
+    that is not the spec's (a modaliac bug) is that file's line, and the cause of the raised
+    SpecErrors, so ``--debug`` shows its traceback."""
     loaded, errors = [], []
+    bug: Exception | None = None
     default = profile_environment()
     for path in paths:
         try:
@@ -344,6 +335,9 @@ def load_specs(
             errors.extend(exc.errors)
         except SpecError as exc:
             errors.append(exc)
+        except Exception as exc:
+            bug = bug or exc
+            errors.append(SpecError(str(path), _bug_message(exc)))
     seen: dict[tuple[str | None, str], str] = {}
     for item in loaded:
         for app in item.spec.app_names():
@@ -353,24 +347,40 @@ def load_specs(
                 errors.append(_at_app(item.path, message + " unique per environment"))
             seen[key] = item.path
     if errors:
-        raise SpecErrors(errors)
+        raise SpecErrors(errors) from bug
     return loaded
+
+
+def _bug_message(exc: Exception) -> str:
+    """A failure of modaliac's own on one file, named by its type only (its text may quote
+    the file, secrets and all)."""
+    return (
+        f"modaliac failed on this file ({type(exc).__name__}), which is a bug; please report "
+        "it (--debug shows the traceback)"
+    )
+
+
+_KINDS = ("service", "gateway")
 
 
 def _kind(data: Any) -> type[Spec] | type[GatewaySpec]:
     """The model a document is validated against: its ``kind`` (service by default)."""
     kind = data.get("kind") if isinstance(data, dict) else None
-    if kind == "gateway" or (
-        isinstance(kind, str) and kind != "service" and difflib.get_close_matches(kind, ["gateway"])
-    ):
-        return GatewaySpec  # a misspelt gateway is told about its kind, not about every key
-    return Spec
+    return GatewaySpec if kind == "gateway" else Spec
+
+
+def _kind_error(shown: str, data: CommentedMap) -> SpecError | None:
+    """One line for a kind that is neither: the keys of a misspelt kind are not worth a
+    line each, since which keys belong depends on the kind."""
+    if "kind" not in data or data["kind"] in _KINDS:
+        return None
+    return located(shown, data, ("kind",), expected_one_of(list(_KINDS), data["kind"]))
 
 
 def _at_app(path: str, message: str) -> SpecError:
     """An error about a valid file's app name, located by parsing it again (a rare path)."""
     try:
-        data = YAML(typ="rt").load(Path(path).read_text(encoding="utf-8"))
+        data = round_trip_yaml().load(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, YAMLError):  # it changed since it loaded: no line, then
         data = None
     key = "app_name" if _kind(data) is GatewaySpec else "app"
@@ -396,103 +406,17 @@ def find_spec_files(target: str | Path) -> list[Path]:
     return [target]
 
 
-# -- reading -------------------------------------------------------------------------------
-
-
-def _read(path: Path, shown: str) -> bytes:
-    raw = read_bytes(path, shown, "spec file", MAX_SPEC_BYTES, SpecError)
-    if raw is None:
-        raise SpecError(shown, "no such file")
-    return raw
-
-
-def _decode(raw: bytes, shown: str) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
-        raise SpecError(
-            shown,
-            f"byte 0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8",
-            line=line,
-            column=column,
-        ) from None
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
-        raise SpecError(shown, "the file is empty; a spec is a mapping with app, model and gpu")
-    if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
-        raise SpecError(
-            shown, "the file holds only comments; a spec is a mapping with app, model and gpu"
-        )
-    return text
-
-
-def _fast_parse(text: str) -> Any | None:
-    """Parse with the C safe loader, or return None to take the positioned path."""
-    if any(ch in text for ch in "&*!<") or not _has_clib():
-        return None
-    try:
-        data = YAML(typ="safe", pure=False).load(text)
-    except Exception:  # any failure is re-diagnosed, with positions, by the slow path
-        return None
-    return data if isinstance(data, dict) and _plain(data) else None
-
-
-def _plain(value: Any) -> bool:
-    """Only what the round-trip path also accepts: text keys, finite numbers, no dates."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(item) for item in value)
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return bool(abs(value) < 10**MAX_NUMBER_CHARS)
-    return value is None or isinstance(value, str | int | bool)
-
-
-def _has_clib() -> bool:
-    try:
-        import _ruamel_yaml  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _slow_load(
     text: str, shown: str, env: str | None
 ) -> tuple[AnySpec, tuple[SpecError, ...], str | None]:
     """The selected document, its located warnings, and the environments: entry used."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
-            root = YAML(typ="rt").compose(text)
-            problems = _check_nodes(root, shown) if root is not None else []
-            data = YAML(typ="rt").load(text) if not problems else None
-    except MarkedYAMLError as exc:
-        raise _yaml_error(exc, shown) from None
-    except ReaderError as exc:
-        raise _reader_error(exc, text, shown) from None
-    except YAMLError as exc:
-        raise SpecError(shown, f"not valid YAML: {_one_line(str(exc))}") from None
-    except RecursionError:
-        raise SpecError(shown, f"nested more than {MAX_DEPTH} levels deep") from None
-    if problems:
-        raise SpecErrors(problems)
-    if not isinstance(data, CommentedMap):
-        found = "a list" if isinstance(data, CommentedSeq) else describe(data)
-        mark = root.start_mark if root is not None else None
-        raise SpecError(
-            shown,
-            f"expected a mapping of keys (app, model, gpu, ...), found {found}",
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-        )
+    data = round_trip(text, shown)
     tokens = _tokens(data)
     if tokens:
         raise SpecErrors([_token_error(shown, data, *token) for token in tokens])
+    wrong_kind = _kind_error(shown, data)
+    if wrong_kind is not None:
+        raise SpecErrors([wrong_kind])
     base_errors, spec, warned = _validate(shown, data)
     if base_errors:
         raise SpecErrors(base_errors)
@@ -583,188 +507,6 @@ def _last_line(node: Any) -> int:
         for index, value in enumerate(node):
             last = max(last, node.lc.item(index)[0], _last_line(value))
     return last
-
-
-# -- YAML errors ---------------------------------------------------------------------------
-
-_TOKEN_NAMES = {
-    "'<stream end>'": "the end of the file",
-    "'<block end>'": "the end of the block",
-    "'<block mapping start>'": "a new key",
-    "'<block sequence start>'": "a new list",
-    "'<document start>'": '"---"',
-    "<block end>": "the end of the block",
-    "<stream end>": "the end of the file",
-}
-
-
-def _yaml_error(exc: MarkedYAMLError, shown: str) -> SpecError:
-    """ruamel's parser messages, in words a spec author acts on, at the offending spot."""
-    problem = _one_line(exc.problem or "")
-    context = _one_line(exc.context or "")
-    mark, opened = exc.problem_mark or exc.context_mark, exc.context_mark
-    where = f" at line {opened.line + 1}, column {opened.column + 1}" if opened else ""
-    message = ""
-    if problem == "but found another document":
-        message = "a second YAML document starts here; put one spec in each file"
-    elif problem.startswith("found character '\\t'"):
-        message = "a tab character; indent YAML with spaces"
-    elif match := re.match(r"found character (.*) that cannot start any token", problem):
-        message = f"{match.group(1)} cannot start a plain value; put the value in quotes"
-    elif problem == "mapping values are not allowed here":
-        message = 'unexpected ":"; quote text that holds ": ", or fix the indentation'
-    elif match := re.match(r"found undefined alias '(.*)'", problem):
-        message = f"alias *{match.group(1)} has no anchor &{match.group(1)} before it"
-    elif problem.startswith("found unexpected end of stream") and "quoted scalar" in context:
-        message, mark = "this quoted text is never closed", opened
-    elif match := re.match(r"expected ',' or '([\]}])', but got (.*)", problem):
-        bracket = {"]": "[", "}": "{"}[match.group(1)]
-        if "stream end" in match.group(2):
-            message, mark = f'this "{bracket}" is never closed with "{match.group(1)}"', opened
-        else:
-            message = f'expected "," or "{match.group(1)}" (the "{bracket}" opens{where})'
-    elif problem.startswith("expected <block end>"):
-        message = "this line's indentation does not match the lines above it"
-    elif "could not find expected ':'" in problem:
-        message = 'expected "key: value"; this line has no ":" after its key'
-    if not message:
-        problem = re.sub(r"\(('<[\w ]+>'),\)", r"\1", problem)
-        for token, words in _TOKEN_NAMES.items():
-            problem = problem.replace(token, words)
-        message = f"not valid YAML: {problem or 'cannot be parsed'}"
-        if context:
-            message += f" ({context}{where})"
-    return SpecError(
-        shown,
-        message,
-        line=mark.line + 1 if mark else None,
-        column=mark.column + 1 if mark else None,
-    )
-
-
-def _reader_error(exc: ReaderError, text: str, shown: str) -> SpecError:
-    position = exc.position if isinstance(exc.position, int) else 0
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
-    character = exc.character if isinstance(exc.character, int) else 0
-    return SpecError(
-        shown,
-        f"control character U+{character:04X} is not allowed in YAML; remove it",
-        line=line,
-        column=column,
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _check_nodes(root: Node, shown: str) -> list[SpecError]:
-    """Refuse explicit tags, odd keys and scalars, duplicates, and alias bombs."""
-    sizes: dict[int, int] = {}
-    inside: set[int] = set()  # the mappings and lists being walked, to catch recursive aliases
-    errors: list[SpecError] = []
-
-    def error(node: Node, loc: tuple[Any, ...], message: str) -> SpecError:
-        mark = node.start_mark
-        return SpecError(
-            shown, message, line=mark.line + 1, column=mark.column + 1, key_path=key_path(loc)
-        )
-
-    def size(node: Node, loc: tuple[Any, ...]) -> int:
-        if id(node) in inside:
-            raise error(node, loc, "an alias here refers to a mapping or list that holds it")
-        if id(node) in sizes:
-            return sizes[id(node)]
-        tag = str(node.tag)
-        if _explicit_tag(node) or tag not in _PLAIN_TAGS:
-            errors.append(error(node, loc, _tag_message(node)))
-            return 1
-        if len(loc) > MAX_DEPTH:
-            raise error(node, loc[:1], f"nested more than {MAX_DEPTH} levels deep")
-        total = 1
-        inside.add(id(node))
-        if isinstance(node, MappingNode):
-            seen: dict[str, Node] = {}
-            for key, value in node.value:
-                if not isinstance(key, ScalarNode) or _explicit_tag(key) or key.tag != _STR:
-                    errors.append(error(key, loc, _key_message(key)))
-                    continue
-                if key.value in seen:
-                    first = seen[key.value].start_mark
-                    errors.append(
-                        error(
-                            key,
-                            (*loc, key.value),
-                            f"duplicate key (first at line {first.line + 1}); each key may "
-                            "appear once",
-                        )
-                    )
-                    continue
-                seen[key.value] = key
-                total += 1 + size(value, (*loc, key.value))
-        elif isinstance(node, SequenceNode):
-            total += sum(size(item, (*loc, index)) for index, item in enumerate(node.value))
-        elif tag in (_YAML_TAG + "int", _YAML_TAG + "float"):
-            problem = _number_problem(str(node.value), tag == _YAML_TAG + "float")
-            if problem:
-                errors.append(error(node, loc, problem))
-        inside.discard(id(node))
-        sizes[id(node)] = total
-        if total > MAX_EXPANDED_NODES:
-            raise error(
-                node,
-                loc,
-                f"anchors and aliases expand to more than {MAX_EXPANDED_NODES} values; "
-                "write the values out",
-            )
-        return total
-
-    size(root, ())
-    return errors
-
-
-def _number_problem(text: str, is_float: bool) -> str | None:
-    if len(text) > MAX_NUMBER_CHARS:
-        return f"this number is longer than {MAX_NUMBER_CHARS} characters"
-    if is_float and _SPECIAL_FLOAT.match(text):
-        return "infinity and NaN are not allowed; write a number"
-    if is_float and not _finite(text):
-        return "this number is too large for a float"
-    return None
-
-
-def _finite(text: str) -> bool:
-    try:
-        return math.isfinite(float(text.replace("_", "")))
-    except ValueError:
-        return True  # a YAML spelling Python does not read; the loader decides
-
-
-def _explicit_tag(node: Node) -> bool:
-    """Whether the file writes a tag here (``!!str x``), rather than YAML inferring one."""
-    return getattr(node.ctag, "handle", None) is not None
-
-
-def _tag_message(node: Node) -> str:
-    tag = str(node.tag)
-    if _explicit_tag(node):
-        short = quote(tag.replace(_YAML_TAG, "!!"))
-        return f"YAML tag {short} is not allowed in specs; write plain values (quote text)"
-    if tag == _YAML_TAG + "timestamp":
-        return f"{quote(str(node.value))} reads as a date; put it in quotes to keep it as text"
-    return f"{quote(str(node.value))} has a special meaning in YAML; put it in quotes"
-
-
-def _key_message(key: Node) -> str:
-    tag = str(key.tag)
-    if tag == _YAML_TAG + "merge":
-        return "merge keys (<<) are not supported; write the keys out"
-    if _explicit_tag(key) or tag not in _PLAIN_TAGS:
-        return _tag_message(key)
-    if not isinstance(key, ScalarNode):
-        return "keys must be plain text, not lists or mappings"
-    return f"key {quote(str(key.value))} must be text; put it in quotes"
 
 
 # -- secrets -------------------------------------------------------------------------------

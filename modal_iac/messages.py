@@ -19,8 +19,17 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import SpecError
-from .fields import Problem
+from .fields import (
+    ENGINE_VERSION,
+    HF_ID,
+    IMAGE_REFERENCE,
+    IMAGE_REFERENCE_HINT,
+    MOUNT_PATH,
+    PYTHON_VERSION,
+    Problem,
+)
 from .spec import Spec
+from .tokens import hidden, token_kind
 
 # The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
 _ROOT: ContextVar[Any] = ContextVar("root_model", default=Spec)
@@ -52,20 +61,20 @@ _MISSING_HINTS = {
 }
 # Field patterns (spec.py) in words.
 _PATTERN_HINTS = {
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$": (
-        'expected a Hugging Face repository id like "org/name"'
-    ),
+    HF_ID.pattern: 'expected a Hugging Face repository id like "org/name", each part at most 96 '
+    "characters",
     r"^[A-Z][A-Za-z0-9_]*[a-z][A-Za-z0-9_]*$": (
         'expected a CamelCase Python class name with a lower-case letter, like "Embedder"'
     ),
     r"^[a-z][a-z0-9_]*$": 'expected a snake_case Python name, like "download_weights"',
-    r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$": 'expected a version like "0.33.0"',
-    r"^3\.\d+$": 'expected a Python version like "3.12", in quotes',
+    ENGINE_VERSION.pattern: 'expected a version like "0.33.0"',
+    PYTHON_VERSION.pattern: 'expected a Python version like "3.12", in quotes',
     r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$": (
         "Modal environment names start with a letter or digit, then use letters, digits, "
         "'-' and '_', at most 64 characters"
     ),
-    r"^/[^\x00]*$": 'expected an absolute path in the container, like "/root/.cache/huggingface"',
+    MOUNT_PATH: ('expected an absolute path in the container, like "/root/.cache/huggingface"'),
+    IMAGE_REFERENCE.pattern: IMAGE_REFERENCE_HINT,
 }
 
 
@@ -111,12 +120,7 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
         return located(shown, data, loc, message, key=True)
     if kind == "literal_error":
         choices = _literal_choices(_field_at(loc)) or re.findall(r"'([^']*)'", ctx["expected"])
-        shown_choices = ", ".join(quote(c) if isinstance(c, str) else str(c) for c in choices)
-        message = (
-            f"expected one of {shown_choices}" if len(choices) > 1 else f"expected {shown_choices}"
-        )
-        close = _did_you_mean(value, [c for c in choices if isinstance(c, str)])
-        return located(shown, data, loc, f"{message}, got {describe(value)}{_suggest(close)}")
+        return located(shown, data, loc, expected_one_of(choices, value))
     if kind == "value_error":
         error = ctx.get("error")
         if isinstance(error, Problem):
@@ -137,8 +141,9 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
         return located(
             shown, data, loc, "holds a lone surrogate escape (\\ud800-\\udfff); remove it"
         )
-    if kind == "string_too_short":
-        return located(shown, data, loc, "must not be empty")
+    if kind == "string_too_short" or (kind == "too_short" and isinstance(value, str)):
+        return located(shown, data, loc, "must not be empty")  # pydantic's "too_short" past a
+        # BeforeValidator counts characters as items
     if kind in _BOUNDS:
         name, template = _BOUNDS[kind]
         message = template.format(ctx.get(name))
@@ -149,16 +154,27 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
     return located(shown, data, loc, message[:1].lower() + message[1:])
 
 
+def expected_one_of(choices: list[Any], value: Any) -> str:
+    """``expected one of "embed", "generate", got "embedd"; did you mean "embed"?``"""
+    shown_choices = ", ".join(quote(c) if isinstance(c, str) else str(c) for c in choices)
+    message = (
+        f"expected one of {shown_choices}" if len(choices) > 1 else f"expected {shown_choices}"
+    )
+    close = _did_you_mean(value, [c for c in choices if isinstance(c, str)])
+    return f"{message}, got {describe(value)}{_suggest(close)}"
+
+
 def _type_hint(kind: str, value: Any) -> str:
     """What to write instead, for the mistakes YAML makes easy."""
-    number = isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(\.\d+)?\s*", value)
+    number = isinstance(value, str) and re.fullmatch(r" *[-+]?[0-9]+(\.[0-9]+)? *", value)
     if number and kind in ("int_type", "float_type"):
         return "; remove the quotes"
     if isinstance(value, str) and kind == "bool_type":
         return "; write true or false"
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f'; put it in quotes: "{value}"'
-    if kind == "list_type" and isinstance(value, str) and re.fullmatch(r"[\w.:/=<>-]+", value):
+    one = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.:/=<>-]{1,80}", value)
+    if kind == "list_type" and one and not _hides_token(value):
         return f"; write [{value}] for a list of one"
     return ""
 
@@ -173,12 +189,19 @@ def describe(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, str):
-        return quote(value if len(value) <= 40 else value[:37] + "...")
+        return quote(value, 40)
     return str(value)
 
 
-def quote(text: str) -> str:
-    """Double-quoted and on one line, whatever ``text`` holds."""
+def quote(text: str, limit: int = 80) -> str:
+    """Double-quoted, on one line and at most ``limit`` characters long, whatever ``text``
+    holds, and never a value shaped like a credential: every user value an error line shows
+    goes through here (or tokens.shown)."""
+    kind = token_kind(text, within_words=True)  # before it is cut short, hiding the shape
+    if kind is not None:
+        return hidden(kind)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     quoted = json.dumps(text, ensure_ascii=False)
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
 
@@ -277,7 +300,10 @@ def located(
         last = index == len(loc) - 1
         if isinstance(node, CommentedMap) and isinstance(step, str) and step in node:
             child = node[step]
-            at_key = key if last and key is not None else isinstance(child, dict | list)
+            # A null has no text of its own: ruamel places it where the next token starts.
+            at_key = (
+                key if last and key is not None else child is None or isinstance(child, dict | list)
+            )
             line, column = node.lc.key(step) if at_key else node.lc.value(step)
             node = child
             shown_loc.append(step)
@@ -296,13 +322,17 @@ def located(
     )
 
 
+def _hides_token(text: Any) -> bool:
+    return token_kind(str(text), within_words=True) is not None
+
+
 def key_path(loc: tuple[Any, ...]) -> str:
     """``("scaling", "timeout")`` -> ``scaling.timeout``; odd keys are bracketed and quoted."""
     text = ""
     for step in loc:
         if isinstance(step, int):
             text += f"[{step}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)):
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", str(step)) and not _hides_token(step):
             text += f".{step}" if text else str(step)
         else:
             text += f"[{quote(str(step))}]"

@@ -25,6 +25,7 @@ from typing import Literal
 from .fields import MODAL_MAX_TIMEOUT, MODAL_MIN_MEMORY_MIB, shown_duration
 from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
 from .spec import Spec
+from .tokens import shown
 
 Severity = Literal["error", "warning"]
 Loc = tuple[str | int, ...]
@@ -148,7 +149,7 @@ def _revision(revision: str, loc: Loc) -> list[Finding]:
         Finding(
             RULES["MDL001"],
             loc,
-            f"{revision!r} is not a commit; a moving revision silently invalidates snapshots "
+            f"{shown(revision)} is not a commit; a moving revision silently invalidates snapshots "
             "and reproducibility",
         )
     ]
@@ -330,7 +331,10 @@ def check(spec: Spec | GatewaySpec) -> tuple[list[tuple[Loc, str]], list[Finding
         rule = RULES.get(rule_id)
         if rule is None:
             problems.append(
-                (("policy", "suppress", rule_id), f"unknown rule {rule_id!r}; see docs/policies.md")
+                (
+                    ("policy", "suppress", rule_id),
+                    f"unknown rule {shown(rule_id)}; see docs/policies.md",
+                )
             )
         elif not rule.suppressible:
             problems.append(
@@ -387,7 +391,7 @@ def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
                 rest = total - len(spec.apps()) + count
                 fits = "then all stay under the limit" if rest <= limit else f"then {rest} in all"
                 hints.append(
-                    f"layout: {layout} for gateway {spec.name!r} ({count} endpoints; {fits})"
+                    f"layout: {layout} for gateway {shown(spec.name)} ({count} endpoints; {fits})"
                 )
     if hints:
         return [message + "; use " + ", ".join(hints)]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .address import Project
 from .cost import AppCost, Costing, CostLine, describe, load_prices, money, usage_text
 from .plan import Change, Notice, Plan
+from .tokens import hidden, token_kind
 
 if TYPE_CHECKING:
     from .refresh import Refresh
@@ -43,7 +44,23 @@ def summary_line(plan: Plan) -> str:
 
 
 def _value(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """A setting's value as JSON, any text in it shaped like a credential named instead: a
+    loaded spec holds none, but a state recorded by an older modaliac may."""
+    kind = token_kind(value, within_words=True) if isinstance(value, str) else None
+    if kind is not None:
+        return hidden(kind)
+    return json.dumps(_masked(value), ensure_ascii=False)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        kind = token_kind(value, within_words=True)
+        return value if kind is None else hidden(kind)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {_masked(key): _masked(item) for key, item in value.items()}
+    return value
 
 
 def as_text(

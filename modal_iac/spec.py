@@ -8,6 +8,7 @@ GPU names canonical) so the renderer and the planner never parse user text again
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,6 +29,7 @@ from .fields import (
     APP_ID,
     ARG_NAME,
     DEFAULT_MAX_BODY_MIB,
+    ENGINE_VERSION,
     ENVIRONMENT_NAME,
     GPU_ALIASES,
     GPU_TYPES,
@@ -36,12 +38,16 @@ from .fields import (
     MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
     ONLY_PATTERN_KEYS,
+    PYTHON_VERSION,
     BodySize,
     Duration,
     EnvVarName,
+    ImageReference,
+    ImageText,
     MemorySize,
     MountPath,
     ObjectName,
+    OneLine,
     Parameters,
     Problem,
     TagText,
@@ -49,6 +55,7 @@ from .fields import (
     shown_duration,
 )
 from .reserved import clash
+from .tokens import shown
 
 SPEC_VERSION = 1
 DEFAULT_VLLM_VERSION = "0.33.0"
@@ -107,7 +114,7 @@ class Model(StrictModel):
     """The Hugging Face model served, pinned to a revision."""
 
     id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
-    revision: str = Field(
+    revision: OneLine = Field(
         "main",
         min_length=1,
         description="Branch, tag or commit. Pin a commit: a moving revision breaks snapshots.",
@@ -122,7 +129,7 @@ class Model(StrictModel):
         description="Inputs may carry images. false tells vLLM to accept none "
         "(--limit-mm-per-prompt), which shrinks start-up; unset leaves vLLM's default.",
     )
-    served_name: str | None = Field(
+    served_name: OneLine | None = Field(
         None, min_length=1, description="Name clients pass as `model`; defaults to the id."
     )
     embedding: Embedding | None = None
@@ -181,7 +188,7 @@ class Engine(StrictModel):
     )
     version: str | None = Field(
         None,
-        pattern=r"^\d+\.\d+\.\d+([a-z0-9.+-]*)$",
+        pattern=ENGINE_VERSION.pattern,
         description=f"Pinned engine version; default vllm {DEFAULT_VLLM_VERSION}, "
         f"transformers {DEFAULT_TRANSFORMERS_VERSION}.",
     )
@@ -210,7 +217,7 @@ class Engine(StrictModel):
             if not ARG_NAME.match(key):
                 python_name = key.strip().lstrip("-").replace("-", "_").lower()
                 raise Problem(
-                    f"use the snake_case Python name, as in {python_name!r}", key, key=True
+                    f"use the snake_case Python name, as in {shown(python_name)}", key, key=True
                 )
             if key in MANAGED_ENGINE_ARGS:
                 raise Problem(
@@ -234,21 +241,51 @@ class Gpu(StrictModel):
     def __str__(self) -> str:
         return self.type if self.count == 1 else f"{self.type}:{self.count}"
 
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        return _gpu_type(value)
+
+    @model_validator(mode="after")
+    def _count_fits(self) -> Gpu:
+        most = GPU_TYPES[self.type]
+        if self.count > most:
+            raise Problem(
+                f"{self.type} takes 1 to {most} GPUs per container, got {self.count}", "count"
+            )
+        return self
+
+
+def _gpu_type(name: str) -> str:
+    """The canonical spelling of a GPU type (``a10g`` -> ``A10``), or a located refusal."""
+    name = name.strip()
+    # ASCII only: str.upper maps some other letters onto ASCII ones (U+017F to "S").
+    upper = name.upper() if name.isascii() else name
+    canonical = GPU_ALIASES.get(upper, upper)
+    if canonical not in GPU_TYPES:
+        close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown GPU type {shown(name)}; {hint}Modal offers {', '.join(GPU_TYPES)}"
+        )
+    return canonical
+
 
 def _parse_gpu(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     name, _, count = value.partition(":")
-    canonical = GPU_ALIASES.get(name.strip().upper(), name.strip().upper())
-    if canonical not in GPU_TYPES:
-        close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+    canonical = _gpu_type(name)
+    digits = count.strip()
+    if count and not re.fullmatch("[0-9]+", digits):
+        raise ValueError(f"GPU count {shown(count)} is not a whole number, as in {canonical}:2")
+    significant = digits.lstrip("0")
+    if len(significant) > 3:  # read unconverted: Python refuses ints of 4300 digits
         raise ValueError(
-            f"unknown GPU type {name.strip()!r}; {hint}Modal offers {', '.join(GPU_TYPES)}"
+            f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container, got a "
+            f"{len(significant)}-digit number"
         )
-    if count and not count.strip().isdigit():
-        raise ValueError(f"GPU count {count!r} is not a whole number, as in {canonical}:2")
-    number = int(count) if count else 1
+    number = int(significant or "0") if count else 1
     if not 1 <= number <= GPU_TYPES[canonical]:
         raise ValueError(
             f"{canonical} takes 1 to {GPU_TYPES[canonical]} GPUs per container, got {number}"
@@ -341,7 +378,7 @@ def _check_identifier(value: Any) -> Any:
     """A class or downloader name must not break or rebind a name of the generated file."""
     reason = clash(value, "service") if isinstance(value, str) else None
     if reason is not None:
-        raise ValueError(f"{value!r} is {reason}; choose another name")
+        raise ValueError(f"{shown(value)} is {reason}; choose another name")
     return value
 
 
@@ -450,10 +487,15 @@ class Surfaces(StrictModel):
 class Image(StrictModel):
     """The container image: a registry base, Python, vLLM and any extra packages."""
 
-    base: str = Field("nvidia/cuda:12.8.1-devel-ubuntu22.04", min_length=1)
-    python: str = Field("3.12", pattern=r"^3\.\d+$")
-    packages: list[str] = Field(default_factory=list, description="Extra pip requirements.")
-    env: dict[EnvVarName, str] = Field(
+    base: ImageReference = Field(
+        "nvidia/cuda:12.8.1-devel-ubuntu22.04",
+        description="Registry image: [registry[:port]/]name[:tag][@digest].",
+    )
+    python: str = Field("3.12", pattern=PYTHON_VERSION.pattern)
+    packages: list[Annotated[ImageText, Field(min_length=1)]] = Field(
+        default_factory=list, description="Extra pip requirements."
+    )
+    env: dict[EnvVarName, ImageText] = Field(
         default_factory=dict,
         description="Extra environment variables (never secret values).",
         json_schema_extra=ONLY_PATTERN_KEYS,
@@ -498,7 +540,7 @@ class Policy(StrictModel):
     suppress: dict[str, str] = Field(
         default_factory=dict,
         description="Rule id -> the reason it does not apply here (required, shown in review).",
-        json_schema_extra={"propertyNames": {"pattern": r"^MDL\d{3}$"}},
+        json_schema_extra={"propertyNames": {"pattern": r"^MDL[0-9]{3}$"}},
     )
 
 
@@ -598,7 +640,7 @@ class Spec(StrictModel):
     def _unique_secrets(cls, value: list[str]) -> list[str]:
         for index, name in enumerate(value):
             if name in value[:index]:
-                raise Problem(f"{name!r} is listed twice", index)
+                raise Problem(f"{shown(name)} is listed twice", index)
         return value
 
     def problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -645,7 +687,7 @@ class Spec(StrictModel):
             found.append(
                 (
                     ("surfaces", "http", "api_key_secret"),
-                    f"{http.api_key_secret!r} is also under secrets; the API key secret is "
+                    f"{shown(http.api_key_secret)} is also under secrets; the API key secret is "
                     "attached to the HTTP server only, so remove it from secrets",
                 )
             )

@@ -228,6 +228,7 @@ def test_a_secret_without_the_api_key_is_refused_before_anything_is_published(
     modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))  # fixed: the apply goes on
     code, out, err = cli(capsys, "apply", "--yes", "specs/kalm.yaml")
     assert code == 0, err
+    assert "ok     create   kalm-embedding: deployed v1" in out
     assert state(project) == {"kalm-embedding": 1}
 
 

@@ -260,6 +260,26 @@ def test_plan_snapshot_change_is_a_replace_but_labels_are_not(
     assert 'labels : {"team": "search"} -> {"team": "ranking"}' in out
 
 
+@pytest.mark.parametrize("output", ["text", "markdown"])
+def test_plan_lines_never_repeat_a_token_a_state_recorded(
+    capsys: pytest.CaptureFixture[str], workdir: Path, output: str
+) -> None:
+    """A spec holding a token no longer loads, but a state recorded by an older modaliac (it
+    missed AWS key ids) may hold one: the plan names it instead of printing it."""
+    token = "AKIA" + "IOSFODNN7EXAMPLE"
+    state = workdir / ".modaliac" / "state.json"
+    record_applied(state, "specs/kalm.yaml")
+    recorded = json.loads(state.read_text())
+    (record,) = recorded["apps"].values()
+    record["settings"]["model.revision"] = token
+    record["settings"]["labels"] = {"team": token}
+    state.write_text(json.dumps(recorded))
+    code, out, err = run(capsys, "plan", "--offline", "--format", output, "specs/kalm.yaml")
+    assert code == 0, err
+    assert "(a value that looks like an AWS access key, not shown)" in out
+    assert token not in out + err
+
+
 def test_plan_deletes_only_apps_whose_spec_left_the_planned_directory(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:

@@ -2,8 +2,10 @@
 
 The property: take specs/kalm.yaml, put hypothesis-generated text (any unicode, quotes of
 both kinds, backslashes, newlines, control characters, ``\"\"\"``, ``{{``, ``{%``, ``#``) in
-every free-text field and pattern-checked names, keep what `load_spec` accepts, render, and
-check that the source parses, that every injected string comes back exactly (as a string
+every free-text field and pattern-checked names (without control characters in the one-line
+fields: the revision, the served name, mount paths, the image's packages and environment; the
+base image follows the registry's reference grammar), keep what `load_spec` accepts, render,
+and check that the source parses, that every injected string comes back exactly (as a string
 constant, or JSON-encoded in the ``vllm serve`` argv), and that with string values masked the
 program is the same as for plain placeholder values.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -82,6 +85,20 @@ text = (
     st.lists(st.one_of(st.sampled_from(TRICKY), st.text(max_size=8)), min_size=1, max_size=6)
     .map("".join)
     .filter(bool)
+)
+# Control characters, which one-line fields refuse (fields.py).
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(piece: str) -> str:
+    return CONTROLS.sub("", piece) or "x"
+
+
+one_line_text = text.map(one_line)
+image_reference = st.from_regex(
+    r"([a-z0-9]{1,8}\.[a-z]{2,4}(:[0-9]{1,5})?/)?[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}"
+    r"(/[a-z0-9]{1,8}){0,2}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,20})?",
+    fullmatch=True,
 )
 object_name = st.from_regex(r"[a-zA-Z0-9._-]{1,64}", fullmatch=True)
 env_name = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
@@ -158,7 +175,7 @@ def injections(draw: st.DrawFn) -> Injection:
     )
     env = draw(
         st.lists(
-            st.tuples(env_name.filter(lambda k: k not in _FIXED_ENV), text | st.just("")),
+            st.tuples(env_name.filter(lambda k: k not in _FIXED_ENV), one_line_text | st.just("")),
             min_size=2,
             max_size=2,
             unique_by=lambda p: p[0],
@@ -169,19 +186,19 @@ def injections(draw: st.DrawFn) -> Injection:
         app=draw(object_name),
         labels=(labels[0], labels[1]),
         model_id=draw(hf_id),
-        revision=draw(text),
-        served_name=draw(text),
+        revision=draw(one_line_text),
+        served_name=draw(one_line_text),
         arg_text=draw(text),
         arg_list=(draw(text), draw(text)),
         arg_dict_key=draw(text),
         arg_dict_value=draw(text),
-        mount_path="/" + draw(text.filter(lambda t: "\x00" not in t)),
+        mount_path="/" + draw(one_line_text),
         volume_names=(draw(object_name), draw(object_name)),
         secrets=(secrets[0], secrets[1]),
         api_key_secret=draw(object_name),
         api_key_env=draw(env_name),
-        base=draw(text),
-        packages=(draw(text), draw(text)),
+        base=draw(image_reference),
+        packages=(draw(one_line_text), draw(one_line_text)),
         env=(env[0], env[1]),
     )
 
@@ -486,22 +503,23 @@ def test_assignment_wraps_long_values_as_ruff_does() -> None:
 
 
 def test_rendered_apps_with_tricky_strings_are_ruff_formatted(tmp_path: Path) -> None:
-    """Every tricky piece in every free-text field, one rendered app per piece, one ruff run."""
+    """Every tricky piece in every free-text field (without its control characters where the
+    field is one line), one rendered app per piece, one ruff run."""
     out = tmp_path / "out"
     out.mkdir()
     for index, piece in enumerate(TRICKY):
+        line = one_line(piece)
         inj = replace(
             PLACEHOLDER,
-            revision=piece,
-            served_name=piece,
+            revision=line,
+            served_name=line,
             arg_text=piece,
             arg_list=(piece, piece + "2"),
             arg_dict_key=piece,
             arg_dict_value=piece,
-            mount_path="/" + piece.replace("\x00", ""),
-            base=piece,
-            packages=(piece, piece + "2"),
-            env=(("E1", piece), ("E2", piece + piece)),
+            mount_path="/" + line,
+            packages=(line, line + "2"),
+            env=(("E1", line), ("E2", line + line)),
         )
         folder = tmp_path / str(index)
         folder.mkdir()

@@ -465,7 +465,7 @@ def test_per_model_layout_is_one_app_per_model_and_gpu(tmp_path: Path) -> None:
         ({"router": {"api_key_secret": "huggingface"}}, "also under secrets"),
         ({"modles": []}, 'did you mean "models"'),
         ({"models": []}, "models: list at least one model"),
-        ({"kind": "gatway"}, 'kind: expected "gateway", got "gatway"'),
+        ({"kind": "gatway"}, 'kind: expected one of "service", "gateway", got "gatway"; did'),
         ({"models": [{"id": "a/b", "name": "B c"}]}, "models[0].name"),
     ],
 )

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.load import MAX_SPEC_BYTES, load_spec
+from modal_iac.load import load_spec
+from modal_iac.parse import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,83 @@ gpu: L4
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
+# One of each credential format modaliac knows, none of them real: (id, value, what it is).
+TOKENS = [
+    (
+        "hugging-face-letters-only",
+        "hf_" + "QWxYzAbRtUvPlMnKjHgFdSaEqWrTyUiOpL",
+        "a Hugging Face token",
+    ),
+    (
+        "openai-project",
+        "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D_h8J-kL2mN4pQ6rS8tU0vW2xY4",
+        "an API key (sk-...)",
+    ),
+    (
+        "openai-legacy",
+        "sk-" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5zA7bC9dE1fG3h",
+        "an API key (sk-...)",
+    ),
+    (
+        "anthropic",
+        "sk-ant-api03-" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5-AbCdEfAA",
+        "an Anthropic API key",
+    ),
+    ("aws-access-key", "AKIA" + "IOSFODNN7EXAMPLE", "an AWS access key"),
+    ("aws-temporary-key", "ASIA" + "Y34FZKBOKMUTVV7A", "an AWS access key"),
+    ("gitlab", "glpat-" + "xY3_kP9-mN2qR8sT4vWz", "a GitLab token"),
+    ("google-api-key", "AIza" + "SyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v", "a Google API key"),
+    ("github-classic", "ghp_" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5", "a GitHub token"),
+    (
+        "github-fine-grained",
+        "github_pat_" + "11ABCDEFG0123456789ab_cDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+        "a GitHub token",
+    ),
+    ("slack-bot", "xoxb-" + "123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "a Slack token"),
+    ("stripe-live", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "a Stripe API key"),
+    (
+        "json-web-token",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+        + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fw",
+        "a JSON web token",
+    ),
+    ("pem-private-key", "-----BEGIN " + "RSA PRIVATE KEY-----", "a private key"),
+    ("modal-token-id", "ak-" + "Qx7RvN2mKp9LtB4wZc8YdF", "a Modal token"),
+    ("modal-token-secret", "as-" + "Zc8YdF3jHs6GaE1uQoXq7R", "a Modal token"),
+]
+# Secret names that share a credential's prefix, and must stay accepted.
+SECRET_NAMES = [
+    "hf-token",
+    "huggingface",
+    "sk-embedding-cache",
+    "sk-embedding-cache-2024-v2",
+    "sk-proj-embedding-cache",
+    "sk-ant-team-notes",
+    "sk_test_payment_cache",
+    "hf_ProductionReadTokenForEmbeddings",
+    "as-production-cache",
+    "ak-embedding-cache-2024",
+    "glpat-rotation-notes",
+    "github-pat-ci",
+    "xoxb-bot-token",
+    "openai-api-key",
+    "aws-credentials",
+]
+TO_IMAGE = "remove it: what reaches the image build is one line of printable text"
+ONE_LINE = "remove it: this setting is one line of printable text"
+IMAGE_HINT = (
+    'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
+    "[registry[:port]/]name[:tag][@digest], the name in lower case"
+)
+KINDS = 'expected one of "service", "gateway"'
+HF_ID_HINT = (
+    'expected a Hugging Face repository id like "org/name", each part at most 96 characters'
+)
+TOKEN_BOUND = 'expected a token count of at most 1000m, like 8192 or "32k"'
+PARAMETERS_BOUND = 'expected a parameter count of at most 100000B, like "12B" or "560M"'
+MEMORY_BOUND = 'expected a memory size of at most 1024TiB, like "64GiB" or "512MiB"'
+DURATION_BOUND = 'expected a duration of at most 8760h (a year), like "5m", "90s" or "1h"'
+TOO_DEEP = "nested more than 64 levels deep; flatten this value (no setting needs that many levels)"
 SECRET_HINT = (
     'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
     "and list NAME under secrets"
@@ -80,6 +158,13 @@ def short_name(name: str, class_name: str, reason: str, *, quoted: bool = False)
         f"spec.yaml:8:11: models[1].name: {name!r} would name its model class {class_name}, "
         f"{reason}; choose another short name",
     )
+
+
+def nested(levels: int, inner: str = "1", flow: str = "[]") -> str:
+    """``levels`` flow collections, one inside the other: ``[[[1]]]`` or ``{a: {a: 1}}``."""
+    if flow == "{}":
+        return "{a: " * levels + inner + "}" * levels
+    return flow[0] * levels + inner + flow[1] * levels
 
 
 def alias_bomb() -> str:
@@ -136,6 +221,12 @@ CASES = [
         "spec.yaml:5:4: e: anchors and aliases expand to more than 20000 values; "
         "write the values out",
     ),
+    Case(  # no anchors here: the line does not speak of them
+        "file-of-too-many-values",
+        VALID + "labels:\n" + "".join(f"  l{i}: x\n" for i in range(10_001)),
+        "spec.yaml:7:3: labels: holds more than 20000 keys and values; no spec needs that many, "
+        "so remove what this one does not use",
+    ),
     Case(
         "yaml-duplicate-key",
         VALID + "app: other\n",
@@ -151,6 +242,48 @@ CASES = [
         "yaml-nan",
         VALID + "engine:\n  args:\n    temperature: .nan\n",
         "spec.yaml:8:18: engine.args.temperature: infinity and NaN are not allowed; write a number",
+    ),
+    # -- nesting: one limit (64 levels) on every path, located where it is crossed ----------
+    # engine.args.x is three levels down: inside 62 lists, its 1 is at level 65.
+    Case(
+        "deep-flow-lists",
+        VALID + "engine:\n  args:\n    x: " + nested(62) + "\n",
+        f"spec.yaml:8:70: engine.args.x: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-flow-lists-past-the-c-stack",  # the C loader crashed the interpreter on this one
+        VALID + "engine:\n  args:\n    x: " + nested(100_000) + "\n",
+        f"spec.yaml:8:70: engine.args.x: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-flow-mappings",
+        VALID + "engine:\n  args:\n    x: " + nested(500, flow="{}") + "\n",
+        f"spec.yaml:8:253: engine.args.x.a.a: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-block-mappings",
+        VALID + "labels:\n" + "".join("  " * level + "a:\n" for level in range(1, 300)),
+        f"spec.yaml:70:129: labels.a.a.a.a: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-block-lists",
+        VALID + "engine:\n  args:\n    x:\n      " + "- " * 50_000 + "1\n",
+        f"spec.yaml:9:131: engine.args.x: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-mixed-lists-and-mappings",
+        VALID + "engine:\n  args:\n    x: " + "[{a: " * 40 + "1" + "}]" * 40 + "\n",
+        f"spec.yaml:8:160: engine.args.x: {TOO_DEEP}",  # the key "a" is at level 65
+    ),
+    Case(
+        "deep-in-an-environment-override",
+        VALID + "environments:\n  prod:\n    engine:\n      args:\n        x: " + nested(200),
+        f"spec.yaml:10:72: environments.prod.engine.args.x: {TOO_DEEP}",
+    ),
+    Case(  # 30 lists around an alias of 40 more: the line points at the anchored value
+        "deep-through-aliases",
+        VALID + "engine:\n  args:\n    a: &a " + nested(40) + "\n    b: " + nested(30, "*a") + "\n",
+        f"spec.yaml:8:8: engine.args.b: {TOO_DEEP}",
     ),
     Case(
         "yaml-key-not-text",
@@ -195,6 +328,40 @@ CASES = [
         f"spec.yaml: the file is {(MAX_SPEC_BYTES // 10 + 1) * 10} bytes; "
         "a spec file is at most 256 KiB",
     ),
+    # -- the kind: one line about it, whatever the keys ------------------------------------
+    Case(
+        "kind-misspelt-gateway",
+        GATEWAY.replace("kind: gateway", "kind: gatway"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "gatway"; did you mean "gateway"?',
+    ),
+    Case(
+        "kind-capitalised",
+        GATEWAY.replace("kind: gateway", "kind: Gateway"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "Gateway"; did you mean "gateway"?',
+    ),
+    Case(
+        "kind-misspelt-gateway-on-a-service",  # five unrelated lines, once
+        "kind: gatway\n" + VALID,
+        f'spec.yaml:1:7: kind: {KINDS}, got "gatway"; did you mean "gateway"?',
+    ),
+    Case(
+        "kind-plural",
+        "kind: services\n" + VALID,
+        f'spec.yaml:1:7: kind: {KINDS}, got "services"; did you mean "service"?',
+    ),
+    Case(
+        "kind-plural-on-a-gateway",
+        GATEWAY.replace("kind: gateway", "kind: gateways"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "gateways"; did you mean "gateway"?',
+    ),
+    Case("kind-a-number", "kind: 3\n" + VALID, f"spec.yaml:1:7: kind: {KINDS}, got 3"),
+    Case("kind-a-list", "kind: [gateway]\n" + VALID, f"spec.yaml:1:1: kind: {KINDS}, got a list"),
+    Case("kind-empty", "kind:\n" + VALID, f"spec.yaml:1:1: kind: {KINDS}, got nothing (null)"),
+    Case(
+        "kind-unrelated-word",
+        GATEWAY.replace("kind: gateway", "kind: router"),
+        f'spec.yaml:1:7: kind: {KINDS}, got "router"',
+    ),
     # -- keys ------------------------------------------------------------------------------
     Case(
         "unknown-top-level-key",
@@ -223,6 +390,16 @@ CASES = [
         VALID + 'engine:\n  max_num_seqs: "256"\n',
         'spec.yaml:7:17: engine.max_num_seqs: expected a whole number, got "256"; '
         "remove the quotes",
+    ),
+    Case(  # a null has no text of its own: the line is the key's, not the next key's
+        "null-for-text",
+        edit("app: demo", "app:"),
+        "spec.yaml:1:1: app: expected text, got nothing (null)",
+    ),
+    Case(  # YAML reads the digit as text with or without quotes: no "remove the quotes"
+        "arabic-indic-digit-for-int",
+        VALID + 'engine:\n  max_num_seqs: "\u0663"\n',
+        'spec.yaml:7:17: engine.max_num_seqs: expected a whole number, got "\u0663"',
     ),
     Case(
         "list-for-mapping",
@@ -273,11 +450,141 @@ CASES = [
         edit("gpu: L4", "gpu: H100:x"),
         "spec.yaml:5:6: gpu: GPU count 'x' is not a whole number, as in H100:2",
     ),
+    # -- numbers past any sane size, and digits that are not ASCII --------------------------
+    Case(
+        "token-count-of-400-nines",  # float() of it is infinite
+        edit("  task: embed", '  task: embed\n  max_model_len: "' + "9" * 400 + 'k"'),
+        f"spec.yaml:5:18: model.max_model_len: {TOKEN_BOUND}",
+    ),
+    Case(
+        "token-count-of-5000-digits",  # int() of it is refused by Python
+        edit("  task: embed", '  task: embed\n  max_model_len: "' + "9" * 5000 + '"'),
+        f"spec.yaml:5:18: model.max_model_len: {TOKEN_BOUND}",
+    ),
+    Case(
+        "token-count-a-yaml-number-of-99-digits",
+        edit("  task: embed", "  task: embed\n  max_model_len: " + "9" * 99),
+        f"spec.yaml:5:18: model.max_model_len: {TOKEN_BOUND}",
+    ),
+    Case(
+        "token-count-in-fullwidth-digits",
+        edit("  task: embed", '  task: embed\n  max_model_len: "\uff13\uff12k"'),
+        'spec.yaml:5:18: model.max_model_len: expected a token count like 8192 or "32k"',
+    ),
+    Case(
+        "parameters-of-400-nines",
+        edit("  task: embed", '  task: embed\n  parameters: "' + "9" * 400 + 'B"'),
+        f"spec.yaml:5:15: model.parameters: {PARAMETERS_BOUND}",
+    ),
+    Case(
+        "parameters-a-huge-float",
+        edit("  task: embed", "  task: embed\n  parameters: 1.0e+300"),
+        f"spec.yaml:5:15: model.parameters: {PARAMETERS_BOUND}",
+    ),
+    Case(
+        "parameters-negative",
+        edit("  task: embed", "  task: embed\n  parameters: -5"),
+        'spec.yaml:5:15: model.parameters: expected a parameter count above 0, like "12B" or '
+        '"560M"',
+    ),
+    Case(
+        "memory-of-400-digits",
+        VALID + "resources:\n  memory: " + "9" * 400 + "GiB\n",
+        f"spec.yaml:7:11: resources.memory: {MEMORY_BOUND}",
+    ),
+    Case(
+        "memory-a-yaml-number-of-99-digits",
+        VALID + "resources:\n  memory: " + "9" * 99 + "\n",
+        f"spec.yaml:7:11: resources.memory: {MEMORY_BOUND}",
+    ),
+    Case(
+        "memory-in-arabic-indic-digits",
+        VALID + "resources:\n  memory: \u0666\u0664GiB\n",
+        'spec.yaml:7:11: resources.memory: expected a memory size like "64GiB" or "512MiB" '
+        "(or MiB as a number)",
+    ),
+    Case(
+        "duration-of-5000-digits",
+        VALID + 'scaling:\n  timeout: "' + "9" * 5000 + 'h"\n',
+        f"spec.yaml:7:12: scaling.timeout: {DURATION_BOUND}",
+    ),
+    Case(
+        "duration-a-yaml-number-of-99-digits",
+        VALID + "scaling:\n  timeout: " + "9" * 99 + "\n",
+        f"spec.yaml:7:12: scaling.timeout: {DURATION_BOUND}",
+    ),
+    Case(
+        "duration-past-a-year",
+        VALID + "scaling:\n  startup_timeout: 9999h\n",
+        f"spec.yaml:7:20: scaling.startup_timeout: {DURATION_BOUND}",
+    ),
+    Case(
+        "duration-in-fullwidth-digits",
+        VALID + "scaling:\n  timeout: \uff15m\n",
+        'spec.yaml:7:12: scaling.timeout: expected a duration like "5m", "90s" or "1h"',
+    ),
+    Case(
+        "gpu-count-superscript",  # str.isdigit() says yes, int() says no
+        edit("gpu: L4", "gpu: 'L4:\u00b2'"),
+        "spec.yaml:5:6: gpu: GPU count '\u00b2' is not a whole number, as in L4:2",
+    ),
+    Case(
+        "gpu-count-arabic-indic",  # int() reads this one as 2
+        edit("gpu: L4", "gpu: 'L4:\u0662'"),
+        "spec.yaml:5:6: gpu: GPU count '\u0662' is not a whole number, as in L4:2",
+    ),
+    Case(
+        "gpu-count-of-5000-digits",
+        edit("gpu: L4", "gpu: 'L4:" + "9" * 5000 + "'"),
+        "spec.yaml:5:6: gpu: L4 takes 1 to 8 GPUs per container, got a 5000-digit number",
+    ),
+    Case(
+        "gpu-as-a-mapping-of-an-unknown-type",  # was a KeyError in the GPU fit
+        edit("gpu: L4", "gpu: [{type: X100, count: 2}]"),
+        "spec.yaml:5:14: gpu[0].type: unknown GPU type 'X100'; did you mean 'H100'? "
+        f"Modal offers {GPU_TYPES}",
+    ),
+    Case(
+        "gpu-as-a-mapping-with-too-many",
+        edit("gpu: L4", "gpu: [{type: h100, count: 99}]"),
+        "spec.yaml:5:27: gpu[0].count: H100 takes 1 to 8 GPUs per container, got 99",
+    ),
+    Case(
+        "fit-suggests-no-more-gpus-than-modal-offers",  # A10 comes 4 to a container at most
+        "app: demo\nmodel:\n  id: org/m\n  task: generate\n  parameters: 70B\ngpu: A10\n",
+        "spec.yaml:6:6: gpu: org/m does not fit A10: it needs 140.0 GB of weights, and A10 gives "
+        "vLLM 21.6 GB (0.9 of 24 GB, 1.5 GB reserve); use B200",
+    ),
+    Case(
+        "engine-version-in-fullwidth-digits",
+        VALID + 'engine:\n  version: "\uff10.33.0"\n',
+        'spec.yaml:7:12: engine.version: expected a version like "0.33.0", got "\uff10.33.0"',
+    ),
+    Case(
+        "python-version-in-arabic-indic-digits",
+        VALID + 'image:\n  python: "3.\u0661\u0662"\n',
+        'spec.yaml:7:11: image.python: expected a Python version like "3.12", in quotes, got '
+        '"3.\u0661\u0662"',
+    ),
+    Case(
+        "gateway-engine-version-not-a-version",
+        GATEWAY.replace("gpus: [L4]", "gpus: [L4]\nengine_version: latest"),
+        'spec.yaml:4:17: engine_version: expected a version like "0.33.0", got "latest"',
+    ),
     Case(
         "model-id-is-a-url",
         edit("BAAI/bge-small-en-v1.5", "https://huggingface.co/BAAI/bge"),
-        'spec.yaml:3:7: model.id: expected a Hugging Face repository id like "org/name", '
-        'got "https://huggingface.co/BAAI/bge"',
+        f'spec.yaml:3:7: model.id: {HF_ID_HINT}, got "https://huggingface.co/BAAI/bge"',
+    ),
+    Case(
+        "model-id-too-long",  # its cache path was too long for the file system: an OSError
+        edit("BAAI/bge-small-en-v1.5", "Qwen/" + "9" * 300),
+        f'spec.yaml:3:7: model.id: {HF_ID_HINT}, got "Qwen/{"9" * 32}..."',
+    ),
+    Case(
+        "gateway-model-id-too-long",
+        GATEWAY.replace("org/beta", "o" * 97 + "/beta"),
+        f'spec.yaml:7:9: models[1].id: {HF_ID_HINT}, got "{"o" * 37}..."',
     ),
     Case(
         "mount-path-not-absolute",
@@ -349,6 +656,134 @@ CASES = [
         "spec.yaml:8:11: surfaces.class.name: expected a CamelCase Python class name with a "
         'lower-case letter, like "Embedder", got "embedder"',
     ),
+    # -- text that reaches the image build, and other one-line text ------------------------
+    Case(
+        "image-base-with-a-line-break",  # became a RUN command of the image on Modal
+        VALID + 'image:\n  base: "ubuntu:22.04\\nRUN touch /x"\n',
+        f"spec.yaml:7:9: image.base: holds a line break (U+000A) at character 13; {TO_IMAGE}",
+    ),
+    Case(
+        "image-base-with-a-line-separator",
+        VALID + 'image:\n  base: "ubuntu:22.04\\u2028RUN touch /x"\n',
+        f"spec.yaml:7:9: image.base: holds a line separator (U+2028) at character 13; {TO_IMAGE}",
+    ),
+    Case(
+        "image-base-with-a-c1-control",
+        VALID + 'image:\n  base: "ubuntu:22.04\\x85"\n',
+        f"spec.yaml:7:9: image.base: holds a control character (U+0085) at character 13; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-base-upper-case-name",
+        VALID + "image:\n  base: Ubuntu:22.04\n",
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "Ubuntu:22.04"',
+    ),
+    Case(
+        "image-base-with-dockerfile-words",
+        VALID + 'image:\n  base: "ubuntu:22.04 AS build"\n',
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "ubuntu:22.04 AS build"',
+    ),
+    Case(
+        "image-base-empty-path-component",
+        VALID + "image:\n  base: docker.io//ubuntu\n",
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "docker.io//ubuntu"',
+    ),
+    Case(
+        "image-base-short-digest",
+        VALID + "image:\n  base: ubuntu@sha256:abc\n",
+        f'spec.yaml:7:9: image.base: {IMAGE_HINT}, got "ubuntu@sha256:abc"',
+    ),
+    Case(
+        "image-package-with-a-line-break",
+        VALID + 'image:\n  packages: ["torch", "numpy\\nRUN touch /x"]\n',
+        f"spec.yaml:7:23: image.packages[1]: holds a line break (U+000A) at character 6; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-package-empty",
+        VALID + 'image:\n  packages: [""]\n',
+        "spec.yaml:7:14: image.packages[0]: must not be empty",
+    ),
+    Case(
+        "image-env-with-a-line-break",  # became a RUN command of the image on Modal
+        VALID + 'image:\n  env:\n    MODE: "fast\\nRUN touch /x"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a line break (U+000A) at character 5; {TO_IMAGE}",
+    ),
+    Case(
+        "image-env-with-nul",
+        VALID + 'image:\n  env:\n    MODE: "fast\\0"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a NUL character (U+0000) at character 5; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-env-with-delete",
+        VALID + 'image:\n  env:\n    MODE: "fast\\x7f"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a control character (U+007F) at character 5; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "image-env-with-a-carriage-return",
+        VALID + 'image:\n  env:\n    MODE: "fast\\r"\n',
+        f"spec.yaml:8:11: image.env.MODE: holds a carriage return (U+000D) at character 5; "
+        f"{TO_IMAGE}",
+    ),
+    Case(
+        "engine-version-with-a-line-break",
+        VALID + 'engine:\n  version: "0.33.0\\nRUN touch /x"\n',
+        'spec.yaml:7:12: engine.version: expected a version like "0.33.0", got '
+        '"0.33.0\\nRUN touch /x"',
+    ),
+    Case(
+        "gateway-engine-version-with-a-line-break",
+        GATEWAY.replace("gpus: [L4]", 'gpus: [L4]\nengine_version: "0.33.0\\nRUN x"'),
+        'spec.yaml:4:17: engine_version: expected a version like "0.33.0", got "0.33.0\\nRUN x"',
+    ),
+    Case(
+        "revision-with-a-line-break",
+        edit("  task: embed", '  task: embed\n  revision: "main\\nx"'),
+        f"spec.yaml:5:13: model.revision: holds a line break (U+000A) at character 5; {ONE_LINE}",
+    ),
+    Case(
+        "served-name-with-a-tab",
+        edit("  task: embed", '  task: embed\n  served_name: "my\\tmodel"'),
+        f"spec.yaml:5:16: model.served_name: holds a tab (U+0009) at character 3; {ONE_LINE}",
+    ),
+    Case(
+        "mount-path-with-a-line-break",
+        VALID + 'volumes:\n  "/root/cache\\nx": my-cache\n',
+        'spec.yaml:7:3: volumes["/root/cache\\nx"]: holds a line break (U+000A) at character 12; '
+        + ONE_LINE,
+    ),
+    Case(
+        "gateway-revision-with-crlf",
+        GATEWAY.replace("    name: beta", '    name: beta\n    revision: "main\\r\\nRUN x"'),
+        f"spec.yaml:9:15: models[1].revision: holds a carriage return (U+000D) at character 5; "
+        f"{ONE_LINE}",
+    ),
+    Case(
+        "gateway-app-name-with-a-paragraph-separator",
+        GATEWAY.replace("gpus: [L4]", 'gpus: [L4]\napp_name: "{name}-{gpu}\\u2029"'),
+        f"spec.yaml:4:11: app_name: holds a paragraph separator (U+2029) at character 13; "
+        f"{ONE_LINE}",
+    ),
+    Case(  # the same checks on a merged environment, pointed at the override's lines
+        "in-an-environment-override",
+        VALID
+        + 'environments:\n  prod:\n    image:\n      env:\n        MODE: "a\\nRUN x"\n'
+        + '    model:\n      max_model_len: "'
+        + "9" * 400
+        + 'k"\n',
+        (
+            "spec.yaml:10:15: environments.prod.image.env.MODE: holds a line break (U+000A) at "
+            f"character 2; {TO_IMAGE}",
+            f"spec.yaml:12:22: environments.prod.model.max_model_len: {TOKEN_BOUND}",
+        ),
+    ),
+    Case(
+        "app-name-with-a-final-line-break",  # a regex "$" lets a final line break through
+        edit("app: demo", 'app: "demo\\n"'),
+        f"spec.yaml:1:6: app: {MODAL_NAMES}",
+    ),
     # -- secrets: the line names the place, never the value --------------------------------
     Case(
         "token-in-secrets",
@@ -375,6 +810,39 @@ CASES = [
         "token-as-a-key",
         VALID + f"image:\n  env:\n    {HF_TOKEN}: x\n",
         f"spec.yaml:8:5: image.env: this looks like a Hugging Face token; {SECRET_HINT}",
+    ),
+    # Where a token could reach a line before the secrets check: a key path, ruamel's words.
+    Case(
+        "token-after-a-hyphen",  # a name part of its own: "gemma-" does not hide it
+        VALID + f"secrets: [gemma-{HF_TOKEN}]\n",
+        f"spec.yaml:6:11: secrets[0]: this looks like a Hugging Face token; {SECRET_HINT}",
+    ),
+    Case(
+        "token-as-a-duplicate-key",
+        VALID + f"image:\n  env:\n    {HF_TOKEN}: a\n    {HF_TOKEN}: b\n",
+        "spec.yaml:9:5: image.env[(a value that looks like a Hugging Face token, not shown)]: "
+        "duplicate key (first at line 8); each key may appear once",
+    ),
+    Case(
+        "token-as-an-undefined-alias",
+        edit("app: demo", f"app: *{HF_TOKEN}"),
+        "spec.yaml:1:6: alias *(a value that looks like a Hugging Face token, not shown) has no "
+        "anchor &(a value that looks like a Hugging Face token, not shown) before it",
+    ),
+    Case(
+        "token-as-a-tag",
+        edit("app: demo", f"app: !{HF_TOKEN} demo"),
+        "spec.yaml:1:6: app: YAML tag (a value that looks like a Hugging Face token, not shown) "
+        "is not allowed in specs; write plain values (quote text)",
+    ),
+    # Every format, as the revision (whose MDL001 warning once printed what went undetected).
+    *(
+        Case(
+            f"token-{name}",
+            edit("  task: embed", f'  task: embed\n  revision: "{token}"'),
+            f"spec.yaml:5:13: model.revision: this looks like {what}; {SECRET_HINT}",
+        )
+        for name, token, what in TOKENS
     ),
     Case(
         "key-value-in-secrets",
@@ -510,7 +978,49 @@ CASES = [
         ),
     ),
 ]
-SECRETS = (HF_TOKEN, API_KEY, "abc123")
+SECRETS = (HF_TOKEN, API_KEY, "abc123", *(token for _, token, _ in TOKENS))
+
+
+class Accepted(NamedTuple):
+    id: str
+    text: str
+
+
+# Specs close to the refusals above that must load: the refusals are no wider than they say.
+ACCEPTED = [
+    Accepted("sixty-four-levels", VALID + "engine:\n  args:\n    x: " + nested(61) + "\n"),
+    Accepted(
+        "multi-line-chat-template",  # engine.args reach vLLM as values, line breaks and all
+        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}\\n{{ tools }}"\n',
+    ),
+    *(
+        Accepted(f"image-base-{name}", VALID + f'image:\n  base: "{base}"\n')
+        for name, base in [
+            ("bare-name", "ubuntu"),
+            ("registry-port-and-path", "localhost:5000/team/serving_image.v2:2024-01"),
+            ("registry-with-dots", "registry.example.com:443/a/b__c--d:Tag_1.0"),
+            ("digest", "ghcr.io/org/img@sha256:" + "0123456789abcdef" * 4),
+            ("tag-and-digest", "python:3.12-slim@sha256:" + "a" * 64),
+            ("ipv6-registry", "[::1]:5000/x"),
+            ("upper-case-registry", "MyRegistry.example.com/x"),
+        ]
+    ),
+    Accepted(
+        "image-env-with-spaces-quotes-and-unicode",
+        VALID + "image:\n  env:\n    NOTE: 'caf\u00e9 \"=\" $HOME; echo'\n",
+    ),
+    Accepted(
+        "revision-a-pull-request-ref", edit("  task: embed", "  task: embed\n  revision: refs/pr/1")
+    ),
+    Accepted(
+        "token-count-with-a-fraction",
+        edit("  task: embed", '  task: embed\n  max_model_len: "1.5k"'),
+    ),
+    Accepted("downloader-timeout-of-a-day", VALID + "surfaces:\n  downloader:\n    timeout: 24h\n"),
+    Accepted("memory-of-1024-tib", VALID + "resources:\n  memory: 1024TiB\n"),
+    Accepted("gpu-count-with-a-leading-zero", edit("gpu: L4", "gpu: 'L4:02'")),
+    *(Accepted(f"secret-name-{name}", VALID + f"secrets: [{name}]\n") for name in SECRET_NAMES),
+]
 
 
 @pytest.fixture
@@ -527,6 +1037,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def write(path: Path, text: str | bytes) -> None:
     path.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[case.id for case in ACCEPTED])
+def test_near_misses_load(
+    case: Accepted, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    write(workdir / "spec.yaml", case.text)
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out) == (0, "spec.yaml: ok (demo)\n"), err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -558,6 +1078,34 @@ def test_unreadable_targets(
     (workdir / "empty-dir").mkdir()
     code, out, err = run(capsys, *argv)
     assert (code, out, err) == (1, "", expected + "\n")
+
+
+HOSTILE = [case for case in CASES if case.id.startswith("deep-") or case.id == "yaml-alias-bomb"]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[case.id for case in HOSTILE])
+def test_fmt_refuses_what_the_loader_refuses(
+    case: Case, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    """fmt constructs the data to check its own output: it never expands an alias bomb."""
+    write(workdir / "spec.yaml", case.text)
+    code, out, err = run(capsys, "fmt", "spec.yaml")
+    assert (code, out, err) == (1, "", case.expected + "\n")
+    assert (workdir / "spec.yaml").read_text() == case.text
+
+
+@pytest.mark.parametrize("path", ["fast", "positioned"])
+def test_sixty_four_levels_load_on_either_path(
+    path: str, capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 1 inside 61 lists under engine.args.x is at level 64: the limit, not past it."""
+    pinned = edit("  task: embed", f"  revision: {'0a' * 20}\n  task: embed")
+    anchor = "&x " if path == "positioned" else ""
+    write(workdir / "spec.yaml", pinned + f"engine:\n  args:\n    x: {anchor}{nested(61)}\n")
+    if path == "fast":
+        monkeypatch.setattr("modal_iac.load.round_trip", None)  # calling it would fail
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out, err) == (0, "spec.yaml: ok (demo)\n", "")
 
 
 def test_a_directory_is_not_a_spec_file(workdir: Path) -> None:
@@ -631,6 +1179,90 @@ def test_errors_from_every_file_are_reported(
     ]
 
 
+HOSTILE_FILES = [
+    "deep-flow-mappings",  # a RecursionError, once
+    "deep-block-mappings",
+    "yaml-alias-bomb",
+    "token-count-of-400-nines",
+    "gpu-count-of-5000-digits",
+    "yaml-tag-refused",
+    "unknown-top-level-key",
+]
+
+
+def in_folder(case: Case) -> list[str]:
+    """The lines of ``case`` when its text is the file specs/<id>.yaml."""
+    expected = [case.expected] if isinstance(case.expected, str) else list(case.expected)
+    return [line.replace("spec.yaml:", f"specs/{case.id}.yaml:", 1) for line in expected]
+
+
+def hostile_folder(workdir: Path) -> list[Case]:
+    cases = [case for case in CASES if case.id in HOSTILE_FILES]
+    (workdir / "specs").mkdir()
+    for case in cases:
+        write(workdir / "specs" / f"{case.id}.yaml", case.text)
+    write(workdir / "specs" / "fine.yaml", VALID.replace("demo", "fine"))
+    return cases
+
+
+def test_one_hostile_file_hides_no_other_files_errors(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    cases = hostile_folder(workdir)
+    expected = [line for case in sorted(cases, key=lambda c: c.id) for line in in_folder(case)]
+    for argv in (["validate", "specs"], ["render", "specs", "-o", "out"], ["plan", "specs"]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out, err.splitlines()) == (1, "", expected), argv
+    assert not (workdir / "out").exists()
+
+
+def test_fmt_reports_every_file_it_cannot_read_and_writes_none(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    """fmt does not validate, so only the files that are not specs at the YAML level fail."""
+    cases = hostile_folder(workdir)
+    before = {path: path.read_bytes() for path in (workdir / "specs").iterdir()}
+    refused = ("deep-", "yaml-")
+    expected = [
+        line
+        for case in sorted(cases, key=lambda c: c.id)
+        if case.id.startswith(refused)
+        for line in in_folder(case)
+    ]
+    code, out, err = run(capsys, "fmt", "specs")
+    assert (code, out, err.splitlines()) == (1, "", expected)
+    assert {path: path.read_bytes() for path in (workdir / "specs").iterdir()} == before
+
+
+def test_a_bug_on_one_file_is_that_files_line_and_the_others_still_report(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modal_iac import load
+
+    checks = load.check_policies
+
+    def buggy(spec: object) -> object:
+        if getattr(spec, "app", None) == "buggy":
+            raise RuntimeError(f"a message that quotes the file: {HF_TOKEN}")
+        return checks(spec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(load, "check_policies", buggy)
+    cases = hostile_folder(workdir)
+    write(workdir / "specs" / "buggy.yaml", VALID.replace("demo", "buggy"))
+    lines = [line for case in cases for line in in_folder(case)]
+    lines.append(
+        "specs/buggy.yaml: modaliac failed on this file (RuntimeError), which is a bug; please "
+        "report it (--debug shows the traceback)"
+    )
+    code, out, err = run(capsys, "validate", "specs")
+    assert (code, out) == (1, "")
+    assert sorted(err.splitlines()) == sorted(lines)
+    assert HF_TOKEN not in err
+    with pytest.raises(SpecErrors) as raised:
+        main(["--debug", "validate", "specs"])
+    assert isinstance(raised.value.__cause__, RuntimeError)
+
+
 def test_one_app_in_two_files_points_at_the_second(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
@@ -676,6 +1308,21 @@ def test_names_shaped_like_words_are_not_mistaken_for_tokens(workdir: Path) -> N
     ]
 
 
+@pytest.mark.parametrize(("name", "token", "what"), TOKENS, ids=[t[0] for t in TOKENS])
+def test_policy_lines_never_repeat_a_token(name: str, token: str, what: str) -> None:
+    """The loader refuses these first; the policy's own lines hide them too (MDL001 once
+    printed a revision the token check missed)."""
+    from modal_iac.policy import check
+    from modal_iac.spec import Spec
+
+    spec = Spec.model_validate(
+        {"app": "demo", "model": {"id": "o/m", "task": "embed", "revision": token}, "gpu": "L4"}
+    )
+    texts = [finding.text() for finding in check(spec)[1]]
+    assert any(f"(a value that looks like {what}, not shown) is not a commit" in t for t in texts)
+    assert not any(token in text for text in texts)
+
+
 # -- robustness: any edit of a valid spec gives located lines, never a crash ------------------
 
 KALM = (ROOT / "specs" / "kalm.yaml").read_text(encoding="utf-8")
@@ -683,16 +1330,15 @@ KALM = (ROOT / "specs" / "kalm.yaml").read_text(encoding="utf-8")
 
 @st.composite
 def mangled_specs(draw: st.DrawFn) -> str:
-    """specs/kalm.yaml with a few characters deleted, inserted or replaced."""
+    """specs/kalm.yaml with a few characters deleted, inserted or replaced (hostile pieces
+    among them: deep nesting, huge numbers, other scripts' digits, control escapes, a token)."""
     text = KALM
+    pieces = ["", ":", "- ", "  ", "\n", "'", '"', "[", "{", "&a ", "*a", "!!int ", "!a ", "x"]
+    hostile = ["[" * 70, "{a: " * 40, "9" * 400, "\u00b2", "\uff19", '"\\n"', '"\\0"', HF_TOKEN]
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(text)))
         cut = draw(st.integers(0, 4))
-        insert = draw(
-            st.sampled_from(
-                ["", ":", "- ", "  ", "\n", "'", '"', "[", "{", "&a ", "*a", "!!int ", "!a ", "x"]
-            )
-        )
+        insert = draw(st.sampled_from([*pieces, *hostile]))
         text = text[:at] + insert + text[at + cut :]
     return text
 
@@ -718,3 +1364,4 @@ def test_mangled_specs_load_or_fail_with_located_lines(text: str, tmp_path: Path
         assert error.line is not None and error.column is not None, line
         assert 1 <= error.line <= text.count("\n") + 2, line
         assert "Input should" not in line and "pydantic" not in line, line
+        assert HF_TOKEN not in line, line
