@@ -1114,6 +1114,26 @@ def test_a_directory_is_not_a_spec_file(workdir: Path) -> None:
         load_spec("spec.yaml")
 
 
+def test_odd_files_in_a_folder_are_named_not_skipped(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipe and a dangling link among a folder's specs are each one line; a good spec next
+    to them is still checked (its own errors would be listed too)."""
+    folder = workdir / "many"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.yaml")
+    (folder / "gone.yaml").symlink_to(folder / "nowhere.yaml")
+    (folder / "sub.yaml").mkdir()  # a folder named like a spec is only a folder
+    (folder / "sub.yaml" / "bad.yaml").write_text("app: [\n")
+    code, out, err = run(capsys, "validate", "many")
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert "many/gone.yaml: no such file" in lines
+    assert "many/pipe.yaml: is not a regular file (a pipe or a device), so not a spec file" in lines
+    assert any(line.startswith("many/sub.yaml/bad.yaml:") for line in lines)
+    assert len(lines) == 3
+
+
 def test_a_pipe_is_refused_unread(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Reading a named pipe would wait for a writer for ever: it is never opened."""
     os.mkfifo(workdir / "spec.yaml")
