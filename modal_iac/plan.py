@@ -18,6 +18,7 @@ from .address import Address
 from .gateway import GatewaySpec, app_settings
 from .load import LoadedSpec
 from .observed import Observed, Override
+from .placement import runtime_notes
 from .policy import endpoint_warnings
 from .render import HEADER_LINES, Rendered
 from .settings import settings
@@ -319,6 +320,8 @@ def _compare(
                 f"stops {before.renamed_from}"
             )
             action = "update" if action == "no-op" else action
+    changed = [f.path for f in fields if f.before is not None or f.after is not None]
+    notes.extend(runtime_notes(changed, created=before is None))
     drift: list[Notice] = []
     blockers: list[Notice] = []
     if seen is not None:
