@@ -586,7 +586,8 @@ class Resources(StrictModel):
     @classmethod
     def _disk_in_range(cls, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= MAX_EPHEMERAL_DISK_MIB:
-            raise ValueError(f"Modal's ephemeral disk is from 1MiB to 3TiB, got {value} MiB")
+            size = f"{value // 1024**2}TiB" if value and value % 1024**2 == 0 else f"{value} MiB"
+            raise ValueError(f"Modal's ephemeral disk is from 1MiB to 3TiB, got {size}")
         return value
 
     @field_validator("memory")
@@ -612,6 +613,14 @@ def _check_region(value: Any) -> Any:
     )
 
 
+def _regions_shorthand(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if value is not None and not isinstance(value, list):
+        raise ValueError('expected a region like "eu", or a list of regions')
+    return value
+
+
 class Placement(StrictModel):
     """Where containers run (Modal's region= and cloud=). A region costs more: Modal
     multiplies every rate of a pinned function (1.5x broad, 1.75x narrow), so pin only
@@ -619,7 +628,7 @@ class Placement(StrictModel):
 
     region: Annotated[
         list[Annotated[str, BeforeValidator(_check_region)]] | None,
-        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+        BeforeValidator(_regions_shorthand),
         AlsoAccepts({"type": "string"}),
     ] = Field(
         None,
@@ -647,6 +656,8 @@ def _retries_shorthand(value: Any) -> Any:
     """``retries: 3`` is Modal's ``retries=3``: a fixed one-second delay between attempts."""
     if isinstance(value, int) and not isinstance(value, bool):
         return {"max_retries": value, "backoff_coefficient": 1.0, "initial_delay": 1}
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("expected a retry count like 3, or a mapping with max_retries")
     return value
 
 
