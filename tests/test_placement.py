@@ -110,6 +110,11 @@ def test_apply_sends_placement_disk_retries_target_and_domains(
     assert klass.target_concurrent_inputs == 0  # type: ignore[attr-defined]
     webhook = server.method_definitions["serve"].webhook_config  # type: ignore[attr-defined]
     assert [d.name for d in webhook.custom_domains] == ["embed.example.com", "api.example.org"]
+    # Read back from Modal: the endpoint answers on each custom domain.
+    deployed = modal_api.state.function("placed-embedding", "Server.*").data
+    assert deployed is not None
+    urls = [i.url for i in deployed.method_definitions["serve"].custom_domain_info]
+    assert urls == ["https://embed.example.com", "https://api.example.org"]
     assert not any(
         d.webhook_config.custom_domains
         for d in klass.method_definitions.values()  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import empty_pb2, json_format  # type: ignore[import-untyped]
 from grpclib.const import Status
@@ -55,6 +56,14 @@ def definition_id(data: api_pb2.FunctionData) -> str:
         for object_id in dependencies:
             fn.object_dependencies.add(object_id=object_id)
     return content_id("de", proto_bytes(normal))
+
+
+def _custom_domain_info(info: Any, webhook: api_pb2.WebhookConfig) -> None:
+    """Modal answers a web endpoint's custom domains with their URLs (it serves them once
+    the workspace has verified the domain; this server takes every domain as verified)."""
+    del info[:]
+    for domain in webhook.custom_domains:
+        info.add(url=f"https://{domain.name}")
 
 
 class Handlers(StorageHandlers):
@@ -457,6 +466,8 @@ class Handlers(StorageHandlers):
             definition.web_url = self._web_url(
                 app, f"{class_name}-{method}", definition.webhook_config
             )
+            _custom_domain_info(definition.custom_domain_info, definition.webhook_config)
+        _custom_domain_info(data.custom_domain_info, data.webhook_config)
         record.create, record.data = req, data
         record.definition_id = definition_id(data)
         metadata = self._handle_metadata(record)
