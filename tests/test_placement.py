@@ -263,3 +263,21 @@ def test_a_price_file_may_set_region_multipliers(
     path.write_text(json.dumps({"regions": {"broad": {"multiplier": 0.5}}}))
     with pytest.raises(Exception, match=r"regions.broad: expected a multiplier of at least 1"):
         load_prices(str(path))
+
+
+def test_json_and_markdown_plans_carry_the_region_multiplier(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jsonschema
+
+    code, out, err = cli(capsys, "plan", "--format", "json")
+    assert code == 0, err
+    plan = json.loads(out)
+    schema = json.loads((Path(__file__).parent.parent / "docs/plan.schema.json").read_text())
+    jsonschema.validate(plan, schema)
+    (app,) = plan["cost"]["apps"]
+    assert app["region_multiplier"] == 1.5
+    assert app["hourly"] == pytest.approx(sum(p["hourly"] for p in app["pools"]))
+    code, out, err = cli(capsys, "plan", "--format", "markdown")
+    assert code == 0, err
+    assert "in eu-west, uk on aws (region price x1.5)" in out
