@@ -281,3 +281,50 @@ def test_json_and_markdown_plans_carry_the_region_multiplier(
     code, out, err = cli(capsys, "plan", "--format", "markdown")
     assert code == 0, err
     assert "in eu-west, uk on aws (region price x1.5)" in out
+
+
+GATEWAY = {
+    "kind": "gateway",
+    "name": "gw",
+    "models": [{"id": "org/alpha", "name": "alpha"}, {"id": "org/beta", "name": "beta"}],
+    "gpus": ["L4"],
+    "router": {"open": True},
+    "placement": {"region": "eu", "cloud": "oci"},
+    "scaling": {"concurrency": 32, "target_concurrency": 24},
+}
+
+
+def test_gateway_pins_its_pools_and_router_and_targets_the_pools(
+    modal_api: LocalModalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "gw.yaml").write_text(json.dumps(GATEWAY))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    code, out, err = cli(capsys, "plan")
+    assert code == 0, err
+    assert "in eu on oci (region price x1.5)" in out
+    code, _, err = cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    functions = sent(modal_api)
+    assert set(functions) == {"router", "Alpha.*", "Beta.*"}
+    for name, fn in functions.items():
+        assert list(fn.scheduler_placement.regions) == ["eu"], name  # type: ignore[attr-defined]
+        assert fn.cloud_provider_str == "oci", name  # type: ignore[attr-defined]
+    for name in ("Alpha.*", "Beta.*"):
+        pool = functions[name]
+        assert (pool.max_concurrent_inputs, pool.target_concurrent_inputs) == (32, 24)  # type: ignore[attr-defined]
+    assert functions["router"].target_concurrent_inputs == 0  # type: ignore[attr-defined]
+
+
+def test_gateway_target_concurrency_above_concurrency_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text(json.dumps({**GATEWAY, "scaling": {"target_concurrency": 4}}))
+    code, out, err = cli(capsys, "validate", str(path))
+    assert (code, out) == (1, "")
+    assert "scaling.target_concurrency: 4 is above concurrency" in err
