@@ -120,6 +120,24 @@ def runtime_notes(paths: Iterable[str], created: bool = False) -> list[str]:
     return notes
 
 
+ROUTING_REGION = "placement.routing_region"
+DEFAULT_ROUTING_REGION = "us-east"
+
+
+def routing_region_change(before: dict[str, Any], after: dict[str, Any]) -> str | None:
+    """Why a deployed app cannot take the new routing region, or None: Modal sets a
+    function's routing region at its first deploy only (region guide, "Current
+    restrictions")."""
+    old = before.get(ROUTING_REGION) or DEFAULT_ROUTING_REGION
+    new = after.get(ROUTING_REGION) or DEFAULT_ROUTING_REGION
+    if old == new:
+        return None
+    return (
+        f"placement.routing_region changes from {old} to {new}, but Modal fixes a "
+        "function's routing region at its first deploy"
+    )
+
+
 def placement_text(settings: dict[str, Any]) -> str:
     """``in eu-west on aws`` for a cost line, or nothing without a placement."""
     regions = settings.get("placement.region") or []

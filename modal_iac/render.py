@@ -143,6 +143,7 @@ def runtime_context(spec: Spec) -> dict[str, Any]:
     return {
         "regions": spec.placement.region,
         "cloud": spec.placement.cloud,
+        "routing_region": spec.placement.routing_region,
         "ephemeral_disk": spec.resources.ephemeral_disk,
         "retries": retries,
         "target_concurrency": spec.scaling.target_concurrency,

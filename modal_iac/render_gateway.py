@@ -55,6 +55,7 @@ def _runtime(spec: GatewaySpec) -> dict[str, Any]:
     return {
         "regions": spec.placement.region,
         "cloud": spec.placement.cloud,
+        "routing_region": spec.placement.routing_region,
         "ephemeral_disk": None,
         "retries": None,
         "target_concurrency": spec.scaling.target_concurrency,

@@ -638,6 +638,11 @@ class Placement(StrictModel):
     cloud: Literal["aws", "gcp", "oci", "auto"] | None = Field(
         None, description="Cloud provider: aws, gcp, oci or auto (Modal chooses)."
     )
+    routing_region: Literal["us-east", "us-west", "eu-west", "ap-south"] | None = Field(
+        None,
+        description="Region Modal routes inputs and outputs through (us-east unset). Fixed at "
+        "the first deploy: changing it needs a new app.",
+    )
 
     @field_validator("region")
     @classmethod

@@ -25,6 +25,7 @@ gpu: L4
 placement:
   region: [eu-west, uk]
   cloud: aws
+  routing_region: eu-west
 resources:
   memory: 16GiB
   ephemeral_disk: 500GiB
@@ -99,6 +100,7 @@ def test_apply_sends_placement_disk_retries_target_and_domains(
     for fn in (klass, server):
         assert list(fn.scheduler_placement.regions) == ["eu-west", "uk"]  # type: ignore[attr-defined]
         assert fn.cloud_provider_str == "aws"  # type: ignore[attr-defined]
+        assert fn.routing_region == "eu-west"  # type: ignore[attr-defined]
         assert fn.resources.ephemeral_disk_mb == 500 * 1024  # type: ignore[attr-defined]
         assert fn.resources.memory_mb == 16 * 1024  # type: ignore[attr-defined]
     policy = klass.retry_policy  # type: ignore[attr-defined]
@@ -138,7 +140,7 @@ def test_a_region_change_is_an_update_priced_at_the_new_multiplier(
     assert list(sent(modal_api)["Server.*"].scheduler_placement.regions) == ["eu-west"]  # type: ignore[attr-defined]
 
     # Unpinning takes the multiplier away; dropping the retries sends no retry policy.
-    text = PLACED.replace("placement:\n  region: [eu-west, uk]\n  cloud: aws\n", "")
+    text = PLACED.replace("  region: [eu-west, uk]\n  cloud: aws\n", "")
     text = text.split("retries:")[0] + "scaling:" + text.split("scaling:")[1]
     spec.write_text(text)
     code, out, err = cli(capsys, "plan")
@@ -328,3 +330,53 @@ def test_gateway_target_concurrency_above_concurrency_is_refused(
     code, out, err = cli(capsys, "validate", str(path))
     assert (code, out) == (1, "")
     assert "scaling.target_concurrency: 4 is above concurrency" in err
+
+
+def test_a_routing_region_change_blocks_the_plan_as_modal_refuses_it(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Modal takes a function's routing region at its first deploy only: the plan says so
+    (a blocker, exit 1 with --detailed-exitcode), apply refuses, and the local API refuses
+    such a redeploy like Modal."""
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    spec = project / "specs" / "placed.yaml"
+    spec.write_text(PLACED.replace("routing_region: eu-west", "routing_region: us-west"))
+    code, out, err = cli(capsys, "plan", "--detailed-exitcode")
+    assert code == 1, err
+    assert (
+        "placement.routing_region changes from eu-west to us-west, but Modal fixes a "
+        "function's routing region at its first deploy"
+    ) in out
+    before = len(modal_api.state.requests("AppPublish"))
+    code, out, err = cli(capsys, "apply", "--yes")
+    assert code == 1
+    assert len(modal_api.state.requests("AppPublish")) == before  # nothing deployed
+
+    # Dropping it goes back to Modal's default, us-east: a change too.
+    spec.write_text(PLACED.replace("  routing_region: eu-west\n", ""))
+    code, out, _ = cli(capsys, "plan")
+    assert "from eu-west to us-east" in out
+
+
+def test_the_local_api_refuses_a_redeploy_with_another_routing_region(
+    modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modal
+    import modal.runner
+    from helpers import import_file
+
+    from modal_iac.load import load_spec
+    from modal_iac.render import render
+
+    spec = tmp_path / "placed.yaml"
+    modal_api.state.add_secret("emb-key", ("VLLM_API_KEY",))
+    for attempt, region in enumerate(("eu-west", "ap-south")):
+        spec.write_text(PLACED.replace("routing_region: eu-west", f"routing_region: {region}"))
+        target = tmp_path / f"placed_{attempt}.py"
+        target.write_text(render(load_spec(spec)).source)
+        module = import_file(target, f"placed_{attempt}", monkeypatch)
+        if attempt == 0:
+            modal.runner.deploy_app(module.app, name="placed-embedding")
+            continue
+        with pytest.raises(modal.exception.Error, match="routing_region can only be set"):
+            modal.runner.deploy_app(module.app, name="placed-embedding")

@@ -948,6 +948,12 @@ CASES = [
         'did you mean "aws"?',
     ),
     Case(
+        "routing-region-a-container-region",
+        VALID + "placement:\n  routing_region: eu\n",
+        'spec.yaml:7:19: placement.routing_region: expected one of "us-east", "us-west", '
+        '"eu-west", "ap-south", got "eu"',
+    ),
+    Case(
         "placement-unknown-key",
         VALID + "placement:\n  zone: us\n",
         'spec.yaml:7:3: placement.zone: unknown key "zone"',
