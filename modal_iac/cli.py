@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .cost import Costing
     from .gateway import GatewaySpec
     from .load import LoadedSpec
+    from .spec import Spec
 
 REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
@@ -254,6 +255,7 @@ def _explain(item: LoadedSpec) -> str:
         )
         lines.append(f"{key.ljust(width)} = {_json(value)}{mark}")
     lines.append("")
+    lines += _explain_placement(spec)
     if spec.engine.name != "vllm":
         return "\n".join(lines) + "\n"
     lines.append(f"# vLLM engine arguments (the class): {_json(engine_kwargs(spec))}")
@@ -261,6 +263,30 @@ def _explain(item: LoadedSpec) -> str:
         argv = " ".join(serve_argv(spec, spec.surfaces.http.port))
         lines.append(f"# vllm serve {argv}")
     return "\n".join(lines) + "\n"
+
+
+def _explain_placement(spec: Spec) -> list[str]:
+    """What a region costs, and where custom domains must be set up first."""
+    from .cost import load_prices
+    from .placement import region_multiplier
+
+    lines = []
+    regions = spec.placement.region
+    if regions:
+        multiplier = region_multiplier(regions, load_prices().regions)
+        price = f"x{multiplier:g}" if multiplier is not None else "not in the price table"
+        lines.append(
+            f"# region {', '.join(regions)}: Modal multiplies GPU, CPU and memory rates "
+            f"({price}, https://modal.com/docs/guide/region-selection)"
+        )
+    http = spec.surfaces.http
+    domains = (http.custom_domains if http is not None else None) or []
+    for domain in domains:
+        lines.append(
+            f"# custom domain {domain}: add and verify it in the Modal workspace's settings "
+            "before deploying"
+        )
+    return lines
 
 
 def _explain_gateway(item: LoadedSpec, spec: GatewaySpec) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from .errors import ModaliacError
 from .fields import parse_memory
 from .files import joined, parse_json, read_text
+from .placement import billed_memory_mib, placement_text, region_multiplier
 from .plan import Change, Plan
 
 HOURS_PER_MONTH = 730
@@ -29,6 +30,7 @@ HOURS_PER_MONTH = 730
 _MODEL = re.compile(r'^models(?:\.([A-Za-z_][A-Za-z0-9_-]*)|\[("(?:[^"\\]|\\.)*")\])\.')
 SERVER_CLASS = "Server"  # the class of the generated HTTP server (templates/vllm_server.py.j2)
 HOST_ROWS = ("cpu_core", "memory_gib")
+REGION_ROWS = ("broad", "narrow")  # Modal's region multipliers (placement.py)
 PRICES_ENV = "MODALIAC_PRICES"
 MAX_PRICE_FILE_BYTES = 2**20
 
@@ -42,6 +44,7 @@ class Prices:
     date: str
     source: str
     host: dict[str, float] = field(default_factory=dict)
+    regions: dict[str, float] = field(default_factory=dict)  # broad / narrow -> multiplier
 
     def hourly(self, gpu_type: str) -> float | None:
         price = self.per_second.get(gpu_type)
@@ -65,6 +68,7 @@ def load_prices(path: str | None = None) -> Prices:
         override.date or prices.date,
         f"{user} over the bundled table of {prices.date}",
         {**prices.host, **override.host},
+        {**prices.regions, **override.regions},
     )
 
 
@@ -72,7 +76,8 @@ def _parse(document: Any, shown: str) -> Prices:
     """``{"date": ..., "prices": {"H100": {"per_second": x} | {"per_hour": x}}}``."""
     rows = document.get("prices", {}) if isinstance(document, dict) else None
     host = document.get("host", {}) if isinstance(document, dict) else None
-    if not isinstance(rows, dict) or not isinstance(host, dict) or not (rows or host):
+    regions = document.get("regions") if isinstance(document, dict) else None
+    if not isinstance(rows, dict) or not isinstance(host, dict) or not (rows or host or regions):
         raise ModaliacError(f'{shown}: expected {{"prices": {{"H100": {{"per_hour": 3.95}}}}}}')
     unknown = sorted(set(host) - set(HOST_ROWS))
     if unknown:
@@ -82,7 +87,27 @@ def _parse(document: Any, shown: str) -> Prices:
         str(document.get("date", "")),
         str(document.get("source", shown)),
         {name: _rate(row, f"{shown}: host.{name}") for name, row in host.items()},
+        _multipliers(document.get("regions", {}), shown),
     )
+
+
+def _multipliers(rows: Any, shown: str) -> dict[str, float]:
+    """``{"broad": {"multiplier": 1.5}, "narrow": {"multiplier": 1.75}}``."""
+    if not isinstance(rows, dict):
+        raise ModaliacError(f'{shown}: regions: expected {{"broad": {{"multiplier": 1.5}}}}')
+    found = {}
+    for name, row in rows.items():
+        if name == "source":
+            continue
+        if name not in REGION_ROWS:
+            raise ModaliacError(
+                f"{shown}: regions.{name}: expected one of {', '.join(REGION_ROWS)}"
+            )
+        value = row.get("multiplier") if isinstance(row, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 1:
+            raise ModaliacError(f"{shown}: regions.{name}: expected a multiplier of at least 1")
+        found[name] = float(value)
+    return found
 
 
 def _rate(row: Any, shown: str) -> float:
@@ -121,6 +146,8 @@ class AppCost:
     gpu: str
     pools: tuple[PoolCost, ...]
     reserved: str = ""  # "64 GiB, 4 cores": the host resources a container reserves
+    multiplier: float | None = 1.0  # Modal's region multiplier, already in every pool's rate
+    placement: str = ""  # " in eu-west on aws"
 
     @property
     def hourly(self) -> float | None:
@@ -161,13 +188,16 @@ def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
     name, _, count = gpu.partition(":")
     price = prices.hourly(name)
     host, reserved = _reserved(settings, prices)
-    hourly = None if price is None or host is None else price * int(count or 1) + host
+    multiplier = region_multiplier(settings.get("placement.region") or [], prices.regions)
+    hourly = None
+    if price is not None and host is not None and multiplier is not None:
+        hourly = (price * int(count or 1) + host) * multiplier
     floor = int(settings.get("scaling.min_containers") or 0)
     pools = tuple(
         PoolCost(pool, int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0), hourly)
         for pool in gpu_pools(settings)
     )
-    return AppCost(gpu, pools, reserved)
+    return AppCost(gpu, pools, reserved, multiplier, placement_text(settings))
 
 
 def gpu_pools(settings: dict[str, Any]) -> list[str]:
@@ -191,13 +221,21 @@ def gpu_pools(settings: dict[str, Any]) -> list[str]:
 def _reserved(settings: dict[str, Any], prices: Prices) -> tuple[float | None, str]:
     """USD per hour of the CPU and memory one container reserves, and how they read."""
     memory, cpu = settings.get("resources.memory"), settings.get("resources.cpu")
+    disk = settings.get("resources.ephemeral_disk")
+    billed = billed_memory_mib(
+        None if memory is None else parse_memory(memory),
+        None if disk is None else parse_memory(disk),
+    )
     hourly: float | None = 0.0
     shown = []
-    if memory is not None:
-        gib = parse_memory(memory) / 1024
+    if billed is not None:
+        gib = billed / 1024
         rate = prices.host.get("memory_gib")
         hourly = None if rate is None or hourly is None else hourly + gib * rate * 3600
-        shown.append(f"{gib:g} GiB")
+        raised = memory is None or billed > parse_memory(memory)
+        shown.append(f"{gib:g} GiB" + (" (1/20 of the disk)" if raised else ""))
+    if disk is not None:
+        shown.append(f"{parse_memory(disk) / 1024:g} GiB disk")
     if cpu is not None:
         rate = prices.host.get("cpu_core")
         hourly = None if rate is None or hourly is None else hourly + float(cpu) * rate * 3600
@@ -305,6 +343,17 @@ def usage_text(cost: AppCost | None, active_hours_per_day: float | None) -> str:
     return f"; at {active_hours_per_day:g} h/day about {money(month)}/month"
 
 
+def region_note(cost: AppCost) -> str:
+    """`` in eu-west on aws (region price x1.75)``, or nothing for an unpinned app."""
+    if not cost.placement:
+        return ""
+    if cost.multiplier is None:
+        return f"{cost.placement} (region multiplier not in the price table)"
+    if cost.multiplier == 1:
+        return cost.placement
+    return f"{cost.placement} (region price x{cost.multiplier:g})"
+
+
 def describe(cost: AppCost | None) -> str:
     """``A100-40GB: $2.10 per running hour, idle floor $0.00/month (min_containers 0)``, with
     the pools named and priced when there are several."""
@@ -312,7 +361,8 @@ def describe(cost: AppCost | None) -> str:
         return "no GPU"
     reserved = f" + {cost.reserved} reserved" if cost.reserved else ""
     floors = {pool.min_containers for pool in cost.pools}
-    text = f"{cost.gpu}{reserved}: {money(cost.hourly)} per running hour, idle floor "
+    text = f"{cost.gpu}{reserved}{region_note(cost)}: {money(cost.hourly)} per running hour, "
+    text += "idle floor "
     text += f"{money(cost.idle_month)}/month"
     if len(cost.pools) <= 1:
         return text + f" (min_containers {next(iter(floors), 0)})"

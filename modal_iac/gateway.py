@@ -40,6 +40,7 @@ from .spec import (
     Gpu,
     GpuChoice,
     Image,
+    Placement,
     Policy,
     Scaling,
     StrictModel,
@@ -185,6 +186,11 @@ class GatewaySpec(StrictModel):
     )
     router: Router = Field(default_factory=Router)
     scaling: Scaling = Field(default_factory=Scaling)
+    placement: Placement = Field(
+        default_factory=Placement,
+        description="Where the model containers and the router run (Modal's region= and "
+        "cloud=); a region multiplies the price.",
+    )
     image: Image = Field(default_factory=Image)
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."

@@ -18,6 +18,7 @@ from .address import Address
 from .gateway import GatewaySpec, app_settings
 from .load import LoadedSpec
 from .observed import Observed, Override
+from .placement import routing_region_change, runtime_notes
 from .policy import endpoint_warnings
 from .render import HEADER_LINES, Rendered
 from .settings import settings
@@ -319,10 +320,14 @@ def _compare(
                 f"stops {before.renamed_from}"
             )
             action = "update" if action == "no-op" else action
+    changed = [f.path for f in fields if f.before is not None or f.after is not None]
+    notes.extend(runtime_notes(changed, created=before is None))
     drift: list[Notice] = []
     blockers: list[Notice] = []
     if seen is not None:
         action = _observe(item.address, after, before, seen, action, notes, drift, blockers)
+    if before is not None and not before.renamed_from:
+        blockers.extend(_fixed_settings(item.address, before, after))
     resets = _resets(item.address, after, before, seen, drift)
     if resets:
         fields = (*fields, *resets)
@@ -359,6 +364,18 @@ def _compare(
         active_hours_per_day=item.active_hours_per_day,
         renamed_from=before.renamed_from if before else None,
     )
+
+
+def _fixed_settings(address: str, before: AppRecord, after: AppRecord) -> list[Notice]:
+    """Settings Modal takes at an app's first deploy only: changing them needs a new app."""
+    fixed = routing_region_change(before.settings, after.settings)
+    if fixed is None:
+        return []
+    fix = (
+        "keep the recorded routing region, or give the app a new name (`modaliac state mv "
+        "OLD NEW` and app: NEW in the spec: apply deploys NEW, then stops OLD)"
+    )
+    return [Notice("routing-region-fixed", address, fixed, fix)]
 
 
 def _runs_this_file(before: AppRecord | None, after: AppRecord, seen: Observed | None) -> bool:

@@ -8,7 +8,16 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .address import Project
-from .cost import AppCost, Costing, CostLine, describe, load_prices, money, usage_text
+from .cost import (
+    AppCost,
+    Costing,
+    CostLine,
+    describe,
+    load_prices,
+    money,
+    region_note,
+    usage_text,
+)
 from .plan import Change, Notice, Plan
 from .tokens import hidden, token_kind
 
@@ -211,6 +220,7 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
             {
                 "address": line.address,
                 "gpu": _gpu(line.after or line.before),
+                "region_multiplier": (line.after or line.before or _NO_COST).multiplier,
                 "hourly": _cents(line.after.hourly) if line.after else None,
                 "idle_month": _cents(line.after.idle_month) if line.after else None,
                 "hourly_delta": _cents(line.hourly_delta),
@@ -368,7 +378,9 @@ def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
         gpu = (
             "-"
             if cost is None
-            else _md(cost.gpu + (f" + {cost.reserved}" if cost.reserved else ""))
+            else _md(
+                cost.gpu + (f" + {cost.reserved}" if cost.reserved else "") + region_note(cost)
+            )
         )
         hourly = money(line.after.hourly) if line.after else "-"
         if line.after and line.before and round(line.hourly_delta or 0, 2) != 0:

@@ -121,8 +121,33 @@ def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
         "memory": spec.resources.memory,
         "cpu": spec.resources.cpu,
         **scaling_context(spec.scaling, spec.image),
+        **runtime_context(spec),
         "image_env": image_env(spec),
         "downloader": downloader,
+    }
+
+
+def runtime_context(spec: Spec) -> dict[str, Any]:
+    """Placement, scratch disk, retries, the autoscaler's target and custom domains: each
+    None when the spec leaves it to Modal, so the generated file names only what is set
+    (templates/_runtime_settings.py.j2 and _runtime_args.py.j2)."""
+    retries = None
+    if spec.retries is not None:  # modal.Retries' keyword arguments, delays in seconds
+        retries = {
+            "max_retries": spec.retries.max_retries,
+            "backoff_coefficient": spec.retries.backoff_coefficient,
+            "initial_delay": float(spec.retries.initial_delay),
+            "max_delay": float(spec.retries.max_delay),
+        }
+    http = spec.surfaces.http
+    return {
+        "regions": spec.placement.region,
+        "cloud": spec.placement.cloud,
+        "routing_region": spec.placement.routing_region,
+        "ephemeral_disk": spec.resources.ephemeral_disk,
+        "retries": retries,
+        "target_concurrency": spec.scaling.target_concurrency,
+        "custom_domains": http.custom_domains if http is not None else None,
     }
 
 

@@ -41,7 +41,23 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         "upstream_timeout": spec.router.upstream_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
         **scaling_context(spec.scaling, spec.image),
+        **_runtime(spec),
         "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
         "image_env": dict(sorted(env.items())),
         "relay": True,  # the router relays the models' answers (templates/_http_guard.py.j2)
+    }
+
+
+def _runtime(spec: GatewaySpec) -> dict[str, Any]:
+    """The runtime settings a gateway takes (templates/_runtime_*.py.j2): placement for the
+    model pools and the router, the autoscaler's target for the pools. The router has no
+    custom domains yet, and nothing of a gateway is retried."""
+    return {
+        "regions": spec.placement.region,
+        "cloud": spec.placement.cloud,
+        "routing_region": spec.placement.routing_region,
+        "ephemeral_disk": None,
+        "retries": None,
+        "target_concurrency": spec.scaling.target_concurrency,
+        "custom_domains": None,
     }

@@ -54,6 +54,16 @@ from .fields import (
     TokenCount,
     shown_duration,
 )
+from .placement import (
+    BROAD_REGIONS,
+    MAX_EPHEMERAL_DISK_MIB,
+    MAX_RETRIES,
+    NARROW_REGIONS,
+    RETRY_BACKOFF_RANGE,
+    RETRY_DELAY_RANGE,
+    RETRY_MAX_DELAY_RANGE,
+    region_kind,
+)
 from .reserved import clash
 from .tokens import shown
 
@@ -346,6 +356,14 @@ class Scaling(StrictModel):
         1200, description="Longest model loading (and snapshot capture) may take."
     )
     concurrency: int = Field(1, ge=1, le=1000, description="Inputs one container takes at once.")
+    target_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Inputs per container the autoscaler aims for (Modal's "
+        "@modal.concurrent target_inputs): it adds containers above this, below the hard "
+        "limit concurrency. Unset: concurrency.",
+    )
 
     @field_validator("scaledown_window")
     @classmethod
@@ -373,6 +391,16 @@ class Scaling(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _target_within_limit(self) -> Scaling:
+        if self.target_concurrency is not None and self.target_concurrency > self.concurrency:
+            raise Problem(
+                f"{self.target_concurrency} is above concurrency ({self.concurrency}), the "
+                "most inputs a container takes; lower it or raise concurrency",
+                "target_concurrency",
+            )
+        return self
+
 
 def _check_identifier(value: Any) -> Any:
     """A class or downloader name must not break or rebind a name of the generated file."""
@@ -391,6 +419,27 @@ class ClassSurface(StrictModel):
         Field(pattern=r"^[A-Z][A-Za-z0-9_]*[a-z][A-Za-z0-9_]*$", max_length=64),
         BeforeValidator(_check_identifier),
     ] = "Model"
+
+
+# A fully qualified domain name: lower-case labels of letters, digits and inner hyphens, a
+# top-level label of letters, 253 characters at most.
+DOMAIN_NAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _check_domain(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # the str type says what is wrong
+    if DOMAIN_NAME.match(value):
+        if value == "modal.run" or value.endswith(".modal.run"):
+            raise ValueError("modal.run is Modal's own domain; name a domain of yours")
+        return value
+    if DOMAIN_NAME.match(value.lower()):
+        raise ValueError(f"write the domain name in lower case: {shown(value.lower())}")
+    if "://" in value or "/" in value:
+        raise ValueError(
+            f"{shown(value)} is not a domain name; give the host only, like api.example.com"
+        )
+    raise ValueError(f"{shown(value)} is not a domain name like api.example.com")
 
 
 class HttpSurface(StrictModel):
@@ -423,6 +472,21 @@ class HttpSurface(StrictModel):
         le=65535,
         description="vLLM's port on 127.0.0.1 inside the container (the proxy is public).",
     )
+    custom_domains: list[Annotated[str, BeforeValidator(_check_domain)]] | None = Field(
+        None,
+        description="Domain names the endpoint is also served on (Modal's custom_domains of "
+        "@modal.asgi_app), e.g. api.example.com; each must be added and verified in the "
+        "Modal workspace's settings first.",
+        json_schema_extra={"items": {"type": "string", "pattern": DOMAIN_NAME.pattern}},
+    )
+
+    @field_validator("custom_domains")
+    @classmethod
+    def _unique_domains(cls, value: list[str] | None) -> list[str] | None:
+        for index, name in enumerate(value or []):
+            if name in (value or [])[:index]:
+                raise Problem(f"{shown(name)} is listed twice", index)
+        return value or None  # an empty list is no custom domain
 
 
 def endpoint_key_problems(
@@ -512,6 +576,19 @@ class Resources(StrictModel):
         None, description='Host memory to reserve, e.g. "64GiB" (Modal\'s memory=, in MiB).'
     )
     cpu: float | None = Field(None, ge=0.125, description="CPU cores to reserve (Modal's cpu=).")
+    ephemeral_disk: MemorySize | None = Field(
+        None,
+        description='Scratch disk each container gets, e.g. "100GiB" (Modal\'s ephemeral_disk=, '
+        "in MiB, at most 3TiB); billed as at least 1/20 of it in memory.",
+    )
+
+    @field_validator("ephemeral_disk")
+    @classmethod
+    def _disk_in_range(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_EPHEMERAL_DISK_MIB:
+            size = f"{value // 1024**2}TiB" if value and value % 1024**2 == 0 else f"{value} MiB"
+            raise ValueError(f"Modal's ephemeral disk is from 1MiB to 3TiB, got {size}")
+        return value
 
     @field_validator("memory")
     @classmethod
@@ -521,6 +598,117 @@ class Resources(StrictModel):
                 f"Modal's smallest memory request is {MODAL_MIN_MEMORY_MIB} MiB, got {value}"
             )
         return value
+
+
+def _check_region(value: Any) -> Any:
+    if not isinstance(value, str) or region_kind(value):
+        return value
+    known = (*BROAD_REGIONS, *NARROW_REGIONS)
+    close = difflib.get_close_matches(value.lower(), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    broad = ", ".join(BROAD_REGIONS)
+    raise ValueError(
+        f"{shown(value)} is not a Modal region; {hint}use a broad region ({broad}) or a "
+        "narrow one (us-east, eu-west, ap-south, ...)"
+    )
+
+
+def _regions_shorthand(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if value is not None and not isinstance(value, list):
+        raise ValueError('expected a region like "eu", or a list of regions')
+    return value
+
+
+class Placement(StrictModel):
+    """Where containers run (Modal's region= and cloud=). A region costs more: Modal
+    multiplies every rate of a pinned function (1.5x broad, 1.75x narrow), so pin only
+    for data residency or latency."""
+
+    region: Annotated[
+        list[Annotated[str, BeforeValidator(_check_region)]] | None,
+        BeforeValidator(_regions_shorthand),
+        AlsoAccepts({"type": "string"}),
+    ] = Field(
+        None,
+        description="Modal region or regions the containers may run in: us, eu, ap, uk, "
+        "ca, me, sa, af, mx, or narrower ones like us-east, eu-west, ap-south, jp.",
+    )
+    cloud: Literal["aws", "gcp", "oci", "auto"] | None = Field(
+        None, description="Cloud provider: aws, gcp, oci or auto (Modal chooses)."
+    )
+    routing_region: Literal["us-east", "us-west", "eu-west", "ap-south"] | None = Field(
+        None,
+        description="Region Modal routes inputs and outputs through (us-east unset). Fixed at "
+        "the first deploy: changing it needs a new app.",
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _regions_sane(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("name at least one region, or leave region out")
+        for index, code in enumerate(value):
+            if code in value[:index]:
+                raise Problem(f"{shown(code)} is listed twice", index)
+        return value
+
+
+def _retries_shorthand(value: Any) -> Any:
+    """``retries: 3`` is Modal's ``retries=3``: a fixed one-second delay between attempts."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"max_retries": value, "backoff_coefficient": 1.0, "initial_delay": 1}
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("expected a retry count like 3, or a mapping with max_retries")
+    return value
+
+
+class Retries(StrictModel):
+    """How Modal retries a failed call of the Python class (modal.Retries)."""
+
+    max_retries: int = Field(
+        ge=0, le=MAX_RETRIES, description="Attempts after the first failure (0 to 10)."
+    )
+    backoff_coefficient: float = Field(
+        2.0,
+        ge=RETRY_BACKOFF_RANGE[0],
+        le=RETRY_BACKOFF_RANGE[1],
+        description="Delay multiplier per attempt: 1 is a fixed delay, up to 10.",
+    )
+    initial_delay: Duration = Field(1, description="Wait before the first retry (0s to 60s).")
+    max_delay: Duration = Field(60, description="Longest wait between retries (1s to 60s).")
+
+    @field_validator("backoff_coefficient", mode="before")
+    @classmethod
+    def _whole_coefficient(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("initial_delay")
+    @classmethod
+    def _initial_in_range(cls, value: int) -> int:
+        low, high = RETRY_DELAY_RANGE
+        if not low <= value <= high:
+            raise ValueError(f"Modal waits from 0s to 60s before a retry, got {value}s")
+        return value
+
+    @field_validator("max_delay")
+    @classmethod
+    def _max_in_range(cls, value: int) -> int:
+        low, high = RETRY_MAX_DELAY_RANGE
+        if not low <= value <= high:
+            raise ValueError(f"Modal caps the delay between retries at 1s to 60s, got {value}s")
+        return value
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> Retries:
+        if self.initial_delay > self.max_delay:
+            raise Problem(
+                f"{self.initial_delay}s is above max_delay ({self.max_delay}s)", "initial_delay"
+            )
+        return self
 
 
 class Usage(StrictModel):
@@ -582,6 +770,17 @@ class Spec(StrictModel):
         "none", description="Cold-start strategy: none, memory (CPU), gpu, sleep (vLLM)."
     )
     resources: Resources = Field(default_factory=Resources)
+    placement: Placement = Field(default_factory=Placement)
+    retries: Annotated[
+        Retries | None,
+        BeforeValidator(_retries_shorthand),
+        AlsoAccepts({"type": "integer", "minimum": 0, "maximum": MAX_RETRIES}),
+    ] = Field(
+        None,
+        description="Retries of a failed call of the Python class: a count (Modal's "
+        "retries=N, one second apart) or max_retries, backoff_coefficient, initial_delay, "
+        "max_delay. HTTP requests are never retried.",
+    )
     volumes: dict[MountPath, ObjectName] = Field(
         default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
         description="Mount path -> Modal volume name.",
@@ -672,6 +871,7 @@ class Spec(StrictModel):
                 )
             )
         found.extend(self._engine_problems())
+        found.extend(self._runtime_problems())
         http = self.surfaces.http
         if http is None and self.scaling.concurrency != 1:
             found.append(
@@ -689,6 +889,26 @@ class Spec(StrictModel):
                     ("surfaces", "http", "api_key_secret"),
                     f"{shown(http.api_key_secret)} is also under secrets; the API key secret is "
                     "attached to the HTTP server only, so remove it from secrets",
+                )
+            )
+        return found
+
+    def _runtime_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Runtime settings that need a surface this spec lacks."""
+        found: list[tuple[tuple[str, ...], str]] = []
+        if self.retries is not None and self.surfaces.class_ is None:
+            found.append(
+                (
+                    ("retries",),
+                    "applies to calls of the Python class, which this spec does not have "
+                    "(surfaces.class: false); Modal never retries HTTP requests",
+                )
+            )
+        if self.surfaces.http is None and self.scaling.target_concurrency is not None:
+            found.append(
+                (
+                    ("scaling", "target_concurrency"),
+                    "applies to the HTTP server, which this spec does not have",
                 )
             )
         return found

@@ -119,6 +119,16 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "volumes": {},
         "surfaces": {"downloader": False},
     },
+    "embed-placed-retried-with-domains": {
+        "app": "synthetic-embed-placed",
+        "model": _MODEL_EMBED,
+        "gpu": "L4",
+        "placement": {"region": ["eu-west", "uk"], "cloud": "aws"},
+        "resources": {"ephemeral_disk": "200GiB"},
+        "retries": {"max_retries": 3, "initial_delay": "5s"},
+        "scaling": {"concurrency": 8, "target_concurrency": 6},
+        "surfaces": {"http": {"api_key_secret": "embed-key", "custom_domains": ["e.example.com"]}},
+    },
 }
 
 

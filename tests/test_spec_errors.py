@@ -895,6 +895,209 @@ CASES = [
         VALID + "resources:\n  cpu: 0.1\n",
         "spec.yaml:7:8: resources.cpu: must be at least 0.125, got 0.1",
     ),
+    # -- placement and runtime settings ---------------------------------------------------
+    *(
+        Case(f"region-{name}", VALID + f"placement:\n  region: {text}\n", f"spec.yaml:7:11: {msg}")
+        for name, text, msg in [
+            (
+                "unknown",
+                "mars",
+                "placement.region: 'mars' is not a Modal region; use a broad region (us, eu, "
+                "ap, uk, ca, me, sa, af, mx) or a narrow one (us-east, eu-west, ap-south, ...)",
+            ),
+            (
+                "misspelt",
+                "us-wets",
+                "placement.region: 'us-wets' is not a Modal region; did you mean 'us-west'? use "
+                "a broad region (us, eu, ap, uk, ca, me, sa, af, mx) or a narrow one (us-east, "
+                "eu-west, ap-south, ...)",
+            ),
+            (
+                "upper-case",
+                "US",
+                "placement.region: 'US' is not a Modal region; did you mean 'us'? use a broad "
+                "region (us, eu, ap, uk, ca, me, sa, af, mx) or a narrow one (us-east, eu-west, "
+                "ap-south, ...)",
+            ),
+            (
+                "a-number",
+                "5",
+                'placement.region: expected a region like "eu", or a list of regions',
+            ),
+        ]
+    ),
+    Case(
+        "region-listed-twice",
+        VALID + "placement:\n  region: [us, us]\n",
+        "spec.yaml:7:16: placement.region[1]: 'us' is listed twice",
+    ),
+    Case(
+        "region-empty-list",
+        VALID + "placement:\n  region: []\n",
+        "spec.yaml:7:3: placement.region: name at least one region, or leave region out",
+    ),
+    Case(
+        "cloud-unknown",
+        VALID + "placement:\n  cloud: azure\n",
+        'spec.yaml:7:10: placement.cloud: expected one of "aws", "gcp", "oci", "auto", got "azure"',
+    ),
+    Case(
+        "cloud-upper-case",
+        VALID + "placement:\n  cloud: AWS\n",
+        'spec.yaml:7:10: placement.cloud: expected one of "aws", "gcp", "oci", "auto", got "AWS"; '
+        'did you mean "aws"?',
+    ),
+    Case(
+        "routing-region-a-container-region",
+        VALID + "placement:\n  routing_region: eu\n",
+        'spec.yaml:7:19: placement.routing_region: expected one of "us-east", "us-west", '
+        '"eu-west", "ap-south", got "eu"',
+    ),
+    Case(
+        "placement-unknown-key",
+        VALID + "placement:\n  zone: us\n",
+        'spec.yaml:7:3: placement.zone: unknown key "zone"',
+    ),
+    *(
+        Case(
+            f"ephemeral-disk-{name}",
+            VALID + f"resources:\n  ephemeral_disk: {text}\n",
+            f"spec.yaml:7:19: resources.ephemeral_disk: {msg}",
+        )
+        for name, text, msg in [
+            ("above-3-tib", "4TiB", "Modal's ephemeral disk is from 1MiB to 3TiB, got 4TiB"),
+            ("zero", "0", "Modal's ephemeral disk is from 1MiB to 3TiB, got 0 MiB"),
+            (
+                "not-a-size",
+                "lots",
+                'expected a memory size like "64GiB" or "512MiB" (or MiB as a number)',
+            ),
+        ]
+    ),
+    *(
+        Case(f"retries-{name}", VALID + f"retries: {text}\n", f"spec.yaml:6:10: retries: {msg}")
+        for name, text, msg in [
+            ("negative", "-1", "must be at least 0, got -1"),
+            ("above-modal-maximum", "11", "must be at most 10, got 11"),
+            ("a-boolean", "true", "expected a retry count like 3, or a mapping with max_retries"),
+            ("quoted", '"3"', "expected a retry count like 3, or a mapping with max_retries"),
+        ]
+    ),
+    *(
+        Case(
+            f"retries-{name}",
+            VALID + f"retries:\n  max_retries: 3\n  {text}\n",
+            f"spec.yaml:8:{column}: retries.{msg}",
+        )
+        for name, text, column, msg in [
+            (
+                "backoff-above-10",
+                "backoff_coefficient: 20",
+                24,
+                "backoff_coefficient: must be at most 10.0, got 20.0",
+            ),
+            (
+                "initial-delay-above-a-minute",
+                "initial_delay: 2m",
+                18,
+                "initial_delay: Modal waits from 0s to 60s before a retry, got 120s",
+            ),
+            (
+                "max-delay-zero",
+                "max_delay: 0s",
+                14,
+                "max_delay: Modal caps the delay between retries at 1s to 60s, got 0s",
+            ),
+            (
+                "initial-above-max-delay",
+                "initial_delay: 50s\n  max_delay: 10s",
+                18,
+                "initial_delay: 50s is above max_delay (10s)",
+            ),
+        ]
+    ),
+    Case(
+        "retries-without-max-retries",
+        VALID + "retries:\n  backoff_coefficient: 2\n",
+        'spec.yaml:6:1: retries: missing required key "max_retries"',
+    ),
+    Case(
+        "retries-without-the-python-class",
+        VALID + "retries: 2\nsurfaces:\n  class: false\n  http:\n    open: true\n",
+        "spec.yaml:6:10: retries: applies to calls of the Python class, which this spec does not "
+        "have (surfaces.class: false); Modal never retries HTTP requests",
+    ),
+    Case(
+        "target-concurrency-above-concurrency",
+        VALID + "scaling:\n  concurrency: 4\n  target_concurrency: 8\n",
+        "spec.yaml:8:23: scaling.target_concurrency: 8 is above concurrency (4), the most inputs "
+        "a container takes; lower it or raise concurrency",
+    ),
+    Case(
+        "target-concurrency-zero",
+        VALID + "scaling:\n  concurrency: 4\n  target_concurrency: 0\n",
+        "spec.yaml:8:23: scaling.target_concurrency: must be at least 1, got 0",
+    ),
+    Case(
+        "target-concurrency-without-http",
+        VALID + "scaling:\n  target_concurrency: 1\n",
+        "spec.yaml:7:23: scaling.target_concurrency: applies to the HTTP server, which this spec "
+        "does not have",
+    ),
+    *(
+        Case(
+            f"custom-domain-{name}",
+            VALID + f"surfaces:\n  http:\n    open: true\n    custom_domains: {text}\n",
+            f"spec.yaml:9:{column}: surfaces.http.custom_domains{msg}",
+        )
+        for name, text, column, msg in [
+            (
+                "a-url",
+                "[https://api.example.com]",
+                22,
+                "[0]: 'https://api.example.com' is not a domain name; give the host only, like "
+                "api.example.com",
+            ),
+            (
+                "upper-case",
+                "[API.example.com]",
+                22,
+                "[0]: write the domain name in lower case: 'api.example.com'",
+            ),
+            (
+                "one-label",
+                "[localhost]",
+                22,
+                "[0]: 'localhost' is not a domain name like api.example.com",
+            ),
+            (
+                "leading-hyphen",
+                "[-bad.example.com]",
+                22,
+                "[0]: '-bad.example.com' is not a domain name like api.example.com",
+            ),
+            (
+                "modal-run",
+                "[a.modal.run]",
+                22,
+                "[0]: modal.run is Modal's own domain; name a domain of yours",
+            ),
+            (
+                "listed-twice",
+                "[a.example.com, a.example.com]",
+                37,
+                "[1]: 'a.example.com' is listed twice",
+            ),
+            (
+                "not-a-list",
+                "api.example.com",
+                21,
+                ': expected a list, got "api.example.com"; write [api.example.com] for a list '
+                "of one",
+            ),
+            ("a-number", "[7]", 22, '[0]: expected text, got 7; put it in quotes: "7"'),
+        ]
+    ),
     Case(
         "engine-arg-managed-elsewhere",
         VALID + "engine:\n  args:\n    enable_prefix_caching: true\n    max_model_len: 4096\n",
@@ -1018,6 +1221,21 @@ ACCEPTED = [
     ),
     Accepted("downloader-timeout-of-a-day", VALID + "surfaces:\n  downloader:\n    timeout: 24h\n"),
     Accepted("memory-of-1024-tib", VALID + "resources:\n  memory: 1024TiB\n"),
+    Accepted("ephemeral-disk-of-3-tib", VALID + "resources:\n  ephemeral_disk: 3TiB\n"),
+    *(
+        Accepted(f"region-{code}", VALID + f"placement:\n  region: {code}\n  cloud: oci\n")
+        for code in ("us", "ap-melbourne", "jp", "us-east-1", "us-east4", "us-ashburn-1")
+    ),
+    Accepted("retries-zero", VALID + "retries: 0\n"),
+    Accepted(
+        "retries-at-modal-bounds",
+        VALID + "retries:\n  max_retries: 10\n  backoff_coefficient: 10\n  initial_delay: 0s\n"
+        "  max_delay: 1m\n",
+    ),
+    Accepted(
+        "custom-domain-deep-with-digits-and-hyphens",
+        VALID + "surfaces:\n  http:\n    open: true\n    custom_domains: [a-1.b2.example.co.uk]\n",
+    ),
     Accepted("gpu-count-with-a-leading-zero", edit("gpu: L4", "gpu: 'L4:02'")),
     *(Accepted(f"secret-name-{name}", VALID + f"secrets: [{name}]\n") for name in SECRET_NAMES),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import empty_pb2, json_format  # type: ignore[import-untyped]
 from grpclib.const import Status
@@ -55,6 +56,26 @@ def definition_id(data: api_pb2.FunctionData) -> str:
         for object_id in dependencies:
             fn.object_dependencies.add(object_id=object_id)
     return content_id("de", proto_bytes(normal))
+
+
+def _same_routing_region(deployed: api_pb2.FunctionData, new: api_pb2.FunctionData) -> None:
+    """Modal sets a function's routing region at its first deploy only (its region guide,
+    "Current restrictions"); a redeploy that changes it is refused."""
+    old_region, new_region = deployed.routing_region or "us-east", new.routing_region or "us-east"
+    if old_region != new_region:
+        fail(
+            Status.FAILED_PRECONDITION,
+            f"routing_region can only be set during the initial deployment of a Function "
+            f"({deployed.function_name}: {old_region}, not {new_region})",
+        )
+
+
+def _custom_domain_info(info: Any, webhook: api_pb2.WebhookConfig) -> None:
+    """Modal answers a web endpoint's custom domains with their URLs (it serves them once
+    the workspace has verified the domain; this server takes every domain as verified)."""
+    del info[:]
+    for domain in webhook.custom_domains:
+        info.add(url=f"https://{domain.name}")
 
 
 class Handlers(StorageHandlers):
@@ -446,6 +467,8 @@ class Handlers(StorageHandlers):
         tag = data.function_name
         function_id = req.existing_function_id or new_id("fu")
         record = self.s.functions.get(function_id)
+        if record is not None and record.data is not None:
+            _same_routing_region(record.data, data)
         if record is None:
             precreate = api_pb2.FunctionPrecreateRequest(app_id=app.app_id, function_name=tag)
             record = self.s.functions[function_id] = FunctionRecord(
@@ -457,6 +480,8 @@ class Handlers(StorageHandlers):
             definition.web_url = self._web_url(
                 app, f"{class_name}-{method}", definition.webhook_config
             )
+            _custom_domain_info(definition.custom_domain_info, definition.webhook_config)
+        _custom_domain_info(data.custom_domain_info, data.webhook_config)
         record.create, record.data = req, data
         record.definition_id = definition_id(data)
         metadata = self._handle_metadata(record)
