@@ -988,10 +988,15 @@ class Accepted(NamedTuple):
 
 # Specs close to the refusals above that must load: the refusals are no wider than they say.
 ACCEPTED = [
-    Accepted("sixty-four-levels", VALID + "engine:\n  args:\n    x: " + nested(61) + "\n"),
+    Accepted(
+        "sixty-four-levels",
+        VALID + "engine:\n  args:\n    compilation_config: " + nested(61) + "\n",
+    ),
     Accepted(
         "multi-line-chat-template",  # engine.args reach vLLM as values, line breaks and all
-        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}\\n{{ tools }}"\n',
+        VALID
+        + 'engine:\n  args:\n    chat_template: "{{ messages }}\\n{{ tools }}"\n'
+        + "surfaces:\n  class: false\n  http:\n    open: true\n",
     ),
     *(
         Accepted(f"image-base-{name}", VALID + f'image:\n  base: "{base}"\n')
@@ -1098,10 +1103,14 @@ def test_fmt_refuses_what_the_loader_refuses(
 def test_sixty_four_levels_load_on_either_path(
     path: str, capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The 1 inside 61 lists under engine.args.x is at level 64: the limit, not past it."""
+    """The 1 inside 61 lists under engine.args.compilation_config is at level 64: the limit,
+    not past it."""
     pinned = edit("  task: embed", f"  revision: {'0a' * 20}\n  task: embed")
     anchor = "&x " if path == "positioned" else ""
-    write(workdir / "spec.yaml", pinned + f"engine:\n  args:\n    x: {anchor}{nested(61)}\n")
+    write(
+        workdir / "spec.yaml",
+        pinned + f"engine:\n  args:\n    compilation_config: {anchor}{nested(61)}\n",
+    )
     if path == "fast":
         monkeypatch.setattr("modal_iac.load.round_trip", None)  # calling it would fail
     code, out, err = run(capsys, "validate", "spec.yaml")
