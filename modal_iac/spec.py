@@ -210,7 +210,8 @@ class Engine(StrictModel):
     )
     args: dict[str, ExtraArg] = Field(
         default_factory=dict,
-        description="Further engine arguments by their Python name (enable_prefix_caching: true).",
+        description="Further vLLM arguments by their Python name (enable_prefix_caching: "
+        "true), checked against vLLM's own table; serve-only ones reach vllm serve only.",
     )
 
     @field_validator("args")

@@ -56,6 +56,12 @@ HTTP_SERVER_ONLY = frozenset(
         "uvicorn_log_level",
     }
 )
+# ``vllm serve`` options the table leaves out (scripts/vllm_arg_table.py SKIPPED): not settings.
+NOT_ENGINE_ARGS = {
+    "config": "vllm serve --config reads further arguments from a file; write each one "
+    "under engine.args instead",
+    "help": "vllm serve --help prints help and exits; it is not an engine argument",
+}
 _ONE_WORD = "a process argument cannot carry it"
 _TYPE_WORDS = {
     "int": "a whole number",
@@ -131,6 +137,8 @@ def close_name(name: str) -> str | None:
 
 def unknown_name(name: str, managed: Mapping[str, str]) -> str:
     """The message for a name that is no ``vllm serve`` option."""
+    if name in NOT_ENGINE_ARGS:
+        return NOT_ENGINE_ARGS[name]
     found = f"not a vLLM {table().vllm} engine argument"
     close = close_name(name)
     if close is None:
@@ -254,12 +262,17 @@ def surface_problems(
     for name in sorted(serve_only):
         at = ("engine", "args", name)
         if class_on and name not in HTTP_SERVER_ONLY:
+            why = (
+                "would answer differently from the HTTP server"
+                if http_on
+                else "is the only surface that would serve it"
+            )
             found.append(
                 (
                     at,
-                    f"{name} is a `vllm serve` option, not an EngineArgs field; the Python "
-                    "class (surfaces.class) cannot use it and would answer differently from "
-                    "the HTTP server: turn surfaces.class off or drop it",
+                    f"{name} is a `vllm serve` option, not an EngineArgs field: the Python "
+                    f"class (surfaces.class) cannot use it and {why}; turn surfaces.class off "
+                    "or drop it",
                 )
             )
         elif not http_on:

@@ -144,6 +144,24 @@ def text(table: dict[str, Any]) -> str:
     return json.dumps(table, indent=1, sort_keys=True) + "\n"
 
 
+def differences(current: str, wanted: str) -> str:
+    """What a stale file gets wrong, in a few words."""
+    try:
+        old = json.loads(current)
+    except ValueError:
+        return "unreadable or missing"
+    new = json.loads(wanted)
+    found = [f"written for vLLM {old.get('vllm')}"] if old.get("vllm") != new["vllm"] else []
+    args, old_args = new["args"], old.get("args", {})
+    changed = sorted(n for n in args.keys() | old_args.keys() if args.get(n) != old_args.get(n))
+    if changed:
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        found.append(f"arguments that differ: {shown}")
+    return "; ".join(found) or "formatting"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
@@ -155,8 +173,8 @@ def main() -> int:
         current = options.output.read_text("utf-8") if options.output.exists() else ""
         if current != wanted:
             print(
-                f"{options.output} is stale for this vLLM: regenerate it with "
-                "scripts/vllm_arg_table.py (in the CPU vLLM env)",
+                f"{options.output} is stale for this vLLM ({differences(current, wanted)}): "
+                "regenerate it with scripts/vllm_arg_table.py (in the CPU vLLM env)",
                 file=sys.stderr,
             )
             return 1
