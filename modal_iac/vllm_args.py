@@ -262,19 +262,17 @@ def surface_problems(
     for name in sorted(serve_only):
         at = ("engine", "args", name)
         if class_on and name not in HTTP_SERVER_ONLY:
-            why = (
-                "would answer differently from the HTTP server"
-                if http_on
-                else "is the only surface that would serve it"
-            )
-            found.append(
-                (
-                    at,
-                    f"{name} is a `vllm serve` option, not an EngineArgs field: the Python "
-                    f"class (surfaces.class) cannot use it and {why}; turn surfaces.class off "
-                    "or drop it",
+            if http_on:
+                why = (
+                    "the Python class (surfaces.class) cannot use it and would answer "
+                    "differently from the HTTP server; turn surfaces.class off or drop it"
                 )
-            )
+            else:
+                why = (
+                    "the Python class (surfaces.class), this spec's only vLLM surface, cannot "
+                    "use it; serve over surfaces.http with surfaces.class off, or drop it"
+                )
+            found.append((at, f"{name} is a `vllm serve` option, not an EngineArgs field: {why}"))
         elif not http_on:
             found.append(
                 (
