@@ -140,6 +140,11 @@ def unknown_name(name: str, managed: Mapping[str, str]) -> str:
     if name in NOT_ENGINE_ARGS:
         return NOT_ENGINE_ARGS[name]
     found = f"not a vLLM {table().vllm} engine argument"
+    if name.startswith("guided_"):
+        return (
+            f"{found}: structured outputs are configured with structured_outputs_config, "
+            "and guided_* request fields are silently ignored"
+        )
     close = close_name(name)
     if close is None:
         return f"{found}; `vllm serve --help=all` lists them (by their flag, --with-dashes)"

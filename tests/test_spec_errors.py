@@ -916,6 +916,13 @@ CASES = [
         "did you mean enable_prefix_caching?",
     ),
     Case(
+        "engine-arg-guided",
+        VALID + "engine:\n  args:\n    guided_decoding_backend: xgrammar\n",
+        "spec.yaml:8:5: engine.args.guided_decoding_backend: not a vLLM 0.33.0 engine argument: "
+        "structured outputs are configured with structured_outputs_config, and guided_* request "
+        "fields are silently ignored",
+    ),
+    Case(
         "engine-arg-unknown",
         VALID + "engine:\n  args:\n    zzz_unknown: 1\n",
         "spec.yaml:8:5: engine.args.zzz_unknown: not a vLLM 0.33.0 engine argument; `vllm "
