@@ -56,6 +56,22 @@ HTTP_SERVER_ONLY = frozenset(
         "uvicorn_log_level",
     }
 )
+# Serve-only options that stop vllm serve answering plain HTTP on the host and port modaliac's
+# proxy forwards to (cli_args.py in vLLM 0.33: --grpc serves gRPC on --port, --uds a Unix
+# socket, --headless no API server, the ssl options HTTPS).
+BREAKS_THE_PROXY = frozenset(
+    {
+        "enable_ssl_refresh",
+        "grpc",
+        "headless",
+        "ssl_ca_certs",
+        "ssl_cert_reqs",
+        "ssl_certfile",
+        "ssl_ciphers",
+        "ssl_keyfile",
+        "uds",
+    }
+)
 # ``vllm serve`` options the table leaves out (scripts/vllm_arg_table.py SKIPPED): not settings.
 NOT_ENGINE_ARGS = {
     "config": "vllm serve --config reads further arguments from a file; write each one "
@@ -266,6 +282,15 @@ def surface_problems(
     _, serve_only = split(args)
     for name in sorted(serve_only):
         at = ("engine", "args", name)
+        if http_on and name in BREAKS_THE_PROXY and serve_only[name] is not False:
+            found.append(
+                (
+                    at,
+                    f"{name} stops vllm serve answering plain HTTP on the port modaliac's "
+                    "proxy forwards to (surfaces.http.port); drop it",
+                )
+            )
+            continue
         if class_on and name not in HTTP_SERVER_ONLY:
             if http_on:
                 why = (

@@ -1071,6 +1071,15 @@ CASES = [
         "not an EngineArgs field: the Python class (surfaces.class) cannot use it and would "
         "answer differently from the HTTP server; turn surfaces.class off or drop it",
     ),
+    *(
+        Case(
+            f"serve-arg-breaks-the-proxy-{name}",
+            VALID + f"engine:\n  args:\n    {name}: {value}\n" + OPEN_HTTP,
+            f"spec.yaml:8:{7 + len(name)}: engine.args.{name}: {name} stops vllm serve answering "
+            "plain HTTP on the port modaliac's proxy forwards to (surfaces.http.port); drop it",
+        )
+        for name, value in [("uds", "/tmp/vllm.sock"), ("grpc", "true"), ("ssl_keyfile", "k.pem")]
+    ),
     Case(
         "http-server-arg-without-http",
         VALID + "engine:\n  args:\n    uvicorn_log_level: debug\n",
