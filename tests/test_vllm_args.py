@@ -214,6 +214,11 @@ HOSTILE: list[tuple[str, str, Any]] = [
 NAIVE_INJECTS = ("flags-in-a-list", "abbreviation", "list-with-flags")
 
 
+SWITCHES_AND_BOOLEANS = sorted(
+    name for name, arg in vllm_args.table().args.items() if arg.kind in ("switch", "boolean")
+)
+
+
 def modaliac_accepts(name: str, value: Any) -> bool:
     try:
         Engine.model_validate({"args": {name: value}})
@@ -359,6 +364,16 @@ def results(vllm_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
         {"name": "raw-unknown-kwarg", "engine_kwargs": {"model": MODEL_ID, "no_such_flag": 1}}
     )
     cases.extend(hostile_cases())
+    for value in (True, False):
+        words = [w for name in SWITCHES_AND_BOOLEANS for w in vllm_args.argv_words(name, value)]
+        cases.append(
+            {
+                "name": f"table:{value}",
+                "serve_argv": [MODEL_ID, *words],
+                "fields": ["*"],
+                "parse_only": True,
+            }
+        )
     for name, (bad, good, _) in BAD_ARGV.items():
         cases.append({"name": f"argv:{name}", "serve_argv": [MODEL_ID, *bad]})
         cases.append({"name": f"argv:{name}:fixed", "serve_argv": [MODEL_ID, *good]})
@@ -669,3 +684,15 @@ def test_arg_table_is_current(vllm_python: str) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_every_switch_and_boolean_renders_as_vllm_reads_it(
+    results: dict[str, Any], value: bool
+) -> None:
+    """The table's on and off flags, all of them in one argv, parse to true and false."""
+    got = results[f"table:{value}"]["serve"]
+    assert got["ok"], got["error"]
+    values = got["values"]
+    wrong = [name for name in SWITCHES_AND_BOOLEANS if values[name] is not value]
+    assert not wrong, wrong
