@@ -8,24 +8,22 @@ to the real vLLM 0.33.0 parser and ``EngineArgs``. Names follow vLLM 0.33 (FACTS
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from . import vllm_args
 from .spec import Spec
 
 # vLLM listens on the loopback interface only: the public endpoint is the authenticating proxy
 # in the same container (templates/vllm_app.py.j2), so vLLM's unauthenticated routes (/sleep,
 # /wake_up, /collective_rpc, /metrics, ...) are unreachable from outside.
 SERVE_HOST = "127.0.0.1"
-# vLLM 0.33 engine arguments whose ``vllm serve`` flag is a bare switch with no ``--no-`` form;
-# false is their default, so false means "leave the flag out" (tests/test_vllm_args.py).
-_SWITCH_ONLY = frozenset(
-    {"aggregate_engine_logging", "data_parallel_multi_port_external_lb", "disable_log_stats"}
-)
 
 
 def engine_kwargs(spec: Spec) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.LLM`` / ``EngineArgs``, sorted for stable output."""
+    """Keyword arguments for ``vllm.LLM`` / ``EngineArgs``, sorted for stable output.
+
+    Of ``engine.args`` only the ``EngineArgs`` fields: ``LLM(...)`` raises TypeError on the
+    serve-only ones (vllm_args.py)."""
     model = spec.model
     kwargs: dict[str, Any] = {
         "model": model.id,
@@ -55,7 +53,7 @@ def engine_kwargs(spec: Spec) -> dict[str, Any]:
             kwargs["hf_overrides"] = overrides
     else:
         kwargs["runner"] = "generate"
-    kwargs.update(spec.engine.args)
+    kwargs.update(vllm_args.split(spec.engine.args)[0])
     return dict(sorted(kwargs.items()))
 
 
@@ -80,36 +78,16 @@ def serve_argv(spec: Spec, port: int) -> list[str]:
     """``vllm serve`` arguments (after the ``vllm serve`` words).
 
     With ``snapshot: sleep`` they include ``--enable-sleep-mode``: the server sleeps before its
-    GPU snapshot. The API key is not here: it reaches vLLM through the environment.
+    GPU snapshot. The API key is not here: it reaches vLLM through the environment. Each
+    argument's words come from vLLM's table (vllm_args.argv_words): a value is never read as
+    a flag of its own.
     """
     kwargs = engine_kwargs(spec)
     argv = [kwargs.pop("model")]
+    kwargs.update(vllm_args.split(spec.engine.args)[1])
     kwargs["served_model_name"] = served_names(spec)
     kwargs["host"] = SERVE_HOST
     kwargs["port"] = port
     for key, value in sorted(kwargs.items()):
-        argv.extend(_flag(key, value))
+        argv.extend(vllm_args.argv_words(key, value))
     return argv
-
-
-def _flag(key: str, value: Any) -> list[str]:
-    flag = "--" + key.replace("_", "-")
-    if value is None:
-        return []
-    if value is True:
-        return [flag]
-    if value is False:
-        return [] if key in _SWITCH_ONLY else [f"--no-{key.replace('_', '-')}"]
-    if isinstance(value, dict):
-        return [flag, json.dumps(value, sort_keys=True, separators=(",", ":"))]
-    if isinstance(value, list):
-        return [flag, *(_scalar(v) for v in value)]
-    return [flag, _scalar(value)]
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -25,6 +26,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from . import vllm_args
 from .fields import (
     APP_ID,
     ARG_NAME,
@@ -185,6 +187,7 @@ MANAGED_ENGINE_ARGS = {
     "host": "surfaces.http",
     "port": "surfaces.http.port",
     "device": "gpu",
+    "hf_token": "secrets (a Modal secret holding HF_TOKEN); a token is never a spec value",
 }
 
 
@@ -217,12 +220,15 @@ class Engine(StrictModel):
     )
     args: dict[str, ExtraArg] = Field(
         default_factory=dict,
-        description="Further engine arguments by their Python name (enable_prefix_caching: true).",
+        description="Further vLLM arguments by their Python name (enable_prefix_caching: "
+        "true), checked against vLLM's own table; serve-only ones reach vllm serve only.",
     )
 
     @field_validator("args")
     @classmethod
-    def _args_not_managed(cls, value: dict[str, ExtraArg]) -> dict[str, ExtraArg]:
+    def _args_not_managed(
+        cls, value: dict[str, ExtraArg], info: ValidationInfo
+    ) -> dict[str, ExtraArg]:
         for key in value:
             if not ARG_NAME.match(key):
                 python_name = key.strip().lstrip("-").replace("-", "_").lower()
@@ -235,7 +241,20 @@ class Engine(StrictModel):
                     key,
                     key=True,
                 )
+        if info.data.get("name", "vllm") == "vllm":
+            _check_vllm_args(value, info.data.get("version"))
         return dict(sorted(value.items()))
+
+
+def _check_vllm_args(args: dict[str, ExtraArg], version: str | None) -> None:
+    """Names and values against vLLM's own table (vllm_args.py), with no vLLM import."""
+    for key, value in args.items():
+        if vllm_args.applies_to(version) and vllm_args.lookup(key) is None:
+            raise Problem(vllm_args.unknown_name(key, MANAGED_ENGINE_ARGS), key, key=True)
+        try:
+            vllm_args.check_value(key, value)
+        except Problem as problem:
+            raise Problem(str(problem), key, *problem.at) from None
 
 
 def _engine_shorthand(value: Any) -> Any:
@@ -939,6 +958,13 @@ class Spec(StrictModel):
                 found.append((("gpu",), "engine transformers runs on one GPU per container"))
         elif "batch_size" in engine.model_fields_set:
             found.append((("engine", "batch_size"), "applies to engine transformers only"))
+        if engine.name == "vllm":
+            surfaces = self.surfaces
+            found.extend(
+                vllm_args.surface_problems(
+                    engine.args, surfaces.class_ is not None, surfaces.http is not None
+                )
+            )
         return found
 
     def referenced_secrets(self) -> list[str]:

@@ -203,7 +203,7 @@ def test_render_explain_marks_defaults(capsys: pytest.CaptureFixture[str]) -> No
     assert lines["scaling.scaledown_window"].endswith('"5m"')  # set in the spec
     assert lines["model.embedding.pooling"].endswith('"last"')
     assert "# vllm serve tencent/KaLM-Embedding-Gemma3-12B-2511 " in out
-    assert "--runner pooling" in out and "--convert embed" in out
+    assert "--runner=pooling" in out and "--convert=embed" in out
 
 
 # -- plan ---------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ MINILM = "examples/small-embedding-no-snapshot.yaml"
 KALM_CHANGES = {
     ("-", 'GPU = "A100-40GB"'),
     ("+", 'GPU = "H100"'),
-    ("-", '    "256",'),  # --max-num-seqs for vllm serve
-    ("+", '    "128",'),
+    ("-", '    "--max-num-seqs=256",'),  # vllm serve
+    ("+", '    "--max-num-seqs=128",'),
     ("-", '    "max_num_seqs": 256,'),  # LLM(...) keyword arguments
     ("+", '    "max_num_seqs": 128,'),
 }

@@ -95,6 +95,16 @@ def one_line(piece: str) -> str:
 
 
 one_line_text = text.map(one_line)
+
+
+def argv_piece(piece: str) -> str:
+    """A free-text engine argument validate accepts: a process argument holds no NUL, and
+    text that starts with '-' could read as a flag of its own (vllm_args.py)."""
+    piece = piece.replace("\x00", "") or "x"
+    return "x" + piece if piece.startswith("-") else piece
+
+
+argv_text = text.map(argv_piece)
 image_reference = st.from_regex(
     r"([a-z0-9]{1,8}\.[a-z]{2,4}(:[0-9]{1,5})?/)?[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}"
     r"(/[a-z0-9]{1,8}){0,2}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,20})?",
@@ -165,7 +175,7 @@ PLACEHOLDER = Injection(
     packages=("p1", "p2"),
     env=(("E1", "1"), ("E2", "2")),
 )
-ARGS = ("chat_template", "allowed_origins", "override_generation_config")
+ARGS = ("tokenizer", "ignore_patterns", "override_generation_config")
 
 
 @st.composite
@@ -188,8 +198,8 @@ def injections(draw: st.DrawFn) -> Injection:
         model_id=draw(hf_id),
         revision=draw(one_line_text),
         served_name=draw(one_line_text),
-        arg_text=draw(text),
-        arg_list=(draw(text), draw(text)),
+        arg_text=draw(argv_text),
+        arg_list=(draw(argv_text), draw(argv_text)),
         arg_dict_key=draw(text),
         arg_dict_value=draw(text),
         mount_path="/" + draw(one_line_text),
@@ -218,8 +228,8 @@ def spec_data(inj: Injection) -> dict[str, Any]:
     data["labels"] = dict(inj.labels)
     data["model"].update(id=inj.model_id, revision=inj.revision, served_name=inj.served_name)
     data["engine"]["args"] = {
-        "chat_template": inj.arg_text,
-        "allowed_origins": list(inj.arg_list),
+        "tokenizer": inj.arg_text,
+        "ignore_patterns": list(inj.arg_list),
         "override_generation_config": {inj.arg_dict_key: inj.arg_dict_value},
     }
     data["volumes"] = {HF_CACHE: inj.volume_names[0], inj.mount_path: inj.volume_names[1]}
@@ -292,6 +302,10 @@ def definitions(tree: ast.Module) -> list[tuple[str, str]]:
 
 
 def flag_values(argv: list[str], flag: str, count: int = 1) -> list[str]:
+    """The values of ``flag``: its one ``--flag=value`` word, or the ``count`` words after it."""
+    for word in argv:
+        if word.startswith(flag + "="):
+            return [word[len(flag) + 1 :]]
     at = argv.index(flag)
     return argv[at + 1 : at + 1 + count]
 
@@ -335,16 +349,16 @@ def test_no_accepted_string_changes_the_program(inj: Injection, tmp_path: Path) 
     assert dict(inj.env).items() <= values["IMAGE_ENV"].items()
     kwargs = values["ENGINE_KWARGS"]
     assert (kwargs["model"], kwargs["revision"]) == (inj.model_id, inj.revision)
-    assert kwargs["chat_template"] == inj.arg_text
-    assert kwargs["allowed_origins"] == list(inj.arg_list)
+    assert kwargs["tokenizer"] == inj.arg_text
+    assert kwargs["ignore_patterns"] == list(inj.arg_list)
     assert kwargs["override_generation_config"] == {inj.arg_dict_key: inj.arg_dict_value}
 
     argv = values["SERVE_ARGS"]
     assert argv[0] == inj.model_id
     assert flag_values(argv, "--revision") == [inj.revision]
     assert flag_values(argv, "--served-model-name") == [inj.served_name]
-    assert flag_values(argv, "--chat-template") == [inj.arg_text]
-    assert flag_values(argv, "--allowed-origins", 2) == list(inj.arg_list)
+    assert flag_values(argv, "--tokenizer") == [inj.arg_text]
+    assert flag_values(argv, "--ignore-patterns", 2) == list(inj.arg_list)
     # Mappings reach `vllm serve` JSON-encoded, and decode back to exactly what was written.
     (encoded,) = flag_values(argv, "--override-generation-config")
     assert json.loads(encoded) == {inj.arg_dict_key: inj.arg_dict_value}
@@ -513,8 +527,8 @@ def test_rendered_apps_with_tricky_strings_are_ruff_formatted(tmp_path: Path) ->
             PLACEHOLDER,
             revision=line,
             served_name=line,
-            arg_text=piece,
-            arg_list=(piece, piece + "2"),
+            arg_text=argv_piece(piece),
+            arg_list=(argv_piece(piece), argv_piece(piece) + "2"),
             arg_dict_key=piece,
             arg_dict_value=piece,
             mount_path="/" + line,

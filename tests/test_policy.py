@@ -150,8 +150,12 @@ def test_mdl007_warns_for_an_endpoint_the_spec_declares_open(tmp_path: Path) -> 
 def test_mdl008_deprecated_settings(tmp_path: Path) -> None:
     env = "image:\n  env:\n    HF_HUB_ENABLE_HF_TRANSFER: '1'\n"
     assert rule_ids(tmp_path, BASE + env) == ["MDL008"]
+    # With the default vLLM the table has no guided_* argument: a validation error instead.
     args = "engine:\n  args:\n    guided_decoding_backend: xgrammar\n"
-    assert rule_ids(tmp_path, BASE + args) == ["MDL008"]
+    (error,) = errors(tmp_path, BASE + args)
+    assert "guided_decoding_backend: not a vLLM 0.33.0 engine argument" in error
+    pinned = "engine:\n  version: 0.34.0\n  args:\n    guided_decoding_backend: xgrammar\n"
+    assert rule_ids(tmp_path, BASE + pinned) == ["MDL008"]
     assert rule_ids(tmp_path, BASE + "engine:\n  args:\n    enable_prefix_caching: true\n") == []
 
 

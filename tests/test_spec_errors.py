@@ -32,6 +32,7 @@ model:
   task: embed
 gpu: L4
 """
+OPEN_HTTP = "surfaces:\n  http:\n    open: true\n"
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
@@ -1104,6 +1105,191 @@ CASES = [
         "spec.yaml:9:5: engine.args.max_model_len: modaliac sets this from model.max_model_len; "
         "set it there instead",
     ),
+    # -- engine.args against vLLM's own argument table (modal_iac/vllm_args.py) ----------
+    Case(
+        "engine-arg-abbreviation",
+        VALID + "engine:\n  args:\n    api_ke: x\n",
+        "spec.yaml:8:5: engine.args.api_ke: not a vLLM 0.33.0 engine argument; did you mean "
+        "api_key? modaliac sets that from surfaces.http.api_key_secret",
+    ),
+    Case(
+        "engine-arg-typo",
+        VALID + "engine:\n  args:\n    enable_prefix_cachin: true\n",
+        "spec.yaml:8:5: engine.args.enable_prefix_cachin: not a vLLM 0.33.0 engine argument; "
+        "did you mean enable_prefix_caching?",
+    ),
+    Case(
+        "engine-arg-guided",
+        VALID + "engine:\n  args:\n    guided_decoding_backend: xgrammar\n",
+        "spec.yaml:8:5: engine.args.guided_decoding_backend: not a vLLM 0.33.0 engine argument: "
+        "structured outputs are configured with structured_outputs_config, and guided_* request "
+        "fields are silently ignored",
+    ),
+    Case(
+        "engine-arg-unknown",
+        VALID + "engine:\n  args:\n    zzz_unknown: 1\n",
+        "spec.yaml:8:5: engine.args.zzz_unknown: not a vLLM 0.33.0 engine argument; `vllm "
+        "serve --help=all` lists them (by their flag, --with-dashes)",
+    ),
+    Case(
+        "engine-arg-config-file",
+        VALID + "engine:\n  args:\n    config: more.yaml\n",
+        "spec.yaml:8:5: engine.args.config: vllm serve --config reads further arguments from "
+        "a file; write each one under engine.args instead",
+    ),
+    Case(
+        "engine-arg-help",
+        VALID + "engine:\n  args:\n    help: true\n",
+        "spec.yaml:8:5: engine.args.help: vllm serve --help prints help and exits; it is not "
+        "an engine argument",
+    ),
+    Case(
+        "engine-arg-flags-in-a-value-list",
+        VALID
+        + "engine:\n  args:\n    uvicorn_log_level: [info, --host, 0.0.0.0, --api-key, open]\n",
+        "spec.yaml:8:24: engine.args.uvicorn_log_level: expected text, got a list",
+    ),
+    Case(
+        "engine-arg-not-a-choice",
+        VALID + "engine:\n  args:\n    uvicorn_log_level: loud\n",
+        "spec.yaml:8:24: engine.args.uvicorn_log_level: expected one of critical, debug, "
+        "error, info, trace, warning; got 'loud'",
+    ),
+    Case(
+        "engine-arg-int-choice",
+        VALID + "engine:\n  args:\n    max_lora_rank: 7\n",
+        "spec.yaml:8:20: engine.args.max_lora_rank: expected one of 1, 8, 16, 32, 64, 128, "
+        "256, 320, 512; got 7",
+    ),
+    Case(
+        "engine-arg-human-int",
+        VALID + "engine:\n  args:\n    max_num_batched_tokens: many\n",
+        "spec.yaml:8:29: engine.args.max_num_batched_tokens: expected a whole number like "
+        "8192 or \"32k\", got 'many'",
+    ),
+    Case(
+        "engine-arg-bool-as-text",
+        VALID + 'engine:\n  args:\n    enable_prefix_caching: "yes"\n',
+        "spec.yaml:8:28: engine.args.enable_prefix_caching: expected true or false "
+        "(--enable-prefix-caching is a switch), got 'yes'",
+    ),
+    Case(
+        "engine-arg-switch-as-number",
+        VALID + "engine:\n  args:\n    disable_log_stats: 1\n",
+        "spec.yaml:8:24: engine.args.disable_log_stats: expected true or false "
+        "(--disable-log-stats is a switch), got 1",
+    ),
+    Case(
+        "engine-arg-float-for-int",
+        VALID + "engine:\n  args:\n    seed: 1.5\n",
+        "spec.yaml:8:11: engine.args.seed: expected a whole number, got 1.5",
+    ),
+    Case(
+        "engine-arg-text-for-float",
+        VALID + "engine:\n  args:\n    watermark: high\n",
+        "spec.yaml:8:16: engine.args.watermark: expected a number, got 'high'",
+    ),
+    Case(
+        "engine-arg-flag-as-value",
+        VALID + "engine:\n  args:\n    tokenizer: --host\n",
+        "spec.yaml:8:16: engine.args.tokenizer: starts with '-', which vllm serve could read "
+        "as a flag of its own: tokenizer takes one value, never further arguments",
+    ),
+    Case(
+        "engine-arg-flag-with-value",
+        VALID + "engine:\n  args:\n    tokenizer: --api-key=open\n",
+        "spec.yaml:8:16: engine.args.tokenizer: starts with '-', which vllm serve could read "
+        "as a flag of its own: tokenizer takes one value, never further arguments",
+    ),
+    Case(
+        "engine-arg-flag-in-list",
+        VALID + 'engine:\n  args:\n    ignore_patterns: ["*.bin", --api-key, k]\n',
+        "spec.yaml:8:32: engine.args.ignore_patterns[1]: starts with '-', which vllm serve "
+        "could read as a flag of its own: each item of ignore_patterns is one value, never "
+        "further arguments",
+    ),
+    Case(
+        "engine-arg-negative-list-item",
+        VALID + "engine:\n  args:\n    cudagraph_capture_sizes: [1, -2]\n",
+        "spec.yaml:8:34: engine.args.cudagraph_capture_sizes[1]: starts with '-', which vllm "
+        "serve could read as a flag of its own: each item of cudagraph_capture_sizes is one "
+        "value, never further arguments",
+    ),
+    Case(
+        "engine-arg-scalar-for-list",
+        VALID + 'engine:\n  args:\n    ignore_patterns: "*.bin"\n',
+        "spec.yaml:8:22: engine.args.ignore_patterns: expected a list of text, like [a, b]",
+    ),
+    Case(
+        "engine-arg-empty-list",
+        VALID + "engine:\n  args:\n    ignore_patterns: []\n",
+        "spec.yaml:8:22: engine.args.ignore_patterns: expected at least one item (or leave "
+        "the argument out)",
+    ),
+    Case(
+        "engine-arg-text-for-json",
+        VALID + 'engine:\n  args:\n    compilation_config: "-O3"\n',
+        "spec.yaml:8:25: engine.args.compilation_config: expected a mapping or a list (vLLM "
+        "reads it as JSON), got '-O3'",
+    ),
+    Case(
+        "engine-arg-nul",
+        VALID + 'engine:\n  args:\n    tokenizer: "org/a\\0b"\n',
+        "spec.yaml:8:16: engine.args.tokenizer: holds a NUL character; remove it: a process "
+        "argument cannot carry it",
+    ),
+    Case(
+        "engine-arg-hf-token",
+        VALID + "engine:\n  args:\n    hf_token: abc\n",
+        "spec.yaml:8:5: engine.args.hf_token: modaliac sets this from secrets (a Modal secret "
+        "holding HF_TOKEN); a token is never a spec value; set it there instead",
+    ),
+    Case(
+        "engine-arg-other-pin-flag-in-list",
+        VALID + "engine:\n  version: 0.34.0\n  args:\n    brand_new_flag: [a, -b]\n",
+        "spec.yaml:9:25: engine.args.brand_new_flag[1]: starts with '-', which vllm serve "
+        "could read as a flag of its own: each item of brand_new_flag is one value, never "
+        "further arguments",
+    ),
+    Case(
+        "serve-only-arg-class-only",
+        VALID + "engine:\n  args:\n    tool_call_parser: hermes\n",
+        "spec.yaml:8:23: engine.args.tool_call_parser: tool_call_parser is a `vllm serve` "
+        "option, not an EngineArgs field: the Python class (surfaces.class), this spec's only "
+        "vLLM surface, cannot use it; serve over surfaces.http with surfaces.class off, or "
+        "drop it",
+    ),
+    Case(
+        "serve-only-arg-class-and-http",
+        VALID + "engine:\n  args:\n    enable_auto_tool_choice: true\n" + OPEN_HTTP,
+        "spec.yaml:8:30: engine.args.enable_auto_tool_choice: enable_auto_tool_choice is a "
+        "`vllm serve` option, not an EngineArgs field: the Python class (surfaces.class) "
+        "cannot use it and would answer differently from the HTTP server; turn surfaces.class "
+        "off or drop it",
+    ),
+    Case(
+        "serve-only-arg-chat-template",
+        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}"\n' + OPEN_HTTP,
+        "spec.yaml:8:20: engine.args.chat_template: chat_template is a `vllm serve` option, "
+        "not an EngineArgs field: the Python class (surfaces.class) cannot use it and would "
+        "answer differently from the HTTP server; turn surfaces.class off or drop it",
+    ),
+    *(
+        Case(
+            f"serve-arg-breaks-the-proxy-{name}",
+            VALID + f"engine:\n  args:\n    {name}: {value}\n" + OPEN_HTTP,
+            f"spec.yaml:8:{7 + len(name)}: engine.args.{name}: {name} stops vllm serve answering "
+            "plain HTTP on the port modaliac's proxy forwards to (surfaces.http.port); drop it",
+        )
+        for name, value in [("uds", "/tmp/vllm.sock"), ("grpc", "true"), ("ssl_keyfile", "k.pem")]
+    ),
+    Case(
+        "http-server-arg-without-http",
+        VALID + "engine:\n  args:\n    uvicorn_log_level: debug\n",
+        "spec.yaml:8:24: engine.args.uvicorn_log_level: uvicorn_log_level configures vllm "
+        "serve's HTTP server and this spec has no surfaces.http: drop it or turn "
+        "surfaces.http on",
+    ),
     # -- public endpoints: an API key secret or open: true, one of the two ----------------
     Case(
         "http-without-key-or-open",
@@ -1191,10 +1377,15 @@ class Accepted(NamedTuple):
 
 # Specs close to the refusals above that must load: the refusals are no wider than they say.
 ACCEPTED = [
-    Accepted("sixty-four-levels", VALID + "engine:\n  args:\n    x: " + nested(61) + "\n"),
+    Accepted(
+        "sixty-four-levels",
+        VALID + "engine:\n  args:\n    compilation_config: " + nested(61) + "\n",
+    ),
     Accepted(
         "multi-line-chat-template",  # engine.args reach vLLM as values, line breaks and all
-        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}\\n{{ tools }}"\n',
+        VALID
+        + 'engine:\n  args:\n    chat_template: "{{ messages }}\\n{{ tools }}"\n'
+        + "surfaces:\n  class: false\n  http:\n    open: true\n",
     ),
     *(
         Accepted(f"image-base-{name}", VALID + f'image:\n  base: "{base}"\n')
@@ -1316,10 +1507,14 @@ def test_fmt_refuses_what_the_loader_refuses(
 def test_sixty_four_levels_load_on_either_path(
     path: str, capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The 1 inside 61 lists under engine.args.x is at level 64: the limit, not past it."""
+    """The 1 inside 61 lists under engine.args.compilation_config is at level 64: the limit,
+    not past it."""
     pinned = edit("  task: embed", f"  revision: {'0a' * 20}\n  task: embed")
     anchor = "&x " if path == "positioned" else ""
-    write(workdir / "spec.yaml", pinned + f"engine:\n  args:\n    x: {anchor}{nested(61)}\n")
+    write(
+        workdir / "spec.yaml",
+        pinned + f"engine:\n  args:\n    compilation_config: {anchor}{nested(61)}\n",
+    )
     if path == "fast":
         monkeypatch.setattr("modal_iac.load.round_trip", None)  # calling it would fail
     code, out, err = run(capsys, "validate", "spec.yaml")

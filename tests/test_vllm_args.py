@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from modal_iac import engine
+from modal_iac import vllm_args
 from modal_iac.engine import engine_kwargs, serve_argv
 from modal_iac.gateway import GatewaySpec
 from modal_iac.gateway import serve_argv as gateway_argv
 from modal_iac.load import load_spec
-from modal_iac.spec import Spec
+from modal_iac.spec import Engine, Spec
 
 pytestmark = pytest.mark.vllm
 
@@ -152,17 +153,105 @@ BAD_KWARGS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
     ),
 }
 
+# vllm serve options that EngineArgs (so LLM(...)) does not take.
+SERVE_ONLY_ARGS = {"enable_auto_tool_choice": True, "tool_call_parser": "hermes"}
 # Engine arguments whose serve flag has no ``--no-`` form, and those a one-GPU spec can turn on
 # (the multi-port one needs data parallelism).
-SWITCHES = sorted(engine._SWITCH_ONLY)
+SWITCHES = sorted(
+    name
+    for name, arg in vllm_args.table().args.items()
+    if arg.kind == "switch" and arg.engine_field
+)
 SWITCHES_ON = [key for key in SWITCHES if key != "data_parallel_multi_port_external_lb"]
 # specs/kalm.yaml with top-level keys replaced.
 DERIVED: dict[str, dict[str, Any]] = {
     "unknown-flag": {"engine": {"args": {"no_such_flag": 1}}},
+    "serve-only": {
+        "engine": {"args": {**SERVE_ONLY_ARGS, "enable_prefix_caching": True}},
+        "surfaces": {"class": False, "http": {"open": True}},
+    },
     "sleep": {"snapshot": "sleep"},
     "switches-off": {"engine": {"args": dict.fromkeys(SWITCHES, False)}},
     "switches-on": {"engine": {"args": dict.fromkeys(SWITCHES_ON, True)}},
 }
+
+
+# Values that try to add arguments to ``vllm serve`` (id, engine.args name, value). modaliac
+# either refuses one or renders it so that vLLM's parser changes that argument only.
+HOSTILE: list[tuple[str, str, Any]] = [
+    ("flags-in-a-list", "uvicorn_log_level", ["info", "--host", "0.0.0.0", "--api-key", "open"]),
+    ("abbreviation", "api_ke", "x"),
+    ("flag-as-value", "chat_template", "--host"),
+    ("flag-with-value", "chat_template", "--api-key=open"),
+    ("value-with-flag", "chat_template", "x=--api-key"),
+    ("spaces", "tokenizer", "x --api-key y"),
+    ("newline", "chat_template", "{{ messages }}\n--host 0.0.0.0"),
+    ("empty", "chat_template", ""),
+    ("negative-int", "seed", -1),
+    ("negative-float", "watermark", -0.5),
+    ("dotted-value", "tokenizer", "org/name.v1"),
+    ("list-with-flags", "ignore_patterns", ["*.bin", "--api-key", "k"]),
+    ("list-one-flag", "ignore_patterns", ["--host"]),
+    ("list-dotted-dash", "ignore_patterns", ["-x.y"]),
+    ("list", "ignore_patterns", ["*.pt", "original/**"]),
+    ("list-one", "ignore_patterns", ["*.pt"]),
+    ("list-negative", "cudagraph_capture_sizes", [1, -2]),
+    ("int-list", "cudagraph_capture_sizes", [1, 2, 4]),
+    ("json-with-flags", "model_loader_extra_config", {"a": "--host 0.0.0.0", "b": ["--api-key"]}),
+    ("json-list", "allowed_origins", ["--host", "x"]),
+    ("text-or-json-flag", "additional_config", "--port"),
+    ("human-int", "max_num_batched_tokens", "32k"),
+    ("boolean-off", "enable_prefix_caching", False),
+    ("inverse-off", "disable_sliding_window", False),
+    ("switch-on", "disable_log_stats", True),
+    ("bool-as-text", "enable_prefix_caching", "--host"),
+    ("repeated", "middleware", ["a.b", "c.d"]),
+    ("repeated-flag", "middleware", ["--host"]),
+    ("config-file", "config", "/tmp/more-args.yaml"),
+]
+# Refused values whose old rendering (flag, then the value's words) vLLM's parser reads as
+# other arguments: the danger is real, the refusal is not for show.
+NAIVE_INJECTS = ("flags-in-a-list", "abbreviation", "list-with-flags")
+
+
+SWITCHES_AND_BOOLEANS = sorted(
+    name for name, arg in vllm_args.table().args.items() if arg.kind in ("switch", "boolean")
+)
+
+
+def modaliac_accepts(name: str, value: Any) -> bool:
+    try:
+        Engine.model_validate({"args": {name: value}})
+    except ValidationError:
+        return False
+    return True
+
+
+def naive_words(name: str, value: Any) -> list[str]:
+    """How engine.args rendered before the table: the flag, then each value as a word."""
+    words = value if isinstance(value, list) else [value]
+    return ["--" + name.replace("_", "-"), *(str(word) for word in words)]
+
+
+def hostile_cases() -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = [
+        {"name": "baseline", "serve_argv": [MODEL_ID], "fields": ["*"], "parse_only": True}
+    ]
+    for case_id, name, value in HOSTILE:
+        words = vllm_args.argv_words(name, value) if modaliac_accepts(name, value) else None
+        cases.append(
+            {
+                "name": f"hostile:{case_id}",
+                "serve_argv": None if words is None else [MODEL_ID, *words],
+                "fields": ["*"],
+                "parse_only": True,
+            }
+        )
+        naive = [MODEL_ID, *naive_words(name, value)]
+        cases.append(
+            {"name": f"naive:{case_id}", "serve_argv": naive, "fields": ["*"], "parse_only": True}
+        )
+    return cases
 
 
 def spec_of(name: str) -> Spec:
@@ -268,6 +357,21 @@ def results(vllm_python: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
                 "name": f"gateway:{model.name}",
                 "serve_argv": gateway_argv(model),
                 "fields": ["tool_call_parser", "enable_auto_tool_choice", "revision"],
+            }
+        )
+    cases.append({"name": "raw-unknown-flag", "serve_argv": [MODEL_ID, "--no-such-flag=1"]})
+    cases.append(
+        {"name": "raw-unknown-kwarg", "engine_kwargs": {"model": MODEL_ID, "no_such_flag": 1}}
+    )
+    cases.extend(hostile_cases())
+    for value in (True, False):
+        words = [w for name in SWITCHES_AND_BOOLEANS for w in vllm_args.argv_words(name, value)]
+        cases.append(
+            {
+                "name": f"table:{value}",
+                "serve_argv": [MODEL_ID, *words],
+                "fields": ["*"],
+                "parse_only": True,
             }
         )
     for name, (bad, good, _) in BAD_ARGV.items():
@@ -458,14 +562,27 @@ def test_switch_only_flags(results: dict[str, Any], value: bool) -> None:
 
 
 def test_unknown_engine_arg_rejected(results: dict[str, Any]) -> None:
-    """A typo in ``engine.args`` passes modaliac's schema but not vLLM."""
-    got = results["unknown-flag"]
-    assert "load_error" not in got, got["load_error"]
-    assert not got["serve"]["ok"]
-    assert "unrecognized arguments: --no-such-flag 1" in got["serve"]["error"]
-    assert not got["kwargs"]["ok"]
-    assert got["kwargs"]["error"].startswith("TypeError")
-    assert "no_such_flag" in got["kwargs"]["error"]
+    """A typo in ``engine.args`` fails ``validate`` (vLLM's own table), as vLLM would fail."""
+    assert "not a vLLM 0.33.0 engine argument" in results["unknown-flag"]["load_error"]
+    serve = results["raw-unknown-flag"]["serve"]
+    assert not serve["ok"]
+    assert "unrecognized arguments: --no-such-flag=1" in serve["error"]
+    kwargs = results["raw-unknown-kwarg"]["kwargs"]
+    assert not kwargs["ok"]
+    assert kwargs["error"].startswith("TypeError")
+    assert "no_such_flag" in kwargs["error"]
+
+
+def test_serve_only_args_reach_vllm_serve_only(results: dict[str, Any], tmp_path: Path) -> None:
+    """``enable_auto_tool_choice`` and ``tool_call_parser`` reach ``vllm serve``; ``LLM(...)``
+    gets the EngineArgs fields only, so it no longer raises TypeError at every start."""
+    serve = accepted(results, "serve-only", "serve")
+    assert {key: serve[key] for key in SERVE_ONLY_ARGS} == SERVE_ONLY_ARGS
+    assert serve["enable_prefix_caching"] is True
+    kwargs = accepted(results, "serve-only", "kwargs")
+    assert kwargs["enable_prefix_caching"] is True
+    spec = load_spec(derived_spec(tmp_path, "serve-only", DERIVED["serve-only"])).spec
+    assert not set(SERVE_ONLY_ARGS) & set(engine_kwargs(spec))
 
 
 @pytest.mark.parametrize("name", DEEP_SPEC_NAMES)
@@ -504,3 +621,78 @@ def test_context_longer_than_model_rejected(results: dict[str, Any]) -> None:
     model = results["kalm-on-8k-model"]["model"]
     assert not model["ok"]
     assert "max_model_len (32000)" in model["error"]
+
+
+def changed(results: dict[str, Any], name: str) -> dict[str, Any]:
+    """The parsed fields a case's argv changed from a bare ``vllm serve <model>``."""
+    base = results["baseline"]["serve"]["values"]
+    got = results[name]["serve"]
+    assert got["ok"], f"{name}: vllm serve rejects it: {got['error']}"
+    return {k: v for k, v in got["values"].items() if base.get(k, MISSING) != v}
+
+
+MISSING = object()
+
+
+@pytest.mark.parametrize(("case_id", "name", "value"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_no_value_adds_an_argument(
+    results: dict[str, Any], case_id: str, name: str, value: Any
+) -> None:
+    """Through vLLM's own parser: an accepted value changes only its own argument."""
+    if results[f"hostile:{case_id}"]["serve"] is None:  # refused by validate
+        assert not modaliac_accepts(name, value)
+        return
+    assert set(changed(results, f"hostile:{case_id}")) <= {name}
+
+
+def test_hostile_values_land_as_written(results: dict[str, Any]) -> None:
+    """The accepted hostile values arrive whole: one word, not split into arguments."""
+    assert changed(results, "hostile:value-with-flag") == {"chat_template": "x=--api-key"}
+    assert changed(results, "hostile:newline") == {
+        "chat_template": "{{ messages }}\n--host 0.0.0.0"
+    }
+    assert changed(results, "hostile:negative-float") == {"watermark": -0.5}
+    assert changed(results, "hostile:list") == {"ignore_patterns": ["*.pt", "original/**"]}
+    assert changed(results, "hostile:list-one") == {"ignore_patterns": ["*.pt"]}
+    assert changed(results, "hostile:human-int") == {"max_num_batched_tokens": 32000}
+    assert changed(results, "hostile:boolean-off") == {"enable_prefix_caching": False}
+    assert changed(results, "hostile:json-with-flags") == {
+        "model_loader_extra_config": {"a": "--host 0.0.0.0", "b": ["--api-key"]}
+    }
+    refused = [h[0] for h in HOSTILE if results[f"hostile:{h[0]}"]["serve"] is None]
+    assert set(NAIVE_INJECTS) <= set(refused)
+    assert "flag-as-value" in refused and "config-file" in refused
+
+
+@pytest.mark.parametrize("case_id", NAIVE_INJECTS)
+def test_old_rendering_injected_arguments(results: dict[str, Any], case_id: str) -> None:
+    """Without the table the same values reach other arguments (the check can fail)."""
+    name = next(h[1] for h in HOSTILE if h[0] == case_id)
+    others = set(changed(results, f"naive:{case_id}")) - {name}
+    assert others & {"host", "api_key"}, others
+
+
+def test_arg_table_is_current(vllm_python: str) -> None:
+    """modal_iac/data/vllm_args.json is what scripts/vllm_arg_table.py makes from this vLLM."""
+    script = ROOT / "scripts" / "vllm_arg_table.py"
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"}
+    proc = subprocess.run(
+        [vllm_python, str(script), "--check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_every_switch_and_boolean_renders_as_vllm_reads_it(
+    results: dict[str, Any], value: bool
+) -> None:
+    """The table's on and off flags, all of them in one argv, parse to true and false."""
+    got = results[f"table:{value}"]["serve"]
+    assert got["ok"], got["error"]
+    values = got["values"]
+    wrong = [name for name in SWITCHES_AND_BOOLEANS if values[name] is not value]
+    assert not wrong, wrong

@@ -1004,7 +1004,7 @@ def test_server_class_runs_its_hooks_in_modals_order(
     monkeypatch.setenv(RECORD_ENV, str(record))
     monkeypatch.setenv(http.api_key_env, PUBLIC_KEY)
     argv = list(module.SERVE_ARGS)
-    argv[argv.index("--port") + 1] = str(port)
+    argv[argv.index(f"--port={http.port}")] = f"--port={port}"
     monkeypatch.setattr(module, "SERVE_ARGS", argv)
     monkeypatch.setattr(module, "VLLM_URL", f"http://127.0.0.1:{port}")
     original_wait = module.wait_healthy

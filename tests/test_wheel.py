@@ -96,6 +96,7 @@ def test_wheel_holds_templates_and_schema(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     assert f"modal_iac/templates/{TEMPLATE}" in names
     assert "modal_iac/schema.json" in names
+    assert "modal_iac/data/vllm_args.json" in names  # validate reads vLLM's table from it
     assert "modal_iac/cli.py" in names
     # Nothing outside the package (a stray top-level templates/ would clash with other wheels).
     tops = {name.split("/")[0] for name in names}

@@ -3,7 +3,8 @@
     VLLM_TARGET_DEVICE=cpu <vllm-env>/bin/python tests/vllm_check.py < cases.json
 
 stdin: a JSON list of cases ``{"name", "serve_argv", "engine_kwargs", "model_dir", "fields",
-"switches"}`` (all but ``name`` may be null or absent). stdout: a JSON list of results, one
+"switches"}`` (all but ``name`` may be null or absent; ``"*"`` in ``fields`` asks for every
+parsed field, ``"parse_only"`` stops after the parser). stdout: a JSON list of results, one
 per case, in order: ``{"name", "serve", "kwargs", "model"}``, each part null when not asked
 for, else ``{"ok": bool, "error": str | null, ...}``. Everything vLLM prints goes to stderr.
 
@@ -81,7 +82,7 @@ def exit_message(code: object, stderr: str) -> str:
     return stderr.strip() or f"SystemExit({code!r})"
 
 
-def check_serve(argv: list[str], fields: list[str]) -> dict[str, Any]:
+def check_serve(argv: list[str], fields: list[str], parse_only: bool = False) -> dict[str, Any]:
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.common.cli_args import make_arg_parser, validate_parsed_serve_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -93,13 +94,15 @@ def check_serve(argv: list[str], fields: list[str]) -> dict[str, Any]:
             ns = parser.parse_args(argv)
             if getattr(ns, "model_tag", None) is not None:
                 ns.model = ns.model_tag  # what `vllm serve` does with the positional model
-            validate_parsed_serve_args(ns)
-            AsyncEngineArgs.from_cli_args(ns)
+            if not parse_only:
+                validate_parsed_serve_args(ns)
+                AsyncEngineArgs.from_cli_args(ns)
     except SystemExit as exc:
         return {"ok": False, "error": exit_message(exc.code, stderr.getvalue()), "values": None}
     except Exception as exc:
         return {"ok": False, "error": describe(exc), "values": None}
-    values = {f: plain(getattr(ns, f)) for f in fields if getattr(ns, f, MISSING) is not MISSING}
+    names = sorted(vars(ns)) if "*" in fields else fields
+    values = {f: plain(getattr(ns, f)) for f in names if getattr(ns, f, MISSING) is not MISSING}
     return {"ok": True, "error": None, "values": values}
 
 
@@ -188,7 +191,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     )
     result = {
         "name": case["name"],
-        "serve": None if argv is None else check_serve(argv, fields),
+        "serve": None if argv is None else check_serve(argv, fields, bool(case.get("parse_only"))),
         "kwargs": None if kwargs is None else check_kwargs(kwargs, fields),
         "model": None if model_dir is None else check_model(model_dir, kwargs or {}),
     }
