@@ -95,7 +95,11 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "surfaces": {"class": False, "http": {"api_key_secret": "key", "primitive": "server"}},
     },
 }
-SERVER_CASES = ["server-sleep-bearer-and-proxy", "server-gpu-proxy-only", "server-bearer-no-snapshot"]
+SERVER_CASES = [
+    "server-sleep-bearer-and-proxy",
+    "server-gpu-proxy-only",
+    "server-bearer-no-snapshot",
+]
 
 
 # -- the stand-in for `vllm serve` ------------------------------------------------------------
