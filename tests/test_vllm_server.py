@@ -88,6 +88,12 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "snapshot": "gpu",
         "surfaces": {"class": False, "http": {"proxy_auth": True, "primitive": "server"}},
     },
+    "cls-proxy-only": {
+        "app": "server-proxy-auth",
+        "model": {**_MODEL, "task": "generate"},
+        "gpu": "L4",
+        "surfaces": {"class": False, "http": {"proxy_auth": True}},
+    },
     "server-bearer-no-snapshot": {
         "app": "server-primitive-plain",
         "model": {**_MODEL, "task": "generate"},
@@ -1163,6 +1169,50 @@ def test_deploy_sends_the_server_definition(
     publish = state.requests("AppPublish")[0]
     assert "Server" in publish.class_ids
     assert state.app_files(spec.app)[f"/root/{module.__name__}.py"] == rendered.source.encode()
+
+
+@pytest.mark.parametrize(("case", "proxy_auth"), [(KALM, False), ("cls-proxy-only", True)])
+def test_the_class_based_server_asks_modal_for_proxy_auth_only_when_the_spec_does(
+    case: str, proxy_auth: bool, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modal.runner
+
+    from modal_iac.render import render
+
+    loaded = loaded_case(case)
+    spec = loaded.spec
+    for name in spec.referenced_secrets():
+        modal_api.state.add_secret(name, ("VLLM_API_KEY",))
+    module = import_source(render(loaded).source, tmp_path, Path(case).stem)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    modal.runner.deploy_app(module.app, name=spec.app)
+
+    server = modal_api.state.function(spec.app, "Server.*").definition
+    web = server.method_definitions["serve"].webhook_config
+    assert web.requires_proxy_auth is proxy_auth
+    # proxy_auth alone: no key secret is attached, and the guard checks no Bearer key.
+    expected = [*spec.secrets] if spec.surfaces.http.api_key_secret is None else None
+    if expected is not None:
+        assert modal_api.state.secret_names(server.secret_ids) == expected
+
+
+def test_proxy_auth_alone_serves_without_a_bearer_key(
+    generated: Callable[[str], ModuleType],
+    upstream: str,
+    stand_in: StandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Modal checks the proxy token before the request reaches the container; the guard then
+    forwards /v1 without asking for a Bearer key, and still only /v1 and /health."""
+    module = generated("cls-proxy-only")
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.setattr(module, "VLLM_URL", upstream)
+    instance = module.Server._get_user_cls()()
+    instance.token = TOKEN
+    with running_asgi(instance.serve()) as port:
+        assert request(port, "GET", "/v1/models").status == 200
+        assert request(port, "POST", "/sleep?level=1").status == 404
+    assert stand_in.calls() == ["GET /v1/models"]
 
 
 @pytest.mark.parametrize("case", SERVER_CASES)
