@@ -30,6 +30,9 @@ PLAN_FORMAT_VERSION = 2
 Action = Literal["create", "update", "replace", "delete", "no-op"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")
 Status = Literal["no-changes", "changes", "blocked"]
+Strategy = Literal["rolling", "recreate"]  # Modal's deployment strategies (App.deploy)
+STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
+DEPLOYING: tuple[Action, ...] = ("create", "update", "replace")  # the actions that deploy
 # Changing only these never rebuilds a container or a snapshot.
 _METADATA_PREFIXES = ("labels",)
 # Modal's autoscaler settings a spec sets under scaling: (a hand change of another one is
@@ -62,6 +65,7 @@ class Inputs:
     env: str | None = None
     replace: tuple[str, ...] = ()
     refresh_only: bool = False
+    strategy: Strategy | None = None  # --strategy: over every spec's deploy.strategy
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class Change:
     record: AppRecord | None = None  # what the state holds once applied (None for delete)
     active_hours_per_day: float | None = None  # the spec's usage estimate, for cost only
     renamed_from: str | None = None  # the address apply stops once this one is deployed
+    strategy: Strategy | None = None  # how apply deploys it (None: it deploys nothing)
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,8 @@ def make_plan(
         if observed is not None:
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
-        changes.append(_compare(item, before, seen, address in inputs.replace))
+        change = _compare(item, before, seen, address in inputs.replace)
+        changes.append(with_strategy(change, inputs.strategy or item.loaded.spec.deploy.strategy))
     for record in deletions(desired, recorded, delete_scope, inputs.env):
         changes.append(_delete(record, observed))
     return Plan(
@@ -228,6 +234,20 @@ def make_plan(
         online=observed is not None,
         inputs=inputs,
     )
+
+
+RECREATE_NOTE = (
+    "deploy strategy recreate: the running containers are stopped as the new version is "
+    "published (requests fail until a new container is ready)"
+)
+
+
+def with_strategy(change: Change, strategy: Strategy) -> Change:
+    """``change`` with the strategy apply deploys it with; a recreate is said in its notes."""
+    if change.action not in DEPLOYING:
+        return change
+    notes = (*change.notes, RECREATE_NOTE) if strategy == "recreate" else change.notes
+    return replace(change, strategy=strategy, notes=notes)
 
 
 def deletions(
