@@ -438,11 +438,14 @@ class HttpSurface(StrictModel):
 
 
 def endpoint_key_problems(
-    at: tuple[str, ...], api_key_secret: str | None, is_open: bool, proxy_auth: bool = False
+    at: tuple[str, ...],
+    api_key_secret: str | None,
+    is_open: bool,
+    proxy_auth: bool | None = None,
 ) -> list[tuple[tuple[str, ...], str]]:
-    """A public endpoint names the secret of its API key, asks for Modal's proxy auth, or
-    says ``open: true``; open excludes the other two, so nothing is served open by accident
-    (a service's HTTP surface, a gateway's router)."""
+    """A public endpoint names the secret of its API key, asks for Modal's proxy auth (where
+    offered: ``proxy_auth`` not None), or says ``open: true``; open excludes the other two,
+    so nothing is served open by accident (a service's HTTP surface, a gateway's router)."""
     if is_open and proxy_auth:
         return [
             (
@@ -453,6 +456,15 @@ def endpoint_key_problems(
         ]
     if proxy_auth:
         return []
+    if api_key_secret is None and not is_open and proxy_auth is not None:
+        return [
+            (
+                at,
+                "has no api_key_secret; name the Modal secret that holds the API key, set "
+                "proxy_auth: true for Modal's proxy tokens, or set open: true to serve without "
+                "either",
+            )
+        ]
     if api_key_secret is None and not is_open:
         return [
             (

@@ -308,6 +308,7 @@ def test_plan_json_is_the_documented_format(
         "env": None,
         "replace": [],
         "refresh_only": False,
+        "strategy": None,
     }
     assert document["summary"] == {"create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0}
     by_app = {c["app"]: c for c in document["changes"]}
@@ -317,7 +318,34 @@ def test_plan_json_is_the_documented_format(
     assert kalm["spec"]["path"] == "specs/kalm.yaml"
     assert len(kalm["spec"]["sha256"]) == 64
     assert kalm["source_sha256"]["before"] != kalm["source_sha256"]["after"]
+    assert kalm["strategy"] == "rolling"  # what apply deploys it with
     assert by_app["minilm-embedding"]["action"] == "create"
+
+
+SERVER_SPEC = """\
+app: chat-server
+model: {id: org/chat, revision: 0123abc, task: generate}
+gpu: L4
+deploy: {strategy: recreate}
+surfaces:
+  class: false
+  http: {api_key_secret: chat-key, proxy_auth: true, primitive: server}
+"""
+
+
+def test_explain_states_the_endpoint_trade_offs_and_the_strategy(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "specs" / "server.yaml").write_text(SERVER_SPEC)
+    code, out, err = run(capsys, "explain", "specs/server.yaml")
+    assert code == 0, err
+    assert "primitive server: Modal's @app.server" in out
+    assert "no request queue: while no container is ready" in out and "get 503" in out
+    assert "a Bearer key from secret 'chat-key' (VLLM_API_KEY) and Modal's proxy auth" in out
+    assert "Deploy: strategy recreate: the running containers are stopped" in out
+    code, out, _ = run(capsys, "explain", "specs/kalm.yaml")
+    assert "primitive cls: a Modal class" in out and "Deploy: strategy rolling" in out
+    assert "no request queue" not in out
 
 
 def test_plan_markdown_has_summary_first(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
