@@ -247,7 +247,7 @@ def resolve(args: argparse.Namespace) -> Service:
     else:
         app, environment, values = targets[0]
         urls = _web_urls(app, environment)
-        served = [u for name, u in urls.items() if name.endswith(".serve")]
+        served = [u for name, u in urls.items() if name.endswith(".serve") or name == "Server"]
         url = served[0] if served else next(iter(urls.values()))
     values = values or {}
     kind = args.kind or _kind(values)

@@ -451,6 +451,48 @@ def test_spec_and_app_targets_take_kind_model_key_and_window_from_the_spec(
     assert (code, err) == (1, "$VLLM_API_KEY is not set: export the endpoint's API key in it\n")
 
 
+def test_a_proxy_auth_app_server_end_to_end_apply_url_and_test(
+    modal_api: LocalModalServer,
+    stand_in: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """primitive: server with proxy_auth and a key: apply deploys an @app.server with proxy auth
+    on, url reads its URL from Modal, and test sends both the Bearer key and the proxy token
+    because the spec says so."""
+    work = tmp_path / "work"
+    (work / "specs").mkdir(parents=True)
+    spec = SPEC.replace("app: probe-embed", "app: probe-server").replace(
+        "    api_key_secret: probe-key\n",
+        "    api_key_secret: probe-key\n    proxy_auth: true\n    primitive: server\n",
+    )
+    (work / "specs" / "probe.yaml").write_text(spec)
+    modal_api.state.add_secret("probe-key", ("VLLM_API_KEY",))
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    code, _, err = run(capsys, "apply", "--yes")
+    assert code == 0, err
+    (server_fn,) = [
+        r.function
+        for r in modal_api.state.requests("FunctionCreate")
+        if r.function.function_name == "Server"
+    ]
+    assert server_fn.is_server and not server_fn.http_config.unauthenticated
+
+    server = stand_in("embedding", proxy=PROXY_TOKEN)
+    modal_api.state.serve_web_url("probe-server", "Server", server.url)
+    assert run(capsys, "url", "probe-server") == (0, server.url + "\n", "")
+    code, _, err = run(capsys, "test", "specs/probe.yaml")
+    assert code == 1 and "$MODAL_PROXY_TOKEN_ID is not set" in err
+    monkeypatch.setenv("MODAL_PROXY_TOKEN_ID", PROXY_TOKEN[0])
+    monkeypatch.setenv("MODAL_PROXY_TOKEN_SECRET", PROXY_TOKEN[1])
+    code, out, err = run(capsys, "test", "specs/probe.yaml")
+    assert code == 0, err
+    assert out.startswith(f"{server.url} embedding (bge-small): ok in ")
+    assert PROXY_TOKEN[1] not in out + err and KEY not in out + err
+
+
 # -- where a key may go ---------------------------------------------------------------------
 
 

@@ -103,6 +103,10 @@ class Handlers(StorageHandlers):
         )
         if isinstance(source, api_pb2.Function):
             metadata.class_parameter_info.CopyFrom(source.class_parameter_info)
+            if source.is_server:  # an @app.server: its URL, as Server.get_url() reads it
+                label = web_label(app.name, record.tag)
+                url = self.s.web_urls.get(label, f"http://local--{label}.localhost")
+                metadata._experimental_flash_urls.append(url)
         class_name = record.tag.removesuffix(".*")
         for method, definition in source.method_definitions.items():
             metadata.method_handle_metadata[method].CopyFrom(
