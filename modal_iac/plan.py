@@ -332,6 +332,7 @@ def _compare(
             if not fields:
                 notes.append("the generated code changed (a new modaliac version or template)")
             action = _snapshot_action(before, after, fields, notes)
+            notes.extend(endpoint_notes(fields))
         if before.renamed_from:
             notes.append(
                 f"renamed from {before.renamed_from} by `modaliac state mv`: Modal cannot rename "
@@ -379,6 +380,26 @@ def _compare(
         active_hours_per_day=item.active_hours_per_day,
         renamed_from=before.renamed_from if before else None,
     )
+
+
+def endpoint_notes(fields: tuple[FieldChange, ...]) -> list[str]:
+    """What a change of the HTTP endpoint's primitive or proxy auth means for its callers."""
+    notes = []
+    for item in fields:
+        if item.path == "surfaces.http.primitive" and item.before is not None:
+            server = item.after == "server"
+            kind = "Modal's @app.server" if server else "a Modal class"
+            queue = ", and expect 503 rather than a queue while no container is ready"
+            notes.append(
+                f"the HTTP endpoint becomes {kind}: a new function with its own URL (`modaliac "
+                f"url` shows it); point clients at it{queue if server else ''}"
+            )
+        if item.path == "surfaces.http.proxy_auth" and item.after is True:
+            notes.append(
+                "Modal's proxy auth goes on: callers without Modal-Key and Modal-Secret "
+                "headers (a workspace proxy auth token) get 401 from Modal"
+            )
+    return notes
 
 
 def _runs_this_file(before: AppRecord | None, after: AppRecord, seen: Observed | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -346,6 +347,24 @@ def test_explain_states_the_endpoint_trade_offs_and_the_strategy(
     code, out, _ = run(capsys, "explain", "specs/kalm.yaml")
     assert "primitive cls: a Modal class" in out and "Deploy: strategy rolling" in out
     assert "no request queue" not in out
+
+
+def test_plan_says_what_a_new_primitive_or_proxy_auth_means_for_callers(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
+    edit(
+        workdir / "specs" / "kalm.yaml",
+        "    api_key_secret: kalm-api-key\n",
+        "    api_key_secret: kalm-api-key\n    proxy_auth: true\n    primitive: server\n",
+    )
+    code, out, err = run(capsys, "plan", "specs/kalm.yaml")
+    assert code == 0, err
+    assert "-/+ replace kalm-embedding" in out  # a GPU snapshot app: a new snapshot
+    assert re.search(r'surfaces.http.primitive +: "cls" -> "server"', out)
+    assert "# the HTTP endpoint becomes Modal's @app.server: a new function with its own URL" in out
+    assert "expect 503 rather than a queue while no container is ready" in out
+    assert "# Modal's proxy auth goes on: callers without Modal-Key and Modal-Secret" in out
 
 
 def test_plan_markdown_has_summary_first(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
