@@ -326,6 +326,10 @@ def _compare(
         fields = tuple(FieldChange(k, None, v) for k, v in after.settings.items())
     else:
         fields = field_changes(before.settings, after.settings)
+        if before.source_hash == after.source_hash:
+            # Settings a newer modaliac lists that the record lacks, at values that render the
+            # very code Modal runs: nothing to deploy, so no change (and no new snapshot).
+            fields = tuple(f for f in fields if f.path in before.settings)
         action = "no-op"
         if fields or before.source_hash != after.source_hash:
             action = "update"

@@ -349,6 +349,25 @@ def test_explain_states_the_endpoint_trade_offs_and_the_strategy(
     assert "no request queue" not in out
 
 
+def test_settings_a_record_predates_are_no_change_while_the_code_is_the_same(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    """A state written before surfaces.http.proxy_auth and primitive existed: the same code,
+    so no redeploy (a replace, for a snapshot app); a real change still lists them."""
+    state_file = workdir / ".modaliac" / "state.json"
+    record_applied(state_file, "specs/kalm.yaml")
+    document = json.loads(state_file.read_text())
+    (entry,) = document["apps"].values()
+    for key in ("surfaces.http.proxy_auth", "surfaces.http.primitive"):
+        del entry["settings"][key]
+    state_file.write_text(json.dumps(document))
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml", "--detailed-exitcode")
+    assert code == 0 and "No changes." in out
+    edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    open: true\n")
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    assert "surfaces.http.open" in out and "surfaces.http.proxy_auth" in out
+
+
 def test_plan_says_what_a_new_primitive_or_proxy_auth_means_for_callers(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
