@@ -1215,6 +1215,27 @@ def test_proxy_auth_alone_serves_without_a_bearer_key(
     assert stand_in.calls() == ["GET /v1/models"]
 
 
+def test_an_app_server_whose_vllm_died_ends_its_container_as_modal_ends_a_server(
+    generated: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An @app.server container has no inputs to stop fetching: it runs until SIGTERM (modal's
+    container entrypoint, call_server), which then runs the exit hook. With vLLM gone, the
+    proxy's 503 path sends it that SIGTERM; while vLLM runs, nothing happens."""
+    module = generated("server-bearer-no-snapshot")
+    instance = module.Server._get_user_cls()()
+    instance.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    sent: list[tuple[int, int]] = []
+    with monkeypatch.context() as patched:
+        patched.setattr(module.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+        asyncio.run(instance._upstream_unreachable())
+    assert sent == []
+    instance.process.kill()
+    instance.process.wait()
+    monkeypatch.setattr(module.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    asyncio.run(instance._upstream_unreachable())
+    assert sent == [(os.getpid(), module.signal.SIGTERM)]
+
+
 @pytest.mark.parametrize("case", SERVER_CASES)
 def test_primitive_server_deploys_as_modals_app_server(
     case: str, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

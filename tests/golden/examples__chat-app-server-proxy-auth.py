@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -209,11 +210,9 @@ class Server:
 
     async def _upstream_unreachable(self) -> None:
         if self.process.poll() is not None:
-            # vLLM has exited: take no more inputs, so Modal replaces this container
-            # instead of it answering 503 for ever.
-            import modal.experimental
-
-            await modal.experimental.stop_fetching_inputs.aio()
+            # vLLM has exited: end this container the way Modal ends a server (SIGTERM,
+            # then the exit hook), so Modal replaces it instead of it answering 503.
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def listen_public(app, port: int, host: str = "0.0.0.0", timeout: float = 30):
