@@ -836,6 +836,14 @@ def _server_problems(spec: Spec) -> list[tuple[tuple[str, ...], str]]:
                 "choose another port for vLLM",
             )
         )
+    if spec.surfaces.class_ is None and "timeout" in spec.scaling.model_fields_set:
+        found.append(
+            (
+                ("scaling", "timeout"),
+                "Modal's @app.server (primitive server) has no request timeout, and this spec "
+                "has no Python class it would apply to; remove it",
+            )
+        )
     return found
 
 

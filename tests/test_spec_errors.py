@@ -965,6 +965,13 @@ CASES = [
         "only; use primitive: cls",
     ),
     Case(
+        "http-primitive-server-with-a-timeout-nothing-takes",
+        VALID + "scaling: {timeout: 5m}\nsurfaces:\n  class: false\n  http: {proxy_auth: true, "
+        "primitive: server}\n",
+        "spec.yaml:6:20: scaling.timeout: Modal's @app.server (primitive server) has no request "
+        "timeout, and this spec has no Python class it would apply to; remove it",
+    ),
+    Case(
         "deploy-strategy-unknown",
         VALID + "deploy:\n  strategy: blue-green\n",
         'spec.yaml:7:13: deploy.strategy: expected one of "rolling", "recreate", got "blue-green"',
