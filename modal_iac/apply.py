@@ -261,4 +261,5 @@ def _job(change: Change) -> DeployJob:
         module_name=Address(change.environment, change.app).module_name,
         deployment_tag=record.deployment_tag,
         tags=app_tags(record),
+        strategy=change.strategy or "rolling",
     )

@@ -22,6 +22,7 @@ from .probe import (
     _api_key,
     _usage,
     payload,
+    proxy_token,
     resolve,
     send,
 )
@@ -107,9 +108,9 @@ def measure(
     ``wait``) the wait and one more request on a new connection."""
     from concurrent.futures import ThreadPoolExecutor
 
-    cold = send(Http(service.url, key, timeout), service, body)
+    cold = send(Http(service.url, key, timeout, proxy_token(service)), service, body)
     progress(f"cold start: {cold.seconds * 1000:.0f} ms; {warm} warm requests ...")
-    client = Http(service.url, key, timeout)
+    client = Http(service.url, key, timeout, proxy_token(service))
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         replies = list(pool.map(lambda _: send(client, service, body), range(warm)))
@@ -127,7 +128,7 @@ def measure(
     )
     if wait is not None:
         countdown(wait, clock, progress)
-        again = send(Http(service.url, key, timeout), service, body)
+        again = send(Http(service.url, key, timeout, proxy_token(service)), service, body)
         result.post_scaledown_cold_start_ms = again.seconds * 1000
         result.scaledown_wait_s = wait
     return result

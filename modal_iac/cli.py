@@ -544,6 +544,13 @@ def lifecycle_options(parser: argparse.ArgumentParser) -> None:
         help="deploy nothing: record what Modal runs (hand-made changes, a hotfix, a stopped "
         "app) into the state",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=("rolling", "recreate"),
+        help="how every app of this run is deployed, over each spec's deploy.strategy: "
+        "rolling (new containers take over as old ones drain) or recreate (the running "
+        "containers are stopped as the new version is published; the way out at max_containers)",
+    )
 
 
 def cost_options(parser: argparse.ArgumentParser) -> None:

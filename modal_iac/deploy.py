@@ -42,6 +42,7 @@ class DeployJob:
     module_name: str
     deployment_tag: str
     tags: dict[str, str]
+    strategy: str = "rolling"  # Modal's: rolling, or recreate (stop the old containers)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def deploy_all(
                             environment_name=job.environment or "",
                             tag=job.deployment_tag,
                             client=sdk,
+                            strategy=job.strategy,
                         ),
                         limit=deploy_timeout,
                         doing="deploying",

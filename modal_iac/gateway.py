@@ -37,6 +37,7 @@ from .spec import (
     HF_CACHE,
     VLLM_CACHE,
     AlsoAccepts,
+    Deploy,
     Gpu,
     GpuChoice,
     Image,
@@ -195,6 +196,7 @@ class GatewaySpec(StrictModel):
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."
     )
+    deploy: Deploy = Field(default_factory=Deploy, exclude=True)
     policy: Policy = Field(default_factory=Policy, exclude=True)
 
     @field_validator("models")

@@ -462,7 +462,8 @@ def rollback(app: str, environment: str | None, version: int) -> int:
 
 def web_urls(app: str, environment: str | None) -> dict[str, str]:
     """The public URL of each web function of a deployed app, by function name (class methods
-    as ``Class.method``), read from the app's layout as ``modal.Cls.from_name`` hydrates it."""
+    as ``Class.method``, an @app.server by its name), read from the app's layout as
+    ``modal.Cls.from_name`` hydrates it."""
 
     async def make(client: _Client) -> dict[str, str]:
         found = await client._stub.AppGetByDeploymentName(
@@ -476,6 +477,8 @@ def web_urls(app: str, environment: str | None) -> dict[str, str]:
             function = item.function_handle_metadata
             if function.web_url:
                 urls[function.function_name] = function.web_url
+            for url in function._experimental_flash_urls[:1]:  # an @app.server's one URL
+                urls[function.function_name] = url
             for method, meta in function.method_handle_metadata.items():
                 if meta.web_url:
                     urls[meta.function_name or method] = meta.web_url

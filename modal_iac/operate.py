@@ -67,6 +67,7 @@ def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) 
         env=args.env,
         replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
         refresh_only=bool(args.refresh_only),
+        strategy=args.strategy,
     )
 
 
@@ -124,9 +125,9 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
     project = Project.here()
     store = state_store(args.state, project, console.error)
     saved = len(args.targets) == 1 and args.targets[0].endswith(".json")
-    if saved and (args.replace or args.refresh_only or args.env):
+    if saved and (args.replace or args.refresh_only or args.env or args.strategy):
         raise UsageError(
-            "apply PLAN.json applies the plan as saved: no --env, --replace or "
+            "apply PLAN.json applies the plan as saved: no --env, --replace, --strategy or "
             "--refresh-only (make the plan with them)"
         )
     log = SdkLog.for_command(project.log_dir, "apply")
@@ -298,7 +299,16 @@ def _difference(reviewed: Plan, fresh: Plan) -> str:
             return f"{address} is no longer planned"
         if address not in old:
             return f"{address} is planned now and was not reviewed"
-        for name in ("action", "record", "fields", "blockers", "drift", "notes", "renamed_from"):
+        for name in (
+            "action",
+            "record",
+            "fields",
+            "blockers",
+            "drift",
+            "notes",
+            "renamed_from",
+            "strategy",
+        ):
             if getattr(old[address], name) != getattr(new[address], name):
                 return f"{address}: its {name.replace('_', ' ')} differ"
     if reviewed.refreshes != fresh.refreshes:

@@ -31,6 +31,9 @@ PLAN_FORMAT_VERSION = 2
 Action = Literal["create", "update", "replace", "delete", "no-op"]
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")
 Status = Literal["no-changes", "changes", "blocked"]
+Strategy = Literal["rolling", "recreate"]  # Modal's deployment strategies (App.deploy)
+STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
+DEPLOYING: tuple[Action, ...] = ("create", "update", "replace")  # the actions that deploy
 # Changing only these never rebuilds a container or a snapshot.
 _METADATA_PREFIXES = ("labels",)
 # Modal's autoscaler settings a spec sets under scaling: (a hand change of another one is
@@ -63,6 +66,7 @@ class Inputs:
     env: str | None = None
     replace: tuple[str, ...] = ()
     refresh_only: bool = False
+    strategy: Strategy | None = None  # --strategy: over every spec's deploy.strategy
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class Change:
     record: AppRecord | None = None  # what the state holds once applied (None for delete)
     active_hours_per_day: float | None = None  # the spec's usage estimate, for cost only
     renamed_from: str | None = None  # the address apply stops once this one is deployed
+    strategy: Strategy | None = None  # how apply deploys it (None: it deploys nothing)
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,8 @@ def make_plan(
         if observed is not None:
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
-        changes.append(_compare(item, before, seen, address in inputs.replace))
+        change = _compare(item, before, seen, address in inputs.replace)
+        changes.append(with_strategy(change, inputs.strategy or item.loaded.spec.deploy.strategy))
     for record in deletions(desired, recorded, delete_scope, inputs.env):
         changes.append(_delete(record, observed))
     return Plan(
@@ -229,6 +235,20 @@ def make_plan(
         online=observed is not None,
         inputs=inputs,
     )
+
+
+RECREATE_NOTE = (
+    "deploy strategy recreate: the running containers are stopped as the new version is "
+    "published (requests fail until a new container is ready)"
+)
+
+
+def with_strategy(change: Change, strategy: Strategy) -> Change:
+    """``change`` with the strategy apply deploys it with; a recreate is said in its notes."""
+    if change.action not in DEPLOYING:
+        return change
+    notes = (*change.notes, RECREATE_NOTE) if strategy == "recreate" else change.notes
+    return replace(change, strategy=strategy, notes=notes)
 
 
 def deletions(
@@ -307,12 +327,17 @@ def _compare(
         fields = tuple(FieldChange(k, None, v) for k, v in after.settings.items())
     else:
         fields = field_changes(before.settings, after.settings)
+        if before.source_hash == after.source_hash:
+            # Settings a newer modaliac lists that the record lacks, at values that render the
+            # very code Modal runs: nothing to deploy, so no change (and no new snapshot).
+            fields = tuple(f for f in fields if f.path in before.settings)
         action = "no-op"
         if fields or before.source_hash != after.source_hash:
             action = "update"
             if not fields:
                 notes.append("the generated code changed (a new modaliac version or template)")
             action = _snapshot_action(before, after, fields, notes)
+            notes.extend(endpoint_notes(fields))
         if before.renamed_from:
             notes.append(
                 f"renamed from {before.renamed_from} by `modaliac state mv`: Modal cannot rename "
@@ -376,6 +401,26 @@ def _fixed_settings(address: str, before: AppRecord, after: AppRecord) -> list[N
         "OLD NEW` and app: NEW in the spec: apply deploys NEW, then stops OLD)"
     )
     return [Notice("routing-region-fixed", address, fixed, fix)]
+
+
+def endpoint_notes(fields: tuple[FieldChange, ...]) -> list[str]:
+    """What a change of the HTTP endpoint's primitive or proxy auth means for its callers."""
+    notes = []
+    for item in fields:
+        if item.path == "surfaces.http.primitive" and item.before is not None:
+            server = item.after == "server"
+            kind = "Modal's @app.server" if server else "a Modal class"
+            queue = ", and expect 503 rather than a queue while no container is ready"
+            notes.append(
+                f"the HTTP endpoint becomes {kind}: a new function with its own URL (`modaliac "
+                f"url` shows it); point clients at it{queue if server else ''}"
+            )
+        if item.path == "surfaces.http.proxy_auth" and item.after is True:
+            notes.append(
+                "Modal's proxy auth goes on: callers without Modal-Key and Modal-Secret "
+                "headers (a workspace proxy auth token) get 401 from Modal"
+            )
+    return notes
 
 
 def _runs_this_file(before: AppRecord | None, after: AppRecord, seen: Observed | None) -> bool:

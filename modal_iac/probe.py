@@ -42,6 +42,9 @@ PROMPTS = {
 }
 MAX_TOKENS = 32
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
+# Where a proxy auth token of the workspace is read from (Modal's docs name no variable).
+PROXY_TOKEN_ID_ENV = "MODAL_PROXY_TOKEN_ID"
+PROXY_TOKEN_SECRET_ENV = "MODAL_PROXY_TOKEN_SECRET"
 SCALEDOWN_MARGIN = 30  # seconds past the window before the container is surely gone
 
 
@@ -127,6 +130,13 @@ def _request_options(
         metavar="VAR",
         help="environment variable holding the API key (default: the spec's api_key_env)",
     )
+    parser.add_argument(
+        "--proxy-auth",
+        action="store_true",
+        help="send Modal's proxy auth headers (Modal-Key, Modal-Secret) from "
+        f"${PROXY_TOKEN_ID_ENV} and ${PROXY_TOKEN_SECRET_ENV} (default: when the spec says "
+        "proxy_auth)",
+    )
     parser.add_argument("--prompt", help="text to send instead of a built-in one")
     parser.add_argument(
         "--allow-http",
@@ -169,6 +179,7 @@ class Service:
     key_env: str | None  # None: send no key
     key_required: bool
     scaledown: int | None  # seconds, when a spec or the state says
+    proxy_auth: bool = False  # send Modal's proxy token (Modal-Key, Modal-Secret)
     notices: tuple[str, ...] = ()  # said before the first request (a key not sent, plain http)
 
 
@@ -236,7 +247,7 @@ def resolve(args: argparse.Namespace) -> Service:
     else:
         app, environment, values = targets[0]
         urls = _web_urls(app, environment)
-        served = [u for name, u in urls.items() if name.endswith(".serve")]
+        served = [u for name, u in urls.items() if name.endswith(".serve") or name == "Server"]
         url = served[0] if served else next(iter(urls.values()))
     values = values or {}
     kind = args.kind or _kind(values)
@@ -270,6 +281,7 @@ def resolve(args: argparse.Namespace) -> Service:
         key_required=keyed or args.api_key_env is not None,
         scaledown=_seconds(scaledown) if scaledown is not None else None,
         notices=tuple(notices),
+        proxy_auth=bool(values.get(f"{surface}.proxy_auth")) or args.proxy_auth,
     )
 
 
@@ -315,6 +327,23 @@ def _seconds(value: Any) -> int:
     return _parse_duration(value)
 
 
+def proxy_token(service: Service) -> tuple[str, str] | None:
+    """The workspace proxy auth token (id, secret) an endpoint with Modal's proxy auth needs,
+    from the environment; never printed."""
+    if not service.proxy_auth:
+        return None
+    token_id = os.environ.get(PROXY_TOKEN_ID_ENV, "").strip()
+    secret = os.environ.get(PROXY_TOKEN_SECRET_ENV, "").strip()
+    if not token_id or not secret:
+        missing = PROXY_TOKEN_ID_ENV if not token_id else PROXY_TOKEN_SECRET_ENV
+        raise ProbeError(
+            f"${missing} is not set: this endpoint uses Modal's proxy auth; export a proxy "
+            f"auth token of the workspace (Modal settings, Proxy Auth Tokens) as "
+            f"${PROXY_TOKEN_ID_ENV} and ${PROXY_TOKEN_SECRET_ENV}"
+        )
+    return token_id, secret
+
+
 def _api_key(service: Service) -> str | None:
     if service.key_env is None:
         return None
@@ -337,7 +366,13 @@ class Reply:
 class Http:
     """POSTs JSON to one endpoint, keeping one connection per thread."""
 
-    def __init__(self, base: str, key: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        base: str,
+        key: str | None,
+        timeout: float,
+        proxy_token: tuple[str, str] | None = None,
+    ) -> None:
         import threading
         import urllib.parse
 
@@ -345,6 +380,7 @@ class Http:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ProbeError(f"{base}: not an http(s) URL")
         self.base, self.key, self.timeout = base, key, timeout
+        self.proxy_token = proxy_token
         self._parts = parts
         self._local = threading.local()
 
@@ -378,6 +414,8 @@ class Http:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
+        if self.proxy_token is not None:
+            headers["Modal-Key"], headers["Modal-Secret"] = self.proxy_token
         target = self._parts.path.rstrip("/") + path
         for _attempt in range(2):
             conn, reused = self._connection()
@@ -479,7 +517,7 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
     service = resolve(args)
     for notice in service.notices:
         console.error(f"note: {notice}")
-    client = Http(service.url, _api_key(service), args.timeout)
+    client = Http(service.url, _api_key(service), args.timeout, proxy_token(service))
     reply = send(client, service, payload(service, args.prompt))
     model = f" ({service.model})" if service.model else ""
     console.print(

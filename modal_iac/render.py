@@ -20,7 +20,7 @@ from . import __version__, engine
 from .gateway import GatewaySpec, Router
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
-from .spec import HF_CACHE, HttpSurface, Image, Scaling, Spec
+from .spec import HF_CACHE, SERVER_PUBLIC_PORT, HttpSurface, Image, Scaling, Spec
 
 HEADER_LINES = 2
 MIB = 1024 * 1024
@@ -148,6 +148,7 @@ def runtime_context(spec: Spec) -> dict[str, Any]:
         "retries": retries,
         "target_concurrency": spec.scaling.target_concurrency,
         "custom_domains": http.custom_domains if http is not None else None,
+        "region_keyword": "region",  # @app.server calls it compute_region (server_context)
     }
 
 
@@ -165,6 +166,7 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
             "served_name": engine.served_names(spec)[0],
             "multimodal": bool(spec.model.multimodal),
             "sleep_level": spec.engine.sleep_level,
+            **server_context(surfaces.http),
         }
     class_surface = None
     if surfaces.class_ is not None:
@@ -185,11 +187,39 @@ def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
 
 def endpoint_context(endpoint: HttpSurface | Router) -> dict[str, Any]:
     """The API key and the body limit of a public endpoint, for templates/_http_guard.py.j2."""
+    proxy_auth = isinstance(endpoint, HttpSurface) and endpoint.proxy_auth
     return {
         "open": endpoint.open,
+        "bearer": endpoint.api_key_secret is not None,  # the guard checks a Bearer key
+        "proxy_auth": proxy_auth,  # Modal checks a proxy token before the container
         "api_key_secret": endpoint.api_key_secret,
         "api_key_env": endpoint.api_key_env,
         "max_body": endpoint.max_body * MIB,
+        "asgi_arguments": asgi_arguments(endpoint),
+    }
+
+
+def asgi_arguments(endpoint: HttpSurface | Router) -> str:
+    """``@modal.asgi_app(...)``'s arguments: Modal's proxy auth and custom domains, when set."""
+    if not isinstance(endpoint, HttpSurface):
+        return ""
+    arguments = []
+    if endpoint.proxy_auth:
+        arguments.append("requires_proxy_auth=True")
+    if endpoint.custom_domains is not None:
+        arguments.append("custom_domains=CUSTOM_DOMAINS")
+    return ", ".join(arguments)
+
+
+def server_context(http: HttpSurface) -> dict[str, Any]:
+    """``primitive: server``: Modal's @app.server routes to the guard on ``public_port``;
+    without proxy_auth the endpoint is ``unauthenticated`` to Modal (the Bearer key, or
+    open: true, is then the spec's whole access control)."""
+    return {
+        "server": http.primitive == "server",
+        "public_port": SERVER_PUBLIC_PORT,
+        "unauthenticated": not http.proxy_auth,
+        "region_keyword": "compute_region" if http.primitive == "server" else "region",
     }
 
 

@@ -60,4 +60,5 @@ def _runtime(spec: GatewaySpec) -> dict[str, Any]:
         "retries": None,
         "target_concurrency": spec.scaling.target_concurrency,
         "custom_domains": None,
+        "region_keyword": "region",
     }

@@ -41,6 +41,8 @@ VLLM_NAMES = frozenset(
     | {"HOP_BY_HOP", "NOT_FORWARDED", "PUBLIC_PREFIX", "Server", "_Proxy", "build_proxy"}
     | {"sleep_engine", "start_vllm", "tiny_png", "wait_healthy", "wake_engine", "warm_up"}
     | {"warm_up_requests", "_call", "_is_sleeping", "_loopback", "_public"}
+    # primitive server (Modal's @app.server): the guard's own listener.
+    | {"PUBLIC_PORT", "listen_public", "signal", "threading"}
     | GUARD_NAMES
 )
 

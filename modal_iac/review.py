@@ -65,4 +65,44 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
         flat = app_settings(spec, app) if isinstance(spec, GatewaySpec) else settings(spec)
         cost = app_cost(flat, pricing.prices)
         lines.append(f"    {app}: {describe(cost)}{usage_text(cost, hours)}")
+    lines += endpoint_lines(spec)
     return "\n".join(lines)
+
+
+def endpoint_lines(spec: Any) -> list[str]:
+    """How the HTTP endpoint is served and guarded, and how apply deploys: the trade-offs a
+    reviewer weighs (a gateway's router is always the class-based kind)."""
+    from .gateway import GatewaySpec
+
+    lines = []
+    http = None if isinstance(spec, GatewaySpec) else spec.surfaces.http
+    if http is not None:
+        lines.append("  HTTP endpoint:")
+        if http.primitive == "server":
+            lines.append(
+                "    primitive server: Modal's @app.server, port-based low-latency routing; no "
+                "request queue: while no container is ready (a cold start, all at "
+                "max_containers) requests get 503; min_containers >= 1 avoids the cold case"
+            )
+        else:
+            lines.append(
+                "    primitive cls: a Modal class with an ASGI web endpoint; requests wait in "
+                "Modal's queue while containers start"
+            )
+        guards = []
+        if http.api_key_secret is not None:
+            guards.append(f"a Bearer key from secret {http.api_key_secret!r} ({http.api_key_env})")
+        if http.proxy_auth:
+            guards.append("Modal's proxy auth (Modal-Key and Modal-Secret of a workspace token)")
+        lines.append(
+            "    auth: "
+            + (" and ".join(guards) if guards else "none (open: true): anyone with the URL")
+        )
+    strategy = spec.deploy.strategy
+    what = (
+        "the running containers are stopped as the new version is published"
+        if strategy == "recreate"
+        else "new containers take traffic while the old ones drain"
+    )
+    lines.append(f"  Deploy: strategy {strategy}: {what} (apply --strategy overrides)")
+    return lines

@@ -25,7 +25,17 @@ from . import __version__
 from .address import Address, AddressError, Project
 from .errors import ModaliacError
 from .files import joined, parse_json, read_text
-from .plan import ACTIONS, PLAN_FORMAT_VERSION, Change, FieldChange, Inputs, Notice, Plan
+from .plan import (
+    ACTIONS,
+    PLAN_FORMAT_VERSION,
+    STRATEGIES,
+    Change,
+    FieldChange,
+    Inputs,
+    Notice,
+    Plan,
+    Strategy,
+)
 from .plan import deployment_tag as tag_of
 from .render import HEADER_LINES
 from .state import AppRecord
@@ -84,6 +94,7 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
             env=reader.get(raw, "env", (str, type(None))),
             replace=tuple(reader.strings(reader.get(raw, "replace", list), "inputs.replace")),
             refresh_only=reader.get(raw, "refresh_only", bool),
+            strategy=reader.strategy(raw.get("strategy"), "inputs.strategy"),
         )
     refreshes: tuple[Refresh, ...] = ()
     if version >= 2:
@@ -195,7 +206,17 @@ class _Reader:
             record=self.record(record, f"{at}.record") if record is not None else None,
             active_hours_per_day=hours,
             renamed_from=item.get("renamed_from") if version >= 2 else None,
+            strategy=self.strategy(item.get("strategy"), f"{at}.strategy"),
         )
+
+    def strategy(self, value: Any, at: str) -> Strategy | None:
+        """A deployment strategy, or None where the plan names none (older plans, changes
+        that deploy nothing); planning again checks it is the one this run would use."""
+        if value is None:
+            return None
+        if value not in STRATEGIES:
+            raise self.fail(at, f"{shown(str(value), 20)} is not {' or '.join(STRATEGIES)}")
+        return value  # type: ignore[no-any-return]
 
     def refresh(self, raw: Any, at: str) -> Refresh:
         from .refresh import Refresh

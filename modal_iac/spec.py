@@ -507,13 +507,48 @@ class HttpSurface(StrictModel):
                 raise Problem(f"{shown(name)} is listed twice", index)
         return value or None  # an empty list is no custom domain
 
+    proxy_auth: bool = Field(
+        False,
+        description="Modal's proxy auth: Modal refuses requests without a workspace proxy "
+        "token (Modal-Key and Modal-Secret headers) before they reach the container. Alone, "
+        "instead of api_key_secret, or with it (both are checked).",
+    )
+    primitive: Literal["cls", "server"] = Field(
+        "cls",
+        description="cls: a Modal class with an ASGI web endpoint (Modal queues requests while "
+        "containers start). server: Modal's @app.server, port-based low-latency routing with no "
+        "request queue (503 when no container is ready).",
+    )
+
 
 def endpoint_key_problems(
-    at: tuple[str, ...], api_key_secret: str | None, is_open: bool
+    at: tuple[str, ...],
+    api_key_secret: str | None,
+    is_open: bool,
+    proxy_auth: bool | None = None,
 ) -> list[tuple[tuple[str, ...], str]]:
-    """A public endpoint names the secret of its API key or says ``open: true``: one of the
-    two, never both, so nothing is served open by accident (a service's HTTP surface, a
-    gateway's router)."""
+    """A public endpoint names the secret of its API key, asks for Modal's proxy auth (where
+    offered: ``proxy_auth`` not None), or says ``open: true``; open excludes the other two,
+    so nothing is served open by accident (a service's HTTP surface, a gateway's router)."""
+    if is_open and proxy_auth:
+        return [
+            (
+                (*at, "open"),
+                "open: true serves without auth, but proxy_auth: true asks for Modal's proxy "
+                "tokens; keep one of the two",
+            )
+        ]
+    if proxy_auth:
+        return []
+    if api_key_secret is None and not is_open and proxy_auth is not None:
+        return [
+            (
+                at,
+                "has no api_key_secret; name the Modal secret that holds the API key, set "
+                "proxy_auth: true for Modal's proxy tokens, or set open: true to serve without "
+                "either",
+            )
+        ]
     if api_key_secret is None and not is_open:
         return [
             (
@@ -741,6 +776,19 @@ class Usage(StrictModel):
     )
 
 
+class Deploy(StrictModel):
+    """How ``apply`` deploys the app (not part of what is deployed: changing it changes
+    nothing on Modal by itself)."""
+
+    strategy: Literal["rolling", "recreate"] = Field(
+        "rolling",
+        description="rolling: new containers take traffic while old ones drain (Modal's "
+        "default). recreate: the running containers are stopped as the new version is "
+        "published, a short outage; the way out when the app sits at max_containers. "
+        "apply --strategy overrides it for one run.",
+    )
+
+
 class Policy(StrictModel):
     """Policy checks (docs/policies.md): which rules this spec silences, and why."""
 
@@ -814,6 +862,7 @@ class Spec(StrictModel):
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."
     )
+    deploy: Deploy = Field(default_factory=Deploy, exclude=True)
     policy: Policy = Field(default_factory=Policy, exclude=True)
     environments: dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME.pattern)], dict[str, Any]] = (
         Field(
@@ -901,7 +950,10 @@ class Spec(StrictModel):
                 )
             )
         if http is not None:
-            found += endpoint_key_problems(("surfaces", "http"), http.api_key_secret, http.open)
+            found += endpoint_key_problems(
+                ("surfaces", "http"), http.api_key_secret, http.open, http.proxy_auth
+            )
+            found += _server_problems(self)
         if http is not None and http.api_key_secret in self.secrets:
             found.append(
                 (
@@ -1003,6 +1055,43 @@ class Spec(StrictModel):
         if self.engine.enforce_eager is not None:
             return self.engine.enforce_eager
         return self.snapshot == "gpu"
+
+
+# The port Modal routes to on an @app.server surface; the guard listens there, vLLM on
+# surfaces.http.port on the loopback.
+SERVER_PUBLIC_PORT = 8080
+
+
+def _server_problems(spec: Spec) -> list[tuple[tuple[str, ...], str]]:
+    """What ``primitive: server`` (Modal's @app.server) cannot do."""
+    http = spec.surfaces.http
+    if http is None or http.primitive != "server":
+        return []
+    found: list[tuple[tuple[str, ...], str]] = []
+    if spec.engine.name != "vllm":
+        found.append(
+            (
+                ("surfaces", "http", "primitive"),
+                "primitive server is rendered for engine vllm only; use primitive: cls",
+            )
+        )
+    if http.port == SERVER_PUBLIC_PORT:
+        found.append(
+            (
+                ("surfaces", "http", "port"),
+                f"with primitive server the public guard listens on {SERVER_PUBLIC_PORT}; "
+                "choose another port for vLLM",
+            )
+        )
+    if spec.surfaces.class_ is None and "timeout" in spec.scaling.model_fields_set:
+        found.append(
+            (
+                ("scaling", "timeout"),
+                "Modal's @app.server (primitive server) has no request timeout, and this spec "
+                "has no Python class it would apply to; remove it",
+            )
+        )
+    return found
 
 
 # Keys whose pydantic location differs from the YAML key (aliases).

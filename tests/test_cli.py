@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -308,6 +309,7 @@ def test_plan_json_is_the_documented_format(
         "env": None,
         "replace": [],
         "refresh_only": False,
+        "strategy": None,
     }
     assert document["summary"] == {"create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0}
     by_app = {c["app"]: c for c in document["changes"]}
@@ -317,7 +319,71 @@ def test_plan_json_is_the_documented_format(
     assert kalm["spec"]["path"] == "specs/kalm.yaml"
     assert len(kalm["spec"]["sha256"]) == 64
     assert kalm["source_sha256"]["before"] != kalm["source_sha256"]["after"]
+    assert kalm["strategy"] == "rolling"  # what apply deploys it with
     assert by_app["minilm-embedding"]["action"] == "create"
+
+
+SERVER_SPEC = """\
+app: chat-server
+model: {id: org/chat, revision: 0123abc, task: generate}
+gpu: L4
+deploy: {strategy: recreate}
+surfaces:
+  class: false
+  http: {api_key_secret: chat-key, proxy_auth: true, primitive: server}
+"""
+
+
+def test_explain_states_the_endpoint_trade_offs_and_the_strategy(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    (workdir / "specs" / "server.yaml").write_text(SERVER_SPEC)
+    code, out, err = run(capsys, "explain", "specs/server.yaml")
+    assert code == 0, err
+    assert "primitive server: Modal's @app.server" in out
+    assert "no request queue: while no container is ready" in out and "get 503" in out
+    assert "a Bearer key from secret 'chat-key' (VLLM_API_KEY) and Modal's proxy auth" in out
+    assert "Deploy: strategy recreate: the running containers are stopped" in out
+    code, out, _ = run(capsys, "explain", "specs/kalm.yaml")
+    assert "primitive cls: a Modal class" in out and "Deploy: strategy rolling" in out
+    assert "no request queue" not in out
+
+
+def test_settings_a_record_predates_are_no_change_while_the_code_is_the_same(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    """A state written before surfaces.http.proxy_auth and primitive existed: the same code,
+    so no redeploy (a replace, for a snapshot app); a real change still lists them."""
+    state_file = workdir / ".modaliac" / "state.json"
+    record_applied(state_file, "specs/kalm.yaml")
+    document = json.loads(state_file.read_text())
+    (entry,) = document["apps"].values()
+    for key in ("surfaces.http.proxy_auth", "surfaces.http.primitive"):
+        del entry["settings"][key]
+    state_file.write_text(json.dumps(document))
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml", "--detailed-exitcode")
+    assert code == 0 and "No changes." in out
+    edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    open: true\n")
+    code, out, _ = run(capsys, "plan", "specs/kalm.yaml")
+    assert "surfaces.http.open" in out and "surfaces.http.proxy_auth" in out
+
+
+def test_plan_says_what_a_new_primitive_or_proxy_auth_means_for_callers(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
+    edit(
+        workdir / "specs" / "kalm.yaml",
+        "    api_key_secret: kalm-api-key\n",
+        "    api_key_secret: kalm-api-key\n    proxy_auth: true\n    primitive: server\n",
+    )
+    code, out, err = run(capsys, "plan", "specs/kalm.yaml")
+    assert code == 0, err
+    assert "-/+ replace kalm-embedding" in out  # a GPU snapshot app: a new snapshot
+    assert re.search(r'surfaces.http.primitive +: "cls" -> "server"', out)
+    assert "# the HTTP endpoint becomes Modal's @app.server: a new function with its own URL" in out
+    assert "expect 503 rather than a queue while no container is ready" in out
+    assert "# Modal's proxy auth goes on: callers without Modal-Key and Modal-Secret" in out
 
 
 def test_plan_markdown_has_summary_first(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:

@@ -350,9 +350,11 @@ def test_app_name_tags_and_inventory(
 
     surfaces = spec.surfaces
     classes = [surfaces.class_.name] if surfaces.class_ is not None else []
-    if surfaces.http is not None:
+    if surfaces.http is not None and surfaces.http.primitive == "cls":
         classes.append(SERVER)
     functions = [f"{name}.*" for name in classes]
+    if surfaces.http is not None and surfaces.http.primitive == "server":
+        functions.append(SERVER)  # an @app.server is a function of its own, not a class
     if surfaces.downloader is not None:
         functions.append(surfaces.downloader.name)
     assert view.class_names == sorted(classes)
@@ -405,9 +407,39 @@ def test_class_surface(spec_path: str, offline: Path, monkeypatch: pytest.Monkey
         assert hooks, f"snapshot: {spec.snapshot} but no @modal.enter(snap=True) method"
 
 
-@pytest.mark.parametrize(
-    "spec_path", _cases_where(lambda s: s.surfaces.http is not None and s.engine.name == "vllm")
-)
+def _http_primitive(spec: Spec, primitive: str) -> bool:
+    http = spec.surfaces.http
+    return http is not None and spec.engine.name == "vllm" and http.primitive == primitive
+
+
+@pytest.mark.parametrize("spec_path", _cases_where(lambda s: _http_primitive(s, "server")))
+def test_app_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """primitive server: a modal.Server (Modal's @app.server) on the guard's port, proxy auth
+    as the spec says, the same snapshot hooks as the class-based server, no web method."""
+    from modal_iac.spec import SERVER_PUBLIC_PORT
+
+    imported = import_generated(spec_path, offline, monkeypatch)
+    spec = imported.spec
+    http = spec.surfaces.http
+    assert http is not None
+    server = getattr(imported.module, SERVER)
+    assert isinstance(server, modal.Server)
+    info = server.info()
+    assert (info.port, info.unauthenticated) == (SERVER_PUBLIC_PORT, not http.proxy_auth)
+    assert info.startup_timeout == spec.scaling.startup_timeout
+    assert info.gpus == expected_gpus(spec)
+    assert {path: mount.name for path, mount in info.volumes.items()} == spec.volumes
+    api_key = [http.api_key_secret] if http.api_key_secret is not None else []
+    assert info.secrets == secret_reprs([*spec.secrets, *api_key])
+    view = private_view(imported.app).functions[SERVER]
+    assert_autoscaler(view, spec)
+    gpu_snapshot = spec.snapshot in ("gpu", "sleep")
+    assert view.enable_memory_snapshot == gpu_snapshot
+    assert view.experimental_options == ({"enable_gpu_snapshot": "True"} if gpu_snapshot else {})
+    assert vars(imported.module)["PUBLIC_PORT"] == SERVER_PUBLIC_PORT != http.port
+
+
+@pytest.mark.parametrize("spec_path", _cases_where(lambda s: _http_primitive(s, "cls")))
 def test_web_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The HTTP surface is a class, ``Server``, whose one web method is an ASGI app (the
     authenticating proxy), with the spec's concurrency, snapshot mode and hooks."""
@@ -486,8 +518,7 @@ def test_the_api_key_secret_is_sent_with_its_required_key(
     if environment:
         state.add_environment(environment)
     expected = {name: [] for name in spec.secrets}
-    if not http.open:
-        assert http.api_key_secret is not None
+    if http.api_key_secret is not None:
         expected[http.api_key_secret] = [http.api_key_env]
     for name, keys in expected.items():
         state.add_secret(name, tuple(keys) or ("HF_TOKEN",), environment)
@@ -507,8 +538,9 @@ def test_the_api_key_secret_is_sent_with_its_required_key(
         tag: state.secret_names(state.functions[function_id].definition.secret_ids)
         for tag, function_id in deployed.function_ids.items()
     }
-    key_secret = [] if http.open else [http.api_key_secret]
-    assert attached.pop(f"{server}.*") == [*spec.secrets, *key_secret]
+    key_secret = [] if http.api_key_secret is None else [http.api_key_secret]
+    tag = SERVER if http.primitive == "server" else f"{server}.*"  # an @app.server: no ".*"
+    assert attached.pop(tag) == [*spec.secrets, *key_secret]
     assert all(names == spec.secrets for names in attached.values()), attached
 
 

@@ -29,8 +29,15 @@ COLD_DELAY = 0.25  # the stand-in's "cold start"; warm answers take about a mill
 class StandIn:
     """A tiny server answering one kind of request, with Bearer auth when ``key`` is set."""
 
-    def __init__(self, kind: str, key: str | None = KEY, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        key: str | None = KEY,
+        delay: float = 0.0,
+        proxy: tuple[str, str] | None = None,
+    ) -> None:
         self.kind, self.key, self.delay = kind, key, delay
+        self.proxy = proxy  # Modal's proxy auth: the Modal-Key and Modal-Secret it wants
         self.cold = True
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
@@ -75,6 +82,11 @@ class StandIn:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                sent = (self.headers.get("Modal-Key"), self.headers.get("Modal-Secret"))
+                if stand_in.proxy and sent != stand_in.proxy:
+                    message = "modal-http: missing credentials for proxy authorization"
+                    self._send(401, {"error": {"message": message}})
+                    return
                 if stand_in.key and self.headers.get("Authorization") != f"Bearer {stand_in.key}":
                     self._send(401, {"error": {"message": "missing or wrong API key"}})
                     return
@@ -187,6 +199,33 @@ def test_test_prompt_and_api_key_env(
     )
     assert code == 0, err
     assert server.bodies == [{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32}]
+
+
+PROXY_TOKEN = ("wk-proxy-id", "ws-proxy-secret-77")
+
+
+def test_test_sends_modals_proxy_token_only_when_asked(
+    stand_in: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = stand_in("embedding", key=None, proxy=PROXY_TOKEN)
+    argv = ("test", server.url, "--kind", "embedding")
+    code, _, err = run(capsys, *argv, "--proxy-auth")
+    assert code == 1 and err == (
+        "$MODAL_PROXY_TOKEN_ID is not set: this endpoint uses Modal's proxy auth; export a "
+        "proxy auth token of the workspace (Modal settings, Proxy Auth Tokens) as "
+        "$MODAL_PROXY_TOKEN_ID and $MODAL_PROXY_TOKEN_SECRET\n"
+    )
+    monkeypatch.setenv("MODAL_PROXY_TOKEN_ID", PROXY_TOKEN[0])
+    code, _, err = run(capsys, *argv, "--proxy-auth")
+    assert code == 1 and "$MODAL_PROXY_TOKEN_SECRET is not set" in err
+    monkeypatch.setenv("MODAL_PROXY_TOKEN_SECRET", PROXY_TOKEN[1])
+    code, out, err = run(capsys, *argv, "--proxy-auth")
+    assert code == 0, err
+    assert PROXY_TOKEN[1] not in out + err
+    assert len(server.bodies) == 1
+    code, _, err = run(capsys, *argv)  # not asked: no token leaves this machine
+    assert code == 1 and "missing credentials for proxy authorization" in err
+    assert len(server.bodies) == 1
 
 
 def test_test_wrong_key_is_one_line(stand_in: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -410,6 +449,48 @@ def test_spec_and_app_targets_take_kind_model_key_and_window_from_the_spec(
     monkeypatch.delenv("VLLM_API_KEY")
     code, _, err = run(capsys, "test", "specs/probe.yaml")
     assert (code, err) == (1, "$VLLM_API_KEY is not set: export the endpoint's API key in it\n")
+
+
+def test_a_proxy_auth_app_server_end_to_end_apply_url_and_test(
+    modal_api: LocalModalServer,
+    stand_in: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """primitive: server with proxy_auth and a key: apply deploys an @app.server with proxy auth
+    on, url reads its URL from Modal, and test sends both the Bearer key and the proxy token
+    because the spec says so."""
+    work = tmp_path / "work"
+    (work / "specs").mkdir(parents=True)
+    spec = SPEC.replace("app: probe-embed", "app: probe-server").replace(
+        "    api_key_secret: probe-key\n",
+        "    api_key_secret: probe-key\n    proxy_auth: true\n    primitive: server\n",
+    )
+    (work / "specs" / "probe.yaml").write_text(spec)
+    modal_api.state.add_secret("probe-key", ("VLLM_API_KEY",))
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    code, _, err = run(capsys, "apply", "--yes")
+    assert code == 0, err
+    (server_fn,) = [
+        r.function
+        for r in modal_api.state.requests("FunctionCreate")
+        if r.function.function_name == "Server"
+    ]
+    assert server_fn.is_server and not server_fn.http_config.unauthenticated
+
+    server = stand_in("embedding", proxy=PROXY_TOKEN)
+    modal_api.state.serve_web_url("probe-server", "Server", server.url)
+    assert run(capsys, "url", "probe-server") == (0, server.url + "\n", "")
+    code, _, err = run(capsys, "test", "specs/probe.yaml")
+    assert code == 1 and "$MODAL_PROXY_TOKEN_ID is not set" in err
+    monkeypatch.setenv("MODAL_PROXY_TOKEN_ID", PROXY_TOKEN[0])
+    monkeypatch.setenv("MODAL_PROXY_TOKEN_SECRET", PROXY_TOKEN[1])
+    code, out, err = run(capsys, "test", "specs/probe.yaml")
+    assert code == 0, err
+    assert out.startswith(f"{server.url} embedding (bge-small): ok in ")
+    assert PROXY_TOKEN[1] not in out + err and KEY not in out + err
 
 
 # -- where a key may go ---------------------------------------------------------------------

@@ -138,6 +138,14 @@ NO_KEY = (
     "serve without one"
 )
 BOTH = "open: true serves without an API key, but api_key_secret names one; keep one of the two"
+HTTP_NO_KEY = (
+    "has no api_key_secret; name the Modal secret that holds the API key, set proxy_auth: true "
+    "for Modal's proxy tokens, or set open: true to serve without either"
+)
+OPEN_AND_PROXY = (
+    "open: true serves without auth, but proxy_auth: true asks for Modal's proxy tokens; keep one "
+    "of the two"
+)
 KEYWORD = "a Python keyword"
 BUILTIN = "a Python builtin the generated code must not shadow"
 IN_GATEWAY = "a name the generated gateway module defines itself"
@@ -1294,17 +1302,78 @@ CASES = [
     Case(
         "http-without-key-or-open",
         VALID + "surfaces:\n  http:\n    port: 8001\n",
-        f"spec.yaml:7:3: surfaces.http: {NO_KEY}",
+        f"spec.yaml:7:3: surfaces.http: {HTTP_NO_KEY}",
     ),
     Case(
         "http-true-is-neither",
         VALID + "surfaces:\n  http: true\n",
-        f"spec.yaml:7:9: surfaces.http: {NO_KEY}",
+        f"spec.yaml:7:9: surfaces.http: {HTTP_NO_KEY}",
     ),
     Case(
         "http-with-key-and-open",
         VALID + "surfaces:\n  http:\n    api_key_secret: demo-key\n    open: true\n",
         f"spec.yaml:9:11: surfaces.http.open: {BOTH}",
+    ),
+    # -- Modal's proxy auth, the @app.server primitive, the deploy strategy ------------------
+    Case(
+        "http-open-and-proxy-auth",
+        VALID + "surfaces:\n  http:\n    proxy_auth: true\n    open: true\n",
+        f"spec.yaml:9:11: surfaces.http.open: {OPEN_AND_PROXY}",
+    ),
+    Case(
+        "http-open-and-proxy-auth-and-key",
+        VALID + "surfaces:\n  http: {api_key_secret: k, proxy_auth: true, open: true}\n",
+        f"spec.yaml:7:53: surfaces.http.open: {OPEN_AND_PROXY}",
+    ),
+    Case(
+        "http-proxy-auth-yes",
+        VALID + "surfaces:\n  http:\n    proxy_auth: yes\n",
+        'spec.yaml:8:17: surfaces.http.proxy_auth: expected true or false, got "yes"; write '
+        "true or false",
+    ),
+    Case(
+        "http-proxy-auth-false-alone",
+        VALID + "surfaces:\n  http:\n    proxy_auth: false\n",
+        f"spec.yaml:7:3: surfaces.http: {HTTP_NO_KEY}",
+    ),
+    Case(
+        "http-primitive-unknown",
+        VALID + "surfaces:\n  http:\n    proxy_auth: true\n    primitive: function\n",
+        'spec.yaml:9:16: surfaces.http.primitive: expected one of "cls", "server", got "function"',
+    ),
+    Case(
+        "http-primitive-server-on-the-guards-port",
+        VALID + "surfaces:\n  http:\n    proxy_auth: true\n    primitive: server\n    port: 8080\n",
+        "spec.yaml:10:11: surfaces.http.port: with primitive server the public guard listens on "
+        "8080; choose another port for vLLM",
+    ),
+    Case(
+        "http-primitive-server-transformers",
+        VALID + "engine: transformers\nsurfaces:\n  http: {proxy_auth: true, primitive: server}\n",
+        "spec.yaml:8:39: surfaces.http.primitive: primitive server is rendered for engine vllm "
+        "only; use primitive: cls",
+    ),
+    Case(
+        "http-primitive-server-with-a-timeout-nothing-takes",
+        VALID + "scaling: {timeout: 5m}\nsurfaces:\n  class: false\n  http: {proxy_auth: true, "
+        "primitive: server}\n",
+        "spec.yaml:6:20: scaling.timeout: Modal's @app.server (primitive server) has no request "
+        "timeout, and this spec has no Python class it would apply to; remove it",
+    ),
+    Case(
+        "deploy-strategy-unknown",
+        VALID + "deploy:\n  strategy: blue-green\n",
+        'spec.yaml:7:13: deploy.strategy: expected one of "rolling", "recreate", got "blue-green"',
+    ),
+    Case(
+        "deploy-strategy-misspelt",
+        VALID + "deploy:\n  stratgy: recreate\n",
+        'spec.yaml:7:3: deploy.stratgy: unknown key "stratgy"; did you mean "strategy"?',
+    ),
+    Case(
+        "deploy-strategy-shorthand",
+        VALID + "deploy: recreate\n",
+        'spec.yaml:6:9: deploy: expected a mapping, got "recreate"',
     ),
     Case(
         "http-max-body-too-large",

@@ -956,3 +956,31 @@ def test_deploy_the_example(
     )
     for pin in ("torch==2.13.0", "transformers==5.20.2", "torchvision==0.28.0"):
         assert pin in layers, f"{pin} not installed in the image"
+
+
+@pytest.mark.parametrize(
+    "http",
+    [
+        {"proxy_auth": True},
+        {"api_key_secret": "tiny-api-key", "api_key_env": "API_KEY", "proxy_auth": True},
+    ],
+    ids=["proxy-only", "proxy-and-key"],
+)
+def test_deploy_sends_modals_proxy_auth(
+    modal_api: LocalModalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    http: dict[str, Any],
+) -> None:
+    """proxy_auth: the /embed endpoint asks Modal for proxy auth; alone, no key secret is
+    attached (the guard checks no Bearer key), with a key both are required."""
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
+    modal_api.state.add_secret("tiny-api-key", ("API_KEY",))
+    data = spec_data(surfaces={"class": {"name": CLASS}, "http": http})
+    module = import_source(rendered(data).source, tmp_path / "apps", monkeypatch)
+    modal.runner.deploy_app(module.app, name=data["app"])
+
+    function = created(modal_api, f"{CLASS}.*")
+    assert function.method_definitions["serve"].webhook_config.requires_proxy_auth is True
+    key = ["tiny-api-key"] if "api_key_secret" in http else []
+    assert modal_api.state.secret_names(function.secret_ids) == ["huggingface", *key]

@@ -69,7 +69,43 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "gpu": "L4",
         "surfaces": {"class": False, "http": {"open": True}, "downloader": False},
     },
+    # primitive server (Modal's @app.server): the same hooks, the guard on its own port.
+    "server-sleep-bearer-and-proxy": {
+        "app": "server-primitive-sleep",
+        "model": {**_MODEL, "task": "generate"},
+        "gpu": "L4",
+        "snapshot": "sleep",
+        "scaling": {"concurrency": 8},
+        "surfaces": {
+            "class": False,
+            "http": {"api_key_secret": "key", "proxy_auth": True, "primitive": "server"},
+        },
+    },
+    "server-gpu-proxy-only": {
+        "app": "server-primitive-gpu",
+        "model": {**_MODEL, "task": "embed", "multimodal": False},
+        "gpu": "L4",
+        "snapshot": "gpu",
+        "surfaces": {"class": False, "http": {"proxy_auth": True, "primitive": "server"}},
+    },
+    "cls-proxy-only": {
+        "app": "server-proxy-auth",
+        "model": {**_MODEL, "task": "generate"},
+        "gpu": "L4",
+        "surfaces": {"class": False, "http": {"proxy_auth": True}},
+    },
+    "server-bearer-no-snapshot": {
+        "app": "server-primitive-plain",
+        "model": {**_MODEL, "task": "generate"},
+        "gpu": "L4",
+        "surfaces": {"class": False, "http": {"api_key_secret": "key", "primitive": "server"}},
+    },
 }
+SERVER_CASES = [
+    "server-sleep-bearer-and-proxy",
+    "server-gpu-proxy-only",
+    "server-bearer-no-snapshot",
+]
 
 
 # -- the stand-in for `vllm serve` ------------------------------------------------------------
@@ -931,7 +967,7 @@ def test_names_a_surface_could_take_are_reserved(generated: Callable[[str], Modu
 
 # -- the Server class, end to end with a fake `vllm` -----------------------------------------
 
-E2E = [CHAT, NETRA, KALM, "sleep-level-2", "open-no-snapshot"]
+E2E = [CHAT, NETRA, KALM, "sleep-level-2", "open-no-snapshot", *SERVER_CASES]
 
 
 def run_fake_vllm(argv: list[str]) -> None:
@@ -1009,6 +1045,9 @@ def test_server_class_runs_its_hooks_in_modals_order(
     monkeypatch.setattr(module, "VLLM_URL", f"http://127.0.0.1:{port}")
     original_wait = module.wait_healthy
     monkeypatch.setattr(module, "wait_healthy", lambda *args: original_wait(*args, interval=0.02))
+    primitive_server = http.primitive == "server"
+    if primitive_server:  # the guard listens where Modal's @app.server routes
+        monkeypatch.setattr(module, "PUBLIC_PORT", free_port())
 
     user_cls = module.Server._get_user_cls()
 
@@ -1021,6 +1060,9 @@ def test_server_class_runs_its_hooks_in_modals_order(
         for name in hooks(_PartialFunctionFlags.ENTER_PRE_SNAPSHOT):
             getattr(instance, name)()
         assert recorded(record) == before
+        if primitive_server:  # nothing listens in the snapshot: the key is read after it
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", module.PUBLIC_PORT), timeout=1).close()
         for name in hooks(_PartialFunctionFlags.ENTER_POST_SNAPSHOT):
             getattr(instance, name)()
         assert recorded(record) == before + after
@@ -1031,10 +1073,15 @@ def test_server_class_runs_its_hooks_in_modals_order(
         assert environment["dev_mode"] == ("1" if spec.snapshot == "sleep" else None)
 
         # The web method builds the proxy after the restore, from the secret's current value.
-        key = None if http.open else PUBLIC_KEY
+        key = None if http.api_key_secret is None else PUBLIC_KEY
         credentials = [] if key is None else bearer(key)
         assert http.max_body * 2**20 == module.MAX_BODY_BYTES
-        with running_asgi(instance.serve()) as public:
+        served: Any = (
+            contextlib.nullcontext(module.PUBLIC_PORT)
+            if primitive_server
+            else running_asgi(instance.serve())
+        )
+        with served as public:
             assert request(public, "GET", "/v1/models", key=key).status == 200
             assert request(public, "POST", "/sleep?level=1", key=key).status == 404
             if key is not None:
@@ -1047,6 +1094,16 @@ def test_server_class_runs_its_hooks_in_modals_order(
         for name in hooks(_PartialFunctionFlags.EXIT):
             getattr(instance, name)()
     assert instance.process.poll() is not None, "the exit hook stops vLLM"
+    if primitive_server:
+        assert poll(lambda: _closed(module.PUBLIC_PORT)), "the exit hook stops the endpoint"
+
+
+def _closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
 
 
 # -- deploying to the local Modal API --------------------------------------------------------
@@ -1112,6 +1169,113 @@ def test_deploy_sends_the_server_definition(
     publish = state.requests("AppPublish")[0]
     assert "Server" in publish.class_ids
     assert state.app_files(spec.app)[f"/root/{module.__name__}.py"] == rendered.source.encode()
+
+
+@pytest.mark.parametrize(("case", "proxy_auth"), [(KALM, False), ("cls-proxy-only", True)])
+def test_the_class_based_server_asks_modal_for_proxy_auth_only_when_the_spec_does(
+    case: str, proxy_auth: bool, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modal.runner
+
+    from modal_iac.render import render
+
+    loaded = loaded_case(case)
+    spec = loaded.spec
+    for name in spec.referenced_secrets():
+        modal_api.state.add_secret(name, ("VLLM_API_KEY",))
+    module = import_source(render(loaded).source, tmp_path, Path(case).stem)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    modal.runner.deploy_app(module.app, name=spec.app)
+
+    server = modal_api.state.function(spec.app, "Server.*").definition
+    web = server.method_definitions["serve"].webhook_config
+    assert web.requires_proxy_auth is proxy_auth
+    # proxy_auth alone: no key secret is attached, and the guard checks no Bearer key.
+    expected = [*spec.secrets] if spec.surfaces.http.api_key_secret is None else None
+    if expected is not None:
+        assert modal_api.state.secret_names(server.secret_ids) == expected
+
+
+def test_proxy_auth_alone_serves_without_a_bearer_key(
+    generated: Callable[[str], ModuleType],
+    upstream: str,
+    stand_in: StandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Modal checks the proxy token before the request reaches the container; the guard then
+    forwards /v1 without asking for a Bearer key, and still only /v1 and /health."""
+    module = generated("cls-proxy-only")
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.setattr(module, "VLLM_URL", upstream)
+    instance = module.Server._get_user_cls()()
+    instance.token = TOKEN
+    with running_asgi(instance.serve()) as port:
+        assert request(port, "GET", "/v1/models").status == 200
+        assert request(port, "POST", "/sleep?level=1").status == 404
+    assert stand_in.calls() == ["GET /v1/models"]
+
+
+def test_an_app_server_whose_vllm_died_ends_its_container_as_modal_ends_a_server(
+    generated: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An @app.server container has no inputs to stop fetching: it runs until SIGTERM (modal's
+    container entrypoint, call_server), which then runs the exit hook. With vLLM gone, the
+    proxy's 503 path sends it that SIGTERM; while vLLM runs, nothing happens."""
+    module = generated("server-bearer-no-snapshot")
+    instance = module.Server._get_user_cls()()
+    instance.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    sent: list[tuple[int, int]] = []
+    with monkeypatch.context() as patched:
+        patched.setattr(module.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+        asyncio.run(instance._upstream_unreachable())
+    assert sent == []
+    instance.process.kill()
+    instance.process.wait()
+    monkeypatch.setattr(module.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    asyncio.run(instance._upstream_unreachable())
+    assert sent == [(os.getpid(), module.signal.SIGTERM)]
+
+
+@pytest.mark.parametrize("case", SERVER_CASES)
+def test_primitive_server_deploys_as_modals_app_server(
+    case: str, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``primitive: server``: one server function ``Server`` with the HTTP config on the
+    guard's port, proxy auth unless the spec leaves it out, the spec's concurrency as the
+    autoscaler's target and the snapshot flags of the class-based server."""
+    import modal.runner
+
+    from modal_iac.render import render
+    from modal_iac.spec import SERVER_PUBLIC_PORT
+
+    loaded = loaded_case(case)
+    spec = loaded.spec
+    http = spec.surfaces.http
+    for name in spec.referenced_secrets():
+        modal_api.state.add_secret(name, (http.api_key_env,))
+    module = import_source(render(loaded).source, tmp_path, case)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    modal.runner.deploy_app(module.app, name=spec.app)
+
+    creates = {
+        r.function.function_name: r.function for r in modal_api.state.requests("FunctionCreate")
+    }
+    server = creates["Server"]
+    assert server.is_server and server.implementation_name == "Server.*"
+    assert server.http_config.port == SERVER_PUBLIC_PORT
+    assert server.http_config.unauthenticated == (not http.proxy_auth)
+    assert server.http_config.startup_timeout == spec.scaling.startup_timeout
+    assert server.autoscaler_settings.target_concurrency_float == spec.scaling.concurrency
+    assert server.max_concurrent_inputs == 0  # no cap: @app.server answers 429 above one
+    gpu_snapshot = spec.snapshot in ("gpu", "sleep")
+    assert server.checkpointing_enabled == gpu_snapshot
+    assert dict(server.experimental_options) == (
+        {"enable_gpu_snapshot": "True"} if gpu_snapshot else {}
+    )
+    assert server.autoscaler_settings.scaledown_window == spec.scaling.scaledown_window
+    assert modal_api.state.secret_names(server.secret_ids) == spec.referenced_secrets()
+    assert not server.method_definitions and "Server.*" not in creates
+    assert modal_api.state.requests("AppPublish")[0].function_ids["Server"]
 
 
 def test_the_sleeping_examples_deploy_as_the_seeds_describe(

@@ -124,6 +124,10 @@ class Handlers(StorageHandlers):
         )
         if isinstance(source, api_pb2.Function):
             metadata.class_parameter_info.CopyFrom(source.class_parameter_info)
+            if source.is_server:  # an @app.server: its URL, as Server.get_url() reads it
+                label = web_label(app.name, record.tag)
+                url = self.s.web_urls.get(label, f"http://local--{label}.localhost")
+                metadata._experimental_flash_urls.append(url)
         class_name = record.tag.removesuffix(".*")
         for method, definition in source.method_definitions.items():
             metadata.method_handle_metadata[method].CopyFrom(
@@ -437,7 +441,24 @@ class Handlers(StorageHandlers):
         return empty_pb2.Empty()
 
     def TaskList(self, req: api_pb2.TaskListRequest, call: Call) -> api_pb2.TaskListResponse:
-        return api_pb2.TaskListResponse()  # nothing ever runs here
+        """The containers a test arranged (``State.add_container``), of one app if asked."""
+        response = api_pb2.TaskListResponse()
+        for task in self.s.tasks.values():
+            if not req.app_id or task.app_id == req.app_id:
+                response.tasks.add(
+                    task_id=task.task_id,
+                    app_id=task.app_id,
+                    enqueued_at=task.enqueued_at,
+                    started_at=task.enqueued_at,
+                )
+        return response
+
+    def ContainerStop(
+        self, req: api_pb2.ContainerStopRequest, call: Call
+    ) -> api_pb2.ContainerStopResponse:
+        if self.s.tasks.pop(req.task_id, None) is None:
+            fail(Status.NOT_FOUND, f"Container {req.task_id} not found")
+        return api_pb2.ContainerStopResponse()
 
     # -- functions and classes ---------------------------------------------------------------
 

@@ -196,6 +196,15 @@ class Deployment:
     functions: dict[str, api_pb2.FunctionData] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Task:
+    """A running container of an app (arranged by a test: nothing runs here)."""
+
+    task_id: str
+    app_id: str
+    enqueued_at: float
+
+
 @dataclass
 class App:
     app_id: str
@@ -276,6 +285,7 @@ class State:
         self.content: dict[str, bytes] = {}  # sha256 hex -> bytes (mount files, volume blocks)
         self.blobs: dict[str, bytes] = {}
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
+        self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop
         self.add_environment(DEFAULT_ENVIRONMENT)
 
     # -- whole-world snapshots (tests that try many commands on one arranged world) ----------
@@ -293,6 +303,7 @@ class State:
         "content",
         "blobs",
         "web_urls",
+        "tasks",
     )
 
     def snapshot(self) -> dict[str, Any]:
@@ -339,6 +350,17 @@ class State:
         ``http://local--<label>.localhost``."""
         with self.lock:
             self.web_urls[web_label(app, function)] = url
+
+    def add_container(self, app: str, environment: str = "") -> str:
+        """Say that a container of the deployed ``app`` runs now (its task id): a recreate
+        deploy lists it with TaskList and stops it with ContainerStop."""
+        with self.lock:
+            found = self.deployed_app(app, environment)
+            if found is None:
+                raise KeyError(f"no deployed app named {app!r}")
+            task = Task(new_id("ta"), found.app_id, self.clock())
+            self.tasks[task.task_id] = task
+            return task.task_id
 
     def add_environment(self, name: str) -> Environment:
         with self.lock:
