@@ -16,12 +16,13 @@ import re
 # vLLM and torch wheels need.
 DEFAULT_BASE_IMAGE = "nvidia/cuda:13.0.3-devel-ubuntu22.04"
 
-# The torch release each pinned engine runs: vLLM pins one in its wheel's requirements;
-# the transformers engine runs modaliac's own pin (render_transformers.TORCH_VERSION).
-VLLM_TORCH = {"0.33.0": "2.14.0"}
+# The torch release each engine runs: vLLM pins one in its wheel's requirements (read from
+# PyPI's wheels); the transformers engine runs modaliac's own pin (render_transformers).
+VLLM_TORCH = {"0.33.0": "2.14.0", "0.32.0": "2.13.0", "0.11.0": "2.8.0"}
 TRANSFORMERS_TORCH = "2.13.0"
-# The CUDA major version PyPI's Linux wheels of each torch release are built for.
-TORCH_CUDA_MAJOR = {"2.13.0": 13, "2.14.0": 13}
+# The CUDA major version PyPI's Linux wheels of each torch release are built for (their
+# cuda-toolkit / nvidia-*-cuNN requirements).
+TORCH_CUDA_MAJOR = {"2.8.0": 12, "2.13.0": 13, "2.14.0": 13}
 
 # Docker Hub's and NGC's names for NVIDIA's CUDA images; the tag starts with the version.
 _CUDA_IMAGE_NAMES = ("nvidia/cuda", "docker.io/nvidia/cuda", "nvcr.io/nvidia/cuda")

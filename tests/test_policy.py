@@ -414,6 +414,13 @@ def test_mdl011_the_default_image_matches_every_pinned_engine(tmp_path: Path) ->
     (warning,) = load_spec(write(tmp_path, transformers + f"image:\n  base: {CUDA12}\n")).warnings
     assert f"[MDL011] '{CUDA12}' carries CUDA 12, but " in str(warning)
     assert "transformers 5.20.2 runs torch 2.13.0, built for CUDA 13" in str(warning)
+    # An older vLLM pinned on the default image: located at the pin, quiet on a CUDA 12 image.
+    older = BASE + "engine:\n  version: 0.11.0\n"
+    (warning,) = load_spec(write(tmp_path, older)).warnings
+    assert f"{tmp_path / 'spec.yaml'}:8:12: engine.version: [MDL011] " in str(warning)
+    assert "carries CUDA 13, but vllm 0.11.0 runs torch 2.8.0, built for CUDA 12" in str(warning)
+    assert rule_ids(tmp_path, older + f"image:\n  base: {CUDA12}\n") == []
+    assert rule_ids(tmp_path, BASE + "engine:\n  version: 0.32.0\n") == []
     # An engine release modaliac has no torch entry for is not guessed at.
     other = BASE + f"engine:\n  version: 0.34.0\nimage:\n  base: {CUDA12}\n"
     assert rule_ids(tmp_path, other) == []
