@@ -444,6 +444,8 @@ def test_mdl011_in_a_gateway_and_through_validate_and_plan(
     warnings = json.loads(capsys.readouterr().out)["warnings"]
     assert [(w["address"], w["code"]) for w in warnings] == [("gw-h100", "MDL011")]
     assert "vllm 0.33.0 runs torch 2.14.0, built for CUDA 13" in warnings[0]["message"]
+    (older,) = load_spec(write(tmp_path, GATEWAY + "engine_version: 0.11.0\n")).warnings
+    assert f"{path}:13:17: engine_version: [MDL011] " in str(older)
 
 
 def test_mdl011_located_alike_on_the_fast_and_the_positioned_path(tmp_path: Path) -> None:
