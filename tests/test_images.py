@@ -7,7 +7,8 @@ The package lists come from the render context functions, exactly as the templat
 them. pip resolves them with ``--dry-run`` (nothing is installed) and ``--only-binary=:all:``
 (nothing is built: a package that has only an sdist for the platform fails the resolve and is
 named in pip's message). One pip run per distinct (packages, Python, platform), all started at
-once; they fetch metadata only (PEP 658) and use pip's HTTP cache. See docs/images.md.
+once; pip reads each wheel's requirements (the whole wheel where the index serves no separate
+metadata) and installs nothing. Timings and reasons: docs/images.md.
 """
 
 from __future__ import annotations
