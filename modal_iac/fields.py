@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
+from .images import DEFAULT_BASE_IMAGE
+
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4).
 _OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
 APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
@@ -417,7 +419,7 @@ IMAGE_REFERENCE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
 IMAGE_REFERENCE_HINT = (
-    'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
+    f'expected a container image like "{DEFAULT_BASE_IMAGE}": '
     "[registry[:port]/]name[:tag][@digest], the name in lower case"
 )
 ImageReference = Annotated[

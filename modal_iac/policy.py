@@ -24,6 +24,7 @@ from typing import Literal
 
 from .fields import MODAL_MAX_TIMEOUT, MODAL_MIN_MEMORY_MIB, shown_duration
 from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
+from .images import DEFAULT_BASE_IMAGE, engine_cuda_major, engine_torch, image_cuda_major
 from .spec import Spec
 from .tokens import shown
 
@@ -133,6 +134,13 @@ RULES: dict[str, Rule] = {
             "sleep-memory-not-reserved",
             "warning",
             "set resources.memory to hold the weights",
+        ),
+        Rule(
+            "MDL011",
+            "image-cuda-mismatch",
+            "warning",
+            "use an nvidia/cuda image of the engine's CUDA major version, such as the default "
+            f"{DEFAULT_BASE_IMAGE}",
         ),
     )
 }
@@ -305,6 +313,39 @@ def _gateway_auth(spec: GatewaySpec) -> list[Finding]:
     ]
 
 
+def _image_cuda(spec: Spec) -> list[Finding]:
+    engine = spec.engine.name
+    where: Loc = ("engine", "version") if spec.engine.version else ("image", "base")
+    return _cuda_mismatch(spec, engine, spec.engine_version, where)
+
+
+def _gateway_image_cuda(spec: GatewaySpec) -> list[Finding]:
+    where: Loc = ("engine_version",) if "engine_version" in spec.model_fields_set else ("image",)
+    return _cuda_mismatch(spec, "vllm", spec.engine_version, where)
+
+
+def _cuda_mismatch(
+    spec: Spec | GatewaySpec, engine: str, version: str, where: Loc
+) -> list[Finding]:
+    """MDL011: the toolkit of an nvidia/cuda base image and the CUDA the engine's torch is
+    built for differ in major version. Other images carry no CUDA version modaliac can read."""
+    image = spec.image.base
+    have, need = image_cuda_major(image), engine_cuda_major(engine, version)
+    if have is None or need is None or have == need:
+        return []
+    if "base" in spec.image.model_fields_set:
+        where = ("image", "base")
+    return [
+        Finding(
+            RULES["MDL011"],
+            where,
+            f"{shown(image)} carries CUDA {have}, but {engine} {version} runs torch "
+            f"{engine_torch(engine, version)}, built for CUDA {need}: what the container compiles "
+            "with the image's nvcc (FlashInfer's JIT kernels, CUDA extensions) would not match it",
+        )
+    ]
+
+
 CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
     _pinned,
     _sleep_memory,
@@ -313,6 +354,7 @@ CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
     _timeouts,
     _auth,
     _deprecated,
+    _image_cuda,
 )
 # A gateway has no snapshots, sleep mode or downloader: the other rules cannot fire.
 GATEWAY_CHECKS: tuple[Callable[[GatewaySpec], list[Finding]], ...] = (
@@ -320,6 +362,7 @@ GATEWAY_CHECKS: tuple[Callable[[GatewaySpec], list[Finding]], ...] = (
     _scaling,
     _gateway_auth,
     _deprecated_env,
+    _gateway_image_cuda,
 )
 
 

@@ -14,6 +14,9 @@ from .render import endpoint_context, scaling_context
 from .spec import HF_CACHE
 
 TEMPLATE = "gateway_app.py.j2"
+# The router's image (Modal's debian_slim with the spec's Python) needs only aiohttp: pinned,
+# like every package of a generated image, and resolved with pip by tests/test_images.py.
+ROUTER_PACKAGES = ("aiohttp==3.14.5",)
 
 
 def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dict[str, Any]:
@@ -43,6 +46,7 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         **scaling_context(spec.scaling, spec.image),
         **_runtime(spec),
         "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
+        "router_packages": list(ROUTER_PACKAGES),
         "image_env": dict(sorted(env.items())),
         "relay": True,  # the router relays the models' answers (templates/_http_guard.py.j2)
     }

@@ -71,6 +71,7 @@ GATEWAY_NAMES = frozenset(
     | {"BUFFER_CONTAINERS", "CONCURRENCY", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
     | {"MAX_CONTAINERS", "MIN_CONTAINERS", "MODELS", "MODEL_CLASSES", "PIP_PACKAGES"}
     | {"PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT"}
+    | {"ROUTER_PACKAGES"}
     | {"TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES", "Router", "build_router"}
     | {"http_exchange", "http_sender", "modal_sender", "router", "start_vllm", "wait_healthy"}
     | {"_loopback"}

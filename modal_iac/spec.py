@@ -56,6 +56,7 @@ from .fields import (
     TokenCount,
     shown_duration,
 )
+from .images import DEFAULT_BASE_IMAGE
 from .placement import (
     BROAD_REGIONS,
     MAX_EPHEMERAL_DISK_MIB,
@@ -606,8 +607,9 @@ class Image(StrictModel):
     """The container image: a registry base, Python, vLLM and any extra packages."""
 
     base: ImageReference = Field(
-        "nvidia/cuda:12.8.1-devel-ubuntu22.04",
-        description="Registry image: [registry[:port]/]name[:tag][@digest].",
+        DEFAULT_BASE_IMAGE,
+        description="Registry image: [registry[:port]/]name[:tag][@digest]. The default "
+        "carries the CUDA 13.0 toolkit the pinned engines' torch is built for.",
     )
     python: str = Field("3.12", pattern=PYTHON_VERSION.pattern)
     packages: list[Annotated[ImageText, Field(min_length=1)]] = Field(

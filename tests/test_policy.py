@@ -362,3 +362,101 @@ def test_plan_lists_a_gateway_s_warnings_once_with_the_fit(
         "spec.yaml:11:8: gpus[0]: google/gemma-3-12b-it fits L40S tightly" in warnings[0]["message"]
     )
     assert "models[1].revision: [MDL001] 'main' is not a commit" in warnings[1]["message"]
+
+
+# -- MDL011: the base image's CUDA and the engine's ---------------------------------------------
+
+CUDA12 = "nvidia/cuda:12.8.1-devel-ubuntu22.04"
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        CUDA12,
+        "docker.io/nvidia/cuda:12.4.1-runtime-ubuntu22.04",
+        "nvcr.io/nvidia/cuda:11.8.0-base-ubuntu22.04",
+        "nvidia/cuda:12.9.1-cudnn-devel-ubuntu24.04",
+    ],
+)
+def test_mdl011_a_cuda_base_image_of_another_major_version(tmp_path: Path, base: str) -> None:
+    (warning,) = load_spec(write(tmp_path, BASE + f"image:\n  base: {base}\n")).warnings
+    have = base.split(":", 2)[1].split(".")[0]
+    assert str(warning) == (
+        f"{tmp_path / 'spec.yaml'}:8:9: image.base: [MDL011] {base!r} carries CUDA {have}, but "
+        "vllm 0.33.0 runs torch 2.14.0, built for CUDA 13: what the container compiles with the "
+        "image's nvcc (FlashInfer's JIT kernels, CUDA extensions) would not match it (fix: use "
+        "an nvidia/cuda image of the engine's CUDA major version, such as the default "
+        "nvidia/cuda:13.0.3-devel-ubuntu22.04)"
+    )
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "nvidia/cuda:13.0.3-devel-ubuntu22.04",
+        "nvidia/cuda:13.0.1-devel-ubuntu24.04",
+        "nvidia/cuda:latest",  # no version in the tag
+        "nvidia/cuda",
+        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-devel",  # not NVIDIA's CUDA image
+        "localhost:5000/nvidia/cuda:12.8.1-devel-ubuntu22.04",  # a mirror: unknown
+    ],
+)
+def test_mdl011_is_quiet_for_a_matching_or_unknown_image(tmp_path: Path, base: str) -> None:
+    assert rule_ids(tmp_path, BASE + f"image:\n  base: {base}\n") == []
+
+
+def test_mdl011_reads_the_tag_of_a_reference_with_a_digest(tmp_path: Path) -> None:
+    digest = f"@sha256:{'a' * 64}"
+    assert rule_ids(tmp_path, BASE + f"image:\n  base: {CUDA12}{digest}\n") == ["MDL011"]
+    assert rule_ids(tmp_path, BASE + f"image:\n  base: nvidia/cuda{digest}\n") == []
+
+
+def test_mdl011_the_default_image_matches_every_pinned_engine(tmp_path: Path) -> None:
+    assert rule_ids(tmp_path, BASE) == []
+    transformers = BASE + "engine:\n  name: transformers\n"
+    assert rule_ids(tmp_path, transformers) == []
+    (warning,) = load_spec(write(tmp_path, transformers + f"image:\n  base: {CUDA12}\n")).warnings
+    assert f"[MDL011] '{CUDA12}' carries CUDA 12, but " in str(warning)
+    assert "transformers 5.20.2 runs torch 2.13.0, built for CUDA 13" in str(warning)
+    # An older vLLM pinned on the default image: located at the pin, quiet on a CUDA 12 image.
+    older = BASE + "engine:\n  version: 0.11.0\n"
+    (warning,) = load_spec(write(tmp_path, older)).warnings
+    assert f"{tmp_path / 'spec.yaml'}:8:12: engine.version: [MDL011] " in str(warning)
+    assert "carries CUDA 13, but vllm 0.11.0 runs torch 2.8.0, built for CUDA 12" in str(warning)
+    assert rule_ids(tmp_path, older + f"image:\n  base: {CUDA12}\n") == []
+    assert rule_ids(tmp_path, BASE + "engine:\n  version: 0.32.0\n") == []
+    # An engine release modaliac has no torch entry for is not guessed at.
+    other = BASE + f"engine:\n  version: 0.34.0\nimage:\n  base: {CUDA12}\n"
+    assert rule_ids(tmp_path, other) == []
+
+
+def test_mdl011_suppressed_with_a_reason(tmp_path: Path) -> None:
+    text = BASE + f"image:\n  base: {CUDA12}\n"
+    silenced = text + 'policy:\n  suppress:\n    MDL011: "no JIT kernels: FLASHINFER off"\n'
+    assert rule_ids(tmp_path, silenced) == []
+
+
+def test_mdl011_in_a_gateway_and_through_validate_and_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, GATEWAY + f"image:\n  base: {CUDA12}\n")
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}:14:9: image.base: [MDL011] '{CUDA12}' carries CUDA 12" in err
+    assert main(["plan", "--offline", "--format", "json", str(path)]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert [(w["address"], w["code"]) for w in warnings] == [("gw-h100", "MDL011")]
+    assert "vllm 0.33.0 runs torch 2.14.0, built for CUDA 13" in warnings[0]["message"]
+    (older,) = load_spec(write(tmp_path, GATEWAY + "engine_version: 0.11.0\n")).warnings
+    assert f"{path}:13:17: engine_version: [MDL011] " in str(older)
+
+
+def test_mdl011_located_alike_on_the_fast_and_the_positioned_path(tmp_path: Path) -> None:
+    from modal_iac import load
+
+    path = write(tmp_path, BASE + f"image:\n  python: '3.12'\n  base: {CUDA12}\n")
+    fast = [str(w) for w in load.load_spec(path).warnings]
+    _, slow, _ = load._slow_load(path.read_text(encoding="utf-8"), str(path), None)
+    assert fast == [str(w) for w in slow]
+    assert ":9:9: image.base: [MDL011]" in fast[0]

@@ -101,7 +101,7 @@ SECRET_NAMES = [
 TO_IMAGE = "remove it: what reaches the image build is one line of printable text"
 ONE_LINE = "remove it: this setting is one line of printable text"
 IMAGE_HINT = (
-    'expected a container image like "nvidia/cuda:12.8.1-devel-ubuntu22.04": '
+    'expected a container image like "nvidia/cuda:13.0.3-devel-ubuntu22.04": '
     "[registry[:port]/]name[:tag][@digest], the name in lower case"
 )
 KINDS = 'expected one of "service", "gateway"'

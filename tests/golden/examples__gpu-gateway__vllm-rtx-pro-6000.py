@@ -113,10 +113,13 @@ MIN_CONTAINERS = 0
 MAX_CONTAINERS = None
 BUFFER_CONTAINERS = 0
 CONCURRENCY = 32
-BASE_IMAGE = "nvidia/cuda:12.8.1-devel-ubuntu22.04"
+BASE_IMAGE = "nvidia/cuda:13.0.3-devel-ubuntu22.04"
 PYTHON_VERSION = "3.12"
 PIP_PACKAGES = [
     "vllm==0.33.0",
+]
+ROUTER_PACKAGES = [
+    "aiohttp==3.14.5",
 ]
 IMAGE_ENV = {
     "HF_HOME": "/root/.cache/huggingface",
@@ -133,7 +136,9 @@ image = (
     .uv_pip_install(*PIP_PACKAGES)
     .env(IMAGE_ENV)
 )
-router_image = modal.Image.debian_slim(python_version=PYTHON_VERSION).uv_pip_install("aiohttp")
+router_image = modal.Image.debian_slim(python_version=PYTHON_VERSION).uv_pip_install(
+    *ROUTER_PACKAGES
+)
 
 volumes = {
     path: modal.Volume.from_name(name, create_if_missing=True)

@@ -78,7 +78,7 @@ BUFFER_CONTAINERS = 0
 CONCURRENCY = 32
 MEMORY = 65536
 DOWNLOAD_TIMEOUT = 3600
-BASE_IMAGE = "nvidia/cuda:12.8.1-devel-ubuntu22.04"
+BASE_IMAGE = "nvidia/cuda:13.0.3-devel-ubuntu22.04"
 PYTHON_VERSION = "3.12"
 PIP_PACKAGES = [
     "vllm==0.33.0",
