@@ -468,18 +468,19 @@ def _surface_switch(value: Any) -> Any:
 
 
 class Surfaces(StrictModel):
-    """Which entry points the generated app offers. ``true`` takes the defaults."""
+    """Which entry points the generated app offers: exactly the ones listed (``true`` takes
+    their defaults). A spec without ``surfaces`` offers the Python class only."""
 
     class_: Annotated[
         ClassSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
-    ] = Field(default_factory=ClassSurface, alias="class")
+    ] = Field(None, alias="class")
     # `http: true` would be an endpoint with neither a key nor open: true, so only false.
     http: Annotated[
         HttpSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"const": False})
     ] = None
     downloader: Annotated[
         DownloaderSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
-    ] = Field(default_factory=DownloaderSurface)
+    ] = None
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -591,7 +592,10 @@ class Spec(StrictModel):
         default_factory=list, description="Modal secret NAMES (values stay in Modal)."
     )
     scaling: Scaling = Field(default_factory=Scaling)
-    surfaces: Surfaces = Field(default_factory=Surfaces)
+    surfaces: Surfaces = Field(
+        default_factory=lambda: Surfaces(class_=ClassSurface()),
+        description="The entry points, only those listed; unset: the Python class only.",
+    )
     image: Image = Field(default_factory=Image)
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."
@@ -663,7 +667,16 @@ class Spec(StrictModel):
                     f"the downloader fills the Hugging Face cache; mount a volume at {HF_CACHE}",
                 )
             )
-        if self.snapshot != "none" and self.surfaces.class_ is None and self.surfaces.http is None:
+        surfaces = self.surfaces
+        if surfaces.class_ is None and surfaces.http is None and surfaces.downloader is None:
+            found.append(
+                (
+                    ("surfaces",),
+                    "lists no entry point, so the app would serve nothing; list class, http or "
+                    "downloader (a spec without surfaces gets the class)",
+                )
+            )
+        elif self.snapshot != "none" and surfaces.class_ is None and surfaces.http is None:
             found.append(
                 (
                     ("snapshot",),

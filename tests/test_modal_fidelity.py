@@ -91,6 +91,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "volumes": {"/root/.cache/huggingface": "hf", "/data": "scratch"},
         "scaling": {"concurrency": 4},
         "surfaces": {
+            "class": True,
             "http": {"api_key_secret": "embed-key"},
             "downloader": {"name": "fetch_weights", "timeout": "2h"},
         },
@@ -117,7 +118,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "gpu": "A100-80GB",
         "snapshot": "gpu",
         "volumes": {},
-        "surfaces": {"downloader": False},
+        "surfaces": {"class": True, "downloader": False},
     },
 }
 
