@@ -93,6 +93,22 @@ class GatewayModel(StrictModel):
         return model_class_name(self.name)
 
 
+def _same_request_name(model: GatewayModel, earlier: GatewayModel) -> str | None:
+    """Why the router could not tell two models apart: it matches the ``model`` a request
+    names against ids and short names case-insensitively, as Hugging Face matches ids."""
+    names = {"id": model.id, "name": model.name}
+    taken = {"id": earlier.id, "name": earlier.name}
+    for key, mine in names.items():
+        for other_key, theirs in taken.items():
+            if mine.casefold() == theirs.casefold():
+                return (
+                    f"{key} {shown(mine)} and the {other_key} {shown(theirs)} of "
+                    f"{shown(earlier.name)} differ only in case; the router matches model ids "
+                    "case-insensitively, so rename one"
+                )
+    return None
+
+
 def model_class_name(short_name: str) -> str:
     """``qwen3-8b`` -> ``Qwen38b``; a name that starts with a digit gets a ``Model`` prefix."""
     parts = re.split(r"[^A-Za-z0-9]+", short_name)
@@ -200,6 +216,9 @@ class GatewaySpec(StrictModel):
             for earlier in value[:index]:
                 if model.name == earlier.name or model.id == earlier.id:
                     raise Problem(f"{shown(model.name)} ({shown(model.id)}) is listed twice", index)
+                twin = _same_request_name(model, earlier)
+                if twin is not None:
+                    raise Problem(twin, index)
                 if model.class_name == earlier.class_name:
                     raise Problem(
                         f"{shown(model.name)} and {shown(earlier.name)} name the same class", index

@@ -165,6 +165,25 @@ def test_routes_by_full_id_and_short_name(router: tuple[int, dict[str, StandIn]]
     assert [body["model"] for _, body in stand_ins["fast"].seen] == [GEMMA, GEMMA]
 
 
+def test_model_ids_match_case_insensitively_and_answer_as_configured(
+    router: tuple[int, dict[str, StandIn]],
+) -> None:
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    shouted = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": GEMMA.upper()}, KEY)
+    named = request(port, "POST", "/v1/completions", {"model": "GEMMA-3-12B", "prompt": "x"}, KEY)
+    assert shouted.status == 200 and named.status == 200
+    # vLLM is sent, and answers with, the id as the spec writes it
+    assert [body["model"] for _, body in stand_ins["fast"].seen] == [GEMMA, GEMMA]
+    assert shouted.json()["model"] == GEMMA
+    # seed 004's LiteLLM table: the lower-cased Qwen id reaches Qwen's pool (down here: 503)
+    lowered = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": QWEN.lower()}, KEY)
+    assert lowered.status == 503
+    assert lowered.json()["error"]["type"] == "upstream_unavailable"
+    unknown = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": 12}, KEY)
+    assert unknown.status == 404 and unknown.json()["error"]["type"] == "model_not_found"
+
+
 def test_structured_outputs_pass_through_unchanged(router: tuple[int, dict[str, StandIn]]) -> None:
     port, stand_ins = router
     stand_ins["fast"].seen.clear()
