@@ -19,6 +19,7 @@ from .fields import (
     ENGINE_VERSION,
     ENVIRONMENT_NAME,
     HF_ID,
+    MODAL_MAX_TIMEOUT,
     ONLY_PATTERN_KEYS,
     BodySize,
     Duration,
@@ -29,6 +30,7 @@ from .fields import (
     Problem,
     TagText,
     TokenCount,
+    shown_duration,
 )
 from .reserved import clash
 from .spec import (
@@ -44,6 +46,7 @@ from .spec import (
     Scaling,
     StrictModel,
     Usage,
+    batch_concurrency,
     endpoint_key_problems,
 )
 from .tokens import shown, token_kind
@@ -51,6 +54,8 @@ from .tokens import shown, token_kind
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
 SERVE_PORT = 8000
+# What the router's Modal timeout adds to its wait for a model, to answer after the wait.
+ROUTER_GRACE = 30
 _SHORT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # Seed 004's short names; every other GPU type is its name in lower case.
@@ -136,8 +141,10 @@ class Router(StrictModel):
         description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
         "get 413 before they are read.",
     )
-    upstream_timeout: Duration = Field(
-        600, description="Longest the router waits for a model (504 after)."
+    upstream_timeout: Duration | None = Field(
+        None,
+        description="Longest the router waits for a model's answer or its next chunk (504 "
+        "after); default scaling.timeout, the longest Modal lets a model call run.",
     )
 
 
@@ -287,6 +294,26 @@ class GatewaySpec(StrictModel):
             )
         return found
 
+    def pool_concurrency(self, model: GatewayModel) -> int:
+        """Requests one container of a model's pool takes at once: the spec's, else what
+        vLLM batches for that model."""
+        if self.scaling.concurrency is not None:
+            return self.scaling.concurrency
+        return batch_concurrency(model.max_num_seqs)
+
+    @property
+    def upstream_timeout(self) -> int:
+        """How long the router waits for a model: the spec's, else what Modal allows a call."""
+        if self.router.upstream_timeout is not None:
+            return self.router.upstream_timeout
+        return self.scaling.timeout
+
+    @property
+    def router_timeout(self) -> int:
+        """The router function's own Modal timeout: past its wait for a model, so the 504 it
+        answers reaches the client instead of a connection Modal cut."""
+        return min(self.upstream_timeout + ROUTER_GRACE, MODAL_MAX_TIMEOUT)
+
     @property
     def pattern(self) -> str:
         if self.app_name is not None:
@@ -352,8 +379,12 @@ def app_settings(spec: GatewaySpec, app: str) -> dict[str, Any]:
     data = spec.model_dump(mode="json", by_alias=True, exclude={"models", "gpus", "app_name"})
     data["app"] = chosen.name
     data["gpu"] = str(chosen.gpu)
+    data["router"]["upstream_timeout"] = shown_duration(spec.upstream_timeout)
+    data["scaling"].pop("concurrency")  # each model's pool has its own
     for model in chosen.models:
-        data.setdefault("models", {})[model.name] = model.model_dump(mode="json", exclude={"name"})
+        values = model.model_dump(mode="json", exclude={"name"})
+        values["concurrency"] = spec.pool_concurrency(model)
+        data.setdefault("models", {})[model.name] = values
     return dict(flatten(data))
 
 

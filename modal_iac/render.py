@@ -121,6 +121,7 @@ def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
         "memory": spec.resources.memory,
         "cpu": spec.resources.cpu,
         **scaling_context(spec.scaling, spec.image),
+        "concurrency": spec.concurrency,
         "image_env": image_env(spec),
         "downloader": downloader,
     }

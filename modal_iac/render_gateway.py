@@ -28,6 +28,7 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
                 "id": model.id,
                 "revision": model.revision,
                 "serve_args": serve_argv(model, SERVE_PORT),
+                "concurrency": spec.pool_concurrency(model),
             }
             for model in app.models
         },
@@ -38,7 +39,8 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         "volume_names": dict(sorted(spec.volumes.items())),
         "secret_names": list(spec.secrets),
         **endpoint_context(spec.router),
-        "upstream_timeout": spec.router.upstream_timeout,
+        "upstream_timeout": spec.upstream_timeout,
+        "router_timeout": spec.router_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
         **scaling_context(spec.scaling, spec.image),
         "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],

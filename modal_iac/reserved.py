@@ -66,9 +66,10 @@ GATEWAY_NAMES = frozenset(
     | {"asyncio", "hashlib", "hmac", "json", "os", "subprocess", "time", "token_urlsafe"}
     | {"urllib"}
     | {"API_KEY_ENV", "API_KEY_SECRET", "APP_NAME", "APP_TAGS", "BASE_IMAGE"}
-    | {"BUFFER_CONTAINERS", "CONCURRENCY", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
+    | {"BUFFER_CONTAINERS", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
     | {"MAX_CONTAINERS", "MIN_CONTAINERS", "MODELS", "MODEL_CLASSES", "PIP_PACKAGES"}
     | {"PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT"}
+    | {"ROUTER_TIMEOUT"}
     | {"TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES", "Router", "build_router"}
     | {"http_exchange", "http_sender", "modal_sender", "router", "start_vllm", "wait_healthy"}
     | {"_loopback"}

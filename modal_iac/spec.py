@@ -58,6 +58,10 @@ from .reserved import clash
 from .tokens import shown
 
 SPEC_VERSION = 1
+# Requests a vLLM container takes at once unless the spec says: vLLM batches them (continuous
+# batching), so one request per container would start a GPU container for every request.
+DEFAULT_VLLM_CONCURRENCY = 32
+MAX_CONCURRENCY = 1000  # Modal's @modal.concurrent(max_inputs=) limit
 DEFAULT_VLLM_VERSION = "0.33.0"
 # The transformers release vLLM 0.33.0 itself requires (>=5.16.1,<5.21), so both engines
 # can share a cache of compiled kernels and a tokenizer behaviour.
@@ -345,7 +349,14 @@ class Scaling(StrictModel):
     startup_timeout: Duration = Field(
         1200, description="Longest model loading (and snapshot capture) may take."
     )
-    concurrency: int = Field(1, ge=1, le=1000, description="Inputs one container takes at once.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        description="Requests one HTTP server container (a gateway's model container) takes at "
+        f"once; default for vLLM what it batches: engine max_num_seqs, else "
+        f"{DEFAULT_VLLM_CONCURRENCY}; transformers 1.",
+    )
 
     @field_validator("scaledown_window")
     @classmethod
@@ -686,7 +697,7 @@ class Spec(StrictModel):
             )
         found.extend(self._engine_problems())
         http = self.surfaces.http
-        if http is None and self.scaling.concurrency != 1:
+        if http is None and self.scaling.concurrency not in (None, 1):
             found.append(
                 (
                     ("scaling", "concurrency"),
@@ -751,6 +762,17 @@ class Spec(StrictModel):
         return [self.app]
 
     @property
+    def concurrency(self) -> int:
+        """Requests one HTTP server container takes at once (the class takes one call)."""
+        if self.surfaces.http is None:
+            return 1
+        if self.scaling.concurrency is not None:
+            return self.scaling.concurrency
+        if self.engine.name == "vllm":
+            return batch_concurrency(self.engine.max_num_seqs)
+        return 1
+
+    @property
     def engine_version(self) -> str:
         if self.engine.version:
             return self.engine.version
@@ -770,6 +792,13 @@ class Spec(StrictModel):
         if self.engine.enforce_eager is not None:
             return self.engine.enforce_eager
         return self.snapshot == "gpu"
+
+
+def batch_concurrency(max_num_seqs: int | None) -> int:
+    """How many requests a vLLM container takes at once by default: what it batches."""
+    if max_num_seqs is None:
+        return DEFAULT_VLLM_CONCURRENCY
+    return min(max_num_seqs, MAX_CONCURRENCY)
 
 
 # Keys whose pydantic location differs from the YAML key (aliases).

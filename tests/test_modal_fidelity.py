@@ -418,7 +418,7 @@ def test_web_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPat
     web = info.method_details["serve"]
     assert web.method is None, "an ASGI app, not a single-route FastAPI endpoint"
     assert info.concurrency_info is not None
-    assert info.concurrency_info.max_inputs == spec.scaling.concurrency
+    assert info.concurrency_info.max_inputs == spec.concurrency
     assert info.gpus == expected_gpus(spec)
     assert {path: mount.name for path, mount in info.volumes.items()} == spec.volumes
     assert info.timeout == spec.scaling.timeout
