@@ -42,6 +42,11 @@ GPU_TYPES: dict[str, int] = {
 }
 GPU_ALIASES = {"A10G": "A10"}
 
+# The variable huggingface_hub reads its token from (or the older HUGGING_FACE_HUB_TOKEN);
+# HUGGINGFACE_TOKEN, a common guess, is ignored: gated downloads then fail with 401.
+HF_TOKEN_KEY = "HF_TOKEN"
+IGNORED_HF_TOKEN_KEY = "HUGGINGFACE_TOKEN"
+
 MODAL_MAX_TIMEOUT = 24 * 3600
 MODAL_SCALEDOWN_RANGE = (2, 3600)
 MODAL_MIN_MEMORY_MIB = 128  # Modal's default request: the smallest a spec may ask for

@@ -19,6 +19,7 @@ from .fields import (
     ENGINE_VERSION,
     ENVIRONMENT_NAME,
     HF_ID,
+    HF_TOKEN_KEY,
     MODAL_MAX_TIMEOUT,
     ONLY_PATTERN_KEYS,
     BodySize,
@@ -37,6 +38,7 @@ from .spec import (
     _GPU_SCHEMA,
     DEFAULT_VLLM_VERSION,
     HF_CACHE,
+    HF_TOKEN_SECRET_HELP,
     VLLM_CACHE,
     AlsoAccepts,
     Gpu,
@@ -48,6 +50,7 @@ from .spec import (
     Usage,
     batch_concurrency,
     endpoint_key_problems,
+    hf_secret_problems,
 )
 from .tokens import shown, token_kind
 
@@ -204,8 +207,9 @@ class GatewaySpec(StrictModel):
     )
     secrets: list[ObjectName] = Field(
         default_factory=list,
-        description="Modal secret NAMES for the model containers (e.g. the Hugging Face token).",
+        description="Modal secret NAMES for the model containers.",
     )
+    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
     router: Router = Field(default_factory=Router)
     scaling: Scaling = Field(default_factory=Scaling)
     image: Image = Field(default_factory=Image)
@@ -284,6 +288,9 @@ class GatewaySpec(StrictModel):
             )
         else:
             found.extend(endpoint_key_problems(("router",), router.api_key_secret, router.open))
+        found += hf_secret_problems(
+            self.hf_token_secret, self.secrets, router.api_key_secret, "router.api_key_secret"
+        )
         if router.api_key_secret is not None and router.api_key_secret in self.secrets:
             found.append(
                 (
@@ -343,13 +350,16 @@ class GatewaySpec(StrictModel):
 
     def referenced_secrets(self) -> list[str]:
         key = [self.router.api_key_secret] if self.router.api_key_secret else []
-        return [*self.secrets, *key]
+        token = [self.hf_token_secret] if self.hf_token_secret else []
+        return [*self.secrets, *token, *key]
 
     def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the router's API key."""
-        if self.router.api_key_secret is None:
-            return {}
-        return {self.router.api_key_secret: self.router.api_key_env}
+        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
+        and the router's API key."""
+        keys = {self.hf_token_secret: HF_TOKEN_KEY} if self.hf_token_secret else {}
+        if self.router.api_key_secret is not None:
+            keys[self.router.api_key_secret] = self.router.api_key_env
+        return keys
 
 
 def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, engine
+from .fields import HF_TOKEN_KEY
 from .gateway import GatewaySpec, Router
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
@@ -117,6 +118,7 @@ def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
         "volume_names": dict(sorted(spec.volumes.items())),
         "hf_cache": HF_CACHE,
         "secret_names": list(spec.secrets),
+        **hf_token_context(spec.hf_token_secret),
         "snapshot": spec.snapshot,
         "memory": spec.resources.memory,
         "cpu": spec.resources.cpu,
@@ -167,6 +169,11 @@ def endpoint_context(endpoint: HttpSurface | Router) -> dict[str, Any]:
         "api_key_env": endpoint.api_key_env,
         "max_body": endpoint.max_body * MIB,
     }
+
+
+def hf_token_context(hf_token_secret: str | None) -> dict[str, Any]:
+    """The Hugging Face token's secret, attached with the key huggingface_hub reads."""
+    return {"hf_token_secret": hf_token_secret, "hf_token_key": HF_TOKEN_KEY}
 
 
 def gpu_argument(spec: Spec) -> str | list[str]:

@@ -34,6 +34,7 @@ from .fields import (
     GPU_ALIASES,
     GPU_TYPES,
     HF_ID,
+    HF_TOKEN_KEY,
     MODAL_MAX_TIMEOUT,
     MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
@@ -556,6 +557,38 @@ class Policy(StrictModel):
     )
 
 
+HF_TOKEN_SECRET_HELP = (
+    f"Modal secret holding the Hugging Face token as {HF_TOKEN_KEY} (gated or private "
+    "models); attached to the model containers, and a secret without that key fails the "
+    "deploy. Not also under secrets."
+)
+
+
+def hf_secret_problems(
+    hf_token_secret: str | None, secrets: list[str], api_key_secret: str | None, api_key_at: str
+) -> list[tuple[tuple[str, ...], str]]:
+    """The Hugging Face token's secret is attached once, and never to the public endpoint."""
+    if hf_token_secret is None:
+        return []
+    if hf_token_secret in secrets:
+        return [
+            (
+                ("hf_token_secret",),
+                f"{shown(hf_token_secret)} is also under secrets; hf_token_secret attaches it "
+                "already, so remove it from secrets",
+            )
+        ]
+    if hf_token_secret == api_key_secret:
+        return [
+            (
+                ("hf_token_secret",),
+                f"{shown(hf_token_secret)} is also {api_key_at}, which the public endpoint "
+                "reads; keep the Hugging Face token in a secret of its own",
+            )
+        ]
+    return []
+
+
 # Keys an environment override may not set: they define which document this is.
 NOT_OVERRIDABLE = ("version", "kind", "environments", "policy")
 
@@ -602,6 +635,7 @@ class Spec(StrictModel):
     secrets: list[ObjectName] = Field(
         default_factory=list, description="Modal secret NAMES (values stay in Modal)."
     )
+    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
     scaling: Scaling = Field(default_factory=Scaling)
     surfaces: Surfaces = Field(
         default_factory=lambda: Surfaces(class_=ClassSurface()),
@@ -707,6 +741,12 @@ class Spec(StrictModel):
             )
         if http is not None:
             found += endpoint_key_problems(("surfaces", "http"), http.api_key_secret, http.open)
+        found += hf_secret_problems(
+            self.hf_token_secret,
+            self.secrets,
+            http.api_key_secret if http else None,
+            "surfaces.http.api_key_secret",
+        )
         if http is not None and http.api_key_secret in self.secrets:
             found.append(
                 (
@@ -746,17 +786,20 @@ class Spec(StrictModel):
         return found
 
     def referenced_secrets(self) -> list[str]:
-        """Every secret the app attaches: the spec's and the HTTP server's API key."""
+        """Every secret the app attaches: the spec's, the Hugging Face token's and the HTTP
+        server's API key."""
         http = self.surfaces.http
         key = [http.api_key_secret] if http and http.api_key_secret else []
-        return [*self.secrets, *key]
+        return [*self.secrets, *_listed(self.hf_token_secret), *key]
 
     def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the API key's."""
+        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
+        and the API key's."""
         http = self.surfaces.http
-        if http is None or http.api_key_secret is None:
-            return {}
-        return {http.api_key_secret: http.api_key_env}
+        keys = {name: HF_TOKEN_KEY for name in _listed(self.hf_token_secret)}
+        if http is not None and http.api_key_secret is not None:
+            keys[http.api_key_secret] = http.api_key_env
+        return keys
 
     def app_names(self) -> list[str]:
         return [self.app]
@@ -792,6 +835,10 @@ class Spec(StrictModel):
         if self.engine.enforce_eager is not None:
             return self.engine.enforce_eager
         return self.snapshot == "gpu"
+
+
+def _listed(name: str | None) -> list[str]:
+    return [] if name is None else [name]
 
 
 def batch_concurrency(max_num_seqs: int | None) -> int:

@@ -450,7 +450,7 @@ def gateway(tmp_path: Path, name: str = "gw", **changes: Any) -> Path:
             {"id": "org/beta", "name": "beta", "max_num_seqs": 16},
         ],
         "gpus": ["L4", "H100"],
-        "secrets": ["huggingface"],
+        "hf_token_secret": "huggingface",
         "router": {"api_key_secret": "gw-key"},
         **changes,
     }
@@ -481,7 +481,13 @@ def test_per_model_layout_is_one_app_per_model_and_gpu(tmp_path: Path) -> None:
         ({"app_name": "{nmae}-{gpu}"}, "unknown placeholder {nmae}"),
         ({"layout": "per-gpu"}, "layout"),
         ({"gpus": ["H100", "h100"]}, "listed twice"),
-        ({"router": {"api_key_secret": "huggingface"}}, "also under secrets"),
+        ({"secrets": ["gw-key"]}, "also under secrets"),
+        ({"router": {"api_key_secret": "huggingface"}}, "keep the Hugging Face token in a secret"),
+        ({"secrets": ["huggingface"]}, "hf_token_secret attaches it already"),
+        (
+            {"models": [{"id": "org/alpha", "name": "alpha"}, {"id": "Org/Alpha", "name": "b"}]},
+            "differ only in case",
+        ),
         ({"modles": []}, 'did you mean "models"'),
         ({"models": []}, "models: list at least one model"),
         ({"kind": "gatway"}, 'kind: expected one of "service", "gateway", got "gatway"; did'),
@@ -604,7 +610,7 @@ def test_apply_deploys_one_router_and_one_class_per_model(
     work = tmp_path / "work"
     (work / "specs").mkdir(parents=True)
     gateway(work / "specs")
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
@@ -627,10 +633,17 @@ def test_apply_deploys_one_router_and_one_class_per_model(
         (r.deployment_name, tuple(r.required_keys)) for r in state.requests("SecretGetOrCreate")
     }
     assert ("gw-key", ("API_KEY",)) in asked  # (plan's own existence check sends none)
+    assert ("huggingface", ("HF_TOKEN",)) in asked  # the name huggingface_hub reads
     for app, functions in by_app.items():
         assert set(functions) == {"router", "Alpha.*", "Beta.*"}
         router = functions["router"]
         assert router.webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP  # the one endpoint
+        # the router outlives its wait for a model (scaling.timeout, 5m) to answer the 504
+        assert router.timeout_secs == 300 + 30
+        # each pool takes what vLLM batches: 32 by default, beta's max_num_seqs
+        assert functions["Alpha.*"].max_concurrent_inputs == 32
+        assert functions["Beta.*"].max_concurrent_inputs == 16
+        assert functions["Alpha.*"].timeout_secs == 300
         assert not router.resources.gpu_config.gpu_type
         assert state.secret_names(router.secret_ids) == ["gw-key"]
         for name in ("Alpha.*", "Beta.*"):
@@ -695,7 +708,7 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     (work / "specs").mkdir(parents=True)
     spec = gateway(work / "specs", gpus=["L4", "H100"])
     gateway(work / "specs", "plain", models=[{"id": "org/x", "name": "x"}], gpus=["T4"])
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)

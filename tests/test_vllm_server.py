@@ -1069,6 +1069,8 @@ def test_deploy_sends_the_server_definition(
     assert http is not None and http.api_key_secret is not None
     for name in spec.secrets:
         modal_api.state.add_secret(name)
+    if spec.hf_token_secret is not None:
+        modal_api.state.add_secret(spec.hf_token_secret, ("HF_TOKEN",))
     modal_api.state.add_secret(http.api_key_secret, (http.api_key_env,))
     rendered = render(loaded)
     module = import_source(rendered.source, tmp_path, Path(case).stem)
@@ -1098,10 +1100,11 @@ def test_deploy_sends_the_server_definition(
     assert autoscaler.scaledown_window == scaling.scaledown_window
     assert autoscaler.buffer_containers == scaling.buffer_containers
     assert autoscaler.HasField("max_containers") == (scaling.max_containers is not None)
-    assert server.max_concurrent_inputs == scaling.concurrency
+    assert server.max_concurrent_inputs == spec.concurrency
     assert server.timeout_secs == scaling.timeout
     assert server.startup_timeout_secs == scaling.startup_timeout
-    assert state.secret_names(server.secret_ids) == [*spec.secrets, http.api_key_secret]
+    token = [spec.hf_token_secret] if spec.hf_token_secret else []
+    assert state.secret_names(server.secret_ids) == [*spec.secrets, *token, http.api_key_secret]
     assert state.volume_mounts(server) == spec.volumes
 
     for request in state.requests("FunctionCreate"):
@@ -1123,7 +1126,7 @@ def test_the_sleeping_examples_deploy_as_the_seeds_describe(
     from modal_iac.render import render
 
     found = {}
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     for name in ("vllm-api-key", "netra-api-key"):  # both examples keep the default key name
         modal_api.state.add_secret(name, ("VLLM_API_KEY",))
     for case in (CHAT, NETRA):
