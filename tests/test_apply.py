@@ -315,7 +315,7 @@ def test_only_the_listed_surfaces_are_deployed(
         "app: minilm-server\nmodel: {id: sentence-transformers/all-MiniLM-L6-v2, task: embed}\n"
         "gpu: L4\nsurfaces:\n  http: {api_key_secret: kalm-api-key}\n"
     )
-    code, out, err = cli(capsys, "apply", "--yes")
+    code, _, err = cli(capsys, "apply", "--yes")
     assert code == 0, err
     assert functions_deployed(modal_api) == {
         "minilm-embedding": {"Model.*"},
