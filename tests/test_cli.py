@@ -258,6 +258,31 @@ def test_explain_marks_a_gateway_s_resolved_defaults(
     assert "# secret hf: must hold HF_TOKEN\n# secret gw-key: must hold API_KEY\n" in out
 
 
+def test_explain_shows_each_pool_s_concurrency_the_router_wait_and_secret_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    service = tmp_path / "chat.yaml"
+    service.write_text(SERVER_SPEC)
+    gateway = tmp_path / "gw.yaml"
+    gateway.write_text(
+        "kind: gateway\nname: gw\ngpus: [L4]\nhf_token_secret: hf\n"
+        "models:\n  - {id: org/a, name: a}\n  - {id: org/b, name: b, max_num_seqs: 16}\n"
+        "router: {api_key_secret: gw-key}\n"
+    )
+    code, out, err = run(capsys, "explain", str(service), str(gateway))
+    assert code == 0, err
+    assert (
+        "  Serving:\n    HTTP server: 32 requests at once per container (default)\n"
+        "    secret hf: must hold HF_TOKEN\n    secret chat-key: must hold VLLM_API_KEY\n"
+    ) in out
+    assert (
+        "  Serving:\n    a: 32 requests at once per container (default)\n"
+        "    b: 16 requests at once per container\n"
+        "    router: waits 5m for a model, then 504 (default: scaling.timeout)\n"
+        "    secret hf: must hold HF_TOKEN\n    secret gw-key: must hold API_KEY\n"
+    ) in out
+
+
 # -- plan ---------------------------------------------------------------------------------
 
 
