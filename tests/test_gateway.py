@@ -420,6 +420,23 @@ def test_model_errors_pass_through_with_their_status(generated: ModuleType) -> N
     assert answer.status == 400 and answer.json() == {"error": {"message": "too long"}}
 
 
+def test_a_model_call_modal_cuts_at_its_timeout_is_a_504(generated: ModuleType) -> None:
+    """Modal ends a model call that runs past scaling.timeout with FunctionTimeoutError; the
+    client gets the router's 504, as for the router's own wait, not a 503."""
+    import modal.exception
+
+    async def send(name: str, path: str, body: dict[str, Any]) -> Any:
+        raise modal.exception.FunctionTimeoutError("Function timed out")
+        yield  # an async generator, as modal_sender returns
+
+    app = generated.build_router({"m": "org/m"}, None, send)
+    with running_asgi(app) as port:
+        answer = request(port, "POST", "/v1/completions", {"model": "m", "prompt": "x"})
+    assert answer.status == 504
+    assert answer.json()["error"]["type"] == "upstream_timeout"
+    assert answer.json()["error"]["message"] == "m ran past its timeout"
+
+
 # -- spec, rendering, layouts, the endpoint limit ---------------------------------------------
 
 
