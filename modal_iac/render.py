@@ -94,7 +94,6 @@ def scaling_context(scaling: Scaling, image: Image) -> dict[str, Any]:
         "min_containers": scaling.min_containers,
         "max_containers": scaling.max_containers,
         "buffer_containers": scaling.buffer_containers,
-        "concurrency": scaling.concurrency,
         "base_image": image.base,
         "python_version": image.python,
     }
