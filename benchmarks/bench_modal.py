@@ -42,7 +42,7 @@ from pathlib import Path
 from common import REPO, SEED_SPEC, machine_line, script, set_line, table
 
 HEADER = ["measurement", "median", "min .. max", "client cpu", "server cpu", "target", "met"]
-SECRETS = ("huggingface", "kalm-api-key")  # what specs/kalm.yaml references
+SECRETS = ("huggingface=HF_TOKEN", "kalm-api-key=VLLM_API_KEY")  # what specs/kalm.yaml reads
 PLAN_RATIO_TARGET = 3.0  # plan(50) / plan(1)
 APPLY_SPEEDUP_TARGET = 5.0  # loop of `modal deploy` / apply, for 20 apps
 COMMAND_TIMEOUT = 900.0

@@ -254,6 +254,7 @@ def _explain(item: LoadedSpec) -> str:
             "" if key in chosen or any(key.startswith(c + ".") for c in chosen) else "  (default)"
         )
         lines.append(f"{key.ljust(width)} = {_json(value)}{mark}")
+    lines += _secret_lines(spec)
     lines.append("")
     lines += _explain_placement(spec)
     if spec.engine.name != "vllm":
@@ -292,15 +293,36 @@ def _explain_placement(spec: Spec) -> list[str]:
 def _explain_gateway(item: LoadedSpec, spec: GatewaySpec) -> str:
     from .gateway import app_settings, serve_argv
 
+    # What the spec leaves to modaliac's defaults that a gateway reader most needs to see.
+    defaults = {
+        f"models.{m.name}.concurrency"
+        for m in spec.models
+        if spec.scaling.concurrency is None and m.max_num_seqs is None
+    }
+    if spec.router.upstream_timeout is None:
+        defaults.add("router.upstream_timeout")
     lines = []
     for app in spec.apps():
         lines.append(f"# {item.path}: app {app.name} (gateway, {app.gpu})")
         values = app_settings(spec, app.name)
         width = max(len(k) for k in values)
-        lines += [f"{key.ljust(width)} = {_json(value)}" for key, value in values.items()]
+        lines += [
+            f"{key.ljust(width)} = {_json(value)}" + ("  (default)" if key in defaults else "")
+            for key, value in values.items()
+        ]
+        lines += _secret_lines(spec)
         lines += [f"# {m.name}: vllm serve {' '.join(serve_argv(m))}" for m in app.models]
         lines.append("")
     return "\n".join(lines)
+
+
+def _secret_lines(spec: Spec | GatewaySpec) -> list[str]:
+    """The keys the attached secrets must hold (the deploy checks them with required_keys)."""
+    keys = spec.secret_keys()
+    return [
+        f"# secret {name}: " + (f"must hold {keys[name]}" if name in keys else "keys not checked")
+        for name in spec.referenced_secrets()
+    ]
 
 
 def _json(value: object) -> str:

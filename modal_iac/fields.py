@@ -44,6 +44,11 @@ GPU_TYPES: dict[str, int] = {
 }
 GPU_ALIASES = {"A10G": "A10"}
 
+# The variable huggingface_hub reads its token from (or the older HUGGING_FACE_HUB_TOKEN);
+# HUGGINGFACE_TOKEN, a common guess, is ignored: gated downloads then fail with 401.
+HF_TOKEN_KEY = "HF_TOKEN"
+IGNORED_HF_TOKEN_KEY = "HUGGINGFACE_TOKEN"
+
 MODAL_MAX_TIMEOUT = 24 * 3600
 MODAL_SCALEDOWN_RANGE = (2, 3600)
 MODAL_MIN_MEMORY_MIB = 128  # Modal's default request: the smallest a spec may ask for
@@ -110,11 +115,12 @@ _DURATION_BOUND = (
 
 
 def _parse_duration(value: Any) -> int:
-    """``90`` / ``"90s"`` / ``"5m"`` / ``"1h30m"`` -> seconds."""
+    """``"90s"`` / ``"5m"`` / ``"1h30m"`` -> seconds. A bare number is refused: ``5`` meant
+    five minutes as often as five seconds (seed 003's ``scaledown_window: 5``)."""
     if isinstance(value, bool):
         raise ValueError(_DURATION_HINT)
-    if isinstance(value, int):
-        return int(_bounded(value, MAX_DURATION, _DURATION_BOUND))
+    if isinstance(value, int | float):
+        raise ValueError(_bare_duration(value))
     if isinstance(value, str):
         match = _DURATION.fullmatch(value)
         if match and any(match.groups()):
@@ -126,6 +132,25 @@ def _parse_duration(value: Any) -> int:
                 total += part
             return int(_bounded(int(total), MAX_DURATION, _DURATION_BOUND))
     raise ValueError(_DURATION_HINT)
+
+
+def _bare_duration(value: float) -> str:
+    """Why a number without a unit is refused, with its two readings spelled out."""
+    number = _bounded(value, MAX_DURATION, _DURATION_BOUND)
+    if isinstance(number, float) or number < 0:
+        return f'{number:g} has no unit; expected a duration like "5m", "90s" or "1h"'
+    seconds = _reading(number, "s", number)
+    if number * 60 > MAX_DURATION:
+        return f"{number} has no unit: write {seconds} for seconds"
+    minutes = _reading(number, "m", number * 60)
+    return f"{number} has no unit: write {seconds} for seconds or {minutes} for minutes"
+
+
+def _reading(number: int, unit: str, seconds: int) -> str:
+    """``"90s" (1m30s)``: one reading of a bare number, and what it comes to."""
+    written = f"{number}{unit}"
+    canonical = _format_duration(seconds)
+    return f'"{written}"' if canonical == written else f'"{written}" ({canonical})'
 
 
 def _format_duration(seconds: int) -> str:
@@ -141,7 +166,6 @@ def shown_duration(seconds: int) -> str:
 
 _DURATION_SCHEMA = {
     "anyOf": [
-        {"type": "integer", "minimum": 0, "maximum": MAX_DURATION, "description": "seconds"},
         {"type": "string", "pattern": f"^{_DURATION.pattern}$"},
     ],
     "examples": ["5m", "90s", "1h30m"],

@@ -19,6 +19,8 @@ from .fields import (
     ENGINE_VERSION,
     ENVIRONMENT_NAME,
     HF_ID,
+    HF_TOKEN_KEY,
+    MODAL_MAX_TIMEOUT,
     ONLY_PATTERN_KEYS,
     BodySize,
     Duration,
@@ -29,12 +31,14 @@ from .fields import (
     Problem,
     TagText,
     TokenCount,
+    shown_duration,
 )
 from .reserved import clash
 from .spec import (
     _GPU_SCHEMA,
     DEFAULT_VLLM_VERSION,
     HF_CACHE,
+    HF_TOKEN_SECRET_HELP,
     VLLM_CACHE,
     AlsoAccepts,
     Deploy,
@@ -46,13 +50,17 @@ from .spec import (
     Scaling,
     StrictModel,
     Usage,
+    batch_concurrency,
     endpoint_key_problems,
+    hf_secret_problems,
 )
 from .tokens import shown, token_kind
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
 SERVE_PORT = 8000
+# What the router's Modal timeout adds to its wait for a model, to answer after the wait.
+ROUTER_GRACE = 30
 _SHORT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # Seed 004's short names; every other GPU type is its name in lower case.
@@ -95,6 +103,22 @@ class GatewayModel(StrictModel):
         return model_class_name(self.name)
 
 
+def _same_request_name(model: GatewayModel, earlier: GatewayModel) -> str | None:
+    """Why the router could not tell two models apart: it matches the ``model`` a request
+    names against ids and short names case-insensitively, as Hugging Face matches ids."""
+    names = {"id": model.id, "name": model.name}
+    taken = {"id": earlier.id, "name": earlier.name}
+    for key, mine in names.items():
+        for other_key, theirs in taken.items():
+            if mine.casefold() == theirs.casefold():
+                return (
+                    f"{key} {shown(mine)} and the {other_key} {shown(theirs)} of "
+                    f"{shown(earlier.name)} differ only in case; the router matches model ids "
+                    "case-insensitively, so rename one"
+                )
+    return None
+
+
 def model_class_name(short_name: str) -> str:
     """``qwen3-8b`` -> ``Qwen38b``; a name that starts with a digit gets a ``Model`` prefix."""
     parts = re.split(r"[^A-Za-z0-9]+", short_name)
@@ -122,8 +146,10 @@ class Router(StrictModel):
         description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
         "get 413 before they are read.",
     )
-    upstream_timeout: Duration = Field(
-        600, description="Longest the router waits for a model (504 after)."
+    upstream_timeout: Duration | None = Field(
+        None,
+        description="Longest the router waits for a model's answer or its next chunk (504 "
+        "after); default scaling.timeout, the longest Modal lets a model call run.",
     )
 
 
@@ -183,8 +209,9 @@ class GatewaySpec(StrictModel):
     )
     secrets: list[ObjectName] = Field(
         default_factory=list,
-        description="Modal secret NAMES for the model containers (e.g. the Hugging Face token).",
+        description="Modal secret NAMES for the model containers.",
     )
+    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
     router: Router = Field(default_factory=Router)
     scaling: Scaling = Field(default_factory=Scaling)
     placement: Placement = Field(
@@ -208,6 +235,9 @@ class GatewaySpec(StrictModel):
             for earlier in value[:index]:
                 if model.name == earlier.name or model.id == earlier.id:
                     raise Problem(f"{shown(model.name)} ({shown(model.id)}) is listed twice", index)
+                twin = _same_request_name(model, earlier)
+                if twin is not None:
+                    raise Problem(twin, index)
                 if model.class_name == earlier.class_name:
                     raise Problem(
                         f"{shown(model.name)} and {shown(earlier.name)} name the same class", index
@@ -266,6 +296,9 @@ class GatewaySpec(StrictModel):
             )
         else:
             found.extend(endpoint_key_problems(("router",), router.api_key_secret, router.open))
+        found += hf_secret_problems(
+            self.hf_token_secret, self.secrets, router.api_key_secret, "router.api_key_secret"
+        )
         if router.api_key_secret is not None and router.api_key_secret in self.secrets:
             found.append(
                 (
@@ -274,7 +307,40 @@ class GatewaySpec(StrictModel):
                     "secret is attached to the router only, so remove it from secrets",
                 )
             )
+        target = self.scaling.target_concurrency
+        if target is not None and self.scaling.concurrency is None:
+            for model in self.models:
+                if target > self.pool_concurrency(model):
+                    found.append(
+                        (
+                            ("scaling", "target_concurrency"),
+                            f"{target} is above model {model.name}'s concurrency "
+                            f"({self.pool_concurrency(model)} by default: what vLLM batches); "
+                            "lower it or set scaling.concurrency",
+                        )
+                    )
+                    break
         return found
+
+    def pool_concurrency(self, model: GatewayModel) -> int:
+        """Requests one container of a model's pool takes at once: the spec's, else what
+        vLLM batches for that model."""
+        if self.scaling.concurrency is not None:
+            return self.scaling.concurrency
+        return batch_concurrency(model.max_num_seqs)
+
+    @property
+    def upstream_timeout(self) -> int:
+        """How long the router waits for a model: the spec's, else what Modal allows a call."""
+        if self.router.upstream_timeout is not None:
+            return self.router.upstream_timeout
+        return self.scaling.timeout
+
+    @property
+    def router_timeout(self) -> int:
+        """The router function's own Modal timeout: past its wait for a model, so the 504 it
+        answers reaches the client instead of a connection Modal cut."""
+        return min(self.upstream_timeout + ROUTER_GRACE, MODAL_MAX_TIMEOUT)
 
     @property
     def pattern(self) -> str:
@@ -305,13 +371,16 @@ class GatewaySpec(StrictModel):
 
     def referenced_secrets(self) -> list[str]:
         key = [self.router.api_key_secret] if self.router.api_key_secret else []
-        return [*self.secrets, *key]
+        token = [self.hf_token_secret] if self.hf_token_secret else []
+        return [*self.secrets, *token, *key]
 
     def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the router's API key."""
-        if self.router.api_key_secret is None:
-            return {}
-        return {self.router.api_key_secret: self.router.api_key_env}
+        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
+        and the router's API key."""
+        keys = {self.hf_token_secret: HF_TOKEN_KEY} if self.hf_token_secret else {}
+        if self.router.api_key_secret is not None:
+            keys[self.router.api_key_secret] = self.router.api_key_env
+        return keys
 
 
 def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:
@@ -341,8 +410,12 @@ def app_settings(spec: GatewaySpec, app: str) -> dict[str, Any]:
     data = spec.model_dump(mode="json", by_alias=True, exclude={"models", "gpus", "app_name"})
     data["app"] = chosen.name
     data["gpu"] = str(chosen.gpu)
+    data["router"]["upstream_timeout"] = shown_duration(spec.upstream_timeout)
+    data["scaling"].pop("concurrency")  # each model's pool has its own
     for model in chosen.models:
-        data.setdefault("models", {})[model.name] = model.model_dump(mode="json", exclude={"name"})
+        values = model.model_dump(mode="json", exclude={"name"})
+        values["concurrency"] = spec.pool_concurrency(model)
+        data.setdefault("models", {})[model.name] = values
     return dict(flatten(data))
 
 

@@ -32,6 +32,7 @@ from modal_proto import api_pb2
 
 from .address import Address
 from .errors import ModaliacError
+from .fields import HF_TOKEN_KEY, IGNORED_HF_TOKEN_KEY
 from .halt import Halt
 from .observed import Deployment, Observed, Override
 
@@ -42,6 +43,11 @@ CANCEL_WAIT = 2.0  # how long a cancelled call may take to unwind before it is l
 NO_CREDENTIALS = (
     "no Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"
 )
+
+
+# A key a secret must hold -> the spelling people store it under instead, which its reader
+# ignores (huggingface_hub reads HF_TOKEN, never HUGGINGFACE_TOKEN).
+MISSPELT_KEYS = {HF_TOKEN_KEY: IGNORED_HF_TOKEN_KEY}
 
 
 class ModalApiError(ModaliacError):
@@ -185,6 +191,7 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             | {("volume", *key) for key, ok in zip(volumes, volume_ok, strict=True) if not ok}
             | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
         )
+        missing |= await _misspelt_keys(client, keyed, key_ok, missing)
         found = await asyncio.gather(
             *(
                 _observe_one(client, q, lookup.app_id, stopped, missing)
@@ -215,6 +222,11 @@ async def _observe_one(
         ),
         missing_volumes=tuple(n for n in query.volumes if ("volume", env, n) in missing),
         secret_keys=dict(query.secret_keys),
+        misspelt_keys={
+            n: MISSPELT_KEYS[k]
+            for n, k in query.secret_keys.items()
+            if ("misspelt", env, n) in missing
+        },
     )
     if not app_id:
         return replace(base, state="stopped" if (env, query.app) in stopped else "missing")
@@ -284,6 +296,27 @@ async def _overrides(client: _Client, app_id: str) -> tuple[Override, ...]:
                 )
             )
     return tuple(found)
+
+
+async def _misspelt_keys(
+    client: _Client,
+    keyed: list[tuple[str, str, str]],
+    key_ok: list[bool],
+    missing: set[tuple[str, str, str]],
+) -> set[tuple[str, str, str]]:
+    """Secrets that lack their key but hold its well-known wrong spelling (seed 002 stored
+    the Hugging Face token as HUGGINGFACE_TOKEN), asked of Modal the same way."""
+    suspects = [
+        (env, name, MISSPELT_KEYS[key])
+        for (env, name, key), ok in zip(keyed, key_ok, strict=True)
+        if not ok and key in MISSPELT_KEYS and ("secret", env, name) not in missing
+    ]
+    held = await asyncio.gather(
+        *(_secret_exists(client, name, env, (wrong,)) for env, name, wrong in suspects)
+    )
+    return {
+        ("misspelt", env, name) for (env, name, _), ok in zip(suspects, held, strict=True) if ok
+    }
 
 
 async def _secret_exists(

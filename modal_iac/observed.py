@@ -43,6 +43,7 @@ class Observed:
     missing_volumes: tuple[str, ...] = ()
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
     secrets_without_key: tuple[str, ...] = ()  # secrets that exist but lack that key
+    misspelt_keys: dict[str, str] = field(default_factory=dict)  # secret -> wrong key it holds
 
     @property
     def current(self) -> Deployment | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .address import Address
+from .fields import HF_TOKEN_KEY
 from .gateway import GatewaySpec, app_settings
 from .load import LoadedSpec
 from .observed import Observed, Override
@@ -462,6 +463,25 @@ def _snapshot_action(
     return "update"
 
 
+# Who reads a key modaliac knows, for a blocker that names a wrong spelling of it.
+_READER = {HF_TOKEN_KEY: "huggingface_hub"}
+
+
+def _without_key(address: str, name: str, key: str, misspelt: str | None, env_flag: str) -> Notice:
+    """The blocker for a secret that exists but lacks the key the app reads from it."""
+    what = "the Hugging Face token" if key == HF_TOKEN_KEY else "the API key"
+    held = ""
+    if misspelt is not None:
+        held = f" (it holds {misspelt}, which {_READER.get(key, 'nothing')} ignores)"
+    return Notice(
+        "secret-missing-key",
+        address,
+        f"secret {name!r} exists on Modal but holds no {key}{held}, so the deploy would fail",
+        f"put {what} in it as {key} (the Modal dashboard, or `modal secret create --force "
+        f"{name} {key}=...{env_flag}` with every key it should hold)",
+    )
+
+
 def _observe(
     address: str,
     after: AppRecord,
@@ -487,15 +507,7 @@ def _observe(
         )
     for name in seen.secrets_without_key:
         key = seen.secret_keys.get(name, "KEY")
-        blockers.append(
-            Notice(
-                "secret-missing-key",
-                address,
-                f"secret {name!r} exists on Modal but holds no {key}, so the deploy would fail",
-                f"put the API key in it as {key} (the Modal dashboard, or `modal secret create "
-                f"--force {name} {key}=...{env_flag}` with every key it should hold)",
-            )
-        )
+        blockers.append(_without_key(address, name, key, seen.misspelt_keys.get(name), env_flag))
     notes.extend(
         f"volume {name!r} does not exist yet and will be created" for name in seen.missing_volumes
     )

@@ -22,7 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .fields import MODAL_MAX_TIMEOUT, MODAL_MIN_MEMORY_MIB, shown_duration
+from .fields import (
+    HF_TOKEN_KEY,
+    IGNORED_HF_TOKEN_KEY,
+    MODAL_MAX_TIMEOUT,
+    MODAL_MIN_MEMORY_MIB,
+    shown_duration,
+)
 from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
 from .images import DEFAULT_BASE_IMAGE, engine_cuda_major, engine_torch, image_cuda_major
 from .spec import Spec
@@ -141,6 +147,19 @@ RULES: dict[str, Rule] = {
             "warning",
             "use an nvidia/cuda image of the engine's CUDA major version, such as the default "
             f"{DEFAULT_BASE_IMAGE}",
+        ),
+        Rule(
+            "MDL012",
+            "hf-token-variable",
+            "warning",
+            f"keep the token as {HF_TOKEN_KEY} in a Modal secret named by hf_token_secret",
+        ),
+        Rule(
+            "MDL013",
+            "router-timeout-contradiction",
+            "warning",
+            "lower router.upstream_timeout to scaling.timeout or less (or unset it), or raise "
+            "scaling.timeout",
         ),
     )
 }
@@ -293,6 +312,56 @@ def _deprecated(spec: Spec) -> list[Finding]:
     return found
 
 
+# Token variables of huggingface_hub that a spec must not set in the image: the value would be
+# in the spec and the image, and HUGGINGFACE_TOKEN is not even read.
+_HF_TOKEN_ENV = {
+    IGNORED_HF_TOKEN_KEY: f"huggingface_hub ignores it (it reads {HF_TOKEN_KEY}), so gated "
+    "downloads fail with 401",
+    HF_TOKEN_KEY: "a token in the spec ends up in the image and in git",
+    "HUGGING_FACE_HUB_TOKEN": "a token in the spec ends up in the image and in git",
+}
+# A secret name that says it holds a Hugging Face token (huggingface, hf-token, my-hf-wandb).
+_HF_SECRET_NAME = re.compile(r"(^|[^a-z])hf([^a-z]|$)|hugging", re.IGNORECASE)
+
+
+def _hf_token(spec: Spec | GatewaySpec) -> list[Finding]:
+    """MDL012: the Hugging Face token where huggingface_hub does not find it, or unchecked."""
+    found = [
+        Finding(RULES["MDL012"], ("image", "env", name), f"{name} in image.env: {why}")
+        for name, why in _HF_TOKEN_ENV.items()
+        if name in spec.image.env
+    ]
+    if spec.hf_token_secret is None:
+        found += [
+            Finding(
+                RULES["MDL012"],
+                ("secrets", index),
+                f"{shown(name)} looks like the Hugging Face token's secret, but nothing checks "
+                f"that it holds {HF_TOKEN_KEY} (huggingface_hub ignores {IGNORED_HF_TOKEN_KEY}); "
+                "move it to hf_token_secret",
+            )
+            for index, name in enumerate(spec.secrets)
+            if _HF_SECRET_NAME.search(name)
+        ]
+    return found
+
+
+def _router_timeout(spec: GatewaySpec) -> list[Finding]:
+    """MDL013: the router waits for a model longer than Modal lets a model call run."""
+    wait, limit = spec.router.upstream_timeout, spec.scaling.timeout
+    if wait is None or wait <= limit:
+        return []
+    return [
+        Finding(
+            RULES["MDL013"],
+            ("router", "upstream_timeout"),
+            f"the router waits up to {shown_duration(wait)} for a model, but Modal cuts each "
+            f"model call at scaling.timeout ({shown_duration(limit)}): past that the client "
+            "gets Modal's timeout, never the router's 504",
+        )
+    ]
+
+
 def _gateway_pinned(spec: GatewaySpec) -> list[Finding]:
     return [
         finding
@@ -355,6 +424,7 @@ CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
     _auth,
     _deprecated,
     _image_cuda,
+    _hf_token,
 )
 # A gateway has no snapshots, sleep mode or downloader: the other rules cannot fire.
 GATEWAY_CHECKS: tuple[Callable[[GatewaySpec], list[Finding]], ...] = (
@@ -363,6 +433,8 @@ GATEWAY_CHECKS: tuple[Callable[[GatewaySpec], list[Finding]], ...] = (
     _gateway_auth,
     _deprecated_env,
     _gateway_image_cuda,
+    _hf_token,
+    _router_timeout,
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, engine
+from .fields import HF_TOKEN_KEY
 from .gateway import GatewaySpec, Router
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
@@ -93,7 +94,6 @@ def scaling_context(scaling: Scaling, image: Image) -> dict[str, Any]:
         "min_containers": scaling.min_containers,
         "max_containers": scaling.max_containers,
         "buffer_containers": scaling.buffer_containers,
-        "concurrency": scaling.concurrency,
         "base_image": image.base,
         "python_version": image.python,
     }
@@ -117,11 +117,13 @@ def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
         "volume_names": dict(sorted(spec.volumes.items())),
         "hf_cache": HF_CACHE,
         "secret_names": list(spec.secrets),
+        **hf_token_context(spec.hf_token_secret),
         "snapshot": spec.snapshot,
         "memory": spec.resources.memory,
         "cpu": spec.resources.cpu,
         **scaling_context(spec.scaling, spec.image),
         **runtime_context(spec),
+        "concurrency": spec.concurrency,
         "image_env": image_env(spec),
         "downloader": downloader,
     }
@@ -221,6 +223,11 @@ def server_context(http: HttpSurface) -> dict[str, Any]:
         "unauthenticated": not http.proxy_auth,
         "region_keyword": "compute_region" if http.primitive == "server" else "region",
     }
+
+
+def hf_token_context(hf_token_secret: str | None) -> dict[str, Any]:
+    """The Hugging Face token's secret, attached with the key huggingface_hub reads."""
+    return {"hf_token_secret": hf_token_secret, "hf_token_key": HF_TOKEN_KEY}
 
 
 def gpu_argument(spec: Spec) -> str | list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
-from .render import endpoint_context, scaling_context
+from .render import endpoint_context, hf_token_context, scaling_context
 from .spec import HF_CACHE
 
 TEMPLATE = "gateway_app.py.j2"
@@ -31,6 +31,7 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
                 "id": model.id,
                 "revision": model.revision,
                 "serve_args": serve_argv(model, SERVE_PORT),
+                "concurrency": spec.pool_concurrency(model),
             }
             for model in app.models
         },
@@ -40,8 +41,10 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         ],
         "volume_names": dict(sorted(spec.volumes.items())),
         "secret_names": list(spec.secrets),
+        **hf_token_context(spec.hf_token_secret),
         **endpoint_context(spec.router),
-        "upstream_timeout": spec.router.upstream_timeout,
+        "upstream_timeout": spec.upstream_timeout,
+        "router_timeout": spec.router_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
         **scaling_context(spec.scaling, spec.image),
         **_runtime(spec),

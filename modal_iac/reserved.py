@@ -34,7 +34,7 @@ VLLM_NAMES = frozenset(
     | {"MIN_CONTAINERS", "MODEL_ID", "MODEL_REVISION", "MULTIMODAL", "PIP_PACKAGES"}
     | {"PYTHON_VERSION", "SCALEDOWN_WINDOW", "SECRET_NAMES", "SERVED_MODEL_NAME", "SERVE_ARGS"}
     | {"SLEEP_LEVEL", "STARTUP_TIMEOUT", "TASK", "TIMEOUT", "VLLM_ENV", "VLLM_URL"}
-    | {"VOLUME_NAMES"}
+    | {"VOLUME_NAMES", "HF_TOKEN_KEY", "HF_TOKEN_SECRET"}
     # The HTTP server: its imports, constants, class and helpers.
     | {"asyncio", "b64encode", "hashlib", "hmac", "json", "os", "subprocess", "time"}
     | {"token_urlsafe", "urllib", "zlib"}
@@ -55,7 +55,7 @@ TRANSFORMERS_NAMES = frozenset(
     | {"MATRYOSHKA_DIMENSIONS", "MAX_CONTAINERS", "MAX_MODEL_LEN", "MEMORY", "MIN_CONTAINERS"}
     | {"MODEL_ID", "MODEL_REVISION", "MULTIMODAL", "NORMALIZE", "PIP_PACKAGES", "POOLING"}
     | {"PYTHON_VERSION", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT", "TIMEOUT"}
-    | {"TRUST_REMOTE_CODE", "VOLUME_NAMES"}
+    | {"TRUST_REMOTE_CODE", "VOLUME_NAMES", "HF_TOKEN_KEY", "HF_TOKEN_SECRET"}
     | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
     | {"parse_embed_request", "pool", "_context_length", "_embed_request", "_features"}
     | {"_strings", "hashlib", "hmac", "json", "os"}
@@ -68,10 +68,10 @@ GATEWAY_NAMES = frozenset(
     | {"asyncio", "hashlib", "hmac", "json", "os", "subprocess", "time", "token_urlsafe"}
     | {"urllib"}
     | {"API_KEY_ENV", "API_KEY_SECRET", "APP_NAME", "APP_TAGS", "BASE_IMAGE"}
-    | {"BUFFER_CONTAINERS", "CONCURRENCY", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
+    | {"BUFFER_CONTAINERS", "GPU", "GUIDED_REPLACEMENTS", "IMAGE_ENV"}
     | {"MAX_CONTAINERS", "MIN_CONTAINERS", "MODELS", "MODEL_CLASSES", "PIP_PACKAGES"}
     | {"PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT"}
-    | {"ROUTER_PACKAGES"}
+    | {"ROUTER_PACKAGES", "ROUTER_TIMEOUT", "HF_TOKEN_KEY", "HF_TOKEN_SECRET"}
     | {"TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES", "Router", "build_router"}
     | {"http_exchange", "http_sender", "modal_sender", "router", "start_vllm", "wait_healthy"}
     | {"_loopback"}

@@ -66,7 +66,7 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
         cost = app_cost(flat, pricing.prices)
         lines.append(f"    {app}: {describe(cost)}{usage_text(cost, hours)}")
     lines += endpoint_lines(spec)
-    return "\n".join(lines)
+    return "\n".join(lines + serving(spec))
 
 
 def endpoint_lines(spec: Any) -> list[str]:
@@ -106,3 +106,29 @@ def endpoint_lines(spec: Any) -> list[str]:
     )
     lines.append(f"  Deploy: strategy {strategy}: {what} (apply --strategy overrides)")
     return lines
+
+
+def serving(spec: Any) -> list[str]:
+    """How many requests each GPU pool takes at once, how long the router waits, and the key
+    each secret must hold (what the deploy checks with required_keys)."""
+    from .fields import shown_duration
+    from .gateway import GatewaySpec
+
+    lines = ["  Serving:"]
+    unset = spec.scaling.concurrency is None
+    if isinstance(spec, GatewaySpec):
+        for model in spec.models:
+            mark = " (default)" if unset and model.max_num_seqs is None else ""
+            per = spec.pool_concurrency(model)
+            lines.append(f"    {model.name}: {per} requests at once per container{mark}")
+        mark = " (default: scaling.timeout)" if spec.router.upstream_timeout is None else ""
+        wait = shown_duration(spec.upstream_timeout)
+        lines.append(f"    router: waits {wait} for a model, then 504{mark}")
+    elif spec.surfaces.http is not None:
+        mark = " (default)" if unset else ""
+        lines.append(f"    HTTP server: {spec.concurrency} requests at once per container{mark}")
+    keys = spec.secret_keys()
+    for name in spec.referenced_secrets():
+        held = f"must hold {keys[name]}" if name in keys else "keys not checked"
+        lines.append(f"    secret {name}: {held}")
+    return lines if len(lines) > 1 else []

@@ -27,6 +27,7 @@ def settings(spec: Spec) -> dict[str, Any]:
     for key in other:
         data["engine"].pop(key, None)
     data["model"]["served_name"] = spec.model.served_name or spec.model.id
+    data["scaling"]["concurrency"] = spec.concurrency
     if spec.model.task == "embed":
         data["model"]["embedding"] = spec.embedding.model_dump(mode="json")
     return dict(_flatten(data, ()))

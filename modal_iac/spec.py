@@ -36,6 +36,7 @@ from .fields import (
     GPU_ALIASES,
     GPU_TYPES,
     HF_ID,
+    HF_TOKEN_KEY,
     MODAL_MAX_TIMEOUT,
     MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
@@ -71,6 +72,10 @@ from .reserved import clash
 from .tokens import shown
 
 SPEC_VERSION = 1
+# Requests a vLLM container takes at once unless the spec says: vLLM batches them (continuous
+# batching), so one request per container would start a GPU container for every request.
+DEFAULT_VLLM_CONCURRENCY = 32
+MAX_CONCURRENCY = 1000  # Modal's @modal.concurrent(max_inputs=) limit
 DEFAULT_VLLM_VERSION = "0.33.0"
 # The transformers release vLLM 0.33.0 itself requires (>=5.16.1,<5.21), so both engines
 # can share a cache of compiled kernels and a tokenizer behaviour.
@@ -375,7 +380,14 @@ class Scaling(StrictModel):
     startup_timeout: Duration = Field(
         1200, description="Longest model loading (and snapshot capture) may take."
     )
-    concurrency: int = Field(1, ge=1, le=1000, description="Inputs one container takes at once.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        description="Requests one HTTP server container (a gateway's model container) takes at "
+        f"once; default for vLLM what it batches: engine max_num_seqs, else "
+        f"{DEFAULT_VLLM_CONCURRENCY}; transformers 1.",
+    )
     target_concurrency: int | None = Field(
         None,
         ge=1,
@@ -413,7 +425,11 @@ class Scaling(StrictModel):
 
     @model_validator(mode="after")
     def _target_within_limit(self) -> Scaling:
-        if self.target_concurrency is not None and self.target_concurrency > self.concurrency:
+        if (
+            self.target_concurrency is not None
+            and self.concurrency is not None
+            and self.target_concurrency > self.concurrency
+        ):
             raise Problem(
                 f"{self.target_concurrency} is above concurrency ({self.concurrency}), the "
                 "most inputs a container takes; lower it or raise concurrency",
@@ -587,18 +603,19 @@ def _surface_switch(value: Any) -> Any:
 
 
 class Surfaces(StrictModel):
-    """Which entry points the generated app offers. ``true`` takes the defaults."""
+    """Which entry points the generated app offers: exactly the ones listed (``true`` takes
+    their defaults). A spec without ``surfaces`` offers the Python class only."""
 
     class_: Annotated[
         ClassSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
-    ] = Field(default_factory=ClassSurface, alias="class")
+    ] = Field(None, alias="class")
     # `http: true` would be an endpoint with neither a key nor open: true, so only false.
     http: Annotated[
         HttpSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"const": False})
     ] = None
     downloader: Annotated[
         DownloaderSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
-    ] = Field(default_factory=DownloaderSurface)
+    ] = None
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -716,7 +733,7 @@ class Placement(StrictModel):
 def _retries_shorthand(value: Any) -> Any:
     """``retries: 3`` is Modal's ``retries=3``: a fixed one-second delay between attempts."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return {"max_retries": value, "backoff_coefficient": 1.0, "initial_delay": 1}
+        return {"max_retries": value, "backoff_coefficient": 1.0, "initial_delay": "1s"}
     if value is not None and not isinstance(value, dict):
         raise ValueError("expected a retry count like 3, or a mapping with max_retries")
     return value
@@ -801,6 +818,38 @@ class Policy(StrictModel):
     )
 
 
+HF_TOKEN_SECRET_HELP = (
+    f"Modal secret holding the Hugging Face token as {HF_TOKEN_KEY} (gated or private "
+    "models); attached to the model containers, and a secret without that key fails the "
+    "deploy. Not also under secrets."
+)
+
+
+def hf_secret_problems(
+    hf_token_secret: str | None, secrets: list[str], api_key_secret: str | None, api_key_at: str
+) -> list[tuple[tuple[str, ...], str]]:
+    """The Hugging Face token's secret is attached once, and never to the public endpoint."""
+    if hf_token_secret is None:
+        return []
+    if hf_token_secret in secrets:
+        return [
+            (
+                ("hf_token_secret",),
+                f"{shown(hf_token_secret)} is also under secrets; hf_token_secret attaches it "
+                "already, so remove it from secrets",
+            )
+        ]
+    if hf_token_secret == api_key_secret:
+        return [
+            (
+                ("hf_token_secret",),
+                f"{shown(hf_token_secret)} is also {api_key_at}, which the public endpoint "
+                "reads; keep the Hugging Face token in a secret of its own",
+            )
+        ]
+    return []
+
+
 # Keys an environment override may not set: they define which document this is.
 NOT_OVERRIDABLE = ("version", "kind", "environments", "policy")
 
@@ -858,8 +907,12 @@ class Spec(StrictModel):
     secrets: list[ObjectName] = Field(
         default_factory=list, description="Modal secret NAMES (values stay in Modal)."
     )
+    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
     scaling: Scaling = Field(default_factory=Scaling)
-    surfaces: Surfaces = Field(default_factory=Surfaces)
+    surfaces: Surfaces = Field(
+        default_factory=lambda: Surfaces(class_=ClassSurface()),
+        description="The entry points, only those listed; unset: the Python class only.",
+    )
     image: Image = Field(default_factory=Image)
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."
@@ -932,7 +985,16 @@ class Spec(StrictModel):
                     f"the downloader fills the Hugging Face cache; mount a volume at {HF_CACHE}",
                 )
             )
-        if self.snapshot != "none" and self.surfaces.class_ is None and self.surfaces.http is None:
+        surfaces = self.surfaces
+        if surfaces.class_ is None and surfaces.http is None and surfaces.downloader is None:
+            found.append(
+                (
+                    ("surfaces",),
+                    "lists no entry point, so the app would serve nothing; list class, http or "
+                    "downloader (a spec without surfaces gets the class)",
+                )
+            )
+        elif self.snapshot != "none" and surfaces.class_ is None and surfaces.http is None:
             found.append(
                 (
                     ("snapshot",),
@@ -943,7 +1005,7 @@ class Spec(StrictModel):
         found.extend(self._engine_problems())
         found.extend(self._runtime_problems())
         http = self.surfaces.http
-        if http is None and self.scaling.concurrency != 1:
+        if http is None and self.scaling.concurrency not in (None, 1):
             found.append(
                 (
                     ("scaling", "concurrency"),
@@ -956,6 +1018,12 @@ class Spec(StrictModel):
                 ("surfaces", "http"), http.api_key_secret, http.open, http.proxy_auth
             )
             found += _server_problems(self)
+        found += hf_secret_problems(
+            self.hf_token_secret,
+            self.secrets,
+            http.api_key_secret if http else None,
+            "surfaces.http.api_key_secret",
+        )
         if http is not None and http.api_key_secret in self.secrets:
             found.append(
                 (
@@ -977,11 +1045,21 @@ class Spec(StrictModel):
                     "(surfaces.class: false); Modal never retries HTTP requests",
                 )
             )
-        if self.surfaces.http is None and self.scaling.target_concurrency is not None:
+        target = self.scaling.target_concurrency
+        if self.surfaces.http is None and target is not None:
             found.append(
                 (
                     ("scaling", "target_concurrency"),
                     "applies to the HTTP server, which this spec does not have",
+                )
+            )
+        elif target is not None and self.scaling.concurrency is None and target > self.concurrency:
+            found.append(
+                (
+                    ("scaling", "target_concurrency"),
+                    f"{target} is above the HTTP server's concurrency ({self.concurrency} by "
+                    "default: what the engine batches), the most requests a container takes; "
+                    "lower it or set scaling.concurrency",
                 )
             )
         return found
@@ -1022,20 +1100,34 @@ class Spec(StrictModel):
         return found
 
     def referenced_secrets(self) -> list[str]:
-        """Every secret the app attaches: the spec's and the HTTP server's API key."""
+        """Every secret the app attaches: the spec's, the Hugging Face token's and the HTTP
+        server's API key."""
         http = self.surfaces.http
         key = [http.api_key_secret] if http and http.api_key_secret else []
-        return [*self.secrets, *key]
+        return [*self.secrets, *_listed(self.hf_token_secret), *key]
 
     def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the API key's."""
+        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
+        and the API key's."""
         http = self.surfaces.http
-        if http is None or http.api_key_secret is None:
-            return {}
-        return {http.api_key_secret: http.api_key_env}
+        keys = {name: HF_TOKEN_KEY for name in _listed(self.hf_token_secret)}
+        if http is not None and http.api_key_secret is not None:
+            keys[http.api_key_secret] = http.api_key_env
+        return keys
 
     def app_names(self) -> list[str]:
         return [self.app]
+
+    @property
+    def concurrency(self) -> int:
+        """Requests one HTTP server container takes at once (the class takes one call)."""
+        if self.surfaces.http is None:
+            return 1
+        if self.scaling.concurrency is not None:
+            return self.scaling.concurrency
+        if self.engine.name == "vllm":
+            return batch_concurrency(self.engine.max_num_seqs)
+        return 1
 
     @property
     def engine_version(self) -> str:
@@ -1094,6 +1186,17 @@ def _server_problems(spec: Spec) -> list[tuple[tuple[str, ...], str]]:
             )
         )
     return found
+
+
+def _listed(name: str | None) -> list[str]:
+    return [] if name is None else [name]
+
+
+def batch_concurrency(max_num_seqs: int | None) -> int:
+    """How many requests a vLLM container takes at once by default: what it batches."""
+    if max_num_seqs is None:
+        return DEFAULT_VLLM_CONCURRENCY
+    return min(max_num_seqs, MAX_CONCURRENCY)
 
 
 # Keys whose pydantic location differs from the YAML key (aliases).

@@ -33,7 +33,7 @@ def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.Mon
     shutil.copy(
         ROOT / "examples" / "small-embedding-no-snapshot.yaml", work / "specs" / "minilm.yaml"
     )
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
@@ -151,7 +151,11 @@ def test_drift_is_reported_and_converged(
 def test_missing_secret_blocks_apply(
     project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    edit(project / "specs/kalm.yaml", "secrets: [huggingface]", "secrets: [huggingface, hf-extra]")
+    edit(
+        project / "specs/kalm.yaml",
+        "hf_token_secret: huggingface",
+        "secrets: [hf-extra]\nhf_token_secret: huggingface",
+    )
     code, out, err = cli(capsys, "apply", "--yes")
     assert code == 1
     assert (
@@ -230,6 +234,97 @@ def test_a_secret_without_the_api_key_is_refused_before_anything_is_published(
     assert code == 0, err
     assert "ok     create   kalm-embedding: deployed v1" in out
     assert state(project) == {"kalm-embedding": 1}
+
+
+def test_a_hugging_face_secret_holding_huggingface_token_blocks_with_the_fix(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seed 002 stored the token as HUGGINGFACE_TOKEN, which huggingface_hub ignores. The
+    plan asks Modal for HF_TOKEN with required_keys, as the deploy will, and then for the
+    wrong spelling, so the blocker says what the secret holds and how to fix it."""
+    modal_api.state.add_secret("huggingface", ("HUGGINGFACE_TOKEN",))
+    code, out, _ = cli(capsys, "plan", "--format", "json", "specs/kalm.yaml")
+    (blocker,) = json.loads(out)["blockers"]
+    assert blocker == {
+        "code": "secret-missing-key",
+        "address": "kalm-embedding",
+        "message": "secret 'huggingface' exists on Modal but holds no HF_TOKEN (it holds "
+        "HUGGINGFACE_TOKEN, which huggingface_hub ignores), so the deploy would fail",
+        "fix": "put the Hugging Face token in it as HF_TOKEN (the Modal dashboard, or `modal "
+        "secret create --force huggingface HF_TOKEN=...` with every key it should hold)",
+    }
+    asked = {
+        tuple(request.required_keys)
+        for request in modal_api.state.requests("SecretGetOrCreate")
+        if request.deployment_name == "huggingface"
+    }
+    assert asked == {(), ("HF_TOKEN",), ("HUGGINGFACE_TOKEN",)}
+    code, _, err = cli(capsys, "apply", "--yes", "specs/kalm.yaml")
+    assert code == 1 and err.startswith("apply refused: kalm-embedding: secret 'huggingface'")
+    assert publishes(modal_api) == 0
+
+    # Another key altogether: the same blocker, without a guess at what it holds.
+    modal_api.state.add_secret("huggingface", ("TOKEN",))
+    _, out, _ = cli(capsys, "plan", "--format", "json", "specs/kalm.yaml")
+    (blocker,) = json.loads(out)["blockers"]
+    assert blocker["message"] == (
+        "secret 'huggingface' exists on Modal but holds no HF_TOKEN, so the deploy would fail"
+    )
+
+    # Fixed: the deploy attaches the secret with required_keys=["HF_TOKEN"] and goes on.
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
+    before = len(modal_api.state.requests("SecretGetOrCreate"))
+    code, _, err = cli(capsys, "apply", "--yes", "specs/kalm.yaml")
+    assert code == 0, err
+    asked_now = [
+        tuple(request.required_keys)
+        for request in modal_api.state.requests("SecretGetOrCreate")[before:]
+        if request.deployment_name == "huggingface"
+    ]
+    # the plan's existence check and its HF_TOKEN check, then the deploy's own HF_TOKEN check
+    assert sorted(asked_now) == [(), ("HF_TOKEN",), ("HF_TOKEN",)]
+
+
+def test_a_missing_hugging_face_secret_names_hf_token(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(project / "specs/kalm.yaml", "hf_token_secret: huggingface", "hf_token_secret: hf-gated")
+    _, out, _ = cli(capsys, "plan", "--format", "json", "specs/kalm.yaml")
+    (blocker,) = json.loads(out)["blockers"]
+    assert blocker["message"] == "secret 'hf-gated' does not exist on Modal"
+    assert blocker["fix"].startswith("create it with `modal secret create hf-gated HF_TOKEN=...`")
+
+
+def functions_deployed(api: LocalModalServer) -> dict[str, set[str]]:
+    """App name -> the names of the functions its deploys created."""
+    found: dict[str, set[str]] = {}
+    for request in api.state.requests("FunctionCreate"):
+        name = request.function.function_name or request.function_data.function_name
+        found.setdefault(api.state.apps[request.app_id].name, set()).add(name)
+    return found
+
+
+def test_only_the_listed_surfaces_are_deployed(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec without surfaces is the Python class only; one that lists surfaces gets exactly
+    those: asking for the HTTP server no longer adds a class (a second GPU pool) or a
+    downloader."""
+    (project / "specs/kalm.yaml").unlink()
+    (project / "specs/server.yaml").write_text(
+        "app: minilm-server\nmodel: {id: sentence-transformers/all-MiniLM-L6-v2, task: embed}\n"
+        "gpu: L4\nsurfaces:\n  http: {api_key_secret: kalm-api-key}\n"
+    )
+    code, _, err = cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    assert functions_deployed(modal_api) == {
+        "minilm-embedding": {"Model.*"},
+        "minilm-server": {"Server.*"},
+    }
+    edit(project / "specs/server.yaml", "surfaces:\n", "surfaces:\n  downloader: true\n")
+    modal_api.state.clear_calls()
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    assert functions_deployed(modal_api) == {"minilm-server": {"Server.*", "download_weights"}}
 
 
 def test_saved_plan_is_applied_exactly_and_refused_when_stale(

@@ -133,7 +133,7 @@ def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.Mon
     (work / "specs").mkdir(parents=True)
     shutil.copy(ROOT / "specs" / "kalm.yaml", work / "specs" / "kalm.yaml")
     shutil.copy(SMALL_SPEC, work / "specs" / "minilm.yaml")
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
@@ -903,7 +903,7 @@ SERVER = textwrap.dedent(
     from modal_iac.local_api import LocalModalServer
 
     server = LocalModalServer()
-    server.state.add_secret("huggingface")
+    server.state.add_secret("huggingface", ("HF_TOKEN",))
     server.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))  # the key the endpoint needs
     server.state.faults.add("AppPublish")
     server.state.faults.add("AppPublish", delay=60.0)

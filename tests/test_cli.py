@@ -207,6 +207,83 @@ def test_render_explain_marks_defaults(capsys: pytest.CaptureFixture[str]) -> No
     assert "--runner=pooling" in out and "--convert=embed" in out
 
 
+BATCHING_SPEC = """\
+app: chat
+model: {id: org/chat, task: generate}
+gpu: L4
+hf_token_secret: hf
+surfaces:
+  http: {api_key_secret: chat-key}
+"""
+
+
+def explained(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[dict[str, str], str]:
+    code, out, err = run(capsys, "render", "--explain", str(path))
+    assert code == 0, err
+    return {line.split(" = ")[0].strip(): line for line in out.splitlines() if " = " in line}, out
+
+
+def test_explain_shows_the_server_concurrency_vllm_batches_and_the_secrets_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "chat.yaml"
+    spec.write_text(BATCHING_SPEC)
+    lines, out = explained(capsys, spec)
+    assert lines["scaling.concurrency"].endswith("= 32  (default)")
+    assert lines["surfaces.class"].endswith("= null  (default)")  # only listed ones render
+    assert lines["surfaces.downloader"].endswith("= null  (default)")
+    assert "# secret hf: must hold HF_TOKEN\n# secret chat-key: must hold VLLM_API_KEY\n" in out
+    spec.write_text(BATCHING_SPEC + "engine: {max_num_seqs: 8}\nsecrets: [wandb]\n")
+    lines, out = explained(capsys, spec)
+    assert lines["scaling.concurrency"].endswith("= 8  (default)")
+    assert "# secret wandb: keys not checked\n" in out
+    spec.write_text(BATCHING_SPEC + "scaling: {concurrency: 4}\n")
+    assert explained(capsys, spec)[0]["scaling.concurrency"].endswith("= 4")
+    rendered = render(load_spec(spec)).source
+    assert "@modal.concurrent(max_inputs=CONCURRENCY)" in rendered and "CONCURRENCY = 4" in rendered
+
+
+def test_explain_marks_a_gateway_s_resolved_defaults(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "gw.yaml"
+    spec.write_text(
+        "kind: gateway\nname: gw\ngpus: [L4]\nhf_token_secret: hf\n"
+        "models:\n  - {id: org/a, name: a}\n  - {id: org/b, name: b, max_num_seqs: 16}\n"
+        "router: {api_key_secret: gw-key}\nscaling: {timeout: 4m}\n"
+    )
+    lines, out = explained(capsys, spec)
+    assert lines["router.upstream_timeout"].endswith('= "4m"  (default)')
+    assert lines["models.a.concurrency"].endswith("= 32  (default)")
+    assert lines["models.b.concurrency"].endswith("= 16")  # from its max_num_seqs
+    assert "# secret hf: must hold HF_TOKEN\n# secret gw-key: must hold API_KEY\n" in out
+
+
+def test_explain_shows_each_pool_s_concurrency_the_router_wait_and_secret_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    service = tmp_path / "chat.yaml"
+    service.write_text(BATCHING_SPEC)
+    gateway = tmp_path / "gw.yaml"
+    gateway.write_text(
+        "kind: gateway\nname: gw\ngpus: [L4]\nhf_token_secret: hf\n"
+        "models:\n  - {id: org/a, name: a}\n  - {id: org/b, name: b, max_num_seqs: 16}\n"
+        "router: {api_key_secret: gw-key}\n"
+    )
+    code, out, err = run(capsys, "explain", str(service), str(gateway))
+    assert code == 0, err
+    assert (
+        "  Serving:\n    HTTP server: 32 requests at once per container (default)\n"
+        "    secret hf: must hold HF_TOKEN\n    secret chat-key: must hold VLLM_API_KEY\n"
+    ) in out
+    assert (
+        "  Serving:\n    a: 32 requests at once per container (default)\n"
+        "    b: 16 requests at once per container\n"
+        "    router: waits 5m for a model, then 504 (default: scaling.timeout)\n"
+        "    secret hf: must hold HF_TOKEN\n    secret gw-key: must hold API_KEY\n"
+    ) in out
+
+
 # -- plan ---------------------------------------------------------------------------------
 
 

@@ -191,6 +191,7 @@ engine:
     uvicorn_log_level: debug
     seed: -1
 surfaces:
+  class: true
   http:
     open: true
 """
@@ -231,7 +232,8 @@ def test_validate_refuses_a_serve_only_arg_the_class_would_need(
     assert "engine.args.tool_call_parser: tool_call_parser is a `vllm serve` option" in err
     path.write_text(
         SPEC.replace("    seed: -1\n", "    tool_call_parser: hermes\n").replace(
-            "surfaces:\n", "surfaces:\n  class: false\n"
+            "  class: true\n",
+            "",  # only the listed surfaces render: the HTTP server alone
         )
     )
     assert main(["validate", str(path)]) == 0

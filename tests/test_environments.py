@@ -184,7 +184,7 @@ def test_the_schema_checks_overrides_like_the_base() -> None:
 def test_plan_and_apply_two_environments(
     spec: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     for env in ("dev", "prod"):  # environments exist in a workspace before deploys use them
         modal_api.state.add_environment(env)
     for env in ("dev", "prod"):

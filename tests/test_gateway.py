@@ -165,6 +165,25 @@ def test_routes_by_full_id_and_short_name(router: tuple[int, dict[str, StandIn]]
     assert [body["model"] for _, body in stand_ins["fast"].seen] == [GEMMA, GEMMA]
 
 
+def test_model_ids_match_case_insensitively_and_answer_as_configured(
+    router: tuple[int, dict[str, StandIn]],
+) -> None:
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    shouted = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": GEMMA.upper()}, KEY)
+    named = request(port, "POST", "/v1/completions", {"model": "GEMMA-3-12B", "prompt": "x"}, KEY)
+    assert shouted.status == 200 and named.status == 200
+    # vLLM is sent, and answers with, the id as the spec writes it
+    assert [body["model"] for _, body in stand_ins["fast"].seen] == [GEMMA, GEMMA]
+    assert shouted.json()["model"] == GEMMA
+    # seed 004's LiteLLM table: the lower-cased Qwen id reaches Qwen's pool (down here: 503)
+    lowered = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": QWEN.lower()}, KEY)
+    assert lowered.status == 503
+    assert lowered.json()["error"]["type"] == "upstream_unavailable"
+    unknown = request(port, "POST", "/v1/chat/completions", {**CHAT, "model": 12}, KEY)
+    assert unknown.status == 404 and unknown.json()["error"]["type"] == "model_not_found"
+
+
 def test_structured_outputs_pass_through_unchanged(router: tuple[int, dict[str, StandIn]]) -> None:
     port, stand_ins = router
     stand_ins["fast"].seen.clear()
@@ -401,6 +420,23 @@ def test_model_errors_pass_through_with_their_status(generated: ModuleType) -> N
     assert answer.status == 400 and answer.json() == {"error": {"message": "too long"}}
 
 
+def test_a_model_call_modal_cuts_at_its_timeout_is_a_504(generated: ModuleType) -> None:
+    """Modal ends a model call that runs past scaling.timeout with FunctionTimeoutError; the
+    client gets the router's 504, as for the router's own wait, not a 503."""
+    import modal.exception
+
+    async def send(name: str, path: str, body: dict[str, Any]) -> Any:
+        raise modal.exception.FunctionTimeoutError("Function timed out")
+        yield  # an async generator, as modal_sender returns
+
+    app = generated.build_router({"m": "org/m"}, None, send)
+    with running_asgi(app) as port:
+        answer = request(port, "POST", "/v1/completions", {"model": "m", "prompt": "x"})
+    assert answer.status == 504
+    assert answer.json()["error"]["type"] == "upstream_timeout"
+    assert answer.json()["error"]["message"] == "m ran past its timeout"
+
+
 # -- spec, rendering, layouts, the endpoint limit ---------------------------------------------
 
 
@@ -431,7 +467,7 @@ def gateway(tmp_path: Path, name: str = "gw", **changes: Any) -> Path:
             {"id": "org/beta", "name": "beta", "max_num_seqs": 16},
         ],
         "gpus": ["L4", "H100"],
-        "secrets": ["huggingface"],
+        "hf_token_secret": "huggingface",
         "router": {"api_key_secret": "gw-key"},
         **changes,
     }
@@ -462,7 +498,13 @@ def test_per_model_layout_is_one_app_per_model_and_gpu(tmp_path: Path) -> None:
         ({"app_name": "{nmae}-{gpu}"}, "unknown placeholder {nmae}"),
         ({"layout": "per-gpu"}, "layout"),
         ({"gpus": ["H100", "h100"]}, "listed twice"),
-        ({"router": {"api_key_secret": "huggingface"}}, "also under secrets"),
+        ({"secrets": ["gw-key"]}, "also under secrets"),
+        ({"router": {"api_key_secret": "huggingface"}}, "keep the Hugging Face token in a secret"),
+        ({"secrets": ["huggingface"]}, "hf_token_secret attaches it already"),
+        (
+            {"models": [{"id": "org/alpha", "name": "alpha"}, {"id": "Org/Alpha", "name": "b"}]},
+            "differ only in case",
+        ),
         ({"modles": []}, 'did you mean "models"'),
         ({"models": []}, "models: list at least one model"),
         ({"kind": "gatway"}, 'kind: expected one of "service", "gateway", got "gatway"; did'),
@@ -585,7 +627,7 @@ def test_apply_deploys_one_router_and_one_class_per_model(
     work = tmp_path / "work"
     (work / "specs").mkdir(parents=True)
     gateway(work / "specs")
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
@@ -608,10 +650,17 @@ def test_apply_deploys_one_router_and_one_class_per_model(
         (r.deployment_name, tuple(r.required_keys)) for r in state.requests("SecretGetOrCreate")
     }
     assert ("gw-key", ("API_KEY",)) in asked  # (plan's own existence check sends none)
+    assert ("huggingface", ("HF_TOKEN",)) in asked  # the name huggingface_hub reads
     for app, functions in by_app.items():
         assert set(functions) == {"router", "Alpha.*", "Beta.*"}
         router = functions["router"]
         assert router.webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP  # the one endpoint
+        # the router outlives its wait for a model (scaling.timeout, 5m) to answer the 504
+        assert router.timeout_secs == 300 + 30
+        # each pool takes what vLLM batches: 32 by default, beta's max_num_seqs
+        assert functions["Alpha.*"].max_concurrent_inputs == 32
+        assert functions["Beta.*"].max_concurrent_inputs == 16
+        assert functions["Alpha.*"].timeout_secs == 300
         assert not router.resources.gpu_config.gpu_type
         assert state.secret_names(router.secret_ids) == ["gw-key"]
         for name in ("Alpha.*", "Beta.*"):
@@ -676,7 +725,7 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     (work / "specs").mkdir(parents=True)
     spec = gateway(work / "specs", gpus=["L4", "H100"])
     gateway(work / "specs", "plain", models=[{"id": "org/x", "name": "x"}], gpus=["T4"])
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)

@@ -354,7 +354,7 @@ def test_publish_carries_git_commit_info(secrets_first: LocalModalServer, tmp_pa
 def test_missing_secret_fails_the_deploy_clearly(
     modal_api: LocalModalServer, tmp_path: Path
 ) -> None:
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     path = write(rendered_kalm(tmp_path), tmp_path / "apps")
     result = modal_cli("deploy", str(path), cwd=tmp_path)
     assert result.returncode != 0

@@ -91,6 +91,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "volumes": {"/root/.cache/huggingface": "hf", "/data": "scratch"},
         "scaling": {"concurrency": 4},
         "surfaces": {
+            "class": True,
             "http": {"api_key_secret": "embed-key"},
             "downloader": {"name": "fetch_weights", "timeout": "2h"},
         },
@@ -117,7 +118,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "gpu": "A100-80GB",
         "snapshot": "gpu",
         "volumes": {},
-        "surfaces": {"downloader": False},
+        "surfaces": {"class": True, "downloader": False},
     },
     "embed-placed-retried-with-domains": {
         "app": "synthetic-embed-placed",
@@ -127,7 +128,10 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "resources": {"ephemeral_disk": "200GiB"},
         "retries": {"max_retries": 3, "initial_delay": "5s"},
         "scaling": {"concurrency": 8, "target_concurrency": 6},
-        "surfaces": {"http": {"api_key_secret": "embed-key", "custom_domains": ["e.example.com"]}},
+        "surfaces": {
+            "class": True,  # retries apply to the class's calls
+            "http": {"api_key_secret": "embed-key", "custom_domains": ["e.example.com"]},
+        },
     },
 }
 
@@ -309,6 +313,11 @@ def spec_path(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def model_secrets(spec: Spec) -> list[str]:
+    """The secrets every model container gets: the spec's, then the Hugging Face token's."""
+    return [*spec.secrets, *([spec.hf_token_secret] if spec.hf_token_secret else [])]
+
+
 def secret_reprs(names: list[str]) -> list[str]:
     """What Function.info() lists for secrets of a local function: their reprs."""
     return [repr(modal.Secret.from_name(name)) for name in names]
@@ -387,7 +396,7 @@ def test_class_surface(spec_path: str, offline: Path, monkeypatch: pytest.Monkey
     assert info.gpus == expected_gpus(spec)
     assert {path: mount.name for path, mount in info.volumes.items()} == spec.volumes
     assert not any(mount.read_only for mount in info.volumes.values())
-    assert info.secrets == secret_reprs(spec.secrets)
+    assert info.secrets == secret_reprs(model_secrets(spec))
     assert info.timeout == spec.scaling.timeout
     assert info.startup_timeout == spec.scaling.startup_timeout
     assert info.concurrency_info is None, "the class takes one call at a time"
@@ -459,13 +468,13 @@ def test_web_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPat
     web = info.method_details["serve"]
     assert web.method is None, "an ASGI app, not a single-route FastAPI endpoint"
     assert info.concurrency_info is not None
-    assert info.concurrency_info.max_inputs == spec.scaling.concurrency
+    assert info.concurrency_info.max_inputs == spec.concurrency
     assert info.gpus == expected_gpus(spec)
     assert {path: mount.name for path, mount in info.volumes.items()} == spec.volumes
     assert info.timeout == spec.scaling.timeout
     assert info.startup_timeout == spec.scaling.startup_timeout
     api_key = [http.api_key_secret] if http.api_key_secret is not None else []
-    assert info.secrets == secret_reprs([*spec.secrets, *api_key])
+    assert info.secrets == secret_reprs([*model_secrets(spec), *api_key])
 
     app_view = private_view(imported.app)
     assert app_view.web_methods[SERVER] == {"serve": api_pb2.WEBHOOK_TYPE_ASGI_APP}
@@ -502,8 +511,9 @@ def test_the_api_key_secret_is_sent_with_its_required_key(
     spec_path: str, modal_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the client sends when it deploys (to the local Modal API): the web server's key
-    secret is looked up with required_keys=[api_key_env], so Modal refuses a secret that
-    lacks the key, and only the web server's function holds it; an endpoint the spec
+    secret is looked up with required_keys=[api_key_env] (the Hugging Face token's secret with
+    ["HF_TOKEN"]), so Modal refuses a secret that lacks the key, and only the web server's
+    function holds the API key; an endpoint the spec
     declares open attaches no key secret. Function.info() shows secrets only as reprs,
     which do not carry the required keys."""
     import modal.runner
@@ -518,6 +528,8 @@ def test_the_api_key_secret_is_sent_with_its_required_key(
     if environment:
         state.add_environment(environment)
     expected = {name: [] for name in spec.secrets}
+    if spec.hf_token_secret is not None:  # under the name huggingface_hub reads
+        expected[spec.hf_token_secret] = ["HF_TOKEN"]
     if http.api_key_secret is not None:
         expected[http.api_key_secret] = [http.api_key_env]
     for name, keys in expected.items():
@@ -540,8 +552,8 @@ def test_the_api_key_secret_is_sent_with_its_required_key(
     }
     key_secret = [] if http.api_key_secret is None else [http.api_key_secret]
     tag = SERVER if http.primitive == "server" else f"{server}.*"  # an @app.server: no ".*"
-    assert attached.pop(tag) == [*spec.secrets, *key_secret]
-    assert all(names == spec.secrets for names in attached.values()), attached
+    assert attached.pop(tag) == [*model_secrets(spec), *key_secret]
+    assert all(names == model_secrets(spec) for names in attached.values()), attached
 
 
 @pytest.mark.parametrize("spec_path", _cases_where(lambda s: s.surfaces.downloader is not None))
@@ -557,7 +569,7 @@ def test_downloader(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPat
     assert info.timeout == downloader.timeout
     assert info.gpus == [], "downloading weights needs no GPU"
     assert {path: mount.name for path, mount in info.volumes.items()} == spec.volumes
-    assert info.secrets == secret_reprs(spec.secrets), "the API key stays on the web server"
+    assert info.secrets == secret_reprs(model_secrets(spec)), "the API key stays on the web server"
     assert info.web_info is None
 
 
@@ -593,7 +605,7 @@ def test_no_secret_values_in_generated_file(
         assert value[3:] not in imported.rendered.source, f"part of ${name} is in the file"
 
     # Importing with the variables set attaches secrets by name only: no from_dict / env=.
-    allowed = set(secret_reprs(spec.secrets))
+    allowed = set(secret_reprs(model_secrets(spec)))
     if spec.surfaces.http is not None and spec.surfaces.http.api_key_secret is not None:
         allowed |= set(secret_reprs([spec.surfaces.http.api_key_secret]))
     for function in _public_functions(imported):

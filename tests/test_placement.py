@@ -38,6 +38,7 @@ scaling:
   concurrency: 16
   target_concurrency: 12
 surfaces:
+  class: true
   http:
     api_key_secret: emb-key
     custom_domains: [embed.example.com, api.example.org]
@@ -326,10 +327,16 @@ def test_gateway_target_concurrency_above_concurrency_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "gw.yaml"
-    path.write_text(json.dumps({**GATEWAY, "scaling": {"target_concurrency": 4}}))
+    path.write_text(json.dumps({**GATEWAY, "scaling": {"concurrency": 2, "target_concurrency": 4}}))
     code, out, err = cli(capsys, "validate", str(path))
     assert (code, out) == (1, "")
     assert "scaling.target_concurrency: 4 is above concurrency" in err
+    # Unset, each pool's concurrency is what vLLM batches (32): a target above it is refused.
+    path.write_text(json.dumps({**GATEWAY, "scaling": {"target_concurrency": 64}}))
+    code, out, err = cli(capsys, "validate", str(path))
+    assert (code, out) == (1, "")
+    assert "scaling.target_concurrency: 64 is above model " in err
+    assert "(32 by default: what vLLM batches)" in err
 
 
 def test_a_routing_region_change_blocks_the_plan_as_modal_refuses_it(

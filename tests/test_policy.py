@@ -175,6 +175,40 @@ def test_mdl009_endpoint_limit_through_validate(
     assert "MDL009" not in capsys.readouterr().err
 
 
+def test_mdl014_the_hugging_face_token_where_the_hub_does_not_read_it(tmp_path: Path) -> None:
+    # seed 002: the token stored as HUGGINGFACE_TOKEN, which huggingface_hub ignores
+    text = BASE + "image:\n  env:\n    HUGGINGFACE_TOKEN: from-ci\n"
+    (warning,) = load_spec(write(tmp_path, text)).warnings
+    assert str(warning).startswith(
+        f"{tmp_path / 'spec.yaml'}:9:24: image.env.HUGGINGFACE_TOKEN: [MDL012] HUGGINGFACE_TOKEN "
+        "in image.env: huggingface_hub ignores it (it reads HF_TOKEN)"
+    )
+    assert "(fix: keep the token as HF_TOKEN in a Modal secret named by hf_token_secret)" in str(
+        warning
+    )
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        in_env = BASE + f"image:\n  env:\n    {name}: x\n"
+        assert rule_ids(tmp_path, in_env) == ["MDL012"]
+    assert rule_ids(tmp_path, BASE + "image:\n  env:\n    HF_HOME: /cache\n") == []
+
+
+@pytest.mark.parametrize("name", ["huggingface", "hf-token", "adithya-hf-wandb", "HuggingFace2"])
+def test_mdl014_a_hugging_face_secret_under_secrets_is_unchecked(tmp_path: Path, name: str) -> None:
+    loaded = load_spec(write(tmp_path, BASE + f"secrets: [wandb, {name}]\n"))
+    (warning,) = loaded.warnings
+    assert f":7:18: secrets[1]: [MDL012] '{name}' looks like the Hugging Face token's" in str(
+        warning
+    )
+    assert "move it to hf_token_secret" in str(warning)
+    moved = BASE + f"secrets: [wandb]\nhf_token_secret: {name}\n"
+    assert rule_ids(tmp_path, moved) == []
+
+
+@pytest.mark.parametrize("name", ["wandb", "shfl", "graphql-key", "chf"])
+def test_mdl014_other_secret_names_are_left_alone(tmp_path: Path, name: str) -> None:
+    assert rule_ids(tmp_path, BASE + f"secrets: [{name}]\n") == []
+
+
 # -- suppression ---------------------------------------------------------------------------
 
 
@@ -333,6 +367,35 @@ def test_gateway_scaling_and_deprecated_env(tmp_path: Path) -> None:
         "image:\n  env:\n    HF_HUB_ENABLE_HF_TRANSFER: '1'\n"
     )
     assert rule_ids(tmp_path, text) == ["MDL005", "MDL008"]
+
+
+def test_mdl015_a_router_that_waits_past_the_model_call_timeout(tmp_path: Path) -> None:
+    text = GATEWAY + "  upstream_timeout: 10m\nscaling:\n  timeout: 5m\n"
+    (warning,) = load_spec(write(tmp_path, text)).warnings
+    assert str(warning).startswith(
+        f"{tmp_path / 'spec.yaml'}:13:21: router.upstream_timeout: [MDL013] the router waits up "
+        "to 10m for a model, but Modal cuts each model call at scaling.timeout (5m)"
+    )
+    # equal, shorter, or unset (then it is scaling.timeout): nothing contradicts
+    for wait in ("5m", "90s"):
+        agreeing = GATEWAY + f"  upstream_timeout: {wait}\nscaling:\n  timeout: 5m\n"
+        assert rule_ids(tmp_path, agreeing) == []
+    assert rule_ids(tmp_path, GATEWAY + "scaling:\n  timeout: 1m\n") == []
+    # the default scaling.timeout (5m) counts too
+    assert rule_ids(tmp_path, GATEWAY + "  upstream_timeout: 6m\n") == ["MDL013"]
+    silenced = GATEWAY + "  upstream_timeout: 6m\n" + 'policy:\n  suppress:\n    MDL013: "why"\n'
+    assert rule_ids(tmp_path, silenced) == []
+
+
+def test_the_router_default_wait_follows_the_model_call_timeout(tmp_path: Path) -> None:
+    from modal_iac.gateway import GatewaySpec
+
+    spec = load_spec(write(tmp_path, GATEWAY + "scaling:\n  timeout: 4m\n")).spec
+    assert isinstance(spec, GatewaySpec)
+    assert (spec.upstream_timeout, spec.router_timeout) == (240, 270)
+    spec = load_spec(write(tmp_path, GATEWAY + "  upstream_timeout: 1m\n")).spec
+    assert isinstance(spec, GatewaySpec)
+    assert (spec.upstream_timeout, spec.router_timeout) == (60, 90)
 
 
 def test_a_gateway_suppresses_with_a_reason(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ INVALID = {
     "bad-task": {"model": {"id": "BAAI/bge-small-en-v1.5", "task": "embedd"}},
     "missing-task": {"model": {"id": "BAAI/bge-small-en-v1.5"}},
     "bad-duration": {"scaling": {"timeout": "5 minutes"}},
+    "duration-without-unit": {"scaling": {"scaledown_window": 5}},
     "gpu-count-too-high": {"gpu": "H100:9"},
     "gpu-count-not-a-number": {"gpu": ["H100:x"]},
     "string-for-int": {"engine": {"max_num_seqs": "256"}},
@@ -114,7 +115,9 @@ VALID_SPELLINGS = {
     "engine-shorthand": {"engine": "vllm"},
     "surfaces-switches": {"surfaces": {"class": True, "http": False, "downloader": False}},
     "open-http-with-body-limit": {"surfaces": {"http": {"open": True, "max_body": "256MiB"}}},
-    "durations": {"scaling": {"timeout": 90, "scaledown_window": "1h", "startup_timeout": "1h30m"}},
+    "durations": {
+        "scaling": {"timeout": "90s", "scaledown_window": "1h", "startup_timeout": "1h30m"}
+    },
     "token-count": {"model": {"id": "a/b", "task": "generate", "max_model_len": "32k"}},
 }
 

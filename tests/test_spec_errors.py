@@ -33,6 +33,7 @@ model:
 gpu: L4
 """
 OPEN_HTTP = "surfaces:\n  http:\n    open: true\n"
+CLASS_AND_OPEN_HTTP = "surfaces:\n  class: true\n  http:\n    open: true\n"
 # Shaped like real credentials (random tail, mixed case and digits); none of them is real.
 HF_TOKEN = "hf_" + "Xq7RvN2mKp9LtB4wZc8YdF3jHs6GaE1uQo"
 API_KEY = "sk-proj-" + "Q3mN8vXr2LkP9sT4wYb7Zc1D"
@@ -1269,7 +1270,7 @@ CASES = [
     ),
     Case(
         "serve-only-arg-class-and-http",
-        VALID + "engine:\n  args:\n    enable_auto_tool_choice: true\n" + OPEN_HTTP,
+        VALID + "engine:\n  args:\n    enable_auto_tool_choice: true\n" + CLASS_AND_OPEN_HTTP,
         "spec.yaml:8:30: engine.args.enable_auto_tool_choice: enable_auto_tool_choice is a "
         "`vllm serve` option, not an EngineArgs field: the Python class (surfaces.class) "
         "cannot use it and would answer differently from the HTTP server; turn surfaces.class "
@@ -1277,7 +1278,7 @@ CASES = [
     ),
     Case(
         "serve-only-arg-chat-template",
-        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}"\n' + OPEN_HTTP,
+        VALID + 'engine:\n  args:\n    chat_template: "{{ messages }}"\n' + CLASS_AND_OPEN_HTTP,
         "spec.yaml:8:20: engine.args.chat_template: chat_template is a `vllm serve` option, "
         "not an EngineArgs field: the Python class (surfaces.class) cannot use it and would "
         "answer differently from the HTTP server; turn surfaces.class off or drop it",
@@ -1422,6 +1423,99 @@ CASES = [
             "  task: embed\n  embedding:\n    dimension: 384\n    matryoshka: [768, 256]",
         ),
         "spec.yaml:7:17: model.embedding.matryoshka: width 768 exceeds the dimension (384)",
+    ),
+    # -- durations need a unit: a bare number reads as seconds or minutes -----------------
+    Case(
+        "duration-without-unit-seed-003",  # seed 003 meant minutes
+        VALID + "scaling:\n  scaledown_window: 5\n",
+        'spec.yaml:7:21: scaling.scaledown_window: 5 has no unit: write "5s" for seconds or '
+        '"5m" for minutes',
+    ),
+    Case(
+        "duration-without-unit-both-readings",
+        VALID + "scaling:\n  timeout: 300\n",
+        'spec.yaml:7:12: scaling.timeout: 300 has no unit: write "300s" (5m) for seconds or '
+        '"300m" (5h) for minutes',
+    ),
+    Case(
+        "duration-without-unit-downloader",
+        VALID + "surfaces:\n  downloader:\n    timeout: 90\n",
+        'spec.yaml:8:14: surfaces.downloader.timeout: 90 has no unit: write "90s" (1m30s) for '
+        'seconds or "90m" (1h30m) for minutes',
+    ),
+    Case(
+        "duration-without-unit-fraction",
+        VALID + "scaling:\n  startup_timeout: 1.5\n",
+        'spec.yaml:7:20: scaling.startup_timeout: 1.5 has no unit; expected a duration like "5m", '
+        '"90s" or "1h"',
+    ),
+    Case(
+        "duration-without-unit-too-many-minutes",
+        VALID + "scaling:\n  timeout: 1000000\n",
+        'spec.yaml:7:12: scaling.timeout: 1000000 has no unit: write "1000000s" (277h46m40s) for '
+        "seconds",
+    ),
+    Case(
+        "duration-without-unit-in-an-environment",
+        VALID + "environments:\n  prod:\n    scaling:\n      scaledown_window: 2\n",
+        'spec.yaml:9:25: environments.prod.scaling.scaledown_window: 2 has no unit: write "2s" '
+        'for seconds or "2m" for minutes',
+    ),
+    Case(
+        "duration-without-unit-gateway-router",
+        GATEWAY + ROUTER + "  upstream_timeout: 600\n",
+        'spec.yaml:11:21: router.upstream_timeout: 600 has no unit: write "600s" (10m) for '
+        'seconds or "600m" (10h) for minutes',
+    ),
+    # -- surfaces: only those listed render -------------------------------------------------
+    Case(
+        "surfaces-listing-none",
+        VALID + "surfaces: {}\n",
+        "spec.yaml:6:1: surfaces: lists no entry point, so the app would serve nothing; list "
+        "class, http or downloader (a spec without surfaces gets the class)",
+    ),
+    Case(
+        "surfaces-all-switched-off",
+        VALID + "surfaces:\n  class: false\n",
+        "spec.yaml:6:1: surfaces: lists no entry point, so the app would serve nothing; list "
+        "class, http or downloader (a spec without surfaces gets the class)",
+    ),
+    # -- the Hugging Face token's secret ----------------------------------------------------
+    Case(
+        "hf-token-secret-also-under-secrets",
+        VALID + "secrets: [huggingface]\nhf_token_secret: huggingface\n",
+        "spec.yaml:7:18: hf_token_secret: 'huggingface' is also under secrets; hf_token_secret "
+        "attaches it already, so remove it from secrets",
+    ),
+    Case(
+        "hf-token-secret-is-the-api-key-secret",
+        VALID + "hf_token_secret: keys\nsurfaces:\n  http:\n    api_key_secret: keys\n",
+        "spec.yaml:6:18: hf_token_secret: 'keys' is also surfaces.http.api_key_secret, which the "
+        "public endpoint reads; keep the Hugging Face token in a secret of its own",
+    ),
+    Case(
+        "hf-token-secret-is-the-router-key-secret",
+        GATEWAY + ROUTER + "hf_token_secret: gw-key\n",
+        "spec.yaml:11:18: hf_token_secret: 'gw-key' is also router.api_key_secret, which the "
+        "public endpoint reads; keep the Hugging Face token in a secret of its own",
+    ),
+    Case(
+        "hf-token-secret-name",
+        VALID + "hf_token_secret: hugging face\n",
+        f"spec.yaml:6:18: hf_token_secret: {MODAL_NAMES}",
+    ),
+    # -- gateway model ids match case-insensitively -----------------------------------------
+    Case(
+        "gateway-ids-differ-only-in-case",  # seed 004's LiteLLM table lower-cased an id
+        GATEWAY.replace("org/beta", "ORG/Alpha") + ROUTER,
+        "spec.yaml:7:5: models[1]: id 'ORG/Alpha' and the id 'org/alpha' of 'alpha' differ only "
+        "in case; the router matches model ids case-insensitively, so rename one",
+    ),
+    Case(
+        "gateway-name-is-another-models-id",
+        GATEWAY.replace("org/alpha", "Beta") + ROUTER,
+        "spec.yaml:7:5: models[1]: name 'beta' and the id 'Beta' of 'alpha' differ only in case; "
+        "the router matches model ids case-insensitively, so rename one",
     ),
     # -- several problems at once: one line each, in file order ----------------------------
     Case(

@@ -97,6 +97,7 @@ def spec_data(snapshot: str = "none", **change: Any) -> dict[str, Any]:
         "surfaces": {
             "class": {"name": CLASS},
             "http": {"api_key_secret": "tiny-api-key", "api_key_env": "API_KEY"},
+            "downloader": True,
         },
     }
     data.update(change)

@@ -932,7 +932,7 @@ def test_a_snapshot_needs_the_class_or_the_server() -> None:
     for mode in ("gpu", "sleep"):
         alone = {**SYNTHETIC["open-no-snapshot"], "snapshot": mode}
         assert Spec.model_validate(alone).problems() == []
-    neither = {**alone, "surfaces": {"class": False, "downloader": False}}
+    neither = {**alone, "surfaces": {"downloader": True}}
     ((where, message),) = Spec.model_validate(neither).problems()
     assert where == ("snapshot",)
     assert "neither" in message
@@ -1126,6 +1126,8 @@ def test_deploy_sends_the_server_definition(
     assert http is not None and http.api_key_secret is not None
     for name in spec.secrets:
         modal_api.state.add_secret(name)
+    if spec.hf_token_secret is not None:
+        modal_api.state.add_secret(spec.hf_token_secret, ("HF_TOKEN",))
     modal_api.state.add_secret(http.api_key_secret, (http.api_key_env,))
     rendered = render(loaded)
     module = import_source(rendered.source, tmp_path, Path(case).stem)
@@ -1155,10 +1157,11 @@ def test_deploy_sends_the_server_definition(
     assert autoscaler.scaledown_window == scaling.scaledown_window
     assert autoscaler.buffer_containers == scaling.buffer_containers
     assert autoscaler.HasField("max_containers") == (scaling.max_containers is not None)
-    assert server.max_concurrent_inputs == scaling.concurrency
+    assert server.max_concurrent_inputs == spec.concurrency
     assert server.timeout_secs == scaling.timeout
     assert server.startup_timeout_secs == scaling.startup_timeout
-    assert state.secret_names(server.secret_ids) == [*spec.secrets, http.api_key_secret]
+    token = [spec.hf_token_secret] if spec.hf_token_secret else []
+    assert state.secret_names(server.secret_ids) == [*spec.secrets, *token, http.api_key_secret]
     assert state.volume_mounts(server) == spec.volumes
 
     for request in state.requests("FunctionCreate"):
@@ -1182,7 +1185,7 @@ def test_the_class_based_server_asks_modal_for_proxy_auth_only_when_the_spec_doe
     loaded = loaded_case(case)
     spec = loaded.spec
     for name in spec.referenced_secrets():
-        modal_api.state.add_secret(name, ("VLLM_API_KEY",))
+        modal_api.state.add_secret(name, (spec.secret_keys().get(name, "VLLM_API_KEY"),))
     module = import_source(render(loaded).source, tmp_path, Path(case).stem)
     monkeypatch.setitem(sys.modules, module.__name__, module)
     modal.runner.deploy_app(module.app, name=spec.app)
@@ -1252,7 +1255,7 @@ def test_primitive_server_deploys_as_modals_app_server(
     spec = loaded.spec
     http = spec.surfaces.http
     for name in spec.referenced_secrets():
-        modal_api.state.add_secret(name, (http.api_key_env,))
+        modal_api.state.add_secret(name, (spec.secret_keys().get(name, http.api_key_env),))
     module = import_source(render(loaded).source, tmp_path, case)
     monkeypatch.setitem(sys.modules, module.__name__, module)
     modal.runner.deploy_app(module.app, name=spec.app)
@@ -1265,7 +1268,7 @@ def test_primitive_server_deploys_as_modals_app_server(
     assert server.http_config.port == SERVER_PUBLIC_PORT
     assert server.http_config.unauthenticated == (not http.proxy_auth)
     assert server.http_config.startup_timeout == spec.scaling.startup_timeout
-    assert server.autoscaler_settings.target_concurrency_float == spec.scaling.concurrency
+    assert server.autoscaler_settings.target_concurrency_float == spec.concurrency
     assert server.max_concurrent_inputs == 0  # no cap: @app.server answers 429 above one
     gpu_snapshot = spec.snapshot in ("gpu", "sleep")
     assert server.checkpointing_enabled == gpu_snapshot
@@ -1287,7 +1290,7 @@ def test_the_sleeping_examples_deploy_as_the_seeds_describe(
     from modal_iac.render import render
 
     found = {}
-    modal_api.state.add_secret("huggingface")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     for name in ("vllm-api-key", "netra-api-key"):  # both examples keep the default key name
         modal_api.state.add_secret(name, ("VLLM_API_KEY",))
     for case in (CHAT, NETRA):

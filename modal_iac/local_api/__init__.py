@@ -5,7 +5,7 @@ in-memory state, records every request, and injects faults on demand. Importing 
 the Modal SDK, so nothing else in ``modal_iac`` imports it.
 
     with LocalModalServer() as api:
-        api.state.add_secret("huggingface")
+        api.state.add_secret("huggingface", ("HF_TOKEN",))
         os.environ.update(api.env())   # MODAL_SERVER_URL, MODAL_TOKEN_ID, MODAL_TOKEN_SECRET
         ...  # modal deploy, modal.runner.deploy_app, modal.Function.from_name(...)
         api.state.requests("FunctionCreate")

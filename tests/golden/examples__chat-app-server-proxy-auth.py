@@ -85,7 +85,6 @@ MAX_CONTAINERS = 4
 BUFFER_CONTAINERS = 0
 CONCURRENCY = 16
 MEMORY = 32768
-DOWNLOAD_TIMEOUT = 3600
 BASE_IMAGE = "nvidia/cuda:13.0.3-devel-ubuntu22.04"
 PYTHON_VERSION = "3.12"
 PIP_PACKAGES = [
@@ -636,12 +635,3 @@ async def relay(exchange, receive, send) -> None:
         await exchange.aclose()
     if not streaming.cancelled():
         streaming.result()
-
-
-@app.function(image=image, volumes=volumes, secrets=secrets, timeout=DOWNLOAD_TIMEOUT)
-def download_weights() -> None:
-    """Fill the weights volume so the first cold start does not download."""
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(MODEL_ID, revision=MODEL_REVISION)
-    volumes[HF_CACHE].commit()

@@ -39,7 +39,6 @@ MIN_CONTAINERS = 0
 MAX_CONTAINERS = None
 BUFFER_CONTAINERS = 0
 CONCURRENCY = 1
-DOWNLOAD_TIMEOUT = 3600
 BASE_IMAGE = "nvidia/cuda:13.0.3-devel-ubuntu22.04"
 PYTHON_VERSION = "3.12"
 PIP_PACKAGES = [
@@ -126,12 +125,3 @@ def _pooling_params(dimensions: int | None):
             f"choose one of {MATRYOSHKA_DIMENSIONS}"
         )
     return PoolingParams(dimensions=dimensions)
-
-
-@app.function(image=image, volumes=volumes, secrets=secrets, timeout=DOWNLOAD_TIMEOUT)
-def download_weights() -> None:
-    """Fill the weights volume so the first cold start does not download."""
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(MODEL_ID, revision=MODEL_REVISION)
-    volumes[HF_CACHE].commit()
