@@ -385,20 +385,28 @@ class GatewaySpec(StrictModel):
 
 def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:
     """``vllm serve`` arguments (after the two words) for one model of a gateway, vLLM 0.33
-    names. The API key reaches vLLM through the environment, never the command line."""
-    argv = [model.id, "--revision", model.revision, "--served-model-name", model.id]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--gpu-memory-utilization", str(model.gpu_memory_utilization)]
-    if model.max_model_len is not None:
-        argv += ["--max-model-len", str(model.max_model_len)]
-    if model.max_num_seqs is not None:
-        argv += ["--max-num-seqs", str(model.max_num_seqs)]
-    if model.enforce_eager:
-        argv.append("--enforce-eager")
-    if model.trust_remote_code:
-        argv.append("--trust-remote-code")
+    names, each argument's words from vLLM's table as for a service (engine.serve_argv): a
+    value is never read as a flag of its own. The API key reaches vLLM through the
+    environment, never the command line."""
+    from . import vllm_args
+
+    options: dict[str, Any] = {
+        "revision": model.revision,
+        "served_model_name": [model.id],
+        "host": "127.0.0.1",
+        "port": port,
+        "gpu_memory_utilization": model.gpu_memory_utilization,
+        "max_model_len": model.max_model_len,
+        "max_num_seqs": model.max_num_seqs,
+        "enforce_eager": model.enforce_eager or None,
+        "trust_remote_code": model.trust_remote_code or None,
+    }
     if model.tool_call_parser:
-        argv += ["--enable-auto-tool-choice", "--tool-call-parser", model.tool_call_parser]
+        options["enable_auto_tool_choice"] = True
+        options["tool_call_parser"] = model.tool_call_parser
+    argv = [model.id]
+    for name, value in options.items():
+        argv += vllm_args.argv_words(name, value)
     return argv
 
 

@@ -149,9 +149,9 @@ def test_the_generated_app_defines_one_class_per_model_and_one_router(
         "Qwen3Vl30b",
     ]
     qwen = generated.MODELS["qwen3-vl-30b"]["serve_args"]
-    assert qwen[:5] == [QWEN, "--revision", "main", "--served-model-name", QWEN]
-    assert qwen[5:7] == ["--host", "127.0.0.1"]
-    assert "--tool-call-parser" in qwen and "--enable-auto-tool-choice" in qwen
+    assert qwen[:3] == [QWEN, "--revision=main", f"--served-model-name={QWEN}"]
+    assert qwen[3:5] == ["--host=127.0.0.1", "--port=8000"]
+    assert "--tool-call-parser=hermes" in qwen and "--enable-auto-tool-choice" in qwen
 
 
 def test_routes_by_full_id_and_short_name(router: tuple[int, dict[str, StandIn]]) -> None:
@@ -607,8 +607,8 @@ def test_explain_lists_each_app(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert main(["render", "--explain", str(gateway(tmp_path))]) == 0
     out = capsys.readouterr().out
     assert "app gw-l4 (gateway, L4)" in out and "app gw-h100 (gateway, H100)" in out
-    assert "# alpha: vllm serve org/alpha --revision main" in out
-    assert "--max-model-len 8000" in out
+    assert "# alpha: vllm serve org/alpha --revision=main" in out
+    assert "--max-model-len=8000" in out
 
 
 def test_gateway_spec_model_is_exported() -> None:
