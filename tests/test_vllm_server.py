@@ -629,7 +629,12 @@ def test_private_routes_are_401_or_404_and_never_reach_vllm(
 def test_requests_and_answers_pass_unchanged(proxy: int, stand_in: StandIn) -> None:
     body = {"model": "bigemma3", "input": ["a", "b"], "encoding_format": "float"}
     answer = request(
-        proxy, "POST", "/v1/embeddings?trace=1&x=%20y", body, key=PUBLIC_KEY, headers={"X-Id": "7"}
+        proxy,
+        "POST",
+        "/v1/embeddings?trace=1&x=%20y",
+        body,
+        key=PUBLIC_KEY,
+        headers={"X-Id": "7", "Modal-Key": "wk-id", "Modal-Secret": "ws-secret"},
     )
     assert answer.status == 200
     assert answer.json() == {"data": [{"index": 0, "embedding": [0.6, 0.8]}]}
@@ -639,6 +644,8 @@ def test_requests_and_answers_pass_unchanged(proxy: int, stand_in: StandIn) -> N
     assert seen.body == json.dumps(body).encode(), "the body's bytes are forwarded as sent"
     assert seen.headers["x-id"] == "7"
     assert seen.headers["content-type"] == "application/json"
+    # A caller's Modal proxy token stays with the proxy: vLLM never sees it.
+    assert "modal-key" not in seen.headers and "modal-secret" not in seen.headers
 
     stand_in.fail_embeddings = True
     answer = request(proxy, "POST", "/v1/embeddings", body, key=PUBLIC_KEY)

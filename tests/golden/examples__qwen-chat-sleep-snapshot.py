@@ -128,8 +128,16 @@ HOP_BY_HOP = (
     "transfer-encoding",
     "upgrade",
 )
-# Request headers the proxy sets itself: vLLM's key, and (aiohttp) the host and length.
-NOT_FORWARDED = ("authorization", "content-length", "expect", "host")
+# Request headers the proxy sets itself: vLLM's key, and (aiohttp) the host and length; and
+# a caller's Modal proxy token (proxy_auth), which vLLM has no use for.
+NOT_FORWARDED = (
+    "authorization",
+    "content-length",
+    "expect",
+    "host",
+    "modal-key",
+    "modal-secret",
+)
 # The start-up helpers talk to vLLM on the loopback interface: never through a proxy.
 _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
