@@ -356,7 +356,7 @@ class Handlers(StorageHandlers):
                     state=app.state,
                     created_at=app.created_at,
                     stopped_at=app.stopped_at,
-                    n_running_tasks=0,
+                    n_running_tasks=sum(t.app_id == app.app_id for t in self.s.tasks.values()),
                 )
         return response
 
@@ -441,10 +441,13 @@ class Handlers(StorageHandlers):
         return empty_pb2.Empty()
 
     def TaskList(self, req: api_pb2.TaskListRequest, call: Call) -> api_pb2.TaskListResponse:
-        """The containers a test arranged (``State.add_container``), of one app if asked."""
+        """The containers a test arranged (``State.add_container``): of one app if asked,
+        else of the apps of the environment (the default one when none is named)."""
+        env = "" if req.app_id else self._env(req.environment_name)
         response = api_pb2.TaskListResponse()
         for task in self.s.tasks.values():
-            if not req.app_id or task.app_id == req.app_id:
+            app = self.s.apps.get(task.app_id)
+            if task.app_id == req.app_id or (app is not None and app.environment == env):
                 response.tasks.add(
                     task_id=task.task_id,
                     app_id=task.app_id,
