@@ -211,6 +211,44 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
     return run(make)
 
 
+def apps_tagged(
+    environments: list[str | None], key: str, value: str
+) -> list[tuple[str | None, str]]:
+    """(environment, app) of every deployed app of these environments whose tag ``key`` is
+    ``value``: one AppList per environment, then every deployed app's tags, at once."""
+
+    async def make(client: _Client) -> list[tuple[str | None, str]]:
+        envs = sorted(set(environments), key=lambda env: env or "")
+        listings = await asyncio.gather(
+            *(
+                client._stub.AppList(api_pb2.AppListRequest(environment_name=env or ""))
+                for env in envs
+            )
+        )
+        deployed = [
+            (env, item)
+            for env, listing in zip(envs, listings, strict=True)
+            for item in listing.apps
+            if item.state == api_pb2.APP_STATE_DEPLOYED and item.name
+        ]
+        tags = await asyncio.gather(
+            *(
+                client._stub.AppGetTags(api_pb2.AppGetTagsRequest(app_id=item.app_id))
+                for _, item in deployed
+            )
+        )
+        return sorted(
+            (
+                (env, item.name)
+                for (env, item), found in zip(deployed, tags, strict=True)
+                if found.tags.get(key) == value
+            ),
+            key=lambda pair: (pair[0] or "", pair[1]),
+        )
+
+    return run(make)
+
+
 async def _observe_one(
     client: _Client,
     query: Query,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .address import Project
+from .address import Address, Project
 from .observed import Commit, Observed
 from .state import State, utc_time
 
@@ -45,6 +45,7 @@ class Row:
     spec_path: str = ""  # relative to the project root; "" when no spec or record names one
     recorded_version: int | None = None  # None: the state does not record it
     change: Change | None = None  # None: this run does not plan it
+    found_by_tag: bool = False  # tagged managed-by modaliac, unknown to the state and specs
 
     @property
     def matches(self) -> bool | None:
@@ -98,15 +99,35 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     observed = observe_for(desired, state)
     inputs = Inputs(targets=tuple(project.recorded(t) for t in targets), env=args.env)
     plan = make_plan(desired, state, delete_scope(targets, project), observed, inputs)
-    found = status_of(plan, state, observed)
+    found = status_of(plan, state, observed, _strays(observed))
     console.print(as_json(found) if args.format == "json" else as_text(found, project), end="")
     return 0
 
 
-def status_of(plan: Plan, state: State, observed: dict[tuple[str | None, str], Observed]) -> Status:
+def _strays(
+    observed: dict[tuple[str | None, str], Observed],
+) -> dict[tuple[str | None, str], Observed]:
+    """The apps of the observed environments that carry modaliac's ``managed-by`` tag but
+    that neither the specs nor the state know (another state file, a lost one)."""
+    from .apply import MANAGED_BY
+    from .modal_api import Query, apps_tagged, observe
+
+    environments = [env for env, _ in observed] or [None]
+    found = [
+        key for key in apps_tagged(environments, MANAGED_BY, "modaliac") if key not in observed
+    ]
+    return observe([Query(app, env) for env, app in found]) if found else {}
+
+
+def status_of(
+    plan: Plan,
+    state: State,
+    observed: dict[tuple[str | None, str], Observed],
+    strays: dict[tuple[str | None, str], Observed] | None = None,
+) -> Status:
     """A row per planned app, then per app the state records for this ``--env`` that the
-    plan leaves out (its spec is outside the named specs); records of other ``--env`` runs
-    are only counted."""
+    plan leaves out (its spec is outside the named specs), then per app only Modal's tags
+    say modaliac manages (``strays``); records of other ``--env`` runs are only counted."""
     rows = []
     for change in plan.changes:
         record = state.apps.get(change.address)
@@ -133,6 +154,8 @@ def status_of(plan: Plan, state: State, observed: dict[tuple[str | None, str], O
             (record.environment, record.app), Observed(record.app, record.environment)
         )
         rows.append(Row(address, seen, record.spec_path, record.deployed_version))
+    for (environment, app), seen in (strays or {}).items():
+        rows.append(Row(str(Address(environment, app)), seen, found_by_tag=True))
     return Status(tuple(sorted(rows, key=lambda r: r.address)), plan.inputs.env, tuple(hidden))
 
 
@@ -181,15 +204,21 @@ def _details(row: Row, project: Project | None) -> list[str]:
             f"{current.deployment_type}"
             + (f" to v{current.rollback_version}" if current.rollback_version else "")
         )
-    if row.recorded_version is None and row.seen.state != "missing":
+    if row.found_by_tag:
+        lines.append(
+            f"tagged managed-by modaliac, but neither these specs nor this state know it "
+            f"(another state file? modaliac import {row.address} adopts it)"
+        )
+    elif row.recorded_version is None and row.seen.state != "missing":
         lines.append("not recorded in the state")
     elif row.recorded_version is not None and row.seen.state != "deployed":
         lines.append(f"recorded as v{row.recorded_version}, but {row.seen.state} on Modal")
-    if row.change is None:
+    if row.change is not None:
+        lines += [f"drift: {notice.text()}" for notice in row.change.drift]
+        lines += [f"blocked: {notice.text()}" for notice in row.change.blockers]
+    elif not row.found_by_tag:
         where = project.shown(row.spec_path) if project and row.spec_path else row.spec_path
         lines.append(f"not planned: its spec ({where or 'none, imported'}) is not among these")
-    else:
-        lines += [f"drift: {notice.text()}" for notice in row.change.drift]
     return lines
 
 
@@ -243,6 +272,7 @@ def _row_json(row: Row) -> dict[str, Any]:
         "environment": row.seen.environment,
         "spec": row.spec_path or None,
         "recorded_version": row.recorded_version,
+        "found_by_tag": row.found_by_tag,
         "modal": {
             "state": row.seen.state,
             "version": current.version if current else None,

@@ -250,3 +250,40 @@ def test_status_needs_modal_and_says_so_in_one_line(
     assert len(err.strip().splitlines()) == 1, err
     assert "connecting to Modal timed out" in err or "cannot reach Modal" in err
     assert time.monotonic() - started < 15
+
+
+def test_status_finds_apps_modaliac_tagged_that_the_state_forgot(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "specs" / "tiny.yaml").unlink()
+    code, _, err = cli(capsys, "state", "rm", "tiny-http")
+    assert code == 0, err
+    modal_api.state.foreign_deploy("by-hand")  # not modaliac's: no managed-by tag
+    modal_api.state.add_container("tiny-http")
+    apps = by_address(status_json(capsys))
+    assert sorted(apps) == ["minilm-embedding", "tiny-http"]
+    stray = apps["tiny-http"]
+    assert stray["found_by_tag"] is True and stray["plan"] is None
+    assert stray["recorded_version"] is None and stray["spec"] is None
+    assert (stray["modal"]["state"], stray["modal"]["containers"]) == ("deployed", 1)
+    assert apps["minilm-embedding"]["found_by_tag"] is False
+    _, out, _ = cli(capsys, "status")
+    assert (
+        "    tagged managed-by modaliac, but neither these specs nor this state know it "
+        "(another state file? modaliac import tiny-http adopts it)"
+    ) in out
+    assert "by-hand" not in out
+
+
+def test_status_shows_what_blocks_an_app(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = HTTP_SPEC.replace("tiny-http", "keyed").replace(
+        "proxy_auth: true", "api_key_secret: no-such-secret"
+    )
+    (project / "specs" / "keyed.yaml").write_text(spec, encoding="utf-8")
+    apps = by_address(status_json(capsys))
+    (blocker,) = apps["keyed"]["plan"]["blockers"]
+    assert "no-such-secret" in blocker["message"]
+    _, out, _ = cli(capsys, "status")
+    assert f"    blocked: {blocker['message']}" in out
