@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import point_modal_at_closed_port
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
@@ -237,13 +237,7 @@ def test_status_needs_modal_and_says_so_in_one_line(
         "MODAL_TOKEN_SECRET\n"
     )
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-test")
-    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-test")
-    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(modal.config, "config", modal.config.Config())
+    point_modal_at_closed_port(monkeypatch)
     started = time.monotonic()
     code, out, err = cli(capsys, "status", "--format", "json")
     assert (code, out) == (1, "")
