@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,7 @@ class Row:
 class Status:
     rows: tuple[Row, ...]
     env: str | None = None
-    hidden: tuple[str, ...] = field(default=())  # recorded by runs of another --env
+    hidden: tuple[str, ...] = ()  # recorded by runs of another --env
 
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
