@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -144,9 +143,9 @@ def _first_line(text: str) -> str:
 def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
     """Observe every app concurrently over one client: N apps cost about two round trips.
 
-    First, at once: one AppList per environment (to tell stopped from missing), one TaskList
-    per environment (running containers), one existence check per distinct secret and volume,
-    one lookup per app. Then the details of the apps that exist, again all at once.
+    First, at once: one AppList per environment (to tell stopped from missing, and each app's
+    running containers), one existence check per distinct secret and volume, one lookup per
+    app. Then the details of the apps that exist, again all at once.
     """
 
     async def make(client: _Client) -> dict[tuple[str | None, str], Observed]:
@@ -158,16 +157,10 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             {(q.environment or "", n, k) for q in queries for n, k in q.secret_keys.items()}
         )
         volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
-        listings, tasks, secret_ok, key_ok, volume_ok, lookups = await asyncio.gather(
+        listings, secret_ok, key_ok, volume_ok, lookups = await asyncio.gather(
             asyncio.gather(
                 *(
                     client._stub.AppList(api_pb2.AppListRequest(environment_name=env))
-                    for env in environments
-                )
-            ),
-            asyncio.gather(
-                *(
-                    client._stub.TaskList(api_pb2.TaskListRequest(environment_name=env))
                     for env in environments
                 )
             ),
@@ -199,7 +192,7 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
         )
         missing |= await _misspelt_keys(client, keyed, key_ok, missing)
-        running = Counter(task.app_id for listing in tasks for task in listing.tasks)
+        running = {item.app_id: item.n_running_tasks for ls in listings for item in ls.apps}
         found = await asyncio.gather(
             *(
                 _observe_one(client, q, lookup.app_id, stopped, missing, running)
@@ -255,7 +248,7 @@ async def _observe_one(
     app_id: str,
     stopped: set[tuple[str, str]],
     missing: set[tuple[str, str, str]],
-    running: Counter[str],
+    running: dict[str, int],
 ) -> Observed:
     env = query.environment or ""
     base = Observed(
@@ -296,7 +289,7 @@ async def _observe_one(
         ),
         tags=dict(tags.tags),
         overrides=overrides,
-        containers=running[app_id],
+        containers=running.get(app_id, 0),
         urls=urls,
     )
 

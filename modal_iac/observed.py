@@ -57,7 +57,7 @@ class Observed:
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
     secrets_without_key: tuple[str, ...] = ()  # secrets that exist but lack that key
     misspelt_keys: dict[str, str] = field(default_factory=dict)  # secret -> wrong key it holds
-    containers: int = 0  # running containers (TaskList)
+    containers: int = 0  # running containers (AppList's n_running_tasks)
     urls: dict[str, str] = field(default_factory=dict)  # web function -> URL (the app's layout)
 
     @property

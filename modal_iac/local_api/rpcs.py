@@ -441,13 +441,10 @@ class Handlers(StorageHandlers):
         return empty_pb2.Empty()
 
     def TaskList(self, req: api_pb2.TaskListRequest, call: Call) -> api_pb2.TaskListResponse:
-        """The containers a test arranged (``State.add_container``): of one app if asked,
-        else of the apps of the environment (the default one when none is named)."""
-        env = "" if req.app_id else self._env(req.environment_name)
+        """The containers a test arranged (``State.add_container``), of one app if asked."""
         response = api_pb2.TaskListResponse()
         for task in self.s.tasks.values():
-            app = self.s.apps.get(task.app_id)
-            if task.app_id == req.app_id or (app is not None and app.environment == env):
+            if not req.app_id or task.app_id == req.app_id:
                 response.tasks.add(
                     task_id=task.task_id,
                     app_id=task.app_id,
