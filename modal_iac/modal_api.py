@@ -34,7 +34,7 @@ from .address import Address
 from .errors import ModaliacError
 from .fields import HF_TOKEN_KEY, IGNORED_HF_TOKEN_KEY
 from .halt import Halt
-from .observed import Deployment, Observed, Override
+from .observed import Commit, Deployment, Observed, Override
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
@@ -143,9 +143,9 @@ def _first_line(text: str) -> str:
 def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
     """Observe every app concurrently over one client: N apps cost about two round trips.
 
-    First, at once: one AppList per environment (to tell stopped from missing), one existence
-    check per distinct secret and volume, one lookup per app. Then the details of the apps
-    that exist, again all at once.
+    First, at once: one AppList per environment (to tell stopped from missing, and each app's
+    running containers), one existence check per distinct secret and volume, one lookup per
+    app. Then the details of the apps that exist, again all at once.
     """
 
     async def make(client: _Client) -> dict[tuple[str | None, str], Observed]:
@@ -192,13 +192,52 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
         )
         missing |= await _misspelt_keys(client, keyed, key_ok, missing)
+        running = {item.app_id: item.n_running_tasks for ls in listings for item in ls.apps}
         found = await asyncio.gather(
             *(
-                _observe_one(client, q, lookup.app_id, stopped, missing)
+                _observe_one(client, q, lookup.app_id, stopped, missing, running)
                 for q, lookup in zip(queries, lookups, strict=True)
             )
         )
         return {(o.environment, o.app): o for o in found}
+
+    return run(make)
+
+
+def apps_tagged(
+    environments: list[str | None], key: str, value: str
+) -> list[tuple[str | None, str]]:
+    """(environment, app) of every deployed app of these environments whose tag ``key`` is
+    ``value``: one AppList per environment, then every deployed app's tags, at once."""
+
+    async def make(client: _Client) -> list[tuple[str | None, str]]:
+        envs = sorted(set(environments), key=lambda env: env or "")
+        listings = await asyncio.gather(
+            *(
+                client._stub.AppList(api_pb2.AppListRequest(environment_name=env or ""))
+                for env in envs
+            )
+        )
+        deployed = [
+            (env, item)
+            for env, listing in zip(envs, listings, strict=True)
+            for item in listing.apps
+            if item.state == api_pb2.APP_STATE_DEPLOYED and item.name
+        ]
+        tags = await asyncio.gather(
+            *(
+                client._stub.AppGetTags(api_pb2.AppGetTagsRequest(app_id=item.app_id))
+                for _, item in deployed
+            )
+        )
+        return sorted(
+            (
+                (env, item.name)
+                for (env, item), found in zip(deployed, tags, strict=True)
+                if found.tags.get(key) == value
+            ),
+            key=lambda pair: (pair[0] or "", pair[1]),
+        )
 
     return run(make)
 
@@ -209,6 +248,7 @@ async def _observe_one(
     app_id: str,
     stopped: set[tuple[str, str]],
     missing: set[tuple[str, str, str]],
+    running: dict[str, int],
 ) -> Observed:
     env = query.environment or ""
     base = Observed(
@@ -230,11 +270,11 @@ async def _observe_one(
     )
     if not app_id:
         return replace(base, state="stopped" if (env, query.app) in stopped else "missing")
-    lifecycle, history, tags, overrides = await asyncio.gather(
+    lifecycle, history, tags, (overrides, urls) = await asyncio.gather(
         client._stub.AppGetLifecycle(api_pb2.AppGetLifecycleRequest(app_id=app_id)),
         client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id)),
         client._stub.AppGetTags(api_pb2.AppGetTagsRequest(app_id=app_id)),
-        _overrides(client, app_id),
+        _layout_reads(client, app_id),
     )
     return replace(
         base,
@@ -249,6 +289,8 @@ async def _observe_one(
         ),
         tags=dict(tags.tags),
         overrides=overrides,
+        containers=running.get(app_id, 0),
+        urls=urls,
     )
 
 
@@ -266,12 +308,49 @@ def _deployment(entry: api_pb2.AppDeploymentHistory) -> Deployment:
         deployed_at=entry.deployed_at,
         deployment_type=kind.removeprefix("DEPLOYMENT_TYPE_").lower() or "standard",
         rollback_version=entry.rollback_version,
+        client_version=entry.client_version,
+        commit=_commit(entry.commit_info) if entry.HasField("commit_info") else None,
     )
 
 
-async def _overrides(client: _Client, app_id: str) -> tuple[Override, ...]:
+def _commit(info: api_pb2.CommitInfo) -> Commit | None:
+    if not info.commit_hash:
+        return None
+    return Commit(
+        commit_hash=info.commit_hash,
+        branch=info.branch,
+        dirty=info.dirty,
+        author=info.author_name,
+        repo_url=info.repo_url,
+    )
+
+
+async def _layout_reads(
+    client: _Client, app_id: str
+) -> tuple[tuple[Override, ...], dict[str, str]]:
+    """The hand-made autoscaler overrides and the web URLs, from one read of the layout."""
     layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=app_id))
-    names = {fid: tag for tag, fid in layout.app_layout.function_ids.items()}
+    return await _overrides(client, layout.app_layout), _layout_urls(layout.app_layout)
+
+
+def _layout_urls(layout: api_pb2.AppLayout) -> dict[str, str]:
+    """The public URL of each web function, by function name (class methods as
+    ``Class.method``, an @app.server by its name), as ``modal.Cls.from_name`` hydrates it."""
+    urls: dict[str, str] = {}
+    for item in layout.objects:
+        function = item.function_handle_metadata
+        if function.web_url:
+            urls[function.function_name] = function.web_url
+        for url in function._experimental_flash_urls[:1]:  # an @app.server's one URL
+            urls[function.function_name] = url
+        for method, meta in function.method_handle_metadata.items():
+            if meta.web_url:
+                urls[meta.function_name or method] = meta.web_url
+    return dict(sorted(urls.items()))
+
+
+async def _overrides(client: _Client, layout: api_pb2.AppLayout) -> tuple[Override, ...]:
+    names = {fid: tag for tag, fid in layout.function_ids.items()}
     responses = await asyncio.gather(
         *(
             client._stub.FunctionGetSchedulingParams(
@@ -494,9 +573,7 @@ def rollback(app: str, environment: str | None, version: int) -> int:
 
 
 def web_urls(app: str, environment: str | None) -> dict[str, str]:
-    """The public URL of each web function of a deployed app, by function name (class methods
-    as ``Class.method``, an @app.server by its name), read from the app's layout as
-    ``modal.Cls.from_name`` hydrates it."""
+    """The public URL of each web function of a deployed app (``_layout_urls``)."""
 
     async def make(client: _Client) -> dict[str, str]:
         found = await client._stub.AppGetByDeploymentName(
@@ -505,17 +582,7 @@ def web_urls(app: str, environment: str | None) -> dict[str, str]:
         if not found.app_id:
             raise ModalApiError(f"app {str(Address(environment, app))!r} is not deployed")
         layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=found.app_id))
-        urls: dict[str, str] = {}
-        for item in layout.app_layout.objects:
-            function = item.function_handle_metadata
-            if function.web_url:
-                urls[function.function_name] = function.web_url
-            for url in function._experimental_flash_urls[:1]:  # an @app.server's one URL
-                urls[function.function_name] = url
-            for method, meta in function.method_handle_metadata.items():
-                if meta.web_url:
-                    urls[meta.function_name or method] = meta.web_url
-        return dict(sorted(urls.items()))
+        return _layout_urls(layout.app_layout)
 
     return run(make)
 

@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Commit:
+    """The git commit a deploy was made from, as the client collected it."""
+
+    commit_hash: str
+    branch: str = ""
+    dirty: bool = False
+    author: str = ""
+    repo_url: str = ""
+
+
+@dataclass(frozen=True)
 class Deployment:
     """One entry of an app's deployment history."""
 
@@ -15,6 +26,8 @@ class Deployment:
     deployed_at: float
     deployment_type: str
     rollback_version: int = 0
+    client_version: str = ""
+    commit: Commit | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class Observed:
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
     secrets_without_key: tuple[str, ...] = ()  # secrets that exist but lack that key
     misspelt_keys: dict[str, str] = field(default_factory=dict)  # secret -> wrong key it holds
+    containers: int = 0  # running containers (AppList's n_running_tasks)
+    urls: dict[str, str] = field(default_factory=dict)  # web function -> URL (the app's layout)
 
     @property
     def current(self) -> Deployment | None:

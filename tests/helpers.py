@@ -49,3 +49,19 @@ def record_applied(state_path: Path, *spec_paths: str) -> None:
     for item in desired_apps(list(spec_paths), None, Project.here()):
         state.apps[item.address] = item.record()
     write_state(state_path, state)
+
+
+def point_modal_at_closed_port(mp: pytest.MonkeyPatch) -> None:
+    """Credentials for a Modal API nobody listens at (a port just closed on 127.0.0.1), so a
+    command must fail with one line in seconds, not after the SDK's minute of retries."""
+    import socket
+
+    import modal.config
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.setenv("MODAL_TOKEN_ID", "ak-test")
+    mp.setenv("MODAL_TOKEN_SECRET", "as-test")
+    mp.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
+    mp.setattr(modal.config, "config", modal.config.Config())

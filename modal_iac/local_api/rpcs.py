@@ -356,7 +356,7 @@ class Handlers(StorageHandlers):
                     state=app.state,
                     created_at=app.created_at,
                     stopped_at=app.stopped_at,
-                    n_running_tasks=0,
+                    n_running_tasks=sum(t.app_id == app.app_id for t in self.s.tasks.values()),
                 )
         return response
 
