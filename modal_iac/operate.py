@@ -211,15 +211,15 @@ def _apply_locked(
             on_event=display.event,
             on_log=display.log,
         )
+        display.settle({outcome.address: outcome.status for outcome in outcomes})
         for outcome in outcomes:  # why it failed, at the end of the app's own log
-            if not outcome.ok and logs.written(outcome.address):
-                logs.note(outcome.address, f"{outcome.status}: {outcome.detail}")
+            if not outcome.ok and logs.started(outcome.address):
+                logs.note(outcome.address, f"{outcome.status}: {outcome.detail}", keep=True)
     finally:
         display.close()
         logs.close()
-    code = _report(outcomes, halt, log, console, project)
     _log_tails(outcomes, logs, console, project)
-    return code
+    return _report(outcomes, halt, log, console, project)
 
 
 def _events_stream(args: argparse.Namespace, console: Console) -> tuple[TextIO, Console]:
@@ -236,14 +236,15 @@ def _events_stream(args: argparse.Namespace, console: Console) -> tuple[TextIO, 
 
 
 def _log_tails(outcomes: list[Outcome], logs: AppLogs, console: Console, project: Project) -> None:
-    """For each app that failed: where its log is, and its last lines (on stderr)."""
+    """For each app that failed: where its log is, and its last lines. With the report, on
+    stdout (stderr keeps its one line saying what to do; with ``--json`` all goes there)."""
     for outcome in outcomes:
         if outcome.status != "failed" or not logs.written(outcome.address):
             continue
         where = os.path.relpath(logs.path(outcome.address), project.cwd)
-        console.error(f"{outcome.address}: its log is {where}; the last lines:")
+        console.print(f"{outcome.address}: its log is {where}; the last lines:")
         for line in logs.tail(outcome.address):
-            console.error(f"  | {line}")
+            console.print(f"  | {line}")
 
 
 MARKS = {"ok": "ok", "failed": "FAILED", "cancelled": "CANCELLED"}

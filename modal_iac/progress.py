@@ -33,7 +33,7 @@ LOG_TAIL = 10  # lines of an app's log a failure prints
 
 def status_of(phase: str) -> str:
     """``running`` for a phase word, else the final status the word means."""
-    if phase in ("failed", "cancelled"):
+    if phase in ("ok", "failed", "cancelled"):
         return phase
     if phase.startswith(OK_PREFIXES):
         return "ok"
@@ -60,12 +60,16 @@ class Line:
 class AppLogs:
     """``<folder>/ADDRESS.log`` per app: its phases with the time, and Modal's build output.
 
-    Each run starts an app's file afresh (the last run is what a reader wants); a file that
-    cannot be written is skipped rather than failing the command."""
+    The file is made only when there is something to read: build output, or a failure
+    (``note(..., keep=True)``); until then the phases wait in memory, so an apply where Modal
+    built nothing and nothing failed leaves no file. Each run starts an app's file afresh (the
+    last run is what a reader wants); a file that cannot be written is skipped rather than
+    failing the command."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._files: dict[str, TextIO | None] = {}
+        self._pending: dict[str, list[str]] = {}  # phases noted before the file is made
         self._written: set[str] = set()
         self._lock = threading.Lock()
 
@@ -82,6 +86,7 @@ class AppLogs:
                     )
                 except OSError:
                     self._files[address] = None
+                text = "".join(self._pending.pop(address, [])) + text
             handle = self._files[address]
             if handle is not None:
                 try:
@@ -91,9 +96,19 @@ class AppLogs:
                 except (OSError, ValueError):
                     self._files[address] = None
 
-    def note(self, address: str, phase: str) -> None:
+    def note(self, address: str, phase: str, *, keep: bool = False) -> None:
+        """A timestamped line saying what happened; ``keep`` makes the file if it is not yet."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.write(address, f"[modaliac {stamp}] {phase}\n")
+        line = f"[modaliac {stamp}] {phase}\n"
+        with self._lock:
+            if address not in self._files and not keep:
+                self._pending.setdefault(address, []).append(line)
+                return
+        self.write(address, line)
+
+    def started(self, address: str) -> bool:
+        """Whether anything was noted for ``address`` in this run."""
+        return address in self._pending or address in self._files
 
     def written(self, address: str) -> bool:
         """Whether this run wrote ``address``'s log (a file from an earlier run does not count)."""
@@ -129,12 +144,10 @@ class Display:
     def event(self, address: str, phase: str) -> None:
         with self._lock:
             line = self.lines.get(address)
-            if line is None or line.ended is not None:
+            if line is None:
                 line = self.lines[address] = Line(address, phase)
-            else:
-                line.phase = phase
-            if line.status != "running":
-                line.ended = time.monotonic()
+            line.phase = phase  # a phase after a final word (verifying) reopens the line
+            line.ended = None if line.status == "running" else time.monotonic()
             self._show(line)
         if self.logs is not None:
             self.logs.note(address, phase)
@@ -147,6 +160,15 @@ class Display:
             with self._lock:
                 for row in scrub(text).splitlines():
                     self._log_line(f"{address} | {row}" if self.prefix else row)
+
+    def settle(self, statuses: dict[str, str]) -> None:
+        """End each line still running with its app's final status (``ok``, ``failed``,
+        ``cancelled``): a phase reported through ``on_event`` (verifying, rolling back) may be
+        the last word an app gets before its outcome."""
+        for address, status in statuses.items():
+            line = self.lines.get(address)
+            if line is not None and line.ended is None:
+                self.event(address, status)
 
     def close(self) -> None:
         """Stop showing; every display is closed before the summary is printed."""

@@ -5,6 +5,7 @@ the real ``modal`` client."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
+from modal_iac.progress import AppLogs, JsonDisplay
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ["deploying", "uploading", "building image", "creating functions", "publishing"]
@@ -69,6 +71,7 @@ def test_plain_events_show_each_apps_phases_in_order(
     assert re.search(r"^  kalm-embedding: deployed v1 \(\d+\.\ds\)$", out, re.M)
     assert "\x1b[" not in out  # not a terminal: no live display
     assert "Apply finished: 2 succeeded, 0 failed." in out
+    assert not (project / ".modaliac/logs").exists()  # nothing built, nothing failed: no log
 
 
 def test_json_events_own_stdout(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,10 +133,28 @@ def test_failed_build_prints_the_log_path_and_its_last_lines(
     code, out, err = cli(capsys, "apply", "--yes")
     assert code == 1
     assert phases_of(out, "kalm-embedding")[-2:] == ["building image", "failed"]
-    assert "kalm-embedding: its log is .modaliac/logs/kalm-embedding.log; the last lines:" in err
-    assert "  | Step 2/2: snapshot" in err
-    assert "  | HF_TOKEN=(a value that looks like a Hugging Face token, not shown)" in err
+    assert "kalm-embedding: its log is .modaliac/logs/kalm-embedding.log; the last lines:" in out
+    tail = out.split("kalm-embedding: its log is")[1].split("\n")[1:11]
+    assert "  | Step 2/2: snapshot" in tail
+    assert "  | HF_TOKEN=(a value that looks like a Hugging Face token, not shown)" in tail
+    assert any("failed: Modal: Image build for im-" in line for line in tail), tail
     assert "hf_QmX7" not in out + err
+    assert len(err.splitlines()) == 1  # stderr keeps its one line
+
+
+def test_a_failure_without_build_output_keeps_the_apps_phases(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    modal_api.state.faults.fail_nth("AppPublish", 1)
+    code, out, _ = cli(capsys, "apply", "--yes", "--parallel", "1")
+    assert code == 1
+    log = project / ".modaliac/logs/kalm-embedding.log"
+    lines = log.read_text().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines[:-1]] == [*PHASES, "failed"]
+    assert lines[-1].endswith("AppPublish: injected by the local Modal API")
+    assert "] failed: " in lines[-1]
+    assert f"  | {lines[-1]}" in out.splitlines()
+    assert not (project / ".modaliac/logs/minilm-embedding.log").exists()  # it succeeded
 
 
 def test_destroy_and_rollback_show_their_phases(
@@ -171,6 +192,31 @@ def test_a_failed_rollback_ends_its_line_as_failed(
     assert code == 1
     assert phases_of(out, "minilm-embedding") == ["rolling back", "failed"]
     assert "No previous version to roll back to" in err
+
+
+def test_phases_of_other_stages_show_and_end_with_the_outcome(tmp_path: Path) -> None:
+    """verify reports "verifying" and "rolling back" through the same events; its final word
+    is the outcome, which ends the line."""
+    out = io.StringIO()
+    logs = AppLogs(tmp_path)
+    display = JsonDisplay(out, logs)
+    for phase in ("deploying", "publishing", "deployed v2", "verifying", "rolling back"):
+        display.event("kalm-embedding", phase)
+    display.settle({"kalm-embedding": "failed", "other": "cancelled"})
+    display.close()
+    assert not logs.written("kalm-embedding")  # nothing to read yet: no file
+    logs.note("kalm-embedding", "failed: /health answered 503", keep=True)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["phase"], e["status"]) for e in events] == [
+        ("deploying", "running"),
+        ("publishing", "running"),
+        ("deployed v2", "ok"),
+        ("verifying", "running"),
+        ("rolling back", "running"),
+        ("failed", "failed"),
+    ]
+    kept = (tmp_path / "kalm-embedding.log").read_text()
+    assert "] rolling back\n" in kept and kept.endswith("] failed: /health answered 503\n")
 
 
 # -- the live display, on a pseudo-terminal --------------------------------------------------
