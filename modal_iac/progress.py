@@ -159,7 +159,7 @@ class Display:
         if self.stream_logs:
             with self._lock:
                 for row in scrub(text).splitlines():
-                    self._log_line(f"{address} | {row}" if self.prefix else row)
+                    self._log_line(address, row)
 
     def settle(self, statuses: dict[str, str]) -> None:
         """End each line still running with its app's final status (``ok``, ``failed``,
@@ -177,8 +177,8 @@ class Display:
         ended = f" ({line.elapsed(time.monotonic()):.1f}s)" if line.ended is not None else ""
         self._write(f"  {line.address}: {line.phase}{ended}\n")
 
-    def _log_line(self, row: str) -> None:
-        self._write(row + "\n")
+    def _log_line(self, address: str, row: str) -> None:
+        self._write((f"{address} | {row}" if self.prefix else row) + "\n")
 
     def _write(self, text: str) -> None:
         try:
@@ -201,13 +201,8 @@ class JsonDisplay(Display):
         }
         self._write(json.dumps(event, sort_keys=True) + "\n")
 
-    def log(self, address: str, text: str) -> None:
-        if self.logs is not None:
-            self.logs.write(address, text)
-        if self.stream_logs:
-            with self._lock:
-                for row in scrub(text).splitlines():
-                    self._write(json.dumps({"app": address, "log": row}, sort_keys=True) + "\n")
+    def _log_line(self, address: str, row: str) -> None:
+        self._write(json.dumps({"app": address, "log": row}, sort_keys=True) + "\n")
 
 
 class LiveDisplay(Display):
@@ -233,10 +228,10 @@ class LiveDisplay(Display):
     def _show(self, line: Line) -> None:
         pass  # the table is redrawn from ``self.lines``
 
-    def _log_line(self, row: str) -> None:
+    def _log_line(self, address: str, row: str) -> None:
         from rich.text import Text
 
-        self._live.console.print(Text(row))
+        self._live.console.print(Text(f"{address} | {row}" if self.prefix else row))
 
     def close(self) -> None:
         with self._lock:

@@ -9,19 +9,20 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 from pathlib import Path
 
 import pexpect
 import pytest
+import test_apply
+from test_apply import cli
 
-from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
 from modal_iac.progress import AppLogs, JsonDisplay
 
 ROOT = Path(__file__).resolve().parent.parent
+project = test_apply.project  # the fixture: specs/ with the same two apps as test_apply's
 PHASES = ["deploying", "uploading", "building image", "creating functions", "publishing"]
 BUILD_LOG = [
     "Step 1/2: RUN pip install vllm==0.33.0\n",
@@ -30,28 +31,6 @@ BUILD_LOG = [
     "Step 2/2: snapshot\n",
 ]
 CONTROL = re.compile(r"\x1b\[(?P<arg>[0-9;?]*)(?P<final>[A-Za-z])|\x1b\][^\x07]*\x07")
-
-
-@pytest.fixture
-def project(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """specs/ with two apps, their secrets on Modal."""
-    work = tmp_path / "work"
-    (work / "specs").mkdir(parents=True)
-    shutil.copy(ROOT / "specs" / "kalm.yaml", work / "specs" / "kalm.yaml")
-    shutil.copy(
-        ROOT / "examples" / "small-embedding-no-snapshot.yaml", work / "specs" / "minilm.yaml"
-    )
-    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
-    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
-    monkeypatch.chdir(work)
-    monkeypatch.delenv("MODALIAC_STATE", raising=False)
-    return work
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv), confirm=lambda question: True)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def phases_of(out: str, address: str) -> list[str]:
@@ -285,6 +264,26 @@ def test_live_display_on_a_terminal(project: Path, modal_api: LocalModalServer) 
     }
     assert "Apply finished: 2 succeeded, 0 failed." in shown
     assert "Step 1/2" not in shown  # build output went to the log, not the screen
+
+
+def test_live_display_streams_build_output_above_the_lines_with_logs(
+    project: Path, modal_api: LocalModalServer
+) -> None:
+    modal_api.state.image_build_logs = BUILD_LOG
+    child = spawn(project, "apply", "--yes", "--logs", "--parallel", "1")
+    child.expect(pexpect.EOF)
+    child.close()
+    shown = screen(child.before)
+    assert child.exitstatus == 0, shown
+    lines = shown.splitlines()
+    streamed = [i for i, line in enumerate(lines) if line.startswith("kalm-embedding | ")]
+    assert [lines[i] for i in streamed][:2] == [
+        "kalm-embedding | Step 1/2: RUN pip install vllm==0.33.0",
+        "kalm-embedding | Successfully installed vllm-0.33.0",
+    ]
+    table = [i for i, line in enumerate(lines) if re.match(r"ok\s+kalm-embedding\s+deployed", line)]
+    assert table and max(streamed) < table[-1]  # the log scrolled above the live lines
+    assert "hf_QmX7" not in shown
 
 
 def test_live_display_shows_phases_and_the_summary_after_ctrl_c(
