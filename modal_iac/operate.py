@@ -198,8 +198,8 @@ def _apply_locked(
     logs = AppLogs(project.log_dir)
     display = make_display(events, logs, json_events=args.json, stream_logs=args.logs)
     display.prefix = sum(c.action != "no-op" for c in plan.changes) > 1
-    halt.armed = True  # from here on, Ctrl-C lets what is in flight finish, then reports
     try:
+        halt.armed = True  # from here on, Ctrl-C lets what is in flight finish, then reports
         outcomes = execute(
             plan,
             store,

@@ -162,12 +162,12 @@ class Display:
                     self._log_line(address, row)
 
     def settle(self, statuses: dict[str, str]) -> None:
-        """End each line still running with its app's final status (``ok``, ``failed``,
-        ``cancelled``): a phase reported through ``on_event`` (verifying, rolling back) may be
-        the last word an app gets before its outcome."""
+        """End each line with its app's outcome (``ok``, ``failed``, ``cancelled``) where its
+        last event says otherwise: a phase reported through ``on_event`` (verifying, rolling
+        back) may be the last word an app gets, and a deployed app can still fail after."""
         for address, status in statuses.items():
             line = self.lines.get(address)
-            if line is not None and line.ended is None:
+            if line is not None and line.status != status:
                 self.event(address, status)
 
     def close(self) -> None:

@@ -181,19 +181,26 @@ def test_phases_of_other_stages_show_and_end_with_the_outcome(tmp_path: Path) ->
     display = JsonDisplay(out, logs)
     for phase in ("deploying", "publishing", "deployed v2", "verifying", "rolling back"):
         display.event("kalm-embedding", phase)
-    display.settle({"kalm-embedding": "failed", "other": "cancelled"})
+    display.event("minilm-embedding", "deployed v1")
+    display.event("e5-embedding", "rolled back to v1")  # after a failed verification
+    display.settle({"kalm-embedding": "failed", "minilm-embedding": "ok", "e5-embedding": "failed"})
     display.close()
     assert not logs.written("kalm-embedding")  # nothing to read yet: no file
     logs.note("kalm-embedding", "failed: /health answered 503", keep=True)
     events = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [(e["phase"], e["status"]) for e in events] == [
-        ("deploying", "running"),
-        ("publishing", "running"),
-        ("deployed v2", "ok"),
-        ("verifying", "running"),
-        ("rolling back", "running"),
-        ("failed", "failed"),
+    assert [(e["app"], e["phase"], e["status"]) for e in events] == [
+        ("kalm-embedding", "deploying", "running"),
+        ("kalm-embedding", "publishing", "running"),
+        ("kalm-embedding", "deployed v2", "ok"),
+        ("kalm-embedding", "verifying", "running"),
+        ("kalm-embedding", "rolling back", "running"),
+        ("minilm-embedding", "deployed v1", "ok"),
+        ("e5-embedding", "rolled back to v1", "ok"),
+        ("kalm-embedding", "failed", "failed"),  # settled by the outcomes
+        ("e5-embedding", "failed", "failed"),
     ]
+    # The line's clock runs from its first phase, through verifying, to the outcome.
+    assert events[7]["elapsed"] >= events[2]["elapsed"] >= events[0]["elapsed"]
     kept = (tmp_path / "kalm-embedding.log").read_text()
     assert "] rolling back\n" in kept and kept.endswith("] failed: /health answered 503\n")
 
