@@ -73,6 +73,7 @@ def execute(
     no_progress_timeout: float = NO_PROGRESS_TIMEOUT,
     halt: Halt | None = None,
     on_event: Callable[[str, str], None] = lambda address, event: None,
+    on_log: Callable[[str, str], None] = lambda address, text: None,
 ) -> list[Outcome]:
     """Apply every change of ``plan``; returns one outcome per app that needed work.
 
@@ -162,6 +163,7 @@ def execute(
                 halt=halt,
                 on_event=on_event,
                 on_result=finished,
+                on_log=on_log,
             )
         except modal_api.ModalApiError as exc:  # before any deploy: Modal cannot be reached
             for change in deploys:

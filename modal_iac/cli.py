@@ -471,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     _state_option(apply, lock=True)
     env_option(apply)
     lifecycle_options(apply)
+    progress_options(apply, logs=True)
     apply.set_defaults(run="operate:cmd_apply", confirm=True)
 
     destroy = commands.add_parser(
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     app_env_option(destroy)
     destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     _state_option(destroy, lock=True)
+    progress_options(destroy)
     destroy.set_defaults(run="operate:cmd_destroy", confirm=True)
 
     adopt = commands.add_parser(
@@ -501,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", type=int, default=-1, metavar="VERSION")
     app_env_option(rollback)
     _state_option(rollback, lock=True)
+    progress_options(rollback)
     rollback.set_defaults(run="operate:cmd_rollback")
 
     state = commands.add_parser(
@@ -616,6 +619,23 @@ def _hours(text: str) -> float:
     if not 0 <= value <= 24:
         raise argparse.ArgumentTypeError(f"expected 0 to 24 hours, got {text!r}")
     return value
+
+
+def progress_options(parser: argparse.ArgumentParser, *, logs: bool = False) -> None:
+    """How a command that changes Modal shows its progress (see progress.py)."""
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per event per line on stdout (app, phase, elapsed, status), for "
+        "CI; everything else goes to stderr (needs --yes where the command asks)",
+    )
+    if logs:
+        parser.add_argument(
+            "--logs",
+            action="store_true",
+            help="stream Modal's image build output (it is always kept in "
+            ".modaliac/logs/ADDRESS.log)",
+        )
 
 
 def env_option(parser: argparse.ArgumentParser) -> None:

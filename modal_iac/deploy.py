@@ -17,15 +17,23 @@ import importlib.util
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import modal
 import modal.config
-from grpclib.events import RecvInitialMetadata, RecvMessage, RecvTrailingMetadata, listen
+from grpclib.events import (
+    RecvInitialMetadata,
+    RecvMessage,
+    RecvTrailingMetadata,
+    SendRequest,
+    listen,
+)
 from modal._utils.async_utils import synchronize_api
 from modal.client import _Client
+from modal_proto import api_pb2
 
 from . import modal_api
 from .errors import ModaliacError
@@ -68,6 +76,64 @@ async def _watch_channel(client: _Client, progress: Progress) -> None:
 
 _watch_deploys = synchronize_api(_watch_channel)  # type: ignore[no-untyped-call]
 
+# The address whose deploy makes a call. Set in the task that deploys it; the SDK's loop
+# runs that deploy (and the tasks it starts) in a copy of the context, and grpclib dispatches
+# a call's events in the task making the call, so the watch below knows whose call it is.
+DEPLOYING: ContextVar[str] = ContextVar("modaliac_deploying", default="")
+
+# What a deploy is doing, by the RPC it sends. The SDK loads mounts and image layers side by
+# side (a mount first), so a phase only moves forward in this order: the image build, which
+# takes minutes, shows until functions are created, even while a mount still uploads.
+PHASES = {
+    "MountGetOrCreate": "uploading",
+    "MountBatchedCheckExistence": "uploading",
+    "MountPutFile": "uploading",
+    "BlobCreate": "uploading",
+    "ImageGetOrCreate": "building image",
+    "ImageJoinStreaming": "building image",
+    "FunctionCreate": "creating functions",
+    "ClassCreate": "creating functions",
+    "AppPublish": "publishing",
+}
+
+_RANK = {phase: rank for rank, phase in enumerate(dict.fromkeys(PHASES.values()))}
+
+
+@dataclass
+class PhaseWatch:
+    """Turns the calls a deploy sends into its phases, and the image build logs Modal
+    streams back (ImageJoinStreaming's ``task_logs``) into ``on_log`` calls, per address."""
+
+    on_event: Callable[[str, str], None]
+    on_log: Callable[[str, str], None]
+    phases: dict[str, str] = field(default_factory=dict)
+
+    async def request(self, event: SendRequest) -> None:
+        address = DEPLOYING.get()
+        phase = PHASES.get(event.method_name.rsplit("/", 1)[-1])
+        if not address or phase is None:
+            return
+        now = self.phases.get(address)
+        if now is None or _RANK[phase] > _RANK[now]:
+            self.phases[address] = phase
+            self.on_event(address, phase)
+
+    async def message(self, event: RecvMessage) -> None:
+        address = DEPLOYING.get()
+        if address and isinstance(event.message, api_pb2.ImageJoinStreamingResponse):
+            text = "".join(log.data for log in event.message.task_logs if log.data)
+            if text:
+                self.on_log(address, text)
+
+
+async def _watch_phases(client: _Client, watch: PhaseWatch) -> None:
+    channel = await client._get_channel(client.server_url)
+    listen(channel, SendRequest, watch.request)
+    listen(channel, RecvMessage, watch.message)
+
+
+_watch_deploy_phases = synchronize_api(_watch_phases)  # type: ignore[no-untyped-call]
+
 
 def deploy_all(
     jobs: list[DeployJob],
@@ -79,6 +145,7 @@ def deploy_all(
     halt: Halt | None = None,
     on_event: Callable[[str, str], None] = lambda address, event: None,
     on_result: Callable[[DeployResult], None] = lambda result: None,
+    on_log: Callable[[str, str], None] = lambda address, text: None,
 ) -> list[DeployResult]:
     """Deploy apps in-process, at most ``parallel`` at once; one failure never stops the rest.
 
@@ -87,7 +154,8 @@ def deploy_all(
     whose file does not import fails alone). Each app
     must publish within ``deploy_timeout``; when Modal answers nothing for
     ``no_progress_timeout``, or ``halt`` is set, no further app starts and the ones in flight
-    end (after the halt's grace) as failed or cancelled.
+    end (after the halt's grace) as failed or cancelled. ``on_event`` hears each app's
+    phases, ``on_log`` Modal's image build output for it.
     """
     halt = halt if halt is not None else Halt()
     modules: dict[str, Any] = {}
@@ -113,6 +181,7 @@ def deploy_all(
             await deadline(
                 _watch_deploys.aio(sdk, progress), modal_api.CONNECT_TIMEOUT, "connecting to Modal"
             )
+            await _watch_deploy_phases.aio(sdk, PhaseWatch(on_event, on_log))
             gate = asyncio.Semaphore(max(1, parallel))
 
             async def one(job: DeployJob) -> DeployResult:
@@ -130,6 +199,7 @@ def deploy_all(
                         job.address, "cancelled", error=f"not started ({halt.reason})"
                     )
                 on_event(job.address, "deploying")
+                DEPLOYING.set(job.address)  # this task's context: the deploy's calls are its
                 started = time.monotonic()
                 app = modules[job.address].app
                 try:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .address import Project
 from .errors import ModaliacError
@@ -25,6 +25,7 @@ from .state import AppRecord, State
 if TYPE_CHECKING:
     from .apply import Outcome
     from .cli import Console
+    from .progress import AppLogs
     from .sdk_log import SdkLog
     from .state import StateStore
 
@@ -130,6 +131,7 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
             "apply PLAN.json applies the plan as saved: no --env, --replace, --strategy or "
             "--refresh-only (make the plan with them)"
         )
+    events, console = _events_stream(args, console)
     log = SdkLog.for_command(project.log_dir, "apply")
     halt = Halt()
     try:
@@ -143,7 +145,7 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
                 with capture.paused():  # the prompt must reach the terminal
                     return confirm(question)
 
-            return _apply_locked(args, console, ask, store, project, saved, halt, log)
+            return _apply_locked(args, console, ask, store, project, saved, halt, log, events)
     finally:
         log.close()
 
@@ -157,10 +159,12 @@ def _apply_locked(
     saved: bool,
     halt: Halt,
     log: SdkLog,
+    events: TextIO,
 ) -> int:
     """The apply, with the state locked and the SDK's output going to ``log``."""
     from .apply import execute, needs_recording, record_refreshes
     from .present import as_text
+    from .progress import AppLogs, make_display
     from .saved import read_plan, verify
     from .targets import spec_targets
 
@@ -191,21 +195,56 @@ def _apply_locked(
         return EXIT_OK
     build_dir = Path(args.build_dir) if args.build_dir else project.build_dir
 
-    def progress(address: str, event: str) -> None:
-        console.print(f"  {address}: {event}")
-
-    halt.armed = True  # from here on, Ctrl-C lets what is in flight finish, then reports
-    outcomes = execute(
-        plan,
-        store,
-        build_dir=build_dir,
-        parallel=args.parallel,
-        deploy_timeout=args.deploy_timeout,
-        no_progress_timeout=args.no_progress_timeout,
-        halt=halt,
-        on_event=progress,
-    )
+    logs = AppLogs(project.log_dir)
+    display = make_display(events, logs, json_events=args.json, stream_logs=args.logs)
+    display.prefix = sum(c.action != "no-op" for c in plan.changes) > 1
+    try:
+        halt.armed = True  # from here on, Ctrl-C lets what is in flight finish, then reports
+        outcomes = execute(
+            plan,
+            store,
+            build_dir=build_dir,
+            parallel=args.parallel,
+            deploy_timeout=args.deploy_timeout,
+            no_progress_timeout=args.no_progress_timeout,
+            halt=halt,
+            on_event=display.event,
+            on_log=display.log,
+        )
+        display.settle({outcome.address: outcome.status for outcome in outcomes})
+        for outcome in outcomes:  # why it failed, at the end of the app's own log
+            if not outcome.ok and logs.started(outcome.address):
+                logs.note(outcome.address, f"{outcome.status}: {outcome.detail}", keep=True)
+    finally:
+        display.close()
+        logs.close()
+    _log_tails(outcomes, logs, console, project)
     return _report(outcomes, halt, log, console, project)
+
+
+def _events_stream(args: argparse.Namespace, console: Console) -> tuple[TextIO, Console]:
+    """Where progress events go, and the console for everything else: with ``--json`` the
+    events own stdout and the rest (plan, summary) goes to stderr."""
+    from .cli import Console as ConsoleType
+    from .targets import UsageError
+
+    if not args.json:
+        return console.out, console
+    if getattr(args, "confirm", False) and not args.yes:
+        raise UsageError("--json needs --yes: a prompt would mix with the events")
+    return console.out, ConsoleType(console.err, console.err, color=False)
+
+
+def _log_tails(outcomes: list[Outcome], logs: AppLogs, console: Console, project: Project) -> None:
+    """For each app that failed: where its log is, and its last lines. With the report, on
+    stdout (stderr keeps its one line saying what to do; with ``--json`` all goes there)."""
+    for outcome in outcomes:
+        if outcome.status != "failed" or not logs.written(outcome.address):
+            continue
+        where = os.path.relpath(logs.path(outcome.address), project.cwd)
+        console.print(f"{outcome.address}: its log is {where}; the last lines:")
+        for line in logs.tail(outcome.address):
+            console.print(f"  | {line}")
 
 
 MARKS = {"ok": "ok", "failed": "FAILED", "cancelled": "CANCELLED"}
@@ -321,9 +360,11 @@ def _difference(reviewed: Plan, fresh: Plan) -> str:
 
 def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
     from .modal_api import require_credentials, stop
+    from .progress import make_display, one_app
     from .targets import find_record, state_store
 
     require_credentials()
+    events, console = _events_stream(args, console)
     project = Project.here()
     store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
@@ -333,9 +374,12 @@ def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[s
         if not args.yes and not confirm(f"Stop {record.address}?"):
             console.error("destroy cancelled: nothing was changed")
             return EXIT_ERROR
-        stopped = stop(record.app, record.environment)
-        del state.apps[record.address]
-        store.write(state)
+        with one_app(make_display(events, None, json_events=args.json), record.address) as show:
+            show("stopping")
+            stopped = stop(record.app, record.environment)
+            del state.apps[record.address]
+            store.write(state)
+            show("stopped" if stopped else "already gone")
     console.print(
         f"{record.address}: {'stopped' if stopped else 'already gone'}; removed from the state"
     )
@@ -380,17 +424,22 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
     from .modal_api import require_credentials, rollback
+    from .progress import make_display, one_app
     from .targets import find_record, state_store
 
     require_credentials()
+    events, console = _events_stream(args, console)
     project = Project.here()
     store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
         record = find_record(state, args.target, args.env, project)
-        version = rollback(record.app, record.environment, args.to)
-        state.apps[record.address] = replace(record, deployed_version=version)
-        store.write(state)
+        with one_app(make_display(events, None, json_events=args.json), record.address) as show:
+            show("rolling back")
+            version = rollback(record.app, record.environment, args.to)
+            state.apps[record.address] = replace(record, deployed_version=version)
+            store.write(state)
+            show(f"rolled back to v{version}")
     target = "the previous version" if args.to == -1 else f"v{args.to}"
     console.print(
         f"{record.address}: rolled back to {target}, now v{version}. The spec still describes "

@@ -651,11 +651,45 @@ class Handlers(StorageHandlers):
     ) -> api_pb2.ImageGetOrCreateResponse:
         image_id = content_id("im", proto_bytes(req.image), req.builder_version)
         self.s.images[image_id] = req
+        if self.s.image_build_logs and image_id not in self.s.built_images:
+            return api_pb2.ImageGetOrCreateResponse(image_id=image_id)  # the client joins the build
         return api_pb2.ImageGetOrCreateResponse(
             image_id=image_id,
             result=api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS),
             metadata=api_pb2.ImageMetadata(image_builder_version=req.builder_version),
         )
+
+    def ImageJoinStreaming(
+        self, req: api_pb2.ImageJoinStreamingRequest, call: Call
+    ) -> list[api_pb2.ImageJoinStreamingResponse]:
+        """A build: one answer per log line, then the result (a failure if the test asks)."""
+        image = self.s.images.get(req.image_id)
+        if image is None:
+            fail(Status.NOT_FOUND, f"Image {req.image_id} not found")
+        answers = [
+            api_pb2.ImageJoinStreamingResponse(
+                task_logs=[
+                    api_pb2.TaskLogs(data=line, file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT)
+                ],
+                entry_id=str(number),
+            )
+            for number, line in enumerate(self.s.image_build_logs, 1)
+        ]
+        status = api_pb2.GenericResult.GENERIC_STATUS_SUCCESS
+        if self.s.image_build_fails:
+            status = api_pb2.GenericResult.GENERIC_STATUS_FAILURE
+        else:
+            self.s.built_images.add(req.image_id)
+        answers.append(
+            api_pb2.ImageJoinStreamingResponse(
+                result=api_pb2.GenericResult(
+                    status=status, exception="build step failed" if self.s.image_build_fails else ""
+                ),
+                metadata=api_pb2.ImageMetadata(image_builder_version=image.builder_version),
+                eof=True,
+            )
+        )
+        return answers
 
     def MountBatchedCheckExistence(
         self, req: api_pb2.MountBatchedCheckExistenceRequest, call: Call

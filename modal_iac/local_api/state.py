@@ -286,6 +286,11 @@ class State:
         self.blobs: dict[str, bytes] = {}
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop
+        # Image builds: with build logs set, an image not built yet is built (its logs
+        # streamed through ImageJoinStreaming) instead of found; ``image_build_fails`` fails it.
+        self.image_build_logs: list[str] = []
+        self.image_build_fails = False
+        self.built_images: set[str] = set()
         self.add_environment(DEFAULT_ENVIRONMENT)
 
     # -- whole-world snapshots (tests that try many commands on one arranged world) ----------
