@@ -21,6 +21,8 @@ from google.protobuf.message import Message  # type: ignore[import-untyped]
 from grpclib.const import Status
 from modal_proto import api_pb2
 
+from .billing import Billing
+
 DEFAULT_ENVIRONMENT = "main"
 DEFAULT_USER = "local-user"
 IMAGE_BUILDER_VERSION = "2025.06"
@@ -286,6 +288,7 @@ class State:
         self.blobs: dict[str, bytes] = {}
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop
+        self.billing = Billing()  # the workspace's rates and billing report (billing.py)
         self.add_environment(DEFAULT_ENVIRONMENT)
 
     # -- whole-world snapshots (tests that try many commands on one arranged world) ----------
