@@ -93,7 +93,7 @@ def as_text(
     lines: list[str] = []
     if plan.inputs.refresh_only:
         return _refresh_text(plan, paint)
-    pricing = _costing(costing)
+    pricing = _costing(costing, plan)
     costs = {line.address: line for line in pricing.lines(plan)}
     for change in plan.changes:
         if change.action == "no-op":
@@ -173,9 +173,12 @@ def _refresh_json(item: Refresh) -> dict[str, Any]:
     }
 
 
-def _costing(costing: Costing | None) -> Costing:
-    """The given pricing, or the bundled table (with ``$MODALIAC_PRICES`` over it)."""
-    return costing if costing is not None else Costing(load_prices())
+def _costing(costing: Costing | None, plan: Plan) -> Costing:
+    """The given pricing, else a saved plan's own prices, else the bundled table (with
+    ``$MODALIAC_PRICES`` over it)."""
+    if costing is not None:
+        return costing
+    return Costing(plan.prices if plan.prices is not None else load_prices())
 
 
 def as_json(plan: Plan, costing: Costing | None = None) -> str:
@@ -198,7 +201,7 @@ def as_json(plan: Plan, costing: Costing | None = None) -> str:
         "refresh": [_refresh_json(item) for item in plan.refreshes],
         "warnings": [_notice_json(w) for w in plan.warnings],
         "blockers": [_notice_json(b) for b in plan.blockers],
-        "cost": _cost_json(plan, _costing(costing)),
+        "cost": _cost_json(plan, _costing(costing, plan)),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -309,7 +312,7 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET, costing: Costing | No
     title = summary_line(plan).removeprefix("Plan: ").removeprefix("Plan blocked: ")
     blocked = " (blocked)" if plan.status == "blocked" else ""
     head += [f"### modaliac plan{blocked}: {title}", ""]
-    costing = _costing(costing)
+    costing = _costing(costing, plan)
     lines = costing.lines(plan)
     head += _md_costs(lines, _md_prices(costing.prices, _rows_used(lines)))
     if plan.changes:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from .cost import HOST_ROWS, PRICES_ENV, AppCost, Prices
 
@@ -28,6 +29,7 @@ _HOST = {
     "memory_gib": {"memory", "memorygib", "memorygb", "mem", "ram"},
 }
 _SUFFIXES = ("perhour", "hourly", "hour")
+ORIGINS = ("modal", "table", "file")
 
 
 def _key(name: str) -> str:
@@ -126,11 +128,61 @@ def rows_used(costs: Iterable[AppCost | None]) -> set[str]:
 
 
 def prices_json(prices: Prices) -> dict[str, object]:
-    """The ``cost.prices`` object of a JSON plan (docs/plan-format.md)."""
+    """The ``cost.prices`` object of a JSON plan (docs/plan-format.md): which prices, and the
+    rates themselves, so a saved plan reads back priced as it was reviewed."""
     return {
         "source": prices.origin,
         "date": prices.date,
         "read_at": prices.read_at or None,
         "notes": list(prices.notes),
         "from_table": list(prices.from_table),
+        "table_date": prices.table_date,
+        "description": prices.source,
+        "per_second": dict(sorted(prices.per_second.items())),
+        "host": dict(sorted(prices.host.items())),
+        "regions": dict(sorted(prices.regions.items())),
     }
+
+
+def prices_from_json(raw: Any, fail: Callable[[str, str], Exception]) -> Prices:
+    """``prices_json`` read back; ``fail(key path, message)`` for a field of the wrong shape."""
+    if not isinstance(raw, dict):
+        raise fail("cost.prices", "expected a JSON object")
+
+    def text(key: str, optional: bool = False) -> str:
+        value = raw.get(key)
+        if value is None and optional:
+            return ""
+        if not isinstance(value, str):
+            raise fail(f"cost.prices.{key}", "expected a string")
+        return value
+
+    def texts(key: str) -> tuple[str, ...]:
+        value = raw.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"cost.prices.{key}", "expected a list of strings")
+        return tuple(value)
+
+    def numbers(key: str) -> dict[str, float]:
+        value = raw.get(key)
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise fail(f"cost.prices.{key}", "expected an object of numbers")
+        return {str(k): float(v) for k, v in value.items()}
+
+    origin = text("source")
+    if origin not in ORIGINS:
+        raise fail("cost.prices.source", f"expected one of {', '.join(ORIGINS)}")
+    return Prices(
+        numbers("per_second"),
+        text("date"),
+        text("description"),
+        numbers("host"),
+        numbers("regions"),
+        origin=origin,
+        read_at=text("read_at", optional=True),
+        notes=texts("notes"),
+        from_table=texts("from_table"),
+        table_date=text("table_date"),
+    )

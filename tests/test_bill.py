@@ -14,6 +14,8 @@ import pytest
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
+from modal_iac.present import as_json
+from modal_iac.saved import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modal's names are Modal's: the matching is loose, storage is no compute rate and is ignored.
@@ -102,6 +104,10 @@ def test_a_saved_plan_applies_when_the_rates_changed_since(
     project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    saved = (project / "plan.json").read_text()
+    # the saved plan carries its prices: read back, it shows what was reviewed
+    assert as_json(load_plan(saved)) == saved
+    assert json.loads(saved)["cost"]["prices"]["per_second"]["L4"] == 0.90 / 3600
     modal_api.state.billing.rates["gpu.L4"] = "1.10"  # rates read at apply time differ
     code, out, err = cli(capsys, "apply", "--yes", "plan.json")
     assert code == 0, err + out
@@ -154,6 +160,8 @@ def test_cost_sums_the_billing_report_per_managed_app_beside_the_estimate(
     sent = modal_api.state.requests("WorkspaceBillingReport")[-1]
     assert set(sent.tag_names) == {"managed-by", "modaliac-app"}
     assert sent.resolution == "d"
+    assert sent.start_timestamp.ToDatetime() == _day(2).replace(tzinfo=None)
+    assert sent.end_timestamp.ToDatetime() == _day(0).replace(tzinfo=None)
 
     code, out, err = cli(capsys, "cost", "--since", "2d")
     assert code == 0, err
@@ -224,3 +232,29 @@ def test_a_bad_since_is_a_usage_error(
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("source", "guess", "cost.prices.source: expected one of modal, table, file"),
+        ("per_second", {"L4": "cheap"}, "cost.prices.per_second: expected an object of numbers"),
+        ("notes", "none", "cost.prices.notes: expected a list of strings"),
+    ],
+)
+def test_a_saved_plan_with_broken_prices_is_refused_in_one_line(
+    field: str,
+    value: object,
+    message: str,
+    project: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    document = json.loads((project / "plan.json").read_text())
+    document["cost"]["prices"][field] = value
+    (project / "plan.json").write_text(json.dumps(document))
+    code, _, err = cli(capsys, "apply", "--yes", "plan.json")
+    assert code == 1
+    assert err.strip().splitlines() == [f"plan.json: {message}; make the plan again"]
+    assert "AppPublish" not in modal_api.state.rpc_names()
