@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .deploy import DeployJob, DeployResult
 
 MANAGED_BY = "managed-by"
+APP_TAG = "modaliac-app"  # the app's name: Modal's billing report groups costs by it
+MAX_TAG_VALUE = 63
 
 
 class Store(Protocol):
@@ -51,7 +53,18 @@ def app_tags(record: AppRecord) -> dict[str, str]:
         MANAGED_BY: "modaliac",
         "modaliac-source": record.source_hash[:12],
         "modaliac-spec": record.spec_digest[:12],
+        APP_TAG: app_tag(record.app),
     }
+
+
+def app_tag(app: str) -> str:
+    """The ``modaliac-app`` tag of an app: its name (the environment is the billing row's
+    own), shortened with a hash when it is longer than a tag value may be."""
+    if len(app) <= MAX_TAG_VALUE:
+        return app
+    import hashlib
+
+    return app[:50] + "-" + hashlib.sha256(app.encode()).hexdigest()[:12]
 
 
 def needs_recording(change: Change, state: State) -> bool:

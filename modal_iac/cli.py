@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .load import LoadedSpec
     from .spec import Spec
 
-REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review", "status")
+REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review", "status", "bill")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 
@@ -171,6 +171,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     inputs = plan_inputs(args, targets, project)
     state = state_store(args.state, project, console.error).read()
     online = not args.offline and credentials_configured()
+    if online:
+        pricing = modal_costing(pricing, args)
     plan = build_plan(inputs, state, project, online=online, targets=targets)
     if args.format == "text" and args.out and args.out.endswith(".json"):
         args.format = "json"  # a saved plan for `modaliac apply FILE`
@@ -599,6 +601,15 @@ def costing(args: argparse.Namespace) -> Costing:
     from .cost import Costing, load_prices
 
     return Costing(load_prices(args.prices), args.active_hours_per_day)
+
+
+def modal_costing(pricing: Costing, args: argparse.Namespace) -> Costing:
+    """``pricing`` with Modal's own rates over the shipped table (``rates.py``)."""
+    from dataclasses import replace
+
+    from .rates import current_prices
+
+    return replace(pricing, prices=current_prices(pricing.prices, args.prices))
 
 
 def _seconds(text: str) -> float:

@@ -45,6 +45,11 @@ class Prices:
     source: str
     host: dict[str, float] = field(default_factory=dict)
     regions: dict[str, float] = field(default_factory=dict)  # broad / narrow -> multiplier
+    origin: str = "table"  # "table" (shipped), "file" (a user's over it), "modal" (rates.py)
+    read_at: str = ""  # when Modal's rates were read (ISO 8601, UTC)
+    notes: tuple[str, ...] = ()  # why Modal's rates are not used, when they could not be read
+    from_table: tuple[str, ...] = ()  # rows Modal's rates lack, priced from the shipped table
+    table_date: str = ""  # the date of that table
 
     def hourly(self, gpu_type: str) -> float | None:
         price = self.per_second.get(gpu_type)
@@ -69,6 +74,7 @@ def load_prices(path: str | None = None) -> Prices:
         f"{user} over the bundled table of {prices.date}",
         {**prices.host, **override.host},
         {**prices.regions, **override.regions},
+        origin="file",
     )
 
 

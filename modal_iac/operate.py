@@ -163,8 +163,10 @@ def _apply_locked(
 ) -> int:
     """The apply, with the state locked and the SDK's output going to ``log``."""
     from .apply import execute, needs_recording, record_refreshes
+    from .cost import Costing, load_prices
     from .present import as_text
     from .progress import AppLogs, make_display
+    from .rates import current_prices
     from .saved import read_plan, verify
     from .targets import spec_targets
 
@@ -177,7 +179,8 @@ def _apply_locked(
         targets = spec_targets(args.targets, project, "apply")
         inputs = plan_inputs(args, targets, project)
         plan = build_plan(inputs, state, project, online=True, targets=targets)
-        console.print(as_text(plan, color=console.color, project=project), end="")
+        pricing = Costing(current_prices(load_prices(), None))  # apply runs with credentials
+        console.print(as_text(plan, color=console.color, costing=pricing, project=project), end="")
     if plan.blockers:
         listed = "; ".join(f"{b.address}: {b.text()}" for b in plan.blockers)
         console.error("apply refused: " + listed)

@@ -26,6 +26,7 @@ from .settings import settings
 from .state import AppRecord, State
 
 if TYPE_CHECKING:
+    from .cost import Prices
     from .refresh import Refresh
 
 PLAN_FORMAT_VERSION = 2
@@ -159,6 +160,7 @@ class Plan:
     modaliac_version: str = __version__
     format_version: int = PLAN_FORMAT_VERSION
     refreshes: tuple[Refresh, ...] = ()
+    prices: Prices | None = None  # a saved plan's prices, read back with it (rates.py)
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from .cost import (
     AppCost,
     Costing,
     CostLine,
+    Prices,
     describe,
     load_prices,
     money,
@@ -19,6 +20,7 @@ from .cost import (
     usage_text,
 )
 from .plan import Change, Notice, Plan
+from .rates import prices_json, prices_text, rows_used
 from .tokens import hidden, token_kind
 
 if TYPE_CHECKING:
@@ -91,7 +93,8 @@ def as_text(
     lines: list[str] = []
     if plan.inputs.refresh_only:
         return _refresh_text(plan, paint)
-    costs = {line.address: line for line in _costing(costing).lines(plan)}
+    pricing = _costing(costing, plan)
+    costs = {line.address: line for line in pricing.lines(plan)}
     for change in plan.changes:
         if change.action == "no-op":
             continue
@@ -132,6 +135,8 @@ def as_text(
     lines.extend(paint("33", f"Warning: {_warning(w)}") for w in plan.warnings)
     if not plan.online:
         lines.append(paint("2", OFFLINE_NOTE))
+    if plan.changes:
+        lines.append(paint("2", prices_text(pricing.prices, _rows_used(costs.values()))))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -168,9 +173,12 @@ def _refresh_json(item: Refresh) -> dict[str, Any]:
     }
 
 
-def _costing(costing: Costing | None) -> Costing:
-    """The given pricing, or the bundled table (with ``$MODALIAC_PRICES`` over it)."""
-    return costing if costing is not None else Costing(load_prices())
+def _costing(costing: Costing | None, plan: Plan) -> Costing:
+    """The given pricing, else a saved plan's own prices, else the bundled table (with
+    ``$MODALIAC_PRICES`` over it)."""
+    if costing is not None:
+        return costing
+    return Costing(plan.prices if plan.prices is not None else load_prices())
 
 
 def as_json(plan: Plan, costing: Costing | None = None) -> str:
@@ -193,7 +201,7 @@ def as_json(plan: Plan, costing: Costing | None = None) -> str:
         "refresh": [_refresh_json(item) for item in plan.refreshes],
         "warnings": [_notice_json(w) for w in plan.warnings],
         "blockers": [_notice_json(b) for b in plan.blockers],
-        "cost": _cost_json(plan, _costing(costing)),
+        "cost": _cost_json(plan, _costing(costing, plan)),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -214,6 +222,7 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
     return {
         "currency": "USD",
         "prices_date": costing.prices.date,
+        "prices": prices_json(costing.prices),
         "idle_floor_month": None if None in floors else _cents(sum(filter(None, floors))),
         "idle_floor_delta_month": None if None in deltas else _cents(sum(filter(None, deltas))),
         "month_estimate": _cents(_estimate_total(lines)),
@@ -303,8 +312,9 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET, costing: Costing | No
     title = summary_line(plan).removeprefix("Plan: ").removeprefix("Plan blocked: ")
     blocked = " (blocked)" if plan.status == "blocked" else ""
     head += [f"### modaliac plan{blocked}: {title}", ""]
-    costing = _costing(costing)
-    head += _md_costs(costing.lines(plan), costing.prices.date)
+    costing = _costing(costing, plan)
+    lines = costing.lines(plan)
+    head += _md_costs(lines, _md_prices(costing.prices, _rows_used(lines)))
     if plan.changes:
         head += ["| | app | action | spec |", "|---|---|---|---|"]
         for change in plan.changes:
@@ -353,7 +363,18 @@ def _cost_text(line: CostLine) -> str:
     return text + usage_text(line.after, line.active_hours_per_day)
 
 
-def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
+def _md_prices(prices: Prices, used: set[str]) -> str:
+    """``2026-07-01 prices`` (a table), or ``Modal's rates of 2026-12-02 01:50:07 UTC``."""
+    if prices.origin != "modal":
+        return f"{prices.date} prices"
+    return prices_text(prices, used).removeprefix("prices: ").replace("read at", "of", 1)
+
+
+def _rows_used(lines: Iterable[CostLine]) -> set[str]:
+    return rows_used(cost for line in lines for cost in (line.before, line.after))
+
+
+def _md_costs(lines: list[CostLine], prices_label: str) -> list[str]:
     """The cost summary that opens the comment: monthly idle floor, then one row per app
     (with a column for the usage estimate when any app has one)."""
     if not lines:
@@ -364,7 +385,7 @@ def _md_costs(lines: list[CostLine], prices_date: str) -> list[str]:
     delta = None if None in deltas else sum(d for d in deltas if d is not None)
     estimated = _estimate_total(lines)
     summary = (
-        f"**Cost** (GPUs and reserved CPU/memory, {prices_date} prices): idle floor "
+        f"**Cost** (GPUs and reserved CPU/memory, {prices_label}): idle floor "
         f"{money(total)}/month "
         f"({money(delta, signed=True)} vs deployed)"
     )

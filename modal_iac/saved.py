@@ -42,6 +42,7 @@ from .state import AppRecord
 from .tokens import shown
 
 if TYPE_CHECKING:
+    from .cost import Prices
     from .refresh import Refresh
 
 MAX_PLAN_BYTES = 64 * 2**20
@@ -110,7 +111,19 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
         modaliac_version=reader.get(root, "modaliac_version", str),
         format_version=version,
         refreshes=refreshes,
+        prices=_prices(root, reader),
     )
+
+
+def _prices(root: dict[str, Any], reader: _Reader) -> Prices | None:
+    """The prices the plan was reviewed with (``cost.prices``), None in a plan without them.
+    They price what the saved plan shows; apply never compares them."""
+    from .rates import prices_from_json
+
+    cost = root.get("cost")
+    if not isinstance(cost, dict) or "prices" not in cost:
+        return None
+    return prices_from_json(cost["prices"], reader.fail)
 
 
 class _Reader:

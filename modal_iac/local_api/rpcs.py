@@ -18,6 +18,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from modal_proto import api_pb2
 
+from .billing import BillingHandlers
 from .state import (
     App,
     Call,
@@ -78,8 +79,9 @@ def _custom_domain_info(info: Any, webhook: api_pb2.WebhookConfig) -> None:
         info.add(url=f"https://{domain.name}")
 
 
-class Handlers(StorageHandlers):
-    """Every modelled RPC: apps, functions, images and mounts here; storage inherited."""
+class Handlers(StorageHandlers, BillingHandlers):
+    """Every modelled RPC: apps, functions, images and mounts here; storage and billing
+    inherited."""
 
     # -- helpers -----------------------------------------------------------------------------
 

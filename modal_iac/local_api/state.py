@@ -21,6 +21,8 @@ from google.protobuf.message import Message  # type: ignore[import-untyped]
 from grpclib.const import Status
 from modal_proto import api_pb2
 
+from .billing import Billing
+
 DEFAULT_ENVIRONMENT = "main"
 DEFAULT_USER = "local-user"
 IMAGE_BUILDER_VERSION = "2025.06"
@@ -291,6 +293,7 @@ class State:
         self.image_build_logs: list[str] = []
         self.image_build_fails = False
         self.built_images: set[str] = set()
+        self.billing = Billing()  # the workspace's rates and billing report (billing.py)
         self.add_environment(DEFAULT_ENVIRONMENT)
 
     # -- whole-world snapshots (tests that try many commands on one arranged world) ----------
