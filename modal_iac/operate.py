@@ -68,6 +68,7 @@ def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) 
         replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
         refresh_only=bool(args.refresh_only),
         strategy=args.strategy,
+        verify=args.verify,
     )
 
 
@@ -125,10 +126,12 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
     project = Project.here()
     store = state_store(args.state, project, console.error)
     saved = len(args.targets) == 1 and args.targets[0].endswith(".json")
-    if saved and (args.replace or args.refresh_only or args.env or args.strategy):
+    if saved and (
+        args.replace or args.refresh_only or args.env or args.strategy or args.verify is not None
+    ):
         raise UsageError(
-            "apply PLAN.json applies the plan as saved: no --env, --replace, --strategy or "
-            "--refresh-only (make the plan with them)"
+            "apply PLAN.json applies the plan as saved: no --env, --replace, --strategy, "
+            "--verify or --refresh-only (make the plan with them)"
         )
     log = SdkLog.for_command(project.log_dir, "apply")
     halt = Halt()
@@ -204,6 +207,7 @@ def _apply_locked(
         no_progress_timeout=args.no_progress_timeout,
         halt=halt,
         on_event=progress,
+        keep_failed=args.keep_failed,
     )
     return _report(outcomes, halt, log, console, project)
 
@@ -308,6 +312,7 @@ def _difference(reviewed: Plan, fresh: Plan) -> str:
             "notes",
             "renamed_from",
             "strategy",
+            "verify",
         ):
             if getattr(old[address], name) != getattr(new[address], name):
                 return f"{address}: its {name.replace('_', ' ')} differ"
