@@ -14,28 +14,16 @@ from typing import Any
 
 import pytest
 from test_probe import KEY, StandIn
+from test_probe import SPEC as PROBE_SPEC
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
 from modal_iac.state import read_state
 
-SPEC = """\
-app: gated
-model:
-  id: BAAI/bge-small-en-v1.5
-  revision: 5c38ec7c405ec4b44b94cc5a9bb96e735b38267a
-  task: embed
-  served_name: bge-small
-  embedding:
-    dimension: 384
-gpu: L4
-surfaces:
-  http:
-    api_key_secret: verified-key
-verify:
-  enabled: true
-  timeout: 2s
-"""
+SPEC = (
+    PROBE_SPEC.replace("app: probe-embed", "app: gated").replace("probe-key", "verified-key")
+    + "verify:\n  enabled: true\n  timeout: 2s\n"
+)
 WEB = "Server.serve"  # the HTTP server's web function: what modaliac test and verify call
 
 
@@ -116,9 +104,7 @@ def deploy_v1(
 
 def change_spec(work: Path) -> None:
     path = work / "specs" / "verified.yaml"
-    path.write_text(
-        path.read_text().replace("gpu: L4", "gpu: L4\nscaling:\n  scaledown_window: 5m")
-    )
+    path.write_text(path.read_text().replace("scaledown_window: 90s", "scaledown_window: 5m"))
 
 
 def test_the_plan_says_which_apps_are_verified(
