@@ -133,7 +133,8 @@ class Gate:
         else:  # Modal ran an app the state did not record: the state forgets this one again
             record, tags = None, ""
         problem = self._record(record)
-        rolled = f"{failed}; rolled back to {served}, now v{version}{tags}{problem}"
+        recorded = "the state records it" if record is not None else "the state forgets the app"
+        rolled = f"{failed}; rolled back to {served}, now v{version} ({recorded}){tags}{problem}"
         self.on_event(change.address, "verifying")
         settings = (back or self._record_now()).settings
         target = Target(change.app, change.environment, settings)

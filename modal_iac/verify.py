@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .address import Address
+from .fields import shown_duration
 from .plan import Verification
 from .probe import (
     CLOCK,
+    PATHS,
     Http,
     ProbeError,
     Refused,
@@ -103,7 +105,9 @@ def check(
     for what, service in services(target, url):
         prefix = f"{what}: " if what else ""
         try:
-            reply = _answer(service, verification.prompt, deadline, now, sleep)
+            reply = _answer(
+                service, verification.prompt, deadline, verification.timeout, now, sleep
+            )
         except ProbeError as exc:
             raise ProbeError(f"{prefix}{exc}") from None
         answered.append(f"{prefix}{reply}")
@@ -127,15 +131,17 @@ def _answer(
     service: Service,
     prompt: str | None,
     deadline: float,
+    timeout: int,
     now: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> str:
     key, token = _api_key(service), proxy_token(service)
     body = payload(service, prompt)
+    late = f"{service.url}{PATHS[service.kind]}: no answer within {shown_duration(timeout)}"
     while True:
         remaining = deadline - now()
         if remaining <= 0:
-            raise ProbeError(f"{service.url}: no answer in time")
+            raise ProbeError(late)
         client = Http(service.url, key, remaining, token)
         started = time.perf_counter()
         try:
@@ -146,4 +152,8 @@ def _answer(
                 raise
             sleep(RETRY_PAUSE)
             continue
+        except ProbeError:
+            if now() >= deadline:  # the read timed out: say the whole wait, not what was left
+                raise ProbeError(late) from None
+            raise
         return f"answered in {(time.perf_counter() - started) * 1000:.0f} ms, {reply.summary}"

@@ -42,6 +42,10 @@ class Broken(StandIn):
             return 200, {}
         if self.mode == "model" and body.get("model") != self.broken:
             return super().answer(path, body)
+        if self.mode == "starting":  # a proxy with no container ready yet, twice
+            if len(self.bodies) > 2:
+                return super().answer(path, body)
+            return 503, {"detail": "starting"}
         return 500, {"error": {"message": "engine dead"}}
 
     def close(self) -> None:
@@ -136,6 +140,23 @@ def test_a_version_that_answers_is_recorded(
     assert recorded(project)["gated"].last_apply is None
 
 
+def test_a_cold_start_within_the_timeout_passes_and_the_spec_prompt_is_sent(
+    project: Path,
+    modal_api: LocalModalServer,
+    servers: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = project / "specs" / "verified.yaml"
+    path.write_text(path.read_text() + "  request: {prompt: 'gate check'}\n")
+    starting = servers(Broken("embedding", "starting"))
+    serve(modal_api, starting, 1)
+    code, out, err = cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    assert "ok     create   gated: deployed v1" in out and "verified: answered in" in out
+    assert [b["input"] for b in starting.bodies] == [["gate check"]] * 3
+    assert recorded(project)["gated"].deployed_version == 1
+
+
 @pytest.mark.parametrize("mode", ["500", "hang"])
 def test_a_failing_update_is_rolled_back_and_recorded_as_modal_runs_it(
     mode: str,
@@ -155,9 +176,9 @@ def test_a_failing_update_is_rolled_back_and_recorded_as_modal_runs_it(
     assert code == 1, out
     assert "verifying" in out and "rolling back" in out
     line = next(x for x in out.splitlines() if x.startswith("FAILED update   gated:"))
-    why = "HTTP 500 Internal Server Error: engine dead" if mode == "500" else "no answer within"
+    why = "HTTP 500 Internal Server Error: engine dead" if mode == "500" else "no answer within 2s;"
     assert why in line
-    assert "rolled back to v1, now v3, which answers" in line
+    assert "rolled back to v1, now v3 (the state records it), which answers" in line
     assert [r.version for r in modal_api.state.requests("AppRollback")] == [1]
     assert len(good.bodies) == answered + 1  # the restored version was asked, and answered
     if mode == "hang":
