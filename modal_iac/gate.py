@@ -103,7 +103,9 @@ class Gate:
                 f"{failed}; stopping it failed too: {exc}; it still runs and the state records "
                 f"v{version}",
             )
-        problem = self._record(None)
+        # A renamed app's record stays: the app at its old address still runs.
+        before = self.before if self.before is not None and self.before.renamed_from else None
+        problem = self._record(before)
         return self.outcome("failed", f"{failed}; stopped it (no version served before){problem}")
 
     def _roll_back(self, failed: str) -> Outcome:

@@ -1383,6 +1383,17 @@ CASES = [
         '"30m" for minutes',
     ),
     Case(
+        "verify-gateway-timeout-without-unit",
+        GATEWAY + ROUTER + "verify: {enabled: true, timeout: 90}\n",
+        'spec.yaml:11:34: verify.timeout: 90 has no unit: write "90s" (1m30s) for seconds or '
+        '"90m" (1h30m) for minutes',
+    ),
+    Case(
+        "verify-gateway-key-misspelt",
+        GATEWAY + ROUTER + "verify:\n  timout: 5m\n",
+        'spec.yaml:12:3: verify.timout: unknown key "timout"; did you mean "timeout"?',
+    ),
+    Case(
         "verify-timeout-too-long",
         VALID + OPEN_HTTP + "verify:\n  enabled: true\n  timeout: 2h\n",
         "spec.yaml:11:12: verify.timeout: verification waits from 1s to 1h, got 2h",

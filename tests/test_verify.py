@@ -309,3 +309,22 @@ def test_a_gateway_with_one_broken_model_fails_verification(
     assert "verification failed: model beta: " in out and "HTTP 500" in out
     assert [b["model"] for b in router.bodies] == ["alpha", "beta"]
     assert "stopped it" in out and "gw-l4" not in recorded(work)
+
+
+def test_a_renamed_app_that_fails_keeps_the_rename_pending(
+    project: Path,
+    modal_api: LocalModalServer,
+    servers: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    deploy_v1(project, modal_api, servers, capsys)
+    assert cli(capsys, "state", "mv", "gated", "gated2")[0] == 0
+    path = project / "specs" / "verified.yaml"
+    path.write_text(path.read_text().replace("app: gated", "app: gated2"))
+    moved = recorded(project)["gated2"]
+    serve(modal_api, servers(Broken("embedding")), 1, app="gated2")
+    code, out, _ = cli(capsys, "apply", "--yes")
+    assert code == 1 and "stopped it (no version served before)" in out
+    assert recorded(project) == {"gated2": moved}  # the old app still runs, still to be stopped
+    assert modal_api.state.deployed_app("gated") is not None
+    assert modal_api.state.deployed_app("gated2") is None
