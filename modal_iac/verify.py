@@ -2,10 +2,10 @@
 
 The request is ``modaliac test``'s (probe.py: the same payloads, keys and proxy-auth headers),
 sent to the URL Modal reports for the new version. A server still starting (connection
-refused, 502/503/504) is asked again until the timeout, so a cold start fits in it; any other
-error, or no answer in time, fails the check. A gateway app is checked once per model behind
-its router. When a check fails, apply.py rolls the app back (or stops a new one) and checks
-the version that serves again.
+refused, 502/503/504, or Modal's 303 after 150 s) is asked again until the timeout, so a cold
+start fits in it; any other error, or no answer in time, fails the check. A gateway app is
+checked once per model behind its router. When a check fails, gate.py rolls the app back (or
+stops a new one) and checks the version that serves again.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from .probe import (
 )
 
 RETRY_PAUSE = 0.5  # seconds between attempts while the new version starts
-STARTING = (502, 503, 504)  # what a proxy answers while no container is ready yet
+# What a proxy answers while no container is ready yet. Modal answers a web request that has
+# not finished after 150 s with a 303 to a result URL (docs: guide/webhook-timeouts); asking
+# again sends one more request to a container that is warm by then.
+STARTING = (303, 502, 503, 504)
 
 
 class NotVerifiable(ProbeError):

@@ -42,10 +42,10 @@ class Broken(StandIn):
             return 200, {}
         if self.mode == "model" and body.get("model") != self.broken:
             return super().answer(path, body)
-        if self.mode == "starting":  # a proxy with no container ready yet, twice
+        if self.mode == "starting":  # Modal's 303 after 150 s, then no container ready yet
             if len(self.bodies) > 2:
                 return super().answer(path, body)
-            return 503, {"detail": "starting"}
+            return (303, {}) if len(self.bodies) == 1 else (503, {"detail": "starting"})
         return 500, {"error": {"message": "engine dead"}}
 
     def close(self) -> None:
