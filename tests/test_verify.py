@@ -127,6 +127,13 @@ def test_the_plan_says_which_apps_are_verified(
     assert "verified:" not in out
     code, out, _ = cli(capsys, "plan", "--format", "markdown")
     assert "> verified: once deployed" in out
+    (project / "specs" / "plain.yaml").write_text(
+        "app: plain\nmodel: {id: org/m, revision: abc123, task: embed}\ngpu: L4\n"
+    )
+    code, out, err = cli(capsys, "plan", "--verify")
+    assert code == 0, err
+    assert "# not verified: the app has no HTTP endpoint to send a request to" in out
+    assert out.count("# verified: once deployed") == 1
 
 
 def test_a_version_that_answers_is_recorded(
