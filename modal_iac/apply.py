@@ -87,13 +87,16 @@ def execute(
     halt: Halt | None = None,
     on_event: Callable[[str, str], None] = lambda address, event: None,
     on_log: Callable[[str, str], None] = lambda address, text: None,
+    keep_failed: bool = False,
 ) -> list[Outcome]:
     """Apply every change of ``plan``; returns one outcome per app that needed work.
 
     Once ``halt`` is set (Ctrl-C, or a state write failed, or Modal stopped answering),
-    nothing new starts: the remaining changes are reported cancelled.
+    nothing new starts: the remaining changes are reported cancelled. A change the plan
+    verifies is checked once deployed (verify.py); a failed check rolls it back, or stops a
+    new app unless ``keep_failed``.
     """
-    from . import modal_api
+    from . import gate, modal_api
     from .deploy import deploy_all
 
     halt = halt if halt is not None else Halt()
@@ -136,6 +139,11 @@ def execute(
             )
 
     deploys = [c for c in plan.changes if c.action in ("create", "update", "replace")]
+    unverifiable = gate.unverifiable(deploys)
+    outcomes += [Outcome(a, by.action, "failed", why) for a, (by, why) in unverifiable.items()]
+    deploys = [c for c in deploys if c.address not in unverifiable]
+    previous = dict(state.apps)  # what each app was before this apply, for a rollback
+    checks: list[tuple[Change, DeployResult]] = []
     by_address = {c.address: c for c in deploys}
     jobs = [_job(change) for change in deploys]
     reported: set[str] = set()
@@ -155,6 +163,9 @@ def execute(
             if problem:
                 detail += f", but the state does not record it ({problem}); the next apply does"
                 outcomes.append(Outcome(result.address, change.action, "failed", detail))
+                return
+            if change.verify is not None:  # checked once every deploy has finished
+                checks.append((change, result))
                 return
             if change.renamed_from:
                 renamed.append(change)
@@ -182,6 +193,13 @@ def execute(
             for change in deploys:
                 if change.address not in reported:
                     outcomes.append(Outcome(change.address, change.action, "failed", str(exc)))
+    for change, result in checks:
+        checked = gate.Gate(change, result, previous.get(change.address), save, halt, on_event)
+        outcome = checked.run(keep_failed)
+        if outcome.ok and change.renamed_from:
+            renamed.append(change)
+        else:
+            outcomes.append(outcome)
     for change in renamed:
         outcomes.append(_stop_renamed(change, state.apps[change.address], save, halt, on_event))
     for change in plan.changes:

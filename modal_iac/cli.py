@@ -474,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     env_option(apply)
     lifecycle_options(apply)
     progress_options(apply, logs=True)
+    apply.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="leave a new app that fails verification running (and recorded) instead of "
+        "stopping it",
+    )
     apply.set_defaults(run="operate:cmd_apply", confirm=True)
 
     destroy = commands.add_parser(
@@ -577,6 +583,13 @@ def lifecycle_options(parser: argparse.ArgumentParser) -> None:
         help="how every app of this run is deployed, over each spec's deploy.strategy: "
         "rolling (new containers take over as old ones drain) or recreate (the running "
         "containers are stopped as the new version is published; the way out at max_containers)",
+    )
+    parser.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after each deploy, send one real request and roll the app back unless it is "
+        "answered (over each spec's verify.enabled; --no-verify turns it off)",
     )
 
 

@@ -50,9 +50,11 @@ from .spec import (
     Scaling,
     StrictModel,
     Usage,
+    Verify,
     batch_concurrency,
     endpoint_key_problems,
     hf_secret_problems,
+    verify_switch,
 )
 from .tokens import shown, token_kind
 
@@ -224,6 +226,9 @@ class GatewaySpec(StrictModel):
         None, exclude=True, description="Expected traffic, for cost estimates only."
     )
     deploy: Deploy = Field(default_factory=Deploy, exclude=True)
+    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
+        Field(default_factory=Verify, exclude=True)
+    )
     policy: Policy = Field(default_factory=Policy, exclude=True)
 
     @field_validator("models")

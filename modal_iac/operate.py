@@ -69,6 +69,7 @@ def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) 
         replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
         refresh_only=bool(args.refresh_only),
         strategy=args.strategy,
+        verify=args.verify,
     )
 
 
@@ -126,10 +127,12 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
     project = Project.here()
     store = state_store(args.state, project, console.error)
     saved = len(args.targets) == 1 and args.targets[0].endswith(".json")
-    if saved and (args.replace or args.refresh_only or args.env or args.strategy):
+    if saved and (
+        args.replace or args.refresh_only or args.env or args.strategy or args.verify is not None
+    ):
         raise UsageError(
-            "apply PLAN.json applies the plan as saved: no --env, --replace, --strategy or "
-            "--refresh-only (make the plan with them)"
+            "apply PLAN.json applies the plan as saved: no --env, --replace, --strategy, "
+            "--verify or --refresh-only (make the plan with them)"
         )
     events, console = _events_stream(args, console)
     log = SdkLog.for_command(project.log_dir, "apply")
@@ -213,6 +216,7 @@ def _apply_locked(
             halt=halt,
             on_event=display.event,
             on_log=display.log,
+            keep_failed=args.keep_failed,
         )
         display.settle({outcome.address: outcome.status for outcome in outcomes})
         for outcome in outcomes:  # why it failed, at the end of the app's own log
@@ -350,6 +354,7 @@ def _difference(reviewed: Plan, fresh: Plan) -> str:
             "notes",
             "renamed_from",
             "strategy",
+            "verify",
         ):
             if getattr(old[address], name) != getattr(new[address], name):
                 return f"{address}: its {name.replace('_', ' ')} differ"

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .address import Address
-from .fields import HF_TOKEN_KEY
+from .fields import HF_TOKEN_KEY, shown_duration
 from .gateway import GatewaySpec, app_settings
-from .load import LoadedSpec
+from .load import AnySpec, LoadedSpec
 from .observed import Observed, Override
 from .placement import routing_region_change, runtime_notes
 from .policy import endpoint_warnings
@@ -69,6 +69,16 @@ class Inputs:
     replace: tuple[str, ...] = ()
     refresh_only: bool = False
     strategy: Strategy | None = None  # --strategy: over every spec's deploy.strategy
+    verify: bool | None = None  # --verify / --no-verify: over every spec's verify.enabled
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How apply checks an app it deployed: one request of the kind it serves must be
+    answered within ``timeout`` seconds (a cold start included), else it is rolled back."""
+
+    timeout: int
+    prompt: str | None = None  # None: the built-in one (modaliac test's)
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,7 @@ class Change:
     active_hours_per_day: float | None = None  # the spec's usage estimate, for cost only
     renamed_from: str | None = None  # the address apply stops once this one is deployed
     strategy: Strategy | None = None  # how apply deploys it (None: it deploys nothing)
+    verify: Verification | None = None  # how apply checks it once deployed (None: it does not)
 
 
 @dataclass(frozen=True)
@@ -229,7 +240,8 @@ def make_plan(
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
         change = _compare(item, before, seen, address in inputs.replace)
-        changes.append(with_strategy(change, inputs.strategy or item.loaded.spec.deploy.strategy))
+        change = with_strategy(change, inputs.strategy or item.loaded.spec.deploy.strategy)
+        changes.append(with_verification(change, item.loaded.spec, inputs.verify))
     for record in deletions(desired, recorded, delete_scope, inputs.env):
         changes.append(_delete(record, observed))
     return Plan(
@@ -252,6 +264,45 @@ def with_strategy(change: Change, strategy: Strategy) -> Change:
         return change
     notes = (*change.notes, RECREATE_NOTE) if strategy == "recreate" else change.notes
     return replace(change, strategy=strategy, notes=notes)
+
+
+NO_ENDPOINT_NOTE = "not verified: the app has no HTTP endpoint to send a request to"
+
+
+def with_verification(change: Change, spec: AnySpec, asked: bool | None) -> Change:
+    """``change`` with the check apply runs once it is deployed: the spec's ``verify``, on or
+    off as ``--verify`` / ``--no-verify`` say. An app without an HTTP endpoint cannot be
+    verified; asked anyway, the plan says so."""
+    wanted = spec.verify.enabled if asked is None else asked
+    if change.action not in DEPLOYING or not wanted:
+        return change
+    if not isinstance(spec, GatewaySpec) and spec.surfaces.http is None:
+        return replace(change, notes=(*change.notes, NO_ENDPOINT_NOTE))
+    check = Verification(spec.verify.timeout, spec.verify.request.prompt)
+    return replace(change, verify=check)
+
+
+def has_previous(change: Change) -> bool:
+    """Whether Modal serves a version of the app that a failed verification can roll back to
+    (an offline plan assumes one for everything but a create)."""
+    if change.observed_state is None:
+        return change.action != "create"
+    return change.observed_state == "deployed"
+
+
+def verify_text(change: Change) -> str:
+    """What the plan says about the check apply runs once ``change`` is deployed."""
+    assert change.verify is not None
+    otherwise = (
+        "apply rolls it back to the version serving before"
+        if has_previous(change)
+        else "it is stopped (apply --keep-failed keeps it)"
+    )
+    sent = "the built-in request" if change.verify.prompt is None else "the spec's prompt"
+    return (
+        f"verified: once deployed, {sent} must be answered within "
+        f"{shown_duration(change.verify.timeout)} (cold start included), else {otherwise}"
+    )
 
 
 def deletions(

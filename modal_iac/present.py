@@ -19,7 +19,7 @@ from .cost import (
     region_note,
     usage_text,
 )
-from .plan import Change, Notice, Plan
+from .plan import Change, Notice, Plan, verify_text
 from .rates import prices_json, prices_text, rows_used
 from .tokens import hidden, token_kind
 
@@ -114,6 +114,8 @@ def as_text(
                     f"    {item.path.ljust(width)} : {_value(item.before)} -> {_value(item.after)}"
                 )
         lines.extend(paint("2", f"    # {note}") for note in change.notes)
+        if change.verify is not None:
+            lines.append(paint("2", f"    # {verify_text(change)}"))
         lines.append(paint("2", f"    # cost: {_cost_text(costs[change.address])}"))
         lines.append("")
     unchanged = [c.address for c in plan.changes if c.action == "no-op"]
@@ -196,6 +198,7 @@ def as_json(plan: Plan, costing: Costing | None = None) -> str:
             "replace": list(plan.inputs.replace),
             "refresh_only": plan.inputs.refresh_only,
             "strategy": plan.inputs.strategy,
+            "verify": plan.inputs.verify,
         },
         "changes": [_change_json(change) for change in plan.changes],
         "refresh": [_refresh_json(item) for item in plan.refreshes],
@@ -284,6 +287,7 @@ def _change_json(change: Change) -> dict[str, Any]:
         "blockers": [_notice_json(b) for b in change.blockers],
         "renamed_from": change.renamed_from,
         "strategy": change.strategy,
+        "verify": asdict(change.verify) if change.verify else None,
         "recorded": {"version": change.recorded_version},
         "observed": {"state": change.observed_state, "version": change.observed_version},
         "record": asdict(change.record) if change.record else None,
@@ -453,6 +457,8 @@ def _md_section(change: Change) -> str:
             lines.append(f"- {item.path} = {_value(item.before)}")
     lines += ["```", ""]
     lines += [f"> {_md(note)}" for note in change.notes]
+    if change.verify is not None:
+        lines.append(f"> {_md(verify_text(change))}")
     lines += ["</details>", ""]
     return "\n".join(lines)
 

@@ -52,6 +52,18 @@ class ProbeError(ModaliacError):
     """A request failed, or the target cannot be resolved to an endpoint."""
 
 
+class Unreachable(ProbeError):
+    """No HTTP answer at all: the connection was refused or closed (a server still starting)."""
+
+
+class Refused(ProbeError):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass
 class Clock:
     """Time for the scale-down wait; tests pass a fake one so nothing sleeps for real."""
@@ -246,9 +258,7 @@ def resolve(args: argparse.Namespace) -> Service:
         raise _usage(f"{args.target} describes several apps; name one (`modaliac url` lists them)")
     else:
         app, environment, values = targets[0]
-        urls = _web_urls(app, environment)
-        served = [u for name, u in urls.items() if name.endswith(".serve") or name == "Server"]
-        url = served[0] if served else next(iter(urls.values()))
+        url = served_url(_web_urls(app, environment))
     values = values or {}
     kind = args.kind or _kind(values)
     if kind is None:
@@ -259,9 +269,8 @@ def resolve(args: argparse.Namespace) -> Service:
     model = args.model
     if model is None and kind != "embed":
         model = values.get("model.served_name")
-    surface = "router" if "router.api_key_env" in values else "surfaces.http"
-    keyed = bool(values.get(f"{surface}.api_key_secret"))
-    key_env = args.api_key_env or (values.get(f"{surface}.api_key_env") if keyed else None)
+    recorded_key, keyed, proxy_auth = endpoint_auth(values)
+    key_env = args.api_key_env or recorded_key
     notices: list[str] = []
     if not targets:
         host = _check_destination(url, args, notices)
@@ -281,8 +290,23 @@ def resolve(args: argparse.Namespace) -> Service:
         key_required=keyed or args.api_key_env is not None,
         scaledown=_seconds(scaledown) if scaledown is not None else None,
         notices=tuple(notices),
-        proxy_auth=bool(values.get(f"{surface}.proxy_auth")) or args.proxy_auth,
+        proxy_auth=proxy_auth or args.proxy_auth,
     )
+
+
+def served_url(urls: dict[str, str]) -> str:
+    """The URL that serves requests among an app's web URLs: an HTTP server's, else the one."""
+    served = [u for name, u in urls.items() if name.endswith(".serve") or name == "Server"]
+    return served[0] if served else next(iter(urls.values()))
+
+
+def endpoint_auth(values: dict[str, Any]) -> tuple[str | None, bool, bool]:
+    """From an app's flat settings: the variable its API key is read from (None: no key),
+    whether the endpoint requires one, and whether it wants Modal's proxy auth."""
+    surface = "router" if "router.api_key_env" in values else "surfaces.http"
+    keyed = bool(values.get(f"{surface}.api_key_secret"))
+    key_env = values.get(f"{surface}.api_key_env") if keyed else None
+    return key_env, keyed, bool(values.get(f"{surface}.proxy_auth"))
 
 
 def _check_destination(url: str, args: argparse.Namespace, notices: list[str]) -> str:
@@ -428,13 +452,13 @@ class Http:
                 self._drop()
                 if reused:
                     continue
-                raise ProbeError(f"{self.base}{path}: the server closed the connection") from None
+                raise Unreachable(f"{self.base}{path}: the server closed the connection") from None
             except TimeoutError:
                 self._drop()
                 raise ProbeError(f"{self.base}{path}: no answer within {self.timeout:g}s") from None
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
-                raise ProbeError(f"{self.base}{path}: cannot connect: {exc}") from None
+                raise Unreachable(f"{self.base}{path}: cannot connect: {exc}") from None
             seconds = time.perf_counter() - start
             if response.will_close:
                 self._drop()
@@ -471,7 +495,8 @@ def send(client: Http, service: Service, body: dict[str, Any]) -> Reply:
                 if client.key
                 else " (no API key sent: set it in the environment, see --api-key-env)"
             )
-        raise ProbeError(f"{where}: HTTP {status} {reason}{': ' + detail if detail else ''}{hint}")
+        message = f"{where}: HTTP {status} {reason}{': ' + detail if detail else ''}{hint}"
+        raise Refused(message, status)
     try:
         answer = json.loads(raw)
         return _summary(service.kind, answer, seconds)

@@ -35,6 +35,7 @@ from .plan import (
     Notice,
     Plan,
     Strategy,
+    Verification,
 )
 from .plan import deployment_tag as tag_of
 from .render import HEADER_LINES
@@ -96,6 +97,7 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
             replace=tuple(reader.strings(reader.get(raw, "replace", list), "inputs.replace")),
             refresh_only=reader.get(raw, "refresh_only", bool),
             strategy=reader.strategy(raw.get("strategy"), "inputs.strategy"),
+            verify=reader.get(raw, "verify", (bool, type(None))) if "verify" in raw else None,
         )
     refreshes: tuple[Refresh, ...] = ()
     if version >= 2:
@@ -220,7 +222,20 @@ class _Reader:
             active_hours_per_day=hours,
             renamed_from=item.get("renamed_from") if version >= 2 else None,
             strategy=self.strategy(item.get("strategy"), f"{at}.strategy"),
+            verify=self.verification(item.get("verify"), f"{at}.verify"),
         )
+
+    def verification(self, value: Any, at: str) -> Verification | None:
+        """The check apply runs after deploying the change; None where the plan names none
+        (older plans, changes apply does not verify)."""
+        if value is None:
+            return None
+        item = self.mapping(value, at)
+        timeout = self.get(item, "timeout", int, at)
+        if timeout < 1:
+            raise self.fail(f"{at}.timeout", "expected a number of seconds, at least 1")
+        prompt = self.get(item, "prompt", (str, type(None)), at) if "prompt" in item else None
+        return Verification(timeout=timeout, prompt=prompt)
 
     def strategy(self, value: Any, at: str) -> Strategy | None:
         """A deployment strategy, or None where the plan names none (older plans, changes

@@ -808,6 +808,54 @@ class Deploy(StrictModel):
     )
 
 
+VERIFY_MAX_TIMEOUT = 3600  # the longest apply waits for a new version's first answer
+
+
+class VerifyRequest(StrictModel):
+    """What verification sends: one request of the kind the app serves (``modaliac test``'s)."""
+
+    prompt: OneLine | None = Field(
+        None, description="Text to send instead of the built-in one (modaliac test's)."
+    )
+
+
+class Verify(StrictModel):
+    """Health-gated apply: after a deploy, one real request must be answered, else apply rolls
+    the app back (not part of what is deployed)."""
+
+    enabled: bool = Field(
+        False,
+        description="Verify every deploy of this app (apply --verify / --no-verify overrides).",
+    )
+    timeout: Duration = Field(
+        600,
+        description='How long the new version may take to answer, cold start included, e.g. "10m".',
+    )
+    request: VerifyRequest = Field(default_factory=VerifyRequest)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_in_range(cls, value: int) -> int:
+        if not 1 <= value <= VERIFY_MAX_TIMEOUT:
+            raise ValueError(
+                f"verification waits from 1s to {VERIFY_MAX_TIMEOUT // 3600}h, got "
+                f"{shown_duration(value)}"
+            )
+        return value
+
+
+def verify_switch(value: Any) -> Any:
+    """``verify: true`` / ``false``: on or off with the defaults."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    if isinstance(value, str | int | float):
+        raise ValueError(
+            "expected true, false or a mapping (enabled, timeout, request), got "
+            + shown(str(value))
+        )
+    return value
+
+
 class Policy(StrictModel):
     """Policy checks (docs/policies.md): which rules this spec silences, and why."""
 
@@ -918,6 +966,9 @@ class Spec(StrictModel):
         None, exclude=True, description="Expected traffic, for cost estimates only."
     )
     deploy: Deploy = Field(default_factory=Deploy, exclude=True)
+    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
+        Field(default_factory=Verify, exclude=True)
+    )
     policy: Policy = Field(default_factory=Policy, exclude=True)
     environments: dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME.pattern)], dict[str, Any]] = (
         Field(
@@ -1004,6 +1055,14 @@ class Spec(StrictModel):
             )
         found.extend(self._engine_problems())
         found.extend(self._runtime_problems())
+        if self.verify.enabled and self.surfaces.http is None:
+            found.append(
+                (
+                    ("verify", "enabled"),
+                    "verification sends a request to the HTTP endpoint, and this spec has none; "
+                    "list surfaces.http or turn verify off",
+                )
+            )
         http = self.surfaces.http
         if http is None and self.scaling.concurrency not in (None, 1):
             found.append(

@@ -47,7 +47,8 @@ class AppRecord:
     ``overrides`` are autoscaler settings changed by hand on Modal that ``apply
     --refresh-only`` recorded (function -> setting -> value). ``renamed_from`` is the address
     ``state mv`` moved this record from: Modal cannot rename an app, so the next apply
-    deploys this address and then stops that one.
+    deploys this address and then stops that one. ``last_apply`` says what the last apply
+    did when a verification failed (rolled back, kept running).
     """
 
     app: str
@@ -63,6 +64,7 @@ class AppRecord:
     env_option: str | None = None
     overrides: dict[str, dict[str, int]] = field(default_factory=dict)
     renamed_from: str | None = None
+    last_apply: str | None = None  # what the last apply did when it did not go as planned
 
     @property
     def address(self) -> str:
@@ -146,6 +148,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "env_option": (str, type(None)),
     "overrides": (dict,),
     "renamed_from": (str, type(None)),
+    "last_apply": (str, type(None)),
 }
 
 

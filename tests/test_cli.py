@@ -387,6 +387,7 @@ def test_plan_json_is_the_documented_format(
         "replace": [],
         "refresh_only": False,
         "strategy": None,
+        "verify": None,
     }
     assert document["summary"] == {"create": 1, "update": 0, "replace": 1, "delete": 0, "no-op": 0}
     by_app = {c["app"]: c for c in document["changes"]}
@@ -397,6 +398,7 @@ def test_plan_json_is_the_documented_format(
     assert len(kalm["spec"]["sha256"]) == 64
     assert kalm["source_sha256"]["before"] != kalm["source_sha256"]["after"]
     assert kalm["strategy"] == "rolling"  # what apply deploys it with
+    assert kalm["verify"] is None  # neither the spec nor the run asks for verification
     assert by_app["minilm-embedding"]["action"] == "create"
 
 

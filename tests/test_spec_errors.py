@@ -1377,6 +1377,66 @@ CASES = [
         'spec.yaml:6:9: deploy: expected a mapping, got "recreate"',
     ),
     Case(
+        "verify-timeout-without-unit",
+        VALID + OPEN_HTTP + "verify:\n  timeout: 30\n",
+        'spec.yaml:10:12: verify.timeout: 30 has no unit: write "30s" for seconds or '
+        '"30m" for minutes',
+    ),
+    Case(
+        "verify-gateway-timeout-without-unit",
+        GATEWAY + ROUTER + "verify: {enabled: true, timeout: 90}\n",
+        'spec.yaml:11:34: verify.timeout: 90 has no unit: write "90s" (1m30s) for seconds or '
+        '"90m" (1h30m) for minutes',
+    ),
+    Case(
+        "verify-gateway-key-misspelt",
+        GATEWAY + ROUTER + "verify:\n  timout: 5m\n",
+        'spec.yaml:12:3: verify.timout: unknown key "timout"; did you mean "timeout"?',
+    ),
+    Case(
+        "verify-timeout-too-long",
+        VALID + OPEN_HTTP + "verify:\n  enabled: true\n  timeout: 2h\n",
+        "spec.yaml:11:12: verify.timeout: verification waits from 1s to 1h, got 2h",
+    ),
+    Case(
+        "verify-timeout-zero",
+        VALID + OPEN_HTTP + "verify: {enabled: true, timeout: 0s}\n",
+        "spec.yaml:9:34: verify.timeout: verification waits from 1s to 1h, got 0s",
+    ),
+    Case(
+        "verify-key-misspelt",
+        VALID + OPEN_HTTP + "verify:\n  enabeld: true\n",
+        'spec.yaml:10:3: verify.enabeld: unknown key "enabeld"; did you mean "enabled"?',
+    ),
+    Case(
+        "verify-enabled-not-a-boolean",
+        VALID + OPEN_HTTP + "verify:\n  enabled: maybe\n",
+        'spec.yaml:10:12: verify.enabled: expected true or false, got "maybe"; write true or false',
+    ),
+    Case(
+        "verify-shorthand-not-a-boolean",
+        VALID + OPEN_HTTP + "verify: always\n",
+        "spec.yaml:9:9: verify: expected true, false or a mapping (enabled, timeout, "
+        "request), got 'always'",
+    ),
+    Case(
+        "verify-without-an-http-endpoint",
+        VALID + "verify: true\n",
+        "spec.yaml:6:9: verify: verification sends a request to the HTTP endpoint, and "
+        "this spec has none; list surfaces.http or turn verify off",
+    ),
+    Case(
+        "verify-prompt-on-two-lines",
+        VALID + OPEN_HTTP + 'verify:\n  request:\n    prompt: "one\\ntwo"\n',
+        "spec.yaml:11:13: verify.request.prompt: holds a line break (U+000A) at "
+        "character 4; remove it: this setting is one line of printable text",
+    ),
+    Case(
+        "verify-request-unknown-key",
+        VALID + OPEN_HTTP + "verify:\n  request:\n    body: {}\n",
+        'spec.yaml:11:5: verify.request.body: unknown key "body"',
+    ),
+    Case(
         "http-max-body-too-large",
         VALID + "surfaces:\n  http:\n    api_key_secret: demo-key\n    max_body: 2GiB\n",
         "spec.yaml:9:15: surfaces.http.max_body: expected a request body limit from 1MiB to "

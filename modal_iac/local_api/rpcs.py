@@ -108,6 +108,17 @@ class Handlers(StorageHandlers, BillingHandlers):
         if webhook.type == api_pb2.WEBHOOK_TYPE_UNSPECIFIED:
             return ""
         label = webhook.requested_suffix or web_label(app.name, tag)
+        return self._label_url(app, label)
+
+    def _label_url(self, app: App, label: str) -> str:
+        """The URL a web label answers at: the stand-in a test chose for the code version the
+        app serves (a rollback serves its target's), else for the label, else the default."""
+        serving = app.current
+        by_version = {d.version: d for d in app.history}
+        while serving is not None and serving.deployment_type == api_pb2.DEPLOYMENT_TYPE_ROLLBACK:
+            serving = by_version.get(serving.rollback_version)
+        if serving is not None and (label, serving.version) in self.s.version_urls:
+            return self.s.version_urls[label, serving.version]
         return self.s.web_urls.get(label, f"http://local--{label}.localhost")
 
     def _handle_metadata(self, record: FunctionRecord) -> api_pb2.FunctionHandleMetadata:
@@ -127,8 +138,7 @@ class Handlers(StorageHandlers, BillingHandlers):
         if isinstance(source, api_pb2.Function):
             metadata.class_parameter_info.CopyFrom(source.class_parameter_info)
             if source.is_server:  # an @app.server: its URL, as Server.get_url() reads it
-                label = web_label(app.name, record.tag)
-                url = self.s.web_urls.get(label, f"http://local--{label}.localhost")
+                url = self._label_url(app, web_label(app.name, record.tag))
                 metadata._experimental_flash_urls.append(url)
         class_name = record.tag.removesuffix(".*")
         for method, definition in source.method_definitions.items():

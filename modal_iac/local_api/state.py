@@ -287,6 +287,7 @@ class State:
         self.content: dict[str, bytes] = {}  # sha256 hex -> bytes (mount files, volume blocks)
         self.blobs: dict[str, bytes] = {}
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
+        self.version_urls: dict[tuple[str, int], str] = {}  # (web label, code version) -> URL
         self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop
         # Image builds: with build logs set, an image not built yet is built (its logs
         # streamed through ImageJoinStreaming) instead of found; ``image_build_fails`` fails it.
@@ -311,6 +312,7 @@ class State:
         "content",
         "blobs",
         "web_urls",
+        "version_urls",
         "tasks",
     )
 
@@ -352,12 +354,17 @@ class State:
 
     # -- arranging ---------------------------------------------------------------------------
 
-    def serve_web_url(self, app: str, function: str, url: str) -> None:
+    def serve_web_url(self, app: str, function: str, url: str, version: int | None = None) -> None:
         """Make the web function ``function`` of ``app`` (``Class.method`` for a class's
         endpoint) report ``url``, e.g. a stand-in server on 127.0.0.1, instead of the default
-        ``http://local--<label>.localhost``."""
+        ``http://local--<label>.localhost``. With ``version``, only while the app serves the
+        code that version deployed (a rollback to it serves it again), so each version of an
+        app can answer from a stand-in of its own."""
         with self.lock:
-            self.web_urls[web_label(app, function)] = url
+            if version is None:
+                self.web_urls[web_label(app, function)] = url
+            else:
+                self.version_urls[web_label(app, function), version] = url
 
     def add_container(self, app: str, environment: str = "") -> str:
         """Say that a container of the deployed ``app`` runs now (its task id): a recreate
