@@ -283,7 +283,8 @@ def _report(
     )
     if not halt:
         console.error(
-            f"{failed} app(s) failed; the state records the {done} that succeeded. "
+            f"{failed} app(s) failed; the state records the {done} that succeeded, and for "
+            "each failed app the version Modal runs now. "
             f"Fix the cause and run apply again.{where}"
         )
         return EXIT_ERROR

@@ -691,7 +691,8 @@ def test_deploy_fault_fails_the_app_records_the_others_and_a_rerun_converges(
     )
     assert code == 1, out
     assert single_line(err) == (
-        "1 app(s) failed; the state records the 1 that succeeded. "
+        "1 app(s) failed; the state records the 1 that succeeded, and for each failed app the "
+        "version Modal runs now. "
         "Fix the cause and run apply again."
     )
     assert "ok     replace  kalm-embedding: deployed v2 in " in out
@@ -799,7 +800,8 @@ ENDINGS = {
             "ok     create   tiny: deployed v1 in *s",
         ),
         counts="Apply finished: 2 succeeded, 1 failed.",
-        error="1 app(s) failed; the state records the 2 that succeeded. Fix the cause and run "
+        error="1 app(s) failed; the state records the 2 that succeeded, and for each failed app "
+        "the version Modal runs now. Fix the cause and run "
         "apply again.",
         logged="Loop attempt for _deploy_app.<locals>.heartbeat failed",
         recorded={"kalm-embedding": 1, "tiny": 1},
