@@ -126,6 +126,9 @@ def _dense(
 # hidden_size / num_attention_heads, max_position_embeddings) as collected in
 # github.com/citsjtu2020/LLM-Prof sglang/Model_Config.md; parameter counts from the model cards.
 _QWEN3 = {
+    # github.com/Joinn99/GR config/modified_qwen3.py (torchtune's builder from the model's
+    # config.json): 28 layers, 8 KV heads, head_dim 128, 40,960 positions.
+    "qwen3-0.6b": _dense(0.6, 28, 8, 128, 40960),
     "qwen3-4b": _dense(4.02, 36, 8, 128, 40960),
     "qwen3-8b": _dense(8.19, 36, 8, 128, 40960),
     "qwen3-14b": _dense(14.8, 40, 8, 128, 40960),
@@ -471,7 +474,10 @@ def unchecked(spec: Spec | GatewaySpec) -> list[tuple[tuple[str | int, ...], str
     for loc, fit in spec_fits(spec):
         if fit.fits and not fit.context_checked and (loc, fit.model) not in seen:
             seen.add((loc, fit.model))
-            key = "model.architecture" if isinstance(spec, Spec) else "models[].architecture"
+            key = "model.architecture"
+            if isinstance(spec, GatewaySpec):
+                index = next(i for i, m in enumerate(spec.models) if m.id == fit.model)
+                key = f"models[{index}].architecture"
             found.append(
                 (
                     loc,

@@ -214,3 +214,31 @@ def test_gpus_is_a_listed_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     assert "gpus" in capsys.readouterr().out
+
+
+def test_catalogue_entries_carry_full_layer_shapes() -> None:
+    """Every entry added from a published config.json can check the context; Llama 3.1 8B
+    keeps 32 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 128 KiB a token."""
+    from modal_iac.fit import CATALOGUE
+
+    added = [arch for name, arch in CATALOGUE.items() if arch.native_len is not None]
+    assert len(added) >= 20 and all(arch.has_shapes for arch in added)
+    llama = CATALOGUE["meta-llama/llama-3.1-8b-instruct"]
+    assert llama.kv_bytes(1) == 32 * 8 * 128 * 2 * 2 == 128 * 1024
+    assert CATALOGUE["qwen/qwen2.5-7b-instruct"] == CATALOGUE["qwen/qwen2.5-7b"]
+
+
+def test_a_gateway_model_takes_its_shapes_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Qwen3.6-27B is in the catalogue by size only (a hybrid attention, shapes not recorded)."""
+    text = GATEWAY_14B.replace("Qwen/Qwen3-14B", "Qwen/Qwen3.6-27B").replace("[L4]", "[H100]")
+    code, _, err = run(capsys, "validate", write(tmp_path, "gw.yaml", text))
+    assert code == 0
+    assert "context not checked: no layer shapes; set models[0].architecture" in err
+    shaped = text.replace(
+        "    max_model_len: 8k\n",
+        "    max_model_len: 8k\n    architecture: {layers: 64, kv_heads: 4, head_dim: 256}\n",
+    )
+    code, out, err = run(capsys, "explain", write(tmp_path, "shaped.yaml", shaped))
+    assert code == 0 and "Qwen/Qwen3.6-27B on H100: fits\n" in out and "not checked" not in err
