@@ -158,6 +158,10 @@ CATALOGUE: dict[str, Architecture] = {
     # github.com/edadaltocg/mistral-src-finetune finetune/config.py (n_layers 32, n_kv_heads 8,
     # head_dim 128); 32k context from the v0.2 model card (no sliding window from v0.2 on).
     "mistralai/mistral-7b-instruct-v0.2": _dense(7.24, 32, 8, 128, 32768),
+    # A BERT-large encoder: 24 layers, 16 heads of 1024 / 16 = 64, 512 tokens
+    # (github.com/xorbitsai/inference doc/source/models/builtin/embedding/bge-large-en-v1.5.rst
+    # for the 512 tokens and the 1024 width); 335M parameters from the model card.
+    "baai/bge-large-en-v1.5": _dense(0.335, 24, 16, 64, 512),
     "tencent/kalm-embedding-gemma3-12b-2511": _gemma3(11.76, 48, 8, 256),
     "google/gemma-3-12b-it": _gemma3(12.19, 48, 8, 256),
     "google/gemma-3-27b-it": _gemma3(27.43, 62, 16, 128),
