@@ -56,6 +56,12 @@ class Prices:
         return None if price is None else price * 3600
 
 
+def shipped_prices() -> Prices:
+    """The bundled table alone: what a fit check prices with when a user's table is broken."""
+    bundled = resources.files("modal_iac").joinpath("data/gpu_prices.json").read_text("utf-8")
+    return _parse(json.loads(bundled), "the bundled price table")
+
+
 def load_prices(path: str | None = None) -> Prices:
     """The bundled table, with the rows of ``path`` (or ``$MODALIAC_PRICES``) over it."""
     bundled = resources.files("modal_iac").joinpath("data/gpu_prices.json").read_text("utf-8")

@@ -45,6 +45,7 @@ from .spec import (
     Gpu,
     GpuChoice,
     Image,
+    LayerShapes,
     Placement,
     Policy,
     Scaling,
@@ -82,6 +83,9 @@ class GatewayModel(StrictModel):
         None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
     )
     max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
+    architecture: LayerShapes | None = Field(
+        None, description="Layer shapes from the model's config.json, for the GPU fit."
+    )
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     max_num_seqs: int | None = Field(None, gt=0)
     enforce_eager: bool = Field(True, description="Skip CUDA graphs: faster cold starts.")

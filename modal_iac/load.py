@@ -26,6 +26,7 @@ from .address import Project, profile_environment
 from .errors import SpecError, SpecErrors
 from .fit import problems as fit_problems
 from .fit import tight as fit_warnings
+from .fit import unchecked as fit_unchecked
 from .gateway import GatewaySpec
 from .messages import expected_one_of, from_pydantic, key_path, located
 from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
@@ -37,6 +38,7 @@ AnySpec = Spec | GatewaySpec
 # A warning found on the fast path: (key path, message, rule code, fix), located later.
 Note = tuple[tuple[Any, ...], str, str, str]
 TIGHT_FIT = "tight-fit"  # the code of a GPU fit's tight-fit warning (not a policy rule)
+UNCHECKED_FIT = "context-unchecked"  # a fit without layer shapes: the context is not checked
 
 _SECRET_HINT = (
     'specs name secrets, never hold their values: run "modal secret create NAME KEY=..." '
@@ -162,6 +164,7 @@ def _fast_validate(data: Any, env: str | None) -> tuple[AnySpec, list[Note]] | N
     if spec.problems() or fit_problems(spec):
         return None
     notes: list[Note] = [(loc, message, TIGHT_FIT, "") for loc, message in fit_warnings(spec)]
+    notes += [(loc, message, UNCHECKED_FIT, "") for loc, message in fit_unchecked(spec)]
     problems, findings = check_policies(spec)
     if problems or any(f.rule.severity == "error" for f in findings):
         return None
@@ -178,7 +181,7 @@ def _fast_validate_plain(data: Any, env: str | None) -> tuple[AnySpec, list[Note
             spec: AnySpec = _kind(document).model_validate(document)
         except ValidationError:
             return None
-        if spec.problems() or fit_problems(spec) or fit_warnings(spec):
+        if spec.problems() or fit_problems(spec) or fit_warnings(spec) or fit_unchecked(spec):
             return None
         problems, findings = check_policies(spec)
         if problems or findings:
@@ -451,6 +454,9 @@ def _validate(
     errors = [located(shown, data, loc, message) for loc, message in found]
     tight = tuple(
         located(shown, data, loc, message, code=TIGHT_FIT) for loc, message in fit_warnings(spec)
+    ) + tuple(
+        located(shown, data, loc, message, code=UNCHECKED_FIT)
+        for loc, message in fit_unchecked(spec)
     )
     if errors:
         return errors, spec, ()

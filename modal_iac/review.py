@@ -55,8 +55,7 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
     if not fits:
         lines.append("    unknown parameter count: set model.parameters to check the fit")
     for _, fit in fits:
-        verdict = "tight" if fit.tight else "fits"
-        lines.append(f"    {fit.model} on {fit.gpu}: {verdict}")
+        lines.append(f"    {fit.model} on {fit.gpu}: {fit.verdict}")
         lines.append(f"      {fit.describe()}")
     lines += [f"    warning: {text}" for text in warnings(spec)]
     lines.append(f"  Cost (GPUs and reserved CPU/memory, {HOURS_PER_MONTH} h a month):")

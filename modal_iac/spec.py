@@ -128,6 +128,20 @@ class Embedding(StrictModel):
         return self
 
 
+class LayerShapes(StrictModel):
+    """The attention shapes of a model's config.json, for the GPU fit's context check."""
+
+    layers: int = Field(gt=0, le=10_000, description="Transformer layers (num_hidden_layers).")
+    kv_heads: int = Field(
+        gt=0, le=10_000, description="Key/value heads per layer (num_key_value_heads)."
+    )
+    head_dim: int = Field(
+        gt=0,
+        le=100_000,
+        description="Width of one attention head (head_dim, or hidden_size / num_attention_heads).",
+    )
+
+
 class Model(StrictModel):
     """The Hugging Face model served, pinned to a revision."""
 
@@ -142,6 +156,11 @@ class Model(StrictModel):
     max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
     trust_remote_code: bool = False
     parameters: Parameters | None = Field(None, description="Parameter count, for GPU fit.")
+    architecture: LayerShapes | None = Field(
+        None,
+        description="Layer shapes from the model's config.json; without them (and no catalogue "
+        "entry or cached config) the fit check cannot check the context.",
+    )
     multimodal: bool | None = Field(
         None,
         description="Inputs may carry images. false tells vLLM to accept none "

@@ -91,7 +91,8 @@ def test_a_27b_bf16_does_not_fit_an_l40s_and_the_error_names_the_fix() -> None:
     ((loc, message),) = fit.problems(spec)
     assert loc == ("gpu", 0)
     assert "needs 54.0 GB of weights" in message and "43.2 GB" in message
-    assert message.endswith("use A100-80GB or L40S:2")
+    # L40S:2 fits too, but costs $3.90 an hour against the A100-80GB's $2.50.
+    assert message.endswith("use A100-80GB (the cheapest that fits, $2.50 per running hour)")
 
 
 # Seed 004: gemma-3-12b (12.19B), gemma-3-27b (27.43B), qwen3-vl-30b (31.07B: a mixture of
@@ -132,7 +133,8 @@ def test_seed_004_three_models_on_its_five_gpu_types() -> None:
     problems = fit.problems(spec)
     assert [loc for loc, _ in problems] == [("gpus", 0), ("gpus", 0)]
     # The gateway runs one card per model (no tensor parallelism), so no count is suggested.
-    assert all(message.endswith("use A100-80GB") for _, message in problems)
+    cheapest = "use A100-80GB (the cheapest that fits, $2.50 per running hour)"
+    assert all(message.endswith(cheapest) for _, message in problems)
 
 
 def test_unknown_parameter_count_is_not_checked() -> None:
@@ -153,7 +155,7 @@ def test_a_context_longer_than_the_kv_cache_holds_does_not_fit() -> None:
     assert fit.problems(service(model={**model, "max_model_len": "64k"})) == []
     ((_, message),) = fit.problems(service(model={**model, "max_model_len": "128k"}))
     assert "a KV cache for max_model_len 128,000" in message
-    assert message.endswith("use RTX-PRO-6000 or A100-80GB:2")
+    assert message.endswith("use RTX-PRO-6000 (the cheapest that fits, $3.03 per running hour)")
 
 
 def test_config_json_in_the_local_cache_gives_layer_shapes(
@@ -225,7 +227,7 @@ def test_validate_fails_with_one_located_line(
     assert code == 1 and out == ""
     (line,) = err.strip().splitlines()
     assert line.startswith(f"{spec}:7:6: gpu: google/gemma-3-27b-it does not fit L40S")
-    assert line.endswith("use A100-80GB or L40S:2")
+    assert line.endswith("use A100-80GB (the cheapest that fits, $2.50 per running hour)")
 
 
 def test_plan_fails_on_a_misfit_too(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:

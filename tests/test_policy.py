@@ -34,9 +34,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def rule_ids(tmp_path: Path, text: str) -> list[str]:
-    """Ids of the warnings a spec raises (errors raise)."""
+    """Ids of the policy warnings a spec raises (errors raise; GPU fit warnings are not rules)."""
     loaded = load_spec(write(tmp_path, text))
-    return [re.search(r"\[(MDL\d{3})\]", w.message).group(1) for w in loaded.warnings]  # type: ignore[union-attr]
+    found = (re.search(r"\[(MDL\d{3})\]", w.message) for w in loaded.warnings)
+    return [match.group(1) for match in found if match]
 
 
 def errors(tmp_path: Path, text: str) -> list[str]:
@@ -91,7 +92,8 @@ def test_mdl003_measures_the_weights_against_reserved_memory(tmp_path: Path) -> 
 
 
 def test_mdl010_sleep_level_1_without_reserved_memory(tmp_path: Path) -> None:
-    (warning,) = load_spec(write(tmp_path, SLEEP.replace("40B", "20B"))).warnings
+    warnings = load_spec(write(tmp_path, SLEEP.replace("40B", "20B"))).warnings
+    (warning,) = [w for w in warnings if w.code != "context-unchecked"]  # org/model: no shapes
     assert str(warning).startswith(f"{tmp_path / 'spec.yaml'}:8:11: snapshot: [MDL010]")
     assert "weights (37 GiB)" in str(warning)
     unknown = SLEEP.replace("  parameters: 40B\n", "")

@@ -563,7 +563,64 @@ CASES = [
         "fit-suggests-no-more-gpus-than-modal-offers",  # A10 comes 4 to a container at most
         "app: demo\nmodel:\n  id: org/m\n  task: generate\n  parameters: 70B\ngpu: A10\n",
         "spec.yaml:6:6: gpu: org/m does not fit A10: it needs 140.0 GB of weights, and A10 gives "
-        "vLLM 21.6 GB (0.9 of 24 GB, 1.5 GB reserve); use B200",
+        "vLLM 21.6 GB (0.9 of 24 GB, 1.5 GB reserve); use A100-80GB:2 (the cheapest that fits, "
+        "$5.00 per running hour)",
+    ),
+    Case(
+        "architecture-layers-zero",
+        edit(
+            "  task: embed", "  task: embed\n  architecture: {layers: 0, kv_heads: 8, head_dim: 64}"
+        ),
+        "spec.yaml:5:26: model.architecture.layers: must be more than 0, got 0",
+    ),
+    Case(
+        "architecture-missing-head-dim",
+        edit("  task: embed", "  task: embed\n  architecture: {layers: 36, kv_heads: 8}"),
+        'spec.yaml:5:3: model.architecture: missing required key "head_dim"',
+    ),
+    Case(
+        "architecture-attention-heads-is-not-a-key",
+        edit(
+            "  task: embed",
+            "  task: embed\n  architecture: {layers: 36, kv_heads: 8, head_dim: 64, heads: 32}",
+        ),
+        'spec.yaml:5:57: model.architecture.heads: unknown key "heads"; did you mean "kv_heads"?',
+    ),
+    Case(
+        "architecture-quoted-count",
+        edit(
+            "  task: embed",
+            '  task: embed\n  architecture: {layers: "36", kv_heads: 8, head_dim: 64}',
+        ),
+        'spec.yaml:5:26: model.architecture.layers: expected a whole number, got "36"; remove '
+        "the quotes",
+    ),
+    Case(
+        "architecture-fractional-heads",
+        edit(
+            "  task: embed",
+            "  task: embed\n  architecture: {layers: 36, kv_heads: 8.5, head_dim: 64}",
+        ),
+        "spec.yaml:5:40: model.architecture.kv_heads: expected a whole number, got 8.5",
+    ),
+    Case(
+        "architecture-not-a-mapping",
+        edit("  task: embed", "  task: embed\n  architecture: 36"),
+        "spec.yaml:5:17: model.architecture: expected a mapping, got 36",
+    ),
+    Case(
+        "architecture-head-dim-out-of-range",
+        edit(
+            "  task: embed",
+            "  task: embed\n  architecture: {layers: 36, kv_heads: 8, head_dim: 99999999}",
+        ),
+        "spec.yaml:5:53: model.architecture.head_dim: must be at most 100000, got 99999999",
+    ),
+    Case(
+        "gateway-architecture-negative-layers",
+        "kind: gateway\nname: gw\nmodels:\n  - id: Qwen/Qwen3-8B\n    name: q\n"
+        "    architecture: {layers: -1, kv_heads: 8, head_dim: 128}\ngpus: [L4]\n",
+        "spec.yaml:6:28: models[0].architecture.layers: must be more than 0, got -1",
     ),
     Case(
         "engine-version-in-fullwidth-digits",
