@@ -42,7 +42,28 @@ GPU_TYPES: dict[str, int] = {
     "B200": 8,
     "B200+": 8,
 }
-GPU_ALIASES = {"A10G": "A10"}
+# Spellings people use for the same GPU (cloud SKUs, memory suffixes), upper case -> canonical.
+# "H100-80GB" is an H100 (Modal's H100 has 80 GB), not an A100-80GB, whatever the letters say.
+GPU_ALIASES = {
+    "A10G": "A10",
+    "A10-24GB": "A10",
+    "A100-40": "A100-40GB",
+    "A100-40G": "A100-40GB",
+    "A100-80": "A100-80GB",
+    "A100-80G": "A100-80GB",
+    "A100-SXM4-40GB": "A100-40GB",
+    "A100-SXM4-80GB": "A100-80GB",
+    "H100-80GB": "H100",
+    "H100-80G": "H100",
+    "H100-SXM": "H100",
+    "H100-SXM5": "H100",
+    "H200-141GB": "H200",
+    "L4-24GB": "L4",
+    "L40S-48GB": "L40S",
+    "RTX-PRO6000": "RTX-PRO-6000",
+    "RTX6000": "RTX-PRO-6000",
+    "T4-16GB": "T4",
+}
 
 # The variable huggingface_hub reads its token from (or the older HUGGING_FACE_HUB_TOKEN);
 # HUGGINGFACE_TOKEN, a common guess, is ignored: gated downloads then fail with 401.
@@ -271,6 +292,18 @@ _MEMORY_BOUND = (
 )
 
 
+# Decimal units, which Modal does not take; people writing "64GB" mean 64GiB.
+_DECIMAL_MEMORY = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}([MGT])B?{_BLANK}", re.IGNORECASE)
+
+
+def _decimal_memory_hint(value: str) -> str:
+    match = _DECIMAL_MEMORY.fullmatch(value)
+    if not match or len(match.group(1)) > 12:
+        return ""
+    number, unit = match.groups()
+    return f'; did you mean "{number}{unit.upper()}iB"?'
+
+
 def parse_memory(value: Any) -> int:
     """``65536`` (MiB, as Modal takes it) / ``"64GiB"`` / ``"64Gi"`` / ``"512MiB"`` -> MiB."""
     if isinstance(value, bool):
@@ -285,6 +318,7 @@ def parse_memory(value: Any) -> int:
             if mib is None:
                 raise ValueError(_MEMORY_BOUND)
             return int(mib)
+        raise ValueError(_MEMORY_HINT + _decimal_memory_hint(value))
     raise ValueError(_MEMORY_HINT)
 
 

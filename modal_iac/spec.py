@@ -298,12 +298,23 @@ def _gpu_type(name: str) -> str:
     upper = name.upper() if name.isascii() else name
     canonical = GPU_ALIASES.get(upper, upper)
     if canonical not in GPU_TYPES:
-        close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = _guess_gpu_type(canonical)
+        hint = f"did you mean {close!r}? " if close else ""
         raise ValueError(
             f"unknown GPU type {shown(name)}; {hint}Modal offers {', '.join(GPU_TYPES)}"
         )
     return canonical
+
+
+def _guess_gpu_type(upper: str) -> str | None:
+    """The GPU type a misspelt name most likely meant: its family (``H100-NVL`` -> ``H100``,
+    not the closer-spelt ``A100-80GB``), else the nearest name or alias."""
+    family = upper.split("-")[0].rstrip("!+")
+    if family in GPU_TYPES:
+        return family
+    spellings = {**{name: name for name in GPU_TYPES}, **GPU_ALIASES}
+    close = difflib.get_close_matches(upper, list(spellings), n=1)
+    return spellings[close[0]] if close else None
 
 
 def _parse_gpu(value: Any) -> Any:
