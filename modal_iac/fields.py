@@ -65,6 +65,38 @@ GPU_ALIASES = {
     "T4-16GB": "T4",
 }
 
+GPU_HELP = (
+    "Modal GPU type, with a count for tensor parallelism (H100:2), or a fallback list tried in "
+    "order ([H100, A100-80GB]; every entry the same count). Common aliases are accepted "
+    "(A10G, H100-80GB, A100-80G) and written canonically."
+)
+
+
+def _any_case(name: str) -> str:
+    """A regex for ``name`` in either case (JSON schema patterns take no flags)."""
+    return "".join(
+        f"[{c.upper()}{c.lower()}]" if c.isalpha() else "\\+" if c == "+" else c for c in name
+    )
+
+
+def gpu_choice_schema() -> dict[str, object]:
+    """One GPU choice: an enum of Modal's names (what editors complete), or any accepted
+    spelling (either case, aliases) with an optional count."""
+    names = sorted({*GPU_TYPES, *GPU_ALIASES}, key=lambda n: (-len(n), n))
+    spelling = "|".join(_any_case(name) for name in names)
+    return {
+        "anyOf": [
+            {"type": "string", "enum": list(GPU_TYPES), "description": "One GPU of this type."},
+            {
+                "type": "string",
+                "pattern": f"^({spelling})(:[1-8])?$",
+                "description": "TYPE:COUNT (H100:2), or an alias (A10G, H100-80GB).",
+            },
+        ],
+        "examples": ["L4", "A100-40GB", "H100:2"],
+    }
+
+
 # The variable huggingface_hub reads its token from (or the older HUGGING_FACE_HUB_TOKEN);
 # HUGGINGFACE_TOKEN, a common guess, is ignored: gated downloads then fail with 401.
 HF_TOKEN_KEY = "HF_TOKEN"
@@ -200,6 +232,10 @@ Duration = Annotated[
 ]
 
 
+MAX_MODEL_LEN_HELP = (
+    'Context length in tokens; unset: the model\'s own. "32k" is 32000 (x1000) and "32K" is '
+    "32768 (x1024), as vLLM reads --max-model-len; a model's native 32768 is 32K, not 32k."
+)
 _TOKEN_COUNT = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}([kKmM]?){_BLANK}")
 _TOKEN_HINT = 'expected a token count like 8192 or "32k"'
 _TOKEN_BOUND = f'expected a token count of at most {MAX_TOKENS // 1000**2}m, like 8192 or "32k"'
