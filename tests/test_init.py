@@ -235,9 +235,5 @@ def test_gpu_aliases_render_as_modal_names(
     spec.write_text(SPEC.replace("gpu: L4", f"gpu: {written}"), encoding="utf-8")
     assert main(["render", str(spec)]) == 0
     source = capsys.readouterr().out
-    assert (
-        f'gpu="{rendered}"' in source
-        or f"gpu=['{rendered}']" in source
-        or (f'"{rendered}"' in source and "gpu=" in source)
-    )
+    assert f'GPU = "{rendered}"' in source.splitlines()
     assert written not in source or written == rendered
