@@ -9,6 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from modal_iac.cli import main
+from modal_iac.local_api import LocalModalServer
 from modal_iac.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,3 +238,30 @@ def test_gpu_aliases_render_as_modal_names(
     source = capsys.readouterr().out
     assert f'GPU = "{rendered}"' in source.splitlines()
     assert written not in source or written == rendered
+
+
+def test_plan_for_an_environment_the_workspace_lacks_says_how_to_create_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    modal_api: LocalModalServer,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "demo.yaml").write_text(
+        SPEC.replace("../schema.json", str(ROOT / "schema.json")), encoding="utf-8"
+    )
+    assert main(["plan", "--env", "dev"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "Modal: Environment 'dev' not found; create it with: modal environment create dev "
+        "(or choose another --env)\n"
+    )
+    # The client named the environment; the local API answered NOT_FOUND for it, as Modal does.
+    asked = modal_api.state.requests("AppGetByDeploymentName")
+    assert [(r.name, r.environment_name) for r in asked] == [("demo", "dev")]
+    modal_api.state.add_environment("dev")
+    assert main(["plan", "--env", "dev"]) == 0
+    assert "create dev/demo" in capsys.readouterr().out
