@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .load import LoadedSpec
     from .spec import Spec
 
-REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review", "status", "bill", "offers")
+REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review", "status", "bill", "offers", "init")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 
@@ -90,6 +90,7 @@ def _wants_color(stream: TextIO, choice: str) -> bool:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .load import load_specs
+    from .modeline import file_warning as modeline_warning
     from .policy import endpoint_warnings
     from .targets import spec_files
 
@@ -98,6 +99,8 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{item.path}: ok ({', '.join(item.spec.app_names())})")
         for found in item.warnings:
             console.error(f"warning: {found}")
+        if (broken := modeline_warning(item.path)) is not None:
+            console.error(f"warning: {broken}")
     for warning in endpoint_warnings([item.spec for item in loaded]):
         console.error(f"warning: {warning}")
     return EXIT_OK

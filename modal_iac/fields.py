@@ -42,7 +42,60 @@ GPU_TYPES: dict[str, int] = {
     "B200": 8,
     "B200+": 8,
 }
-GPU_ALIASES = {"A10G": "A10"}
+# Spellings people use for the same GPU (cloud SKUs, memory suffixes), upper case -> canonical.
+# "H100-80GB" is an H100 (Modal's H100 has 80 GB), not an A100-80GB, whatever the letters say.
+GPU_ALIASES = {
+    "A10G": "A10",
+    "A10-24GB": "A10",
+    "A100-40": "A100-40GB",
+    "A100-40G": "A100-40GB",
+    "A100-80": "A100-80GB",
+    "A100-80G": "A100-80GB",
+    "A100-SXM4-40GB": "A100-40GB",
+    "A100-SXM4-80GB": "A100-80GB",
+    "H100-80GB": "H100",
+    "H100-80G": "H100",
+    "H100-SXM": "H100",
+    "H100-SXM5": "H100",
+    "H200-141GB": "H200",
+    "L4-24GB": "L4",
+    "L40S-48GB": "L40S",
+    "RTX-PRO6000": "RTX-PRO-6000",
+    "RTX6000": "RTX-PRO-6000",
+    "T4-16GB": "T4",
+}
+
+GPU_HELP = (
+    "Modal GPU type, with a count for tensor parallelism (H100:2), or a fallback list tried in "
+    "order ([H100, A100-80GB]; every entry the same count). Common aliases are accepted "
+    "(A10G, H100-80GB, A100-80G) and written canonically."
+)
+
+
+def _any_case(name: str) -> str:
+    """A regex for ``name`` in either case (JSON schema patterns take no flags)."""
+    return "".join(
+        f"[{c.upper()}{c.lower()}]" if c.isalpha() else "\\+" if c == "+" else c for c in name
+    )
+
+
+def gpu_choice_schema() -> dict[str, object]:
+    """One GPU choice: an enum of Modal's names (what editors complete), or any accepted
+    spelling (either case, aliases) with an optional count."""
+    names = sorted({*GPU_TYPES, *GPU_ALIASES}, key=lambda n: (-len(n), n))
+    spelling = "|".join(_any_case(name) for name in names)
+    return {
+        "anyOf": [
+            {"type": "string", "enum": list(GPU_TYPES), "description": "One GPU of this type."},
+            {
+                "type": "string",
+                "pattern": f"^({spelling})(:[1-8])?$",
+                "description": "TYPE:COUNT (H100:2), or an alias (A10G, H100-80GB).",
+            },
+        ],
+        "examples": ["L4", "A100-40GB", "H100:2"],
+    }
+
 
 # The variable huggingface_hub reads its token from (or the older HUGGING_FACE_HUB_TOKEN);
 # HUGGINGFACE_TOKEN, a common guess, is ignored: gated downloads then fail with 401.
@@ -179,6 +232,10 @@ Duration = Annotated[
 ]
 
 
+MAX_MODEL_LEN_HELP = (
+    'Context length in tokens; unset: the model\'s own. "32k" is 32000 (x1000) and "32K" is '
+    "32768 (x1024), as vLLM reads --max-model-len; a model's native 32768 is 32K, not 32k."
+)
 _TOKEN_COUNT = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}([kKmM]?){_BLANK}")
 _TOKEN_HINT = 'expected a token count like 8192 or "32k"'
 _TOKEN_BOUND = f'expected a token count of at most {MAX_TOKENS // 1000**2}m, like 8192 or "32k"'
@@ -271,6 +328,18 @@ _MEMORY_BOUND = (
 )
 
 
+# Decimal units, which Modal does not take; people writing "64GB" mean 64GiB.
+_DECIMAL_MEMORY = re.compile(f"{_BLANK}({_DECIMAL}){_BLANK}([MGT])B?{_BLANK}", re.IGNORECASE)
+
+
+def _decimal_memory_hint(value: str) -> str:
+    match = _DECIMAL_MEMORY.fullmatch(value)
+    if not match or len(match.group(1)) > 12:
+        return ""
+    number, unit = match.groups()
+    return f'; did you mean "{number}{unit.upper()}iB"?'
+
+
 def parse_memory(value: Any) -> int:
     """``65536`` (MiB, as Modal takes it) / ``"64GiB"`` / ``"64Gi"`` / ``"512MiB"`` -> MiB."""
     if isinstance(value, bool):
@@ -285,6 +354,7 @@ def parse_memory(value: Any) -> int:
             if mib is None:
                 raise ValueError(_MEMORY_BOUND)
             return int(mib)
+        raise ValueError(_MEMORY_HINT + _decimal_memory_hint(value))
     raise ValueError(_MEMORY_HINT)
 
 

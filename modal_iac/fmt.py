@@ -375,7 +375,9 @@ def format_file(path: Path) -> Outcome:
 
     shown = str(path)
     text = decode(read(path, shown), shown)
-    return Outcome(path, text, format_text(text, shown))
+    from .modeline import fixed
+
+    return Outcome(path, text, fixed(path, format_text(text, shown)))
 
 
 def write_atomically(path: Path, text: str) -> None:

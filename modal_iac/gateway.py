@@ -20,6 +20,7 @@ from .fields import (
     ENVIRONMENT_NAME,
     HF_ID,
     HF_TOKEN_KEY,
+    MAX_MODEL_LEN_HELP,
     MODAL_MAX_TIMEOUT,
     ONLY_PATTERN_KEYS,
     BodySize,
@@ -39,6 +40,7 @@ from .spec import (
     DEFAULT_VLLM_VERSION,
     HF_CACHE,
     HF_TOKEN_SECRET_HELP,
+    VERIFY_HELP,
     VLLM_CACHE,
     AlsoAccepts,
     Deploy,
@@ -82,14 +84,20 @@ class GatewayModel(StrictModel):
     tool_call_parser: str | None = Field(
         None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
     )
-    max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
+    max_model_len: TokenCount | None = Field(None, description=MAX_MODEL_LEN_HELP)
     architecture: LayerShapes | None = Field(
         None, description="Layer shapes from the model's config.json, for the GPU fit."
     )
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_num_seqs: int | None = Field(None, gt=0)
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of GPU memory this model's vLLM may take."
+    )
+    max_num_seqs: int | None = Field(
+        None, gt=0, description="Most sequences vLLM batches at once; unset: vLLM's default."
+    )
     enforce_eager: bool = Field(True, description="Skip CUDA graphs: faster cold starts.")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        False, description="Run the model repository's own Python code (review it first)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -176,8 +184,8 @@ def gpu_short(gpu: Gpu) -> str:
 class GatewaySpec(StrictModel):
     """Several models behind one endpoint per GPU type (``kind: gateway``)."""
 
-    version: Literal[1] = 1
-    kind: Literal["gateway"]
+    version: Literal[1] = Field(1, description="Spec language version; 1.")
+    kind: Literal["gateway"] = Field(description="gateway: several models behind one endpoint.")
     name: ObjectName = Field(description="Gateway name: the {name} of the app names.")
     layout: Literal["gateway", "per-model"] = Field(
         "gateway",
@@ -218,22 +226,30 @@ class GatewaySpec(StrictModel):
         description="Modal secret NAMES for the model containers.",
     )
     hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
-    router: Router = Field(default_factory=Router)
-    scaling: Scaling = Field(default_factory=Scaling)
+    router: Router = Field(default_factory=Router, description="The routing front end.")
+    scaling: Scaling = Field(
+        default_factory=Scaling, description="Autoscaling and time limits, per GPU pool."
+    )
     placement: Placement = Field(
         default_factory=Placement,
         description="Where the model containers and the router run (Modal's region= and "
         "cloud=); a region multiplies the price.",
     )
-    image: Image = Field(default_factory=Image)
+    image: Image = Field(
+        default_factory=Image, description="The container image: base, Python, packages, env."
+    )
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."
     )
-    deploy: Deploy = Field(default_factory=Deploy, exclude=True)
-    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
-        Field(default_factory=Verify, exclude=True)
+    deploy: Deploy = Field(
+        default_factory=Deploy, exclude=True, description="How a deploy replaces containers."
     )
-    policy: Policy = Field(default_factory=Policy, exclude=True)
+    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
+        Field(default_factory=Verify, exclude=True, description=VERIFY_HELP)
+    )
+    policy: Policy = Field(
+        default_factory=Policy, exclude=True, description="Policy rules suppressed, with why."
+    )
 
     @field_validator("models")
     @classmethod

@@ -59,6 +59,24 @@ _MISSING_HINTS = {
     ("gpu",): 'a Modal GPU type, as in "L4" or "H100:2"',
     ("model", "id"): 'the Hugging Face repository id, as in "BAAI/bge-m3"',
 }
+# Choices people write that are not misspellings: what each means, by location and value.
+_GENERATE = 'chat and completion models use "generate"'
+_EMBED = 'embedding and retrieval models use "embed"'
+_CHOICE_GUESSES = {
+    ("model", "task"): {
+        "chat": _GENERATE,
+        "completion": _GENERATE,
+        "completions": _GENERATE,
+        "text-generation": _GENERATE,
+        "instruct": _GENERATE,
+        "llm": _GENERATE,
+        "embedding": _EMBED,
+        "embeddings": _EMBED,
+        "feature-extraction": _EMBED,
+        "retrieval": _EMBED,
+        "sentence-similarity": _EMBED,
+    },
+}
 # Field patterns (spec.py) in words.
 _PATTERN_HINTS = {
     HF_ID.pattern: 'expected a Hugging Face repository id like "org/name", each part at most 96 '
@@ -120,7 +138,8 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
         return located(shown, data, loc, message, key=True)
     if kind == "literal_error":
         choices = _literal_choices(_field_at(loc)) or re.findall(r"'([^']*)'", ctx["expected"])
-        return located(shown, data, loc, expected_one_of(choices, value))
+        guess = _CHOICE_GUESSES.get(loc, {}).get(str(value).strip().lower())
+        return located(shown, data, loc, expected_one_of(choices, value, guess))
     if kind == "value_error":
         error = ctx.get("error")
         if isinstance(error, Problem):
@@ -154,12 +173,15 @@ def _one_error(shown: str, data: CommentedMap, err: Any) -> SpecError:
     return located(shown, data, loc, message[:1].lower() + message[1:])
 
 
-def expected_one_of(choices: list[Any], value: Any) -> str:
-    """``expected one of "embed", "generate", got "embedd"; did you mean "embed"?``"""
+def expected_one_of(choices: list[Any], value: Any, guess: str | None = None) -> str:
+    """``expected one of "embed", "generate", got "embedd"; did you mean "embed"?``, or
+    ``guess`` (what the value means in modaliac's words) in place of the spelling match."""
     shown_choices = ", ".join(quote(c) if isinstance(c, str) else str(c) for c in choices)
     message = (
         f"expected one of {shown_choices}" if len(choices) > 1 else f"expected {shown_choices}"
     )
+    if guess is not None:
+        return f"{message}, got {describe(value)}; {guess}"
     close = _did_you_mean(value, [c for c in choices if isinstance(c, str)])
     return f"{message}, got {describe(value)}{_suggest(close)}"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -127,12 +128,22 @@ async def _sdk_errors(awaitable: Awaitable[T], doing: str) -> T:
     except TimeoutError:  # one of the SDK's own deadlines (before OSError: it is one)
         raise ModalApiError(f"{doing} timed out ({server})") from None
     except modal.exception.Error as exc:
-        raise ModalApiError(f"Modal: {_first_line(str(exc))}") from None
+        raise ModalApiError(f"Modal: {_first_line(str(exc))}{_how_to_fix(exc)}") from None
     except GRPCError as exc:
         reason = exc.message or exc.status.name
         raise ModalApiError(f"Modal refused the request: {reason}") from None
     except OSError as exc:
         raise ModalApiError(f"cannot reach Modal at {server}: {exc}") from None
+
+
+def _how_to_fix(exc: modal.exception.Error) -> str:
+    """What to do about an error Modal's words leave open: a missing environment (``--env``
+    names one the workspace lacks) is created with the modal CLI."""
+    missing = re.match(r"Environment '([^'\s]{1,64})' not found", str(exc).strip())
+    if isinstance(exc, modal.exception.NotFoundError) and missing:
+        name = missing.group(1)
+        return f"; create it with: modal environment create {name} (or choose another --env)"
+    return ""
 
 
 def _first_line(text: str) -> str:

@@ -161,6 +161,12 @@ RULES: dict[str, Rule] = {
             "lower router.upstream_timeout to scaling.timeout or less (or unset it), or raise "
             "scaling.timeout",
         ),
+        Rule(
+            "MDL014",
+            "context-just-below-native",
+            "warning",
+            'write the length with a capital K ("32K" is 32768) or as the number itself',
+        ),
     )
 }
 
@@ -239,6 +245,40 @@ def _memory_utilization(spec: Spec) -> list[Finding]:
             ("engine", "gpu_memory_utilization"),
             f"{value} leaves too little GPU memory for restoring a {spec.snapshot} snapshot "
             f"(at most {SNAPSHOT_MAX_GPU_MEMORY_UTILIZATION})",
+        )
+    ]
+
+
+# Native context lengths (max_position_embeddings of each model's published config.json), for
+# MDL014. Lower-case ids, like fit.CATALOGUE's.
+NATIVE_CONTEXT: dict[str, int] = {
+    "qwen/qwen2.5-7b-instruct": 32768,
+    "qwen/qwen3-8b": 40960,
+    "mistralai/mistral-7b-instruct-v0.3": 32768,
+    "meta-llama/llama-3.1-8b-instruct": 131072,
+}
+
+
+def _thousands_not_kibi(model_id: str, length: int | None) -> int | None:
+    """The native length (``32768``, "32K") a ``max_model_len`` of ``32000`` ("32k", x1000)
+    falls just short of, when that is the model's; else None."""
+    native = NATIVE_CONTEXT.get(model_id.lower())
+    if length is None or native is None or native % 1024:
+        return None
+    return native if length == native // 1024 * 1000 else None
+
+
+def _context_length(spec: Spec) -> list[Finding]:
+    length = spec.model.max_model_len
+    native = _thousands_not_kibi(spec.model.id, length)
+    if native is None:
+        return []
+    return [
+        Finding(
+            RULES["MDL014"],
+            ("model", "max_model_len"),
+            f'{length} tokens ("{native // 1024}k" counts thousands) is just below the model\'s '
+            f'native {native} ("{native // 1024}K", x1024)',
         )
     ]
 
@@ -425,6 +465,7 @@ CHECKS: tuple[Callable[[Spec], list[Finding]], ...] = (
     _deprecated,
     _image_cuda,
     _hf_token,
+    _context_length,
 )
 # A gateway has no snapshots, sleep mode or downloader: the other rules cannot fire.
 GATEWAY_CHECKS: tuple[Callable[[GatewaySpec], list[Finding]], ...] = (

@@ -34,9 +34,11 @@ from .fields import (
     ENGINE_VERSION,
     ENVIRONMENT_NAME,
     GPU_ALIASES,
+    GPU_HELP,
     GPU_TYPES,
     HF_ID,
     HF_TOKEN_KEY,
+    MAX_MODEL_LEN_HELP,
     MODAL_MAX_TIMEOUT,
     MODAL_MIN_MEMORY_MIB,
     MODAL_SCALEDOWN_RANGE,
@@ -55,6 +57,7 @@ from .fields import (
     Problem,
     TagText,
     TokenCount,
+    gpu_choice_schema,
     shown_duration,
 )
 from .images import DEFAULT_BASE_IMAGE
@@ -151,10 +154,17 @@ class Model(StrictModel):
         min_length=1,
         description="Branch, tag or commit. Pin a commit: a moving revision breaks snapshots.",
     )
-    task: Literal["embed", "generate"]
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    max_model_len: TokenCount | None = Field(None, description="Context length; model default.")
-    trust_remote_code: bool = False
+    task: Literal["embed", "generate"] = Field(
+        description="embed: an embedding model (vLLM's pooling runner); generate: a chat or "
+        "completion model (OpenAI-compatible chat and completions)."
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Weight and activation precision; auto takes the model's own."
+    )
+    max_model_len: TokenCount | None = Field(None, description=MAX_MODEL_LEN_HELP)
+    trust_remote_code: bool = Field(
+        False, description="Run the model repository's own Python code (review it first)."
+    )
     parameters: Parameters | None = Field(None, description="Parameter count, for GPU fit.")
     architecture: LayerShapes | None = Field(
         None,
@@ -169,7 +179,9 @@ class Model(StrictModel):
     served_name: OneLine | None = Field(
         None, min_length=1, description="Name clients pass as `model`; defaults to the id."
     )
-    embedding: Embedding | None = None
+    embedding: Embedding | None = Field(
+        None, description="Embedding output: dimension, matryoshka sizes, pooling (task: embed)."
+    )
 
     @field_validator("max_model_len")
     @classmethod
@@ -238,8 +250,15 @@ class Engine(StrictModel):
     batch_size: int = Field(
         32, ge=1, le=4096, description="transformers: the most inputs one /embed request takes."
     )
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_num_seqs: int | None = Field(None, gt=0)
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Share of GPU memory vLLM may take (weights, then KV cache); 0.9 is vLLM's.",
+    )
+    max_num_seqs: int | None = Field(
+        None, gt=0, description="Most sequences vLLM batches at once; unset: vLLM's default."
+    )
     enforce_eager: bool | None = Field(
         None, description="Skip CUDA graphs. Default: true with snapshot gpu, else false."
     )
@@ -317,12 +336,23 @@ def _gpu_type(name: str) -> str:
     upper = name.upper() if name.isascii() else name
     canonical = GPU_ALIASES.get(upper, upper)
     if canonical not in GPU_TYPES:
-        close = difflib.get_close_matches(canonical, list(GPU_TYPES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = _guess_gpu_type(canonical)
+        hint = f"did you mean {close!r}? " if close else ""
         raise ValueError(
             f"unknown GPU type {shown(name)}; {hint}Modal offers {', '.join(GPU_TYPES)}"
         )
     return canonical
+
+
+def _guess_gpu_type(upper: str) -> str | None:
+    """The GPU type a misspelt name most likely meant: its family (``H100-NVL`` -> ``H100``,
+    not the closer-spelt ``A100-80GB``), else the nearest name or alias."""
+    family = upper.split("-")[0].rstrip("!+")
+    if family in GPU_TYPES:
+        return family
+    spellings = {**{name: name for name in GPU_TYPES}, **GPU_ALIASES}
+    close = difflib.get_close_matches(upper, list(spellings), n=1)
+    return spellings[close[0]] if close else None
 
 
 def _parse_gpu(value: Any) -> Any:
@@ -347,11 +377,7 @@ def _parse_gpu(value: Any) -> Any:
     return {"type": canonical, "count": number}
 
 
-_GPU_SCHEMA = {
-    "type": "string",
-    "pattern": r"^[A-Za-z0-9-]+[!+]?(:[1-8])?$",
-    "examples": ["A100-40GB", "H100:2", "L40S"],
-}
+_GPU_SCHEMA = gpu_choice_schema()
 GpuChoice = Annotated[
     Gpu,
     BeforeValidator(_parse_gpu),
@@ -473,7 +499,7 @@ class ClassSurface(StrictModel):
         # CamelCase with a lower-case letter, so it can never shadow a generated CONSTANT.
         Field(pattern=r"^[A-Z][A-Za-z0-9_]*[a-z][A-Za-z0-9_]*$", max_length=64),
         BeforeValidator(_check_identifier),
-    ] = "Model"
+    ] = Field("Model", description="Class name for modal.Cls.from_name (CamelCase).")
 
 
 # A fully qualified domain name: lower-case labels of letters, digits and inner hyphens, a
@@ -609,7 +635,7 @@ class DownloaderSurface(StrictModel):
 
     name: Annotated[
         str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64), BeforeValidator(_check_identifier)
-    ] = "download_weights"
+    ] = Field("download_weights", description="Function name (snake_case).")
     timeout: Duration = Field(3600, description="Longest the download may take.")
 
 
@@ -627,14 +653,14 @@ class Surfaces(StrictModel):
 
     class_: Annotated[
         ClassSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
-    ] = Field(None, alias="class")
+    ] = Field(None, alias="class", description="The Python class (true: named Model).")
     # `http: true` would be an endpoint with neither a key nor open: true, so only false.
     http: Annotated[
         HttpSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"const": False})
-    ] = None
+    ] = Field(None, description="An HTTP endpoint: api_key_secret or open: true.")
     downloader: Annotated[
         DownloaderSurface | None, BeforeValidator(_surface_switch), AlsoAccepts({"type": "boolean"})
-    ] = None
+    ] = Field(None, description="A function that fills the weights volume (true: defaults).")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -647,7 +673,9 @@ class Image(StrictModel):
         description="Registry image: [registry[:port]/]name[:tag][@digest]. The default "
         "carries the CUDA 13.0 toolkit the pinned engines' torch is built for.",
     )
-    python: str = Field("3.12", pattern=PYTHON_VERSION.pattern)
+    python: str = Field(
+        "3.12", pattern=PYTHON_VERSION.pattern, description='Python version, e.g. "3.12".'
+    )
     packages: list[Annotated[ImageText, Field(min_length=1)]] = Field(
         default_factory=list, description="Extra pip requirements."
     )
@@ -850,7 +878,9 @@ class Verify(StrictModel):
         600,
         description='How long the new version may take to answer, cold start included, e.g. "10m".',
     )
-    request: VerifyRequest = Field(default_factory=VerifyRequest)
+    request: VerifyRequest = Field(
+        default_factory=VerifyRequest, description="The request verification sends."
+    )
 
     @field_validator("timeout")
     @classmethod
@@ -861,6 +891,12 @@ class Verify(StrictModel):
                 f"{shown_duration(value)}"
             )
         return value
+
+
+VERIFY_HELP = (
+    "Health-gated apply: true, or enabled, timeout and request. After a deploy one real "
+    "request must be answered, else apply rolls the app back."
+)
 
 
 def verify_switch(value: Any) -> Any:
@@ -927,7 +963,7 @@ VLLM_CACHE = "/root/.cache/vllm"
 class Spec(StrictModel):
     """One service: one Modal app serving one model."""
 
-    version: Literal[1] = 1
+    version: Literal[1] = Field(1, description="Spec language version; 1.")
     kind: Literal["service"] = Field(
         "service", exclude=True, description="service (the default) or gateway."
     )
@@ -940,22 +976,26 @@ class Spec(StrictModel):
         description="Become Modal app tags.",
         json_schema_extra=ONLY_PATTERN_KEYS,
     )
-    model: Model
+    model: Model = Field(description="The Hugging Face model served.")
     engine: Annotated[
         Engine,
         BeforeValidator(_engine_shorthand),
         AlsoAccepts({"type": "string", "enum": ["vllm"]}),
-    ] = Field(default_factory=Engine)
+    ] = Field(default_factory=Engine, description="The serving engine and its settings.")
     gpu: Annotated[
         list[GpuChoice],
         BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
         AlsoAccepts(_GPU_SCHEMA),
-    ]
+    ] = Field(description=GPU_HELP)
     snapshot: Literal["none", "memory", "gpu", "sleep"] = Field(
         "none", description="Cold-start strategy: none, memory (CPU), gpu, sleep (vLLM)."
     )
-    resources: Resources = Field(default_factory=Resources)
-    placement: Placement = Field(default_factory=Placement)
+    resources: Resources = Field(
+        default_factory=Resources, description="CPU, memory and disk per container."
+    )
+    placement: Placement = Field(
+        default_factory=Placement, description="Region, cloud and routing region."
+    )
     retries: Annotated[
         Retries | None,
         BeforeValidator(_retries_shorthand),
@@ -975,20 +1015,28 @@ class Spec(StrictModel):
         default_factory=list, description="Modal secret NAMES (values stay in Modal)."
     )
     hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
-    scaling: Scaling = Field(default_factory=Scaling)
+    scaling: Scaling = Field(
+        default_factory=Scaling, description="Autoscaling and time limits, per GPU pool."
+    )
     surfaces: Surfaces = Field(
         default_factory=lambda: Surfaces(class_=ClassSurface()),
         description="The entry points, only those listed; unset: the Python class only.",
     )
-    image: Image = Field(default_factory=Image)
+    image: Image = Field(
+        default_factory=Image, description="The container image: base, Python, packages, env."
+    )
     usage: Usage | None = Field(
         None, exclude=True, description="Expected traffic, for cost estimates only."
     )
-    deploy: Deploy = Field(default_factory=Deploy, exclude=True)
-    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
-        Field(default_factory=Verify, exclude=True)
+    deploy: Deploy = Field(
+        default_factory=Deploy, exclude=True, description="How a deploy replaces containers."
     )
-    policy: Policy = Field(default_factory=Policy, exclude=True)
+    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
+        Field(default_factory=Verify, exclude=True, description=VERIFY_HELP)
+    )
+    policy: Policy = Field(
+        default_factory=Policy, exclude=True, description="Policy rules suppressed, with why."
+    )
     environments: dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME.pattern)], dict[str, Any]] = (
         Field(
             default_factory=dict,

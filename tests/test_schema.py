@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from modal_iac.cli import main
+from modal_iac.fields import GPU_ALIASES, GPU_TYPES
 from modal_iac.gateway import GatewaySpec
 from modal_iac.schema import schema_text
 from modal_iac.spec import Spec
@@ -97,6 +98,8 @@ INVALID = {
     "duration-without-unit": {"scaling": {"scaledown_window": 5}},
     "gpu-count-too-high": {"gpu": "H100:9"},
     "gpu-count-not-a-number": {"gpu": ["H100:x"]},
+    "gpu-unknown-type": {"gpu": "H100-NVL"},
+    "gpu-unknown-in-a-list": {"gpu": ["L4", "X100"]},
     "string-for-int": {"engine": {"max_num_seqs": "256"}},
     "list-for-mapping": {"scaling": [1, 2]},
     "string-for-bool": {"model": {"id": "a/b", "task": "embed", "trust_remote_code": "yes"}},
@@ -112,6 +115,9 @@ INVALID = {
 }
 VALID_SPELLINGS = {
     "gpu-list": {"gpu": ["H100:2", "A100-80GB:2"]},
+    "gpu-alias": {"gpu": "H100-80GB"},
+    "gpu-alias-lower-case-with-count": {"gpu": "a10g:2"},
+    "gpu-strict-and-plus": {"gpu": ["H100!:2", "B200+:2"]},
     "engine-shorthand": {"engine": "vllm"},
     "surfaces-switches": {"surfaces": {"class": True, "http": False, "downloader": False}},
     "open-http-with-body-limit": {"surfaces": {"http": {"open": True, "max_body": "256MiB"}}},
@@ -190,3 +196,52 @@ def test_schema_output_is_what_check_expects(
     assert target.read_text(encoding="utf-8") == SCHEMA_FILE.read_text(encoding="utf-8")
     assert main(["schema", "--check", str(target)]) == 0
     capsys.readouterr()
+
+
+def _properties_without_description(node: Any, where: str = "") -> list[str]:
+    """Every property, at any depth of the schema, that carries no description."""
+    if isinstance(node, list):
+        return [
+            m for i, item in enumerate(node) for m in _properties_without_description(item, where)
+        ]
+    if not isinstance(node, dict):
+        return []
+    missing = [
+        f"{where}.{name}"
+        for name, prop in node.get("properties", {}).items()
+        if isinstance(prop, dict) and "description" not in prop
+    ]
+    for key, value in node.items():
+        missing += _properties_without_description(value, f"{where}/{key}" if where else key)
+    return missing
+
+
+def test_every_field_has_a_description() -> None:
+    """Every field of every model (the ``if`` of the kind switch is a condition, not a field)."""
+    defs = json.loads(schema_text())["$defs"]
+    assert _properties_without_description(defs) == []
+    # The walk sees nested properties: it would notice one taken away.
+    del defs["Scaling"]["properties"]["min_containers"]["description"]
+    assert _properties_without_description(defs) == ["Scaling.min_containers"]
+
+
+def test_gpu_is_an_enum_of_modal_types_with_counts_and_lists() -> None:
+    gpu = json.loads(schema_text())["$defs"]["Spec"]["properties"]["gpu"]
+    one, many = gpu["anyOf"]
+    names = next(choice["enum"] for choice in one["anyOf"] if "enum" in choice)
+    assert names == list(GPU_TYPES)
+    assert many["type"] == "array" and many["items"] == one
+    assert (
+        "32K"
+        in json.loads(schema_text())["$defs"]["Model"]["properties"]["max_model_len"]["description"]
+    )
+
+
+@pytest.mark.parametrize("name", [*GPU_TYPES, *GPU_ALIASES])
+def test_every_gpu_spelling_validation_takes_the_schema_takes(
+    name: str, validator: Draft202012Validator
+) -> None:
+    for spelling in (name, name.lower(), f"{name}:2"):
+        data = with_changes({"gpu": spelling})
+        assert schema_errors(validator, data) == []
+        Spec.model_validate(data)

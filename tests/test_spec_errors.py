@@ -950,7 +950,49 @@ CASES = [
         "memory-in-decimal-units",
         VALID + "resources:\n  memory: 64GB\n",
         'spec.yaml:7:11: resources.memory: expected a memory size like "64GiB" or "512MiB" '
-        "(or MiB as a number)",
+        '(or MiB as a number); did you mean "64GiB"?',
+    ),
+    Case(
+        "memory-in-decimal-megabytes",
+        VALID + "resources:\n  memory: 512MB\n",
+        'spec.yaml:7:11: resources.memory: expected a memory size like "64GiB" or "512MiB" '
+        '(or MiB as a number); did you mean "512MiB"?',
+    ),
+    Case(
+        "memory-in-lower-case-g",
+        VALID + "resources:\n  memory: 1.5g\n",
+        'spec.yaml:7:11: resources.memory: expected a memory size like "64GiB" or "512MiB" '
+        '(or MiB as a number); did you mean "1.5GiB"?',
+    ),
+    Case(
+        "task-chat-means-generate",
+        edit("task: embed", "task: chat"),
+        'spec.yaml:4:9: model.task: expected one of "embed", "generate", got "chat"; '
+        'chat and completion models use "generate"',
+    ),
+    Case(
+        "task-text-generation-means-generate",
+        edit("task: embed", "task: text-generation"),
+        'spec.yaml:4:9: model.task: expected one of "embed", "generate", got "text-generation"; '
+        'chat and completion models use "generate"',
+    ),
+    Case(
+        "task-feature-extraction-means-embed",
+        edit("task: embed", "task: Feature-Extraction"),
+        'spec.yaml:4:9: model.task: expected one of "embed", "generate", got '
+        '"Feature-Extraction"; embedding and retrieval models use "embed"',
+    ),
+    Case(
+        "gpu-variant-guesses-its-family",
+        edit("gpu: L4", "gpu: H100-NVL"),
+        f"spec.yaml:5:6: gpu: unknown GPU type 'H100-NVL'; did you mean 'H100'? "
+        f"Modal offers {GPU_TYPES}",
+    ),
+    Case(
+        "gpu-variant-guesses-its-family-in-a-list",
+        edit("gpu: L4", "gpu: [L4, a100-pcie:1]"),
+        f"spec.yaml:5:11: gpu[1]: unknown GPU type 'a100-pcie'; did you mean 'A100'? "
+        f"Modal offers {GPU_TYPES}",
     ),
     Case(
         "memory-below-modal-minimum",
@@ -1509,7 +1551,7 @@ CASES = [
         "http-max-body-in-decimal-units",
         VALID + "surfaces:\n  http:\n    open: true\n    max_body: 32MB\n",
         'spec.yaml:9:15: surfaces.http.max_body: expected a memory size like "64GiB" or '
-        '"512MiB" (or MiB as a number)',
+        '"512MiB" (or MiB as a number); did you mean "32MiB"?',
     ),
     Case(
         "gateway-without-router",

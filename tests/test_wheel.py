@@ -156,6 +156,24 @@ def test_render_runs_from_another_directory(installed: Installed) -> None:
     assert (out_dir / "kalm-embedding.py").read_text(encoding="utf-8") == source
 
 
+def test_init_runs_from_the_wheel(installed: Installed) -> None:
+    """init's templates and the GitOps workflow it copies ship inside the package."""
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
+    assert "modal_iac/templates/init/spec.yaml.j2" in names
+    assert "modal_iac/data/gitops-workflow.yml" in names
+    target = installed.elsewhere / "new-repo"
+    _run([installed.modaliac, "init", target, "--gitops", "--pre-commit"], installed.elsewhere)
+    workflow = REPO / "examples" / "gitops" / ".github" / "workflows" / "modaliac.yml"
+    assert (target / ".github" / "workflows" / "modaliac.yml").read_text(
+        encoding="utf-8"
+    ) == workflow.read_text(encoding="utf-8")
+    assert (target / "schema.json").read_text(encoding="utf-8") == (REPO / "schema.json").read_text(
+        encoding="utf-8"
+    )
+    _run([installed.modaliac, "validate", "specs"], target)
+    _run([installed.modaliac, "fmt", "--check", "specs"], target)
+
+
 def test_offline_plan_does_not_import_modal(installed: Installed) -> None:
     """The pinned Modal SDK is installed with the wheel, but a plan without credentials never
     imports it (it costs a third of a second)."""
