@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,30 +30,89 @@ def test_workflow_triggers_on_pull_requests_and_pushes_to_main() -> None:
     assert triggers["push"]["branches"] == ["main"]
 
 
-def test_pull_requests_validate_plan_and_diff_into_one_sticky_comment() -> None:
+def _step(job: dict[str, Any], uses: str) -> dict[str, Any]:
+    return next(s for s in job["steps"] if s.get("uses", "").startswith(uses + "@"))
+
+
+def test_pull_requests_and_merges_validate_and_check_formatting_first() -> None:
+    jobs = _workflow()["jobs"]
+    runs = _runs(jobs["environments"])
+    assert 'modaliac validate "$SPECS"' in runs
+    assert 'modaliac fmt --check "$SPECS"' in runs
+    assert 'modaliac environments "$SPECS" --format json' in runs
+    assert jobs["environments"]["outputs"]["names"] == "${{ steps.list.outputs.names }}"
+    assert jobs["plan"]["needs"] == jobs["apply"]["needs"] == "environments"
+    for name in ("plan", "apply"):
+        matrix = jobs[name]["strategy"]["matrix"]
+        assert matrix == {"env": "${{ fromJSON(needs.environments.outputs.names) }}"}
+
+
+def test_pull_requests_plan_every_environment_into_a_sticky_comment_and_an_artifact() -> None:
     job = _workflow()["jobs"]["plan"]
     assert job["if"] == "github.event_name == 'pull_request'"
     assert job["permissions"]["pull-requests"] == "write"
+    assert job["strategy"]["fail-fast"] is False
     runs = _runs(job)
-    assert 'modaliac validate "$SPECS"' in runs
-    assert "modaliac plan" in runs and "--format markdown" in runs
-    assert 'modaliac diff "$SPECS" --base "origin/$BASE_REF"' in runs
-    assert "<!-- modaliac-plan -->" in runs
-    script = next(s for s in job["steps"] if "github-script" in s.get("uses", ""))["with"]["script"]
-    assert "<!-- modaliac-plan -->" in script and "updateComment" in script
-    assert "createComment" in script
+    assert 'if [ -n "$ENV_NAME" ]; then args=(--env "$ENV_NAME"); fi' in runs
+    assert 'modaliac plan "$SPECS" "${args[@]}" --state "$STATE" -o saved/plan.json' in runs
+    assert "--format markdown" in runs
+    assert 'modaliac diff "$SPECS" "${args[@]}" --base "origin/$BASE_REF"' in runs
+    assert "<!-- modaliac-plan:${ENV_NAME:-base} -->" in runs
+    upload = _step(job, "actions/upload-artifact")
+    assert upload["if"] == "steps.review.outputs.status == '0'"  # only a plan that can be applied
+    assert upload["with"]["name"] == "modaliac-plan-${{ matrix.env || 'base' }}"
+    assert upload["with"]["path"] == "saved/plan.json"
+    script = _step(job, "actions/github-script")
+    assert script["env"]["ENV_NAME"] == "${{ matrix.env || 'base' }}"
+    code = script["with"]["script"]
+    assert "`<!-- modaliac-plan:${process.env.ENV_NAME} -->`" in code
+    assert "updateComment" in code and "createComment" in code
     last = job["steps"][-1]
     assert last["if"] == "steps.review.outputs.status != '0'" and last["run"] == "exit 1"
 
 
-def test_merges_apply_one_at_a_time_against_the_remote_state() -> None:
+def test_merges_apply_the_reviewed_plans_one_environment_at_a_time() -> None:
     workflow = _workflow()
     job = workflow["jobs"]["apply"]
     assert "refs/heads/main" in job["if"]
-    assert job["concurrency"] == {"group": "modaliac-apply", "cancel-in-progress": False}
-    assert 'modaliac apply "$SPECS" --state "$STATE" --yes' in _runs(job)
+    assert job["strategy"]["max-parallel"] == 1
+    assert job["concurrency"] == {
+        "group": "modaliac-apply-${{ matrix.env || 'base' }}",
+        "cancel-in-progress": False,
+    }
+    assert job["permissions"] == {"contents": "read", "actions": "read"}
+    runs = _runs(job)
+    assert 'gh api "repos/$REPO/commits/$SHA/pulls"' in runs
+    assert "--event pull_request --commit \"$head\"" in runs and "--status success" in runs
+    download = _step(job, "actions/download-artifact")
+    plan_job = workflow["jobs"]["plan"]
+    assert download["with"]["name"] == _step(plan_job, "actions/upload-artifact")["with"]["name"]
+    assert download["with"]["run-id"] == "${{ steps.reviewed.outputs.run-id }}"
+    assert download["with"]["github-token"] == "${{ github.token }}"
+    steps = [s.get("uses", s.get("name")) for s in job["steps"]]
+    assert steps.index("actions/checkout@v4") < steps.index("actions/download-artifact@v4")
+    assert job["steps"][-1]["run"] == 'modaliac apply saved/plan.json --state "$STATE" --yes'
+    assert 'modaliac apply "$SPECS"' not in runs  # never what main holds, only what was reviewed
     assert workflow["env"]["STATE"].startswith("modal:")
     assert workflow["env"]["MODAL_TOKEN_SECRET"] == "${{ secrets.MODAL_TOKEN_SECRET }}"
+
+
+def test_installs_and_actions_are_pinned() -> None:
+    from modal_iac import __version__
+
+    workflow = _workflow()
+    assert workflow["env"]["MODALIAC"] == f"modaliac=={__version__}"
+    installs = [
+        step["run"]
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if "pip install" in step.get("run", "")
+    ]
+    assert len(installs) == 3 and set(installs) == {'pip install "$MODALIAC"'}
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"])
 
 
 def test_run_steps_are_valid_bash_and_interpolate_no_expressions() -> None:
