@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def test_merges_apply_the_reviewed_plans_one_environment_at_a_time() -> None:
     assert job["permissions"] == {"contents": "read", "actions": "read"}
     runs = _runs(job)
     assert 'gh api "repos/$REPO/commits/$SHA/pulls"' in runs
-    assert "--event pull_request --commit \"$head\"" in runs and "--status success" in runs
+    assert '--event pull_request --commit "$head"' in runs and "--status success" in runs
     download = _step(job, "actions/download-artifact")
     plan_job = workflow["jobs"]["plan"]
     assert download["with"]["name"] == _step(plan_job, "actions/upload-artifact")["with"]["name"]
@@ -272,3 +273,164 @@ def test_markdown_plan_renders_to_a_table_and_folded_details(
     assert "<details><summary><code>minilm-embedding</code>: create" in html
     assert '<pre><code class="language-diff">+ version = 1\n' in html
     assert html.rstrip().endswith("</details>")
+
+
+ENV_SPEC = """\
+app: minilm
+model:
+  id: sentence-transformers/all-MiniLM-L6-v2
+  revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+  task: embed
+gpu: L4
+environments:
+  prod:
+    scaling:
+      min_containers: 1
+  dev:
+    scaling:
+      max_containers: 2
+"""
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from modal_iac.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_environments_lists_the_matrix_of_a_rollout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    (tmp_path / "specs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "examples" / "small-embedding-no-snapshot.yaml", tmp_path / "specs")
+    assert _cli(capsys, "environments", "--format", "json") == (0, '[""]\n', "")
+    assert _cli(capsys, "environments", "specs") == (0, "(base)\n", "")
+    (tmp_path / "specs" / "minilm-envs.yaml").write_text(
+        ENV_SPEC.replace("app: minilm", "app: minilm-envs")
+    )
+    code, out, err = _cli(capsys, "environments", "specs", "--format", "json")
+    assert (code, err) == (0, "") and json.loads(out) == ["dev", "prod"]
+    assert _cli(capsys, "environments")[1] == "dev\nprod\n"
+
+
+def test_environments_of_a_broken_spec_is_one_located_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The matrix is made from specs that validate: a broken one stops the job with its line."""
+    (tmp_path / "specs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs" / "m.yaml").write_text(ENV_SPEC.replace("gpu: L4", "gpu: L4\nscalin: {}"))
+    code, out, err = _cli(capsys, "environments", "--format", "json")
+    assert (code, out) == (1, "")
+    assert err.startswith("specs/m.yaml:7:1: scalin:") and len(err.splitlines()) == 1
+
+
+THIS_CHECKOUT = {
+    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+}
+REMOTE_STATE = "modal:modaliac-state"
+
+
+def _job(work: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """One CI step: the CLI in its own process, in a checkout of its own (MODAL_* from the
+    modal_api fixture point it at the in-process local API)."""
+    return subprocess.run(
+        [sys.executable, "-m", "modal_iac.cli", *argv],
+        cwd=work,
+        env={**os.environ, "NO_COLOR": "1", **THIS_CHECKOUT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_loop_pull_request_plans_are_applied_by_the_merge_job(
+    modal_api: Any, tmp_path: Path
+) -> None:
+    """What the workflow does, on one machine: a PR checkout plans every environment into saved
+    plans (the artifacts), a second checkout (the merge job) applies them in other processes
+    against the state kept on Modal; a plan whose spec moved on is refused and deploys nothing."""
+    import json
+
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
+    for env in ("dev", "prod"):
+        modal_api.state.add_environment(env)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+
+    def git(cwd: Path, *args: str) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+    origin = tmp_path / "origin"
+    (origin / "specs").mkdir(parents=True)
+    (origin / "specs" / "minilm.yaml").write_text(ENV_SPEC)
+    git(origin, "init", "-q", "-b", "main")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "specs")
+    pull_request, merge, artifacts = tmp_path / "pr", tmp_path / "merge", tmp_path / "artifacts"
+    artifacts.mkdir()
+    git(tmp_path, "clone", "-q", str(origin), str(pull_request))
+    git(tmp_path, "clone", "-q", str(origin), str(merge))
+
+    listed = _job(pull_request, "environments", "specs", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    names = json.loads(listed.stdout)
+    assert names == ["dev", "prod"]
+    for name in names:
+        planned = _job(
+            pull_request, "plan", "specs", "--env", name, "--state", REMOTE_STATE,
+            "-o", str(artifacts / f"plan-{name}.json"),
+        )  # fmt: skip
+        assert planned.returncode == 0, planned.stderr
+    assert modal_api.state.requests("AppPublish") == []  # planning deploys nothing
+
+    for name in names:  # the merge job: one environment at a time, exactly the saved plan
+        (merge / "saved").mkdir(exist_ok=True)
+        shutil.copy(artifacts / f"plan-{name}.json", merge / "saved" / "plan.json")
+        applied = _job(merge, "apply", "saved/plan.json", "--state", REMOTE_STATE, "--yes")
+        assert applied.returncode == 0, applied.stderr
+        assert f"ok     create   {name}/minilm: deployed v1" in applied.stdout
+    creates = modal_api.state.requests("AppCreate")
+    assert [r.environment_name for r in creates] == ["dev", "prod"]
+    reviewed = json.loads((artifacts / "plan-prod.json").read_text())
+    (change,) = reviewed["changes"]
+    (deployed,) = [
+        data.decode()
+        for name, data in modal_api.state.app_files("minilm", "prod").items()
+        if name.endswith(".py")
+    ]
+    assert deployed == change["record"]["source"]  # the very code that was reviewed
+
+    # The same artifact again: the state on Modal moved on since it was planned.
+    again = _job(merge, "apply", "saved/plan.json", "--state", REMOTE_STATE, "--yes")
+    assert again.returncode == 1
+    assert "stale plan" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+    # A plan reviewed on a branch whose spec main no longer holds (another merge came first).
+    edited = ENV_SPEC.replace("max_containers: 2", "max_containers: 3")
+    (pull_request / "specs" / "minilm.yaml").write_text(edited)
+    planned = _job(
+        pull_request, "plan", "specs", "--env", "dev", "--state", REMOTE_STATE,
+        "-o", str(artifacts / "plan-dev.json"),
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    (merge / "specs" / "minilm.yaml").write_text(edited.replace("gpu: L4", "gpu: L40S"))
+    shutil.copy(artifacts / "plan-dev.json", merge / "saved" / "plan.json")
+    publishes = len(modal_api.state.requests("AppPublish"))
+    refused = _job(merge, "apply", "saved/plan.json", "--state", REMOTE_STATE, "--yes")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "saved/plan.json: dev/minilm: specs/minilm.yaml changed since the plan was made; make "
+        "the plan again and review it\n"
+    )
+    assert len(modal_api.state.requests("AppPublish")) == publishes
