@@ -349,6 +349,39 @@ def _job(work: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _run_step(
+    job: str, name: str, work: Path, bin_dir: Path, **env: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run the workflow's own ``run:`` script of step ``name`` as GitHub does (bash -eo
+    pipefail), with ``modaliac`` on PATH being this checkout's CLI: (result, $GITHUB_OUTPUT)."""
+    step = next(s for s in _workflow()["jobs"][job]["steps"] if s.get("name") == name)
+    shim = bin_dir / "modaliac"
+    if not shim.exists():
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m modal_iac.cli "$@"\n')
+        shim.chmod(0o755)
+    output = work / "github-output.txt"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=work,
+        env={
+            **os.environ,
+            "NO_COLOR": "1",
+            **THIS_CHECKOUT,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "SPECS": "specs",
+            "STATE": REMOTE_STATE,
+            "GITHUB_OUTPUT": str(output),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return result, output.read_text()
+
+
 def test_the_loop_pull_request_plans_are_applied_by_the_merge_job(
     modal_api: Any, tmp_path: Path
 ) -> None:
@@ -382,22 +415,30 @@ def test_the_loop_pull_request_plans_are_applied_by_the_merge_job(
     git(tmp_path, "clone", "-q", str(origin), str(pull_request))
     git(tmp_path, "clone", "-q", str(origin), str(merge))
 
-    listed = _job(pull_request, "environments", "specs", "--format", "json")
+    bin_dir = tmp_path / "bin"
+    listed, output = _run_step(
+        "environments", "list the environments to plan", pull_request, bin_dir
+    )
     assert listed.returncode == 0, listed.stderr
-    names = json.loads(listed.stdout)
-    assert names == ["dev", "prod"]
-    for name in names:
-        planned = _job(
-            pull_request, "plan", "specs", "--env", name, "--state", REMOTE_STATE,
-            "-o", str(artifacts / f"plan-{name}.json"),
-        )  # fmt: skip
-        assert planned.returncode == 0, planned.stderr
+    assert output == 'names=["dev", "prod"]\n'
+    names = json.loads(output.removeprefix("names="))
+    for name in names:  # the plan job's matrix: its own step script, in the PR checkout
+        planned, output = _run_step(
+            "plan", "plan and diff", pull_request, bin_dir, ENV_NAME=name, BASE_REF="main"
+        )
+        assert (planned.returncode, output) == (0, "status=0\n"), planned.stderr
+        comment = (pull_request / "comment.md").read_text()
+        assert comment.startswith(f"<!-- modaliac-plan:{name} -->\n## modaliac: {name}\n")
+        assert f"`{name}/minilm`" in comment
+        shutil.copy(pull_request / "saved" / "plan.json", artifacts / f"plan-{name}.json")
     assert modal_api.state.requests("AppPublish") == []  # planning deploys nothing
 
     for name in names:  # the merge job: one environment at a time, exactly the saved plan
         (merge / "saved").mkdir(exist_ok=True)
         shutil.copy(artifacts / f"plan-{name}.json", merge / "saved" / "plan.json")
-        applied = _job(merge, "apply", "saved/plan.json", "--state", REMOTE_STATE, "--yes")
+        applied, _ = _run_step(
+            "apply", "apply the reviewed plan (refused if stale)", merge, bin_dir
+        )
         assert applied.returncode == 0, applied.stderr
         assert f"ok     create   {name}/minilm: deployed v1" in applied.stdout
     creates = modal_api.state.requests("AppCreate")
