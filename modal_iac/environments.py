@@ -19,8 +19,9 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
         "environments",
         help="list the environments the specs define (for a CI matrix)",
         description=(
-            "List every name under the specs' environments: keys, sorted: one `plan --env NAME` "
-            "each covers every app (a spec without environments: deploys to NAME too). When no "
+            "List every name under the specs' environments: keys, in the order the specs first "
+            "name them (files in path order): one `plan --env NAME` each covers every app (a "
+            "spec without environments: deploys to NAME too). When no "
             "spec defines any, the one environment is the base (no --env), listed as an empty "
             "string in JSON and as '(base)' in text."
         ),
@@ -48,6 +49,7 @@ def cmd_environments(args: argparse.Namespace, console: Any) -> int:
 
 
 def environment_names(loaded: list[LoadedSpec]) -> list[str]:
-    """The sorted ``environments:`` names of ``loaded``, or ``[BASE]`` when there are none."""
-    names = {name for item in loaded for name in getattr(item.spec, "environments", {})}
-    return sorted(names) or [BASE]
+    """The ``environments:`` names of ``loaded`` in the order they are first named (a rollout
+    goes through them in that order: staging before prod), or ``[BASE]`` when there are none."""
+    names = {name: None for item in loaded for name in getattr(item.spec, "environments", {})}
+    return list(names) or [BASE]

@@ -76,7 +76,11 @@ def test_merges_apply_the_reviewed_plans_one_environment_at_a_time() -> None:
     workflow = _workflow()
     job = workflow["jobs"]["apply"]
     assert "refs/heads/main" in job["if"]
-    assert job["strategy"]["max-parallel"] == 1
+    assert job["strategy"] == {
+        "max-parallel": 1,
+        "fail-fast": True,
+        "matrix": {"env": "${{ fromJSON(needs.environments.outputs.names) }}"},
+    }
     assert job["concurrency"] == {
         "group": "modaliac-apply-${{ matrix.env || 'base' }}",
         "cancel-in-progress": False,
@@ -283,12 +287,12 @@ model:
   task: embed
 gpu: L4
 environments:
-  prod:
-    scaling:
-      min_containers: 1
   dev:
     scaling:
       max_containers: 2
+  prod:
+    scaling:
+      min_containers: 1
 """
 
 
@@ -315,7 +319,12 @@ def test_environments_lists_the_matrix_of_a_rollout(
     )
     code, out, err = _cli(capsys, "environments", "specs", "--format", "json")
     assert (code, err) == (0, "") and json.loads(out) == ["dev", "prod"]
-    assert _cli(capsys, "environments")[1] == "dev\nprod\n"
+    # in the order the specs (in path order) first name them: the order a rollout goes
+    rollout = ENV_SPEC.replace("app: minilm", "app: first").replace("dev:", "staging:")
+    (tmp_path / "specs" / "a.yaml").write_text(
+        rollout.replace("  staging:", "  qa: {}\n  staging:")
+    )
+    assert _cli(capsys, "environments")[1] == "qa\nstaging\nprod\ndev\n"
 
 
 def test_environments_of_a_broken_spec_is_one_located_line(
