@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from .load import LoadedSpec
     from .spec import Spec
 
-REGISTERED_COMMAND_MODULES = ("probe", "fmt", "review", "status", "bill", "offers", "init")
+REGISTERED_COMMAND_MODULES = (
+    "probe",
+    "fmt",
+    "review",
+    "status",
+    "bill",
+    "offers",
+    "init",
+    "environments",
+)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 

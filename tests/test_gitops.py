@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +31,93 @@ def test_workflow_triggers_on_pull_requests_and_pushes_to_main() -> None:
     assert triggers["push"]["branches"] == ["main"]
 
 
-def test_pull_requests_validate_plan_and_diff_into_one_sticky_comment() -> None:
+def _step(job: dict[str, Any], uses: str) -> dict[str, Any]:
+    return next(s for s in job["steps"] if s.get("uses", "").startswith(uses + "@"))
+
+
+def test_pull_requests_and_merges_validate_and_check_formatting_first() -> None:
+    jobs = _workflow()["jobs"]
+    runs = _runs(jobs["environments"])
+    assert 'modaliac validate "$SPECS"' in runs
+    assert 'modaliac fmt --check "$SPECS"' in runs
+    assert 'modaliac environments "$SPECS" --format json' in runs
+    assert jobs["environments"]["outputs"]["names"] == "${{ steps.list.outputs.names }}"
+    assert jobs["plan"]["needs"] == jobs["apply"]["needs"] == "environments"
+    for name in ("plan", "apply"):
+        matrix = jobs[name]["strategy"]["matrix"]
+        assert matrix == {"env": "${{ fromJSON(needs.environments.outputs.names) }}"}
+
+
+def test_pull_requests_plan_every_environment_into_a_sticky_comment_and_an_artifact() -> None:
     job = _workflow()["jobs"]["plan"]
     assert job["if"] == "github.event_name == 'pull_request'"
     assert job["permissions"]["pull-requests"] == "write"
+    assert job["strategy"]["fail-fast"] is False
     runs = _runs(job)
-    assert 'modaliac validate "$SPECS"' in runs
-    assert "modaliac plan" in runs and "--format markdown" in runs
-    assert 'modaliac diff "$SPECS" --base "origin/$BASE_REF"' in runs
-    assert "<!-- modaliac-plan -->" in runs
-    script = next(s for s in job["steps"] if "github-script" in s.get("uses", ""))["with"]["script"]
-    assert "<!-- modaliac-plan -->" in script and "updateComment" in script
-    assert "createComment" in script
+    assert 'if [ -n "$ENV_NAME" ]; then args=(--env "$ENV_NAME"); fi' in runs
+    assert 'modaliac plan "$SPECS" "${args[@]}" --state "$STATE" -o saved/plan.json' in runs
+    assert "--format markdown" in runs
+    assert 'modaliac diff "$SPECS" "${args[@]}" --base "origin/$BASE_REF"' in runs
+    assert "<!-- modaliac-plan:${ENV_NAME:-base} -->" in runs
+    upload = _step(job, "actions/upload-artifact")
+    assert upload["if"] == "steps.review.outputs.status == '0'"  # only a plan that can be applied
+    assert upload["with"]["name"] == "modaliac-plan-${{ matrix.env || 'base' }}"
+    assert upload["with"]["path"] == "saved/plan.json"
+    script = _step(job, "actions/github-script")
+    assert script["env"]["ENV_NAME"] == "${{ matrix.env || 'base' }}"
+    code = script["with"]["script"]
+    assert "`<!-- modaliac-plan:${process.env.ENV_NAME} -->`" in code
+    assert "updateComment" in code and "createComment" in code
     last = job["steps"][-1]
     assert last["if"] == "steps.review.outputs.status != '0'" and last["run"] == "exit 1"
 
 
-def test_merges_apply_one_at_a_time_against_the_remote_state() -> None:
+def test_merges_apply_the_reviewed_plans_one_environment_at_a_time() -> None:
     workflow = _workflow()
     job = workflow["jobs"]["apply"]
     assert "refs/heads/main" in job["if"]
-    assert job["concurrency"] == {"group": "modaliac-apply", "cancel-in-progress": False}
-    assert 'modaliac apply "$SPECS" --state "$STATE" --yes' in _runs(job)
+    assert job["strategy"] == {
+        "max-parallel": 1,
+        "fail-fast": True,
+        "matrix": {"env": "${{ fromJSON(needs.environments.outputs.names) }}"},
+    }
+    assert job["concurrency"] == {
+        "group": "modaliac-apply-${{ matrix.env || 'base' }}",
+        "cancel-in-progress": False,
+    }
+    assert job["permissions"] == {"contents": "read", "actions": "read"}
+    runs = _runs(job)
+    assert 'gh api "repos/$REPO/commits/$SHA/pulls"' in runs
+    assert '--event pull_request --commit "$head"' in runs and "--status success" in runs
+    download = _step(job, "actions/download-artifact")
+    plan_job = workflow["jobs"]["plan"]
+    assert download["with"]["name"] == _step(plan_job, "actions/upload-artifact")["with"]["name"]
+    assert download["with"]["run-id"] == "${{ steps.reviewed.outputs.run-id }}"
+    assert download["with"]["github-token"] == "${{ github.token }}"
+    steps = [s.get("uses", s.get("name")) for s in job["steps"]]
+    assert steps.index("actions/checkout@v4") < steps.index("actions/download-artifact@v4")
+    assert job["steps"][-1]["run"] == 'modaliac apply saved/plan.json --state "$STATE" --yes'
+    assert 'modaliac apply "$SPECS"' not in runs  # never what main holds, only what was reviewed
     assert workflow["env"]["STATE"].startswith("modal:")
     assert workflow["env"]["MODAL_TOKEN_SECRET"] == "${{ secrets.MODAL_TOKEN_SECRET }}"
+
+
+def test_installs_and_actions_are_pinned() -> None:
+    from modal_iac import __version__
+
+    workflow = _workflow()
+    assert workflow["env"]["MODALIAC"] == f"modaliac=={__version__}"
+    installs = [
+        step["run"]
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if "pip install" in step.get("run", "")
+    ]
+    assert len(installs) == 3 and set(installs) == {'pip install "$MODALIAC"'}
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"])
 
 
 def test_run_steps_are_valid_bash_and_interpolate_no_expressions() -> None:
@@ -212,3 +277,211 @@ def test_markdown_plan_renders_to_a_table_and_folded_details(
     assert "<details><summary><code>minilm-embedding</code>: create" in html
     assert '<pre><code class="language-diff">+ version = 1\n' in html
     assert html.rstrip().endswith("</details>")
+
+
+ENV_SPEC = """\
+app: minilm
+model:
+  id: sentence-transformers/all-MiniLM-L6-v2
+  revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+  task: embed
+gpu: L4
+environments:
+  dev:
+    scaling:
+      max_containers: 2
+  prod:
+    scaling:
+      min_containers: 1
+"""
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from modal_iac.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_environments_lists_the_matrix_of_a_rollout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    (tmp_path / "specs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "examples" / "small-embedding-no-snapshot.yaml", tmp_path / "specs")
+    assert _cli(capsys, "environments", "--format", "json") == (0, '[""]\n', "")
+    assert _cli(capsys, "environments", "specs") == (0, "(base)\n", "")
+    (tmp_path / "specs" / "minilm-envs.yaml").write_text(
+        ENV_SPEC.replace("app: minilm", "app: minilm-envs")
+    )
+    code, out, err = _cli(capsys, "environments", "specs", "--format", "json")
+    assert (code, err) == (0, "") and json.loads(out) == ["dev", "prod"]
+    # in the order the specs (in path order) first name them: the order a rollout goes
+    rollout = ENV_SPEC.replace("app: minilm", "app: first").replace("dev:", "staging:")
+    (tmp_path / "specs" / "a.yaml").write_text(
+        rollout.replace("  staging:", "  qa: {}\n  staging:")
+    )
+    assert _cli(capsys, "environments")[1] == "qa\nstaging\nprod\ndev\n"
+
+
+def test_environments_of_a_broken_spec_is_one_located_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The matrix is made from specs that validate: a broken one stops the job with its line."""
+    (tmp_path / "specs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs" / "m.yaml").write_text(ENV_SPEC.replace("gpu: L4", "gpu: L4\nscalin: {}"))
+    code, out, err = _cli(capsys, "environments", "--format", "json")
+    assert (code, out) == (1, "")
+    assert err.startswith("specs/m.yaml:7:1: scalin:") and len(err.splitlines()) == 1
+
+
+THIS_CHECKOUT = {
+    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+}
+REMOTE_STATE = "modal:modaliac-state"
+
+
+def _job(work: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """One CI step: the CLI in its own process, in a checkout of its own (MODAL_* from the
+    modal_api fixture point it at the in-process local API)."""
+    return subprocess.run(
+        [sys.executable, "-m", "modal_iac.cli", *argv],
+        cwd=work,
+        env={**os.environ, "NO_COLOR": "1", **THIS_CHECKOUT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _run_step(
+    job: str, name: str, work: Path, bin_dir: Path, **env: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run the workflow's own ``run:`` script of step ``name`` as GitHub does (bash -eo
+    pipefail), with ``modaliac`` on PATH being this checkout's CLI: (result, $GITHUB_OUTPUT)."""
+    step = next(s for s in _workflow()["jobs"][job]["steps"] if s.get("name") == name)
+    shim = bin_dir / "modaliac"
+    if not shim.exists():
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m modal_iac.cli "$@"\n')
+        shim.chmod(0o755)
+    output = work / "github-output.txt"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=work,
+        env={
+            **os.environ,
+            "NO_COLOR": "1",
+            **THIS_CHECKOUT,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "SPECS": "specs",
+            "STATE": REMOTE_STATE,
+            "GITHUB_OUTPUT": str(output),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return result, output.read_text()
+
+
+def test_the_loop_pull_request_plans_are_applied_by_the_merge_job(
+    modal_api: Any, tmp_path: Path
+) -> None:
+    """What the workflow does, on one machine: a PR checkout plans every environment into saved
+    plans (the artifacts), a second checkout (the merge job) applies them in other processes
+    against the state kept on Modal; a plan whose spec moved on is refused and deploys nothing."""
+    import json
+
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
+    for env in ("dev", "prod"):
+        modal_api.state.add_environment(env)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+
+    def git(cwd: Path, *args: str) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+    origin = tmp_path / "origin"
+    (origin / "specs").mkdir(parents=True)
+    (origin / "specs" / "minilm.yaml").write_text(ENV_SPEC)
+    git(origin, "init", "-q", "-b", "main")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "specs")
+    pull_request, merge, artifacts = tmp_path / "pr", tmp_path / "merge", tmp_path / "artifacts"
+    artifacts.mkdir()
+    git(tmp_path, "clone", "-q", str(origin), str(pull_request))
+    git(tmp_path, "clone", "-q", str(origin), str(merge))
+
+    bin_dir = tmp_path / "bin"
+    listed, output = _run_step(
+        "environments", "list the environments to plan", pull_request, bin_dir
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert output == 'names=["dev", "prod"]\n'
+    names = json.loads(output.removeprefix("names="))
+    for name in names:  # the plan job's matrix: its own step script, in the PR checkout
+        planned, output = _run_step(
+            "plan", "plan and diff", pull_request, bin_dir, ENV_NAME=name, BASE_REF="main"
+        )
+        assert (planned.returncode, output) == (0, "status=0\n"), planned.stderr
+        comment = (pull_request / "comment.md").read_text()
+        assert comment.startswith(f"<!-- modaliac-plan:{name} -->\n## modaliac: {name}\n")
+        assert f"`{name}/minilm`" in comment
+        assert f"Saved plan: artifact `modaliac-plan-{name}` of this run;" in comment
+        shutil.copy(pull_request / "saved" / "plan.json", artifacts / f"plan-{name}.json")
+    assert modal_api.state.requests("AppPublish") == []  # planning deploys nothing
+
+    for name in names:  # the merge job: one environment at a time, exactly the saved plan
+        (merge / "saved").mkdir(exist_ok=True)
+        shutil.copy(artifacts / f"plan-{name}.json", merge / "saved" / "plan.json")
+        applied, _ = _run_step(
+            "apply", "apply the reviewed plan (refused if stale)", merge, bin_dir
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert f"ok     create   {name}/minilm: deployed v1" in applied.stdout
+    creates = modal_api.state.requests("AppCreate")
+    assert [r.environment_name for r in creates] == ["dev", "prod"]
+    reviewed = json.loads((artifacts / "plan-prod.json").read_text())
+    (change,) = reviewed["changes"]
+    (deployed,) = [
+        data.decode()
+        for name, data in modal_api.state.app_files("minilm", "prod").items()
+        if name.endswith(".py")
+    ]
+    assert deployed == change["record"]["source"]  # the very code that was reviewed
+
+    # The same artifact again: the state on Modal moved on since it was planned.
+    again = _job(merge, "apply", "saved/plan.json", "--state", REMOTE_STATE, "--yes")
+    assert again.returncode == 1
+    assert "stale plan" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+    # A plan reviewed on a branch whose spec main no longer holds (another merge came first).
+    edited = ENV_SPEC.replace("max_containers: 2", "max_containers: 3")
+    (pull_request / "specs" / "minilm.yaml").write_text(edited)
+    planned = _job(
+        pull_request, "plan", "specs", "--env", "dev", "--state", REMOTE_STATE,
+        "-o", str(artifacts / "plan-dev.json"),
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    (merge / "specs" / "minilm.yaml").write_text(edited.replace("gpu: L4", "gpu: L40S"))
+    shutil.copy(artifacts / "plan-dev.json", merge / "saved" / "plan.json")
+    publishes = len(modal_api.state.requests("AppPublish"))
+    refused = _job(merge, "apply", "saved/plan.json", "--state", REMOTE_STATE, "--yes")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "saved/plan.json: dev/minilm: specs/minilm.yaml changed since the plan was made; make "
+        "the plan again and review it\n"
+    )
+    assert len(modal_api.state.requests("AppPublish")) == publishes
