@@ -1,0 +1,122 @@
+"""`modaliac import APP --generate-spec FILE`: an app deployed by hand (the real modal client
+deploying a generated file, not modaliac) becomes a spec, and the first plan is small."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import modal
+import modal.runner
+import pytest
+from helpers import import_file
+
+from modal_iac.cli import main
+from modal_iac.load import load_spec
+from modal_iac.local_api import LocalModalServer
+from modal_iac.render import render
+from modal_iac.state import read_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def work(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project, and kalm deployed by hand with `modal` (tagged like a team would)."""
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
+    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
+    rendered = render(load_spec(ROOT / "specs" / "kalm.yaml"))
+    target = tmp_path / "by-hand" / rendered.filename
+    target.parent.mkdir()
+    target.write_text(rendered.source, encoding="utf-8")
+    module = import_file(target, f"by_hand_{uuid.uuid4().hex[:12]}", monkeypatch)
+    app = module.app
+    assert isinstance(app, modal.App)
+    modal.runner.deploy_app(app, name="kalm-embedding", tag="by-hand")
+    found = modal_api.state.app("kalm-embedding", "")
+    found.tags.update({"team": "search"})
+    work = tmp_path / "work"
+    (work / "specs").mkdir(parents=True)
+    shutil.copy(ROOT / "schema.json", work / "schema.json")
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    return work
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv), confirm=lambda question: True)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_import_writes_a_spec_and_the_first_plan_is_small(
+    work: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "import", "kalm-embedding", "--generate-spec", "specs/kalm.yaml")
+    assert code == 0, err
+    assert "imported v1 and wrote specs/kalm.yaml" in out
+    text = (work / "specs/kalm.yaml").read_text()
+    for line in (
+        "app: kalm-embedding",
+        "  team: search",
+        "  id: FILL-IN/model-id  # fill in",
+        "  task: embed  # guessed",
+        "gpu: A100-40GB",
+        "snapshot: gpu",
+        "  /root/.cache/huggingface: hf-embedding-cache",
+        "  /root/.cache/vllm: vllm-jit-cache",
+        "hf_token_secret: huggingface  # guessed",
+        "  max_containers: 1",
+        "  scaledown_window: 300s",
+        "  timeout: 300s",
+        "  concurrency: 32",
+        "    name: VLLMEmbeddingSnapshot",
+        "    api_key_secret: kalm-api-key",
+        "  downloader: true",
+    ):
+        assert f"\n{line}" in text, (line, text)
+    assert "modaliac-" not in text.replace("`modaliac import", "")
+    # FetchGet asked per function: what the spec was written from is what Modal reported.
+    asked = {r.object_tag for r in modal_api.state.requests("FunctionGet")}
+    assert {"Server.*", "VLLMEmbeddingSnapshot.*", "download_weights"} <= asked
+
+    record = read_state(work / ".modaliac/state.json").apps["kalm-embedding"]
+    assert record.spec_path == "specs/kalm.yaml" and record.deployed_version == 1
+    assert record.settings["gpu"] == ["A100-40GB"]
+    assert record.settings["model.id"] == "FILL-IN/model-id"
+
+    # Until the model id is filled in, the spec does not validate, with one clear line.
+    code, out, err = cli(capsys, "validate", "specs/kalm.yaml")
+    assert code == 1
+    assert err.startswith("specs/kalm.yaml:")
+    assert 'model.id: "FILL-IN/model-id" is the placeholder' in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+    # Filled in, the plan changes the model id (and its served name) and deploys modaliac's
+    # code; nothing else is replaced, created or deleted.
+    spec = work / "specs/kalm.yaml"
+    spec.write_text(
+        spec.read_text().replace("FILL-IN/model-id", "tencent/KaLM-Embedding-Gemma3-12B-2511")
+    )
+    code, out, err = cli(capsys, "plan")
+    assert code == 0, err
+    changed = [line.strip() for line in out.splitlines() if "->" in line]
+    assert changed and all(
+        line.startswith(("model.id", "model.served_name")) for line in changed
+    ), out
+    # A GPU snapshot app deploys with a new snapshot: replace, said why; nothing else.
+    assert "-/+ replace kalm-embedding" in out
+    assert "a new memory snapshot is taken" in out
+    assert "Plan: 0 to create, 0 to update, 1 to replace, 0 to delete." in out
+
+
+def test_import_refuses_to_overwrite_the_spec_file(
+    work: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (work / "specs/kalm.yaml").write_text("keep me\n")
+    code, _, err = cli(capsys, "import", "kalm-embedding", "--generate-spec", "specs/kalm.yaml")
+    assert code == 1
+    assert err == "specs/kalm.yaml: already exists; name a new file\n"
+    assert (work / "specs/kalm.yaml").read_text() == "keep me\n"
+    assert not (work / ".modaliac/state.json").exists()
