@@ -22,6 +22,7 @@ HEADER = (
     "# deployed app. Modal does not report the model or the engine's settings: fill in model.id,\n"
     "# check model.task, and add engine settings (vLLM arguments) the app was started with.\n"
 )
+PAGE = 100  # items per SecretList / VolumeList page, as the SDK asks
 STANDIN_ID = "imported/model"  # validates like a real id; replaced by the placeholder after
 MODALIAC_TAGS = ("managed-by", "modaliac-")
 HF_NAMES = ("huggingface", "hugging-face", "hf-", "hf_")  # a secret likely to hold HF_TOKEN
@@ -70,11 +71,11 @@ def read_functions(app: str, environment: str | None) -> list[Function]:
         )
         layout, secrets, volumes = await asyncio.gather(
             stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=found.app_id)),
-            stub.SecretList(api_pb2.SecretListRequest(environment_name=env)),
-            stub.VolumeList(api_pb2.VolumeListRequest(environment_name=env)),
+            _listed(stub.SecretList, api_pb2.SecretListRequest, env),
+            _listed(stub.VolumeList, api_pb2.VolumeListRequest, env),
         )
-        secret_names = {item.secret_id: item.label for item in secrets.items}
-        volume_names = {item.volume_id: item.label for item in volumes.items}
+        secret_names = {item.secret_id: item.label for item in secrets}
+        volume_names = {item.volume_id: item.label for item in volumes}
         tags = sorted(layout.app_layout.function_ids)
         answers = await asyncio.gather(
             *(
@@ -90,6 +91,23 @@ def read_functions(app: str, environment: str | None) -> list[Function]:
         ]
 
     return run(make)
+
+
+async def _listed(call: Any, request: Any, env: str) -> list[Any]:
+    """Every item of a SecretList / VolumeList, page by page as the SDK reads them (pages of
+    100, each older than the last item of the one before)."""
+    from modal_proto import api_pb2
+
+    items: list[Any] = []
+    before = 0.0
+    while True:
+        page = api_pb2.ListPagination(max_objects=PAGE, created_before=before)
+        answer = await call(request(environment_name=env, pagination=page))
+        items.extend(answer.items)
+        last = answer.items[-1].metadata.creation_info.created_at if answer.items else 0.0
+        if len(answer.items) < PAGE or not last or last == before:
+            return items
+        before = last
 
 
 def _function(
@@ -213,17 +231,22 @@ def _scalar(value: str) -> str:
     return value if plain.isalnum() and not value[0].isdigit() else json.dumps(value)
 
 
-def recorded_settings(text: str, shown: str) -> dict[str, Any]:
-    """The settings the written spec resolves to, model id as written (the placeholder)."""
+def recorded_settings(text: str) -> dict[str, Any] | None:
+    """The settings the written spec resolves to, model id as written (the placeholder); None
+    when it needs more than the model id to validate (Modal reported something a spec cannot
+    say, e.g. an app without a GPU)."""
+    from pydantic import ValidationError
     from ruamel.yaml import YAML
 
     from .settings import settings
     from .spec import Spec
 
     data = YAML(typ="safe").load(text)
-    assert isinstance(data, dict), shown
     data["model"]["id"] = STANDIN_ID
-    found = settings(Spec.model_validate(data))
+    try:
+        found = settings(Spec.model_validate(data))
+    except ValidationError:
+        return None
     found["model.id"] = IMPORT_PLACEHOLDER
     found["model.served_name"] = IMPORT_PLACEHOLDER
     return found

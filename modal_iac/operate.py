@@ -413,13 +413,19 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
         if seen.state != "deployed" or seen.current is None:
             raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
         if args.generate_spec:
-            state.apps[address] = _import_with_spec(args, project, target, seen)
+            state.apps[address] = record = _import_with_spec(args, project, target, seen)
             store.write(state)
             console.print(
                 f"{address}: imported v{seen.current.version} and wrote {args.generate_spec}: "
                 "fill in model.id (and check what its comments mark), then `modaliac plan` "
                 "shows the change"
             )
+            if not record.settings:
+                console.error(
+                    f"{args.generate_spec}: needs more than model.id to validate (`modaliac "
+                    f"validate {args.generate_spec}` says what); the next plan lists every "
+                    "setting as new"
+                )
             return EXIT_OK
         state.apps[address] = AppRecord(
             app=target.app,
@@ -462,7 +468,7 @@ def _import_with_spec(
         spec_path=project.recorded(path),
         spec_digest=hashlib.sha256(text.encode()).hexdigest(),
         source_hash="",  # Modal runs code modaliac did not generate
-        settings=recorded_settings(text, str(path)),
+        settings=recorded_settings(text) or {},
         deployed_version=seen.current.version,
         deployment_tag=seen.current.tag,
         env_option=args.env,

@@ -120,3 +120,98 @@ def test_import_refuses_to_overwrite_the_spec_file(
     assert err == "specs/kalm.yaml: already exists; name a new file\n"
     assert (work / "specs/kalm.yaml").read_text() == "keep me\n"
     assert not (work / ".modaliac/state.json").exists()
+
+
+HAND_WRITTEN = """\
+import modal
+
+app = modal.App("hand-chat")
+cache = modal.Volume.from_name("hf-cache", create_if_missing=True)
+
+
+@app.function(
+    gpu="L40S",
+    image=modal.Image.debian_slim(),
+    volumes={"/root/.cache/huggingface": cache},
+    secrets=[modal.Secret.from_name("hf-secret")],
+    min_containers=1,
+    scaledown_window=120,
+    timeout=600,
+)
+@modal.concurrent(max_inputs=16)
+@modal.web_server(8000, startup_timeout=900)
+def serve() -> None:
+    pass
+"""
+
+
+def test_import_of_an_app_written_by_hand(
+    work: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    modal_api.state.add_secret("hf-secret", ("HF_TOKEN",))
+    target = work.parent / "hand" / "chat.py"
+    target.parent.mkdir()
+    target.write_text(HAND_WRITTEN, encoding="utf-8")
+    module = import_file(target, f"hand_chat_{uuid.uuid4().hex[:12]}", monkeypatch)
+    modal.runner.deploy_app(module.app, name="hand-chat")
+
+    code, out, err = cli(capsys, "import", "hand-chat", "--generate-spec", "specs/chat.yaml")
+    assert code == 0, err
+    text = (work / "specs/chat.yaml").read_text()
+    for line in (
+        "  task: generate  # guessed",
+        "gpu: L40S",
+        "volumes:\n  /root/.cache/huggingface: hf-cache",
+        "hf_token_secret: hf-secret  # guessed",
+        "  min_containers: 1",
+        "  scaledown_window: 120s",
+        "  timeout: 600s",
+        "  startup_timeout: 600s",  # the client sends the timeout when none is given
+        "  concurrency: 16",
+        "surfaces:\n  http:\n    open: true  # Modal reports no key",
+    ):
+        assert f"\n{line}" in text, (line, text)
+    assert "snapshot" not in text and "class:" not in text and "downloader" not in text
+
+    spec = work / "specs/chat.yaml"
+    spec.write_text(spec.read_text().replace("FILL-IN/model-id", "Qwen/Qwen3-0.6B"))
+    assert cli(capsys, "validate", "specs/chat.yaml")[0] == 0
+    code, out, err = cli(capsys, "plan")
+    assert code == 0, err
+    changed = [line.strip() for line in out.splitlines() if "->" in line]
+    assert [line.split()[0] for line in changed] == ["model.id", "model.served_name"], out
+    assert "~ update hand-chat" in out
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete." in out
+    # Applied, modaliac's code runs and the spec is the whole truth: the next plan is empty.
+    code, out, err = cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    assert cli(capsys, "plan", "--detailed-exitcode")[0] == 0
+
+
+def test_import_of_an_app_a_spec_cannot_describe_says_so(
+    work: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = work.parent / "hand" / "cpu.py"
+    target.parent.mkdir()
+    source = HAND_WRITTEN.replace('    gpu="L40S",\n', "").replace('"hand-chat"', '"hand-cpu"')
+    target.write_text(source.replace('modal.Secret.from_name("hf-secret")', ""), "utf-8")
+    module = import_file(target, f"hand_cpu_{uuid.uuid4().hex[:12]}", monkeypatch)
+    modal.runner.deploy_app(module.app, name="hand-cpu")
+
+    code, out, err = cli(capsys, "import", "hand-cpu", "--generate-spec", "specs/cpu.yaml")
+    assert code == 0, err
+    assert "imported v1 and wrote specs/cpu.yaml" in out
+    assert err == (
+        "specs/cpu.yaml: needs more than model.id to validate (`modaliac validate "
+        "specs/cpu.yaml` says what); the next plan lists every setting as new\n"
+    )
+    assert "\ngpu:" not in (work / "specs/cpu.yaml").read_text()
+    assert read_state(work / ".modaliac/state.json").apps["hand-cpu"].settings == {}
+    code, _, err = cli(capsys, "validate", "specs/cpu.yaml")
+    assert code == 1 and "Traceback" not in err and err.startswith("specs/cpu.yaml:")
