@@ -33,8 +33,7 @@ class Function:
     """One deployed function as FunctionGet reports it (plain values)."""
 
     tag: str
-    gpu: str = ""
-    gpu_count: int = 0
+    gpus: tuple[str, ...] = ()  # "TYPE" or "TYPE:COUNT", in Modal's fallback order
     min_containers: int = 0
     max_containers: int | None = None
     buffer_containers: int = 0
@@ -47,24 +46,33 @@ class Function:
     volumes: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
     secrets: tuple[str, ...] = ()
     web: bool = False
+    server: bool = False  # an @app.server (Modal's http_config), not a web method
+    plain_methods: bool = False  # a class with methods that are not web endpoints
     proxy_auth: bool = False
     custom_domains: tuple[str, ...] = ()
+
+    @property
+    def gpu(self) -> str:
+        return self.gpus[0] if self.gpus else ""
 
     @property
     def is_class(self) -> bool:
         return self.tag.endswith(".*")
 
 
-def read_functions(app: str, environment: str | None) -> list[Function]:
+def read_functions(
+    app: str, environment: str | None
+) -> tuple[list[Function], dict[str, tuple[str, ...]]]:
     """Every function of a deployed app, from its layout and one FunctionGet each, with volume
-    and secret ids named through VolumeList and SecretList."""
+    and secret ids named through VolumeList and SecretList; and each secret's key names (never
+    a value: SecretList reports names only)."""
     from modal_proto import api_pb2
 
     from .modal_api import run
 
     env = environment or ""
 
-    async def make(client: Any) -> list[Function]:
+    async def make(client: Any) -> tuple[list[Function], dict[str, tuple[str, ...]]]:
         stub = client._stub
         found = await stub.AppGetByDeploymentName(
             api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=env)
@@ -85,10 +93,11 @@ def read_functions(app: str, environment: str | None) -> list[Function]:
                 for tag in tags
             )
         )
+        keys = {item.label: tuple(item.metadata.keys) for item in secrets if item.label}
         return [
             _function(tag, answer.function, secret_names, volume_names)
             for tag, answer in zip(tags, answers, strict=True)
-        ]
+        ], keys
 
     return run(make)
 
@@ -113,23 +122,28 @@ async def _listed(call: Any, request: Any, env: str) -> list[Any]:
 def _function(
     tag: str, data: Any, secret_names: dict[str, str], volume_names: dict[str, str]
 ) -> Function:
-    ranked = data.ranked_functions[0].function if data.ranked_functions else None
-    gpu = ranked.resources.gpu_config if ranked is not None else None
+    ranks = sorted(data.ranked_functions, key=_rank)
+    ranked = ranks[0].function if ranks else None
+    configs = [r.function.resources.gpu_config for r in ranks]
     scaler = data.autoscaler_settings
     webhooks = [data.webhook_config] if data.webhook_config.type else []
+    server = bool(data.is_server or data.HasField("http_config"))
     methods = data.method_definitions.values()
     webhooks += [m.webhook_config for m in methods if m.webhook_config.type]
     return Function(
         tag=tag,
-        gpu=gpu.gpu_type if gpu is not None else "",
-        gpu_count=gpu.count if gpu is not None else 0,
+        gpus=tuple(
+            c.gpu_type + (f":{c.count}" if c.count > 1 else "") for c in configs if c.gpu_type
+        ),
         min_containers=scaler.min_containers,
         max_containers=scaler.max_containers if scaler.HasField("max_containers") else None,
         buffer_containers=scaler.buffer_containers,
         scaledown_window=scaler.scaledown_window,
         timeout=data.timeout_secs,
-        startup_timeout=data.startup_timeout_secs,
-        concurrency=ranked.max_concurrent_inputs if ranked is not None else 0,
+        startup_timeout=data.startup_timeout_secs
+        or (data.http_config.startup_timeout if server else 0),
+        concurrency=(ranked.max_concurrent_inputs if ranked is not None else 0)
+        or (int(scaler.target_concurrency_float) if server else 0),  # @app.server's target
         memory_snapshot=bool(ranked is not None and ranked.checkpointing_enabled),
         gpu_snapshot=data.experimental_options.get("enable_gpu_snapshot", "").lower() == "true"
         or data._experimental_enable_gpu_snapshot,
@@ -140,13 +154,26 @@ def _function(
         secrets=tuple(
             secret_names.get(s, s) for s in (ranked.secret_ids if ranked is not None else ())
         ),
-        web=bool(webhooks),
-        proxy_auth=any(w.requires_proxy_auth for w in webhooks),
+        web=bool(webhooks) or server,
+        plain_methods=any(not m.webhook_config.type for m in methods),
+        server=server,
+        proxy_auth=any(w.requires_proxy_auth for w in webhooks)
+        or (server and not data.http_config.unauthenticated),
         custom_domains=tuple(d for w in webhooks for d in w.custom_domains),
     )
 
 
-def spec_text(app: str, environment: str | None, tags: dict[str, str], fns: list[Function]) -> str:
+def _rank(ranked: Any) -> int:
+    return int(ranked.rank)
+
+
+def spec_text(
+    app: str,
+    environment: str | None,
+    tags: dict[str, str],
+    fns: list[Function],
+    keys: dict[str, tuple[str, ...]],
+) -> str:
     """The spec, as YAML text with comments (``fmt`` puts it in canonical order)."""
     serving = [f for f in fns if f.gpu] or list(fns)
     main = next((f for f in serving if f.web), serving[0])
@@ -158,33 +185,60 @@ def spec_text(app: str, environment: str | None, tags: dict[str, str], fns: list
         lines.append("labels:")
         lines.extend(f"  {_scalar(k)}: {_scalar(v)}" for k, v in labels.items())
     embeds = any("embed" in f.tag.lower() for f in fns)
+    # modaliac's transformers engine serves the class and the HTTP surface from one class;
+    # its vLLM engine has a class of its own for the HTTP endpoint.
+    classes = [f for f in serving if f.is_class and (not f.web or f.plain_methods)]
+    one_class = any(f.web for f in classes)
+    engine = (
+        "transformers  # guessed: one class has both Python and web methods"
+        if one_class
+        else "vllm  # Modal does not report the engine or its settings: check"
+    )
     lines += [
         "model:",
         f"  id: {IMPORT_PLACEHOLDER}  # fill in: the Hugging Face id of the model the app serves",
         "  revision: main  # Modal does not report it: pin the commit the app loads",
         f"  task: {'embed' if embeds else 'generate'}  # guessed from the function names: check",
         "engine:",
-        "  name: vllm  # Modal does not report the engine or its settings: check",
+        f"  name: {engine}",
     ]
-    if main.gpu:
-        count = f":{main.gpu_count}" if main.gpu_count > 1 else ""
-        lines.append(f"gpu: {main.gpu}{count}")
+    if len(main.gpus) > 1:
+        lines.append("gpu:  # Modal's fallback order")
+        lines.extend(f"  - {g}" for g in main.gpus)
+    elif main.gpus:
+        lines.append(f"gpu: {main.gpu}")
     if main.memory_snapshot:
-        lines.append(f"snapshot: {'gpu' if main.gpu_snapshot else 'memory'}")
+        lines.append(
+            "snapshot: gpu  # or sleep: vLLM's sleep mode takes the same snapshot"
+            if main.gpu_snapshot
+            else "snapshot: memory"
+        )
     volumes = {p: n for f in fns for p, n in f.volumes.items()}
     if volumes:
         lines.append("volumes:")
         lines.extend(f"  {_scalar(p)}: {_scalar(n)}" for p, n in sorted(volumes.items()))
-    # A secret only the web function has is its API key; the others are the model's.
+    # The web function's secret holding an *API_KEY key is its API key (else one only the web
+    # function has); a secret holding HF_TOKEN (else one named like it) is the token's.
     others = [f for f in fns if not f.web]
-    everywhere = [
-        s for s in main.secrets if not main.web or not others or any(s in f.secrets for f in others)
-    ]
-    web_only = [s for s in main.secrets if s not in everywhere]
-    token = next((s for s in everywhere if s.lower().startswith(HF_NAMES)), None)
+    keyed = [s for s in main.secrets if any(k.endswith("API_KEY") for k in keys.get(s, ()))]
+    web_only = (
+        keyed
+        if main.web and keyed
+        else [
+            s
+            for s in main.secrets
+            if main.web and others and all(s not in f.secrets for f in others)
+        ]
+    )[:1]
+    everywhere = [s for s in main.secrets if s not in web_only]
+    held = [s for s in everywhere if "HF_TOKEN" in keys.get(s, ())]
+    named = [s for s in everywhere if s.lower().startswith(HF_NAMES)]
+    found = held or named
+    token = found[0] if found else None
     if token is not None:
         everywhere.remove(token)
-        lines.append(f"hf_token_secret: {_scalar(token)}  # guessed from its name: holds HF_TOKEN?")
+        why = "holds HF_TOKEN" if held else "guessed from its name: holds HF_TOKEN?"
+        lines.append(f"hf_token_secret: {_scalar(token)}  # {why}")
     if everywhere:
         lines.append("secrets:  # if one holds HF_TOKEN, hf_token_secret: NAME says so")
         lines.extend(f"  - {_scalar(s)}" for s in everywhere)
@@ -197,7 +251,7 @@ def spec_text(app: str, environment: str | None, tags: dict[str, str], fns: list
         lines.append(f"  buffer_containers: {main.buffer_containers}")
     for key, seconds in (
         ("scaledown_window", main.scaledown_window),
-        ("timeout", main.timeout),
+        ("timeout", 0 if main.server else main.timeout),  # an @app.server has no timeout
         ("startup_timeout", main.startup_timeout),
     ):
         if seconds:
@@ -205,15 +259,19 @@ def spec_text(app: str, environment: str | None, tags: dict[str, str], fns: list
     if main.concurrency:
         lines.append(f"  concurrency: {main.concurrency}")
     lines.append("surfaces:")
-    classes = [f for f in serving if f.is_class and not f.web]
     if classes:
         lines += ["  class:", f"    name: {classes[0].tag.removesuffix('.*')}"]
     if main.web:
         lines.append("  http:")
         if web_only:
             lines.append(f"    api_key_secret: {_scalar(web_only[0])}")
+            env = next((k for k in keys.get(web_only[0], ()) if k.endswith("API_KEY")), None)
+            if env is not None and env != "VLLM_API_KEY":
+                lines.append(f"    api_key_env: {env}")
         if main.proxy_auth:
             lines.append("    proxy_auth: true")
+        if main.server:
+            lines.append("    primitive: server")
         if main.custom_domains:
             lines.append("    custom_domains:")
             lines.extend(f"      - {_scalar(d)}" for d in main.custom_domains)

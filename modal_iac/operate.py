@@ -457,8 +457,9 @@ def _import_with_spec(
     from .fmt import format_text
 
     path = Path(args.generate_spec)
-    functions = read_functions(target.app, target.environment)
-    text = format_text(spec_text(target.app, target.environment, seen.tags, functions), str(path))
+    functions, keys = read_functions(target.app, target.environment)
+    written = spec_text(target.app, target.environment, seen.tags, functions, keys)
+    text = format_text(written, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("x", encoding="utf-8") as out:  # the check for an existing FILE was first
         out.write(text)

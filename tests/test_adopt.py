@@ -13,6 +13,7 @@ import pytest
 from helpers import import_file
 
 from modal_iac.cli import main
+from modal_iac.gateway import GatewaySpec
 from modal_iac.load import load_spec
 from modal_iac.local_api import LocalModalServer
 from modal_iac.render import render
@@ -66,7 +67,7 @@ def test_import_writes_a_spec_and_the_first_plan_is_small(
         "snapshot: gpu",
         "  /root/.cache/huggingface: hf-embedding-cache",
         "  /root/.cache/vllm: vllm-jit-cache",
-        "hf_token_secret: huggingface  # guessed",
+        "hf_token_secret: huggingface  # holds HF_TOKEN",
         "  max_containers: 1",
         "  scaledown_window: 300s",
         "  timeout: 300s",
@@ -165,7 +166,7 @@ def test_import_of_an_app_written_by_hand(
         "  task: generate  # guessed",
         "gpu: L40S",
         "volumes:\n  /root/.cache/huggingface: hf-cache",
-        "hf_token_secret: hf-secret  # guessed",
+        "hf_token_secret: hf-secret  # holds HF_TOKEN",
         "  min_containers: 1",
         "  scaledown_window: 120s",
         "  timeout: 600s",
@@ -215,3 +216,76 @@ def test_import_of_an_app_a_spec_cannot_describe_says_so(
     assert read_state(work / ".modaliac/state.json").apps["hand-cpu"].settings == {}
     code, _, err = cli(capsys, "validate", "specs/cpu.yaml")
     assert code == 1 and "Traceback" not in err and err.startswith("specs/cpu.yaml:")
+
+
+EXAMPLES = sorted(
+    p.name
+    for p in (ROOT / "examples").glob("*.yaml")
+    if "kind: gateway" not in p.read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_example_deployed_by_hand_is_adopted_with_a_small_plan(
+    example: str,
+    work: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = load_spec(ROOT / "examples" / example).spec
+    assert not isinstance(original, GatewaySpec)
+    http = original.surfaces.http
+    for name in filter(None, [*original.secrets, original.hf_token_secret]):
+        modal_api.state.add_secret(name, ("HF_TOKEN",))
+    if http is not None and http.api_key_secret is not None:
+        modal_api.state.add_secret(http.api_key_secret, (http.api_key_env,))
+    rendered = render(load_spec(ROOT / "examples" / example))
+    target = work.parent / "hand" / rendered.filename
+    target.parent.mkdir()
+    target.write_text(rendered.source, encoding="utf-8")
+    module = import_file(target, f"hand_{uuid.uuid4().hex[:12]}", monkeypatch)
+    modal.runner.deploy_app(module.app, name=original.app)
+
+    code, _, err = cli(capsys, "import", original.app, "--generate-spec", "specs/app.yaml")
+    assert (code, err) == (0, ""), (spec_text_of(work), err)
+    spec = work / "specs/app.yaml"
+    adopted = spec.read_text().replace("FILL-IN/model-id", original.model.id)
+    spec.write_text(adopted)
+    written = load_spec(spec).spec
+    assert not isinstance(written, GatewaySpec)
+    # What Modal reports comes back as the original spec said it.
+    assert written.gpu == original.gpu
+    assert written.volumes == original.volumes
+    # vLLM's sleep mode takes a GPU snapshot: to Modal the two look the same.
+    assert written.snapshot == ("gpu" if original.snapshot == "sleep" else original.snapshot)
+    assert written.scaling.max_containers == original.scaling.max_containers
+    assert written.scaling.scaledown_window == original.scaling.scaledown_window
+    assert written.scaling.timeout == original.scaling.timeout
+    assert written.scaling.min_containers == original.scaling.min_containers
+    assert written.scaling.startup_timeout == original.scaling.startup_timeout
+    assert written.concurrency == original.concurrency
+    # The same secrets; one named like the token's is written as hf_token_secret (a guess).
+    assert {written.hf_token_secret, *written.secrets} - {None} == {
+        original.hf_token_secret,
+        *original.secrets,
+    } - {None}
+    assert written.surfaces.downloader == original.surfaces.downloader
+    assert (written.surfaces.class_ is None) == (original.surfaces.class_ is None)
+    if http is None:
+        assert written.surfaces.http is None
+    else:
+        assert written.surfaces.http is not None
+        assert written.surfaces.http.api_key_secret == http.api_key_secret
+        assert written.surfaces.http.api_key_env == http.api_key_env
+        assert written.surfaces.http.proxy_auth == http.proxy_auth
+        assert written.surfaces.http.primitive == http.primitive
+    code, out, err = cli(capsys, "plan")
+    assert code == 0, err
+    changed = [line.split()[0] for line in out.splitlines() if "->" in line]
+    assert changed == ["model.id", "model.served_name"], out
+
+
+def spec_text_of(work: Path) -> str:
+    path = work / "specs/app.yaml"
+    return path.read_text() if path.exists() else ""

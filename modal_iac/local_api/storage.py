@@ -96,7 +96,12 @@ class StorageHandlers:
     def SecretList(self, req: api_pb2.SecretListRequest, call: Call) -> api_pb2.SecretListResponse:
         env = self._env(req.environment_name)
         items = [
-            api_pb2.SecretListItem(label=s.name, secret_id=s.secret_id, environment_name=env)
+            api_pb2.SecretListItem(
+                label=s.name,
+                secret_id=s.secret_id,
+                environment_name=env,
+                metadata=api_pb2.SecretMetadata(name=s.name, keys=s.keys, environment_name=env),
+            )
             for s in self.s.secrets.values()
             if s.name and s.environment == env
         ]
