@@ -289,3 +289,35 @@ def test_every_example_deployed_by_hand_is_adopted_with_a_small_plan(
 def spec_text_of(work: Path) -> str:
     path = work / "specs/app.yaml"
     return path.read_text() if path.exists() else ""
+
+
+def test_import_of_an_app_in_another_environment(
+    work: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    modal_api.state.add_environment("staging")
+    modal_api.state.add_secret("hf-secret", ("HF_TOKEN",), "staging")
+    target = work.parent / "hand" / "chat.py"
+    target.parent.mkdir()
+    target.write_text(HAND_WRITTEN, encoding="utf-8")
+    module = import_file(target, f"hand_chat_{uuid.uuid4().hex[:12]}", monkeypatch)
+    modal.runner.deploy_app(module.app, name="hand-chat", environment_name="staging")
+
+    code, out, err = cli(
+        capsys, "import", "staging/hand-chat", "--generate-spec", "specs/chat.yaml"
+    )
+    assert code == 0, err
+    text = (work / "specs/chat.yaml").read_text()
+    assert "\nenvironment: staging\n" in text and "\nhf_token_secret: hf-secret" in text
+    assert "\n  /root/.cache/huggingface: hf-cache\n" in text  # named in its environment
+    record = read_state(work / ".modaliac/state.json").apps["staging/hand-chat"]
+    assert record.environment == "staging" and record.settings["environment"] == "staging"
+    spec = work / "specs/chat.yaml"
+    spec.write_text(spec.read_text().replace("FILL-IN/model-id", "Qwen/Qwen3-0.6B"))
+    code, out, err = cli(capsys, "plan")
+    assert code == 0, err
+    assert "~ update staging/hand-chat" in out, out
+    changed = [line.split()[0] for line in out.splitlines() if "->" in line]
+    assert changed == ["model.id", "model.served_name"], out
