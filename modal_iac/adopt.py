@@ -11,6 +11,7 @@ modaliac generates, not a replacement of everything.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ HEADER = (
     "# deployed app. Modal does not report the model or the engine's settings: fill in model.id,\n"
     "# check model.task, and add engine settings (vLLM arguments) the app was started with.\n"
 )
+PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9._/-]*")  # reads back as the same string
+YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 PAGE = 100  # items per SecretList / VolumeList page, as the SDK asks
 STANDIN_ID = "imported/model"  # validates like a real id; replaced by the placeholder after
 MODALIAC_TAGS = ("managed-by", "modaliac-")
@@ -177,23 +180,20 @@ def spec_text(
     """The spec, as YAML text with comments (``fmt`` puts it in canonical order)."""
     serving = [f for f in fns if f.gpu] or list(fns)
     main = next((f for f in serving if f.web), serving[0])
+    # modaliac's transformers engine serves the class and the HTTP surface from one class;
+    # its vLLM engine has a class of its own for the HTTP endpoint.
+    classes = [f for f in serving if f.is_class and (not f.web or f.plain_methods)]
+    engine = (
+        "transformers  # guessed: one class has both Python and web methods"
+        if any(f.web for f in classes)
+        else "vllm  # Modal does not report the engine or its settings: check"
+    )
+    embeds = any("embed" in f.tag.lower() for f in fns)
     lines = [HEADER.format(app=app), f"app: {app}"]
     if environment:
         lines.append(f"environment: {environment}")
     labels = {k: v for k, v in sorted(tags.items()) if not k.startswith(MODALIAC_TAGS)}
-    if labels:
-        lines.append("labels:")
-        lines.extend(f"  {_scalar(k)}: {_scalar(v)}" for k, v in labels.items())
-    embeds = any("embed" in f.tag.lower() for f in fns)
-    # modaliac's transformers engine serves the class and the HTTP surface from one class;
-    # its vLLM engine has a class of its own for the HTTP endpoint.
-    classes = [f for f in serving if f.is_class and (not f.web or f.plain_methods)]
-    one_class = any(f.web for f in classes)
-    engine = (
-        "transformers  # guessed: one class has both Python and web methods"
-        if one_class
-        else "vllm  # Modal does not report the engine or its settings: check"
-    )
+    lines += _section("labels:", [f"  {_scalar(k)}: {_scalar(v)}" for k, v in labels.items()])
     lines += [
         "model:",
         f"  id: {IMPORT_PLACEHOLDER}  # fill in: the Hugging Face id of the model the app serves",
@@ -203,8 +203,7 @@ def spec_text(
         f"  name: {engine}",
     ]
     if len(main.gpus) > 1:
-        lines.append("gpu:  # Modal's fallback order")
-        lines.extend(f"  - {g}" for g in main.gpus)
+        lines += ["gpu:  # Modal's fallback order", *(f"  - {g}" for g in main.gpus)]
     elif main.gpus:
         lines.append(f"gpu: {main.gpu}")
     if main.memory_snapshot:
@@ -214,35 +213,57 @@ def spec_text(
             else "snapshot: memory"
         )
     volumes = {p: n for f in fns for p, n in f.volumes.items()}
-    if volumes:
-        lines.append("volumes:")
-        lines.extend(f"  {_scalar(p)}: {_scalar(n)}" for p, n in sorted(volumes.items()))
-    # The web function's secret holding an *API_KEY key is its API key (else one only the web
-    # function has); a secret holding HF_TOKEN (else one named like it) is the token's.
+    lines += _section(
+        "volumes:", [f"  {_scalar(p)}: {_scalar(n)}" for p, n in sorted(volumes.items())]
+    )
+    api_key, secret_lines = _secrets(main, fns, keys)
+    lines += secret_lines
+    lines += _section("scaling:", _scaling(main))
+    surfaces = []
+    if classes:
+        surfaces += ["  class:", f"    name: {classes[0].tag.removesuffix('.*')}"]
+    if main.web:
+        surfaces += ["  http:", *_http(main, api_key, keys)]
+    if any(not f.gpu for f in fns) and any(f.gpu for f in fns):
+        surfaces.append("  downloader: true")
+    lines += _section("surfaces:", surfaces)
+    return "\n".join(lines) + "\n"
+
+
+def _section(head: str, body: list[str]) -> list[str]:
+    """A mapping key and its lines, or nothing (an empty key would be null)."""
+    return [head, *body] if body else []
+
+
+def _secrets(
+    main: Function, fns: list[Function], keys: dict[str, tuple[str, ...]]
+) -> tuple[str | None, list[str]]:
+    """The API key's secret, and the lines of the model's secrets.
+
+    The web function's secret holding an ``*API_KEY`` key is its API key (else one only the
+    web function has); one holding HF_TOKEN (else one named like it) is the token's."""
     others = [f for f in fns if not f.web]
     keyed = [s for s in main.secrets if any(k.endswith("API_KEY") for k in keys.get(s, ()))]
-    web_only = (
-        keyed
-        if main.web and keyed
-        else [
-            s
-            for s in main.secrets
-            if main.web and others and all(s not in f.secrets for f in others)
-        ]
-    )[:1]
-    everywhere = [s for s in main.secrets if s not in web_only]
-    held = [s for s in everywhere if "HF_TOKEN" in keys.get(s, ())]
-    named = [s for s in everywhere if s.lower().startswith(HF_NAMES)]
-    found = held or named
-    token = found[0] if found else None
+    alone = [s for s in main.secrets if others and all(s not in f.secrets for f in others)]
+    candidates = (keyed or alone) if main.web else []
+    api_key = candidates[0] if candidates else None
+    rest = [s for s in main.secrets if s != api_key]
+    held = [s for s in rest if "HF_TOKEN" in keys.get(s, ())]
+    named = [s for s in rest if s.lower().startswith(HF_NAMES)]
+    lines = []
+    token = (held or named)[0] if (held or named) else None
     if token is not None:
-        everywhere.remove(token)
+        rest.remove(token)
         why = "holds HF_TOKEN" if held else "guessed from its name: holds HF_TOKEN?"
         lines.append(f"hf_token_secret: {_scalar(token)}  # {why}")
-    if everywhere:
+    if rest:
         lines.append("secrets:  # if one holds HF_TOKEN, hf_token_secret: NAME says so")
-        lines.extend(f"  - {_scalar(s)}" for s in everywhere)
-    lines.append("scaling:")
+        lines.extend(f"  - {_scalar(s)}" for s in rest)
+    return api_key, lines
+
+
+def _scaling(main: Function) -> list[str]:
+    lines = []
     if main.min_containers:
         lines.append(f"  min_containers: {main.min_containers}")
     if main.max_containers is not None:
@@ -258,35 +279,35 @@ def spec_text(
             lines.append(f"  {key}: {seconds}s")
     if main.concurrency:
         lines.append(f"  concurrency: {main.concurrency}")
-    lines.append("surfaces:")
-    if classes:
-        lines += ["  class:", f"    name: {classes[0].tag.removesuffix('.*')}"]
-    if main.web:
-        lines.append("  http:")
-        if web_only:
-            lines.append(f"    api_key_secret: {_scalar(web_only[0])}")
-            env = next((k for k in keys.get(web_only[0], ()) if k.endswith("API_KEY")), None)
-            if env is not None and env != "VLLM_API_KEY":
-                lines.append(f"    api_key_env: {env}")
-        if main.proxy_auth:
-            lines.append("    proxy_auth: true")
-        if main.server:
-            lines.append("    primitive: server")
-        if main.custom_domains:
-            lines.append("    custom_domains:")
-            lines.extend(f"      - {_scalar(d)}" for d in main.custom_domains)
-        if not web_only and not main.proxy_auth:
-            lines.append("    open: true  # Modal reports no key and no proxy auth: check")
-    if any(not f.gpu for f in fns) and any(f.gpu for f in fns):
-        lines.append("  downloader: true")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _http(main: Function, api_key: str | None, keys: dict[str, tuple[str, ...]]) -> list[str]:
+    lines = []
+    if api_key is not None:
+        lines.append(f"    api_key_secret: {_scalar(api_key)}")
+        env = next((k for k in keys.get(api_key, ()) if k.endswith("API_KEY")), None)
+        if env is not None and env != "VLLM_API_KEY":
+            lines.append(f"    api_key_env: {env}")
+    if main.proxy_auth:
+        lines.append("    proxy_auth: true")
+    if main.server:
+        lines.append("    primitive: server")
+    if main.custom_domains:
+        lines.append("    custom_domains:")
+        lines.extend(f"      - {_scalar(d)}" for d in main.custom_domains)
+    if api_key is None and not main.proxy_auth:
+        lines.append("    open: true  # Modal reports no key and no proxy auth: check")
+    return lines
 
 
 def _scalar(value: str) -> str:
+    """A YAML scalar that reads back as this string: plain when it safely can be."""
     import json
 
-    plain = value.replace("-", "").replace("_", "").replace(".", "").replace("/", "")
-    return value if plain.isalnum() and not value[0].isdigit() else json.dumps(value)
+    if PLAIN.fullmatch(value) and value.lower() not in YAML_WORDS:
+        return value
+    return json.dumps(value)
 
 
 def recorded_settings(text: str) -> dict[str, Any] | None:

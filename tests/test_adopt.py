@@ -321,3 +321,15 @@ def test_import_of_an_app_in_another_environment(
     assert "~ update staging/hand-chat" in out, out
     changed = [line.split()[0] for line in out.splitlines() if "->" in line]
     assert changed == ["model.id", "model.served_name"], out
+
+
+def test_labels_and_names_read_back_as_the_strings_modal_reported() -> None:
+    from modal_iac.adopt import Function, recorded_settings, spec_text
+
+    tags = {"enabled": "true", "cost-centre": "0042", "on": "yes", "modaliac-app": "x"}
+    serving = Function("serve", gpus=("L4",), web=True, secrets=("hf",))
+    text = spec_text("demo", None, tags, [serving], {"hf": ("HF_TOKEN",)})
+    settings = recorded_settings(text)
+    assert settings is not None
+    assert settings["labels"] == {"cost-centre": "0042", "enabled": "true", "on": "yes"}
+    assert settings["hf_token_secret"] == "hf"
