@@ -22,19 +22,25 @@ from modal_iac.state import read_state
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def deploy_by_hand(
+    source: str, app: str, folder: Path, mp: pytest.MonkeyPatch, environment: str = ""
+) -> None:
+    """Deploy an app file with the real `modal` client, as a team does without modaliac."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex[:12]}.py"
+    target.write_text(source, encoding="utf-8")
+    module = import_file(target, f"by_hand_{target.stem}", mp)
+    assert isinstance(module.app, modal.App)
+    modal.runner.deploy_app(module.app, name=app, environment_name=environment, tag="by-hand")
+
+
 @pytest.fixture
 def work(modal_api: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project, and kalm deployed by hand with `modal` (tagged like a team would)."""
     modal_api.state.add_secret("huggingface", ("HF_TOKEN",))
     modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
     rendered = render(load_spec(ROOT / "specs" / "kalm.yaml"))
-    target = tmp_path / "by-hand" / rendered.filename
-    target.parent.mkdir()
-    target.write_text(rendered.source, encoding="utf-8")
-    module = import_file(target, f"by_hand_{uuid.uuid4().hex[:12]}", monkeypatch)
-    app = module.app
-    assert isinstance(app, modal.App)
-    modal.runner.deploy_app(app, name="kalm-embedding", tag="by-hand")
+    deploy_by_hand(rendered.source, "kalm-embedding", tmp_path / "by-hand", monkeypatch)
     found = modal_api.state.app("kalm-embedding", "")
     found.tags.update({"team": "search"})
     work = tmp_path / "work"
@@ -153,11 +159,7 @@ def test_import_of_an_app_written_by_hand(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     modal_api.state.add_secret("hf-secret", ("HF_TOKEN",))
-    target = work.parent / "hand" / "chat.py"
-    target.parent.mkdir()
-    target.write_text(HAND_WRITTEN, encoding="utf-8")
-    module = import_file(target, f"hand_chat_{uuid.uuid4().hex[:12]}", monkeypatch)
-    modal.runner.deploy_app(module.app, name="hand-chat")
+    deploy_by_hand(HAND_WRITTEN, "hand-chat", work.parent / "hand", monkeypatch)
 
     code, out, err = cli(capsys, "import", "hand-chat", "--generate-spec", "specs/chat.yaml")
     assert code == 0, err
@@ -198,12 +200,9 @@ def test_import_of_an_app_a_spec_cannot_describe_says_so(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    target = work.parent / "hand" / "cpu.py"
-    target.parent.mkdir()
     source = HAND_WRITTEN.replace('    gpu="L40S",\n', "").replace('"hand-chat"', '"hand-cpu"')
-    target.write_text(source.replace('modal.Secret.from_name("hf-secret")', ""), "utf-8")
-    module = import_file(target, f"hand_cpu_{uuid.uuid4().hex[:12]}", monkeypatch)
-    modal.runner.deploy_app(module.app, name="hand-cpu")
+    source = source.replace('modal.Secret.from_name("hf-secret")', "")
+    deploy_by_hand(source, "hand-cpu", work.parent / "hand", monkeypatch)
 
     code, out, err = cli(capsys, "import", "hand-cpu", "--generate-spec", "specs/cpu.yaml")
     assert code == 0, err
@@ -241,11 +240,7 @@ def test_every_example_deployed_by_hand_is_adopted_with_a_small_plan(
     if http is not None and http.api_key_secret is not None:
         modal_api.state.add_secret(http.api_key_secret, (http.api_key_env,))
     rendered = render(load_spec(ROOT / "examples" / example))
-    target = work.parent / "hand" / rendered.filename
-    target.parent.mkdir()
-    target.write_text(rendered.source, encoding="utf-8")
-    module = import_file(target, f"hand_{uuid.uuid4().hex[:12]}", monkeypatch)
-    modal.runner.deploy_app(module.app, name=original.app)
+    deploy_by_hand(rendered.source, original.app, work.parent / "hand", monkeypatch)
 
     code, _, err = cli(capsys, "import", original.app, "--generate-spec", "specs/app.yaml")
     assert (code, err) == (0, ""), (spec_text_of(work), err)
@@ -299,11 +294,7 @@ def test_import_of_an_app_in_another_environment(
 ) -> None:
     modal_api.state.add_environment("staging")
     modal_api.state.add_secret("hf-secret", ("HF_TOKEN",), "staging")
-    target = work.parent / "hand" / "chat.py"
-    target.parent.mkdir()
-    target.write_text(HAND_WRITTEN, encoding="utf-8")
-    module = import_file(target, f"hand_chat_{uuid.uuid4().hex[:12]}", monkeypatch)
-    modal.runner.deploy_app(module.app, name="hand-chat", environment_name="staging")
+    deploy_by_hand(HAND_WRITTEN, "hand-chat", work.parent / "hand", monkeypatch, "staging")
 
     code, out, err = cli(
         capsys, "import", "staging/hand-chat", "--generate-spec", "specs/chat.yaml"
