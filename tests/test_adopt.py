@@ -84,6 +84,7 @@ def test_import_writes_a_spec_and_the_first_plan_is_small(
     ):
         assert f"\n{line}" in text, (line, text)
     assert "modaliac-" not in text.replace("`modaliac import", "")
+    assert cli(capsys, "fmt", "--check", "specs/kalm.yaml")[0] == 0  # written as fmt writes
     # FetchGet asked per function: what the spec was written from is what Modal reported.
     asked = {r.object_tag for r in modal_api.state.requests("FunctionGet")}
     assert {"Server.*", "VLLMEmbeddingSnapshot.*", "download_weights"} <= asked
