@@ -510,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record an app already deployed on Modal, so specs can manage it.",
     )
     adopt.add_argument("app", metavar="APP")
+    adopt.add_argument(
+        "--generate-spec",
+        metavar="FILE",
+        help="also write a spec from what Modal reports about the app (never overwrites FILE)",
+    )
     app_env_option(adopt)
     _state_option(adopt, lock=True)
     adopt.set_defaults(run="operate:cmd_import")

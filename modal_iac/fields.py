@@ -20,6 +20,8 @@ ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
 _TAG = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")
 # Hugging Face repository ids: each part at most 96 characters (huggingface_hub's own limit).
 HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+# The model id `modaliac import --generate-spec` writes: Modal does not report the model.
+IMPORT_PLACEHOLDER = "FILL-IN/model-id"
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # pip release numbers as engines publish them: 0.33.0, 5.20.2, 0.9.0rc1, 0.8.5.post1.

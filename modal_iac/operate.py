@@ -403,6 +403,8 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
     project = Project.here()
     target = parse_address(args.app, args.env)
     address = str(target)
+    if args.generate_spec and Path(args.generate_spec).exists():
+        raise ModaliacError(f"{args.generate_spec}: already exists; name a new file")
     store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
@@ -411,6 +413,21 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
         seen = observe([Query(target.app, target.environment)])[(target.environment, target.app)]
         if seen.state != "deployed" or seen.current is None:
             raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
+        if args.generate_spec:
+            state.apps[address] = record = _import_with_spec(args, project, target, seen)
+            store.write(state)
+            console.print(
+                f"{address}: imported v{seen.current.version} and wrote {args.generate_spec}: "
+                "fill in model.id (and check what its comments mark), then `modaliac plan` "
+                "shows the change"
+            )
+            if not record.settings:
+                console.error(
+                    f"{args.generate_spec}: needs more than model.id to validate (`modaliac "
+                    f"validate {args.generate_spec}` says what); the next plan lists every "
+                    "setting as new"
+                )
+            return EXIT_OK
         state.apps[address] = AppRecord(
             app=target.app,
             environment=target.environment,
@@ -429,6 +446,35 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
         + "; the next plan shows what applying it would change."
     )
     return EXIT_OK
+
+
+def _import_with_spec(
+    args: argparse.Namespace, project: Project, target: Any, seen: Any
+) -> AppRecord:
+    """Write the spec of an app Modal runs; the record holds what that spec resolves to."""
+    import hashlib
+
+    from .adopt import read_functions, recorded_settings, spec_text
+    from .fmt import format_text
+
+    path = Path(args.generate_spec)
+    functions, keys = read_functions(target.app, target.environment)
+    written = spec_text(target.app, target.environment, seen.tags, functions, keys)
+    text = format_text(written, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("x", encoding="utf-8") as out:  # the check for an existing FILE was first
+        out.write(text)
+    return AppRecord(
+        app=target.app,
+        environment=target.environment,
+        spec_path=project.recorded(path),
+        spec_digest=hashlib.sha256(text.encode()).hexdigest(),
+        source_hash="",  # Modal runs code modaliac did not generate
+        settings=recorded_settings(text) or {},
+        deployed_version=seen.current.version,
+        deployment_tag=seen.current.tag,
+        env_option=args.env,
+    )
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console) -> int:

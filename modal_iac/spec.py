@@ -38,6 +38,7 @@ from .fields import (
     GPU_TYPES,
     HF_ID,
     HF_TOKEN_KEY,
+    IMPORT_PLACEHOLDER,
     MAX_MODEL_LEN_HELP,
     MODAL_MAX_TIMEOUT,
     MODAL_MIN_MEMORY_MIB,
@@ -182,6 +183,17 @@ class Model(StrictModel):
     embedding: Embedding | None = Field(
         None, description="Embedding output: dimension, matryoshka sizes, pooling (task: embed)."
     )
+
+    @field_validator("id")
+    @classmethod
+    def _filled_in(cls, value: str) -> str:
+        if value.lower().startswith(IMPORT_PLACEHOLDER.split("/")[0].lower() + "/"):
+            raise Problem(
+                f'"{value[:40]}" is the placeholder `modaliac import --generate-spec` writes '
+                "(Modal does not report the model): put the Hugging Face id of the model the "
+                "app serves, e.g. Qwen/Qwen3-8B"
+            )
+        return value
 
     @field_validator("max_model_len")
     @classmethod

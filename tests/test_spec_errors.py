@@ -147,6 +147,10 @@ OPEN_AND_PROXY = (
     "open: true serves without auth, but proxy_auth: true asks for Modal's proxy tokens; keep one "
     "of the two"
 )
+IMPORT_PLACEHOLDER_HINT = (
+    "is the placeholder `modaliac import --generate-spec` writes (Modal does not report the "
+    "model): put the Hugging Face id of the model the app serves, e.g. Qwen/Qwen3-8B"
+)
 KEYWORD = "a Python keyword"
 BUILTIN = "a Python builtin the generated code must not shadow"
 IN_GATEWAY = "a name the generated gateway module defines itself"
@@ -647,6 +651,21 @@ CASES = [
         "model-id-too-long",  # its cache path was too long for the file system: an OSError
         edit("BAAI/bge-small-en-v1.5", "Qwen/" + "9" * 300),
         f'spec.yaml:3:7: model.id: {HF_ID_HINT}, got "Qwen/{"9" * 32}..."',
+    ),
+    Case(
+        "model-id-import-placeholder",
+        edit("BAAI/bge-small-en-v1.5", "FILL-IN/model-id  # fill in"),
+        f'spec.yaml:3:7: model.id: "FILL-IN/model-id" {IMPORT_PLACEHOLDER_HINT}',
+    ),
+    Case(
+        "model-id-import-placeholder-edited",
+        edit("BAAI/bge-small-en-v1.5", "fill-in/Qwen3"),
+        f'spec.yaml:3:7: model.id: "fill-in/Qwen3" {IMPORT_PLACEHOLDER_HINT}',
+    ),
+    Case(
+        "model-id-import-placeholder-quoted",
+        edit("BAAI/bge-small-en-v1.5", '"Fill-In/model-id"'),
+        f'spec.yaml:3:7: model.id: "Fill-In/model-id" {IMPORT_PLACEHOLDER_HINT}',
     ),
     Case(
         "gateway-model-id-too-long",

@@ -93,7 +93,30 @@ class StorageHandlers:
         metadata = api_pb2.SecretMetadata(name=secret.name, environment_name=env, keys=secret.keys)
         return api_pb2.SecretGetOrCreateResponse(secret_id=secret.secret_id, metadata=metadata)
 
+    def SecretList(self, req: api_pb2.SecretListRequest, call: Call) -> api_pb2.SecretListResponse:
+        env = self._env(req.environment_name)
+        items = [
+            api_pb2.SecretListItem(
+                label=s.name,
+                secret_id=s.secret_id,
+                environment_name=env,
+                metadata=api_pb2.SecretMetadata(name=s.name, keys=s.keys, environment_name=env),
+            )
+            for s in self.s.secrets.values()
+            if s.name and s.environment == env
+        ]
+        return api_pb2.SecretListResponse(items=items, environment_name=env)
+
     # -- volumes -----------------------------------------------------------------------------
+
+    def VolumeList(self, req: api_pb2.VolumeListRequest, call: Call) -> api_pb2.VolumeListResponse:
+        env = self._env(req.environment_name)
+        items = [
+            api_pb2.VolumeListItem(label=v.name, volume_id=v.volume_id)
+            for v in self.s.volumes.values()
+            if v.name and v.environment == env
+        ]
+        return api_pb2.VolumeListResponse(items=items, environment_name=env)
 
     def _volume(self, volume_id: str) -> Volume:
         volume = self.s.volumes.get(volume_id)
