@@ -601,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_list = state_commands.add_parser("list", help="list recorded apps")
+    state_list.add_argument("--format", choices=("text", "json"), default="text")
     _state_option(state_list)
     state_show = state_commands.add_parser("show", help="show one recorded app")
     state_show.add_argument("target", metavar="APP|SPEC")

@@ -507,6 +507,21 @@ def cmd_rollback(args: argparse.Namespace, console: Console, confirm: Callable[[
     return EXIT_OK
 
 
+def _state_list_json(state: State, project: Project) -> str:
+    """``state list --format json``: one object per recorded app (docs/formats.md)."""
+    apps = [
+        {
+            "address": address,
+            "app": record.app,
+            "environment": record.environment,
+            "version": record.deployed_version,
+            "spec": project.shown(record.spec_path) if record.spec_path else None,
+        }
+        for address, record in sorted(state.apps.items())
+    ]
+    return json.dumps({"apps": apps}, indent=2)
+
+
 def cmd_state(args: argparse.Namespace, console: Console) -> int:
     from .targets import find_record, state_store
 
@@ -514,6 +529,9 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
     if args.state_command in ("rm", "mv"):
         return _edit_state(args, console, project)
     state = state_store(args.state, project, console.error).read()
+    if args.state_command == "list" and args.format == "json":
+        console.print(_state_list_json(state, project))
+        return EXIT_OK
     if args.state_command == "list":
         if not state.apps:
             console.print("No apps recorded.")

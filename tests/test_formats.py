@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import record_applied
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecError
@@ -193,3 +194,35 @@ def test_debug_after_the_subcommand_shows_the_traceback(
         main(["validate", "specs", "--debug"])
     with pytest.raises(ModaliacError):
         main(["--debug", "validate", "specs"])
+
+
+# -- explain and state list --format json -------------------------------------------------
+
+
+def test_explain_json_has_the_fit_and_the_cost_of_every_app(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = str(ROOT / "specs" / "kalm.yaml")
+    code, out, err = run(capsys, "explain", "--format", "json", spec, "--active-hours-per-day", "8")
+    assert code == 0, err
+    document = json.loads(out)
+    [item] = document["specs"]
+    assert item["path"] == spec
+    [fit] = item["fits"]
+    assert fit["gpu"] == "A100-40GB" and fit["fits"] is True and fit["context"] > 0
+    [app] = item["apps"]
+    assert app["app"] == "kalm-embedding" and app["hourly_usd"] > 0
+    assert app["active_hours_per_day"] == 8 and app["month_usd"] >= app["idle_month_usd"]
+    assert document["prices"]["source"]
+
+
+def test_state_list_json_lists_the_recorded_apps(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    assert json.loads(run(capsys, "state", "list", "--format", "json")[1]) == {"apps": []}
+    record_applied(workdir / ".modaliac" / "state.json", "specs/minilm.yaml")
+    code, out, _ = run(capsys, "state", "list", "--format", "json")
+    assert code == 0
+    [app] = json.loads(out)["apps"]
+    assert app["spec"] == "specs/minilm.yaml" and app["address"] == app["app"]
+    assert app["environment"] is None
