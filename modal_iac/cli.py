@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
             "plan in --format (text unless json) is printed too; another name gets the --format"
         ),
     )
-    plan.add_argument("--out", dest="out", help=argparse.SUPPRESS)  # before 0.14's -o/--output
+    plan.add_argument("--out", dest="out", help=argparse.SUPPRESS)  # the old spelling
     plan.add_argument("-q", "--quiet", action="store_true", help="print nothing on stdout")
     plan.add_argument(
         "--detailed-exitcode",

@@ -226,3 +226,27 @@ def test_state_list_json_lists_the_recorded_apps(
     [app] = json.loads(out)["apps"]
     assert app["spec"] == "specs/minilm.yaml" and app["address"] == app["app"]
     assert app["environment"] is None
+
+
+def test_every_output_option_is_spelled_o_output() -> None:
+    """One spelling everywhere: an option that names where the output goes is -o/--output
+    (plan keeps --out, hidden, for scripts written before)."""
+    import argparse
+
+    from modal_iac.cli import build_parser
+
+    def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found += [sub, *subparsers(sub)]
+        return found
+
+    seen = 0
+    for sub in subparsers(build_parser()):
+        for action in sub._actions:
+            if action.dest in ("out", "output") and action.help != argparse.SUPPRESS:
+                assert action.option_strings == ["-o", "--output"], sub.prog
+                seen += 1
+    assert seen >= 4  # render, export, plan, schema
