@@ -441,6 +441,7 @@ def test_the_loop_pull_request_plans_are_applied_by_the_merge_job(
         comment = (pull_request / "comment.md").read_text()
         assert comment.startswith(f"<!-- modaliac-plan:{name} -->\n## modaliac: {name}\n")
         assert f"`{name}/minilm`" in comment
+        assert "### modaliac plan: 1 to create" in comment  # the markdown of the one plan
         assert f"Saved plan: artifact `modaliac-plan-{name}` of this run;" in comment
         shutil.copy(pull_request / "saved" / "plan.json", artifacts / f"plan-{name}.json")
     assert modal_api.state.requests("AppPublish") == []  # planning deploys nothing
