@@ -250,3 +250,20 @@ def test_every_output_option_is_spelled_o_output() -> None:
                 assert action.option_strings == ["-o", "--output"], sub.prog
                 seen += 1
     assert seen >= 4  # render, export, plan, schema
+
+
+def test_validate_reports_warnings_in_both_formats_and_exits_0(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    spec = workdir / "specs" / "minilm.yaml"
+    lines = [line for line in spec.read_text().splitlines() if "$schema=" not in line]
+    spec.write_text("# yaml-language-server: $schema=../nowhere.json\n" + "\n".join(lines) + "\n")
+    code, out, _ = run(capsys, "validate", "--format", "json", "specs")
+    assert code == 0
+    document = json.loads(out)
+    assert document["ok"] is True and document["files"]
+    [warning] = [p for p in document["problems"] if "nowhere.json" in p["message"]]
+    assert warning["severity"] == "warning" and warning["line"] == 1
+    code, out, _ = run(capsys, "validate", "--format", "github", "specs")
+    assert code == 0
+    assert "::warning file=specs/minilm.yaml,line=1" in out and "nowhere.json" in out
