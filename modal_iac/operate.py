@@ -477,7 +477,7 @@ def _import_with_spec(
     )
 
 
-def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
+def cmd_rollback(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
     from .modal_api import require_credentials, rollback
     from .progress import make_display, one_app
     from .targets import find_record, state_store
@@ -489,18 +489,37 @@ def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
         record = find_record(state, args.target, args.env, project)
+        wanted = "the previous version" if args.to == -1 else f"v{args.to}"
+        console.print(f"~ rollback {record.address}: Modal will serve {wanted} again")
+        if not args.yes and not confirm(f"Roll {record.address} back to {wanted}?"):
+            console.error("rollback cancelled: nothing was changed")
+            return EXIT_ERROR
         with one_app(make_display(events, None, json_events=args.json), record.address) as show:
             show("rolling back")
             version = rollback(record.app, record.environment, args.to)
             state.apps[record.address] = replace(record, deployed_version=version)
             store.write(state)
             show(f"rolled back to v{version}")
-    target = "the previous version" if args.to == -1 else f"v{args.to}"
     console.print(
-        f"{record.address}: rolled back to {target}, now v{version}. The spec still describes "
+        f"{record.address}: rolled back to {wanted}, now v{version}. The spec still describes "
         "the newer code: the next plan reports the rollback as drift."
     )
     return EXIT_OK
+
+
+def _state_list_json(state: State, project: Project) -> str:
+    """``state list --format json``: one object per recorded app (docs/formats.md)."""
+    apps = [
+        {
+            "address": address,
+            "app": record.app,
+            "environment": record.environment,
+            "version": record.deployed_version,
+            "spec": project.shown(record.spec_path) if record.spec_path else None,
+        }
+        for address, record in sorted(state.apps.items())
+    ]
+    return json.dumps({"apps": apps}, indent=2)
 
 
 def cmd_state(args: argparse.Namespace, console: Console) -> int:
@@ -510,6 +529,9 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
     if args.state_command in ("rm", "mv"):
         return _edit_state(args, console, project)
     state = state_store(args.state, project, console.error).read()
+    if args.state_command == "list" and args.format == "json":
+        console.print(_state_list_json(state, project))
+        return EXIT_OK
     if args.state_command == "list":
         if not state.apps:
             console.print("No apps recorded.")

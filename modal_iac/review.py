@@ -24,6 +24,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
         ),
     )
     explain.add_argument("specs", nargs="+", metavar="SPEC")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
     cost_options(explain)
     env_option(explain)
     explain.set_defaults(run=cmd_explain)
@@ -37,6 +38,9 @@ def cmd_explain(args: argparse.Namespace, console: Any) -> int:
 
     loaded = load_specs(spec_files(args.specs), args.env, Project.here())
     pricing = costing(args)
+    if args.format == "json":
+        console.print(explain_json(loaded, pricing))
+        return 0
     for item in loaded:
         console.print(explain(item.spec, item.path, pricing))
     console.print(f"Prices: {pricing.prices.date}, {pricing.prices.source}")
@@ -66,6 +70,60 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
         lines.append(f"    {app}: {describe(cost)}{usage_text(cost, hours)}")
     lines += endpoint_lines(spec)
     return "\n".join(lines + serving(spec))
+
+
+def explain_json(loaded: Any, pricing: Costing) -> str:
+    """``explain --format json``: the fit and the cost of every app, per spec (docs/formats.md)."""
+    import json
+
+    from .cost import app_cost
+    from .fit import spec_fits, warnings
+    from .gateway import GatewaySpec, app_settings
+    from .settings import settings
+
+    hours = pricing.hours
+    specs = []
+    for item in loaded:
+        spec = item.spec
+        fits = [
+            {
+                "model": fit.model,
+                "gpu": str(fit.gpu),
+                "fits": fit.fits,
+                "context_checked": fit.context_checked,
+                "context": fit.context,
+                "weights_gb": round(fit.weights_gb, 2),
+                "kv_cache_gb": round(fit.kv_gb, 2),
+                "verdict": fit.verdict,
+            }
+            for _, fit in spec_fits(spec)
+        ]
+        apps = []
+        estimate = hours(spec.usage.active_hours_per_day if spec.usage else None)
+        for app in spec.app_names():
+            flat = app_settings(spec, app) if isinstance(spec, GatewaySpec) else settings(spec)
+            cost = app_cost(flat, pricing.prices)
+            apps.append(
+                {
+                    "app": app,
+                    "gpu": cost.gpu if cost else None,
+                    "hourly_usd": _usd(cost.hourly if cost else None),
+                    "idle_month_usd": _usd(cost.idle_month if cost else None),
+                    "active_hours_per_day": estimate,
+                    "month_usd": _usd(
+                        cost.month(estimate) if cost and estimate is not None else None
+                    ),
+                }
+            )
+        specs.append(
+            {"path": item.path, "fits": fits, "warnings": list(warnings(spec)), "apps": apps}
+        )
+    prices = {"date": str(pricing.prices.date), "source": pricing.prices.source}
+    return json.dumps({"specs": specs, "prices": prices}, indent=2)
+
+
+def _usd(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def endpoint_lines(spec: Any) -> list[str]:

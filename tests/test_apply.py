@@ -584,6 +584,49 @@ def test_import_rollback_destroy(
     assert "hand-made" in out and "(imported)" in out
 
 
+def test_rollback_takes_the_version_as_printed_and_asks_first(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    edit(project / "specs/minilm.yaml", "gpu: L4", "gpu: T4")
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    assert state(project)["minilm-embedding"] == 2
+
+    code, out, err = cli(capsys, "rollback", "minilm-embedding", "--to", "v1", answer=False)
+    assert code == 1 and "rollback cancelled: nothing was changed" in err
+    assert "~ rollback minilm-embedding: Modal will serve v1 again" in out
+    assert "AppRollback" not in modal_api.state.rpc_names()
+    assert state(project)["minilm-embedding"] == 2
+
+    code, out, err = cli(capsys, "rollback", "minilm-embedding", "--to", "v1", answer=True)
+    assert code == 0, err
+    assert "rolled back to v1, now v3" in out
+    [sent] = [c.request for c in modal_api.state.calls if c.rpc == "AppRollback"]
+    assert sent.version == 1
+    assert cli(capsys, "rollback", "minilm-embedding", "--to", "1", "--yes")[0] == 0
+    assert [c.request.version for c in modal_api.state.calls if c.rpc == "AppRollback"] == [1, 1]
+
+
+@pytest.mark.parametrize("version", ["x", "v", "v0", "-2", "2.0"])
+def test_rollback_refuses_a_version_that_is_not_one(
+    capsys: pytest.CaptureFixture[str], version: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["rollback", "app", "--to", version])
+    assert exited.value.code == 2
+    assert "is not a version: write it as v2 or 2" in capsys.readouterr().err
+
+
+def test_rollback_off_a_terminal_without_yes_refuses(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    code = main(["rollback", "minilm-embedding"])  # the real prompt: stdin is not a terminal
+    err = capsys.readouterr().err
+    assert code == 2 and "not a terminal: pass --yes" in err
+    assert "AppRollback" not in modal_api.state.rpc_names()
+
+
 def test_unmanaged_app_of_the_same_name_blocks_create(
     project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

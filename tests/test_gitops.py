@@ -55,8 +55,10 @@ def test_pull_requests_plan_every_environment_into_a_sticky_comment_and_an_artif
     assert job["strategy"]["fail-fast"] is False
     runs = _runs(job)
     assert 'if [ -n "$ENV_NAME" ]; then args=(--env "$ENV_NAME"); fi' in runs
-    assert 'modaliac plan "$SPECS" "${args[@]}" --state "$STATE" -o saved/plan.json' in runs
-    assert "--format markdown" in runs
+    plan = (
+        'modaliac plan "$SPECS" "${args[@]}" --state "$STATE" --format markdown -o saved/plan.json'
+    )
+    assert plan in runs and runs.count("modaliac plan ") == 1  # one plan: saved and shown
     assert 'modaliac diff "$SPECS" "${args[@]}" --base "origin/$BASE_REF"' in runs
     assert "<!-- modaliac-plan:${ENV_NAME:-base} -->" in runs
     upload = _step(job, "actions/upload-artifact")
@@ -439,6 +441,7 @@ def test_the_loop_pull_request_plans_are_applied_by_the_merge_job(
         comment = (pull_request / "comment.md").read_text()
         assert comment.startswith(f"<!-- modaliac-plan:{name} -->\n## modaliac: {name}\n")
         assert f"`{name}/minilm`" in comment
+        assert "### modaliac plan: 1 to create" in comment  # the markdown of the one plan
         assert f"Saved plan: artifact `modaliac-plan-{name}` of this run;" in comment
         shutil.copy(pull_request / "saved" / "plan.json", artifacts / f"plan-{name}.json")
     assert modal_api.state.requests("AppPublish") == []  # planning deploys nothing

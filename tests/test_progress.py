@@ -145,7 +145,7 @@ def test_destroy_and_rollback_show_their_phases(
     )
     assert cli(capsys, "apply", "--yes")[0] == 0
 
-    code, out, err = cli(capsys, "rollback", "minilm-embedding", "--json")
+    code, out, err = cli(capsys, "rollback", "minilm-embedding", "--yes", "--json")
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["phase"], e["status"]) for e in events] == [
