@@ -180,7 +180,13 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from .export import litellm_config, litellm_entries
+    from .export import (
+        http_services,
+        litellm_config,
+        litellm_entries,
+        service_entries,
+        service_urls,
+    )
     from .gateway import GatewaySpec
     from .load import load_specs
     from .operate import credentials_configured
@@ -195,14 +201,23 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         if isinstance(item.spec, GatewaySpec)
         for app in item.spec.apps()
     ]
-    if not apps:
-        raise UsageError("export litellm: none of these specs is a gateway (kind: gateway)")
+    services = http_services(loaded)
+    if not apps and not services:
+        raise UsageError(
+            "export litellm: none of these specs is a gateway (kind: gateway) or serves HTTP "
+            "(surfaces.http)"
+        )
     urls: dict[tuple[str, str | None], str | None] = {}
     if not args.offline and credentials_configured():
         from .modal_api import router_urls
 
         urls = router_urls(apps)
-    text = litellm_config(litellm_entries(loaded, urls, args.api_key_env), args.api_key_env)
+        urls.update(service_urls(services))
+    entries, skipped = service_entries(services, urls)
+    for line in skipped:
+        console.error(f"note: {line}")
+    entries = litellm_entries(loaded, urls, args.api_key_env) + entries
+    text = litellm_config(entries, args.api_key_env, skipped)
     if args.output is None:
         console.print(text, end="")
     else:
@@ -435,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="write a configuration for another tool (litellm)",
         description="Write a LiteLLM proxy config routing <model>-<gpu> to gateway endpoints "
-        "(URLs read from Modal when deployed, placeholders otherwise).",
+        "and each vLLM HTTP service's served name to its /v1 (URLs read from Modal when "
+        "deployed, placeholders otherwise).",
     )
     export.add_argument("tool", choices=["litellm"])
     export.add_argument("specs", nargs="*", metavar="SPEC|DIR", help="default: specs/")

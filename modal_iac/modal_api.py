@@ -626,6 +626,28 @@ def router_urls(
     return run(make)
 
 
+def app_web_urls(
+    apps: list[tuple[str, str | None]],
+) -> dict[tuple[str, str | None], dict[str, str] | None]:
+    """The web URLs of each app (``_layout_urls``), None where the app is not deployed: one
+    client, all apps concurrently."""
+
+    async def one(client: _Client, app: str, environment: str | None) -> dict[str, str] | None:
+        found = await client._stub.AppGetByDeploymentName(
+            api_pb2.AppGetByDeploymentNameRequest(name=app, environment_name=environment or "")
+        )
+        if not found.app_id:
+            return None
+        layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=found.app_id))
+        return _layout_urls(layout.app_layout)
+
+    async def make(client: _Client) -> dict[tuple[str, str | None], dict[str, str] | None]:
+        urls = await asyncio.gather(*(one(client, app, env) for app, env in apps))
+        return dict(zip(apps, urls, strict=True))
+
+    return run(make)
+
+
 # -- billing -------------------------------------------------------------------------------
 
 

@@ -344,6 +344,52 @@ def test_bench_png_is_a_png(
     assert (width, height) == (600, 400) and len(raw) > 5000
 
 
+def test_bench_png_stays_600_px_wide_at_400_requests_with_the_cold_starts_marked(
+    stand_in: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("matplotlib")
+    from modal_iac import bench
+
+    server = stand_in("embed")
+    clock = FakeClock(on_sleep=server.scale_down)
+    monkeypatch.setattr(probe, "CLOCK", probe.Clock(now=clock.now, sleep=clock.sleep))
+    chart, out_file = tmp_path / "latency.png", tmp_path / "bench.json"
+    argv = ["bench", server.url, "--kind", "embed", "-n", "400", "--wait-scaledown", "5"]
+    code, _, err = run(capsys, *argv, "--png", str(chart), "--json", str(out_file))
+    assert code == 0, err
+    raw = chart.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
+    assert struct.unpack(">II", raw[16:24]) == (600, 400)  # one bar a request was 12,000 px
+    data = json.loads(out_file.read_text())
+    result = bench.Bench(
+        url=server.url,
+        kind="embed",
+        model=None,
+        concurrency=1,
+        cold_start_ms=data["cold_start_ms"],
+        warm_ms=data["warm_latencies_ms"],
+        warm_seconds=1.0,
+        warm_items=None,
+        post_scaledown_cold_start_ms=data["post_scaledown_cold_start_ms"],
+    )
+    drawn = bench.distribution(result)
+    assert len(drawn.warm_ms) == 400 and len(drawn.bins) == 41
+    assert [value for _, value in drawn.cold_marks] == [
+        data["cold_start_ms"],
+        data["post_scaledown_cold_start_ms"],
+    ]
+    assert drawn.bins[0] <= min(drawn.warm_ms) and drawn.bins[-1] >= data["cold_start_ms"]
+    assert drawn.log  # 250 ms cold starts against millisecond warm answers
+    figure = bench.chart(result, tmp_path / "again.png")
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend[0] == "warm requests (400)"
+    assert legend[1].startswith("cold start ") and legend[2].startswith("after scaledown ")
+    assert (tmp_path / "again.png").read_bytes()[16:24] == raw[16:24]
+
+
 def test_bench_png_without_matplotlib_is_one_line(
     stand_in: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
