@@ -239,6 +239,7 @@ def distribution(result: Bench, bins: int = 40) -> Distribution:
         edges = [low * ratio**i for i in range(bins + 1)]
     else:
         edges = [low + (high - low) * i / bins for i in range(bins + 1)]
+    edges[0], edges[-1] = low, high  # exactly: rounding must not leave the extremes out
     ordered = sorted(result.warm_ms)
     quantiles = [
         (f"warm p{q} {percentile(ordered, q):.0f} ms", percentile(ordered, q)) for q in (50, 95)

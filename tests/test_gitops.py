@@ -221,6 +221,9 @@ def test_pre_commit_runs_the_hooks_on_a_repository(tmp_path: Path) -> None:
         shutil.copytree(
             ROOT / directory, source / directory, ignore=shutil.ignore_patterns("__pycache__")
         )
+    workflow = Path("examples/gitops/.github/workflows/modaliac.yml")  # the wheel ships it
+    (source / workflow.parent).mkdir(parents=True)
+    shutil.copy(ROOT / workflow, source / workflow)
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(tmp_path / "cache"),

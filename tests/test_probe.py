@@ -452,7 +452,11 @@ def test_url_reads_the_endpoint_from_modal(
     assert run(capsys, "url", "probe-embed") == (0, expected, "")
     assert run(capsys, "url", "probe-embed", "--env", "main") == (0, expected, "")
     code, _, err = run(capsys, "url", "probe-embed", "--env", "staging")
-    assert (code, err) == (1, "Modal: Environment 'staging' not found\n")
+    assert (code, err) == (
+        1,
+        "Modal: Environment 'staging' not found; create it with: modal environment create "
+        "staging (or choose another --env)\n",
+    )
     code, _, err = run(capsys, "url", "not-deployed")
     assert (code, err) == (1, "app 'not-deployed' is not deployed\n")
     code, _, err = run(capsys, "url", "http://example.invalid")
