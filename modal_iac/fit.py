@@ -199,6 +199,13 @@ def architecture(
     return replace(shapes, parameters=count, source=source)
 
 
+def native_length(model_id: str) -> int | None:
+    """The model's own context length (``max_position_embeddings``): the catalogue's, else a
+    cached ``config.json``'s; None when neither knows it."""
+    known = CATALOGUE.get(model_id.lower()) or _cached_config(model_id)
+    return known.native_len if known else None
+
+
 def _cached_config(model_id: str) -> Architecture | None:
     """Layer shapes from a ``config.json`` in the local Hugging Face cache, never the network."""
     hub = os.environ.get("HF_HUB_CACHE") or os.path.join(

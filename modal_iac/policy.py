@@ -249,20 +249,12 @@ def _memory_utilization(spec: Spec) -> list[Finding]:
     ]
 
 
-# Native context lengths (max_position_embeddings of each model's published config.json), for
-# MDL014. Lower-case ids, like fit.CATALOGUE's.
-NATIVE_CONTEXT: dict[str, int] = {
-    "qwen/qwen2.5-7b-instruct": 32768,
-    "qwen/qwen3-8b": 40960,
-    "mistralai/mistral-7b-instruct-v0.3": 32768,
-    "meta-llama/llama-3.1-8b-instruct": 131072,
-}
-
-
 def _thousands_not_kibi(model_id: str, length: int | None) -> int | None:
     """The native length (``32768``, "32K") a ``max_model_len`` of ``32000`` ("32k", x1000)
     falls just short of, when that is the model's; else None."""
-    native = NATIVE_CONTEXT.get(model_id.lower())
+    from .fit import native_length
+
+    native = native_length(model_id)
     if length is None or native is None or native % 1024:
         return None
     return native if length == native // 1024 * 1000 else None
