@@ -392,16 +392,17 @@ def test_markdown_without_dropped_sections_has_no_note(
 def test_a_second_apply_fails_at_once_while_the_first_holds_the_lock(
     project: Path, modal_api: LocalModalServer, modaliac: Spawn
 ) -> None:
-    modal_api.state.faults.add("AppPublish", delay=3.0)  # keeps the first apply deploying
+    # The first apply stays in its deploy long enough for the second to start and end: "at
+    # once" is that the second ends while the first still holds the lock (no timed bound:
+    # these machines are shared and noisy).
+    modal_api.state.faults.add("AppPublish", delay=8.0)
     first = modaliac(project, "apply", "--yes")
     wait_until("the first apply to deploy", lambda: modal_api.state.requests("AppPublish"))
 
-    started = time.monotonic()
     second = modaliac(project, "apply", "--yes")
     out, err = second.communicate(timeout=20)
-    assert first.poll() is None, "the first apply must still hold the lock"
+    assert first.poll() is None, "the second apply must end while the first holds the lock"
     assert second.returncode == 1
-    assert time.monotonic() - started < 3.0
     assert out == ""
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"{Path('.modaliac/state.json')} is locked by ")
