@@ -120,6 +120,17 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
         "volumes": {},
         "surfaces": {"class": True, "downloader": False},
     },
+    # @app.server with the placement and autoscaling settings: region becomes compute_region,
+    # the target and the hard limit become target_concurrency and max_concurrency.
+    "generate-app-server-placed-targeted": {
+        "app": "synthetic-generate-app-server",
+        "model": _MODEL_GENERATE,
+        "gpu": "L4",
+        "placement": {"region": "eu", "cloud": "aws"},
+        "resources": {"ephemeral_disk": "100GiB"},
+        "scaling": {"concurrency": 16, "target_concurrency": 8},
+        "surfaces": {"http": {"api_key_secret": "chat-key", "primitive": "server"}},
+    },
     "embed-placed-retried-with-domains": {
         "app": "synthetic-embed-placed",
         "model": _MODEL_EMBED,

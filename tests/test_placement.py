@@ -84,6 +84,33 @@ def sent(api: LocalModalServer) -> dict[str, object]:
     return {r.function.function_name: r.function for r in api.state.requests("FunctionCreate")}
 
 
+def test_an_app_server_gets_the_placement_as_compute_region_and_the_target_below_the_limit(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On Modal's @app.server the spec's regions are compute_region, and a target concurrency
+    is target_concurrency with concurrency as the hard max_concurrency."""
+    spec = project / "specs" / "placed.yaml"
+    text = PLACED.replace("  class: true\n", "").replace(
+        "    custom_domains: [embed.example.com, api.example.org]\n", "    primitive: server\n"
+    )
+    spec.write_text(
+        text.replace(
+            "retries:\n  max_retries: 4\n  backoff_coefficient: 2\n"
+            "  initial_delay: 2s\n  max_delay: 30s\n",
+            "",
+        )
+    )
+    code, _, err = cli(capsys, "apply", "--yes")
+    assert code == 0, err
+    server = sent(modal_api)["Server"]
+    assert server.is_server  # type: ignore[attr-defined]
+    assert list(server.scheduler_placement.regions) == ["eu-west", "uk"]  # type: ignore[attr-defined]
+    assert server.cloud_provider_str == "aws"  # type: ignore[attr-defined]
+    assert server.resources.ephemeral_disk_mb == 500 * 1024  # type: ignore[attr-defined]
+    assert server.autoscaler_settings.target_concurrency_float == 12  # type: ignore[attr-defined]
+    assert server.max_concurrent_inputs == 16  # type: ignore[attr-defined]
+
+
 def test_apply_sends_placement_disk_retries_target_and_domains(
     project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
