@@ -358,10 +358,14 @@ def _difference(reviewed: Plan, fresh: Plan) -> str:
             "verify",
         ):
             if getattr(old[address], name) != getattr(new[address], name):
-                return f"{address}: its {name.replace('_', ' ')} differ"
+                return f"{address}: its {name.replace('_', ' ')} {_differ(name)}"
     if reviewed.refreshes != fresh.refreshes:
         return "the records a refresh takes from Modal differ"
     return ""
+
+
+def _differ(name: str) -> str:
+    return "differ" if name in ("fields", "blockers", "notes") else "differs"
 
 
 # -- destroy, import, rollback, state -------------------------------------------------------

@@ -426,7 +426,7 @@ TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "strategy edited",
         lambda d: d["changes"][0].update(strategy="recreate"),
-        "kalm-embedding: its strategy differ",
+        "kalm-embedding: its strategy differs",
     ),
     (
         "strategy not a strategy",
