@@ -28,7 +28,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import StateError
-from .state import REMOTE_PREFIX, LockOwner, State, StateLockedError, parse_state, utc_time
+from .lock_owner import LockOwner, utc_time
+from .state import REMOTE_PREFIX, State, StateLockedError, parse_state
 
 if TYPE_CHECKING:
     import modal
