@@ -1,7 +1,8 @@
 """Carry out a plan: deploy, stop, record. Deciding happened in plan.py; this only executes.
 
-The state is written after every app that finishes, so an apply that fails or is killed half
-way leaves a state that says exactly which apps are deployed, and a re-run converges. A halt
+The state records every app as it finishes (``Store.record``: a journal line for a local
+state), so an apply that fails or is killed half way leaves a state that says exactly which
+apps are deployed, and a re-run converges. A halt
 (Ctrl-C, a state that cannot be written, a Modal that stopped answering) starts nothing new:
 every change gets an outcome, finished, failed or cancelled.
 """
@@ -31,6 +32,8 @@ class Store(Protocol):
     def read(self) -> State: ...
 
     def write(self, state: State) -> None: ...
+
+    def record(self, state: State, address: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def execute(
         else:
             state.apps[address] = record
         try:
-            store.write(state)
+            store.record(state, address)
         except StateError as exc:
             halt.stop("the state cannot be written")
             return str(exc)

@@ -4,31 +4,39 @@ The state holds names, hashes, resolved settings and the rendered source, never 
 value (specs cannot hold one: load.py refuses them). It lives behind a ``StateStore``: a local
 JSON file (``LocalStore``, the default) or a file on a Modal Volume (``remote_state.ModalStore``),
 chosen by ``open_store``. Either way writes are atomic and an apply holds a lock, so two
-applies never interleave their writes.
+applies never interleave their writes. A local state records each app an apply finishes as
+one line of its journal (journal.py), folded into the file as the lock is released.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import re
 import socket
-import sys
 import tempfile
+import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
 from .address import Address, check_environment
 from .errors import ModaliacError, StateError
-from .files import joined, parse_json, read_text
+from .files import joined, parse_json, read_bytes
+from .journal import (
+    Journal,
+    JournalWriter,
+    digest,
+    entry_line,
+    journal_path,
+    read_journal,
+    sync_directory,
+)
+from .lock_owner import LockOwner, alive, flock_holder
 from .tokens import shown, token_kind
 
 STATE_FORMAT = "modaliac-state"
@@ -89,12 +97,60 @@ class State:
 
 
 def read_state(path: Path) -> State:
-    """The state at ``path``; a missing file is an empty state (nothing applied yet)."""
-    text = read_text(path, str(path), "state", MAX_STATE_BYTES, joined(StateError))
-    return State() if text is None else parse_state(text, str(path))
+    """The state at ``path`` with its journal replayed (journal.py): what the last apply
+    recorded, even one still running or killed half way. A missing file is an empty state."""
+    for _ in range(READ_ATTEMPTS):
+        before = _identity(path)
+        data = read_bytes(path, str(path), "state", MAX_STATE_BYTES, joined(StateError))
+        pending = read_journal(journal_path(path))
+        if pending is None or _identity(path) == before:
+            return replayed(data, pending, path)
+        # A fold replaced the state between the two reads: read the pair again.
+    raise StateError(f"{path}: the state kept changing while it was read; retry")
 
 
 MAX_STATE_BYTES = 256 * 2**20
+READ_ATTEMPTS = 5
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def replayed(data: bytes | None, pending: Journal | None, path: Path) -> State:
+    """The state file's ``data`` with the journal ``pending`` replayed on it: the journal's
+    lines, if it extends this very file; nothing, if it was folded into it already."""
+    state = State() if data is None else parse_state(_decoded(data, path), str(path))
+    if pending is None:
+        return state
+    current = digest(data)
+    if pending.base != current:
+        if pending.sealed == current:
+            return state  # a fold wrote this file, then stopped before removing the journal
+        raise StateError(
+            f"{journal_path(path)}:1:1: base: the journal extends another version of {path} "
+            "(the file was replaced since); neither can be trusted alone: move the journal "
+            "away, then run plan (an app Modal runs that the state does not record is shown "
+            "as one apply only records)"
+        )
+    where = str(journal_path(path))
+    for number, address, raw in pending.entries:
+        if raw is None:
+            state.apps.pop(address, None)
+        else:
+            state.apps[address] = checked_entry(address, raw, f"{where}:{number}:1: record")
+    return state
+
+
+def _decoded(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StateError(f"{path}: byte {exc.start} is not UTF-8; is it a state?") from None
 
 
 def parse_state(text: str, where: str) -> State:
@@ -118,16 +174,21 @@ def parse_state(text: str, where: str) -> State:
         raise StateError(f"{where}: the state is damaged (apps is not a mapping)")
     state = State()
     for key, raw in apps.items():
-        label = key if APP_KEY.match(key) and token_kind(key) is None else shown(key)
-        record = parse_record(raw, f"{where}: apps.{label}", migrate=version == 1)
-        if record.address != key:
-            named = record.address if token_kind(record.address) is None else shown(record.app)
-            raise StateError(
-                f"{where}: apps.{label}: the entry is for {named}; each entry's key must be its "
-                "address (ENVIRONMENT/APP)"
-            )
-        state.apps[key] = record
+        state.apps[key] = checked_entry(key, raw, f"{where}: apps", migrate=version == 1)
     return state
+
+
+def checked_entry(key: str, raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
+    """The record a state (or its journal) keeps under ``key``, which must be its address."""
+    label = key if APP_KEY.match(key) and token_kind(key) is None else shown(key)
+    record = parse_record(raw, f"{where}.{label}", migrate=migrate)
+    if record.address != key:
+        named = record.address if token_kind(record.address) is None else shown(record.app)
+        raise StateError(
+            f"{where}.{label}: the entry is for {named}; each entry's key must be its "
+            "address (ENVIRONMENT/APP)"
+        )
+    return record
 
 
 _FIELDS = {f.name: f for f in fields(AppRecord)}
@@ -191,33 +252,24 @@ def parse_record(raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
 
 
 def write_state(path: Path, state: State) -> None:
-    """Replace the state file atomically: readers see the old file or the new one."""
+    """Replace the state file atomically: readers see the old file or the new one. (A
+    ``LocalStore`` also folds its journal; this writes the file alone.)"""
+    _replace_file(path, state.to_json().encode("utf-8"))
+
+
+def _replace_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(state.to_json())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _sync_directory(path.parent)
-
-
-def _sync_directory(folder: Path) -> None:
-    """Make the rename itself durable: a power cut after it must not bring the old file back."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename still happened
-        pass
-    finally:
-        os.close(fd)
+    sync_directory(path.parent)
 
 
 # -- locking ----------------------------------------------------------------------------------
@@ -227,72 +279,6 @@ class StateLockedError(StateError):
     """Another run holds the state's lock (or this run lost its lease)."""
 
 
-def utc_time(seconds: float) -> str:
-    """A moment as people in any time zone read it alike."""
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in a bare container
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class LockOwner:
-    """Who holds a state lock, written beside the lock so a blocked run can say who to ask.
-
-    ``token`` tells this holder from any other with the same pid and host (a remote lock is
-    released or renewed only by the holder whose token it carries). ``expires_at`` is the end
-    of a remote lease; a local lock has none (the OS frees it when its process exits).
-    """
-
-    command: str
-    pid: int
-    host: str
-    user: str
-    since: float
-    token: str
-    expires_at: float | None = None
-
-    @classmethod
-    def current(cls, command: str, now: float) -> LockOwner:
-        """This process, doing ``command`` (empty: the command line it was started with)."""
-        label = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]).strip()
-        return cls(
-            command=label[:200],
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            user=_user(),
-            since=now,
-            token=uuid.uuid4().hex,
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> LockOwner | None:
-        """The owner recorded in ``text``, or None if it is not one (empty, partly written).
-
-        Fields this version does not know are ignored, so a newer modaliac's lock still counts.
-        """
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                return None
-            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-        except (ValueError, TypeError):
-            return None
-
-    def describe(self) -> str:
-        kind = token_kind(self.command)
-        command = f"`{self.command}`" if kind is None else f"a command holding {kind}, not shown"
-        who = f"{self.user}@{self.host} (pid {self.pid}, {command})"
-        return f"{who} since {utc_time(self.since)}"
-
-
 class StateStore(Protocol):
     """Where the state lives. ``plan`` only reads; ``apply`` reads, then writes under ``lock``.
 
@@ -300,12 +286,16 @@ class StateStore(Protocol):
     names the operation (e.g. ``"modaliac apply specs/"``), pid, host, user and time are added.
     If another run holds the lock after ``wait`` seconds it raises ``StateLockedError``, one
     line naming the holder and what to do. ``refresh()`` renews a lease-based lock during a
-    long apply (a no-op for stores whose lock has no lease).
+    long apply (a no-op for stores whose lock has no lease). ``record(state, address)``, under
+    the lock, makes ``state``'s entry for ``address`` (or its absence) durable: what apply
+    calls after each app, in time that does not grow with the state.
     """
 
     def read(self) -> State: ...
 
     def write(self, state: State) -> None: ...
+
+    def record(self, state: State, address: str) -> None: ...
 
     def lock(
         self, owner: str, wait: float = 0.0
@@ -323,6 +313,9 @@ class LocalStore:
     or killed apply never leaves the state locked, and the lock file is never deleted (deleting
     a locked file lets a second process lock a fresh inode while the first still holds the old).
     The file's content only says who holds it; the lock is the ``flock``.
+
+    ``record`` appends to the journal (journal.py); releasing the lock folds the journal into
+    the state file, and so does every ``write``.
     """
 
     def __init__(
@@ -330,8 +323,12 @@ class LocalStore:
     ) -> None:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
+        self.journal_path = journal_path(path)
         self.poll = poll
         self.clock = clock
+        self._held = False
+        self._journal: JournalWriter | None = None
+        self._appending = threading.Lock()  # apply may record from several threads
 
     def describe(self) -> str:
         return str(self.path)
@@ -339,11 +336,61 @@ class LocalStore:
     def read(self) -> State:
         return read_state(self.path)
 
+    def record(self, state: State, address: str) -> None:
+        if not self._held:
+            raise StateError(f"{self.path}: recording an app needs the state's lock")
+        entry = state.apps.get(address)
+        line = entry_line(address, None if entry is None else asdict(entry))
+        with self._appending:
+            try:
+                self._journal_writer().append(line)
+            except OSError as exc:
+                raise StateError(f"{self.path}: cannot write the state: {exc}") from None
+
     def write(self, state: State) -> None:
-        try:
-            write_state(self.path, state)
-        except OSError as exc:
-            raise StateError(f"{self.path}: cannot write the state: {exc}") from None
+        """Replace the state file, folding the journal: seal it with the file about to be
+        written, replace the file, then remove the journal (journal.py says why)."""
+        data = state.to_json().encode("utf-8")
+        with self._appending:
+            try:
+                if self._journal is not None or self.journal_path.exists():
+                    writer = self._journal_writer()
+                    writer.seal(digest(data) or "")
+                    _replace_file(self.path, data)
+                    self._close_journal()
+                    self.journal_path.unlink()
+                    sync_directory(self.path.parent)
+                else:
+                    _replace_file(self.path, data)
+            except OSError as exc:
+                raise StateError(f"{self.path}: cannot write the state: {exc}") from None
+
+    def _journal_writer(self) -> JournalWriter:
+        """This run's journal: the one on disk if it extends the state file as it is now,
+        else a new one (a folded journal is replaced; a foreign one is refused by reading)."""
+        if self._journal is None:
+            data = read_bytes(
+                self.path, str(self.path), "state", MAX_STATE_BYTES, joined(StateError)
+            )
+            pending = read_journal(self.journal_path)
+            replayed(data, pending, self.path)  # refuses a damaged or foreign journal
+            base = digest(data)
+            if pending is not None and pending.base == base:
+                self._journal = JournalWriter.resume(self.journal_path, pending.complete)
+            else:
+                self._journal = JournalWriter.start(self.journal_path, base)
+        return self._journal
+
+    def _close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def _fold(self) -> None:
+        """Write what this run journaled into the state file, once, as the lock is released.
+        If that fails (a full disk), the journal stays, and every reader still replays it."""
+        if self._journal is not None:
+            self.write(read_state(self.path))
 
     def refresh(self) -> None:
         """Nothing to renew: the lock lasts as long as the process holding it."""
@@ -357,8 +404,15 @@ class LocalStore:
             # Write, then cut to length: the file never reads as empty while it is held.
             os.pwrite(fd, note, 0)
             os.ftruncate(fd, len(note))
-            yield me
+            self._held = True
+            try:
+                yield me
+            finally:
+                with contextlib.suppress(StateError):  # unfolded, the journal still counts
+                    self._fold()
         finally:
+            self._held = False
+            self._close_journal()
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)  # a released lock names nobody
             os.close(fd)  # closing the last descriptor releases the flock
@@ -399,7 +453,7 @@ class LocalStore:
             holder = LockOwner.from_json(self.lock_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
             return None
-        if holder is None or (holder.host == socket.gethostname() and not _alive(holder.pid)):
+        if holder is None or (holder.host == socket.gethostname() and not alive(holder.pid)):
             return None
         return holder
 
@@ -417,61 +471,6 @@ class LocalStore:
 
 
 NOTE_WAIT = 2.0  # how long a refused run waits for the holder's note before asking the OS
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, but belongs to someone else
-        return True
-    return True
-
-
-def flock_holder(path: Path) -> LockOwner | None:
-    """Who holds the ``flock`` on ``path``, as Linux's ``/proc/locks`` tells it, for a holder
-    that has not written its note (stopped right after taking the lock, say). None where
-    there is no ``/proc`` (macOS) or the holder is not visible from here."""
-    try:
-        found = os.stat(path)
-        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    file = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
-    for line in table.splitlines():
-        # "1: FLOCK  ADVISORY  WRITE 1234 08:02:5678 0 EOF" (a waiter reads "1: -> FLOCK ...")
-        columns = line.split()
-        if len(columns) >= 6 and columns[1:2] == ["FLOCK"] and columns[5] == file:
-            return _process(int(columns[4])) if columns[4].isdigit() else None
-    return None
-
-
-def _process(pid: int) -> LockOwner | None:
-    """A running process described as a lock owner: command line, user and start time."""
-    proc = Path(f"/proc/{pid}")
-    try:
-        command = (
-            proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-        uid = proc.stat().st_uid
-        ticks = int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    try:
-        import pwd
-
-        user = pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        user = str(uid)
-    since = boot + ticks / os.sysconf("SC_CLK_TCK")
-    one_line = " ".join(command.split())  # a ``python -c`` script spans lines
-    return LockOwner(one_line[:200], pid, socket.gethostname(), user, since, "")
 
 
 # -- choosing a store -------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .address import Address, Project
+from .lock_owner import utc_time
 from .observed import Commit, Observed
-from .state import State, utc_time
+from .state import State
 
 if TYPE_CHECKING:
     from .cli import Console

@@ -513,6 +513,8 @@ def test_an_apply_killed_after_its_first_app_leaves_a_state_a_rerun_converges(
 
     assert recorded(project) == {"kalm-embedding": 1}
     assert_state_sound(project)
+    # Recorded in the journal (one line per app), which every reader replays; not folded yet.
+    assert (project / STATE).with_name("state.json.journal").exists()
     deployed = {
         a for a in ("kalm-embedding", "minilm-embedding", "tiny") if modal_api.state.deployed_app(a)
     }
@@ -526,6 +528,8 @@ def test_an_apply_killed_after_its_first_app_leaves_a_state_a_rerun_converges(
     assert code == 0, err
     assert "Apply finished: 2 succeeded, 0 failed." in out
     assert recorded(project) == {"kalm-embedding": 1, "minilm-embedding": 1, "tiny": 1}
+    assert not (project / STATE).with_name("state.json.journal").exists()  # folded
+    assert set(json.loads((project / STATE).read_text())["apps"]) == set(recorded(project))
     assert cli(capsys, "plan", "--detailed-exitcode")[0] == 0
     assert [len(modal_api.state.app(a).history) for a in ("minilm-embedding", "tiny")] == [1, 1]
 
@@ -877,22 +881,22 @@ ENDINGS = {
     ),
 }
 
-# The CLI with every state write after the first failing as on a full disk.
+# The CLI with every state write (a journal line) after the first failing as on a full disk.
 FULL_DISK = textwrap.dedent(
     """
     import errno, sys
-    import modal_iac.state
+    from modal_iac.journal import JournalWriter
     from modal_iac.cli import main
 
-    real, writes = modal_iac.state.write_state, []
+    real, writes = JournalWriter.append, []
 
-    def write_state(path, state):
-        writes.append(path)
+    def append(self, line):
+        writes.append(line)
         if len(writes) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, state)
+        real(self, line)
 
-    modal_iac.state.write_state = write_state
+    JournalWriter.append = append
     sys.exit(main(sys.argv[1:]))
     """
 )

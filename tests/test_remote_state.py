@@ -88,6 +88,22 @@ def test_write_then_read_round_trips_through_a_volume(modal_api: LocalModalServe
     assert "VolumePutFiles2" in modal_api.state.rpc_names()
 
 
+def test_recording_an_app_uploads_the_whole_state_and_no_journal(
+    modal_api: LocalModalServer,
+) -> None:
+    """A Volume has no append: record() is a write (remote_state.ModalStore.record says why)."""
+    remote = store()
+    state = applied()
+    with remote.lock("modaliac apply"):
+        remote.record(state, "prod/kalm-embedding")
+        volume = modal_api.state.find_volume("modaliac-state")
+        assert volume is not None
+        assert volume.files == {"state.json": state.to_json().encode()}
+        del state.apps["prod/kalm-embedding"]
+        remote.record(state, "prod/kalm-embedding")
+    assert remote.read() == State()
+
+
 def test_a_named_environment_holds_its_own_state(modal_api: LocalModalServer) -> None:
     modal_api.state.add_environment("prod")
     remote = open_store("modal:prod:modaliac-state/team/a.json")
