@@ -118,6 +118,54 @@ def test_unmodelled_rpcs_answer_unimplemented_and_every_request_is_recorded(
     assert modal_api.state.requests("SandboxList")[0].app_id == "ap-x"
 
 
+def _hello_times(server: LocalModalServer, count: int) -> tuple[float, list[float]]:
+    """Send ``count`` ClientHellos at once over one channel: (wall time of all, each one's)."""
+    from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+    from grpclib.client import Channel
+    from modal_proto.api_grpc import ModalClientStub
+
+    async def one(stub: ModalClientStub) -> float:
+        start = time.perf_counter()
+        await stub.ClientHello(empty_pb2.Empty())
+        return time.perf_counter() - start
+
+    async def calls() -> tuple[float, list[float]]:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = ModalClientStub(channel)
+            await one(stub)  # connected before anything is timed
+            start = time.perf_counter()
+            each = await asyncio.gather(*(one(stub) for _ in range(count)))
+            return time.perf_counter() - start, list(each)
+        finally:
+            channel.close()
+
+    return asyncio.run(calls())
+
+
+def test_rpc_delay_delays_every_rpc_and_concurrent_calls_overlap() -> None:
+    """Like a network round trip: no answer comes sooner than the delay, and calls in flight
+    together wait side by side (an asyncio sleep, not a blocked server)."""
+    delay, count = 0.2, 10
+    with LocalModalServer(rpc_delay=delay) as server:
+        wall, each = _hello_times(server, count)
+        assert server.state.rpc_names().count("ClientHello") == count + 1
+    assert min(each) >= delay  # a lower bound: nothing answers early
+    assert wall < count * delay / 2  # serialised calls would take count * delay
+
+
+def test_rpc_delay_is_checked_where_it_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from modal_iac.local_api.__main__ import main
+
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--rpc-delay", bad])
+        assert exit_info.value.code == 2
+        assert f"expected seconds >= 0, like 0.05, not {bad!r}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="rpc_delay must be"):
+        LocalModalServer(rpc_delay=-0.1)
+
+
 # -- deploying the KaLM spec -----------------------------------------------------------------
 
 
