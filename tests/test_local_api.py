@@ -448,6 +448,50 @@ def test_nth_publish_fails_in_the_middle_of_a_multi_app_apply(
     assert api.state.deployed_app(small.app) is None
 
 
+def test_the_deploys_of_one_apply_ask_git_once_and_tag_each_app(
+    secrets_first: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK asks git (four processes) in every deploy; one apply's deploys share a working
+    directory, so they share one answer, and every publish still carries it."""
+    from modal_iac.deploy import DeployJob, deploy_all
+
+    commit = api_pb2.CommitInfo(vcs="git", branch="main", commit_hash="c" * 40, author_name="a")
+    asked: list[int] = []
+
+    async def git_commit_info() -> api_pb2.CommitInfo:
+        asked.append(1)
+        await asyncio.sleep(0.05)  # still running while the other deploys ask
+        return commit
+
+    monkeypatch.setattr(modal.runner, "get_git_commit_info", git_commit_info)
+    source = rendered_kalm(tmp_path).source
+    jobs = [
+        DeployJob(
+            address=f"git-{i}",
+            app=f"git-{i}",
+            environment=None,
+            source=source,
+            module_name=f"git_once_{i}_{uuid.uuid4().hex[:8]}",
+            deployment_tag="t1",
+            tags={"modaliac-app": f"git-{i}"},
+        )
+        for i in range(3)
+    ]
+    try:
+        results = deploy_all(jobs, tmp_path / "build", parallel=3)
+    finally:
+        for job in jobs:
+            sys.modules.pop(job.module_name, None)
+    assert [(r.status, r.version) for r in results] == [("ok", 1)] * 3
+    assert len(asked) == 1
+    publishes = secrets_first.state.requests("AppPublish")
+    assert [p.commit_info.commit_hash for p in publishes] == ["c" * 40] * 3
+    assert modal.runner.get_git_commit_info is git_commit_info  # put back after the apply
+    for i in range(3):
+        app = secrets_first.state.deployed_app(f"git-{i}")
+        assert app is not None and app.tags == {"modaliac-app": f"git-{i}"}
+
+
 def test_deadline_bounds_a_hanging_server_and_a_closed_port(
     secrets_first: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
