@@ -1,24 +1,28 @@
-"""Wall times of modaliac against Modal (a local Modal API) next to ``modal deploy`` in one run.
+"""Wall times of modaliac against Modal (a local Modal API) next to ``modal deploy``, at a
+server next door and at a network's latency, side by side in one run.
 
-    python benchmarks/bench_modal.py [--runs N] [--plan-sizes 1,10,50] [--apply-sizes 5,20]
-                                     [--parallel 4,8] [--profile]
+    python benchmarks/bench_modal.py [--runs N] [--delays 0,0.05] [--apply-sizes 20,100]
+                                     [--loop-sizes 20,100] [--plan-sizes 1,200]
+                                     [--parallel P,...] [--quick] [--profile]
 
-The local Modal API (``python -m modal_iac.local_api``) runs as its own process, so its work
-does not share a GIL with the measured commands; every command talks to it through the real
-``modal`` client with a throw-away HOME. Measured, medians of N interleaved runs:
+The local Modal API (``python -m modal_iac.local_api --rpc-delay D``) runs as its own process,
+so its work does not share a GIL with the measured commands, and delays every RPC by D seconds
+(an asyncio sleep: calls in flight together wait side by side, as on a network). Every command
+talks to it through the real ``modal`` client with a throw-away HOME. For each delay, medians of
+N interleaved runs of:
 
-- ``modaliac plan DIR`` (online) over 1, 10 and 50 apps deployed beforehand and unchanged,
-  beside ``import modal`` and the offline plan of the same specs;
-- ``modaliac apply --yes DIR`` over 5 and 20 apps, each spec changed before every run so
-  every run deploys every app, with ``--parallel`` 4 and 8, beside a shell loop of
-  ``modal deploy FILE`` over the same specs rendered by ``modaliac render``.
+- ``modaliac apply --yes DIR`` of 20 and of 100 new apps (fresh names and an empty state on
+  every run), beside a shell loop of ``modal deploy FILE`` over the same specs rendered by
+  ``modaliac render`` (fresh names too);
+- ``modaliac plan DIR`` (online, ``--detailed-exitcode`` must say 0) over 1 and 200 apps
+  deployed beforehand and unchanged, beside ``import modal`` and the offline plan.
 
-Targets (plan of 50 under 3x plan of 1; apply of 20 at least 5x faster than the loop) are
-printed with the figures; a miss is reported, never an exit status. The script exits non-zero
-only when a command fails. ``--profile`` adds a phase breakdown and a cProfile (every thread)
-of one in-process plan and one in-process apply over the largest sizes. The local API sets
-TCP_NODELAY on its sockets, so it answers like a server next door: the figures are modaliac's
-own cost, not network latency.
+Targets, at 50 ms: apply of 20 at least 15x faster than the loop; apply of 100 at most 3.5x
+apply of 20; plan of 200 at most 2x plan of 1. They are printed with the ratios (a miss is
+reported, never an exit status); the script exits non-zero only when a command fails.
+``--quick`` runs tiny sizes once (a check that the script works, not a measurement).
+``--profile`` adds a phase breakdown and a cProfile (every thread) of one in-process plan and
+one in-process apply over the largest sizes, at the last delay.
 """
 
 from __future__ import annotations
@@ -41,11 +45,21 @@ from pathlib import Path
 
 from common import REPO, SEED_SPEC, machine_line, script, set_line, table
 
-HEADER = ["measurement", "median", "min .. max", "client cpu", "server cpu", "target", "met"]
+HEADER = ["measurement", "median", "min .. max", "client cpu", "server cpu"]
 SECRETS = ("huggingface=HF_TOKEN", "kalm-api-key=VLLM_API_KEY")  # what specs/kalm.yaml reads
-PLAN_RATIO_TARGET = 3.0  # plan(50) / plan(1)
-APPLY_SPEEDUP_TARGET = 5.0  # loop of `modal deploy` / apply, for 20 apps
-COMMAND_TIMEOUT = 900.0
+TARGET_DELAY = 0.05  # the targets are about a network of 50 ms round trips
+LOOP_SPEEDUP_TARGET = 15.0  # loop of `modal deploy` / apply, for 20 apps
+APPLY_GROWTH_TARGET = 3.5  # apply of 100 / apply of 20
+PLAN_GROWTH_TARGET = 2.0  # plan of 200 / plan of 1
+APPLY_SIZES, PLAN_SIZES = (20, 100), (1, 200)
+QUICK = {
+    "runs": 1,
+    "delays": "0,0.01",
+    "apply_sizes": "1,2",
+    "loop_sizes": "1",
+    "plan_sizes": "1,2",
+}
+COMMAND_TIMEOUT = 1800.0
 GPUS = ("A100-40GB", "A100-80GB", "H100", "L40S")
 # Waits, not work: the client waiting for the server, idle worker threads of the SDK.
 IDLE = r"^(?!.*(epoll' objects|SimpleQueue' objects|_thread.lock' objects))"
@@ -59,7 +73,6 @@ class Row:
     times: list[float] = field(default_factory=list)  # seconds, wall
     client_cpu: list[float] = field(default_factory=list)  # the command and its children
     server_cpu: list[float] = field(default_factory=list)  # the local Modal API process
-    target: float | None = None  # an upper bound on the median, set once known
 
     @property
     def median(self) -> float:
@@ -71,20 +84,21 @@ class Row:
         cpu = [
             f"{statistics.median(x):.2f} s" if x else "" for x in (self.client_cpu, self.server_cpu)
         ]
-        if self.target is None:
-            return [self.label, median, spread, *cpu, "", ""]
-        met = "yes" if self.median < self.target else "NO"
-        return [self.label, median, spread, *cpu, f"< {self.target:.3f} s", met]
+        return [self.label, median, spread, *cpu]
 
 
 @dataclass(frozen=True)
 class Command:
-    """A command to time; ``prepare`` runs untimed before every run (e.g. change the specs)."""
+    """A command to time; ``prepare`` runs untimed before every run (e.g. write new specs)."""
 
     label: str
-    argv: list[str]
+    argv: list[str] | Callable[[], list[str]]
     prepare: Callable[[], None] = lambda: None
     check: Callable[[str], str | None] = lambda out: None  # stdout -> a complaint, or None
+    warm_up: bool = True  # an untimed first run; a loop of many deploys warms itself
+
+    def command(self) -> list[str]:
+        return self.argv() if callable(self.argv) else self.argv
 
 
 # -- the local Modal API, as its own process ---------------------------------------------
@@ -93,11 +107,12 @@ class Command:
 class LocalApi:
     """``python -m modal_iac.local_api`` in a child process; ``env`` points clients at it."""
 
-    def __init__(self, home: Path, log_dir: Path) -> None:
+    def __init__(self, home: Path, log_dir: Path, rpc_delay: float = 0.0) -> None:
         self.env = child_env(home)
-        self._out = log_dir / "local-api.out"
-        self._err = log_dir / "local-api.err"
-        argv = [sys.executable, "-m", "modal_iac.local_api"]
+        self.rpc_delay = rpc_delay
+        self._out = log_dir / f"local-api-{rpc_delay:g}.out"
+        self._err = log_dir / f"local-api-{rpc_delay:g}.err"
+        argv = [sys.executable, "-m", "modal_iac.local_api", "--rpc-delay", str(rpc_delay)]
         for name in SECRETS:
             argv += ["--secret", name]
         with self._out.open("wb") as out, self._err.open("wb") as err:
@@ -207,20 +222,24 @@ def run_checked(argv: list[str], api: LocalApi, cwd: Path) -> str:
     return done.stdout
 
 
-def time_commands(commands: list[Command], runs: int, api: LocalApi, cwd: Path) -> list[Row]:
-    """Wall and CPU times of each command, ``runs`` times, interleaved round by round.
+def time_commands(commands: list[Command], sizes: Sizes, api: LocalApi, cwd: Path) -> list[Row]:
+    """Wall and CPU times of each command, ``sizes.runs`` times, interleaved round by round.
 
-    Each command first runs once untimed (to check it and warm the page cache). A round runs
-    every command once, so a burst of noise on the machine hits all of them alike.
+    Each command first runs once untimed (to check it and warm the page cache) unless it
+    says it needs no warm-up, or the run is ``--quick``. A round runs every command once, so
+    a burst of noise on the machine hits all of them alike.
     """
     rows = [Row(command.label) for command in commands]
-    for attempt in range(runs + 1):
+    for attempt in range(sizes.runs + 1):
         for command, row in zip(commands, rows, strict=True):
+            if not attempt and not (command.warm_up and sizes.warm_up):
+                continue
             command.prepare()
+            argv = command.command()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             server = api.cpu_seconds()
             start = time.perf_counter()
-            out = run_checked(command.argv, api, cwd)
+            out = run_checked(argv, api, cwd)
             elapsed = time.perf_counter() - start
             server = api.cpu_seconds() - server
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -257,68 +276,88 @@ class Tools:
     seed_text: str
 
 
-def plan_rows(tools: Tools, api: LocalApi, sizes: list[int], runs: int) -> list[Row]:
+@dataclass
+class Fresh:
+    """A new set of ``count`` specs (new app names) in a new folder, each time it is called."""
+
+    tools: Tools
+    name: str  # of the experiment: the folder and app-name prefix
+    count: int
+    runs: int = 0
+
+    def __call__(self) -> None:
+        self.runs += 1
+        write_specs(self.specs, self.prefix, self.count, self.tools.seed_text, revision=0)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}r{self.runs}"
+
+    @property
+    def specs(self) -> Path:
+        return self.tools.root / "specs" / self.prefix
+
+    @property
+    def state(self) -> Path:
+        return self.tools.root / "states" / f"{self.prefix}.json"
+
+
+def plan_rows(tools: Tools, api: LocalApi, sizes: Sizes) -> list[Row]:
     """Online plan over ``size`` deployed, unchanged apps (``--detailed-exitcode`` must say 0)."""
     commands = [
         Command("python -c 'import modal'", [sys.executable, "-c", "import modal"]),
     ]
-    for size in sizes:
-        specs, state = tools.root / f"plan-{size}", tools.root / f"plan-{size}.state.json"
+    for size in sizes.plan:
+        specs = tools.root / "specs" / f"plan{size}-{api.rpc_delay:g}"
+        state = tools.root / "states" / f"{specs.name}.json"
         write_specs(specs, f"plan{size}", size, tools.seed_text, revision=0)
         deploy = [str(tools.modaliac), "apply", "--yes", str(specs), "--state", str(state)]
-        deploy += ["--build-dir", str(tools.root / "build" / specs.name), "--parallel", "8"]
-        print(f"# deploying {size} app(s) for plan ...", flush=True)
+        deploy += ["--build-dir", str(tools.root / "build" / specs.name), "--parallel", "32"]
+        print(f"# deploying {size} app(s) to plan at {delay_label(api.rpc_delay)} ...", flush=True)
         if applied(size)(run_checked(deploy, api, tools.root)) is not None:
             raise SystemExit(f"bench: deploying {size} apps for plan did not deploy them all")
         base = [str(tools.modaliac), "plan", str(specs), "--state", str(state)]
         commands.append(Command(plan_label(size), [*base, "--detailed-exitcode"]))
-        if size in (sizes[0], sizes[-1]):
-            commands.append(Command(plan_label(size, offline=True), [*base, "--offline"]))
-    rows = time_commands(commands, runs, api, tools.root)
-    by_label = {row.label: row for row in rows}
-    if sizes[0] == 1:
-        for size in sizes[1:]:
-            by_label[plan_label(size)].target = PLAN_RATIO_TARGET * by_label[plan_label(1)].median
-    return rows
+        commands.append(Command(plan_label(size, offline=True), [*base, "--offline"]))
+    return time_commands(commands, sizes, api, tools.root)
 
 
-def apply_rows(
-    tools: Tools, api: LocalApi, size: int, parallels: list[int], runs: int
-) -> list[Row]:
-    """Apply over ``size`` changed apps at each ``--parallel``, and the loop of ``modal
-    deploy`` over the same specs rendered, all redeploying the same apps in turn."""
-    specs, state = tools.root / f"apply-{size}", tools.root / f"apply-{size}.state.json"
-    rendered = tools.root / f"rendered-{size}"
-    revision = 0
-
-    def change() -> None:
-        nonlocal revision
-        revision += 1
-        write_specs(specs, f"apply{size}", size, tools.seed_text, revision)
-
-    def change_and_render() -> None:
-        change()
-        shutil.rmtree(rendered, ignore_errors=True)
-        render = [str(tools.modaliac), "render", str(specs), "-o", str(rendered)]
-        run_checked(render, api, tools.root)
-
+def apply_rows(tools: Tools, api: LocalApi, size: int, sizes: Sizes) -> list[Row]:
+    """Apply of ``size`` new apps at each ``--parallel`` (None: apply's default), and the loop
+    of ``modal deploy`` over the same specs rendered, every run deploying apps new to Modal."""
     commands = []
-    for parallel in parallels:
-        argv = [str(tools.modaliac), "apply", "--yes", str(specs), "--state", str(state)]
-        argv += ["--build-dir", str(tools.root / "build" / specs.name)]
-        argv += ["--parallel", str(parallel)]
-        commands.append(Command(apply_label(size, parallel), argv, change, applied(size)))
-    # The loop of seed 004's deploy.py: one `modal deploy` process per app, one after another.
-    loop = f'for f in "$1"/*.py; do "{tools.modal}" deploy "$f" >/dev/null || exit 1; done'
-    commands.append(
-        Command(loop_label(size), ["sh", "-c", loop, "sh", str(rendered)], change_and_render)
-    )
-    rows = time_commands(commands, runs, api, tools.root)
-    loop_row = rows[-1]
-    if size == 20:
-        for row in rows[:-1]:
-            row.target = loop_row.median / APPLY_SPEEDUP_TARGET
-    return rows
+    for parallel in sizes.parallels:
+        fresh = Fresh(tools, f"apply{size}p{parallel or 0}", size)
+
+        def argv(fresh: Fresh = fresh, parallel: int | None = parallel) -> list[str]:
+            command = [str(tools.modaliac), "apply", "--yes", str(fresh.specs)]
+            command += ["--state", str(fresh.state), "--build-dir", str(tools.root / "build")]
+            return command + (["--parallel", str(parallel)] if parallel else [])
+
+        label = apply_label(size, parallel)
+        commands.append(Command(label, argv, fresh, applied(size)))
+    if size in sizes.loop:
+        fresh = Fresh(tools, f"loop{size}", size)
+        rendered = tools.root / "rendered"
+
+        def render() -> None:
+            fresh()
+            shutil.rmtree(rendered, ignore_errors=True)
+            run_checked(
+                [str(tools.modaliac), "render", str(fresh.specs), "-o", str(rendered)],
+                api,
+                tools.root,
+            )
+
+        # The loop of seed 004's deploy.py: one `modal deploy` process per app, in turn.
+        script = f'for f in "$1"/*.py; do "{tools.modal}" deploy "$f" >/dev/null || exit 1; done'
+        argv = ["sh", "-c", script, "sh", str(rendered)]
+        commands.append(Command(loop_label(size), argv, render, warm_up=False))
+    return time_commands(commands, sizes, api, tools.root)
+
+
+def delay_label(delay: float) -> str:
+    return f"{delay * 1000:g} ms a round trip"
 
 
 def plan_label(size: int, *, offline: bool = False) -> str:
@@ -326,8 +365,9 @@ def plan_label(size: int, *, offline: bool = False) -> str:
     return f"modaliac plan ({what}), {size} deployed app{'' if size == 1 else 's'}"
 
 
-def apply_label(size: int, parallel: int) -> str:
-    return f"modaliac apply --yes, {size} changed apps, --parallel {parallel}"
+def apply_label(size: int, parallel: int | None) -> str:
+    label = f"modaliac apply --yes, {size} new app{'' if size == 1 else 's'}"
+    return label + (f", --parallel {parallel}" if parallel else "")
 
 
 def loop_label(size: int) -> str:
@@ -349,9 +389,10 @@ def phases_in_process(argv: list[str]) -> None:
     import modal_iac.deploy as deploy
     import modal_iac.modal_api as modal_api
     import modal_iac.state as state
+    import modal_iac.targets as targets
 
     phases["import modal (modal_iac.modal_api)"] = time.perf_counter() - start
-    _time_phase(phases, cli, "desired_apps", "load + render specs")
+    _time_phase(phases, targets, "desired_apps", "load + render specs")
     _time_phase(phases, modal_api, "observe", "observe Modal (the online plan)")
     _time_phase(phases, deploy, "deploy_all", "deploy_all (parallel deploys)")
     nested: dict[str, float] = {}
@@ -404,6 +445,8 @@ def profile_in_process(argv: list[str], top: int) -> None:
     for profile in profiles:
         stats.add(profile)
     stats.sort_stats("tottime").print_stats(IDLE, top)
+    if os.environ.get("BENCH_CALLERS"):
+        stats.print_callers(os.environ["BENCH_CALLERS"])
 
 
 def _run_cli(main: Callable[[list[str]], int], argv: list[str]) -> float:
@@ -448,60 +491,144 @@ def run_in_process(function: str, args: str, api: LocalApi, cwd: Path) -> None:
 # -- output ---------------------------------------------------------------------------------
 
 
-def print_derived(rows: dict[str, Row], plan_sizes: list[int], apply_sizes: list[int]) -> None:
-    """The ratios the targets are about, and where the time of plan goes."""
-    small, large = plan_sizes[0], plan_sizes[-1]
+@dataclass(frozen=True)
+class Sizes:
+    runs: int
+    delays: list[float]
+    apply: list[int]
+    loop: list[int]  # the apply sizes that also get a loop of `modal deploy`
+    plan: list[int]
+    parallels: list[int | None]  # None: apply's own default
+    warm_up: bool = True  # an untimed first run of each command (not with --quick)
+
+
+def ratio_lines(rows: dict[str, Row], delay: float, sizes: Sizes) -> list[str]:
+    """The ratios the targets are about, at one delay; a target is judged only at the delay
+    and the sizes it is stated for."""
+    lines = []
+    at = f"at {TARGET_DELAY * 1000:g} ms"
+
+    def judged(name: str, value: float, target: str, met: bool, stated: bool, where: str) -> None:
+        verdict = f"target {target}: {'yes' if met else 'NO'}"
+        if not (stated and delay == TARGET_DELAY):
+            verdict = f"the target {target} is for {where} {at}"
+        lines.append(f"{name} = {value:.2f} ({verdict})")
+
+    for parallel in sizes.parallels:
+        for size in sizes.loop:
+            speedup = rows[loop_label(size)].median / rows[apply_label(size, parallel)].median
+            target = f">= {LOOP_SPEEDUP_TARGET:g}"
+            stated, where = size == APPLY_SIZES[0], f"{APPLY_SIZES[0]} apps"
+            met = speedup >= LOOP_SPEEDUP_TARGET
+            judged(
+                f"loop({size}) / apply({size}{_p(parallel)})", speedup, target, met, stated, where
+            )
+        small, large = sizes.apply[0], sizes.apply[-1]
+        if large > small:
+            growth = (
+                rows[apply_label(large, parallel)].median
+                / rows[apply_label(small, parallel)].median
+            )
+            target = f"<= {APPLY_GROWTH_TARGET:g}"
+            stated, where = (small, large) == APPLY_SIZES, "{} and {} apps".format(*APPLY_SIZES)
+            met = growth <= APPLY_GROWTH_TARGET
+            name = f"apply({large}{_p(parallel)}) / apply({small}{_p(parallel)})"
+            judged(name, growth, target, met, stated, where)
+    for size in sizes.loop:
+        per_app = rows[loop_label(size)].median / size
+        lines.append(f"the loop of {size}: {per_app:.3f} s per `modal deploy`")
+    small, large = sizes.plan[0], sizes.plan[-1]
     if large > small:
-        ratio = rows[plan_label(large)].median / rows[plan_label(small)].median
-        target = ""
-        if (small, large) == (1, 50):
-            met = "yes" if ratio < PLAN_RATIO_TARGET else "NO"
-            target = f" (target < {PLAN_RATIO_TARGET:g}: {met})"
-        print(f"plan({large}) / plan({small}) = {ratio:.2f}{target}")
+        growth = rows[plan_label(large)].median / rows[plan_label(small)].median
+        target = f"<= {PLAN_GROWTH_TARGET:g}"
+        stated, where = (small, large) == PLAN_SIZES, "{} and {} apps".format(*PLAN_SIZES)
+        met = growth <= PLAN_GROWTH_TARGET
+        judged(f"plan({large}) / plan({small}), online", growth, target, met, stated, where)
         slope = (rows[plan_label(large)].median - rows[plan_label(small)].median) / (large - small)
-        print(f"online plan: marginal cost {slope * 1000:.1f} ms per deployed app")
+        lines.append(f"online plan: marginal cost {slope * 1000:.1f} ms per deployed app")
     online, offline = rows[plan_label(small)], rows[plan_label(small, offline=True)]
-    modal = rows["python -c 'import modal'"]
-    print(
+    modal = rows["python -c 'import modal'"].median
+    lines.append(
         f"online plan of {small} over offline: {online.median - offline.median:+.3f} s "
-        f"(importing modal alone: {modal.median:.3f} s)"
+        f"(importing modal alone: {modal:.3f} s)"
     )
-    for size in apply_sizes:
-        loop = rows[loop_label(size)]
-        per_app = loop.median / size
-        for label, row in rows.items():
-            if not label.startswith(f"modaliac apply --yes, {size} "):
-                continue
-            speedup = loop.median / row.median
-            target = ""
-            if size == 20:
-                met = "yes" if speedup >= APPLY_SPEEDUP_TARGET else "NO"
-                target = f" (target >= {APPLY_SPEEDUP_TARGET:g}x: {met})"
-            print(f"{size} apps, {label.rsplit(', ', 1)[1]}: {speedup:.2f}x the loop{target}")
-        print(f"{size} apps: the loop costs {per_app:.3f} s per `modal deploy`")
+    return lines
+
+
+def _p(parallel: int | None) -> str:
+    return f", --parallel {parallel}" if parallel else ""
+
+
+def measure(tools: Tools, delay: float, sizes: Sizes) -> list[str]:
+    """Every experiment against one local API delaying each RPC by ``delay``: the table's
+    sections and the ratio lines."""
+    home = tools.root / f"home-{delay:g}"
+    home.mkdir()
+    api = LocalApi(home, tools.root, rpc_delay=delay)
+    try:
+        sections = []
+        for size in sizes.apply:
+            print(f"# applying {size} new apps at {delay_label(delay)} ...", flush=True)
+            rows = apply_rows(tools, api, size, sizes)
+            sections.append((f"{delay_label(delay)}: apply --yes DIR, {size} new apps", rows))
+        rows = plan_rows(tools, api, sizes)
+        sections.append((f"{delay_label(delay)}: plan DIR over deployed, unchanged apps", rows))
+        api.check_alive()
+    finally:
+        api.stop()
+    by_label = {row.label: row for _, rows in sections for row in rows}
+    return [table(HEADER, sections), "", *ratio_lines(by_label, delay, sizes)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median)")
-    parser.add_argument("--plan-sizes", default="1,10,50", help="deployed apps to plan over")
-    parser.add_argument("--apply-sizes", default="5,20", help="changed apps to apply")
-    parser.add_argument("--parallel", default="4,8", help="apply --parallel values to compare")
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument(
+        "--delays", default=f"0,{TARGET_DELAY:g}", help="seconds each RPC is delayed, per run"
+    )
+    parser.add_argument("--apply-sizes", default="20,100", help="new apps to apply")
+    parser.add_argument(
+        "--loop-sizes",
+        default=None,
+        help="apply sizes that also get a loop of `modal deploy` (default: every apply size)",
+    )
+    parser.add_argument("--plan-sizes", default="1,200", help="deployed apps to plan over")
+    parser.add_argument(
+        "--parallel", default="", help="apply --parallel values to compare (default: apply's own)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, one run: checks the script, no figures"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
         help="also profile one in-process plan and apply over the largest sizes",
     )
     args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    plan_sizes, apply_sizes, parallels = (
-        _counts(parser, option, value)
-        for option, value in (
-            ("--plan-sizes", args.plan_sizes),
-            ("--apply-sizes", args.apply_sizes),
-            ("--parallel", args.parallel),
-        )
+    apply_sizes = _counts(parser, "--apply-sizes", args.apply_sizes)
+    loop_sizes = (
+        apply_sizes
+        if args.loop_sizes is None
+        else _counts(parser, "--loop-sizes", args.loop_sizes, empty=True)
+    )
+    if not set(loop_sizes) <= set(apply_sizes):
+        parser.error("--loop-sizes must be among --apply-sizes")
+    parallels: list[int | None] = [None]
+    if args.parallel:
+        parallels = list(_counts(parser, "--parallel", args.parallel))
+    sizes = Sizes(
+        runs=args.runs,
+        delays=_delays(parser, args.delays),
+        apply=apply_sizes,
+        loop=loop_sizes,
+        plan=_counts(parser, "--plan-sizes", args.plan_sizes),
+        parallels=parallels,
+        warm_up=not args.quick,
     )
     modaliac, modal = script("modaliac"), script("modal")
     if modaliac is None or modal is None:
@@ -509,71 +636,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     print(f"# modaliac against Modal benchmark: {machine_line()}")
-    print(f"# medians of {args.runs} interleaved runs (after one untimed warm-up each)")
+    print(f"# medians of {args.runs} interleaved runs (after one untimed warm-up each, but loops)")
     print(f"# python: {sys.executable}\n# modaliac: {modaliac}\n# modal: {modal}")
-    print("# Modal: the local Modal API (python -m modal_iac.local_api) in its own process")
+    print("# Modal: the local Modal API (python -m modal_iac.local_api --rpc-delay D), own process")
     print()
     with tempfile.TemporaryDirectory(prefix="modaliac-bench-modal-") as tmp:
-        root = Path(tmp)
-        (root / "home").mkdir()
-        api = LocalApi(root / "home", root)
-        try:
-            tools = Tools(modaliac, modal, root, SEED_SPEC.read_text(encoding="utf-8"))
-            sections = [
-                (
-                    "plan DIR, online: apps deployed beforehand, unchanged (exit 0 checked)",
-                    plan_rows(tools, api, plan_sizes, args.runs),
-                )
-            ]
-            for size in apply_sizes:
-                print(f"# applying {size} changed apps ...", flush=True)
-                sections.append(
-                    (
-                        f"apply --yes DIR, {size} specs changed before every run",
-                        apply_rows(tools, api, size, parallels, args.runs),
-                    )
-                )
+        tools = Tools(modaliac, modal, Path(tmp), SEED_SPEC.read_text(encoding="utf-8"))
+        results = [measure(tools, delay, sizes) for delay in sizes.delays]
+        print()
+        for lines in results:
+            print("\n".join(lines))
             print()
-            print(table(HEADER, sections))
-            print()
-            if hasattr(os, "getloadavg"):
-                print(f"load average at the end: {os.getloadavg()[0]:.2f} (compare with start)")
-            by_label = {row.label: row for _, rows in sections for row in rows}
-            print_derived(by_label, plan_sizes, apply_sizes)
-            if args.profile:
-                _profile(tools, api, plan_sizes[-1], apply_sizes[-1], parallels[-1])
-            api.check_alive()
-        finally:
-            api.stop()
+        if hasattr(os, "getloadavg"):
+            print(f"load average at the end: {os.getloadavg()[0]:.2f} (compare with start)")
+        if args.profile:
+            _profile(tools, sizes)
     return 0
 
 
-def _profile(tools: Tools, api: LocalApi, plan_size: int, apply_size: int, parallel: int) -> None:
-    """Stage times, then a cProfile, of one in-process plan and one in-process apply."""
-    specs = tools.root / f"plan-{plan_size}"
-    argv = ["plan", str(specs), "--state", str(tools.root / f"plan-{plan_size}.state.json")]
-    print(f"\n# in process: {plan_label(plan_size)}")
-    run_in_process("phases_in_process", repr(argv), api, tools.root)
-    run_in_process("profile_in_process", f"{argv!r}, 25", api, tools.root)
+def _profile(tools: Tools, sizes: Sizes) -> None:
+    """Stage times, then a cProfile, of one in-process plan and one in-process apply (new
+    apps) over the largest sizes, at the last delay."""
+    delay = sizes.delays[-1]
+    home = tools.root / "home-profile"
+    home.mkdir()
+    api = LocalApi(home, tools.root, rpc_delay=delay)
+    try:
+        plan = Fresh(tools, "profileplan", sizes.plan[-1])
+        plan()
+        argv = ["plan", str(plan.specs), "--state", str(plan.state)]
+        deploy = [str(tools.modaliac), "apply", "--yes", *argv[1:], "--parallel", "32"]
+        run_checked([*deploy, "--build-dir", str(tools.root / "build")], api, tools.root)
+        print(f"\n# in process, at {delay_label(delay)}: {plan_label(sizes.plan[-1])}")
+        run_in_process("phases_in_process", repr(argv), api, tools.root)
+        run_in_process("profile_in_process", f"{argv!r}, 25", api, tools.root)
 
-    specs = tools.root / f"apply-{apply_size}"
-    argv = ["apply", "--yes", str(specs), "--state"]
-    argv += [str(tools.root / f"apply-{apply_size}.state.json"), "--parallel", str(parallel)]
-    argv += ["--build-dir", str(tools.root / "build" / "in-process")]
-    print(f"\n# in process: {apply_label(apply_size, parallel)}")
-    for revision, function, args in (
-        (10_000, "phases_in_process", repr(argv)),
-        (10_001, "profile_in_process", f"{argv!r}, 25"),
-    ):
-        write_specs(specs, f"apply{apply_size}", apply_size, tools.seed_text, revision)
-        run_in_process(function, args, api, tools.root)
+        apply = Fresh(tools, "profileapply", sizes.apply[-1])
+        print(f"\n# in process, at {delay_label(delay)}: {apply_label(apply.count, None)}")
+        for function, top in (("phases_in_process", ""), ("profile_in_process", ", 25")):
+            apply()
+            argv = ["apply", "--yes", str(apply.specs), "--state", str(apply.state)]
+            argv += ["--build-dir", str(tools.root / "build")]
+            run_in_process(function, f"{argv!r}{top}", api, tools.root)
+    finally:
+        api.stop()
 
 
-def _counts(parser: argparse.ArgumentParser, option: str, value: str) -> list[int]:
+def _counts(
+    parser: argparse.ArgumentParser, option: str, value: str, *, empty: bool = False
+) -> list[int]:
     counts = sorted({int(part) for part in value.split(",") if part.strip()})
-    if not counts or counts[0] < 1:
+    if (not counts and not empty) or (counts and counts[0] < 1):
         parser.error(f"{option} needs positive counts")
     return counts
+
+
+def _delays(parser: argparse.ArgumentParser, value: str) -> list[float]:
+    try:
+        delays = sorted({float(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        delays = []
+    if not delays or delays[0] < 0:
+        parser.error("--delays needs seconds >= 0, like 0,0.05")
+    return delays
 
 
 if __name__ == "__main__":

@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("targets", nargs="*", metavar="PLANFILE|SPEC|DIR")
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    apply.add_argument("--parallel", type=int, default=4, help="apps deployed at once (4)")
+    apply.add_argument("--parallel", type=int, default=16, help="apps deployed at once (16)")
     apply.add_argument(
         "--deploy-timeout",
         type=_seconds,

@@ -16,7 +16,7 @@ import contextlib
 import importlib.util
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 
 import modal
 import modal.config
+import modal.runner
 from grpclib.events import (
     RecvInitialMetadata,
     RecvMessage,
@@ -135,6 +136,39 @@ async def _watch_phases(client: _Client, watch: PhaseWatch) -> None:
 _watch_deploy_phases = synchronize_api(_watch_phases)  # type: ignore[no-untyped-call]
 
 
+class _GitInfoOnce:
+    """The SDK's ``get_git_commit_info`` run once for all the deploys of one apply.
+
+    Every ``App.deploy`` asks git (four ``git`` processes) for the commit it deploys from;
+    the deploys of one apply share a process and its working directory, so they share one
+    answer. Asked on the SDK's loop, where every deploy runs.
+    """
+
+    def __init__(self, ask: Callable[[], Awaitable[api_pb2.CommitInfo | None]]) -> None:
+        self.ask = ask
+        self.answer: asyncio.Future[api_pb2.CommitInfo | None] | None = None
+
+    async def __call__(self) -> api_pb2.CommitInfo | None:
+        if self.answer is None:
+            self.answer = asyncio.ensure_future(self.ask())
+        return await asyncio.shield(self.answer)
+
+
+@contextlib.contextmanager
+def _one_git_info() -> Iterator[None]:
+    """While the deploys run, ``modal.runner`` (where ``_deploy_app`` looks the name up) asks
+    git once. The name is absent from the SDK's stubs, hence getattr and setattr."""
+    real = getattr(modal.runner, "get_git_commit_info", None)
+    if real is None:  # another SDK version: leave it alone
+        yield
+        return
+    setattr(modal.runner, "get_git_commit_info", _GitInfoOnce(real))  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(modal.runner, "get_git_commit_info", real)  # noqa: B010
+
+
 def deploy_all(
     jobs: list[DeployJob],
     build_dir: Path,
@@ -237,7 +271,8 @@ def deploy_all(
     # one is only a backstop and must outlast every round of ``parallel`` apps.
     rounds = -(-len(jobs) // max(1, parallel))
     per_app = deploy_timeout + modal_api.READ_TIMEOUT + halt.grace + 4 * modal_api.CANCEL_WAIT
-    return modal_api.run(make, timeout=rounds * per_app + modal_api.READ_TIMEOUT)
+    with _one_git_info():
+        return modal_api.run(make, timeout=rounds * per_app + modal_api.READ_TIMEOUT)
 
 
 def _event(result: DeployResult) -> str:

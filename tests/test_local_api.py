@@ -118,6 +118,54 @@ def test_unmodelled_rpcs_answer_unimplemented_and_every_request_is_recorded(
     assert modal_api.state.requests("SandboxList")[0].app_id == "ap-x"
 
 
+def _hello_times(server: LocalModalServer, count: int) -> tuple[float, list[float]]:
+    """Send ``count`` ClientHellos at once over one channel: (wall time of all, each one's)."""
+    from google.protobuf import empty_pb2  # type: ignore[import-untyped]
+    from grpclib.client import Channel
+    from modal_proto.api_grpc import ModalClientStub
+
+    async def one(stub: ModalClientStub) -> float:
+        start = time.perf_counter()
+        await stub.ClientHello(empty_pb2.Empty())
+        return time.perf_counter() - start
+
+    async def calls() -> tuple[float, list[float]]:
+        channel = Channel("127.0.0.1", server.port)
+        try:
+            stub = ModalClientStub(channel)
+            await one(stub)  # connected before anything is timed
+            start = time.perf_counter()
+            each = await asyncio.gather(*(one(stub) for _ in range(count)))
+            return time.perf_counter() - start, list(each)
+        finally:
+            channel.close()
+
+    return asyncio.run(calls())
+
+
+def test_rpc_delay_delays_every_rpc_and_concurrent_calls_overlap() -> None:
+    """Like a network round trip: no answer comes sooner than the delay, and calls in flight
+    together wait side by side (an asyncio sleep, not a blocked server)."""
+    delay, count = 0.2, 10
+    with LocalModalServer(rpc_delay=delay) as server:
+        wall, each = _hello_times(server, count)
+        assert server.state.rpc_names().count("ClientHello") == count + 1
+    assert min(each) >= delay  # a lower bound: nothing answers early
+    assert wall < count * delay / 2  # serialised calls would take count * delay
+
+
+def test_rpc_delay_is_checked_where_it_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from modal_iac.local_api.__main__ import main
+
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--rpc-delay", bad])
+        assert exit_info.value.code == 2
+        assert f"expected seconds >= 0, like 0.05, not {bad!r}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="rpc_delay must be"):
+        LocalModalServer(rpc_delay=-0.1)
+
+
 # -- deploying the KaLM spec -----------------------------------------------------------------
 
 
@@ -398,6 +446,50 @@ def test_nth_publish_fails_in_the_middle_of_a_multi_app_apply(
         deploy(second, name=small.app)
     assert api.state.deployed_app(APP) is not None
     assert api.state.deployed_app(small.app) is None
+
+
+def test_the_deploys_of_one_apply_ask_git_once_and_tag_each_app(
+    secrets_first: LocalModalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK asks git (four processes) in every deploy; one apply's deploys share a working
+    directory, so they share one answer, and every publish still carries it."""
+    from modal_iac.deploy import DeployJob, deploy_all
+
+    commit = api_pb2.CommitInfo(vcs="git", branch="main", commit_hash="c" * 40, author_name="a")
+    asked: list[int] = []
+
+    async def git_commit_info() -> api_pb2.CommitInfo:
+        asked.append(1)
+        await asyncio.sleep(0.05)  # still running while the other deploys ask
+        return commit
+
+    monkeypatch.setattr(modal.runner, "get_git_commit_info", git_commit_info)
+    source = rendered_kalm(tmp_path).source
+    jobs = [
+        DeployJob(
+            address=f"git-{i}",
+            app=f"git-{i}",
+            environment=None,
+            source=source,
+            module_name=f"git_once_{i}_{uuid.uuid4().hex[:8]}",
+            deployment_tag="t1",
+            tags={"modaliac-app": f"git-{i}"},
+        )
+        for i in range(3)
+    ]
+    try:
+        results = deploy_all(jobs, tmp_path / "build", parallel=3)
+    finally:
+        for job in jobs:
+            sys.modules.pop(job.module_name, None)
+    assert [(r.status, r.version) for r in results] == [("ok", 1)] * 3
+    assert len(asked) == 1
+    publishes = secrets_first.state.requests("AppPublish")
+    assert [p.commit_info.commit_hash for p in publishes] == ["c" * 40] * 3
+    assert modal.runner.get_git_commit_info is git_commit_info  # put back after the apply
+    for i in range(3):
+        app = secrets_first.state.deployed_app(f"git-{i}")
+        assert app is not None and app.tags == {"modaliac-app": f"git-{i}"}
 
 
 def test_deadline_bounds_a_hanging_server_and_a_closed_port(

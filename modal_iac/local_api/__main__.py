@@ -1,5 +1,5 @@
-"""``python -m modal_iac.local_api [--port N] [--secret NAME[=KEY,...] ...]``: serve until
-Ctrl-C.
+"""``python -m modal_iac.local_api [--port N] [--rpc-delay SECONDS] [--secret NAME[=KEY,...] ...]``:
+serve until Ctrl-C.
 
 Prints the ``export`` lines that point the ``modal`` CLI at it, for a person to try
 ``modal deploy``, ``modal app list`` and friends with no account and no network.
@@ -8,6 +8,7 @@ Prints the ``export`` lines that point the ``modal`` CLI at it, for a person to 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .server import LocalModalServer
@@ -26,8 +27,15 @@ def main(argv: list[str] | None = None) -> int:
         help="pre-create a secret holding these key names (default: VALUE); repeatable. An "
         "HTTP endpoint's secret needs its api_key_env: --secret kalm-api-key=VLLM_API_KEY",
     )
+    parser.add_argument(
+        "--rpc-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay every RPC this long, like a network round trip (0.05: 50 ms; default 0)",
+    )
     args = parser.parse_args(argv)
-    server = LocalModalServer(port=args.port)
+    server = LocalModalServer(port=args.port, rpc_delay=args.rpc_delay)
     for given in args.secret:
         name, _, keys = given.partition("=")
         server.state.add_secret(name, tuple(k for k in keys.split(",") if k) or ("VALUE",))
@@ -43,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, like 0.05, not {text!r}")
+    return value
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Every one of the ~285 RPCs of ``ModalClientBase`` is generated here and routed t
 dispatcher, which records the request, applies any injected fault, then calls the matching
 method of ``Handlers`` or answers UNIMPLEMENTED. Both servers share one event loop running in a
 background thread, so tests drive the real client from their own thread.
+
+``rpc_delay`` stands in for a real network: every RPC waits that long (an ``asyncio.sleep``
+on the server's loop, so concurrent calls wait side by side, as they would on the wire)
+before it is answered.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import abc
 import asyncio
 import contextlib
 import hashlib
+import math
 import socket
 import threading
 import time
@@ -88,9 +93,10 @@ def _answer_every_rpc(cls: type[LocalModalServicer]) -> type[LocalModalServicer]
 class LocalModalServicer(ModalClientBase):
     """Modal's gRPC service over in-memory ``State``; RPCs without a handler are UNIMPLEMENTED."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, rpc_delay: float = 0.0) -> None:
         self.state = state
         self.handlers = Handlers(state)
+        self.rpc_delay = rpc_delay
 
     async def _dispatch(self, name: str, stream: grpclib.server.Stream[Any, Any]) -> None:
         request = await stream.recv_message()
@@ -101,6 +107,8 @@ class LocalModalServicer(ModalClientBase):
         )
         call = Call(name, request, metadata, self.state.clock())
         self.state.record(call)
+        if self.rpc_delay:  # the round trip of a distant server, before it acts
+            await asyncio.sleep(self.rpc_delay)
         with self.state.lock:
             fault = self.state.faults.take(name)
         if fault is not None:
@@ -201,11 +209,19 @@ def wait_for_port(port: int, timeout: float = 5.0) -> None:
 
 
 class LocalModalServer:
-    """A local Modal API on 127.0.0.1: ``with LocalModalServer() as api: ... api.url ...``."""
+    """A local Modal API on 127.0.0.1: ``with LocalModalServer() as api: ... api.url ...``.
 
-    def __init__(self, state: State | None = None, port: int = 0) -> None:
+    ``rpc_delay`` (seconds) delays every RPC like a network round trip (0: a server next door).
+    """
+
+    def __init__(self, state: State | None = None, port: int = 0, rpc_delay: float = 0.0) -> None:
+        if not (rpc_delay >= 0 and math.isfinite(rpc_delay)):
+            raise ValueError(
+                f"rpc_delay must be a finite number of seconds >= 0, not {rpc_delay!r}"
+            )
         self.state = state or State()
         self.requested_port = port
+        self.rpc_delay = rpc_delay
         self.port = 0
         self.http_port = 0
         self._thread: threading.Thread | None = None
@@ -282,7 +298,7 @@ class LocalModalServer:
     async def _serve(self, grpc_sock: socket.socket, http_sock: socket.socket) -> None:
         self._stop = asyncio.Event()
         # mypy cannot see that _answer_every_rpc implemented the abstract methods.
-        servicer = LocalModalServicer(self.state)  # type: ignore[abstract]
+        servicer = LocalModalServicer(self.state, self.rpc_delay)  # type: ignore[abstract]
         grpc_server = grpclib.server.Server([servicer], status_details_codec=StatusDetailsCodec())
         await grpc_server.start(sock=grpc_sock)
         runner = web.AppRunner(_blob_app(self.state), access_log=None)
