@@ -280,6 +280,7 @@ def _template(name: str) -> jinja2.Template:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the package: no stat of each one per render
     )
     env.filters["py"] = literal
     env.filters["assign"] = lambda value, name: assignment(name, value)
