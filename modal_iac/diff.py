@@ -101,10 +101,11 @@ def diff_recorded(
     return diffs
 
 
-def _desired_version(item: Desired, where: str) -> _Version:
-    return _Version(
-        item.address, item.rendered.filename, where, item.rendered.source, item.settings()
-    )
+def _desired_version(item: Desired, where: str, source: str | None = None) -> _Version:
+    """``source``: the file already rendered, when at hand (``item`` renders it again)."""
+    if source is None:
+        source = item.rendered.source
+    return _Version(item.address, item.rendered.filename, where, source, item.settings())
 
 
 def _recorded_version(record: AppRecord) -> _Version:
@@ -303,7 +304,7 @@ def _versions(loaded: LoadedSpec, where: str) -> dict[str, _Version]:
     gateway = isinstance(loaded.spec, GatewaySpec)
     return {
         f"{loaded.path}#{item.app}" if gateway else loaded.path: _desired_version(
-            Desired(loaded, item), where
+            Desired(loaded, item), where, item.source
         )
         for item in rendered
     }
