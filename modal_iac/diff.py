@@ -12,6 +12,7 @@ modaliac version): a header alone is not a change, only a note.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from .gateway import GatewaySpec
 from .load import LoadedSpec, find_spec_files, load_spec
 from .plan import Desired, FieldChange, deletions, field_changes
 from .render import HEADER_LINES, render_all
-from .state import State
+from .state import AppRecord, State
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 _EMPTY = "/dev/null"
@@ -59,9 +60,14 @@ class _Version:
     """One side of a comparison: a generated file and the settings it came from."""
 
     address: str
-    label: str
+    filename: str
+    where: str  # the spec it was rendered from, or "recorded"
     source: str
     settings: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.filename} ({self.where})"
 
 
 # -- specs against the recorded state ------------------------------------------------------
@@ -85,21 +91,25 @@ def diff_recorded(
         record = state.apps.get(address)
         before, notes = None, []
         if record is not None:
-            label = f"{record.app}.py (recorded)"
-            before = _Version(address, label, record.source, record.settings)
+            before = _recorded_version(record)
             if not record.source:
                 notes.append("the state holds no generated source for this app")
         diffs.append(_compare(item.loaded.recorded_path, before, after, notes))
     for record in deletions(desired, state, delete_scope, env_option):
-        label = f"{record.app}.py (recorded)"
-        before = _Version(record.address, label, record.source, record.settings)
+        before = _recorded_version(record)
         diffs.append(_compare(record.spec_path, before, None, ["its spec was removed"]))
     return diffs
 
 
-def _desired_version(item: Desired, where: str) -> _Version:
-    label = f"{item.rendered.filename} ({where})"
-    return _Version(item.address, label, item.rendered.source, item.settings())
+def _desired_version(item: Desired, where: str, source: str | None = None) -> _Version:
+    """``source``: the file already rendered, when at hand (``item`` renders it again)."""
+    if source is None:
+        source = item.rendered.source
+    return _Version(item.address, item.rendered.filename, where, source, item.settings())
+
+
+def _recorded_version(record: AppRecord) -> _Version:
+    return _Version(record.address, f"{record.app}.py", "recorded", record.source, record.settings)
 
 
 # -- specs against another git revision ----------------------------------------------------
@@ -112,13 +122,18 @@ def diff_git(base_ref: str, targets: list[str], repo_root: Path) -> list[AppDiff
     a git work tree. Specs pair up by path: one added or removed since ``base_ref`` shows as
     a whole generated file added or removed. A spec that is invalid at ``base_ref`` is
     reported in a note; an invalid spec on disk is an error, as it is for ``plan``.
+
+    A spec whose bytes are the same at ``base_ref`` as on disk is loaded and rendered once:
+    nothing else goes into a render that could differ between the two sides (both are loaded
+    now, by this modaliac, under the same path, environment and Modal profile).
     """
     if not targets:
         raise ModaliacError("name the spec files or directories to compare")
     commit = _resolve(base_ref, repo_root)
     paths = [_relative(target, repo_root) for target in targets]
-    before, invalid = _base_versions(base_ref, commit, paths, repo_root)
-    after = _working_versions(paths, repo_root)
+    base_files = _base_files(commit, paths, repo_root)
+    after, digests = _working_versions(paths, repo_root)
+    before, invalid = _base_versions(base_ref, base_files, after, digests)
     missing = [p for p in paths if not _any_under(p, [*before, *invalid, *after])]
     if missing:
         raise ModaliacError(f"{missing[0]}: no spec files there, neither at {base_ref} nor on disk")
@@ -205,12 +220,22 @@ def _read_blobs(ids: list[str], repo_root: Path) -> list[bytes]:
 
 
 def _base_versions(
-    ref: str, commit: str, targets: list[str], repo_root: Path
+    ref: str, files: dict[str, bytes], working: dict[str, _Version], digests: dict[str, str]
 ) -> tuple[dict[str, _Version], dict[str, str]]:
-    """The specs at ``commit`` rendered, and a note for each one that cannot be."""
+    """The specs at ``ref`` (path -> bytes) rendered, and a note for each one that cannot be.
+
+    A spec with the bytes it has on disk (``digests``: path -> sha256) takes its ``working``
+    versions, labelled with ``ref``, instead of being loaded and rendered again."""
     versions, invalid = {}, {}
+    same = {path for path, raw in files.items() if digests.get(path) == _sha256(raw)}
+    for key, version in working.items():
+        path = key.partition("#")[0]
+        if path in same:
+            versions[key] = replace(version, where=f"{ref}:{path}")
     with tempfile.TemporaryDirectory(prefix="modaliac-diff-") as temp:
-        for path, raw in _base_files(commit, targets, repo_root).items():
+        for path, raw in files.items():
+            if path in same:
+                continue
             copy = Path(temp, path)
             copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_bytes(raw)
@@ -227,23 +252,34 @@ def _invalid_note(path: str, ref: str, exc: ModaliacError) -> str:
     return f"{path} is not a valid spec at {ref}: {problems[0]}{more}"
 
 
-def _working_versions(targets: list[str], repo_root: Path) -> dict[str, _Version]:
-    """The specs on disk rendered; every invalid one is reported at once, as plan does."""
-    versions, errors = {}, []
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _working_versions(
+    targets: list[str], repo_root: Path
+) -> tuple[dict[str, _Version], dict[str, str]]:
+    """The specs on disk rendered, and each spec's digest by path; every invalid one is
+    reported at once, as plan does."""
+    versions, digests, errors = {}, {}, []
     for target in targets:
         if not (repo_root / target).exists():
             continue  # removed since the base revision
         for file in find_spec_files(repo_root / target):
             path = file.relative_to(repo_root).as_posix()
             try:
-                versions.update(_versions(_load_as(file, path), path))
+                loaded = _load_as(file, path)
+                found = _versions(loaded, path)
             except SpecErrors as exc:
                 errors.extend(exc.errors)
             except SpecError as exc:
                 errors.append(exc)
+            else:
+                versions.update(found)
+                digests[path] = loaded.digest
     if errors:
         raise SpecErrors(errors)
-    return versions
+    return versions, digests
 
 
 def _load_as(file: Path, shown: str) -> LoadedSpec:
@@ -268,7 +304,7 @@ def _versions(loaded: LoadedSpec, where: str) -> dict[str, _Version]:
     gateway = isinstance(loaded.spec, GatewaySpec)
     return {
         f"{loaded.path}#{item.app}" if gateway else loaded.path: _desired_version(
-            Desired(loaded, item), where
+            Desired(loaded, item), where, item.source
         )
         for item in rendered
     }

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -578,7 +578,9 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{address:40} {version:6} {where}")
         return EXIT_OK
     record = find_record(state, args.target, args.env, project)
-    shown = {k: v for k, v in record.__dict__.items() if k != "source" or args.source}
+    shown = {f.name: getattr(record, f.name) for f in fields(record)}
+    if not args.source:
+        del shown["source"]
     console.print(json.dumps(shown, indent=2, sort_keys=True))
     return EXIT_OK
 

@@ -21,7 +21,7 @@ from .load import AnySpec, LoadedSpec
 from .observed import Observed, Override
 from .placement import routing_region_change, runtime_notes
 from .policy import endpoint_warnings
-from .render import HEADER_LINES, Rendered
+from .render import HEADER_LINES, Rendered, render_app
 from .settings import settings
 from .state import AppRecord, State
 
@@ -83,11 +83,21 @@ class Verification:
 
 @dataclass(frozen=True)
 class Desired:
-    """One app as the specs want it. ``env_option`` is the run's ``--env`` (None: none)."""
+    """One app as the specs want it. ``env_option`` is the run's ``--env`` (None: none).
+
+    It keeps its generated file's hash, not the file (``Rendered.deferred``): a plan over
+    thousands of specs would otherwise hold 25 KiB an app that printing it never reads. The
+    source, and its ``record()``'s, is rendered again from the spec when read."""
 
     loaded: LoadedSpec
     rendered: Rendered
     env_option: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rendered", self.rendered.deferred(self._source))
+
+    def _source(self) -> str:
+        return render_app(self.loaded, self.app).source
 
     @property
     def app(self) -> str:
@@ -122,13 +132,13 @@ class Desired:
             spec_digest=self.loaded.digest,
             source_hash=self.rendered.body_hash,
             settings=self.settings(),
-            source=self.rendered.source,
+            source=self._source,
             deployment_tag=deployment_tag(self.rendered.body_hash),
             env_option=self.env_option,
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a create lists every setting: ~120 of them an app
 class FieldChange:
     path: str
     before: Any

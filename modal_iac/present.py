@@ -99,25 +99,28 @@ def as_text(
         if change.action == "no-op":
             continue
         symbol = _SYMBOL[change.action]
-        lines.append(
+        block = [
             paint(_COLOR[change.action], f"{symbol} {change.action} {change.address}")
             + f"  ({shown(change.spec_path)})"
-        )
+        ]
         width = max((len(f.path) for f in change.fields), default=0)
         for item in change.fields:
             if change.action == "create":
-                lines.append(f"    {item.path.ljust(width)} = {_value(item.after)}")
+                block.append(f"    {item.path.ljust(width)} = {_value(item.after)}")
             elif change.action == "delete":
-                lines.append(f"    {item.path.ljust(width)} = {_value(item.before)}")
+                block.append(f"    {item.path.ljust(width)} = {_value(item.before)}")
             else:
-                lines.append(
+                block.append(
                     f"    {item.path.ljust(width)} : {_value(item.before)} -> {_value(item.after)}"
                 )
-        lines.extend(paint("2", f"    # {note}") for note in change.notes)
+        block.extend(paint("2", f"    # {note}") for note in change.notes)
         if change.verify is not None:
-            lines.append(paint("2", f"    # {verify_text(change)}"))
-        lines.append(paint("2", f"    # cost: {_cost_text(costs[change.address])}"))
-        lines.append("")
+            block.append(paint("2", f"    # {verify_text(change)}"))
+        block.append(paint("2", f"    # cost: {_cost_text(costs[change.address])}"))
+        block.append("")
+        # One string a change, not one a line: a create lists ~120 settings, and a plan over
+        # thousands of apps would hold every line as its own object until the final join.
+        lines.append("\n".join(block))
     unchanged = [c.address for c in plan.changes if c.action == "no-op"]
     if unchanged:
         lines.append(f"Unchanged: {', '.join(unchanged)}")
@@ -139,8 +142,8 @@ def as_text(
         lines.append(paint("2", OFFLINE_NOTE))
     if plan.changes:
         lines.append(paint("2", prices_text(pricing.prices, _rows_used(costs.values()))))
-    lines.append(summary_line(plan))
-    return "\n".join(lines) + "\n"
+    lines.extend((summary_line(plan), ""))  # the final newline, without copying the text again
+    return "\n".join(lines)
 
 
 def _refresh_text(plan: Plan, paint: Callable[[str, str], str]) -> str:

@@ -65,25 +65,21 @@ def string(text: Any) -> str:
     if not isinstance(text, str):
         raise TypeError(f"dict keys must be strings, not {type(text).__name__}")
     quote = "'" if text.count('"') > text.count("'") else '"'
-    return quote + "".join(_escape(ch, quote) for ch in text) + quote
+    escaped = text.translate(_ASCII_ESCAPES[quote])
+    if not escaped.isascii():
+        # What is left outside ASCII is escaped as ``ascii`` writes it: \xNN, \uNNNN or
+        # \UNNNNNNNN in lower-case hex, lone surrogates included.
+        escaped = escaped.encode("ascii", "backslashreplace").decode("ascii")
+    return quote + escaped + quote
 
 
-def _escape(ch: str, quote: str) -> str:
-    """One character as ``ascii`` writes it inside a ``quote``-delimited string."""
-    if ch == "\\":
-        return "\\\\"
-    if ch == quote:
-        return "\\" + quote
-    if ch in _NAMED:
-        return _NAMED[ch]
-    if ch.isascii() and ch.isprintable():
-        return ch
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+def _ascii_escapes(quote: str) -> dict[int, str]:
+    """``str.translate`` table: each ASCII character that ``ascii`` escapes inside a
+    ``quote``-delimited string, to its escape (characters outside ASCII are left alone)."""
+    table = {code: f"\\x{code:02x}" for code in range(0x80) if not chr(code).isprintable()}
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    table.update({ord("\\"): "\\\\", ord(quote): "\\" + quote})
+    return table
 
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ASCII_ESCAPES = {quote: _ascii_escapes(quote) for quote in ('"', "'")}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import keyword
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 import jinja2
 
 from . import __version__, engine
+from .deferred import DeferredText
 from .fields import HF_TOKEN_KEY
-from .gateway import GatewaySpec, Router
+from .gateway import GatewayApp, GatewaySpec, Router
 from .load import LoadedSpec
 from .pyliteral import assignment, literal, string
 from .spec import HF_CACHE, SERVER_PUBLIC_PORT, HttpSurface, Image, Scaling, Spec
@@ -29,20 +31,27 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Rendered:
-    """One generated Modal app file."""
+    """One generated Modal app file. ``source`` may be deferred (``deferred``): made again
+    from the spec on each read, for a run that holds many and reads few."""
 
     app: str
     filename: str
-    source: str
+    source: DeferredText = DeferredText()  # noqa: RUF009 (a descriptor, shared by design)
+    body_hash: str = field(default="", compare=False)  # sha256 of ``body``, set on creation
+
+    def __post_init__(self) -> None:
+        if not self.body_hash:
+            digest = hashlib.sha256(self.body.encode()).hexdigest()
+            object.__setattr__(self, "body_hash", digest)
 
     @property
     def body(self) -> str:
         """The source without its header: what changes when behaviour changes."""
         return self.source.split("\n", HEADER_LINES)[HEADER_LINES]
 
-    @property
-    def body_hash(self) -> str:
-        return hashlib.sha256(self.body.encode()).hexdigest()
+    def deferred(self, make_source: Callable[[], str]) -> Rendered:
+        """This file, keeping only ``make_source`` to make its source again when read."""
+        return Rendered(self.app, self.filename, make_source, self.body_hash)
 
 
 def render_all(loaded: LoadedSpec) -> list[Rendered]:
@@ -50,17 +59,23 @@ def render_all(loaded: LoadedSpec) -> list[Rendered]:
     spec = loaded.spec
     if not isinstance(spec, GatewaySpec):
         return [render(loaded)]
+    return [_gateway_file(loaded, spec, app) for app in spec.apps()]
+
+
+def render_app(loaded: LoadedSpec, app: str) -> Rendered:
+    """The one file of ``loaded`` that deploys ``app`` (rendering only that one)."""
+    spec = loaded.spec
+    if not isinstance(spec, GatewaySpec):
+        return render(loaded)
+    [found] = [item for item in spec.apps() if item.name == app]
+    return _gateway_file(loaded, spec, found)
+
+
+def _gateway_file(loaded: LoadedSpec, spec: GatewaySpec, app: GatewayApp) -> Rendered:
     from .render_gateway import TEMPLATE, gateway_context
 
-    template = _template(TEMPLATE)
-    return [
-        Rendered(
-            app=app.name,
-            filename=f"{app.name}.py",
-            source=template.render(gateway_context(spec, app, header(loaded))),
-        )
-        for app in spec.apps()
-    ]
+    source = _template(TEMPLATE).render(gateway_context(spec, app, header(loaded)))
+    return Rendered(app=app.name, filename=f"{app.name}.py", source=source)
 
 
 def render(loaded: LoadedSpec) -> Rendered:
@@ -280,6 +295,7 @@ def _template(name: str) -> jinja2.Template:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the package: no stat of each one per render
     )
     env.filters["py"] = literal
     env.filters["assign"] = lambda value, name: assignment(name, value)

@@ -6,6 +6,7 @@ deployed. ``explicit`` tells which of them the spec file itself sets.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,7 +51,12 @@ def _flatten(value: Any, loc: tuple[Any, ...]) -> list[tuple[str, Any]]:
         for key, item in value.items():
             items.extend(_flatten(item, (*loc, key)))
         return items
-    return [(key_path(loc), value)]
+    return [(_key_path(loc), value)]
+
+
+# Every spec has the same schema keys: one string each, shared by every app's settings (a plan
+# over thousands of specs holds them all), and made once rather than once a spec.
+_key_path = lru_cache(maxsize=4096)(key_path)
 
 
 def _is_leaf_mapping(loc: tuple[Any, ...]) -> bool:

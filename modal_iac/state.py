@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .address import Address, check_environment
+from .deferred import DeferredText
 from .errors import ModaliacError, StateError
 from .files import joined, parse_json, read_bytes
 from .journal import (
@@ -65,7 +66,8 @@ class AppRecord:
     spec_digest: str
     source_hash: str
     settings: dict[str, Any]
-    source: str = ""
+    # A plan's records make the source when it is read (plan.Desired).
+    source: DeferredText = DeferredText("")  # noqa: RUF009 (a descriptor, shared by design)
     modaliac_version: str = __version__
     deployed_version: int | None = None  # Modal's app version after modaliac's deploy
     deployment_tag: str = ""  # the tag modaliac deployed with: modaliac-<source hash>

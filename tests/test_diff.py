@@ -10,12 +10,14 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import modal_iac.diff as diff_module
 from modal_iac.diff import AppDiff, diff_git, diff_recorded, format_diff
-from modal_iac.errors import ModaliacError, SpecErrors
-from modal_iac.load import load_specs
+from modal_iac.errors import ModaliacError, SpecError, SpecErrors
+from modal_iac.load import LoadedSpec, load_specs
 from modal_iac.plan import Desired
 from modal_iac.render import render
 from modal_iac.state import State, read_state, write_state
@@ -226,6 +228,50 @@ def test_targets_may_be_absolute_or_unnormalised(repo: Path) -> None:
     for target in (str(repo / "specs"), "./specs/", "examples/../specs"):
         [diff] = diff_git("HEAD", [target], repo)
         assert diff.spec_path == KALM and changed_lines(diff) == KALM_CHANGES
+
+
+def test_a_spec_unchanged_since_the_base_is_loaded_and_rendered_once(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    change_kalm(repo)
+    loads: list[str] = []
+    real_load = diff_module.load_spec
+
+    def counting_load(path: str | Path, *args: Any, **kwargs: Any) -> LoadedSpec:
+        loads.append(Path(path).name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(diff_module, "load_spec", counting_load)
+    skipped = diff_git("HEAD", ["specs", "examples"], repo)
+    examples = sorted(p.name for p in (repo / "examples").glob("*.yaml"))
+    assert sorted(loads) == sorted(["kalm.yaml", "kalm.yaml", *examples])  # kalm: both sides
+
+    loads.clear()
+    monkeypatch.setattr(diff_module, "_sha256", lambda raw: "never the digest on disk")
+    rendered_twice = diff_git("HEAD", ["specs", "examples"], repo)
+    assert sorted(loads) == sorted(["kalm.yaml", *examples] * 2)
+    assert skipped == rendered_twice  # the same diffs, notes and settings either way
+    assert {d.status for d in skipped if d.spec_path != KALM} == {"unchanged"}
+
+
+def test_an_unchanged_spec_is_not_loaded_from_the_base_even_when_that_would_fail(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load = diff_module.load_spec
+
+    def disk_only(path: str | Path, *args: Any, **kwargs: Any) -> LoadedSpec:
+        if not Path(path).resolve().is_relative_to(repo.resolve()):
+            raise SpecError(str(path), "the base side was loaded")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(diff_module, "load_spec", disk_only)
+    [diff] = diff_git("HEAD", [KALM], repo)
+    assert (diff.status, diff.notes) == ("unchanged", ())
+    (repo / KALM).write_text((repo / KALM).read_text() + "# reviewed\n")
+    [diff] = diff_git("HEAD", [KALM], repo)  # bytes differ: the base side is loaded, and fails
+    assert diff.status == "added"
+    [note] = diff.notes
+    assert note.endswith("is not a valid spec at HEAD: specs/kalm.yaml: the base side was loaded")
 
 
 # -- against the recorded state ------------------------------------------------------------
