@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .address import Address
+from .errors import ModaliacError
 from .fields import HF_TOKEN_KEY, shown_duration
 from .gateway import GatewaySpec, app_settings
 from .load import AnySpec, LoadedSpec
@@ -97,7 +98,13 @@ class Desired:
         object.__setattr__(self, "rendered", self.rendered.deferred(self._source))
 
     def _source(self) -> str:
-        return render_app(self.loaded, self.app).source
+        again = render_app(self.loaded, self.app)
+        if again.body_hash != self.rendered.body_hash:  # the plan's hash is the contract
+            raise ModaliacError(
+                f"{self.loaded.path}: {self.app}: its generated file changed since the plan "
+                "was made; plan again"
+            )
+        return again.source
 
     @property
     def app(self) -> str:

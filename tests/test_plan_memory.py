@@ -9,10 +9,13 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from modal_iac.load import load_spec
+import pytest
+
+from modal_iac.errors import ModaliacError
+from modal_iac.load import LoadedSpec, load_spec
 from modal_iac.plan import Desired, make_plan
 from modal_iac.present import as_json
-from modal_iac.render import render, render_all, render_app
+from modal_iac.render import Rendered, render, render_all, render_app
 from modal_iac.state import AppRecord, State
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,3 +86,22 @@ def test_a_planned_app_keeps_far_less_than_its_generated_file(tmp_path: Path) ->
     loaded = kept(tmp_path / "loads", lambda desired: [item.loaded for item in desired])
     planned = kept(tmp_path / "plan", lambda desired: make_plan(desired, State()))
     assert planned - loaded < size / 2, f"{planned - loaded:.0f} bytes an app, the file {size}"
+
+
+def test_a_source_made_again_must_hash_as_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan's hash is the contract: a file that renders differently when read again (a
+    template replaced while the run went on) is refused, never deployed in its place."""
+    import modal_iac.plan
+
+    [item] = specs(tmp_path, 1)
+    record = item.record()
+
+    def drifted(loaded: LoadedSpec, app: str) -> Rendered:
+        made = render_app(loaded, app)
+        return Rendered(made.app, made.filename, made.source + "print('not reviewed')\n")
+
+    monkeypatch.setattr(modal_iac.plan, "render_app", drifted)
+    with pytest.raises(ModaliacError, match="changed since the plan was made; plan again"):
+        _ = record.source
