@@ -208,21 +208,39 @@ class ModalStore:
         data = state.to_json().encode("utf-8")
 
         async def work() -> None:
-            volume = await self._hydrated(self._volume_object())
-            snapshot = await self._snapshot()
-            if snapshot.pending:
-                seal = seal_file(snapshot.entries[0].base, digest(data) or "")
-                await self._transfer(_upload(volume, seal_path(self.path), seal))
-                await self._transfer(_upload(volume, self.path, data))
-                await self._remove_journal(volume, snapshot)
-                return
-            if snapshot.entries or snapshot.seal is not None:  # folded already: clear it
-                await self._remove_journal(volume, snapshot)  # first: its seal names the
-            await self._transfer(_upload(volume, self.path, data))  # file replaced here
+            await self._replace(data, await self._snapshot())
 
         with self._appending:
             self._next = None  # a journal after this write extends the new file
             self._run("writing the state", work)
+
+    def _fold(self) -> None:
+        """Write what the journal holds into the state file, reading it once."""
+        if self._held is not None or self._lost is not None:
+            self.refresh()
+
+        async def work() -> None:
+            snapshot = await self._snapshot()
+            if snapshot.pending:
+                state = replay(self._parsed(snapshot.data), snapshot.entries)
+                await self._replace(state.to_json().encode("utf-8"), snapshot)
+
+        with self._appending:
+            self._next = None
+            self._run("folding the state journal", work)
+
+    async def _replace(self, data: bytes, snapshot: _Snapshot) -> None:
+        """Upload ``data`` as the state file, in place of ``snapshot`` and its journal."""
+        volume = await self._hydrated(self._volume_object())
+        if snapshot.pending:
+            seal = seal_file(snapshot.entries[0].base, digest(data) or "")
+            await self._transfer(_upload(volume, seal_path(self.path), seal))
+            await self._transfer(_upload(volume, self.path, data))
+            await self._remove_journal(volume, snapshot)
+            return
+        if snapshot.entries or snapshot.seal is not None:  # folded already: clear it first,
+            await self._remove_journal(volume, snapshot)  # as its seal names the file
+        await self._transfer(_upload(volume, self.path, data))  # replaced here
 
     def record(self, state: State, address: str) -> None:
         """Make ``state``'s entry for ``address`` (or its absence) durable: one journal file
@@ -359,7 +377,7 @@ class ModalStore:
             try:
                 if self._next is not None:  # fold what this run journaled, once
                     with contextlib.suppress(StateError):  # unfolded, the journal still counts
-                        self.write(self.read())
+                        self._fold()
             finally:
                 self._next = None
                 self._stop_heartbeat()
