@@ -20,7 +20,6 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
-import io
 import posixpath
 import re
 import threading
@@ -48,6 +47,7 @@ from .remote_journal import (
     seal_path,
 )
 from .state import READ_ATTEMPTS, REMOTE_PREFIX, State, StateLockedError, parse_state
+from .volume_files import listing, read_each, read_optional, remove_each, upload
 
 if TYPE_CHECKING:
     import modal
@@ -234,13 +234,13 @@ class ModalStore:
         volume = await self._hydrated(self._volume_object())
         if snapshot.pending:
             seal = seal_file(snapshot.entries[0].base, digest(data) or "")
-            await self._transfer(_upload(volume, seal_path(self.path), seal))
-            await self._transfer(_upload(volume, self.path, data))
+            await self._transfer(upload(volume, seal_path(self.path), seal))
+            await self._transfer(upload(volume, self.path, data))
             await self._remove_journal(volume, snapshot)
             return
         if snapshot.entries or snapshot.seal is not None:  # folded already: clear it first,
             await self._remove_journal(volume, snapshot)  # as its seal names the file
-        await self._transfer(_upload(volume, self.path, data))  # replaced here
+        await self._transfer(upload(volume, self.path, data))  # replaced here
 
     def record(self, state: State, address: str) -> None:
         """Make ``state``'s entry for ``address`` (or its absence) durable: one journal file
@@ -256,7 +256,7 @@ class ModalStore:
             volume = await self._hydrated(self._volume_object())
             data = entry_file(self._base, address, record)
             # Never replace an entry: a second writer of one number fails instead.
-            await self._transfer(_upload(volume, entry_path(self.path, number), data, force=False))
+            await self._transfer(upload(volume, entry_path(self.path, number), data, force=False))
 
         with self._appending:
             if self._next is None:
@@ -284,10 +284,12 @@ class ModalStore:
         volume = await self._hydrated(self._volume_object())
         stray = ""
         for _ in range(READ_ATTEMPTS):
-            names = self._numbered(await _within(self.timeout, _listing(volume, self.path)))
-            data = await self._transfer(_read_optional(volume, self.path))
+            names = self._numbered(
+                await _within(self.timeout, listing(volume, journal_folder(self.path)))
+            )
+            data = await self._transfer(read_optional(volume, self.path))
             try:
-                files = await self._transfer(_read_each(volume, [path for path, _ in names]))
+                files = await self._transfer(read_each(volume, [path for path, _ in names]))
             except FileNotFoundError:
                 continue
             snapshot = _Snapshot(data)
@@ -314,8 +316,8 @@ class ModalStore:
         """The entries first, the seal last: while entries remain, the seal tells they are
         folded."""
         paths = [entry_path(self.path, entry.number) for entry in snapshot.entries]
-        await _within(self.timeout, _remove_each(volume, paths))
-        await _within(self.timeout, _remove_each(volume, [seal_path(self.path)]))
+        await _within(self.timeout, remove_each(volume, paths))
+        await _within(self.timeout, remove_each(volume, [seal_path(self.path)]))
 
     async def _transfer(self, awaitable: Coroutine[Any, Any, T]) -> T:
         return await _within(self.transfer_timeout, awaitable)
@@ -591,46 +593,6 @@ class ModalStore:
             raise StateError(
                 f"{self.describe()}: {doing}: Modal refused: {exc.message or exc.status.name}"
             ) from None
-
-
-async def _read_all(volume: modal.Volume, path: str) -> bytes:
-    return b"".join([chunk async for chunk in volume.read_file.aio(path)])
-
-
-async def _read_optional(volume: modal.Volume, path: str) -> bytes | None:
-    try:
-        return await _read_all(volume, path)
-    except FileNotFoundError:
-        return None
-
-
-async def _read_each(volume: modal.Volume, paths: list[str]) -> list[bytes]:
-    return list(await asyncio.gather(*(_read_all(volume, path) for path in paths)))
-
-
-async def _upload(volume: modal.Volume, path: str, data: bytes, *, force: bool = True) -> None:
-    # One VolumePutFiles request for the file: it is replaced whole when the batch closes.
-    async with volume.batch_upload.aio(force=force) as batch:
-        batch.put_file(io.BytesIO(data), path)
-
-
-async def _listing(volume: modal.Volume, state_path: str) -> list[str]:
-    """The names of the files in the state's journal folder (none if there is no folder)."""
-    import modal.exception
-
-    try:
-        entries = await volume.listdir.aio(journal_folder(state_path))
-    except (modal.exception.NotFoundError, FileNotFoundError):
-        return []
-    return [posixpath.basename(entry.path) for entry in entries]
-
-
-async def _remove_each(volume: modal.Volume, paths: list[str]) -> None:
-    async def remove(path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            await volume.remove_file.aio(path)
-
-    await asyncio.gather(*(remove(path) for path in paths))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -259,7 +259,7 @@ def test_a_fold_stopped_before_its_upload_still_replays_the_journal(
 ) -> None:
     from modal_iac import remote_state
 
-    upload = remote_state._upload
+    upload = remote_state.upload
 
     async def crash_on_the_state(volume: modal.Volume, path: str, data: bytes, **kw: bool) -> None:
         if path == "state.json":
@@ -268,13 +268,13 @@ def test_a_fold_stopped_before_its_upload_still_replays_the_journal(
 
     store().write(applied())
     remote = store()
-    monkeypatch.setattr(remote_state, "_upload", crash_on_the_state)
+    monkeypatch.setattr(remote_state, "upload", crash_on_the_state)
     with remote.lock("modaliac apply"):
         record_each(remote, remote.read(), many(2))
     assert journal_files(modal_api)[-1] == "state.json.journal/sealed.json"
     expected = {**applied().apps, **many(2).apps}
     assert store().read().apps == expected
-    monkeypatch.setattr(remote_state, "_upload", upload)
+    monkeypatch.setattr(remote_state, "upload", upload)
     with remote.lock("modaliac apply"):
         record_each(remote, remote.read(), many(3))
     assert store().read().apps == {**expected, **many(3).apps}
