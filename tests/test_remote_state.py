@@ -568,3 +568,32 @@ def test_an_unreachable_api_fails_within_seconds_with_one_line(
             f"is Modal reachable at http://127.0.0.1:{closed}?"
         )
     reset_modal_client()
+
+
+def test_a_read_that_a_fold_overtakes_reads_again(
+    modal_api: LocalModalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader lists the journal, then the fold replaces the state and removes the journal,
+    then the reader reads the state: it sees a journal that is not of this file, and reads
+    again instead of replaying it or dropping it."""
+    from modal_iac import remote_state
+
+    store().write(applied())
+    applying = store()
+    holding = applying.lock("modaliac apply")
+    holding.__enter__()
+    record_each(applying, applying.read(), many(2))
+    read_optional = remote_state.read_optional
+    reads = 0
+
+    async def overtaken(volume: modal.Volume, path: str) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        if reads == 1:  # after the reader listed the journal: the apply finishes and folds
+            holding.__exit__(None, None, None)
+        return await read_optional(volume, path)
+
+    monkeypatch.setattr(remote_state, "read_optional", overtaken)
+    assert store().read().apps == {**applied().apps, **many(2).apps}
+    assert reads == 3  # the reader's first read, the fold's, the reader's second
+    assert journal_files(modal_api) == []
