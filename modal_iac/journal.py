@@ -123,6 +123,15 @@ def entry_line(address: str, record: dict[str, Any] | None) -> bytes:
     return (json.dumps({"address": address, "record": record}, sort_keys=True) + "\n").encode()
 
 
+def header_line(base: str | None) -> bytes:
+    header = {"base": base, "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION}
+    return (json.dumps(header, sort_keys=True) + "\n").encode()
+
+
+def seal_line(folded: str) -> bytes:
+    return (json.dumps({"sealed": folded}) + "\n").encode()
+
+
 class JournalWriter:
     """Appends to a journal; every line is on disk (fsynced) before ``append`` returns."""
 
@@ -137,9 +146,8 @@ class JournalWriter:
         for left in path.parent.glob(f".{path.name}-*"):  # by a run killed here: we hold
             left.unlink(missing_ok=True)  # the lock, so no other run is writing one
         temp = path.with_name(f".{path.name}-{os.getpid()}")
-        header = {"base": base, "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION}
         with temp.open("wb") as handle:
-            handle.write((json.dumps(header, sort_keys=True) + "\n").encode())
+            handle.write(header_line(base))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -168,7 +176,7 @@ class JournalWriter:
         os.fsync(self._fd)
 
     def seal(self, folded: str) -> None:
-        self.append((json.dumps({"sealed": folded}) + "\n").encode())
+        self.append(seal_line(folded))
 
     def close(self) -> None:
         os.close(self._fd)

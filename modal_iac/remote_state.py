@@ -5,6 +5,8 @@ Why two objects: a Volume keeps files until they are deleted, but two writers of
 but drops an entry left idle for 7 days. So the Volume holds the state and the Dict only the
 lock, whose entry (Dict ``modaliac-locks`` in the same environment, key ``<volume>/<path>``)
 names its holder and the end of its lease: a crashed apply blocks others for one lease at most.
+Under the lock, each app an apply finishes is one small file of a journal folder beside the
+state (remote_journal.py), folded into the state file once, as the lock is released.
 
 The SDK is imported on first use, so naming a Modal store costs nothing offline. It retries a
 closed port for about a minute and puts no deadline on a hanging server, so every call here
@@ -18,18 +20,34 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
-import io
 import posixpath
 import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import StateError
+from .journal import digest
 from .lock_owner import LockOwner, utc_time
-from .state import REMOTE_PREFIX, State, StateLockedError, parse_state
+from .remote_journal import (
+    Entry,
+    Seal,
+    Unsettled,
+    entry_file,
+    entry_number,
+    entry_path,
+    journal_folder,
+    parse_entry,
+    parse_seal,
+    pending,
+    replay,
+    seal_file,
+    seal_path,
+)
+from .state import READ_ATTEMPTS, REMOTE_PREFIX, State, StateLockedError, parse_state
+from .volume_files import listing, read_each, read_optional, remove_each, upload
 
 if TYPE_CHECKING:
     import modal
@@ -56,6 +74,17 @@ class _Deadline(Exception):
 
 class _Vanished(Exception):
     """The lock entry was released between two of our calls: look again."""
+
+
+@dataclass
+class _Snapshot:
+    """The state file and its journal, read together; ``pending``: the entries still have to
+    be replayed (False: none, or folded into ``data`` already)."""
+
+    data: bytes | None
+    entries: list[Entry] = field(default_factory=list)
+    seal: Seal | None = None
+    pending: bool = False
 
 
 async def _within(seconds: float, awaitable: Coroutine[Any, Any, T]) -> T:
@@ -134,6 +163,9 @@ class ModalStore:
         self._heartbeat: threading.Thread | None = None
         self._volume: modal.Volume | None = None
         self._locks: modal.Dict | None = None
+        self._appending = threading.Lock()  # apply may record from several threads
+        self._base: str | None = None  # the state this run's journal extends
+        self._next: int | None = None  # the next entry's number; None: no journal yet
 
     @classmethod
     def from_spec(cls, spec: str) -> ModalStore:
@@ -158,16 +190,139 @@ class ModalStore:
     # -- the state file ---------------------------------------------------------------------
 
     def read(self) -> State:
-        """The recorded state; a volume without the file is an empty state."""
+        """The recorded state with its journal replayed: what the last apply recorded, even
+        one still running or killed half way. A volume without the file is an empty state."""
+        snapshot = self._run("reading the state", self._snapshot)
+        state = self._parsed(snapshot.data)
+        return replay(state, snapshot.entries) if snapshot.pending else state
 
-        async def work() -> bytes | None:
+    def write(self, state: State) -> None:
+        """Replace the file in one upload (readers see the old state or the new one), folding
+        any journal: seal it with the file about to be written, upload the file, then remove
+        the entries and the seal (remote_journal.py says why).
+
+        Under the lock, first renew the lease, which also proves the lock is still ours.
+        """
+        if self._held is not None or self._lost is not None:
+            self.refresh()
+        data = state.to_json().encode("utf-8")
+
+        async def work() -> None:
+            await self._replace(data, await self._snapshot())
+
+        with self._appending:
+            self._next = None  # a journal after this write extends the new file
+            self._run("writing the state", work)
+
+    def _fold(self) -> None:
+        """Write what the journal holds into the state file, reading it once."""
+        if self._held is not None or self._lost is not None:
+            self.refresh()
+
+        async def work() -> None:
+            snapshot = await self._snapshot()
+            if snapshot.pending:
+                state = replay(self._parsed(snapshot.data), snapshot.entries)
+                await self._replace(state.to_json().encode("utf-8"), snapshot)
+
+        with self._appending:
+            self._next = None
+            self._run("folding the state journal", work)
+
+    async def _replace(self, data: bytes, snapshot: _Snapshot) -> None:
+        """Upload ``data`` as the state file, in place of ``snapshot`` and its journal."""
+        volume = await self._hydrated(self._volume_object())
+        if snapshot.pending:
+            seal = seal_file(snapshot.entries[0].base, digest(data) or "")
+            await self._transfer(upload(volume, seal_path(self.path), seal))
+            await self._transfer(upload(volume, self.path, data))
+            await self._remove_journal(volume, snapshot)
+            return
+        if snapshot.entries or snapshot.seal is not None:  # folded already: clear it first,
+            await self._remove_journal(volume, snapshot)  # as its seal names the file
+        await self._transfer(upload(volume, self.path, data))  # replaced here
+
+    def record(self, state: State, address: str) -> None:
+        """Make ``state``'s entry for ``address`` (or its absence) durable: one journal file
+        of that entry alone, so a run uploads each record once (a Volume has no append)."""
+        if self._held is not None or self._lost is not None:
+            self.refresh()
+        if self._held is None:
+            raise StateError(f"{self.describe()}: recording an app needs the state's lock")
+        entry = state.apps.get(address)
+        record = None if entry is None else asdict(entry)
+
+        async def work(number: int) -> None:
             volume = await self._hydrated(self._volume_object())
-            try:
-                return await _within(self.transfer_timeout, _read_all(volume, self.path))
-            except FileNotFoundError:
-                return None
+            data = entry_file(self._base, address, record)
+            # Never replace an entry: a second writer of one number fails instead.
+            await self._transfer(upload(volume, entry_path(self.path, number), data, force=False))
 
-        data = self._run("reading the state", work)
+        with self._appending:
+            if self._next is None:
+                self._run("starting the state journal", self._start_journal)
+            number = self._next
+            assert number is not None
+            self._next = number + 1  # even if the upload fails: it may have landed
+            self._run(f"recording {address}", functools.partial(work, number))
+
+    async def _start_journal(self) -> None:
+        """This run's journal extends the state file as it is now: go on after the entries
+        a killed run left (its lease lapsed, ours took over), or clear a folded journal."""
+        volume = await self._hydrated(self._volume_object())
+        snapshot = await self._snapshot()
+        if not snapshot.pending and (snapshot.entries or snapshot.seal is not None):
+            await self._remove_journal(volume, snapshot)
+            snapshot = _Snapshot(snapshot.data)
+        self._base = digest(snapshot.data)
+        self._next = 1 + max((entry.number for entry in snapshot.entries), default=0)
+
+    async def _snapshot(self) -> _Snapshot:
+        """The state file and its journal as of one moment. The folder is listed first, so a
+        fold that runs meanwhile shows as a journal that does not extend the file read after
+        it (or an entry gone): then everything is read again."""
+        volume = await self._hydrated(self._volume_object())
+        stray = ""
+        for _ in range(READ_ATTEMPTS):
+            names = self._numbered(
+                await _within(self.timeout, listing(volume, journal_folder(self.path)))
+            )
+            data = await self._transfer(read_optional(volume, self.path))
+            try:
+                files = await self._transfer(read_each(volume, [path for path, _ in names]))
+            except FileNotFoundError:
+                continue
+            snapshot = _Snapshot(data)
+            for (path, number), content in zip(names, files, strict=True):
+                where = self._where(path)
+                if number is None:
+                    snapshot.seal = parse_seal(content, where, self._repair())
+                else:
+                    snapshot.entries.append(parse_entry(content, where, number, self._repair()))
+            try:
+                snapshot.pending = pending(data, snapshot.entries, snapshot.seal)
+            except Unsettled as exc:
+                stray = str(exc)
+                continue
+            return snapshot
+        if not stray:
+            raise StateError(f"{self.describe()}: the state kept changing while it was read; retry")
+        raise StateError(
+            f"{stray}:1:1: base: the journal extends another version of {self.describe()} "
+            f"(the file was replaced since); neither can be trusted alone: {self._repair()}"
+        )
+
+    async def _remove_journal(self, volume: modal.Volume, snapshot: _Snapshot) -> None:
+        """The entries first, the seal last: while entries remain, the seal tells they are
+        folded."""
+        paths = [entry_path(self.path, entry.number) for entry in snapshot.entries]
+        await _within(self.timeout, remove_each(volume, paths))
+        await _within(self.timeout, remove_each(volume, [seal_path(self.path)]))
+
+    async def _transfer(self, awaitable: Coroutine[Any, Any, T]) -> T:
+        return await _within(self.transfer_timeout, awaitable)
+
+    def _parsed(self, data: bytes | None) -> State:
         if data is None:
             return State()
         try:
@@ -178,30 +333,32 @@ class ModalStore:
             ) from None
         return parse_state(text, self.describe())
 
-    def write(self, state: State) -> None:
-        """Replace the file in one upload: readers see the old state or the new one.
+    def _numbered(self, names: list[str]) -> list[tuple[str, int | None]]:
+        """The journal folder's files as (path, entry number; None for the seal), by number;
+        a file that is neither is refused, not skipped."""
+        found: list[tuple[str, int | None]] = []
+        for name in names:
+            path = posixpath.join(journal_folder(self.path), name)
+            try:
+                found.append((path, entry_number(name)))
+            except ValueError:
+                raise StateError(
+                    f"{self._where(path)}: not an entry of the state's journal; {self._repair()}"
+                ) from None
+        return sorted(found, key=lambda item: -1 if item[1] is None else item[1])
 
-        Under the lock, first renew the lease, which also proves the lock is still ours.
-        """
-        if self._held is not None or self._lost is not None:
-            self.refresh()
-        data = state.to_json().encode("utf-8")
+    def _where(self, path: str) -> str:
+        environment = f"{self.environment}:" if self.environment else ""
+        return f"{REMOTE_PREFIX}{environment}{self.volume}/{path}"
 
-        async def work() -> None:
-            volume = await self._hydrated(self._volume_object())
-            await _within(self.transfer_timeout, _upload(volume, self.path, data))
-
-        self._run("writing the state", work)
-
-    def record(self, state: State, address: str) -> None:
-        """Record one app by uploading the whole state, as ``write`` does.
-
-        A Volume has no append, so a journal there would be one file per app, and every
-        reader would list and fetch them all. So a run still uploads the state once per
-        app: quadratic in bytes (100 apps of 20 KiB: about 100 MB over the run), where a
-        local state is now linear.
-        """
-        self.write(state)
+    def _repair(self) -> str:
+        environment = f" --env {self.environment}" if self.environment else ""
+        folder = journal_folder(self.path)
+        return (
+            f"the journal is damaged: remove it (modal volume rm -r{environment} {self.volume} "
+            f"{folder}), then run plan (an app Modal runs that the state does not record is "
+            "shown as one apply only records)"
+        )
 
     # -- the lock ---------------------------------------------------------------------------
 
@@ -212,13 +369,20 @@ class ModalStore:
         over."""
         me = self._acquire(owner, wait)
         self._held, self._lost = me, None
+        self._next = None
         self._start_heartbeat()
         finished = False
         try:
             yield me
             finished = True
         finally:
-            self._stop_heartbeat()
+            try:
+                if self._next is not None:  # fold what this run journaled, once
+                    with contextlib.suppress(StateError):  # unfolded, the journal still counts
+                        self._fold()
+            finally:
+                self._next = None
+                self._stop_heartbeat()
             try:
                 if finished:
                     self._release()
@@ -429,16 +593,6 @@ class ModalStore:
             raise StateError(
                 f"{self.describe()}: {doing}: Modal refused: {exc.message or exc.status.name}"
             ) from None
-
-
-async def _read_all(volume: modal.Volume, path: str) -> bytes:
-    return b"".join([chunk async for chunk in volume.read_file.aio(path)])
-
-
-async def _upload(volume: modal.Volume, path: str, data: bytes) -> None:
-    # One VolumePutFiles request for the file: it is replaced whole when the batch closes.
-    async with volume.batch_upload.aio(force=True) as batch:
-        batch.put_file(io.BytesIO(data), path)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -88,20 +90,252 @@ def test_write_then_read_round_trips_through_a_volume(modal_api: LocalModalServe
     assert "VolumePutFiles2" in modal_api.state.rpc_names()
 
 
-def test_recording_an_app_uploads_the_whole_state_and_no_journal(
+def test_recording_an_app_is_one_journal_file_folded_once_at_release(
     modal_api: LocalModalServer,
 ) -> None:
-    """A Volume has no append: record() is a write (remote_state.ModalStore.record says why)."""
     remote = store()
     state = applied()
+    volume = modal_api.state.find_volume("modaliac-state") or modal_api.state.add_volume(
+        "modaliac-state"
+    )
     with remote.lock("modaliac apply"):
         remote.record(state, "prod/kalm-embedding")
-        volume = modal_api.state.find_volume("modaliac-state")
-        assert volume is not None
-        assert volume.files == {"state.json": state.to_json().encode()}
+        assert set(volume.files) == {"state.json.journal/000001.json"}  # no state file yet
+        assert store().read() == applied()  # another reader replays the journal
         del state.apps["prod/kalm-embedding"]
         remote.record(state, "prod/kalm-embedding")
-    assert remote.read() == State()
+        assert set(volume.files) == {
+            "state.json.journal/000001.json",
+            "state.json.journal/000002.json",
+        }
+        assert store().read() == State()
+        state.apps.update(applied().apps)
+        remote.record(state, "prod/kalm-embedding")
+    assert volume.files == {"state.json": applied().to_json().encode()}  # folded, journal gone
+    assert remote.read() == applied()
+
+
+def test_recording_needs_the_lock(modal_api: LocalModalServer) -> None:
+    with pytest.raises(StateError) as caught:
+        store().record(applied(), "prod/kalm-embedding")
+    assert one_line(caught) == (
+        "modal:modaliac-state/state.json: recording an app needs the state's lock"
+    )
+
+
+def many(count: int) -> State:
+    """``count`` apps of about 8 KiB each (their rendered source), like a real state."""
+    return State(
+        {
+            f"prod/app-{n:03d}": AppRecord(
+                f"app-{n:03d}",
+                "prod",
+                f"specs/app-{n:03d}.yaml",
+                f"d{n}",
+                f"h{n}",
+                {"gpu": "A10G"},
+                f"# app {n}\n" + "x = 1\n" * 1400,
+            )
+            for n in range(count)
+        }
+    )
+
+
+def uploaded_by_an_apply(modal_api: LocalModalServer, count: int) -> int:
+    """The bytes an apply of ``count`` new apps uploads to the Volume, recording each."""
+    target = many(count)
+    remote = ModalStore(f"state-{count}", clock=Clock(), lease=LEASE)
+    remote.read()  # the volume exists before counting
+    before = modal_api.state.block_bytes
+    with remote.lock("modaliac apply"):
+        state = remote.read()
+        for address, record in target.apps.items():
+            state.apps[address] = record
+            remote.record(state, address)
+    assert remote.read() == target
+    return modal_api.state.block_bytes - before
+
+
+def test_the_bytes_an_apply_uploads_per_app_do_not_grow_with_the_apps(
+    modal_api: LocalModalServer,
+) -> None:
+    """Counted, not timed: whole-state uploads would be 4x more per app at 20 apps than at 5."""
+    per_app_5 = uploaded_by_an_apply(modal_api, 5) / 5
+    per_app_20 = uploaded_by_an_apply(modal_api, 20) / 20
+    record = len(many(1).apps["prod/app-000"].source)
+    assert per_app_20 <= per_app_5 * 1.05
+    assert per_app_20 < 3 * record  # its entry, its share of the one fold, and a little
+
+
+def record_each(remote: ModalStore, state: State, apps: State) -> None:
+    """What apply does as each app finishes: update its copy of the state, record the app."""
+    for address, record in apps.apps.items():
+        state.apps[address] = record
+        remote.record(state, address)
+
+
+def journal_files(modal_api: LocalModalServer) -> list[str]:
+    volume = modal_api.state.find_volume("modaliac-state")
+    assert volume is not None
+    return sorted(name for name in volume.files if name.startswith("state.json.journal/"))
+
+
+def test_a_failed_apply_keeps_the_apps_it_recorded(modal_api: LocalModalServer) -> None:
+    store().write(applied())
+    first_two = State(dict(list(many(3).apps.items())[:2]))
+    remote = store()
+    with pytest.raises(RuntimeError, match="deploy failed"), remote.lock("modaliac apply"):
+        record_each(remote, remote.read(), first_two)
+        raise RuntimeError("deploy failed")
+    assert store().read().apps == {**applied().apps, **first_two.apps}
+    assert journal_files(modal_api) == []  # folded as the lock was released
+
+
+KILLED_APPLY = """
+import os, sys
+from modal_iac.remote_state import ModalStore
+from modal_iac.state import AppRecord
+remote = ModalStore("modaliac-state", lease=900.0, clock=lambda: {now})
+with remote.lock("modaliac apply"):
+    state = remote.read()
+    for n in range({count}):
+        address = f"prod/killed-{{n}}"
+        state.apps[address] = AppRecord(f"killed-{{n}}", "prod", "s.yaml", "d", "h", {{}})
+        remote.record(state, address)
+    os._exit(9)  # killed: no fold, no release
+"""
+
+
+def test_a_killed_apply_leaves_its_records_and_the_next_run_takes_them_over(
+    modal_api: LocalModalServer,
+) -> None:
+    store().write(applied())
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_APPLY.format(now=T0, count=3)], timeout=120
+    )
+    assert killed.returncode == 9
+    recorded = store().read()
+    assert sorted(recorded.apps) == [
+        "prod/kalm-embedding",
+        "prod/killed-0",
+        "prod/killed-1",
+        "prod/killed-2",
+    ]
+    assert lock_entry() is not None  # still held by the killed run, until its lease lapses
+    later = store(Clock(T0 + LEASE + 1))
+    with later.lock("modaliac apply"):  # takes the lapsed lease over
+        state = later.read()
+        del state.apps["prod/killed-1"]
+        later.record(state, "prod/killed-1")
+        assert journal_files(modal_api)[-1] == "state.json.journal/000004.json"  # after theirs
+    assert sorted(store().read().apps) == ["prod/kalm-embedding", "prod/killed-0", "prod/killed-2"]
+    assert journal_files(modal_api) == []
+
+
+def test_a_fold_stopped_after_its_upload_reads_right_and_is_cleared_next_time(
+    modal_api: LocalModalServer,
+) -> None:
+    remote = store()
+    modal_api.state.faults.add("VolumeRemoveFile2", "FAILED_PRECONDITION", times=100)
+    with remote.lock("modaliac apply"):
+        record_each(remote, State(), applied())
+    volume = modal_api.state.find_volume("modaliac-state")
+    assert volume is not None
+    assert volume.files["state.json"] == applied().to_json().encode()  # the fold's upload
+    assert journal_files(modal_api) == [
+        "state.json.journal/000001.json",
+        "state.json.journal/sealed.json",
+    ]
+    assert store().read() == applied()  # the seal says the entry is in the file already
+    modal_api.state.faults.clear()
+    with remote.lock("modaliac state rm"):  # a later write must not bring the app back
+        remote.write(State())
+    assert store().read() == State()
+    assert journal_files(modal_api) == []
+
+
+def test_a_fold_stopped_before_its_upload_still_replays_the_journal(
+    modal_api: LocalModalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modal_iac import remote_state
+
+    upload = remote_state.upload
+
+    async def crash_on_the_state(volume: modal.Volume, path: str, data: bytes, **kw: bool) -> None:
+        if path == "state.json":
+            raise OSError("connection reset")
+        await upload(volume, path, data, **kw)
+
+    store().write(applied())
+    remote = store()
+    monkeypatch.setattr(remote_state, "upload", crash_on_the_state)
+    with remote.lock("modaliac apply"):
+        record_each(remote, remote.read(), many(2))
+    assert journal_files(modal_api)[-1] == "state.json.journal/sealed.json"
+    expected = {**applied().apps, **many(2).apps}
+    assert store().read().apps == expected
+    monkeypatch.setattr(remote_state, "upload", upload)
+    with remote.lock("modaliac apply"):
+        record_each(remote, remote.read(), many(3))
+    assert store().read().apps == {**expected, **many(3).apps}
+    assert journal_files(modal_api) == []
+
+
+def put(path: str, data: bytes) -> None:
+    volume = modal.Volume.from_name("modaliac-state", create_if_missing=True)
+    with volume.batch_upload(force=True) as batch:
+        batch.put_file(io.BytesIO(data), path)
+
+
+REPAIR = (
+    "the journal is damaged: remove it (modal volume rm -r modaliac-state state.json.journal), "
+    "then run plan (an app Modal runs that the state does not record is shown as one apply "
+    "only records)"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "000002.json",
+            b'{"base": null, "format": "modaliac-journal", "version": 1}\n',
+            f"000002.json:1:1: expected a journal header and one entry; {REPAIR}",
+        ),
+        (
+            "000002.json",
+            b'{"base": null, "format": "modaliac-journal", "version": 1}\n{"address": "a"}\n',
+            "000002.json:2:1: expected an address and its record; the journal is damaged",
+        ),
+        (
+            "000002.json",
+            b'{"base": "0123", "format": "modaliac-journal", "version": 1}\n'
+            b'{"address": "prod/x", "record": null}\n',
+            "000002.json:1:1: base: the journal extends another version of "
+            "modal:modaliac-state/state.json (the file was replaced since); neither can be "
+            f"trusted alone: {REPAIR}",
+        ),
+        (
+            "000002.json",
+            b'{"base": null, "format": "modaliac-journal", "version": 1}\n'
+            b'{"address": "prod/x", "record": {"app": "y"}}\n',
+            "000002.json:2:1: record.prod/x: the entry has no 'environment'",
+        ),
+        ("notes.txt", b"hello", f"notes.txt: not an entry of the state's journal; {REPAIR}"),
+    ],
+)
+def test_a_damaged_journal_entry_is_one_located_line(
+    modal_api: LocalModalServer, name: str, content: bytes, message: str
+) -> None:
+    remote = store()
+    with remote.lock("modaliac apply"):
+        remote.record(applied(), "prod/kalm-embedding")  # 000001.json, a good one
+        put(f"state.json.journal/{name}", content)
+        with pytest.raises(StateError) as caught:
+            store().read()
+    assert one_line(caught).startswith(f"modal:modaliac-state/state.json.journal/{message}")
+    with pytest.raises(StateError):  # the fold refused it too: nothing was folded
+        store().read()
 
 
 def test_a_named_environment_holds_its_own_state(modal_api: LocalModalServer) -> None:
@@ -334,3 +568,32 @@ def test_an_unreachable_api_fails_within_seconds_with_one_line(
             f"is Modal reachable at http://127.0.0.1:{closed}?"
         )
     reset_modal_client()
+
+
+def test_a_read_that_a_fold_overtakes_reads_again(
+    modal_api: LocalModalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader lists the journal, then the fold replaces the state and removes the journal,
+    then the reader reads the state: it sees a journal that is not of this file, and reads
+    again instead of replaying it or dropping it."""
+    from modal_iac import remote_state
+
+    store().write(applied())
+    applying = store()
+    holding = applying.lock("modaliac apply")
+    holding.__enter__()
+    record_each(applying, applying.read(), many(2))
+    read_optional = remote_state.read_optional
+    reads = 0
+
+    async def overtaken(volume: modal.Volume, path: str) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        if reads == 1:  # after the reader listed the journal: the apply finishes and folds
+            holding.__exit__(None, None, None)
+        return await read_optional(volume, path)
+
+    monkeypatch.setattr(remote_state, "read_optional", overtaken)
+    assert store().read().apps == {**applied().apps, **many(2).apps}
+    assert reads == 3  # the reader's first read, the fold's, the reader's second
+    assert journal_files(modal_api) == []

@@ -155,6 +155,7 @@ def _blob_app(state: State) -> web.Application:
             return web.Response(status=400, text="sha256 mismatch")
         with state.lock:
             state.content[digest] = body
+            state.block_bytes += len(body)
         return web.Response(body=digest.encode())
 
     async def get_content(request: web.Request) -> web.Response:

@@ -286,6 +286,7 @@ class State:
         self.images: dict[str, api_pb2.ImageGetOrCreateRequest] = {}
         self.content: dict[str, bytes] = {}  # sha256 hex -> bytes (mount files, volume blocks)
         self.blobs: dict[str, bytes] = {}
+        self.block_bytes = 0  # bytes of volume blocks clients uploaded (PUT), ever
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.version_urls: dict[tuple[str, int], str] = {}  # (web label, code version) -> URL
         self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop
