@@ -147,7 +147,9 @@ def plan_row(count: int, runs: int) -> Row:
         argv += ["--state", str(Path(tmp) / "state.json")]
 
         def plan() -> None:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            # cwd: the temporary folder, so ``-m`` imports the modal_iac that PYTHONPATH (or
+            # the install) names, not a checkout that happens to be the current directory
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp)
             if done.returncode != 0:
                 failed = f"bench: {' '.join(argv)} exited {done.returncode}"
                 raise SystemExit(f"{failed}:\n{done.stderr}")
