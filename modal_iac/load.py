@@ -1,18 +1,16 @@
 """YAML spec files to validated ``Spec`` models, with every error pointing at file:line:col.
 
-Two paths, one result. The fast path parses with ruamel's C safe loader (when
-``ruamel.yaml.clib`` is installed) and validates; it is taken only for text that holds no
-anchor, alias or tag characters and only when it yields plain data (text keys, strings,
-finite numbers, booleans, null). Anything it cannot accept is parsed again with the
-round-trip loader, which keeps positions, refuses tags, odd keys and alias bombs, and
-produces the located errors. Valid specs never pay for positions; invalid ones always get them.
-Reading and parsing the text is ``parse.py``'s; this module validates what it yields.
+The text is parsed once, by ``parse.fast_parse`` (libyaml's events into round-trip data, with
+every key's and item's position), and validated; warnings are located from those positions.
+What the fast parse declines (tags, anchors, odd keys or numbers, ...) and every spec that
+fails to validate is parsed by the round-trip loader instead, whose positions the error
+messages were written against. Reading and parsing the text is ``parse.py``'s; this module
+validates what it yields.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +33,6 @@ from .spec import Spec
 from .tokens import token_kind
 
 AnySpec = Spec | GatewaySpec
-# A warning found on the fast path: (key path, message, rule code, fix), located later.
-Note = tuple[tuple[Any, ...], str, str, str]
 TIGHT_FIT = "tight-fit"  # the code of a GPU fit's tight-fit warning (not a policy rule)
 UNCHECKED_FIT = "context-unchecked"  # a fit without layer shapes: the context is not checked
 
@@ -96,17 +92,24 @@ def load_spec(
     digest = hashlib.sha256(raw).hexdigest()
     recorded = project.recorded(path) if project is not None else shown
     data = fast_parse(text)
-    if data is not None and not _tokens(data):
-        fast = _fast_validate(data, env)
-        if fast is not None:
-            spec, notes = fast
-            quick = _quick_warnings(text, shown, notes)
-            if quick is not None:
-                env_used = env if _has_env(data, env) else None
-                placed = _place(spec, env, env_used, default_environment, text, shown)
-                return LoadedSpec(shown, digest, placed, env_used, quick, recorded)
-    spec, warned, env_used = _slow_load(text, shown, env)
-    placed = _place(spec, env, env_used, default_environment, text, shown)
+    if data is not None:
+        try:
+            return _loaded(data, shown, env, default_environment, digest, recorded)
+        except (SpecError, SpecErrors):
+            pass  # errors are worded from the round-trip parse, the one they were written for
+    return _loaded(round_trip(text, shown), shown, env, default_environment, digest, recorded)
+
+
+def _loaded(
+    data: CommentedMap,
+    shown: str,
+    env: str | None,
+    default: str | _Profile | None,
+    digest: str,
+    recorded: str,
+) -> LoadedSpec:
+    spec, warned, env_used = _validated(data, shown, env)
+    placed = _place(spec, env, env_used, default, data, shown)
     return LoadedSpec(shown, digest, placed, env_used, warned, recorded)
 
 
@@ -121,7 +124,7 @@ def _place(
     env: str | None,
     env_used: str | None,
     default: str | _Profile | None,
-    text: str,
+    data: CommentedMap,
     shown: str,
 ) -> AnySpec:
     """The spec with its Modal environment resolved (``env_used``: the environments: entry
@@ -130,15 +133,11 @@ def _place(
         if spec.environment is None:
             return spec.model_copy(update={"environment": env})
         if spec.environment != env:
-            position = _key_position(text, ("environment",)) or (None, None)
-            raise SpecError(
-                shown,
+            message = (
                 f"this spec deploys to environment {spec.environment!r} only, and --env names "
-                f"{env!r}; add an environments: entry for {env!r}, or leave --env out",
-                line=position[0],
-                column=position[1],
-                key_path="environment",
+                f"{env!r}; add an environments: entry for {env!r}, or leave --env out"
             )
+            raise located(shown, data, ("environment",), message)
     return _fallback(spec, default)
 
 
@@ -147,111 +146,6 @@ def _fallback(spec: AnySpec, default: str | _Profile | None) -> AnySpec:
         return spec
     chosen = profile_environment() if isinstance(default, _Profile) else default
     return spec if chosen is None else spec.model_copy(update={"environment": chosen})
-
-
-def _fast_validate(data: Any, env: str | None) -> tuple[AnySpec, list[Note]] | None:
-    """The selected document and its warnings (key path, message), when every document is
-    valid and nothing is an error; None sends the file down the positioned path."""
-    environments = data.get("environments")
-    if env is not None and isinstance(environments, dict) and env not in environments:
-        return None  # the positioned path says so at the environments key
-    if env is not None or data.get("environments"):
-        return _fast_validate_plain(data, env)
-    try:
-        spec: AnySpec = _kind(data).model_validate(data)
-    except ValidationError:
-        return None
-    if spec.problems() or fit_problems(spec):
-        return None
-    notes: list[Note] = [(loc, message, TIGHT_FIT, "") for loc, message in fit_warnings(spec)]
-    notes += [(loc, message, UNCHECKED_FIT, "") for loc, message in fit_unchecked(spec)]
-    problems, findings = check_policies(spec)
-    if problems or any(f.rule.severity == "error" for f in findings):
-        return None
-    notes += [(f.loc, f.text(), f.rule.id, f.rule.fix) for f in findings]
-    return spec, notes
-
-
-def _fast_validate_plain(data: Any, env: str | None) -> tuple[AnySpec, list[Note]] | None:
-    """Specs with environments: fast only when no document has anything to report."""
-    documents = _documents(data, env, "")
-    selected: AnySpec | None = None
-    for name, document in documents:
-        try:
-            spec: AnySpec = _kind(document).model_validate(document)
-        except ValidationError:
-            return None
-        if spec.problems() or fit_problems(spec) or fit_warnings(spec) or fit_unchecked(spec):
-            return None
-        problems, findings = check_policies(spec)
-        if problems or findings:
-            return None
-        if name == env or (selected is None and name is None):
-            selected = spec
-    return (selected, []) if selected is not None else None
-
-
-def _quick_warnings(text: str, shown: str, notes: list[Note]) -> tuple[SpecError, ...] | None:
-    """Warnings located by a scan of block-style keys, which costs far less than the
-    round-trip parse; None when a key cannot be found that way (flow style, list items)."""
-    found = []
-    for loc, message, code, fix in notes:
-        position = _key_position(text, loc)
-        if position is None:
-            return None
-        line, column = position
-        found.append(
-            SpecError(
-                shown,
-                message,
-                line=line,
-                column=column,
-                key_path=key_path(loc),
-                code=code,
-                fix=fix,
-            )
-        )
-    return tuple(found)
-
-
-def _key_position(text: str, loc: tuple[Any, ...]) -> tuple[int, int] | None:
-    """1-based (line, column) of the last key of ``loc`` in block-style YAML."""
-    lines = text.splitlines()
-    start, indent, found = 0, -1, None
-    for step in loc:
-        if not isinstance(step, str):
-            return None
-        key = re.compile(rf"^( *){re.escape(step)}\s*:(\s|$)")
-        for index in range(start, len(lines)):
-            line = lines[index]
-            stripped = line.lstrip(" ")
-            if not stripped or stripped.startswith("#"):
-                continue
-            depth = len(line) - len(stripped)
-            if found is not None and depth <= indent:
-                return None  # left the parent mapping without finding the key
-            match = key.match(line)
-            if match and depth > indent:
-                start, indent, found = index + 1, depth, _value_position(lines, index, match)
-                break
-        else:
-            return None
-    return found
-
-
-def _value_position(lines: list[str], index: int, match: re.Match[str]) -> tuple[int, int]:
-    """Where ruamel places the value of the key matched on ``lines[index]`` (1-based)."""
-    line = lines[index]
-    after = match.end(0) - (1 if match.group(2) else 0)
-    rest = line[after:]
-    value = rest.lstrip(" ")
-    if value and not value.startswith("#"):
-        return index + 1, after + len(rest) - len(value) + 1
-    for below in range(index + 1, len(lines)):
-        stripped = lines[below].lstrip(" ")
-        if stripped and not stripped.startswith("#"):
-            return below + 1, len(lines[below]) - len(stripped) + 1
-    return index + 1, len(line) + 1
 
 
 def _documents(data: Any, env: str | None, shown: str) -> list[tuple[str | None, Any]]:
@@ -410,11 +304,10 @@ def find_spec_files(target: str | Path) -> list[Path]:
     return [target]
 
 
-def _slow_load(
-    text: str, shown: str, env: str | None
+def _validated(
+    data: CommentedMap, shown: str, env: str | None
 ) -> tuple[AnySpec, tuple[SpecError, ...], str | None]:
     """The selected document, its located warnings, and the environments: entry used."""
-    data = round_trip(text, shown)
     tokens = _tokens(data)
     if tokens:
         raise SpecErrors([_token_error(shown, data, *token) for token in tokens])

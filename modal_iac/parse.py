@@ -1,8 +1,9 @@
 """YAML text to data, hostile until checked: the one place modaliac parses spec text.
 
-Two ways, one result. ``fast_parse`` uses ruamel's C safe loader and yields plain data, or
-None whenever the text holds anything it cannot vouch for (anchors, aliases, tags, odd keys or
-numbers). ``round_trip`` parses with positions: it walks the composed node graph before
+Two ways, one result. ``fast_parse`` drives libyaml's parser (ruamel.yaml.clib) and builds
+the round-trip loader's data, positions and all, in one pass; it returns None whenever the
+text holds anything it cannot vouch for (anchors, aliases, tags, odd keys or numbers).
+``round_trip`` parses with ruamel's own loader: it walks the composed node graph before
 anything is constructed, refusing explicit tags, odd keys and scalars, duplicate keys and alias
 bombs, and turns every ruamel failure into one located line.
 """
@@ -19,8 +20,21 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from .errors import SpecError, SpecErrors
 from .files import read_bytes
@@ -30,15 +44,22 @@ from .tokens import scrub
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
 MAX_DEPTH = 64  # levels of mappings and lists; a spec needs about five
-# Characters that can open a level (a key's ":", "- ", "? ", "[", "{"). A text with fewer of
-# them cannot nest deeper than that: the C loader, which recurses on the C stack without any
-# limit (a few 10,000 levels crash the interpreter), sees only such texts.
-_FAST_MAX_INDICATORS = 1000
 _YAML_TAG = "tag:yaml.org,2002:"
 _STR = _YAML_TAG + "str"
 _PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 _SPECIAL_FLOAT = re.compile(r"^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
 MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses huge ints
+_NULL, _BOOL, _INT, _FLOAT = (_YAML_TAG + name for name in ("null", "bool", "int", "float"))
+_RESOLVERS = VersionedResolver(version=(1, 2)).versioned_resolver  # first character -> rules
+_CONSTRUCT = YAML(typ="rt").constructor  # builds numbers exactly as the round-trip loader does
+# ":" between word characters (``H100:2``), which libyaml refuses inside flow lists, and the
+# one-character stand-in it is parsed as (a private-use character, so columns stay put).
+_TIGHT_COLON = re.compile(r"(?<=\w):(?=\w)")
+_PLACEHOLDER = "\ue000"
+try:
+    from _ruamel_yaml import CParser as _CParser  # ruamel.yaml.clib: libyaml's parser
+except ImportError:  # pragma: no cover - the pure-Python install takes the round-trip path
+    _CParser = None
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -74,41 +95,123 @@ def decode(raw: bytes, shown: str) -> str:
     return text
 
 
-def fast_parse(text: str) -> Any | None:
-    """Parse with the C safe loader, or return None to take the positioned path."""
-    if any(ch in text for ch in "&*!<") or not _has_clib():
+def fast_parse(text: str) -> CommentedMap | None:
+    """The document as the round-trip loader builds it (mappings, lists and scalars of the same
+    types, every key's and item's line and column), from one pass over libyaml's events; or
+    None whenever the text holds anything the round-trip path must judge (tags, anchors,
+    aliases, merge keys, duplicate or non-text keys, dates, odd numbers, nesting past
+    MAX_DEPTH, more than MAX_EXPANDED_NODES values, directives, several documents, YAML that
+    libyaml refuses). libyaml refuses ``[H100:2]`` (a ":" inside a flow value), which YAML 1.2
+    allows: such colons are parsed as a same-width placeholder and put back."""
+    if _CParser is None:
         return None
-    if sum(text.count(ch) for ch in "[{-:?") > _FAST_MAX_INDICATORS:
-        return None
+    swapped = _PLACEHOLDER not in text and _TIGHT_COLON.search(text) is not None
     try:
-        data = YAML(typ="safe", pure=False).load(text)
-    except Exception:  # any failure is re-diagnosed, with positions, by the slow path
+        return _build(_CParser(_TIGHT_COLON.sub(_PLACEHOLDER, text) if swapped else text), swapped)
+    except Exception:  # any refusal is re-diagnosed, with positions, by the round-trip path
         return None
-    return data if isinstance(data, dict) and _plain(data) else None
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Only what the round-trip path also accepts: text keys, finite numbers, no dates, at
-    most MAX_DEPTH levels."""
-    if depth > MAX_DEPTH:
-        return False
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(item, depth + 1) for item in value)
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return bool(abs(value) < 10**MAX_NUMBER_CHARS)
-    return value is None or isinstance(value, str | int | bool)
+class _Unusual(Exception):
+    """Something only the round-trip path may judge."""
 
 
-def _has_clib() -> bool:
-    try:
-        import _ruamel_yaml  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _build(parser: Any, swapped: bool) -> CommentedMap | None:
+    """Round-trip data from ``parser``'s events, with an explicit stack (no recursion)."""
+    root: Any = None
+    stack: list[Any] = []  # open mappings and lists
+    keys: list[Any] = []  # per open mapping: its pending key and the key's mark, else None
+    count = 0
+    parser.get_event()  # the stream's start
+    start = parser.get_event()
+    if not isinstance(start, DocumentStartEvent) or start.version or start.tags:
+        raise _Unusual
+    while True:
+        event = parser.get_event()
+        kind = type(event)
+        if kind is MappingEndEvent or kind is SequenceEndEvent:
+            stack.pop()
+            keys.pop()
+            continue
+        if kind is DocumentEndEvent:
+            break
+        count += 1
+        if count > MAX_EXPANDED_NODES or event.anchor is not None or kind is AliasEvent:
+            raise _Unusual
+        if event.tag is not None:
+            raise _Unusual
+        mark = event.start_mark
+        position = [mark.line, mark.column]
+        if kind is ScalarEvent:
+            value = _scalar(event, swapped)
+        elif kind is MappingStartEvent:
+            value = CommentedMap()
+            value._yaml_set_line_col(mark.line, mark.column)
+        elif kind is SequenceStartEvent:
+            value = CommentedSeq()
+            value._yaml_set_line_col(mark.line, mark.column)
+        else:
+            raise _Unusual
+        if not stack:
+            root = value
+        else:
+            parent = stack[-1]
+            if type(parent) is CommentedSeq:
+                parent._yaml_set_idx_line_col(len(parent), position)
+                parent.append(value)
+            elif keys[-1] is None:  # ``value`` is a key
+                if type(value) is not str or value in parent:
+                    raise _Unusual
+                keys[-1] = (value, mark)
+            else:
+                key, at = keys[-1]
+                position = [at.line, at.column, *position]
+                parent._yaml_set_kv_line_col(key, position)
+                parent[key] = value
+                keys[-1] = None
+        if kind is not ScalarEvent:
+            if len(stack) >= MAX_DEPTH:
+                raise _Unusual
+            stack.append(value)
+            keys.append(None)
+    if not isinstance(parser.get_event(), StreamEndEvent):
+        raise _Unusual  # a second document
+    return root if type(root) is CommentedMap else None
+
+
+def _scalar(event: Any, swapped: bool) -> Any:
+    """A scalar as the round-trip loader constructs it (YAML 1.2 core schema)."""
+    value: str = event.value
+    if not value and not event.style:
+        raise _Unusual  # an empty value: ruamel's position for it depends on what follows
+    if swapped:
+        value = value.replace(_PLACEHOLDER, ":")
+    style = event.style
+    if style:  # quoted, literal or folded: always text
+        if style == "|":
+            return LiteralScalarString(value)
+        return FoldedScalarString(value) if style == ">" else value
+    tag = _resolve(value)
+    if tag is None:
+        return value
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return value in ("true", "True", "TRUE")
+    if tag in (_INT, _FLOAT) and len(value) <= MAX_NUMBER_CHARS and not _SPECIAL_FLOAT.match(value):
+        build = _CONSTRUCT.construct_yaml_float if tag == _FLOAT else _CONSTRUCT.construct_yaml_int
+        number = build(ScalarNode(tag, value))
+        if tag == _INT or math.isfinite(number):
+            return number
+    raise _Unusual  # a date, a merge key, "=", an odd number
+
+
+def _resolve(value: str) -> str | None:
+    """The YAML 1.2 tag the round-trip loader gives a plain scalar (None: text)."""
+    for tag, pattern in _RESOLVERS.get(value[:1], ()):
+        if pattern.match(value):
+            return str(tag)
+    return None
 
 
 def round_trip(text: str, shown: str) -> CommentedMap:

@@ -13,6 +13,7 @@ import pytest
 from modal_iac.cli import main
 from modal_iac.errors import SpecErrors
 from modal_iac.load import load_spec
+from modal_iac.parse import round_trip
 from modal_iac.policy import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,7 +317,8 @@ def test_fast_path_locates_warnings_like_the_positioned_path(path: str) -> None:
     from modal_iac import load
 
     fast = [str(w) for w in load.load_spec(path).warnings]
-    _, slow, _ = load._slow_load(Path(path).read_text(encoding="utf-8"), path, None)
+    text = Path(path).read_text(encoding="utf-8")
+    _, slow, _ = load._validated(round_trip(text, path), path, None)
     assert fast == [str(w) for w in slow]
 
 
@@ -522,6 +524,7 @@ def test_mdl011_located_alike_on_the_fast_and_the_positioned_path(tmp_path: Path
 
     path = write(tmp_path, BASE + f"image:\n  python: '3.12'\n  base: {CUDA12}\n")
     fast = [str(w) for w in load.load_spec(path).warnings]
-    _, slow, _ = load._slow_load(path.read_text(encoding="utf-8"), str(path), None)
+    text = path.read_text(encoding="utf-8")
+    _, slow, _ = load._validated(round_trip(text, str(path)), str(path), None)
     assert fast == [str(w) for w in slow]
     assert ":9:9: image.base: [MDL011]" in fast[0]

@@ -1,0 +1,42 @@
+"""benchmarks/bench_load.py runs on a tiny input and prints a row for every spec shape.
+
+Its figures are not checked (the machine is noisy): only that the script runs, says which
+machine it ran on, and measures every example file and the mixed plan.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from modal_iac.load import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_load_quick_prints_a_row_per_example_and_the_plan() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_load.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, Python \S+, \d+ CPUs", lines[0])
+    examples = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "specs").glob("*.yaml"))
+    row = r"{} \*?\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x\s+<= 2x\s+(yes|NO)$"
+    for path in examples:
+        name = re.escape(str(path.relative_to(ROOT)))
+        assert any(re.match(row.format(name), line) for line in lines), path
+    # every shape is there: a gateway, a flow list of GPU:count, warnings at list positions
+    shapes = [p.read_text(encoding="utf-8") for p in examples]
+    assert any("kind: gateway" in text for text in shapes)
+    assert any(re.search(r"gpu: \[\w[\w-]*:\d", text) for text in shapes)
+    warned = [w.key_path for p in examples for w in load_spec(p, default_environment=None).warnings]
+    assert any("[" in key for key in warned)  # a warning at a list position
+    plan = r"plan --offline of 20 mixed specs, per spec\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x\s+<= 3x"
+    assert any(re.match(plan, line) for line in lines)

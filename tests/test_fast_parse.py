@@ -1,0 +1,206 @@
+"""The fast parse (libyaml's events) builds what the round-trip loader builds, or declines.
+
+What it yields, warnings are located from: so every mapping, list and scalar must have the
+round-trip loader's type and every key and item its line and column. Whatever it declines goes
+to the round-trip path, which words the errors; a property test mutates the real specs and
+checks that ``load_spec`` gives the same spec, warnings or error lines either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from modal_iac import load
+from modal_iac.errors import SpecError, SpecErrors
+from modal_iac.parse import MAX_DEPTH, fast_parse, round_trip_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "specs").glob("*.yaml"))
+# No example has environments: this seed's overrides warn (a moving revision), so merged
+# documents' warnings are located on both paths too.
+ENVIRONMENTS = """\
+app: minilm
+model:
+  id: sentence-transformers/all-MiniLM-L6-v2
+  revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+  task: embed
+gpu: [L4, A10]
+environments:
+  dev:
+    model:
+      revision: main
+    scaling:
+      max_containers: 2
+  prod:
+    gpu: [H100:2]
+    scaling:
+      min_containers: 1
+"""
+SEEDS = [path.read_text(encoding="utf-8") for path in SPECS] + [ENVIRONMENTS]
+
+
+def shape(data: Any) -> Any:
+    """Everything of ``data`` that loading reads: types, values, and every position."""
+    if isinstance(data, CommentedMap):
+        items = [(k, tuple(data.lc.data[k]), shape(v)) for k, v in data.items()]
+        return ("map", data.lc.line, data.lc.col, items)
+    if isinstance(data, CommentedSeq):
+        items = [(tuple(data.lc.data[i]), shape(v)) for i, v in enumerate(data)]
+        return ("seq", data.lc.line, data.lc.col, items)
+    return (type(data).__name__, data)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_example_parses_fast_as_the_round_trip_loader_does(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    fast = fast_parse(text)
+    assert fast is not None
+    assert shape(fast) == shape(round_trip_yaml().load(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gpu: [H100:2, A100-80GB:2]\n",  # libyaml refuses the flow colon; it is swapped
+        "app: a  # pin one (revision: <commit>)\n",  # a "<" in a comment is only a comment
+        "a: {x: 1, y: [b:c]}\n",
+        "a: |\n  line one\n  line two\n",
+        "a: >\n  folded\n",
+        "a: [0.9, 12, -3, true, False, ~, null, '', \"q\"]\n",
+        "models:\n- id: x\n  revision: main\n- id: y\n",
+    ],
+)
+def test_plain_yaml_parses_fast_alike(text: str) -> None:
+    fast = fast_parse(text)
+    assert fast is not None
+    assert shape(fast) == shape(round_trip_yaml().load(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: *x\n",
+        "a: !!str 1\n",
+        "base: &b {x: 1}\nc:\n  <<: *b\n",
+        "a: 1\na: 2\n",
+        "1: x\n",
+        "a: 2001-12-14\n",
+        "a: .inf\n",
+        "a: 1e999\n",
+        "a: " + "9" * 101 + "\n",
+        "%YAML 1.1\n---\na: 1\n",
+        "a: 1\n---\nb: 2\n",
+        "- a\n",
+        "a: =\n",
+        "a: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1) + "\n",
+        "a: \ue000\nb: [H100:2]\n",  # the placeholder itself: nothing to swap back safely
+        "a: b\n\tc: d\n",
+        "a:\nb: 1\n",  # an empty value: ruamel places it by what follows, inconsistently
+        "a: #c\nb: 1\n",
+        "x:\n- \n- a\n",
+        "a: {x:1}\n",  # the key x:1, with an empty value
+    ],
+)
+def test_what_only_the_round_trip_path_may_judge_is_declined(text: str) -> None:
+    assert fast_parse(text) is None
+
+
+def test_deep_nesting_is_declined_without_descending_it() -> None:
+    """libyaml's parser keeps its own stack, and the build stops at MAX_DEPTH: 100,000 levels,
+    which would crash a recursive composer, are declined."""
+    assert fast_parse("a: " + "[" * 100_000 + "]" * 100_000 + "\n") is None
+
+
+# -- the fast path and the round-trip path agree --------------------------------------------
+
+SNIPPETS = [
+    "H100:2",
+    "[H100:2, L4]",
+    "{x:1}",
+    "yes",
+    "0o17",
+    "0x1f",
+    "1_000",
+    "012",
+    "0.95",
+    "1e3",
+    ".inf",
+    "2001-01-01",
+    "<<",
+    "&a x",
+    "*a",
+    "!!str x",
+    '"quoted: text"',
+    "'single'",
+    "~",
+    "null",
+    "true",
+    "",
+    "a: b",
+    "x # <commit>",
+    "|\n  block",
+    "L4",
+    "main",
+    "-1",
+    "=",
+    "é ü 日本",
+]
+
+
+def outcome(path: Path, env: str | None) -> Any:
+    """What load_spec gives: the spec and warnings, or the error lines."""
+    try:
+        loaded = load.load_spec(path, env, default_environment=None)
+    except SpecErrors as exc:
+        return ("errors", [str(e) for e in exc.errors])
+    except SpecError as exc:
+        return ("error", str(exc))
+    return ("spec", loaded.spec.model_dump(mode="json"), [str(w) for w in loaded.warnings])
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    lines = draw(st.sampled_from(SEEDS)).splitlines()
+    for _ in range(draw(st.integers(1, 3))):
+        index = draw(st.integers(0, len(lines) - 1))
+        line = lines[index]
+        snippet = draw(st.sampled_from(SNIPPETS))
+        how = draw(st.sampled_from(["value", "item", "insert", "delete", "copy", "indent"]))
+        if how == "value" and ": " in line:
+            lines[index] = line[: line.index(": ") + 2] + snippet
+        elif how == "item":
+            lines[index] = line[: len(line) - len(line.lstrip())] + "- " + snippet
+        elif how == "insert":
+            lines.insert(index, line[: len(line) - len(line.lstrip())] + "x: " + snippet)
+        elif how == "delete" and len(lines) > 1:
+            del lines[index]
+        elif how == "copy":
+            lines.insert(index, line)
+        elif how == "indent":
+            lines[index] = "  " + line
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=mutated(), env=st.sampled_from([None, "dev", "prod", "staging"]))
+def test_the_fast_and_the_round_trip_path_load_alike(
+    text: str,
+    env: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path_factory.mktemp("spec") / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    fast = fast_parse(text)
+    if fast is not None:
+        assert shape(fast) == shape(round_trip_yaml().load(text))
+    taken = outcome(path, env)
+    with monkeypatch.context() as patched:
+        patched.setattr(load, "fast_parse", lambda text: None)
+        assert taken == outcome(path, env)
