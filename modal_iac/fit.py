@@ -437,12 +437,15 @@ def misfits_allowed() -> Iterator[None]:
         _CHECKING.reset(token)
 
 
-def problems(spec: Spec | GatewaySpec) -> list[tuple[tuple[str | int, ...], str]]:
-    """Misfits as (key path, message), the shape ``Spec.problems()`` returns."""
+def problems(
+    spec: Spec | GatewaySpec, fits: list[tuple[tuple[str | int, ...], Fit]] | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Misfits as (key path, message), the shape ``Spec.problems()`` returns. ``fits``:
+    ``spec_fits(spec)`` if the caller has it already (load asks for all three kinds)."""
     found: list[tuple[tuple[str | int, ...], str]] = []
     if not _CHECKING.get():
         return found
-    for loc, fit in spec_fits(spec):
+    for loc, fit in spec_fits(spec) if fits is None else fits:
         if fit.fits:
             continue
         need = f"{fit.weights_gb:.1f} GB of weights"
@@ -463,7 +466,9 @@ def problems(spec: Spec | GatewaySpec) -> list[tuple[tuple[str | int, ...], str]
     return found
 
 
-def tight(spec: Spec | GatewaySpec) -> list[tuple[tuple[str | int, ...], str]]:
+def tight(
+    spec: Spec | GatewaySpec, fits: list[tuple[tuple[str | int, ...], Fit]] | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
     """Tight fits as (key path, message): a KV cache under 10% of vLLM's budget leaves
     little room for batches. Warnings, not errors."""
     return [
@@ -472,17 +477,19 @@ def tight(spec: Spec | GatewaySpec) -> list[tuple[tuple[str | int, ...], str]]:
             f"{fit.model} fits {fit.gpu} tightly: {fit.kv_gb:.1f} GB left for the KV cache "
             f"({fit.kv_gb / fit.budget_gb:.0%} of {fit.budget_gb:.1f} GB); expect small batches",
         )
-        for loc, fit in spec_fits(spec)
+        for loc, fit in (spec_fits(spec) if fits is None else fits)
         if fit.tight
     ]
 
 
-def unchecked(spec: Spec | GatewaySpec) -> list[tuple[tuple[str | int, ...], str]]:
+def unchecked(
+    spec: Spec | GatewaySpec, fits: list[tuple[tuple[str | int, ...], Fit]] | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
     """Fits whose context could not be checked (no layer shapes), as (key path, message):
     the weights fit, but whether the KV cache holds max_model_len is unknown. Warnings."""
     found = []
     seen = set()
-    for loc, fit in spec_fits(spec):
+    for loc, fit in spec_fits(spec) if fits is None else fits:
         if fit.fits and not fit.context_checked and (loc, fit.model) not in seen:
             seen.add((loc, fit.model))
             key = "model.architecture"

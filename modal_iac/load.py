@@ -23,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 from .address import Project, profile_environment
 from .errors import SpecError, SpecErrors
 from .fit import problems as fit_problems
+from .fit import spec_fits
 from .fit import tight as fit_warnings
 from .fit import unchecked as fit_unchecked
 from .gateway import GatewaySpec
@@ -343,13 +344,15 @@ def _validate(
     except ValidationError as exc:
         return from_pydantic(shown, data, exc.errors(), model), None, ()
     # GPU fit (fit.py): a model too big for its GPU is located like the spec's own problems.
-    found = [*spec.problems(), *fit_problems(spec)]
+    fits = spec_fits(spec)
+    found = [*spec.problems(), *fit_problems(spec, fits)]
     errors = [located(shown, data, loc, message) for loc, message in found]
     tight = tuple(
-        located(shown, data, loc, message, code=TIGHT_FIT) for loc, message in fit_warnings(spec)
+        located(shown, data, loc, message, code=TIGHT_FIT)
+        for loc, message in fit_warnings(spec, fits)
     ) + tuple(
         located(shown, data, loc, message, code=UNCHECKED_FIT)
-        for loc, message in fit_unchecked(spec)
+        for loc, message in fit_unchecked(spec, fits)
     )
     if errors:
         return errors, spec, ()
