@@ -3,8 +3,9 @@
     python benchmarks/bench_cli.py [--runs N] [--specs N] [--memory-specs N] [--profile]
     python benchmarks/bench_cli.py --quick    # tiny sizes, one run: checks the script works
 
-The default run (5 runs, 1000 mixed specs, 5000 for peak memory) takes about 4 minutes on
-2 idle CPUs. Specs are generated from every shape in examples/ and specs/ (services, the
+The default run (5 runs, 1000 mixed specs, 5000 for peak memory) took 41 minutes on 2 CPUs
+shared with other work (load average 4 to 11); use --runs 3 on a busy machine.
+Specs are generated from every shape in examples/ and specs/ (services, the
 gateway, flow-list GPUs such as [H100:2, A100:2], warnings at list positions), each app
 named uniquely. The floor is ruamel's C safe loader on the same files, in this process.
 
@@ -300,7 +301,7 @@ def load_rows(runs: int, repeat: int) -> list[Row]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
-        epilog="The default run takes about 4 minutes on 2 idle CPUs; --quick a few seconds.",
+        epilog="The default run is long (41 minutes on 2 busy CPUs); --quick takes under a minute.",
     )
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median)")
     parser.add_argument("--specs", type=int, default=1000, help="mixed specs per command")
