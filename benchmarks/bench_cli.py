@@ -1,13 +1,18 @@
-"""Wall times of the modaliac CLI next to baselines measured in the same run.
+"""The CLI figures of issue 15, each a ratio to a baseline measured in the same run.
 
-    python benchmarks/bench_cli.py [--runs N] [--sizes 1,100,1000] [--profile]
+    python benchmarks/bench_cli.py [--runs N] [--specs N] [--memory-specs N] [--profile]
+    python benchmarks/bench_cli.py --quick    # tiny sizes, one run: checks the script works
 
-Every figure is the median of N runs on this machine, taken now: start-up baselines
-(``python -c pass``, ``import modal``, ``modal --help``) stand beside ``modaliac --help``, and
-``modaliac plan`` over 1, 100 and 1000 generated specs stands beside the per-spec cost of the
-YAML load alone (ruamel's round-trip loader, ruamel's C safe loader) and of modaliac's own
-load path. Targets are printed with the figures; a miss is reported, never an exit status
-(these machines are noisy). The script exits non-zero only when a command fails.
+The default run (5 runs, 1000 mixed specs, 5000 for peak memory) took 41 minutes on 2 CPUs
+shared with other work (load average 4 to 11); use --runs 3 on a busy machine.
+Specs are generated from every shape in examples/ and specs/ (services, the
+gateway, flow-list GPUs such as [H100:2, A100:2], warnings at list positions), each app
+named uniquely. The floor is ruamel's C safe loader on the same files, in this process.
+
+Per-spec figures of a command are its marginal cost: (time over N specs - time over 1 spec)
+/ (N - 1), so the interpreter's start-up, measured in its own rows, is not spread over them.
+Targets are printed with yes/NO; a miss never changes the exit status (these machines are
+noisy), which is non-zero only when a command fails.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -23,74 +29,75 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from common import REPO, SEED_SPEC, machine_line, script, set_line, table
+from common import REPO, SHAPES, machine_line, mixed_specs, script, table
 
-HEADER = ["measurement", "median", "min .. max", "target", "met"]
-HELP_TARGET = 0.15
-PLAN_TARGETS = {1: 0.4, 1000: 3.0}
-DEPS_LABEL = "python -c 'import ruamel.yaml, jinja2, pydantic, jsonschema'"
-GPUS = ("A100-40GB", "A100-80GB", "H100", "L40S")
+T = TypeVar("T")
+HEADER = ["measurement", "median", "baseline", "ratio", "target", "met"]
+STARTUP_TARGET = 0.25  # of `modal --help`
+PER_SPEC_TARGET = 3.0  # plan --offline, render, fmt --check: of the C safe floor per spec
+LOAD_TARGET = 2.0  # load_spec of each shape: of the C safe floor on that file
+DIFF_TARGET = 1.3  # diff --base: of plan --offline over the same specs
+MEMORY_TARGET_MIB = 150.0
+NO_STATE = "no-state.json"  # never created: an empty state, every app a create
+CHANGED_SPECS = 10  # of the specs diff --base compares, how many the second commit changes
 
 
 @dataclass(frozen=True)
 class Row:
-    """One measured line of the table."""
+    """One line of the table: a median, and what it is held against."""
 
     label: str
-    times: list[float]  # seconds
-    target: float | None = None
-    unit: str = "s"  # "s" for whole commands, "ms" for per-spec figures
+    value: float
+    unit: str  # "s", "ms" or "MiB"
+    baseline: float | None = None  # same unit as value
+    target: float | None = None  # a ratio to the baseline, or a bound in ``unit`` without one
 
     @property
-    def median(self) -> float:
-        return statistics.median(self.times)
+    def ratio(self) -> float | None:
+        return None if self.baseline is None else self.value / self.baseline
 
     def cells(self) -> list[str]:
-        scale = 1000.0 if self.unit == "ms" else 1.0
-        fmt = "{:.2f} ms" if self.unit == "ms" else "{:.3f} s"
-        median = fmt.format(self.median * scale)
-        spread = fmt.format(min(self.times) * scale) + " .. " + fmt.format(max(self.times) * scale)
+        ratio = self.ratio
         if self.target is None:
-            return [self.label, median, spread, "", ""]
-        target = "< " + fmt.format(self.target * scale)
-        met = "yes" if self.median < self.target else "NO"
-        return [self.label, median, spread, target, met]
+            target, met = "", ""
+        elif ratio is None:
+            target, met = f"<= {_shown(self.target, self.unit)}", _met(self.value, self.target)
+        else:
+            target, met = f"<= {self.target:g}x", _met(ratio, self.target)
+        return [
+            self.label,
+            _shown(self.value, self.unit),
+            "" if self.baseline is None else _shown(self.baseline, self.unit),
+            "" if ratio is None else f"{ratio:.2f}x",
+            target,
+            met,
+        ]
 
 
-# -- spec generation -------------------------------------------------------------------------
+def _shown(value: float, unit: str) -> str:
+    return f"{value:.3f} s" if unit == "s" else f"{value:.2f} {unit}"
 
 
-def generate_specs(directory: Path, count: int, seed_text: str) -> None:
-    """Write ``count`` valid specs: the seed with a unique app name and a few varied values."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        text = seed_text
-        text = set_line(text, r"app: .*", f"app: bench-{index:04d}")
-        text = set_line(text, r"  team: .*", f"  team: team-{index % 7}")
-        text = set_line(text, r"  max_num_seqs: .*", f"  max_num_seqs: {64 + index % 5 * 32}")
-        text = set_line(
-            text,
-            r"  gpu_memory_utilization: .*",
-            f"  gpu_memory_utilization: {0.80 + index % 10 / 100:.2f}",
-        )
-        text = set_line(text, r"gpu: .*", f"gpu: {GPUS[index % len(GPUS)]}")
-        text = set_line(text, r"  concurrency: .*", f"  concurrency: {8 + index % 4 * 8}")
-        (directory / f"spec-{index:04d}.yaml").write_text(text, encoding="utf-8")
+def _met(value: float, bound: float) -> str:
+    return "yes" if value <= bound else "NO"
 
 
 # -- measuring -------------------------------------------------------------------------------
 
 
-def time_commands(commands: dict[str, list[str]], runs: int, cwd: Path) -> dict[str, list[float]]:
-    """Wall times of each command, ``runs`` times, interleaved round by round.
+def time_commands(
+    commands: dict[str, list[str]], runs: int, cwd: Path, *, warm_up: bool
+) -> dict[str, float]:
+    """Median wall time of each command over ``runs``, interleaved round by round.
 
-    Each command first runs once untimed (page cache, and to check that it succeeds). Rounds
-    then run every command once, so a burst of noise on the machine hits all of them alike
-    instead of one measurement. Fails on a non-zero exit status.
+    With ``warm_up``, each command first runs once untimed (page cache); then every round
+    runs each once, so a burst of noise hits all of them alike. Fails on a non-zero exit
+    status.
     """
     times: dict[str, list[float]] = {label: [] for label in commands}
-    for attempt in range(runs + 1):
+    for attempt in range(0 if warm_up else 1, runs + 1):
         for label, argv in commands.items():
             start = time.perf_counter()
             done = subprocess.run(
@@ -102,210 +109,300 @@ def time_commands(commands: dict[str, list[str]], runs: int, cwd: Path) -> dict[
                 raise SystemExit(f"bench: {' '.join(argv)} exited {done.returncode}:\n{err}")
             if attempt:
                 times[label].append(elapsed)
-    return times
+    return {label: statistics.median(values) for label, values in times.items()}
 
 
-def check_plan(modaliac: Path, directory: Path, state: Path, size: int) -> None:
-    """The generated specs are valid and distinct: plan (as JSON) creates exactly ``size`` apps."""
-    argv = [str(modaliac), "plan", str(directory), "--state", str(state), "--format", "json"]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} exited {done.returncode}:\n{done.stderr}")
-    summary = json.loads(done.stdout)["summary"]
-    if summary.get("create") != size:
-        raise SystemExit(f"bench: plan over {size} generated specs gave {summary}")
+def peak_rss_mib(argv: list[str], cwd: Path) -> float:
+    """The maximum resident set size of one run of ``argv`` (its own, from ``wait4``)."""
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    err = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    if child.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} exited {child.returncode}:\n{err}")
+    return usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def time_per_item(work: Callable[[Path], object], files: list[Path], runs: int) -> list[float]:
-    """Seconds per file of ``work`` over all ``files``, once per run (after a warm-up pass)."""
-    for path in files[:3]:
-        work(path)
+def per_item(work: Callable[[T], object], items: list[T], runs: int) -> float:
+    """Median seconds per item of ``work`` over all ``items`` (after a warm-up pass)."""
+    for item in items[:3]:
+        work(item)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        for path in files:
-            work(path)
-        times.append((time.perf_counter() - start) / len(files))
-    return times
+        for item in items:
+            work(item)
+        times.append((time.perf_counter() - start) / len(items))
+    return statistics.median(times)
 
 
-def in_process_rows(files: list[Path], runs: int) -> list[Row]:
+def c_safe_load(text: str) -> object:
     from ruamel.yaml import YAML
 
-    from modal_iac.load import load_spec
-    from modal_iac.plan import Desired
-    from modal_iac.render import render
+    return YAML(typ="safe", pure=False).load(text)
 
-    texts = {path: path.read_text(encoding="utf-8") for path in files}
 
-    def rt_load(path: Path) -> object:
-        return YAML(typ="rt").load(texts[path])
+def floor_text(text: str) -> str:
+    """``text`` as libyaml accepts it: the C loader refuses ``gpu: [H100:2, A100:2]`` (a
+    colon in a flow scalar), so the floor parses those items quoted, the same document."""
 
-    def safe_load(path: Path) -> object:
-        return YAML(typ="safe", pure=False).load(texts[path])
+    def quoted(match: re.Match[str]) -> str:
+        items = ", ".join(f'"{item.strip()}"' for item in match[1].split(","))
+        return f"gpu: [{items}]"
 
-    def modaliac_load(path: Path) -> object:
-        return load_spec(path)
+    return re.sub(r"^gpu: \[(.*)\]$", quoted, text, flags=re.MULTILINE)
 
-    def load_render_record(path: Path) -> object:
-        loaded = load_spec(path)
-        return Desired(loaded, render(loaded)).record()
 
+def check_mix(modaliac: Path, directory: Path, state: Path) -> int:
+    """The generated specs are valid and their apps distinct: plan (as JSON) creates exactly
+    the apps validate lists. Returns that count."""
+    listed = _run([str(modaliac), "validate", str(directory)], directory)
+    apps = [name for line in listed.splitlines() for name in _apps_of(line)]
+    argv = [str(modaliac), "plan", "--offline", str(directory), "--state", str(state)]
+    summary = json.loads(_run([*argv, "--format", "json"], directory))["summary"]
+    if len(set(apps)) != len(apps) or summary.get("create") != len(apps):
+        raise SystemExit(f"bench: {len(apps)} apps in {directory}, plan gave {summary}")
+    return len(apps)
+
+
+def _apps_of(line: str) -> list[str]:
+    """``PATH: ok (a, b)`` -> ["a", "b"]."""
+    _, _, names = line.partition(": ok (")
+    return [name.strip() for name in names.rstrip(")").split(",") if name.strip()]
+
+
+def _run(argv: list[str], cwd: Path) -> str:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} exited {done.returncode}:\n{done.stderr}")
+    return done.stdout
+
+
+def git_repo(root: Path, count: int) -> Path:
+    """A git repo of ``count`` mixed specs in two commits; the second changes a few specs
+    (a scaling value), so ``diff --base HEAD~1`` has something to show."""
+    specs = mixed_specs(root / "specs", count)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "-C", str(root)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "specs"], check=True)
+    changed = 0
+    for path in specs:
+        text, found = re.subn(
+            r"^(  concurrency: )(\d+)",
+            lambda match: f"{match[1]}{int(match[2]) + 1}",
+            path.read_text(encoding="utf-8"),
+            count=1,
+            flags=re.MULTILINE,
+        )
+        if found and changed < CHANGED_SPECS:
+            path.write_text(text, encoding="utf-8")
+            changed += 1
+    subprocess.run([*git, "commit", "-q", "-am", "a few specs change"], check=True)
+    return root / "specs"
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def startup_rows(
+    modaliac: Path, modal: Path | None, runs: int, cwd: Path, *, warm_up: bool
+) -> list[Row]:
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "modaliac --version": [str(modaliac), "--version"],
+        "modaliac --help": [str(modaliac), "--help"],
+    }
+    if modal is not None:
+        commands["modal --help"] = [str(modal), "--help"]
+    times = time_commands(commands, runs, cwd, warm_up=warm_up)
+    base = times.get("modal --help")
+    rows = [Row("python -c pass", times["python -c pass"], "s")]
+    for label in ("modaliac --version", "modaliac --help"):
+        rows.append(Row(f"{label} vs modal --help", times[label], "s", base, STARTUP_TARGET))
+    if base is not None:
+        rows.append(Row("modal --help", base, "s"))
+    return rows
+
+
+def command_rows(
+    modaliac: Path, repo: Path, apps: int, runs: int, floor: float, out: Path, *, warm_up: bool
+) -> list[Row]:
+    """plan --offline, render and fmt --check per spec against the floor, and diff --base
+    against plan over the same specs."""
+    specs = sorted(repo.glob("*.yaml"))
+    one = repo.parent / "one"
+    one.mkdir()
+    one_spec = one / specs[0].name
+    one_spec.write_bytes(specs[0].read_bytes())
+    state = repo.parent / NO_STATE
+    tool = str(modaliac)
+
+    def per(label: str, argv: Callable[[Path, str], list[str]]) -> dict[str, list[str]]:
+        return {f"{label} N": argv(repo, "all"), f"{label} 1": argv(one, "one")}
+
+    commands = {
+        **per("plan", lambda d, _: [tool, "plan", "--offline", str(d), "--state", str(state)]),
+        **per("render", lambda d, name: [tool, "render", str(d), "-o", str(out / name)]),
+        **per("fmt", lambda d, _: [tool, "fmt", "--check", str(d)]),
+        "diff": [tool, "diff", "--base", "HEAD~1", str(repo)],
+    }
+    times = time_commands(commands, runs, repo.parent, warm_up=warm_up)
+    n = len(specs)
+
+    def marginal(label: str) -> float:
+        return (times[f"{label} N"] - times[f"{label} 1"]) / (n - 1) * 1000
+
+    mix = f"{n} mixed specs, {apps} apps"
     return [
-        Row("YAML floor: ruamel round-trip load", time_per_item(rt_load, files, runs), unit="ms"),
-        Row("YAML floor: ruamel C safe load", time_per_item(safe_load, files, runs), unit="ms"),
+        Row(f"floor: ruamel C safe load, per spec ({n} specs)", floor * 1000, "ms"),
         Row(
-            "modaliac load_spec (parse+validate)",
-            time_per_item(modaliac_load, files, runs),
-            unit="ms",
+            f"plan --offline, per spec ({mix})",
+            marginal("plan"),
+            "ms",
+            floor * 1000,
+            PER_SPEC_TARGET,
         ),
         Row(
-            "modaliac load+render+record", time_per_item(load_render_record, files, runs), unit="ms"
+            f"render -o DIR, per spec ({mix})",
+            marginal("render"),
+            "ms",
+            floor * 1000,
+            PER_SPEC_TARGET,
+        ),
+        Row(f"fmt --check, per spec ({mix})", marginal("fmt"), "ms", floor * 1000, PER_SPEC_TARGET),
+        Row(
+            f"diff --base HEAD~1 vs plan --offline ({n} specs, {CHANGED_SPECS} changed)",
+            times["diff"],
+            "s",
+            times["plan N"],
+            DIFF_TARGET,
         ),
     ]
 
 
-# -- output ----------------------------------------------------------------------------------
+def load_rows(runs: int, repeat: int) -> list[Row]:
+    """``load_spec`` of each shape against the C safe floor on the same file, in process."""
+    from modal_iac.address import Project
+    from modal_iac.load import load_spec
 
-
-def profile_plan(directory: Path, state: Path, top: int) -> None:
-    """cProfile of one ``modaliac plan`` over ``directory`` (in a fresh interpreter)."""
-    code = (
-        "import cProfile, os, pstats, sys\n"
-        "prof = cProfile.Profile()\n"
-        "prof.enable()\n"
-        "from modal_iac.cli import main\n"
-        "real, sys.stdout = sys.stdout, open(os.devnull, 'w')\n"
-        f"main(['plan', {str(directory)!r}, '--state', {str(state)!r}])\n"
-        "prof.disable()\n"
-        "sys.stdout = real\n"
-        f"pstats.Stats(prof).sort_stats('cumulative').print_stats({top})\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
-
-
-def plan_label(size: int) -> str:
-    return f"modaliac plan, {size} spec{'' if size == 1 else 's'}"
+    project = Project.here()
+    rows = []
+    for path in SHAPES:
+        text = floor_text(path.read_text(encoding="utf-8"))
+        floor = per_item(c_safe_load, [text] * repeat, runs)
+        cost = per_item(lambda item: load_spec(item, project=project), [path] * repeat, runs)
+        rows.append(
+            Row(f"load_spec {path.relative_to(REPO)}", cost * 1000, "ms", floor * 1000, LOAD_TARGET)
+        )
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="The default run is long (41 minutes on 2 busy CPUs); --quick takes under a minute.",
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (median)")
+    parser.add_argument("--specs", type=int, default=1000, help="mixed specs per command")
     parser.add_argument(
-        "--sizes", default="1,100,1000", help="spec counts to plan over (comma-separated)"
+        "--memory-specs", type=int, default=5000, help="specs for the peak memory of plan"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="also print a cProfile of plan over the largest size"
+        "--quick",
+        action="store_true",
+        help="20 specs, 50 for memory, 1 run, no warm-up: a smoke test",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of plan over the specs"
     )
     args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
-    if not sizes or sizes[0] < 1:
-        parser.error("--sizes needs positive counts")
+    if args.quick:
+        args.runs, args.specs, args.memory_specs = 1, 20, 50
+    if args.runs < 1 or args.specs < 2 or args.memory_specs < 1:
+        parser.error("--runs and --memory-specs must be at least 1, --specs at least 2")
 
     modaliac = script("modaliac")
     if modaliac is None:
         print("bench: modaliac is not installed (pip install -e '.[test]')", file=sys.stderr)
         return 1
     modal = script("modal")
-    python = sys.executable
-    seed_text = SEED_SPEC.read_text(encoding="utf-8")
-
     print(f"# modaliac CLI benchmark: {machine_line()}")
-    print(f"# medians of {args.runs} interleaved runs (after one untimed warm-up each)")
-    print(f"# python: {python}\n# modaliac: {modaliac}\n# modal: {modal or 'not installed'}")
+    warm = "no warm-up: --quick" if args.quick else "after one untimed warm-up each"
+    print(f"# medians of {args.runs} interleaved runs ({warm})")
+    print(f"# modaliac: {modaliac}\n# modal: {modal or 'not installed'}")
     print()
 
     with tempfile.TemporaryDirectory(prefix="modaliac-bench-") as tmp:
         root = Path(tmp)
-        state = root / "empty-state.json"  # never created: an empty state, every app a create
-        startup: dict[str, list[str]] = {
-            "python -c pass": [python, "-c", "pass"],
-            DEPS_LABEL: [python, "-c", "import ruamel.yaml, jinja2, pydantic, jsonschema"],
-            "modaliac --help": [str(modaliac), "--help"],
-        }
-        if modal is not None:
-            startup["python -c 'import modal'"] = [python, "-c", "import modal"]
-            startup["modal --help"] = [str(modal), "--help"]
-        plans: dict[str, list[str]] = {}
-        dirs: dict[int, Path] = {}
-        for size in sizes:
-            dirs[size] = root / f"specs-{size}"
-            generate_specs(dirs[size], size, seed_text)
-            check_plan(modaliac, dirs[size], state, size)
-            plans[plan_label(size)] = [
-                str(modaliac),
-                "plan",
-                str(dirs[size]),
-                "--state",
-                str(state),
-            ]
-        times = time_commands({**startup, **plans}, args.runs, REPO)
-        targets = {"modaliac --help": HELP_TARGET} | {
-            plan_label(size): PLAN_TARGETS[size] for size in sizes if size in PLAN_TARGETS
-        }
-
-        def rows(labels: list[str]) -> list[Row]:
-            return [Row(label, times[label], targets.get(label)) for label in labels]
-
-        small = [s for s in sizes if s <= 100]
-        sample = sorted(dirs[small[-1] if small else sizes[0]].glob("*.yaml"))[:100]
+        repo = git_repo(root / "repo", args.specs)
+        apps = check_mix(modaliac, repo, repo.parent / NO_STATE)
+        texts = [
+            floor_text(path.read_text(encoding="utf-8")) for path in sorted(repo.glob("*.yaml"))
+        ]
+        floor = per_item(c_safe_load, texts, args.runs)
+        memory_dir = root / "memory"
+        mixed_specs(memory_dir, args.memory_specs)
+        plan_big = [str(modaliac), "plan", "--offline", str(memory_dir), "--state", NO_STATE]
+        peaks = [peak_rss_mib(plan_big, root) for _ in range(min(args.runs, 3))]
         sections = [
             (
-                "start-up" + ("" if modal else "; modal not installed, its baselines skipped"),
-                rows(list(startup)),
+                "start-up" + ("" if modal else "; modal not installed: no baseline"),
+                startup_rows(modaliac, modal, args.runs, root, warm_up=not args.quick),
             ),
-            (f"plan DIR --state {state.name} (no state: every app is a create)", rows(list(plans))),
             (
-                f"in-process, per spec (mean over {len(sample)} specs)",
-                in_process_rows(sample, args.runs),
+                "per spec against the floor; diff against plan",
+                command_rows(
+                    modaliac,
+                    repo,
+                    apps,
+                    args.runs,
+                    floor,
+                    root / "rendered",
+                    warm_up=not args.quick,
+                ),
+            ),
+            (
+                "peak memory (max RSS)",
+                [
+                    Row(
+                        f"plan --offline over {args.memory_specs} mixed specs",
+                        statistics.median(peaks),
+                        "MiB",
+                        target=MEMORY_TARGET_MIB,
+                    )
+                ],
+            ),
+            (
+                "in process: load_spec of each shape against the floor",
+                load_rows(args.runs, 3 if args.quick else 50),
             ),
         ]
         print(table(HEADER, sections))
         print()
         if hasattr(os, "getloadavg"):
             print(f"load average at the end: {os.getloadavg()[0]:.2f} (noise: compare with start)")
-        by_label = {row.label: row for _, section in sections for row in section}
-        _print_derived(by_label, sizes)
         if args.profile:
-            print()
-            print(f"# cProfile of modaliac plan over {sizes[-1]} specs (top 40 by cumulative time)")
+            print(f"\n# cProfile of modaliac plan --offline over {args.specs} specs (top 40)")
             sys.stdout.flush()
-            profile_plan(dirs[sizes[-1]], state, 40)
+            profile_plan(repo, repo.parent / NO_STATE, 40)
     return 0
 
 
-def _print_derived(rows: dict[str, Row], sizes: list[int]) -> None:
-    """Differences that tell where the time of plan goes."""
-    if len(sizes) >= 2:
-        small, large = rows[plan_label(sizes[0])], rows[plan_label(sizes[-1])]
-        slope = (large.median - small.median) / (sizes[-1] - sizes[0])
-        print(
-            f"plan: fixed cost about {small.median - slope * sizes[0]:.3f} s, "
-            f"marginal cost {slope * 1000:.2f} ms per spec ({sizes[0]} -> {sizes[-1]} specs)"
-        )
-    deps = rows.get(DEPS_LABEL)
-    python = rows.get("python -c pass")
-    helprow, one = rows.get("modaliac --help"), rows.get(plan_label(1))
-    if python and helprow:
-        extra = (helprow.median - python.median) * 1000
-        print(f"modaliac --help over bare python: {extra:+.0f} ms")
-    if deps and one:
-        print(
-            f"plan of 1 spec over importing its dependencies: "
-            f"{(one.median - deps.median) * 1000:+.0f} ms"
-        )
-    rt = rows.get("YAML floor: ruamel round-trip load")
-    safe = rows.get("YAML floor: ruamel C safe load")
-    load = rows.get("modaliac load_spec (parse+validate)")
-    full = rows.get("modaliac load+render+record")
-    if rt and safe and load and full:
-        print(
-            f"per spec: load_spec = {load.median / rt.median:.2f}x the round-trip floor, "
-            f"{load.median / safe.median:.2f}x the C safe floor; "
-            f"load+render+record = {full.median / safe.median:.2f}x the C safe floor"
-        )
+def profile_plan(directory: Path, state: Path, top: int) -> None:
+    """cProfile of one ``modaliac plan --offline`` over ``directory`` (a fresh interpreter)."""
+    code = (
+        "import cProfile, os, pstats, sys\n"
+        "prof = cProfile.Profile()\n"
+        "prof.enable()\n"
+        "from modal_iac.cli import main\n"
+        "real, sys.stdout = sys.stdout, open(os.devnull, 'w')\n"
+        f"main(['plan', '--offline', {str(directory)!r}, '--state', {str(state)!r}])\n"
+        "prof.disable()\n"
+        "sys.stdout = real\n"
+        f"pstats.Stats(prof).sort_stats('cumulative').print_stats({top})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=directory.parent, check=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +125,8 @@ def read_modal_config() -> dict[str, dict[str, object]]:
     """Modal's config file as profile -> settings; empty when there is none. Anything but a
     regular file (``/dev/null``, a folder, a pipe) holds no config and is never opened:
     reading a pipe would wait for ever."""
+    import tomllib  # here, not at the top: `modaliac --help` imports this module
+
     path = modal_config_path()
     if not path.is_file():  # none, /dev/null, a folder or a pipe: no config, never opened
         return {}

@@ -37,6 +37,7 @@ REGISTERED_COMMAND_MODULES = (
     "environments",
 )
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
+VERSION_TEXT = f"modaliac {__version__}"
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 
 
@@ -410,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Infrastructure as code for model serving on Modal.",
         epilog="Specs are YAML files; see examples/ and schema.json.",
     )
-    parser.add_argument("--version", action="version", version=f"modaliac {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument(
         "--color",
@@ -858,6 +859,11 @@ def main(argv: Sequence[str] | None = None, confirm: Callable[[str], bool] = _as
 
 
 def _main(argv: Sequence[str] | None, confirm: Callable[[str], bool], console: Console) -> int:
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # What argparse's version action prints, without building the parser (and importing
+        # every command module) first: scripts call `--version` to probe the tool.
+        console.print(VERSION_TEXT)
+        return EXIT_OK
     parser = build_parser()
     args = parser.parse_args(argv)
     console.color = _wants_color(sys.stdout, args.color)

@@ -17,14 +17,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .address import Address, Project
-from .lock_owner import utc_time
-from .observed import Commit, Observed
-from .state import State
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
+    from .address import Project
     from .cli import Console
+    from .observed import Commit, Observed
     from .plan import Change, Plan
+    from .state import State
 
 STATUS_FORMAT_VERSION = 1
 # The plan's action, said as the answer to "does Modal run what the spec says?".
@@ -87,6 +86,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from .address import Project
     from .modal_api import require_credentials
     from .operate import observe_for
     from .plan import Inputs, make_plan
@@ -129,6 +129,9 @@ def status_of(
     """A row per planned app, then per app the state records for this ``--env`` that the
     plan leaves out (its spec is outside the named specs), then per app only Modal's tags
     say modaliac manages (``strays``); records of other ``--env`` runs are only counted."""
+    from .address import Address
+    from .observed import Observed
+
     rows = []
     for change in plan.changes:
         record = state.apps.get(change.address)
@@ -181,6 +184,8 @@ def as_text(status: Status, project: Project | None = None) -> str:
 
 
 def _cells(row: Row) -> tuple[str, ...]:
+    from .lock_owner import utc_time
+
     current = row.seen.current
     return (
         row.address,

@@ -1,0 +1,61 @@
+"""The benchmark scripts run: ``bench_cli.py --quick`` prints every row issue 15 asks for.
+
+No figure is asserted (these machines are noisy): only that each row is there, that its
+ratio is a number, and that each target has a yes/NO.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Each row's label starts so, and whether it is a ratio to a baseline.
+ROWS = {
+    "python -c pass": False,
+    "modaliac --version vs modal --help": True,
+    "modaliac --help vs modal --help": True,
+    "modal --help": False,
+    "floor: ruamel C safe load, per spec": False,
+    "plan --offline, per spec": True,
+    "render -o DIR, per spec": True,
+    "fmt --check, per spec": True,
+    "diff --base HEAD~1 vs plan --offline": True,
+    "plan --offline over 50 mixed specs": False,
+}
+SHAPES = sorted(
+    str(p.relative_to(ROOT))
+    for p in [
+        *ROOT.glob("examples/*.yaml"),
+        *ROOT.glob("examples/*/*.yaml"),
+        ROOT / "specs/kalm.yaml",
+    ]
+)
+
+
+def test_bench_cli_quick_prints_every_row_with_its_ratio() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_cli.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.match(
+        r"# modaliac CLI benchmark: \d{4}-\d\d-\d\d \d\d:\d\d UTC, Python 3\.\d+\.\d+, \d+ CPUs, "
+        r"load average \d+\.\d\d",
+        lines[0],
+    ), lines[0]
+    expected = {**ROWS, **{f"load_spec {shape}": True for shape in SHAPES}}
+    for label, is_ratio in expected.items():
+        row = next((line for line in lines if line.startswith(label)), None)
+        assert row is not None, f"no row {label!r} in:\n{done.stdout}"
+        ratio = re.search(r"\s(\d+\.\d\d)x\s", row)
+        assert bool(ratio) == is_ratio, row
+        if is_ratio:
+            assert re.search(r"<= [\d.]+x\s+(yes|NO)$", row), row
+    memory = next(line for line in lines if line.startswith("plan --offline over 50"))
+    assert re.search(r"\s\d+\.\d\d MiB\s+<= 150\.00 MiB\s+(yes|NO)$", memory), memory
