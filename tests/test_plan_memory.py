@@ -1,8 +1,10 @@
 """A plan over many specs keeps each app's generated file as the way to make it, not as text
-(``deferred.DeferredText``): what is read stays exactly what the spec renders."""
+(``deferred.DeferredText``), and is printed a change at a time: what is read stays exactly
+what the spec renders."""
 
 from __future__ import annotations
 
+import io
 import json
 import tracemalloc
 from collections.abc import Callable
@@ -11,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from modal_iac.cli import Console, build_parser, cmd_plan
 from modal_iac.errors import ModaliacError
 from modal_iac.load import LoadedSpec, load_spec
 from modal_iac.plan import Desired, make_plan
-from modal_iac.present import as_json
+from modal_iac.present import as_json, as_text, text_chunks
 from modal_iac.render import Rendered, render, render_all, render_app
 from modal_iac.state import AppRecord, State
 
@@ -105,3 +108,35 @@ def test_a_source_made_again_must_hash_as_planned(
     monkeypatch.setattr(modal_iac.plan, "render_app", drifted)
     with pytest.raises(ModaliacError, match="changed since the plan was made; plan again"):
         _ = record.source
+
+
+class _Writes(io.StringIO):
+    """An output that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.chunks.append(text)
+        return super().write(text)
+
+
+def test_the_plan_text_is_printed_a_change_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Printing never joins the whole text: each create is written on its own (a plan over
+    5000 specs held ~6 KiB of text an app until the end), and the bytes are as_text's."""
+    desired = specs(tmp_path, 3)
+    plan = make_plan(desired, State())
+    chunks = list(text_chunks(plan))
+    assert len(chunks) == 4 and "".join(chunks) == as_text(plan)
+    assert all(chunk.startswith("+ create ") for chunk in chunks[:3])
+    monkeypatch.chdir(tmp_path)
+    out = _Writes()
+    argv = ["plan", ".", "--state", "none.json", "--offline"]
+    assert cmd_plan(build_parser().parse_args(argv), Console(out, _Writes(), color=False)) == 0
+    assert len(out.chunks) == 4 and out.chunks[0].startswith("+ create kalm-0  (spec-0.yaml)")
+    saved = build_parser().parse_args([*argv, "-o", "plan.txt"])  # as_text, written whole
+    assert cmd_plan(saved, Console(_Writes(), _Writes(), color=False)) == 0
+    assert "".join(out.chunks) == Path("plan.txt").read_text()
