@@ -229,7 +229,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from .operate import build_plan, credentials_configured, plan_inputs
-    from .present import as_json, as_markdown, as_text
+    from .present import as_json, as_markdown, as_text, text_chunks
     from .targets import spec_targets, state_store
 
     project = Project.here()
@@ -256,7 +256,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         Path(args.out).write_text(shown(saving, color=False), encoding="utf-8")
         console.error(f"wrote {args.out}")
     if not args.quiet and (args.out is None or saving != args.format):
-        console.print(shown(args.format, console.color), end="")
+        if args.format == "text":  # a change at a time: the whole text is never held
+            for chunk in text_chunks(plan, color=console.color, costing=pricing, project=project):
+                console.print(chunk, end="")
+        else:
+            console.print(shown(args.format, console.color), end="")
     if args.detailed_exitcode and plan.status == "blocked":
         return EXIT_ERROR  # apply would refuse it: not a plan to apply
     if args.detailed_exitcode and plan.has_changes:

@@ -9,9 +9,10 @@ when the result differs from what was reviewed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import __version__
 from .address import Address
@@ -145,11 +146,51 @@ class Desired:
         )
 
 
-@dataclass(frozen=True, slots=True)  # a create lists every setting: ~120 of them an app
+@dataclass(frozen=True, slots=True)
 class FieldChange:
     path: str
     before: Any
     after: Any
+
+
+class AllSettings(Sequence[FieldChange]):
+    """Every setting of a created (or deleted) app as a change from (or to) nothing, made
+    from its settings when read: a create lists ~120 of them, and a plan over thousands of
+    apps would otherwise hold a row for each, beside the record's settings they repeat.
+
+    It reads, compares and hashes as the tuple of those rows."""
+
+    __slots__ = ("_created", "_settings")
+
+    def __init__(self, settings: dict[str, Any], *, created: bool) -> None:
+        self._settings, self._created = settings, created
+
+    def _row(self, key: str, value: Any) -> FieldChange:
+        return FieldChange(key, None, value) if self._created else FieldChange(key, value, None)
+
+    def __iter__(self) -> Iterator[FieldChange]:
+        return (self._row(key, value) for key, value in self._settings.items())
+
+    def __len__(self) -> int:
+        return len(self._settings)
+
+    @overload
+    def __getitem__(self, index: int) -> FieldChange: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[FieldChange, ...]: ...
+    def __getitem__(self, index: int | slice) -> FieldChange | tuple[FieldChange, ...]:
+        return tuple(self)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AllSettings | tuple):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
 
 
 @dataclass(frozen=True)
@@ -162,7 +203,7 @@ class Change:
     spec_digest: str | None
     source_hash_before: str | None
     source_hash_after: str | None
-    fields: tuple[FieldChange, ...] = ()
+    fields: Sequence[FieldChange] = ()  # a tuple, or AllSettings
     notes: tuple[str, ...] = ()
     drift: tuple[Notice, ...] = ()  # changed on Modal outside modaliac
     blockers: tuple[Notice, ...] = ()  # apply refuses while any remain
@@ -379,7 +420,7 @@ def _delete(record: AppRecord, observed: dict[tuple[str | None, str], Observed] 
         spec_digest=None,
         source_hash_before=record.source_hash,
         source_hash_after=None,
-        fields=tuple(FieldChange(k, v, None) for k, v in record.settings.items()),
+        fields=AllSettings(record.settings, created=False),
         notes=tuple(notes),
         recorded_version=record.deployed_version,
         observed_state=seen_state,
@@ -391,11 +432,11 @@ def _compare(
     item: Desired, before: AppRecord | None, seen: Observed | None, replacing: bool
 ) -> Change:
     after = item.record()
-    fields: tuple[FieldChange, ...] = ()
+    fields: Sequence[FieldChange] = ()
     notes: list[str] = []
     if before is None:
         action: Action = "create"
-        fields = tuple(FieldChange(k, None, v) for k, v in after.settings.items())
+        fields = AllSettings(after.settings, created=True)
     else:
         fields = field_changes(before.settings, after.settings)
         if before.source_hash == after.source_hash:

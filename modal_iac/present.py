@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -81,8 +81,21 @@ def as_text(
     costing: Costing | None = None,
     project: Project | None = None,
 ) -> str:
-    """The plan for a terminal; spec paths as the user standing in ``project.cwd`` types them
-    (the JSON and Markdown plans keep the project-relative paths the state records)."""
+    """The plan for a terminal, as one string (``text_chunks`` joined)."""
+    return "".join(text_chunks(plan, color=color, costing=costing, project=project))
+
+
+def text_chunks(
+    plan: Plan,
+    *,
+    color: bool = False,
+    costing: Costing | None = None,
+    project: Project | None = None,
+) -> Iterator[str]:
+    """The plan for a terminal, a change at a time, so that printing a plan over thousands of
+    apps never holds its whole text (a create lists ~120 settings); spec paths as the user
+    standing in ``project.cwd`` types them (the JSON and Markdown plans keep the
+    project-relative paths the state records)."""
 
     def paint(code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if color else text
@@ -90,37 +103,15 @@ def as_text(
     def shown(path: str) -> str:
         return project.shown(path) if project is not None and path else path
 
-    lines: list[str] = []
     if plan.inputs.refresh_only:
-        return _refresh_text(plan, paint)
+        yield _refresh_text(plan, paint)
+        return
     pricing = _costing(costing, plan)
     costs = {line.address: line for line in pricing.lines(plan)}
     for change in plan.changes:
-        if change.action == "no-op":
-            continue
-        symbol = _SYMBOL[change.action]
-        block = [
-            paint(_COLOR[change.action], f"{symbol} {change.action} {change.address}")
-            + f"  ({shown(change.spec_path)})"
-        ]
-        width = max((len(f.path) for f in change.fields), default=0)
-        for item in change.fields:
-            if change.action == "create":
-                block.append(f"    {item.path.ljust(width)} = {_value(item.after)}")
-            elif change.action == "delete":
-                block.append(f"    {item.path.ljust(width)} = {_value(item.before)}")
-            else:
-                block.append(
-                    f"    {item.path.ljust(width)} : {_value(item.before)} -> {_value(item.after)}"
-                )
-        block.extend(paint("2", f"    # {note}") for note in change.notes)
-        if change.verify is not None:
-            block.append(paint("2", f"    # {verify_text(change)}"))
-        block.append(paint("2", f"    # cost: {_cost_text(costs[change.address])}"))
-        block.append("")
-        # One string a change, not one a line: a create lists ~120 settings, and a plan over
-        # thousands of apps would hold every line as its own object until the final join.
-        lines.append("\n".join(block))
+        if change.action != "no-op":
+            yield _change_text(change, paint, shown, costs[change.address]) + "\n"
+    lines: list[str] = []
     unchanged = [c.address for c in plan.changes if c.action == "no-op"]
     if unchanged:
         lines.append(f"Unchanged: {', '.join(unchanged)}")
@@ -142,8 +133,37 @@ def as_text(
         lines.append(paint("2", OFFLINE_NOTE))
     if plan.changes:
         lines.append(paint("2", prices_text(pricing.prices, _rows_used(costs.values()))))
-    lines.extend((summary_line(plan), ""))  # the final newline, without copying the text again
-    return "\n".join(lines)
+    lines.append(summary_line(plan))
+    yield "".join(line + "\n" for line in lines)
+
+
+def _change_text(
+    change: Change,
+    paint: Callable[[str, str], str],
+    shown: Callable[[str], str],
+    cost: CostLine,
+) -> str:
+    """One change's block: its heading, each setting, its notes and cost, a blank line."""
+    block = [
+        paint(_COLOR[change.action], f"{_SYMBOL[change.action]} {change.action} {change.address}")
+        + f"  ({shown(change.spec_path)})"
+    ]
+    width = max((len(f.path) for f in change.fields), default=0)
+    for item in change.fields:
+        if change.action == "create":
+            block.append(f"    {item.path.ljust(width)} = {_value(item.after)}")
+        elif change.action == "delete":
+            block.append(f"    {item.path.ljust(width)} = {_value(item.before)}")
+        else:
+            block.append(
+                f"    {item.path.ljust(width)} : {_value(item.before)} -> {_value(item.after)}"
+            )
+    block.extend(paint("2", f"    # {note}") for note in change.notes)
+    if change.verify is not None:
+        block.append(paint("2", f"    # {verify_text(change)}"))
+    block.append(paint("2", f"    # cost: {_cost_text(cost)}"))
+    block.append("")
+    return "\n".join(block)
 
 
 def _refresh_text(plan: Plan, paint: Callable[[str, str], str]) -> str:
