@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:  # this module is imported by fmt when it runs, never to build the CLI
     from ruamel.yaml import YAML
-    from ruamel.yaml.nodes import Node
 
     from .fmt import Shape
 
@@ -38,6 +39,9 @@ _EXACT = {
     _TAG + "float": re.compile(r"-?(0|[1-9][0-9]{0,17})\.[0-9]{1,17}"),
     _TAG + "bool": re.compile(r"true|false"),
 }
+# Plain text ruamel writes back as it reads: no indicator first, no ":", "#" or flow
+# indicator anywhere (a glued ":" is the stand-in by now), single spaces between words.
+_SAFE_PLAIN = re.compile(r"[^-?:,\[\]{}#&*!|>'\"%@`\s]([^:,\[\]{}#\s]| (?=[^\s#]))*")
 _MAX_LINE = 1000  # far below the dump's width, past which it would re-wrap a value
 _END_OF_LINE = re.compile(r"( +#.*)?")  # what may follow a value on its line
 
@@ -111,9 +115,7 @@ class _Check:
         if shape.fields is not None and canonical_keys(keys, shape) != keys:
             raise _NotCanonical
         for key, value in node.value:
-            if key.style or _STAND_IN in key.value or not _one_line(key):
-                raise _NotCanonical
-            if key.start_mark.column != column:
+            if not _plain_key(key) or key.start_mark.column != column:
                 raise _NotCanonical
             self._own(key)
             child = shape.child(key.value)
@@ -171,7 +173,7 @@ class _Check:
                 raise _NotCanonical
             parts = []
             for key, value in node.value:
-                if key.style or _STAND_IN in key.value or not _is_scalar(value):
+                if not _plain_key(key) or not _is_scalar(value):
                     raise _NotCanonical  # ruamel may respell nested flow mappings
                 parts.append(f"{key.value}: {self._scalar(value)}")
             return "{" + ", ".join(parts) + "}"
@@ -190,6 +192,8 @@ class _Check:
         if style or not value:
             raise _NotCanonical  # block scalars, empty values, nulls
         if tag == _TAG + "str":
+            if not _SAFE_PLAIN.fullmatch(value) or value[0] == _STAND_IN or value[-1] == _STAND_IN:
+                raise _NotCanonical  # a glued ":" stands between two characters of a word
             if _STAND_IN in value and _resolve(written) != tag:
                 raise _NotCanonical
             return str(value)
@@ -231,26 +235,18 @@ def _compose(text: str) -> Node | None:
 
 
 def _resolve(value: str) -> str:
-    from ruamel.yaml.nodes import ScalarNode
-
     return str(_c_yaml().resolver.resolve(ScalarNode, value, (True, False)))
 
 
 def _is_map(node: Any) -> bool:
-    from ruamel.yaml.nodes import MappingNode
-
     return isinstance(node, MappingNode)
 
 
 def _is_seq(node: Any) -> bool:
-    from ruamel.yaml.nodes import SequenceNode
-
     return isinstance(node, SequenceNode)
 
 
 def _is_scalar(node: Any) -> bool:
-    from ruamel.yaml.nodes import ScalarNode
-
     return isinstance(node, ScalarNode)
 
 
@@ -260,6 +256,15 @@ def _is_block_map(node: Any) -> bool:
 
 def _is_block_seq(node: Any) -> bool:
     return _is_seq(node) and bool(node.value) and not node.flow_style
+
+
+def _plain_key(key: Any) -> bool:
+    return bool(
+        not key.style
+        and _STAND_IN not in key.value
+        and _SAFE_PLAIN.fullmatch(key.value)
+        and _one_line(key)
+    )
 
 
 def _one_line(node: Any) -> bool:

@@ -12,6 +12,9 @@ blank lines above a key belong, in ruamel's terms, to the key before it. Before 
 those lines are taken off the previous key and handed to the key they stand above; after the
 move they are put back in front of it, re-indented to its column. A formatted file is checked
 to hold exactly the same data as before: formatting never changes what a spec says.
+
+Most files fmt reads are already canonical; canonical.py recognises them from the C parser's
+nodes, and only the others take the round-trip path here.
 """
 
 from __future__ import annotations
