@@ -12,6 +12,9 @@ blank lines above a key belong, in ruamel's terms, to the key before it. Before 
 those lines are taken off the previous key and handed to the key they stand above; after the
 move they are put back in front of it, re-indented to its column. A formatted file is checked
 to hold exactly the same data as before: formatting never changes what a spec says.
+
+Most files fmt reads are already canonical; canonical.py recognises them from the C parser's
+nodes, and only the others take the round-trip path here.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ class Shape:
     fields: dict[str, Shape] | None = None
     values: Shape | None = None
     items: Shape | None = None
+
+    def child(self, key: Any) -> Shape:
+        """The shape of the value under ``key`` (a field's, or any value's of a mapping)."""
+        found = (self.fields or {}).get(key) if self.fields is not None else self.values
+        return found or Shape()
 
     def merge(self, other: Shape) -> None:
         if other.fields is not None:
@@ -223,13 +231,11 @@ def _order(node: Any, shape: Shape, column: int, above_first: _Sink | None = Non
         return
     keys = list(node)
     for key in keys:
-        child_shape = (shape.fields or {}).get(key) if shape.fields is not None else shape.values
         nested = column if _is_seq(node[key]) else column + INDENT
-        _order(node[key], child_shape or Shape(), nested, _after_key(node, key))
+        _order(node[key], shape.child(key), nested, _after_key(node, key))
     if shape.fields is None:
         return
-    known = list(shape.fields)
-    wanted = sorted(keys, key=lambda k: (0, known.index(k)) if k in known else (1, keys.index(k)))
+    wanted = canonical_keys(keys, shape)
     if wanted == keys:
         return
     if not _block(node):  # a flow mapping holds no comments between its keys
@@ -256,6 +262,14 @@ def _order(node: Any, shape: Shape, column: int, above_first: _Sink | None = Non
         else:
             _set_token(node, before, _get_token(node, before) + lines)
     _put_tail(node, after)
+
+
+def canonical_keys(keys: list[Any], shape: Shape) -> list[Any]:
+    """``keys`` in canonical order: the model's fields in its order, then the others as
+    they stand. ``shape`` describes a model (its ``fields`` are not None)."""
+    known = {name: index for index, name in enumerate(shape.fields or {})}
+    unknown = len(known)
+    return sorted(keys, key=lambda k: known.get(k, unknown))  # sorted() is stable
 
 
 _Sink = Callable[[str], None]
@@ -317,30 +331,56 @@ def _plain(node: Any) -> Any:
     return node
 
 
+def formatted(text: str, shown: str = "<spec>") -> str:
+    """``format_text(text)``, answered without parsing twice when ``text`` is already in
+    canonical form (most files ``fmt --check`` reads)."""
+    from .canonical import already_canonical
+
+    return text if already_canonical(text) else format_text(text, shown)
+
+
 def format_text(text: str, shown: str = "<spec>") -> str:
     """The canonical form of one spec's text. Raises SpecError on text that is not YAML, or
-    holds what no spec may (tags, alias bombs, nesting past 64 levels: parse.py's checks)."""
-    from .parse import checked_nodes
+    holds what no spec may (tags, alias bombs, nesting past 64 levels: parse.py's checks).
 
-    checked_nodes(text, shown)
-    yaml = _yaml()
-    data = yaml.load(text)
-    before = _plain(yaml.load(text))
-    if data is None:
+    The text is parsed once: the checked node graph is constructed into round-trip data.
+    The result is parsed again (with the C loader when it can) to prove it means the same."""
+    from .parse import checked_nodes, not_a_mapping
+
+    root = checked_nodes(text, shown)
+    if root is None:
         return _layout(text)
-    _order(
-        data,
-        document_shape(data),
-        0,
-        _above_document(data) if _is_map(data) else None,
-    )
+    yaml = _yaml()
+    data = yaml.constructor.construct_document(root)
+    if not _is_map(data):  # no spec; and ruamel cannot dump every document it reads
+        raise not_a_mapping(data, root, shown)
+    before = _plain(data)
+    _order(data, document_shape(data), 0, _above_document(data))
     out = StringIO()
     yaml.dump(data, out)
     for squeeze in (True, False):  # blank lines inside a block scalar are its text
         result = _layout(out.getvalue(), squeeze=squeeze)
-        if _plain(_yaml().load(result)) == before:
+        if _plain(_meaning(result)) == before:
             return result
     raise FormatError(shown, "formatting would change what it says; left as it is")
+
+
+def _meaning(text: str) -> Any:
+    """The data ``text`` holds, as the loader reads it (its C path first)."""
+    from ruamel.yaml.error import YAMLError
+
+    from .parse import fast_parse
+
+    data = fast_parse(text)
+    if data is not None:
+        return data
+    try:
+        return _yaml().load(text)
+    except YAMLError:  # ruamel wrote what it cannot read back: not the same meaning
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
 
 
 def _layout(text: str, *, squeeze: bool = True) -> str:
@@ -377,7 +417,7 @@ def format_file(path: Path) -> Outcome:
     text = decode(read(path, shown), shown)
     from .modeline import fixed
 
-    return Outcome(path, text, fixed(path, format_text(text, shown)))
+    return Outcome(path, text, fixed(path, formatted(text, shown)))
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -223,15 +223,20 @@ def round_trip(text: str, shown: str) -> CommentedMap:
     except YAMLError as exc:
         raise _translated(exc, text, shown) from None
     if not isinstance(data, CommentedMap):
-        found = "a list" if isinstance(data, CommentedSeq) else describe(data)
-        mark = root.start_mark if root is not None else None
-        raise SpecError(
-            shown,
-            f"expected a mapping of keys (app, model, gpu, ...), found {found}",
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-        )
+        raise not_a_mapping(data, root, shown)
     return data
+
+
+def not_a_mapping(data: Any, root: Node | None, shown: str) -> SpecError:
+    """The error for a document that is a list or a scalar, at its start."""
+    found = "a list" if isinstance(data, CommentedSeq | list) else describe(data)
+    mark = root.start_mark if root is not None else None
+    return SpecError(
+        shown,
+        f"expected a mapping of keys (app, model, gpu, ...), found {found}",
+        line=mark.line + 1 if mark else None,
+        column=mark.column + 1 if mark else None,
+    )
 
 
 def checked_nodes(text: str, shown: str) -> Node | None:
@@ -239,12 +244,22 @@ def checked_nodes(text: str, shown: str) -> Node | None:
     no spec may hold: explicit tags, odd keys or scalars, duplicate keys, alias bombs, nesting
     past MAX_DEPTH. What constructs data from the text (``round_trip``, ``fmt``) asks here
     first, so an alias bomb is never expanded. Raises SpecError / SpecErrors."""
+    yaml = round_trip_yaml()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a reused anchor: valid YAML, and stderr is ours
-            root: Node | None = round_trip_yaml().compose(text)
+            root: Node | None = yaml.compose(text)
     except YAMLError as exc:
         raise _translated(exc, text, shown) from None
+    except (AssertionError, NotImplementedError):  # ruamel's comment bookkeeping gives up
+        mark = yaml.composer.mark
+        raise SpecError(
+            shown,
+            "the YAML library cannot place a comment near here; put each comment on a line of "
+            "its own, or after a value",
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
     problems = _check_nodes(root, shown) if root is not None else []
     if problems:
         raise SpecErrors(problems)
@@ -281,6 +296,14 @@ class _Composer(Composer):
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
         self._path: list[Any] = []
+        self.mark: StreamMark | None = None  # how far the reader got when ruamel gave up
+
+    def get_single_node(self) -> Any:
+        try:
+            return super().get_single_node()
+        except (AssertionError, NotImplementedError):  # ruamel's comment bookkeeping gives up
+            self.mark = self.loader.reader.get_mark()
+            raise
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         # ``index``: a list position, the key node of a mapping value, None for a key or the root.
