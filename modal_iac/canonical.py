@@ -42,6 +42,10 @@ _EXACT = {
 # Plain text ruamel writes back as it reads: no indicator first, no ":", "#" or flow
 # indicator anywhere (a glued ":" is the stand-in by now), single spaces between words.
 _SAFE_PLAIN = re.compile(r"[^-?:,\[\]{}#&*!|>'\"%@`\s]([^:,\[\]{}#\s]| (?=[^\s#]))*")
+# Characters that can open a level (a key's ":", "- ", "? ", "[", "{"): the C composer recurses
+# on the C stack without a limit (a few 10,000 levels crash the interpreter), so it only sees
+# texts with fewer of them than this; deeper ones take fmt's round-trip path, which stops at 64.
+_MAX_INDICATORS = 1000
 _MAX_LINE = 1000  # far below the dump's width, past which it would re-wrap a value
 _END_OF_LINE = re.compile(r"( +#.*)?")  # what may follow a value on its line
 
@@ -88,14 +92,13 @@ class _Check:
         """What fmt's layout pass would change: trailing spaces, a schema line not first,
         blank lines at either end or two in a row; and what is outside the subset."""
         from .fmt import SCHEMA_LINE
-        from .parse import _FAST_MAX_INDICATORS
 
         text, lines = self.text, self.lines
         if not text.endswith("\n") or not lines or not lines[0] or not lines[-1]:
             return False
         if any(ch in text for ch in "\r\t\ufeff" + _STAND_IN):
             return False
-        if sum(text.count(ch) for ch in "[{-:?") > _FAST_MAX_INDICATORS:
+        if sum(text.count(ch) for ch in "[{-:?") > _MAX_INDICATORS:
             return False  # the C composer recurses without limit: deep texts are refused there
         previous = "x"
         for number, line in enumerate(lines):
