@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import modal
 import modal.config
@@ -66,6 +66,43 @@ class Query:
     secrets: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
+
+
+class _Reader(Protocol):
+    """What the read helpers use of a client: its stub (a ``_Client``, or ``_Bounded``)."""
+
+    @property
+    def _stub(self) -> Any: ...
+
+
+# At most this many requests in flight on one client. grpclib's send_request retries a request
+# that finds every HTTP/2 stream taken each time any stream closes, and h2 counts the open
+# streams on every try (grpclib/protocol.py send_request, h2/connection.py _open_streams): a
+# thousand requests gathered at once cost CPU quadratic in their number on the loop's one
+# thread. Servers commonly allow 100 streams a connection; this stays below.
+MAX_IN_FLIGHT = 64
+
+
+class _Bounded:
+    """A client for gathered reads: each RPC waits for one of ``MAX_IN_FLIGHT`` slots."""
+
+    def __init__(self, client: _Reader) -> None:
+        self._stub = _BoundedStub(client._stub, asyncio.Semaphore(MAX_IN_FLIGHT))
+
+
+class _BoundedStub:
+    def __init__(self, stub: Any, slots: asyncio.Semaphore) -> None:
+        self._inner = stub
+        self._slots = slots
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            async with self._slots:
+                return await method(*args, **kwargs)
+
+        return call
 
 
 # -- running SDK calls under a deadline ---------------------------------------------------
@@ -161,7 +198,8 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
     app. Then the details of the apps that exist, again all at once.
     """
 
-    async def make(client: _Client) -> dict[tuple[str | None, str], Observed]:
+    async def make(sdk_client: _Client) -> dict[tuple[str | None, str], Observed]:
+        client = _Bounded(sdk_client)
         environments = sorted({q.environment or "" for q in queries})
         secrets = sorted({(q.environment or "", n) for q in queries for n in q.secrets})
         # A secret that must hold a key (an endpoint's API key) is asked for it as the deploy
@@ -223,7 +261,8 @@ def apps_tagged(
     """(environment, app) of every deployed app of these environments whose tag ``key`` is
     ``value``: one AppList per environment, then every deployed app's tags, at once."""
 
-    async def make(client: _Client) -> list[tuple[str | None, str]]:
+    async def make(sdk_client: _Client) -> list[tuple[str | None, str]]:
+        client = _Bounded(sdk_client)
         envs = sorted(set(environments), key=lambda env: env or "")
         listings = await asyncio.gather(
             *(
@@ -256,7 +295,7 @@ def apps_tagged(
 
 
 async def _observe_one(
-    client: _Client,
+    client: _Reader,
     query: Query,
     app_id: str,
     stopped: set[tuple[str, str]],
@@ -339,7 +378,7 @@ def _commit(info: api_pb2.CommitInfo) -> Commit | None:
 
 
 async def _layout_reads(
-    client: _Client, app_id: str
+    client: _Reader, app_id: str
 ) -> tuple[tuple[Override, ...], dict[str, str]]:
     """The hand-made autoscaler overrides and the web URLs, from one read of the layout."""
     layout = await client._stub.AppGetLayout(api_pb2.AppGetLayoutRequest(app_id=app_id))
@@ -362,7 +401,7 @@ def _layout_urls(layout: api_pb2.AppLayout) -> dict[str, str]:
     return dict(sorted(urls.items()))
 
 
-async def _overrides(client: _Client, layout: api_pb2.AppLayout) -> tuple[Override, ...]:
+async def _overrides(client: _Reader, layout: api_pb2.AppLayout) -> tuple[Override, ...]:
     names = {fid: tag for tag, fid in layout.function_ids.items()}
     responses = await asyncio.gather(
         *(
@@ -391,7 +430,7 @@ async def _overrides(client: _Client, layout: api_pb2.AppLayout) -> tuple[Overri
 
 
 async def _misspelt_keys(
-    client: _Client,
+    client: _Reader,
     keyed: list[tuple[str, str, str]],
     key_ok: list[bool],
     missing: set[tuple[str, str, str]],
@@ -412,7 +451,7 @@ async def _misspelt_keys(
 
 
 async def _secret_exists(
-    client: _Client, name: str, env: str, required_keys: tuple[str, ...] = ()
+    client: _Reader, name: str, env: str, required_keys: tuple[str, ...] = ()
 ) -> bool:
     """Whether the secret exists (and holds ``required_keys``, checked by Modal itself)."""
     return await _exists(
@@ -424,7 +463,7 @@ async def _secret_exists(
     )
 
 
-async def _volume_exists(client: _Client, name: str, env: str) -> bool:
+async def _volume_exists(client: _Reader, name: str, env: str) -> bool:
     return await _exists(
         client._stub.VolumeGetOrCreate(
             api_pb2.VolumeGetOrCreateRequest(deployment_name=name, environment_name=env)

@@ -636,3 +636,26 @@ def test_standalone_server_prints_exports_and_stops_on_ctrl_c(tmp_path: Path) ->
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_observing_many_apps_keeps_a_bounded_number_of_rpcs_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan over hundreds of apps gathers its reads at once; grpclib makes each request that
+    finds no free HTTP/2 stream try again whenever one closes, so modaliac keeps at most
+    MAX_IN_FLIGHT in flight. With a network's delay every lookup is in flight together."""
+    from helpers import isolate_modal_config
+
+    from modal_iac import modal_api
+    from modal_iac.local_api import LocalModalServer, reset_modal_client
+
+    isolate_modal_config(monkeypatch, tmp_path / "home")
+    reset_modal_client()
+    queries = [modal_api.Query(app=f"app-{i}", environment=None) for i in range(150)]
+    with LocalModalServer(rpc_delay=0.05) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        found = modal_api.observe(queries)
+        assert server.state.rpc_names().count("AppGetByDeploymentName") == len(queries)
+        assert 1 < server.state.max_in_flight <= modal_api.MAX_IN_FLIGHT
+    assert {o.state for o in found.values()} == {"missing"} and len(found) == len(queries)

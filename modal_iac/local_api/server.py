@@ -107,6 +107,17 @@ class LocalModalServicer(ModalClientBase):
         )
         call = Call(name, request, metadata, self.state.clock())
         self.state.record(call)
+        with self.state.lock:
+            self.state.in_flight += 1
+            self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        try:
+            await self._answer(name, stream, call)
+        finally:
+            with self.state.lock:
+                self.state.in_flight -= 1
+
+    async def _answer(self, name: str, stream: grpclib.server.Stream[Any, Any], call: Call) -> None:
+        request = call.request
         if self.rpc_delay:  # the round trip of a distant server, before it acts
             await asyncio.sleep(self.rpc_delay)
         with self.state.lock:

@@ -287,6 +287,8 @@ class State:
         self.content: dict[str, bytes] = {}  # sha256 hex -> bytes (mount files, volume blocks)
         self.blobs: dict[str, bytes] = {}
         self.block_bytes = 0  # bytes of volume blocks clients uploaded (PUT), ever
+        self.in_flight = 0  # RPCs being answered now (with rpc_delay they overlap)
+        self.max_in_flight = 0  # the most ever answered at once
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.version_urls: dict[tuple[str, int], str] = {}  # (web label, code version) -> URL
         self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop
