@@ -191,7 +191,8 @@ def _first_line(text: str) -> str:
 
 
 def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
-    """Observe every app concurrently over one client: N apps cost about two round trips.
+    """Observe every app concurrently over one client: a few apps cost about two round trips,
+    more cost one round trip per ``MAX_IN_FLIGHT`` requests (about 8 an app).
 
     First, at once: one AppList per environment (to tell stopped from missing, and each app's
     running containers), one existence check per distinct secret and volume, one lookup per
