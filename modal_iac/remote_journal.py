@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import StateError
 from .journal import digest, entry_line, header_line, parse_journal, seal_line
-from .state import State, checked_entry
+from .state import State, replay_entries
 
 SEAL_NAME = "sealed.json"
 _ENTRY_NAME = re.compile(r"[0-9]{6,}\.json")
@@ -128,10 +128,5 @@ def pending(data: bytes | None, entries: list[Entry], seal: Seal | None) -> bool
 
 def replay(state: State, entries: list[Entry]) -> State:
     """``state`` with the entries applied in the order they were recorded."""
-    for entry in sorted(entries, key=lambda entry: entry.number):
-        if entry.record is None:
-            state.apps.pop(entry.address, None)
-        else:
-            where = f"{entry.where}:2:1: record"
-            state.apps[entry.address] = checked_entry(entry.address, entry.record, where)
-    return state
+    ordered = sorted(entries, key=lambda entry: entry.number)
+    return replay_entries(state, ((f"{e.where}:2:1", e.address, e.record) for e in ordered))

@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -140,11 +140,21 @@ def replayed(data: bytes | None, pending: Journal | None, path: Path) -> State:
             "as one apply only records)"
         )
     where = str(journal_path(path))
-    for number, address, raw in pending.entries:
+    return replay_entries(
+        state, ((f"{where}:{n}:1", address, raw) for n, address, raw in pending.entries)
+    )
+
+
+def replay_entries(
+    state: State, entries: Iterable[tuple[str, str, dict[str, Any] | None]]
+) -> State:
+    """``state`` with journal entries (where, address, record; None: removed) applied in
+    order, each record checked as the state's own; the local and the Modal journal's."""
+    for where, address, raw in entries:
         if raw is None:
             state.apps.pop(address, None)
         else:
-            state.apps[address] = checked_entry(address, raw, f"{where}:{number}:1: record")
+            state.apps[address] = checked_entry(address, raw, f"{where}: record")
     return state
 
 
