@@ -203,8 +203,7 @@ class ModalStore:
 
         Under the lock, first renew the lease, which also proves the lock is still ours.
         """
-        if self._held is not None or self._lost is not None:
-            self.refresh()
+        self.refresh()  # renews a held lease; raises if the lock was lost
         data = state.to_json().encode("utf-8")
 
         async def work() -> None:
@@ -216,8 +215,7 @@ class ModalStore:
 
     def _fold(self) -> None:
         """Write what the journal holds into the state file, reading it once."""
-        if self._held is not None or self._lost is not None:
-            self.refresh()
+        self.refresh()  # renews a held lease; raises if the lock was lost
 
         async def work() -> None:
             snapshot = await self._snapshot()
@@ -245,8 +243,7 @@ class ModalStore:
     def record(self, state: State, address: str) -> None:
         """Make ``state``'s entry for ``address`` (or its absence) durable: one journal file
         of that entry alone, so a run uploads each record once (a Volume has no append)."""
-        if self._held is not None or self._lost is not None:
-            self.refresh()
+        self.refresh()  # renews a held lease; raises if the lock was lost
         if self._held is None:
             raise StateError(f"{self.describe()}: recording an app needs the state's lock")
         entry = state.apps.get(address)
