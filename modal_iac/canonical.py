@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .parse import COLON_STAND_IN  # a glued ":" is parsed as it, as the loader does
+
 if TYPE_CHECKING:  # this module is imported by fmt when it runs, never to build the CLI
     from ruamel.yaml import YAML
 
     from .fmt import Shape
 
-_STAND_IN = "\ue000"  # takes the place of a ":" glued to the next character
 _GLUED_COLON = re.compile(r":(?=[^\s])")
 _TAG = "tag:yaml.org,2002:"
 # The plain spellings whose round trip is known to be exact (ruamel keeps what they say but
@@ -68,7 +69,7 @@ def already_canonical(text: str) -> bool:
 class _Check:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.parsed = _GLUED_COLON.sub(_STAND_IN, text)  # what the C parser reads
+        self.parsed = _GLUED_COLON.sub(COLON_STAND_IN, text)  # what the C parser reads
         self.lines = self.parsed.split("\n")[:-1]  # the text ends with one line ending (checked)
         self.owned: set[int] = set()  # the lines a key or a list item starts
 
@@ -96,7 +97,7 @@ class _Check:
         text, lines = self.text, self.lines
         if not text.endswith("\n") or not lines or not lines[0] or not lines[-1]:
             return False
-        if any(ch in text for ch in "\r\t\ufeff" + _STAND_IN):
+        if any(ch in text for ch in "\r\t\ufeff" + COLON_STAND_IN):
             return False
         if sum(text.count(ch) for ch in "[{-:?") > _MAX_INDICATORS:
             return False  # the C composer recurses without limit: deep texts are refused there
@@ -187,7 +188,7 @@ class _Check:
 
     def _scalar(self, node: Any) -> str:
         value, style, tag = node.value, node.style, str(node.tag)
-        written = value.replace(_STAND_IN, ":")  # what the file says
+        written = value.replace(COLON_STAND_IN, ":")  # what the file says
         if style == "'" and tag == _TAG + "str":
             return "'" + str(value).replace("'", "''") + "'"
         if style == '"' and tag == _TAG + "str" and _printable(written):
@@ -195,9 +196,9 @@ class _Check:
         if style or not value:
             raise _NotCanonical  # block scalars, empty values, nulls
         if tag == _TAG + "str":
-            if not _SAFE_PLAIN.fullmatch(value) or value[0] == _STAND_IN or value[-1] == _STAND_IN:
+            if not _SAFE_PLAIN.fullmatch(value) or COLON_STAND_IN in (value[0], value[-1]):
                 raise _NotCanonical  # a glued ":" stands between two characters of a word
-            if _STAND_IN in value and _resolve(written) != tag:
+            if COLON_STAND_IN in value and _resolve(written) != tag:
                 raise _NotCanonical
             return str(value)
         exact = _EXACT.get(tag)
@@ -264,7 +265,7 @@ def _is_block_seq(node: Any) -> bool:
 def _plain_key(key: Any) -> bool:
     return bool(
         not key.style
-        and _STAND_IN not in key.value
+        and COLON_STAND_IN not in key.value
         and _SAFE_PLAIN.fullmatch(key.value)
         and _one_line(key)
     )

@@ -55,7 +55,7 @@ _CONSTRUCT = YAML(typ="rt").constructor  # builds numbers exactly as the round-t
 # ":" between word characters (``H100:2``), which libyaml refuses inside flow lists, and the
 # one-character stand-in it is parsed as (a private-use character, so columns stay put).
 _TIGHT_COLON = re.compile(r"(?<=\w):(?=\w)")
-_PLACEHOLDER = "\ue000"
+COLON_STAND_IN = "\ue000"
 try:
     from _ruamel_yaml import CParser as _CParser  # ruamel.yaml.clib: libyaml's parser
 except ImportError:  # pragma: no cover - the pure-Python install takes the round-trip path
@@ -105,9 +105,10 @@ def fast_parse(text: str) -> CommentedMap | None:
     allows: such colons are parsed as a same-width placeholder and put back."""
     if _CParser is None:
         return None
-    swapped = _PLACEHOLDER not in text and _TIGHT_COLON.search(text) is not None
+    swapped = COLON_STAND_IN not in text and _TIGHT_COLON.search(text) is not None
+    parsed = _TIGHT_COLON.sub(COLON_STAND_IN, text) if swapped else text
     try:
-        return _build(_CParser(_TIGHT_COLON.sub(_PLACEHOLDER, text) if swapped else text), swapped)
+        return _build(_CParser(parsed), swapped)
     except Exception:  # any refusal is re-diagnosed, with positions, by the round-trip path
         return None
 
@@ -185,7 +186,7 @@ def _scalar(event: Any, swapped: bool) -> Any:
     if not value and not event.style:
         raise _Unusual  # an empty value: ruamel's position for it depends on what follows
     if swapped:
-        value = value.replace(_PLACEHOLDER, ":")
+        value = value.replace(COLON_STAND_IN, ":")
     style = event.style
     if style:  # quoted, literal or folded: always text
         if style == "|":
