@@ -65,3 +65,28 @@ def point_modal_at_closed_port(mp: pytest.MonkeyPatch) -> None:
     mp.setenv("MODAL_TOKEN_SECRET", "as-test")
     mp.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
     mp.setattr(modal.config, "config", modal.config.Config())
+
+
+def run_benchmark(
+    script: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> str:
+    """Run ``benchmarks/<script>`` (on this checkout's code) and return what it printed, once
+    it has exited 0. ``env``: the environment to start from (default: this process's)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / script), *args],
+        cwd=cwd or root,
+        env={**(os.environ if env is None else env), "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    return done.stdout

@@ -7,9 +7,9 @@ machine it ran on, and measures every example file and the mixed plan.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import run_benchmark
 
 from modal_iac.load import load_spec
 
@@ -17,15 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_load_quick_prints_a_row_per_example_and_the_plan() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_load.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = run_benchmark("bench_load.py", "--quick").splitlines()
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, Python \S+, \d+ CPUs", lines[0])
     examples = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "specs").glob("*.yaml"))
     row = r"{} \*?\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x\s+<= 2x\s+(yes|NO)$"

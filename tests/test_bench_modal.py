@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_modal.py"
+from helpers import run_benchmark
+
 ROW = r"\d+\.\d{3} s +\d+\.\d{3} s \.\. \d+\.\d{3} s"  # median, then min .. max
 
 
 def test_bench_modal_quick_prints_every_row_and_ratio(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MODAL_")}
-    env.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    out = done.stdout
+    env.update(HOME=str(tmp_path))
+    out = run_benchmark("bench_modal.py", "--quick", cwd=tmp_path, env=env)
     for delay in ("0 ms", "10 ms"):
         for section in ("apply --yes DIR, 1 new apps", "plan DIR over deployed, unchanged apps"):
             assert f"[{delay} a round trip: {section}]" in out

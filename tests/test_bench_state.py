@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import run_benchmark
 
 
 def test_the_state_benchmark_runs_quick(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_state.py"),
-            "--quick",
-            "--dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    out = run_benchmark("bench_state.py", "--quick", "--dir", str(tmp_path), timeout=120)
+    lines = out.splitlines()
     assert "CPUs, load average" in lines[0]  # the machine line
     for section in ("[full rewrite (baseline)]", "[journal]", "[ratios]"):
         assert section in lines

@@ -7,9 +7,9 @@ ratio is a number, and that each target has a yes/NO.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import run_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each row's label starts so, and whether it is a ratio to a baseline.
@@ -36,14 +36,8 @@ SHAPES = sorted(
 
 
 def test_bench_cli_quick_prints_every_row_with_its_ratio() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_cli.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    out = run_benchmark("bench_cli.py", "--quick")
+    lines = out.splitlines()
     assert re.match(
         r"# modaliac CLI benchmark: \d{4}-\d\d-\d\d \d\d:\d\d UTC, Python 3\.\d+\.\d+, \d+ CPUs, "
         r"load average \d+\.\d\d",
@@ -52,7 +46,7 @@ def test_bench_cli_quick_prints_every_row_with_its_ratio() -> None:
     expected = {**ROWS, **{f"load_spec {shape}": True for shape in SHAPES}}
     for label, is_ratio in expected.items():
         row = next((line for line in lines if line.startswith(label)), None)
-        assert row is not None, f"no row {label!r} in:\n{done.stdout}"
+        assert row is not None, f"no row {label!r} in:\n{out}"
         ratio = re.search(r"\s(\d+\.\d\d)x\s", row)
         assert bool(ratio) == is_ratio, row
         if is_ratio:
