@@ -1,0 +1,1 @@
+"""Spec files to checked specs: parsing hostile YAML, validating, locating every error."""

@@ -1,0 +1,1 @@
+"""Everything that talks to Modal: the SDK calls, deploys, apply, health gates."""

@@ -1,0 +1,1 @@
+"""Plans as values: desired against recorded and observed, diffs, saved plans, presentation."""

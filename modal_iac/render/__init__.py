@@ -1,0 +1,1 @@
+"""Specs to Modal app source: one context builder per app shape, one escaping path."""

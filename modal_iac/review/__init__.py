@@ -1,0 +1,1 @@
+"""Judgements about a valid spec: GPU fit, cost and the policy rules."""

@@ -1,0 +1,1 @@
+"""The spec language: the models, their scalar fields, names, settings and schema."""
