@@ -103,7 +103,7 @@ def paired(
 
 
 def load_rows(runs: int) -> list[Row]:
-    from modal_iac.load import load_spec
+    from modal_iac.loading.load import load_spec
 
     rows = []
     for path in example_files():

@@ -386,12 +386,12 @@ def phases_in_process(argv: list[str]) -> None:
 
     phases["import modal_iac.cli"] = time.perf_counter() - started
     start = time.perf_counter()
-    import modal_iac.deploy as deploy
-    import modal_iac.modal_api as modal_api
-    import modal_iac.state as state
-    import modal_iac.targets as targets
+    import modal_iac.modal.deploy as deploy
+    import modal_iac.modal.sdk as modal_api
+    import modal_iac.plan.targets as targets
+    import modal_iac.state.store as state
 
-    phases["import modal (modal_iac.modal_api)"] = time.perf_counter() - start
+    phases["import modal (modal_iac.modal.sdk)"] = time.perf_counter() - start
     _time_phase(phases, targets, "desired_apps", "load + render specs")
     _time_phase(phases, modal_api, "observe", "observe Modal (the online plan)")
     _time_phase(phases, deploy, "deploy_all", "deploy_all (parallel deploys)")

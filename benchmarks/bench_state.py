@@ -35,7 +35,7 @@ from common import REPO, machine_line, table
 
 sys.path.insert(0, str(REPO))  # modal_iac from this checkout
 
-from modal_iac.state import AppRecord, LocalStore, State, read_state
+from modal_iac.state.store import AppRecord, LocalStore, State, read_state
 
 SOURCE = REPO / "tests" / "golden" / "specs__kalm.py"  # a realistic rendered app
 HEADER = ["measurement", "per app", "run", "target", "met"]

@@ -16,20 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
-from .address import Project
-from .halt import DEPLOY_TIMEOUT, EXIT_INTERRUPTED, NO_PROGRESS_TIMEOUT
-from .targets import UsageError
+from .modal.halt import DEPLOY_TIMEOUT, EXIT_INTERRUPTED, NO_PROGRESS_TIMEOUT
+from .plan.targets import UsageError
+from .spec.address import Project
 
 if TYPE_CHECKING:
-    from .cost import Costing
-    from .gateway import GatewaySpec
-    from .load import LoadedSpec
-    from .spec import Spec
+    from .loading.load import LoadedSpec
+    from .review.cost import Costing
+    from .spec.gateway import GatewaySpec
+    from .spec.models import Spec
 
 REGISTERED_COMMAND_MODULES = (
     "probe",
     "fmt",
-    "review",
+    "explain",
     "status",
     "bill",
     "offers",
@@ -99,10 +99,10 @@ def _wants_color(stream: TextIO, choice: str) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> int:
-    from .load import load_specs
-    from .modeline import file_warning as modeline_warning
-    from .policy import endpoint_warnings
-    from .targets import spec_files
+    from .loading.load import load_specs
+    from .loading.modeline import file_warning as modeline_warning
+    from .plan.targets import spec_files
+    from .review.policy import endpoint_warnings
 
     if args.format != "text":
         return _validate_report(args, console)
@@ -120,12 +120,12 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def _validate_report(args: argparse.Namespace, console: Console) -> int:
     """``validate --format json|github``: every problem on stdout, errors still exit 1."""
-    from . import formats
+    from .commands import formats
     from .errors import ModaliacError, SpecError
-    from .load import load_specs
-    from .modeline import file_warning as modeline_warning
-    from .policy import endpoint_warnings
-    from .targets import spec_files
+    from .loading.load import load_specs
+    from .loading.modeline import file_warning as modeline_warning
+    from .plan.targets import spec_files
+    from .review.policy import endpoint_warnings
 
     files: list[dict[str, object]] = []
     problems: list[dict[str, object]] = []
@@ -156,9 +156,9 @@ def cmd_completion(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_render(args: argparse.Namespace, console: Console) -> int:
-    from .load import load_specs
-    from .render import render_all
-    from .targets import spec_files
+    from .loading.load import load_specs
+    from .plan.targets import spec_files
+    from .render.app import render_all
 
     loaded = load_specs(spec_files(args.specs), args.env, Project.here())
     if args.explain:
@@ -181,17 +181,17 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from .export import (
+    from .commands.export import (
         http_services,
         litellm_config,
         litellm_entries,
         service_entries,
         service_urls,
     )
-    from .gateway import GatewaySpec
-    from .load import load_specs
-    from .operate import credentials_configured
-    from .targets import spec_files, spec_targets
+    from .commands.operate import credentials_configured
+    from .loading.load import load_specs
+    from .plan.targets import spec_files, spec_targets
+    from .spec.gateway import GatewaySpec
 
     project = Project.here()
     targets = spec_targets(args.specs, project, "export")
@@ -210,7 +210,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         )
     urls: dict[tuple[str, str | None], str | None] = {}
     if not args.offline and credentials_configured():
-        from .modal_api import router_urls
+        from .modal.sdk import router_urls
 
         urls = router_urls(apps)
         urls.update(service_urls(services))
@@ -228,9 +228,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    from .operate import build_plan, credentials_configured, plan_inputs
-    from .present import as_json, as_markdown, as_text, text_chunks
-    from .targets import spec_targets, state_store
+    from .commands.operate import build_plan, credentials_configured, plan_inputs
+    from .plan.present import as_json, as_markdown, as_text, text_chunks
+    from .plan.targets import spec_targets, state_store
 
     project = Project.here()
     targets = spec_targets(args.specs, project, "plan")
@@ -269,8 +269,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, console: Console) -> int:
-    from .diff import diff_git, diff_recorded, format_diff
-    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
+    from .plan.diff import diff_git, diff_recorded, format_diff
+    from .plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
 
     project = Project.here()
     targets = spec_targets(args.specs, project, "diff")
@@ -289,7 +289,7 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, console: Console) -> int:
-    from .schema import schema_text
+    from .spec.schema import schema_text
 
     text = schema_text()
     if args.check:
@@ -313,9 +313,9 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
 def _explain(item: LoadedSpec) -> str:
     """Every resolved setting, marking defaults, then what the engine will be given."""
-    from .engine import engine_kwargs, serve_argv
-    from .gateway import GatewaySpec
-    from .settings import explicit, settings
+    from .render.engine import engine_kwargs, serve_argv
+    from .spec.gateway import GatewaySpec
+    from .spec.settings import explicit, settings
 
     spec = item.spec
     if isinstance(spec, GatewaySpec):
@@ -343,8 +343,8 @@ def _explain(item: LoadedSpec) -> str:
 
 def _explain_placement(spec: Spec) -> list[str]:
     """What a region costs, and where custom domains must be set up first."""
-    from .cost import load_prices
-    from .placement import region_multiplier
+    from .review.cost import load_prices
+    from .spec.placement import region_multiplier
 
     lines = []
     regions = spec.placement.region
@@ -366,7 +366,7 @@ def _explain_placement(spec: Spec) -> list[str]:
 
 
 def _explain_gateway(item: LoadedSpec, spec: GatewaySpec) -> str:
-    from .gateway import app_settings, serve_argv
+    from .spec.gateway import app_settings, serve_argv
 
     # What the spec leaves to modaliac's defaults that a gateway reader most needs to see.
     defaults = {
@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave a new app that fails verification running (and recorded) instead of "
         "stopping it",
     )
-    apply.set_defaults(run="operate:cmd_apply", confirm=True)
+    apply.set_defaults(run="commands.operate:cmd_apply", confirm=True)
 
     destroy = commands.add_parser(
         "destroy", help="stop a managed app", description="Stop an app and forget it."
@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     _state_option(destroy, lock=True)
     progress_options(destroy)
-    destroy.set_defaults(run="operate:cmd_destroy", confirm=True)
+    destroy.set_defaults(run="commands.operate:cmd_destroy", confirm=True)
 
     adopt = commands.add_parser(
         "import",
@@ -596,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app_env_option(adopt)
     _state_option(adopt, lock=True)
-    adopt.set_defaults(run="operate:cmd_import")
+    adopt.set_defaults(run="commands.operate:cmd_import")
 
     rollback = commands.add_parser(
         "rollback",
@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     app_env_option(rollback)
     _state_option(rollback, lock=True)
     progress_options(rollback)
-    rollback.set_defaults(run="operate:cmd_rollback", confirm=True)
+    rollback.set_defaults(run="commands.operate:cmd_rollback", confirm=True)
 
     state = commands.add_parser(
         "state", help="show the recorded state", description="List or show recorded apps."
@@ -648,12 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     state_mv.add_argument("source", metavar="OLD")
     state_mv.add_argument("destination", metavar="NEW")
     _state_option(state_mv, lock=True)
-    state.set_defaults(run="operate:cmd_state")
+    state.set_defaults(run="commands.operate:cmd_state")
 
     # Command groups kept in their own modules; each registers its subcommands (and
     # imports nothing heavy until one of them runs).
     for module in REGISTERED_COMMAND_MODULES:
-        importlib.import_module(f"{__package__}.{module}").register(commands, _state_option)
+        importlib.import_module(f"{__package__}.commands.{module}").register(
+            commands, _state_option
+        )
 
     completion = commands.add_parser(
         "completion",
@@ -749,7 +751,7 @@ def cost_options(parser: argparse.ArgumentParser) -> None:
 
 def costing(args: argparse.Namespace) -> Costing:
     """The pricing the cost options ask for."""
-    from .cost import Costing, load_prices
+    from .review.cost import Costing, load_prices
 
     return Costing(load_prices(args.prices), args.active_hours_per_day)
 
@@ -758,7 +760,7 @@ def modal_costing(pricing: Costing, args: argparse.Namespace) -> Costing:
     """``pricing`` with Modal's own rates over the shipped table (``rates.py``)."""
     from dataclasses import replace
 
-    from .rates import current_prices
+    from .modal.rates import current_prices
 
     return replace(pricing, prices=current_prices(pricing.prices, args.prices))
 
@@ -824,7 +826,7 @@ def app_env_option(parser: argparse.ArgumentParser) -> None:
 
 
 def environment_name(text: str) -> str:
-    from .address import AddressError, check_environment
+    from .spec.address import AddressError, check_environment
 
     try:
         return check_environment(text, "--env")

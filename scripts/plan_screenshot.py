@@ -82,10 +82,10 @@ def _offline_in(workdir: Path) -> Iterator[None]:
 
 def _record(spec_paths: Sequence[str], state_path: Path) -> None:
     """Write a state as if these specs (relative to the cwd) had been applied."""
-    from modal_iac.load import load_spec
-    from modal_iac.plan import Desired
-    from modal_iac.render import render
-    from modal_iac.state import State, write_state
+    from modal_iac.loading.load import load_spec
+    from modal_iac.plan.plan import Desired
+    from modal_iac.render.app import render
+    from modal_iac.state.store import State, write_state
 
     state = State()
     for path in spec_paths:

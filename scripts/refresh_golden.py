@@ -29,8 +29,8 @@ REFRESH_COMMAND = "python scripts/refresh_golden.py"
 # Render with this checkout's modal_iac, not with whichever copy happens to be installed.
 sys.path.insert(0, str(ROOT))
 
-from modal_iac.load import find_spec_files, load_spec  # noqa: E402
-from modal_iac.render import render_all  # noqa: E402
+from modal_iac.loading.load import find_spec_files, load_spec  # noqa: E402
+from modal_iac.render.app import render_all  # noqa: E402
 
 
 def spec_paths() -> list[str]:

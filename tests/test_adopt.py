@@ -13,11 +13,11 @@ import pytest
 from helpers import import_file
 
 from modal_iac.cli import main
-from modal_iac.gateway import GatewaySpec
-from modal_iac.load import load_spec
+from modal_iac.loading.load import load_spec
 from modal_iac.local_api import LocalModalServer
-from modal_iac.render import render
-from modal_iac.state import read_state
+from modal_iac.render.app import render
+from modal_iac.spec.gateway import GatewaySpec
+from modal_iac.state.store import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -316,7 +316,7 @@ def test_import_of_an_app_in_another_environment(
 
 
 def test_labels_and_names_read_back_as_the_strings_modal_reported() -> None:
-    from modal_iac.adopt import Function, recorded_settings, spec_text
+    from modal_iac.commands.adopt import Function, recorded_settings, spec_text
 
     tags = {"enabled": "true", "cost-centre": "0042", "on": "yes", "modaliac-app": "x"}
     serving = Function("serve", gpus=("L4",), web=True, secrets=("hf",))

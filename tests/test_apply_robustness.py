@@ -24,9 +24,9 @@ from jsonschema import Draft202012Validator
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.present import as_json
-from modal_iac.saved import load_plan
-from modal_iac.state import read_state
+from modal_iac.plan.present import as_json
+from modal_iac.plan.saved import load_plan
+from modal_iac.state.store import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SCHEMA = ROOT / "docs" / "plan.schema.json"
@@ -148,7 +148,7 @@ LONG_DELAY = 4.0  # longer than every deadline above
 
 @pytest.fixture
 def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
-    from modal_iac import modal_api
+    from modal_iac.modal import sdk as modal_api
 
     monkeypatch.setattr(modal_api, "CONNECT_TIMEOUT", CONNECT_TIMEOUT)
     monkeypatch.setattr(modal_api, "READ_TIMEOUT", READ_TIMEOUT)
@@ -178,7 +178,7 @@ def test_plans_of_every_shape_match_the_schema(
     capsys: pytest.CaptureFixture[str],
     plan_schema: dict[str, Any],
 ) -> None:
-    from modal_iac.modal_api import stop
+    from modal_iac.modal.sdk import stop
 
     specs = project / "specs"
     for app in ("tiny-a", "tiny-b", "tiny-c"):
@@ -442,7 +442,7 @@ def test_a_second_apply_with_lock_timeout_waits_then_finds_nothing_to_do(
 MODAL_LOCK_HOLDER = textwrap.dedent(
     """
     import time
-    from modal_iac.remote_state import ModalStore
+    from modal_iac.state.modal_store import ModalStore
 
     store = ModalStore("modaliac-state", lease=2.0, renew_every=0.2)
     with store.lock("modaliac apply (a slow first build)") as me:
@@ -457,8 +457,8 @@ def test_a_modal_state_lock_is_renewed_while_held_and_taken_over_only_once_it_la
 ) -> None:
     import modal
 
-    from modal_iac.remote_state import LOCKS_DICT
-    from modal_iac.state import LockOwner
+    from modal_iac.state.modal_store import LOCKS_DICT
+    from modal_iac.state.store import LockOwner
 
     def lock_entry() -> LockOwner | None:
         raw = modal.Dict.from_name(LOCKS_DICT).get("modaliac-state/state.json")
@@ -885,7 +885,7 @@ ENDINGS = {
 FULL_DISK = textwrap.dedent(
     """
     import errno, sys
-    from modal_iac.journal import JournalWriter
+    from modal_iac.state.journal import JournalWriter
     from modal_iac.cli import main
 
     real, writes = JournalWriter.append, []
@@ -1039,8 +1039,8 @@ def test_an_app_whose_generated_file_does_not_import_fails_alone(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from modal_iac import deploy
-    from modal_iac.modal_api import ModalApiError
+    from modal_iac.modal import deploy
+    from modal_iac.modal.sdk import ModalApiError
 
     real = deploy._import
 

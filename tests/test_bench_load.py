@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import run_benchmark
 
-from modal_iac.load import load_spec
+from modal_iac.loading.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

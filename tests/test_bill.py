@@ -14,8 +14,8 @@ import pytest
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.present import as_json
-from modal_iac.saved import load_plan
+from modal_iac.plan.present import as_json
+from modal_iac.plan.saved import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modal's names are Modal's: the matching is loose, storage is no compute rate and is ignored.

@@ -16,10 +16,10 @@ import pytest
 from helpers import record_applied
 
 from modal_iac import __version__
-from modal_iac.address import Project
 from modal_iac.cli import _wants_color, main
-from modal_iac.load import load_spec
-from modal_iac.render import render
+from modal_iac.loading.load import load_spec
+from modal_iac.render.app import render
+from modal_iac.spec.address import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"

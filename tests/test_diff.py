@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-import modal_iac.diff as diff_module
-from modal_iac.diff import AppDiff, diff_git, diff_recorded, format_diff
+import modal_iac.plan.diff as diff_module
 from modal_iac.errors import ModaliacError, SpecError, SpecErrors
-from modal_iac.load import LoadedSpec, load_specs
-from modal_iac.plan import Desired
-from modal_iac.render import render
-from modal_iac.state import State, read_state, write_state
+from modal_iac.loading.load import LoadedSpec, load_specs
+from modal_iac.plan.diff import AppDiff, diff_git, diff_recorded, format_diff
+from modal_iac.plan.plan import Desired
+from modal_iac.render.app import render
+from modal_iac.state.store import State, read_state, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = "specs/kalm.yaml"

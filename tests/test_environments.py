@@ -13,7 +13,7 @@ import pytest
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.state import read_state
+from modal_iac.state.store import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = """\

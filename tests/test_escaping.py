@@ -29,11 +29,11 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.load import load_spec
-from modal_iac.pyliteral import INDENT, assignment, literal
-from modal_iac.render import Rendered, render
-from modal_iac.reserved import clash
-from modal_iac.spec import HF_CACHE
+from modal_iac.loading.load import load_spec
+from modal_iac.render.app import Rendered, render
+from modal_iac.render.pyliteral import INDENT, assignment, literal
+from modal_iac.spec.models import HF_CACHE
+from modal_iac.spec.reserved import clash
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = settings(

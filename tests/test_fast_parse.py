@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from modal_iac import load
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.parse import MAX_DEPTH, fast_parse, round_trip_yaml
+from modal_iac.loading import load
+from modal_iac.loading.parse import MAX_DEPTH, fast_parse, round_trip_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "specs").glob("*.yaml"))

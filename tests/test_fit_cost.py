@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from helpers import record_applied
 
-from modal_iac import fit
 from modal_iac.cli import main
-from modal_iac.cost import HOURS_PER_MONTH, load_prices
-from modal_iac.gateway import GatewaySpec
-from modal_iac.load import load_spec
-from modal_iac.spec import Gpu, Spec
+from modal_iac.loading.load import load_spec
+from modal_iac.review import fit
+from modal_iac.review.cost import HOURS_PER_MONTH, load_prices
+from modal_iac.spec.gateway import GatewaySpec
+from modal_iac.spec.models import Gpu, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"
@@ -207,7 +207,7 @@ def test_a_price_file_that_is_a_pipe_is_refused_unread(
 
 
 def test_fit_knows_every_modal_gpu_type() -> None:
-    from modal_iac.fields import GPU_TYPES
+    from modal_iac.spec.fields import GPU_TYPES
 
     assert set(fit.GPU_MEMORY_GB) == set(GPU_TYPES) == set(PRICES.per_second)
     assert (
@@ -452,8 +452,8 @@ def test_json_plan_carries_the_estimate_and_loads_back(
 ) -> None:
     from jsonschema import Draft202012Validator
 
-    from modal_iac.present import as_json
-    from modal_iac.saved import load_plan
+    from modal_iac.plan.present import as_json
+    from modal_iac.plan.saved import load_plan
 
     with_usage(workdir, "usage:\n  active_hours_per_day: 4\n")
     _, out, _ = run(capsys, "plan", "--format", "json")

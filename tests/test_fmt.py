@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from modal_iac.cli import main
-from modal_iac.fmt import format_text
-from modal_iac.load import find_spec_files, load_spec
+from modal_iac.commands.fmt import format_text
+from modal_iac.loading.load import find_spec_files, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = [p for d in ("specs", "examples") for p in find_spec_files(ROOT / d)]

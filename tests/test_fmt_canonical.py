@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modal_iac.canonical import already_canonical
 from modal_iac.cli import main
+from modal_iac.commands.canonical import already_canonical
+from modal_iac.commands.fmt import format_text, formatted
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.fmt import format_text, formatted
-from modal_iac.load import find_spec_files
-from modal_iac.parse import round_trip
+from modal_iac.loading.load import find_spec_files
+from modal_iac.loading.parse import round_trip
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = [p for d in ("specs", "examples") for p in find_spec_files(ROOT / d)]

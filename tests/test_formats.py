@@ -12,8 +12,8 @@ import pytest
 from helpers import record_applied
 
 from modal_iac.cli import main
+from modal_iac.commands.formats import as_github, problem
 from modal_iac.errors import SpecError
-from modal_iac.formats import as_github, problem
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "small-embedding-no-snapshot.yaml"

@@ -47,10 +47,10 @@ from test_vllm_server import StandIn as VllmStandIn
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecErrors
-from modal_iac.gateway import GatewaySpec
-from modal_iac.load import load_spec
+from modal_iac.loading.load import load_spec
 from modal_iac.local_api import LocalModalServer
-from modal_iac.render import render_all
+from modal_iac.render.app import render_all
+from modal_iac.spec.gateway import GatewaySpec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "gpu-gateway.yaml"

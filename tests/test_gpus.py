@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modal_iac.cli import main
-from modal_iac.cost import HOURS_PER_MONTH, load_prices
+from modal_iac.review.cost import HOURS_PER_MONTH, load_prices
 
 PRICES = load_prices()
 HOURLY = {name: rate * 3600 for name, rate in PRICES.per_second.items()}
@@ -219,7 +219,7 @@ def test_gpus_is_a_listed_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_catalogue_entries_carry_full_layer_shapes() -> None:
     """Every entry added from a published config.json can check the context; Llama 3.1 8B
     keeps 32 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 128 KiB a token."""
-    from modal_iac.fit import CATALOGUE
+    from modal_iac.review.fit import CATALOGUE
 
     added = [arch for name, arch in CATALOGUE.items() if arch.native_len is not None]
     assert len(added) >= 20 and all(arch.has_shapes for arch in added)

@@ -24,10 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from modal_proto import api_pb2
 
-from modal_iac.address import Address
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer, reset_modal_client
-from modal_iac.state import read_state
+from modal_iac.spec.address import Address
+from modal_iac.state.store import read_state
 
 SPEC = """\
 app: minilm

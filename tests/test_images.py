@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from modal_iac import images
-from modal_iac.gateway import GatewaySpec
-from modal_iac.load import load_spec
-from modal_iac.render import context
-from modal_iac.render_gateway import gateway_context
-from modal_iac.render_transformers import TORCHVISION_VERSION, transformers_context
-from modal_iac.spec import Spec
+from modal_iac.loading.load import load_spec
+from modal_iac.render.app import context
+from modal_iac.render.gateway import gateway_context
+from modal_iac.render.transformers import TORCHVISION_VERSION, transformers_context
+from modal_iac.spec import images
+from modal_iac.spec.gateway import GatewaySpec
+from modal_iac.spec.models import Spec
 
 pytestmark = pytest.mark.slow
 

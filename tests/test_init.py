@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.schema import schema_text
+from modal_iac.spec.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "examples" / "gitops" / ".github" / "workflows" / "modaliac.yml"

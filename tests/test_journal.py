@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from modal_iac.errors import StateError
-from modal_iac.journal import digest, journal_path
-from modal_iac.state import AppRecord, LocalStore, State, read_state, write_state
+from modal_iac.state.journal import digest, journal_path
+from modal_iac.state.store import AppRecord, LocalStore, State, read_state, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrSt12345"  # shaped like a Hugging Face token
@@ -101,7 +101,7 @@ def test_an_exception_inside_the_lock_still_folds(path: Path) -> None:
 def test_a_fold_that_fails_leaves_the_journal_that_readers_replay(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import modal_iac.state
+    import modal_iac.state.store
 
     def full(*args: object) -> None:
         raise OSError(28, "No space left on device")
@@ -111,7 +111,7 @@ def test_a_fold_that_fails_leaves_the_journal_that_readers_replay(
         state = store.read()
         state.apps["b"] = record("b")
         store.record(state, "b")
-        monkeypatch.setattr(modal_iac.state, "_replace_file", full)
+        monkeypatch.setattr(modal_iac.state.store, "_replace_file", full)
     monkeypatch.undo()
     assert set(json.loads(path.read_text())["apps"]) == {"a"}
     assert set(read_state(path).apps) == {"a", "b"}
@@ -138,8 +138,8 @@ def test_a_journal_is_written_against_a_state_not_yet_written(tmp_path: Path) ->
 RECORDER = textwrap.dedent(
     """
     import os, pathlib, signal, sys
-    from modal_iac import journal, state as state_module
-    from modal_iac.state import AppRecord, LocalStore
+    from modal_iac.state import journal, store as state_module
+    from modal_iac.state.store import AppRecord, LocalStore
 
     path, point = pathlib.Path(sys.argv[1]), sys.argv[2]
 

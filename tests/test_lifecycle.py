@@ -12,7 +12,7 @@ from modal_proto import api_pb2
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.state import read_state
+from modal_iac.state.store import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ".modaliac/state.json"

@@ -28,9 +28,9 @@ from grpclib.const import Status
 from helpers import import_file
 from modal_proto import api_pb2
 
-from modal_iac.load import load_spec
+from modal_iac.loading.load import load_spec
 from modal_iac.local_api import LocalModalServer, reset_modal_client, wait_for_port
-from modal_iac.render import Rendered, render
+from modal_iac.render.app import Rendered, render
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"
@@ -453,7 +453,7 @@ def test_the_deploys_of_one_apply_ask_git_once_and_tag_each_app(
 ) -> None:
     """The SDK asks git (four processes) in every deploy; one apply's deploys share a working
     directory, so they share one answer, and every publish still carries it."""
-    from modal_iac.deploy import DeployJob, deploy_all
+    from modal_iac.modal.deploy import DeployJob, deploy_all
 
     commit = api_pb2.CommitInfo(vcs="git", branch="main", commit_hash="c" * 40, author_name="a")
     asked: list[int] = []
@@ -646,8 +646,8 @@ def test_observing_many_apps_keeps_a_bounded_number_of_rpcs_in_flight(
     MAX_IN_FLIGHT in flight. With a network's delay every lookup is in flight together."""
     from helpers import isolate_modal_config
 
-    from modal_iac import modal_api
     from modal_iac.local_api import LocalModalServer, reset_modal_client
+    from modal_iac.modal import sdk as modal_api
 
     isolate_modal_config(monkeypatch, tmp_path / "home")
     reset_modal_client()

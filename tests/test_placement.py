@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from modal_iac.cli import main
-from modal_iac.cost import app_cost, describe, load_prices
 from modal_iac.local_api import LocalModalServer
-from modal_iac.placement import billed_memory_mib, region_kind, region_multiplier
+from modal_iac.review.cost import app_cost, describe, load_prices
+from modal_iac.spec.placement import billed_memory_mib, region_kind, region_multiplier
 
 PLACED = """\
 app: placed-embedding
@@ -224,8 +224,8 @@ def test_cloud_names_are_modal_cloud_providers() -> None:
 
     from modal_proto import api_pb2
 
-    from modal_iac.placement import CLOUDS
-    from modal_iac.spec import Placement
+    from modal_iac.spec.models import Placement
+    from modal_iac.spec.placement import CLOUDS
 
     literal = get_args(Placement.model_fields["cloud"].annotation)[0]
     assert get_args(literal) == CLOUDS
@@ -399,8 +399,8 @@ def test_the_local_api_refuses_a_redeploy_with_another_routing_region(
     import modal.runner
     from helpers import import_file
 
-    from modal_iac.load import load_spec
-    from modal_iac.render import render
+    from modal_iac.loading.load import load_spec
+    from modal_iac.render.app import render
 
     spec = tmp_path / "placed.yaml"
     modal_api.state.add_secret("emb-key", ("VLLM_API_KEY",))

@@ -15,12 +15,12 @@ import pytest
 
 from modal_iac.cli import Console, build_parser, cmd_plan
 from modal_iac.errors import ModaliacError
-from modal_iac.load import LoadedSpec, load_spec
-from modal_iac.plan import AllSettings, Desired, FieldChange, make_plan
-from modal_iac.present import as_json, as_text, text_chunks
-from modal_iac.render import Rendered, render, render_all, render_app
-from modal_iac.saved import load_plan
-from modal_iac.state import AppRecord, State
+from modal_iac.loading.load import LoadedSpec, load_spec
+from modal_iac.plan.plan import AllSettings, Desired, FieldChange, make_plan
+from modal_iac.plan.present import as_json, as_text, text_chunks
+from modal_iac.plan.saved import load_plan
+from modal_iac.render.app import Rendered, render, render_all, render_app
+from modal_iac.state.store import AppRecord, State
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"
@@ -97,7 +97,7 @@ def test_a_source_made_again_must_hash_as_planned(
 ) -> None:
     """The plan's hash is the contract: a file that renders differently when read again (a
     template replaced while the run went on) is refused, never deployed in its place."""
-    import modal_iac.plan
+    import modal_iac.plan.plan
 
     [item] = specs(tmp_path, 1)
     record = item.record()
@@ -106,7 +106,7 @@ def test_a_source_made_again_must_hash_as_planned(
         made = render_app(loaded, app)
         return Rendered(made.app, made.filename, made.source + "print('not reviewed')\n")
 
-    monkeypatch.setattr(modal_iac.plan, "render_app", drifted)
+    monkeypatch.setattr(modal_iac.plan.plan, "render_app", drifted)
     with pytest.raises(ModaliacError, match="changed since the plan was made; plan again"):
         _ = record.source
 

@@ -12,9 +12,9 @@ import pytest
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecErrors
-from modal_iac.load import load_spec
-from modal_iac.parse import round_trip
-from modal_iac.policy import RULES
+from modal_iac.loading.load import load_spec
+from modal_iac.loading.parse import round_trip
+from modal_iac.review.policy import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
@@ -314,7 +314,7 @@ def test_the_doc_lists_every_rule_and_only_those() -> None:
 def test_fast_path_locates_warnings_like_the_positioned_path(path: str) -> None:
     """Specs that only warn stay on the fast path (a key scan instead of the round-trip
     parse), and the lines it reports are the ones the round-trip parser would give."""
-    from modal_iac import load
+    from modal_iac.loading import load
 
     fast = [str(w) for w in load.load_spec(path).warnings]
     text = Path(path).read_text(encoding="utf-8")
@@ -392,7 +392,7 @@ def test_mdl015_a_router_that_waits_past_the_model_call_timeout(tmp_path: Path) 
 
 
 def test_the_router_default_wait_follows_the_model_call_timeout(tmp_path: Path) -> None:
-    from modal_iac.gateway import GatewaySpec
+    from modal_iac.spec.gateway import GatewaySpec
 
     spec = load_spec(write(tmp_path, GATEWAY + "scaling:\n  timeout: 4m\n")).spec
     assert isinstance(spec, GatewaySpec)
@@ -520,7 +520,7 @@ def test_mdl011_in_a_gateway_and_through_validate_and_plan(
 
 
 def test_mdl011_located_alike_on_the_fast_and_the_positioned_path(tmp_path: Path) -> None:
-    from modal_iac import load
+    from modal_iac.loading import load
 
     path = write(tmp_path, BASE + f"image:\n  python: '3.12'\n  base: {CUDA12}\n")
     fast = [str(w) for w in load.load_spec(path).warnings]

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from modal_iac import probe
 from modal_iac.cli import main
+from modal_iac.commands import probe
 from modal_iac.local_api import LocalModalServer
 
 KEY = "sk-test-3f9a"  # the value tests check is never printed
@@ -351,7 +351,7 @@ def test_bench_png_stays_600_px_wide_at_400_requests_with_the_cold_starts_marked
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("matplotlib")
-    from modal_iac import bench
+    from modal_iac.commands import bench
 
     server = stand_in("embed")
     clock = FakeClock(on_sleep=server.scale_down)

@@ -18,8 +18,8 @@ import pytest
 import test_apply
 from test_apply import cli
 
+from modal_iac.commands.progress import AppLogs, JsonDisplay
 from modal_iac.local_api import LocalModalServer
-from modal_iac.progress import AppLogs, JsonDisplay
 
 ROOT = Path(__file__).resolve().parent.parent
 project = test_apply.project  # the fixture: specs/ with the same two apps as test_apply's

@@ -10,7 +10,7 @@ import ast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modal_iac.pyliteral import literal, string
+from modal_iac.render.pyliteral import literal, string
 
 
 def reference_string(text: str) -> str:

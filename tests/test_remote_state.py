@@ -19,8 +19,8 @@ import pytest
 
 from modal_iac.errors import StateError
 from modal_iac.local_api import LocalModalServer, reset_modal_client
-from modal_iac.remote_state import LOCKS_DICT, ModalStore
-from modal_iac.state import AppRecord, LockOwner, State, StateLockedError, open_store
+from modal_iac.state.modal_store import LOCKS_DICT, ModalStore
+from modal_iac.state.store import AppRecord, LockOwner, State, StateLockedError, open_store
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 LEASE = 900.0
@@ -193,8 +193,8 @@ def test_a_failed_apply_keeps_the_apps_it_recorded(modal_api: LocalModalServer) 
 
 KILLED_APPLY = """
 import os, sys
-from modal_iac.remote_state import ModalStore
-from modal_iac.state import AppRecord
+from modal_iac.state.modal_store import ModalStore
+from modal_iac.state.store import AppRecord
 remote = ModalStore("modaliac-state", lease=900.0, clock=lambda: {now})
 with remote.lock("modaliac apply"):
     state = remote.read()
@@ -257,7 +257,7 @@ def test_a_fold_stopped_after_its_upload_reads_right_and_is_cleared_next_time(
 def test_a_fold_stopped_before_its_upload_still_replays_the_journal(
     modal_api: LocalModalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modal_iac import remote_state
+    from modal_iac.state import modal_store as remote_state
 
     upload = remote_state.upload
 
@@ -576,7 +576,7 @@ def test_a_read_that_a_fold_overtakes_reads_again(
     """The reader lists the journal, then the fold replaces the state and removes the journal,
     then the reader reads the state: it sees a journal that is not of this file, and reads
     again instead of replaying it or dropping it."""
-    from modal_iac import remote_state
+    from modal_iac.state import modal_store as remote_state
 
     store().write(applied())
     applying = store()

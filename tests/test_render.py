@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from modal_iac.cli import main
-from modal_iac.load import load_spec
-from modal_iac.render import render
+from modal_iac.loading.load import load_spec
+from modal_iac.render.app import render
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPY = """\

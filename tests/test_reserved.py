@@ -14,11 +14,11 @@ from typing import Literal
 import pytest
 from helpers import import_file
 
-from modal_iac.gateway import GatewaySpec
-from modal_iac.load import load_spec
-from modal_iac.render import render_all
-from modal_iac.render_transformers import SERVER_CLASS
-from modal_iac.reserved import GATEWAY_NAMES, TRANSFORMERS_NAMES, VLLM_NAMES, clash
+from modal_iac.loading.load import load_spec
+from modal_iac.render.app import render_all
+from modal_iac.render.transformers import SERVER_CLASS
+from modal_iac.spec.gateway import GatewaySpec
+from modal_iac.spec.reserved import GATEWAY_NAMES, TRANSFORMERS_NAMES, VLLM_NAMES, clash
 
 ROOT = Path(__file__).resolve().parent.parent
 refresh = import_file(ROOT / "scripts" / "refresh_golden.py", "modaliac_refresh_golden")

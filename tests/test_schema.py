@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from modal_iac.cli import main
-from modal_iac.fields import GPU_ALIASES, GPU_TYPES
-from modal_iac.gateway import GatewaySpec
-from modal_iac.schema import schema_text
-from modal_iac.spec import Spec
+from modal_iac.spec.fields import GPU_ALIASES, GPU_TYPES
+from modal_iac.spec.gateway import GatewaySpec
+from modal_iac.spec.models import Spec
+from modal_iac.spec.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schema.json"

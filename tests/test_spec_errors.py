@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from modal_iac.cli import main
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.load import load_spec
-from modal_iac.parse import MAX_SPEC_BYTES
+from modal_iac.loading.load import load_spec
+from modal_iac.loading.parse import MAX_SPEC_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1857,7 +1857,7 @@ def test_sixty_four_levels_load_on_either_path(
         pinned + f"engine:\n  args:\n    compilation_config: {anchor}{nested(61)}\n",
     )
     if path == "fast":
-        monkeypatch.setattr("modal_iac.load.round_trip", None)  # calling it would fail
+        monkeypatch.setattr("modal_iac.loading.load.round_trip", None)  # calling it would fail
     code, out, err = run(capsys, "validate", "spec.yaml")
     assert (code, out, err) == (0, "spec.yaml: ok (demo)\n", "")
 
@@ -2011,7 +2011,7 @@ def test_fmt_reports_every_file_it_cannot_read_and_writes_none(
 def test_a_bug_on_one_file_is_that_files_line_and_the_others_still_report(
     capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modal_iac import load
+    from modal_iac.loading import load
 
     checks = load.check_policies
 
@@ -2086,8 +2086,8 @@ def test_names_shaped_like_words_are_not_mistaken_for_tokens(workdir: Path) -> N
 def test_policy_lines_never_repeat_a_token(name: str, token: str, what: str) -> None:
     """The loader refuses these first; the policy's own lines hide them too (MDL001 once
     printed a revision the token check missed)."""
-    from modal_iac.policy import check
-    from modal_iac.spec import Spec
+    from modal_iac.review.policy import check
+    from modal_iac.spec.models import Spec
 
     spec = Spec.model_validate(
         {"app": "demo", "model": {"id": "o/m", "task": "embed", "revision": token}, "gpu": "L4"}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from modal_iac.errors import StateError
-from modal_iac.state import (
+from modal_iac.state.store import (
     AppRecord,
     LocalStore,
     State,
@@ -39,7 +39,7 @@ HOLDER = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from modal_iac.state import AppRecord, LocalStore, State
+    from modal_iac.state.store import AppRecord, LocalStore, State
 
     mode = sys.argv[2]
     if mode in ("slow-note", "no-note"):
@@ -163,9 +163,9 @@ def test_a_holder_that_never_writes_its_note_is_named_by_the_os(
     tmp_path: Path, processes: list[subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Not the dead holder whose note is left in the file: the process the OS says holds it."""
-    import modal_iac.state
+    import modal_iac.state.store
 
-    monkeypatch.setattr(modal_iac.state, "NOTE_WAIT", 0.2)
+    monkeypatch.setattr(modal_iac.state.store, "NOTE_WAIT", 0.2)
     path = tmp_path / "state.json"
     dead = holder(path)
     processes.append(dead)
@@ -362,7 +362,7 @@ def test_a_corrupt_state_is_one_line(tmp_path: Path, content: bytes, message: st
 def test_modal_state_locations(
     spec: str, described: str, environment: str | None, volume: str, path: str
 ) -> None:
-    from modal_iac.remote_state import ModalStore
+    from modal_iac.state.modal_store import ModalStore
 
     store = open_store(spec)
     assert isinstance(store, ModalStore)
@@ -397,7 +397,7 @@ def test_anything_else_is_a_local_path(tmp_path: Path, monkeypatch: pytest.Monke
 def test_naming_a_modal_store_imports_no_modal() -> None:
     code = (
         "import sys\n"
-        "from modal_iac.state import open_store\n"
+        "from modal_iac.state.store import open_store\n"
         "print(open_store('modal:prod:st').describe())\n"
         "assert 'modal' not in sys.modules and 'grpclib' not in sys.modules\n"
     )

@@ -50,10 +50,10 @@ from test_vllm_server import (
     set_key,
 )
 
-from modal_iac.load import LoadedSpec, load_spec
+from modal_iac.loading.load import LoadedSpec, load_spec
 from modal_iac.local_api import LocalModalServer
-from modal_iac.render import Rendered, render
-from modal_iac.spec import HF_CACHE, Spec
+from modal_iac.render.app import Rendered, render
+from modal_iac.spec.models import HF_CACHE, Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "multimodal-embedding-transformers.yaml"

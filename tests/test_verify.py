@@ -18,7 +18,7 @@ from test_probe import SPEC as PROBE_SPEC
 
 from modal_iac.cli import main
 from modal_iac.local_api import LocalModalServer
-from modal_iac.state import read_state
+from modal_iac.state.store import read_state
 
 SPEC = (
     PROBE_SPEC.replace("app: probe-embed", "app: gated").replace("probe-key", "verified-key")

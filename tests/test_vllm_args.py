@@ -17,12 +17,12 @@ import pytest
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from modal_iac import vllm_args
-from modal_iac.engine import engine_kwargs, serve_argv
-from modal_iac.gateway import GatewaySpec
-from modal_iac.gateway import serve_argv as gateway_argv
-from modal_iac.load import load_spec
-from modal_iac.spec import Engine, Spec
+from modal_iac.loading.load import load_spec
+from modal_iac.render.engine import engine_kwargs, serve_argv
+from modal_iac.spec import vllm_args
+from modal_iac.spec.gateway import GatewaySpec
+from modal_iac.spec.gateway import serve_argv as gateway_argv
+from modal_iac.spec.models import Engine, Spec
 
 pytestmark = pytest.mark.vllm
 

@@ -416,8 +416,8 @@ def set_key(monkeypatch: pytest.MonkeyPatch, env: str, value: str | None) -> Non
 
 
 def loaded_case(case: str) -> Any:
-    from modal_iac.load import LoadedSpec, load_spec
-    from modal_iac.spec import Spec
+    from modal_iac.loading.load import LoadedSpec, load_spec
+    from modal_iac.spec.models import Spec
 
     if case in SYNTHETIC:
         spec = Spec.model_validate(SYNTHETIC[case])
@@ -440,7 +440,7 @@ def import_source(source: str, folder: Path, stem: str) -> ModuleType:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ModuleType]:
     """The imported app module of a case (a spec path or a SYNTHETIC name), once each."""
-    from modal_iac.render import render
+    from modal_iac.render.app import render
 
     folder = tmp_path_factory.mktemp("apps")
     modules: dict[str, ModuleType] = {}
@@ -934,7 +934,7 @@ def test_start_vllm_passes_the_token_by_environment_only(
 def test_a_snapshot_needs_the_class_or_the_server() -> None:
     """The server takes every snapshot mode now; with neither surface there is nothing to
     snapshot, which is an error on the snapshot key."""
-    from modal_iac.spec import Spec
+    from modal_iac.spec.models import Spec
 
     for mode in ("gpu", "sleep"):
         alone = {**SYNTHETIC["open-no-snapshot"], "snapshot": mode}
@@ -952,8 +952,8 @@ def test_tiny_png_is_a_valid_image(server: ModuleType) -> None:
 
 def test_names_a_surface_could_take_are_reserved(generated: Callable[[str], ModuleType]) -> None:
     """A downloader or class named like a helper would replace it in the generated file."""
-    from modal_iac.render import render
-    from modal_iac.reserved import VLLM_NAMES
+    from modal_iac.render.app import render
+    from modal_iac.spec.reserved import VLLM_NAMES
 
     for case in (KALM, "open-no-snapshot"):
         spec = loaded_case(case).spec
@@ -1125,7 +1125,7 @@ def test_deploy_sends_the_server_definition(
     import modal.runner
     from modal_proto import api_pb2
 
-    from modal_iac.render import render
+    from modal_iac.render.app import render
 
     loaded = loaded_case(case)
     spec = loaded.spec
@@ -1187,7 +1187,7 @@ def test_the_class_based_server_asks_modal_for_proxy_auth_only_when_the_spec_doe
 ) -> None:
     import modal.runner
 
-    from modal_iac.render import render
+    from modal_iac.render.app import render
 
     loaded = loaded_case(case)
     spec = loaded.spec
@@ -1255,8 +1255,8 @@ def test_primitive_server_deploys_as_modals_app_server(
     autoscaler's target and the snapshot flags of the class-based server."""
     import modal.runner
 
-    from modal_iac.render import render
-    from modal_iac.spec import SERVER_PUBLIC_PORT
+    from modal_iac.render.app import render
+    from modal_iac.spec.models import SERVER_PUBLIC_PORT
 
     loaded = loaded_case(case)
     spec = loaded.spec
@@ -1294,7 +1294,7 @@ def test_the_sleeping_examples_deploy_as_the_seeds_describe(
     """Seed 003 (A100-80GB, scale to zero, 32 concurrent) and seed 002 (L40S, 60 s)."""
     import modal.runner
 
-    from modal_iac.render import render
+    from modal_iac.render.app import render
 
     found = {}
     modal_api.state.add_secret("huggingface", ("HF_TOKEN",))

@@ -105,7 +105,7 @@ def test_wheel_holds_templates_and_schema(installed: Installed) -> None:
 
 def test_installed_package_resolves_inside_the_venv(installed: Installed) -> None:
     code = (
-        "import json, importlib.resources, modal_iac, modal_iac.render as r\n"
+        "import json, importlib.resources, modal_iac, modal_iac.render.app as r\n"
         "print(json.dumps({\n"
         "  'package': modal_iac.__file__,\n"
         "  'template_dir': str(r.template_dir()),\n"

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .fields import IMPORT_PLACEHOLDER
+from ..spec.fields import IMPORT_PLACEHOLDER
 
 # What the generated spec cannot know, said once at the top of the file.
 HEADER = (
@@ -71,7 +71,7 @@ def read_functions(
     a value: SecretList reports names only)."""
     from modal_proto import api_pb2
 
-    from .modal_api import run
+    from ..modal.sdk import run
 
     env = environment or ""
 
@@ -317,8 +317,8 @@ def recorded_settings(text: str) -> dict[str, Any] | None:
     from pydantic import ValidationError
     from ruamel.yaml import YAML
 
-    from .settings import settings
-    from .spec import Spec
+    from ..spec.models import Spec
+    from ..spec.settings import settings
 
     data = YAML(typ="safe").load(text)
     data["model"]["id"] = STANDIN_ID

@@ -28,7 +28,7 @@ from .probe import (
 )
 
 if TYPE_CHECKING:
-    from .cli import Console
+    from ..cli import Console
 
 # -- the benchmark ------------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cost import AppCost, Prices
-    from .modal_api import BilledItem
-    from .state import AppRecord
+    from ..modal.sdk import BilledItem
+    from ..review.cost import AppCost, Prices
+    from ..state.store import AppRecord
 
 _SINCE = re.compile(r"(?:([0-9]{1,4})d)?(?:([0-9]{1,5})h)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -34,7 +34,7 @@ SINCE_HINT = 'expected a duration like "30d", "12h" or "1d12h", or a date like "
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``cost`` to the CLI's parser (lazy: nothing heavy imported)."""
-    from .cli import cost_options, environment_name
+    from ..cli import cost_options, environment_name
 
     cost = commands.add_parser(
         "cost",
@@ -87,7 +87,7 @@ class Period:
 def period(since: str, now: datetime) -> Period:
     """The whole intervals from ``since`` to ``now``: a date or a duration in days runs from
     midnight to midnight (UTC), a duration with hours from hour to hour."""
-    from .targets import UsageError
+    from ..plan.targets import UsageError
 
     now = now.astimezone(UTC)
     if _DATE.fullmatch(since):
@@ -148,9 +148,9 @@ def make_bill(
     environment: str | None = None,
 ) -> Bill:
     """Sum ``items`` per recorded app (``environment``: only that one's apps and rows)."""
-    from .apply import APP_TAG, MANAGED_BY
-    from .cost import app_cost
-    from .rates import rows_used
+    from ..modal.apply import APP_TAG, MANAGED_BY
+    from ..modal.rates import rows_used
+    from ..review.cost import app_cost
 
     chosen = [r for r in records if environment is None or r.environment == environment]
     by_key = {(r.environment, app_tag_of(r)): r.address for r in chosen}
@@ -181,7 +181,7 @@ def make_bill(
 
 
 def app_tag_of(record: AppRecord) -> str:
-    from .apply import app_tag
+    from ..modal.apply import app_tag
 
     return app_tag(record.app)
 
@@ -190,7 +190,7 @@ def _estimate(
     record: AppRecord, span: Period, prices: Prices, active_hours_per_day: float | None
 ) -> tuple[float | None, str]:
     """What the plan's estimate predicts for ``span``, and how it reads."""
-    from .cost import app_cost
+    from ..review.cost import app_cost
 
     cost = app_cost(record.settings, prices)
     if cost is None or not cost.pools:
@@ -228,8 +228,8 @@ def _span_text(bill: Bill) -> str:
 
 
 def as_text(bill: Bill) -> str:
-    from .cost import money
-    from .rates import prices_text
+    from ..modal.rates import prices_text
+    from ..review.cost import money
 
     lines = [f"Cost from {_span_text(bill)}", prices_text(bill.prices, bill.rows_used), ""]
     rows = [("app", "billed", "estimated", "difference", "estimate from")]
@@ -257,7 +257,7 @@ def as_text(bill: Bill) -> str:
 
 
 def as_json(bill: Bill) -> str:
-    from .rates import prices_json
+    from ..modal.rates import prices_json
 
     document = {
         "format": "modaliac-cost",
@@ -290,8 +290,8 @@ def as_json(bill: Bill) -> str:
 
 
 def as_markdown(bill: Bill) -> str:
-    from .cost import money
-    from .rates import prices_text
+    from ..modal.rates import prices_text
+    from ..review.cost import money
 
     lines = [
         f"### modaliac cost: {_span_text(bill)}",
@@ -329,11 +329,11 @@ def cmd_cost(
 ) -> int:
     from dataclasses import replace
 
-    from .address import Project
-    from .apply import APP_TAG, MANAGED_BY
-    from .cli import costing, modal_costing
-    from .modal_api import billing_report, require_credentials
-    from .targets import state_store
+    from ..cli import costing, modal_costing
+    from ..modal.apply import APP_TAG, MANAGED_BY
+    from ..modal.sdk import billing_report, require_credentials
+    from ..plan.targets import state_store
+    from ..spec.address import Project
 
     project = Project.here()
     span = period(args.since, now() if now is not None else datetime.now(UTC))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .parse import COLON_STAND_IN  # a glued ":" is parsed as it, as the loader does
+from ..loading.parse import COLON_STAND_IN  # a glued ":" is parsed as it, as the loader does
 
 if TYPE_CHECKING:  # this module is imported by fmt when it runs, never to build the CLI
     from ruamel.yaml import YAML
@@ -79,8 +79,8 @@ class _Check:
         root = _compose(self.parsed)
         if root is None or not _is_block_map(root) or root.start_mark.column != 0:
             return False
+        from ..loading.parse import _check_nodes
         from .fmt import document_shape
-        from .parse import _check_nodes
 
         if _check_nodes(root, "<spec>"):  # refused: the full path says why, with positions
             return False

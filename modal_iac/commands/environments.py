@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .load import LoadedSpec
+    from ..loading.load import LoadedSpec
 
 BASE = ""  # no --env: the specs' base, in the workspace's default environment
 
@@ -34,9 +34,9 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 def cmd_environments(args: argparse.Namespace, console: Any) -> int:
     import json
 
-    from .address import Project
-    from .load import load_specs
-    from .targets import spec_files, spec_targets
+    from ..loading.load import load_specs
+    from ..plan.targets import spec_files, spec_targets
+    from ..spec.address import Project
 
     project = Project.here()
     files = spec_files(spec_targets(args.specs, project, "environments"))

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cost import Costing
+    from ..review.cost import Costing
 
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
-    from .cli import cost_options, env_option
+    from ..cli import cost_options, env_option
 
     explain = commands.add_parser(
         "explain",
@@ -31,10 +31,10 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_explain(args: argparse.Namespace, console: Any) -> int:
-    from .address import Project
-    from .cli import costing
-    from .load import load_specs
-    from .targets import spec_files
+    from ..cli import costing
+    from ..loading.load import load_specs
+    from ..plan.targets import spec_files
+    from ..spec.address import Project
 
     loaded = load_specs(spec_files(args.specs), args.env, Project.here())
     pricing = costing(args)
@@ -49,10 +49,10 @@ def cmd_explain(args: argparse.Namespace, console: Any) -> int:
 
 def explain(spec: Any, path: str, pricing: Costing) -> str:
     """The fit arithmetic and the cost of every app of ``spec``."""
-    from .cost import HOURS_PER_MONTH, app_cost, describe, usage_text
-    from .fit import spec_fits, warnings
-    from .gateway import GatewaySpec, app_settings
-    from .settings import settings
+    from ..review.cost import HOURS_PER_MONTH, app_cost, describe, usage_text
+    from ..review.fit import spec_fits, warnings
+    from ..spec.gateway import GatewaySpec, app_settings
+    from ..spec.settings import settings
 
     lines = [f"{path}:", "  GPU fit:"]
     fits = spec_fits(spec)
@@ -76,10 +76,10 @@ def explain_json(loaded: Any, pricing: Costing) -> str:
     """``explain --format json``: the fit and the cost of every app, per spec (docs/formats.md)."""
     import json
 
-    from .cost import app_cost
-    from .fit import spec_fits, warnings
-    from .gateway import GatewaySpec, app_settings
-    from .settings import settings
+    from ..review.cost import app_cost
+    from ..review.fit import spec_fits, warnings
+    from ..spec.gateway import GatewaySpec, app_settings
+    from ..spec.settings import settings
 
     hours = pricing.hours
     specs = []
@@ -129,7 +129,7 @@ def _usd(value: float | None) -> float | None:
 def endpoint_lines(spec: Any) -> list[str]:
     """How the HTTP endpoint is served and guarded, and how apply deploys: the trade-offs a
     reviewer weighs (a gateway's router is always the class-based kind)."""
-    from .gateway import GatewaySpec
+    from ..spec.gateway import GatewaySpec
 
     lines = []
     http = None if isinstance(spec, GatewaySpec) else spec.surfaces.http
@@ -168,8 +168,8 @@ def endpoint_lines(spec: Any) -> list[str]:
 def serving(spec: Any) -> list[str]:
     """How many requests each GPU pool takes at once, how long the router waits, and the key
     each secret must hold (what the deploy checks with required_keys)."""
-    from .fields import shown_duration
-    from .gateway import GatewaySpec
+    from ..spec.fields import shown_duration
+    from ..spec.gateway import GatewaySpec
 
     lines = ["  Serving:"]
     unset = spec.scaling.concurrency is None

@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .gateway import GatewaySpec, gpu_short
-from .load import LoadedSpec
-from .spec import Spec
+from ..loading.load import LoadedSpec
+from ..spec.gateway import GatewaySpec, gpu_short
+from ..spec.models import Spec
 
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
 PLACEHOLDER = "https://{app}.modal.run.invalid"
@@ -61,7 +61,7 @@ def http_services(loaded: list[LoadedSpec]) -> list[Spec]:
 def service_urls(services: list[Spec]) -> dict[tuple[str, str | None], str | None]:
     """The URL that serves requests of each deployed service, asked of Modal; None where the
     app is not deployed or has no web endpoint."""
-    from .modal_api import app_web_urls
+    from ..modal.sdk import app_web_urls
     from .probe import served_url
 
     found = app_web_urls([(spec.app, spec.environment) for spec in services])
@@ -74,7 +74,7 @@ def service_entries(
     """One ``model_list`` entry per vLLM HTTP service (its served name at the endpoint's
     ``/v1``, the key from ``os.environ/<api_key_env>``), and one line per service LiteLLM
     cannot call, saying why."""
-    from .engine import served_names
+    from ..render.engine import served_names
 
     entries, skipped = [], []
     for spec in services:

@@ -32,13 +32,13 @@ from io import StringIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError, SpecErrors
+from ..errors import SpecError, SpecErrors
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from ruamel.yaml import YAML
 
-    from .cli import Console
+    from ..cli import Console
 
 # pydantic and ruamel are imported where they are used, so that building the CLI's parser
 # (which registers this module) stays light. ruamel's round-trip mappings and sequences are
@@ -117,7 +117,7 @@ def _annotation_shape(annotation: Any) -> Shape:
 
 def document_shape(data: Any) -> Shape:
     """The shape of a whole spec: a service or a gateway, chosen by ``kind`` as load.py does."""
-    from .load import _kind
+    from ..loading.load import _kind
 
     shape = model_shape(_kind(data))
     overrides = (shape.fields or {}).get("environments")
@@ -311,7 +311,7 @@ class FormatError(SpecError):
 
 
 def _yaml() -> YAML:
-    from .parse import round_trip_yaml
+    from ..loading.parse import round_trip_yaml
 
     yaml = round_trip_yaml()
     yaml.indent(mapping=INDENT, sequence=INDENT * 2, offset=INDENT)
@@ -345,7 +345,7 @@ def format_text(text: str, shown: str = "<spec>") -> str:
 
     The text is parsed once: the checked node graph is constructed into round-trip data.
     The result is parsed again (with the C loader when it can) to prove it means the same."""
-    from .parse import checked_nodes, not_a_mapping
+    from ..loading.parse import checked_nodes, not_a_mapping
 
     root = checked_nodes(text, shown)
     if root is None:
@@ -369,7 +369,7 @@ def _meaning(text: str) -> Any:
     """The data ``text`` holds, as the loader reads it (its C path first)."""
     from ruamel.yaml.error import YAMLError
 
-    from .parse import fast_parse
+    from ..loading.parse import fast_parse
 
     data = fast_parse(text)
     if data is not None:
@@ -411,11 +411,11 @@ class Outcome:
 
 
 def format_file(path: Path) -> Outcome:
-    from .parse import decode, read
+    from ..loading.parse import decode, read
 
     shown = str(path)
     text = decode(read(path, shown), shown)
-    from .modeline import fixed
+    from ..loading.modeline import fixed
 
     return Outcome(path, text, fixed(path, formatted(text, shown)))
 
@@ -470,7 +470,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_fmt(args: argparse.Namespace, console: Console) -> int:
-    from .targets import spec_files
+    from ..plan.targets import spec_files
 
     outcomes, errors = [], []
     for path in spec_files(args.specs):  # every broken file is reported; none is written

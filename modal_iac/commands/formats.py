@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import ModaliacError, SpecError, SpecErrors
+from ..errors import ModaliacError, SpecError, SpecErrors
 
 
 def problem(found: SpecError, severity: str) -> dict[str, object]:

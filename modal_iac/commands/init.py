@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModaliacError
+from ..errors import ModaliacError
 
 DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
 DEFAULT_TASK = "embed"
@@ -63,7 +63,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_init(args: argparse.Namespace, console: Any) -> int:
-    from .targets import UsageError
+    from ..plan.targets import UsageError
 
     if args.model is not None and args.task is None:
         raise UsageError("init: --model needs --task embed or --task generate")
@@ -88,8 +88,8 @@ def plan_files(
     *, model: str, task: str, gpu: str, app: str | None, gitops: bool, pre_commit: bool
 ) -> list[Planned]:
     """Every file init would write, the spec first; its options checked, its spec validated."""
-    from .modeline import SCHEMA_FILE, modeline
-    from .schema import schema_text
+    from ..loading.modeline import SCHEMA_FILE, modeline
+    from ..spec.schema import schema_text
 
     canonical_gpu = _option_gpu(gpu)
     _option_model(model)
@@ -142,15 +142,15 @@ def app_name(model: str) -> str:
 
 def example_workflow() -> str:
     """The GitOps workflow the package ships (examples/gitops/ in a source checkout)."""
-    here = Path(__file__).parent
+    here = Path(__file__).parent.parent  # the package
     packaged = here / "data" / "gitops-workflow.yml"
     source = here.parent / "examples" / "gitops" / WORKFLOW
     return (packaged if packaged.is_file() else source).read_text(encoding="utf-8")
 
 
 def _option_gpu(value: str) -> str:
-    from .spec import _parse_gpu
-    from .targets import UsageError
+    from ..plan.targets import UsageError
+    from ..spec.models import _parse_gpu
 
     try:
         parsed = _parse_gpu(value)
@@ -160,8 +160,8 @@ def _option_gpu(value: str) -> str:
 
 
 def _option_model(value: str) -> None:
-    from .fields import HF_ID
-    from .targets import UsageError
+    from ..plan.targets import UsageError
+    from ..spec.fields import HF_ID
 
     if not HF_ID.fullmatch(value):
         raise UsageError(f'init: --model: {value!r} is not a Hugging Face id like "org/name"')
@@ -180,7 +180,7 @@ def _yaml_scalar(value: str) -> str:
 def _render(name: str, values: dict[str, str]) -> str:
     import jinja2
 
-    from .render import template_dir
+    from ..render.app import template_dir
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir() / "init"),
@@ -196,8 +196,8 @@ def _check_spec(spec: Planned) -> None:
     refused here, before anything is written, with what validate would say."""
     import tempfile
 
-    from .errors import SpecError, SpecErrors
-    from .load import load_spec
+    from ..errors import SpecError, SpecErrors
+    from ..loading.load import load_spec
 
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / spec.path.name

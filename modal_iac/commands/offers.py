@@ -14,15 +14,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cost import Prices
-    from .fit import Fit
+    from ..review.cost import Prices
+    from ..review.fit import Fit
 
 HEADER = ("GPU", "KV cache", "context", "per hour", "idle floor/month")
 
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``gpus`` to the CLI's parser (lazy: nothing heavy imported)."""
-    from .cli import env_option
+    from ..cli import env_option
 
     gpus = commands.add_parser(
         "gpus",
@@ -46,11 +46,11 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_gpus(args: argparse.Namespace, console: Any) -> int:
-    from .address import Project
-    from .cost import load_prices
-    from .fit import misfits_allowed
-    from .load import load_specs
-    from .targets import spec_files
+    from ..loading.load import load_specs
+    from ..plan.targets import spec_files
+    from ..review.cost import load_prices
+    from ..review.fit import misfits_allowed
+    from ..spec.address import Project
 
     with misfits_allowed():
         loaded = load_specs(spec_files(args.specs), args.env, Project.here())
@@ -71,8 +71,8 @@ def cmd_gpus(args: argparse.Namespace, console: Any) -> int:
 
 def model_offers(spec: Any, prices: Prices) -> list[dict[str, Any]]:
     """Per model of ``spec``: the offers it fits (JSON-ready rows), cheapest first."""
-    from .fit import UNCHECKED, spec_fits
-    from .gateway import GatewaySpec
+    from ..review.fit import UNCHECKED, spec_fits
+    from ..spec.gateway import GatewaySpec
 
     hourly = {name: rate * 3600 for name, rate in prices.per_second.items()}
     tensor_parallel = not isinstance(spec, GatewaySpec) and spec.engine.name == "vllm"
@@ -116,9 +116,9 @@ def _idle_month(spec: Any, fit: Fit, prices: Prices) -> float | None:
     """The app's idle floor a month on this GPU choice: every pool's min_containers (the
     cost module's arithmetic over the spec's settings with the GPU replaced). None for a
     gateway, whose pools are priced per app by ``explain``."""
-    from .cost import app_cost
-    from .gateway import GatewaySpec
-    from .settings import settings
+    from ..review.cost import app_cost
+    from ..spec.gateway import GatewaySpec
+    from ..spec.settings import settings
 
     if isinstance(spec, GatewaySpec):
         return None

@@ -16,20 +16,20 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from .address import Project
-from .errors import ModaliacError
-from .halt import EXIT_INTERRUPTED, Halt, catching_interrupts
-from .plan import Desired, Inputs, Plan, make_plan
-from .state import AppRecord, State
+from ..errors import ModaliacError
+from ..modal.halt import EXIT_INTERRUPTED, Halt, catching_interrupts
+from ..plan.plan import Desired, Inputs, Plan, make_plan
+from ..spec.address import Project
+from ..state.store import AppRecord, State
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from .apply import Outcome
-    from .cli import Console
+    from ..cli import Console
+    from ..modal.apply import Outcome
+    from ..modal.sdk_log import SdkLog
+    from ..state.store import StateStore
     from .progress import AppLogs
-    from .sdk_log import SdkLog
-    from .state import StateStore
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -44,7 +44,7 @@ def credentials_configured() -> bool:
 
 def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, str], Any]:
     """What Modal reports for every desired or recorded app, in one concurrent pass."""
-    from .modal_api import Query, observe
+    from ..modal.sdk import Query, observe
 
     queries = {}
     for item in desired:
@@ -63,7 +63,7 @@ def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, 
 
 def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) -> Inputs:
     """What ``plan`` or ``apply`` was asked for, as a plan records it."""
-    from .targets import parse_address
+    from ..plan.targets import parse_address
 
     return Inputs(
         targets=tuple(project.recorded(t) for t in targets),
@@ -86,8 +86,8 @@ def build_plan(
     """The plan ``inputs`` ask for, against ``state`` and (``online``) what Modal reports:
     the one function ``plan``, ``apply`` and the re-check of a saved plan go through.
     ``targets``: the inputs' targets as the user typed them (errors name them so)."""
-    from .refresh import refreshes
-    from .targets import delete_scope, desired_apps, spec_files
+    from ..plan.refresh import refreshes
+    from ..plan.targets import delete_scope, desired_apps, spec_files
 
     if targets is None:
         targets = [project.shown(t) or "." for t in inputs.targets]
@@ -121,9 +121,9 @@ def owner() -> str:
 
 
 def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from .modal_api import require_credentials
-    from .sdk_log import SdkLog, capturing
-    from .targets import UsageError, state_store
+    from ..modal.sdk import require_credentials
+    from ..modal.sdk_log import SdkLog, capturing
+    from ..plan.targets import UsageError, state_store
 
     require_credentials()
     project = Project.here()
@@ -167,13 +167,13 @@ def _apply_locked(
     events: TextIO,
 ) -> int:
     """The apply, with the state locked and the SDK's output going to ``log``."""
-    from .apply import execute, needs_recording, record_refreshes
-    from .cost import Costing, load_prices
-    from .present import as_text
+    from ..modal.apply import execute, needs_recording, record_refreshes
+    from ..modal.rates import current_prices
+    from ..plan.present import as_text
+    from ..plan.saved import read_plan, verify
+    from ..plan.targets import spec_targets
+    from ..review.cost import Costing, load_prices
     from .progress import AppLogs, make_display
-    from .rates import current_prices
-    from .saved import read_plan, verify
-    from .targets import spec_targets
 
     state = store.read()
     if saved:
@@ -185,7 +185,7 @@ def _apply_locked(
         inputs = plan_inputs(args, targets, project)
         # Modal's rates (apply runs with credentials) are read over their own client while
         # the plan observes the apps: a few round trips fewer in a row.
-        from . import modal_api  # noqa: F401  (imported here, never by two threads at once)
+        from ..modal import sdk as modal_api  # noqa: F401  (imported here, never by two threads at once)
 
         prices = _started(lambda: current_prices(load_prices(), None))
         plan = build_plan(inputs, state, project, online=True, targets=targets)
@@ -265,8 +265,8 @@ def _started(work: Callable[[], T]) -> Callable[[], T]:
 def _events_stream(args: argparse.Namespace, console: Console) -> tuple[TextIO, Console]:
     """Where progress events go, and the console for everything else: with ``--json`` the
     events own stdout and the rest (plan, summary) goes to stderr."""
-    from .cli import Console as ConsoleType
-    from .targets import UsageError
+    from ..cli import Console as ConsoleType
+    from ..plan.targets import UsageError
 
     if not args.json:
         return console.out, console
@@ -405,9 +405,9 @@ def _differ(name: str) -> str:
 
 
 def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from .modal_api import require_credentials, stop
+    from ..modal.sdk import require_credentials, stop
+    from ..plan.targets import find_record, state_store
     from .progress import make_display, one_app
-    from .targets import find_record, state_store
 
     require_credentials()
     events, console = _events_stream(args, console)
@@ -433,8 +433,8 @@ def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[s
 
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
-    from .modal_api import Query, observe, require_credentials
-    from .targets import parse_address, state_store
+    from ..modal.sdk import Query, observe, require_credentials
+    from ..plan.targets import parse_address, state_store
 
     require_credentials()
     project = Project.here()
@@ -515,9 +515,9 @@ def _import_with_spec(
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from .modal_api import require_credentials, rollback
+    from ..modal.sdk import require_credentials, rollback
+    from ..plan.targets import find_record, state_store
     from .progress import make_display, one_app
-    from .targets import find_record, state_store
 
     require_credentials()
     events, console = _events_stream(args, console)
@@ -560,7 +560,7 @@ def _state_list_json(state: State, project: Project) -> str:
 
 
 def cmd_state(args: argparse.Namespace, console: Console) -> int:
-    from .targets import find_record, state_store
+    from ..plan.targets import find_record, state_store
 
     project = Project.here()
     if args.state_command in ("rm", "mv"):
@@ -587,7 +587,7 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
 
 def _edit_state(args: argparse.Namespace, console: Console, project: Project) -> int:
     """``state rm`` and ``state mv``: change what the state records, never what Modal runs."""
-    from .targets import find_record, not_recorded, parse_address, state_store
+    from ..plan.targets import find_record, not_recorded, parse_address, state_store
 
     store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):

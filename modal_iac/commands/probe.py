@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModaliacError
+from ..errors import ModaliacError
 
 if TYPE_CHECKING:
     import http.client
 
-    from .cli import Console
+    from ..cli import Console
 
 KINDS = ("embedding", "chat", "completion", "embed")
 PATHS = {
@@ -80,7 +80,7 @@ CLOCK = Clock()
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
-    from .cli import app_env_option
+    from ..cli import app_env_option
 
     url = commands.add_parser(
         "url",
@@ -128,7 +128,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
     )
     bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
     bench.add_argument("--png", metavar="FILE", help="draw the latencies (needs matplotlib)")
-    bench.set_defaults(run="bench:cmd_bench")
+    bench.set_defaults(run="commands.bench:cmd_bench")
 
 
 def _request_options(
@@ -158,7 +158,7 @@ def _request_options(
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for an answer (600)"
     )
-    from .cli import app_env_option
+    from ..cli import app_env_option
 
     app_env_option(parser)
     state_option(parser)
@@ -166,7 +166,7 @@ def _request_options(
 
 def _usage(message: str) -> Exception:
     """A usage error for the CLI's handler (exit status 2)."""
-    from .targets import UsageError
+    from ..plan.targets import UsageError
 
     return UsageError(message)
 
@@ -221,14 +221,14 @@ def _described(target: str, args: argparse.Namespace) -> list[Described]:
     environment (never another's)."""
     if target.lower().startswith(("http://", "https://")):
         return []
-    from .address import Project
-    from .targets import named, state_store
+    from ..plan.targets import named, state_store
+    from ..spec.address import Project
 
     project = Project.here()
     found = named(target, args.env, project)
     if found.loaded is not None:
-        from .settings import settings
-        from .spec import Spec
+        from ..spec.models import Spec
+        from ..spec.settings import settings
 
         spec = found.loaded.spec
         if isinstance(spec, Spec):
@@ -240,8 +240,8 @@ def _described(target: str, args: argparse.Namespace) -> list[Described]:
 
 
 def _web_urls(app: str, environment: str | None) -> dict[str, str]:
-    from .address import Address
-    from .modal_api import web_urls
+    from ..modal.sdk import web_urls
+    from ..spec.address import Address
 
     urls = web_urls(app, environment)
     if not urls:
@@ -346,7 +346,7 @@ def _kind(values: dict[str, Any]) -> str | None:
 
 
 def _seconds(value: Any) -> int:
-    from .fields import _parse_duration
+    from ..spec.fields import _parse_duration
 
     return _parse_duration(value)
 

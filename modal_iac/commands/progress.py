@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .tokens import scrub
+from ..tokens import scrub
 
 OK_PREFIXES = ("deployed", "stopped", "already gone", "rolled back", "recorded")
 LOG_TAIL = 10  # lines of an app's log a failure prints

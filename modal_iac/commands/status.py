@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .. import __version__
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
-    from .address import Project
-    from .cli import Console
-    from .observed import Commit, Observed
-    from .plan import Change, Plan
-    from .state import State
+    from ..cli import Console
+    from ..plan.observed import Commit, Observed
+    from ..plan.plan import Change, Plan
+    from ..spec.address import Project
+    from ..state.store import State
 
 STATUS_FORMAT_VERSION = 1
 # The plan's action, said as the answer to "does Modal run what the spec says?".
@@ -67,7 +67,7 @@ class Status:
 
 def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``status`` to the CLI's parser (lazy: nothing heavy imported)."""
-    from .cli import env_option
+    from ..cli import env_option
 
     status = commands.add_parser(
         "status",
@@ -86,11 +86,11 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    from .address import Project
-    from .modal_api import require_credentials
+    from ..modal.sdk import require_credentials
+    from ..plan.plan import Inputs, make_plan
+    from ..plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
+    from ..spec.address import Project
     from .operate import observe_for
-    from .plan import Inputs, make_plan
-    from .targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
 
     require_credentials()
     project = Project.here()
@@ -110,8 +110,8 @@ def _strays(
 ) -> dict[tuple[str | None, str], Observed]:
     """The apps of the observed environments that carry modaliac's ``managed-by`` tag but
     that neither the specs nor the state know (another state file, a lost one)."""
-    from .apply import MANAGED_BY
-    from .modal_api import Query, apps_tagged, observe
+    from ..modal.apply import MANAGED_BY
+    from ..modal.sdk import Query, apps_tagged, observe
 
     environments = [env for env, _ in observed] or [None]
     found = [
@@ -129,8 +129,8 @@ def status_of(
     """A row per planned app, then per app the state records for this ``--env`` that the
     plan leaves out (its spec is outside the named specs), then per app only Modal's tags
     say modaliac manages (``strays``); records of other ``--env`` runs are only counted."""
-    from .address import Address
-    from .observed import Observed
+    from ..plan.observed import Observed
+    from ..spec.address import Address
 
     rows = []
     for change in plan.changes:
@@ -184,7 +184,7 @@ def as_text(status: Status, project: Project | None = None) -> str:
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    from .lock_owner import utc_time
+    from ..state.lock_owner import utc_time
 
     current = row.seen.current
     return (

@@ -20,18 +20,18 @@ from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from .address import Project, profile_environment
-from .errors import SpecError, SpecErrors
-from .fit import problems as fit_problems
-from .fit import spec_fits
-from .fit import tight as fit_warnings
-from .fit import unchecked as fit_unchecked
-from .gateway import GatewaySpec
-from .messages import expected_one_of, from_pydantic, key_path, located
+from ..errors import SpecError, SpecErrors
+from ..review.fit import problems as fit_problems
+from ..review.fit import spec_fits
+from ..review.fit import tight as fit_warnings
+from ..review.fit import unchecked as fit_unchecked
+from ..review.policy import check as check_policies
+from ..spec.address import Project, profile_environment
+from ..spec.gateway import GatewaySpec
+from ..spec.messages import expected_one_of, from_pydantic, key_path, located
+from ..spec.models import Spec
+from ..tokens import token_kind
 from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
-from .policy import check as check_policies
-from .spec import Spec
-from .tokens import token_kind
 
 AnySpec = Spec | GatewaySpec
 TIGHT_FIT = "tight-fit"  # the code of a GPU fit's tight-fit warning (not a policy rule)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import SpecError
+from ..errors import SpecError
 
 SCHEMA_LINE = "# yaml-language-server: $schema="
 SCHEMA_FILE = "schema.json"

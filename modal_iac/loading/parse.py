@@ -36,10 +36,10 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
-from .errors import SpecError, SpecErrors
-from .files import read_bytes
-from .messages import describe, key_path, quote
-from .tokens import scrub
+from ..errors import SpecError, SpecErrors
+from ..files import read_bytes
+from ..spec.messages import describe, key_path, quote
+from ..tokens import scrub
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000

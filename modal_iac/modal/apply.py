@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from .address import Address
-from .errors import StateError
+from ..errors import StateError
+from ..plan.plan import Change, Plan
+from ..spec.address import Address
+from ..state.store import AppRecord, State
 from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
-from .plan import Change, Plan
-from .state import AppRecord, State
 
 if TYPE_CHECKING:
     from .deploy import DeployJob, DeployResult
@@ -99,7 +99,8 @@ def execute(
     verifies is checked once deployed (verify.py); a failed check rolls it back, or stops a
     new app unless ``keep_failed``.
     """
-    from . import gate, modal_api
+    from . import gate
+    from . import sdk as modal_api
     from .deploy import deploy_all
 
     halt = halt if halt is not None else Halt()
@@ -229,7 +230,7 @@ def execute(
 
 
 def _status(exc: Exception) -> str:
-    from .modal_api import Cancelled
+    from .sdk import Cancelled
 
     return "cancelled" if isinstance(exc, Cancelled) else "failed"
 
@@ -242,7 +243,7 @@ def _stop_renamed(
     on_event: Callable[[str, str], None],
 ) -> Outcome:
     """Stop the app a rename left at its old address, then record the rename as done."""
-    from . import modal_api
+    from . import sdk as modal_api
 
     old = Address.parse(record.renamed_from or "")
     deployed = f"deployed v{record.deployed_version}"

@@ -36,10 +36,10 @@ from modal._utils.async_utils import synchronize_api
 from modal.client import _Client
 from modal_proto import api_pb2
 
-from . import modal_api
-from .errors import ModaliacError
+from ..errors import ModaliacError
+from . import sdk as modal_api
 from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
-from .modal_api import Cancelled, ModalApiError, Progress, Supervisor, deadline, publish_tags
+from .sdk import Cancelled, ModalApiError, Progress, Supervisor, deadline, publish_tags
 
 
 @dataclass(frozen=True)

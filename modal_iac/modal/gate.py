@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..commands.probe import ProbeError
+from ..plan.plan import Change, has_previous
+from ..state.store import AppRecord
 from .apply import Outcome, app_tags
 from .halt import Halt
-from .plan import Change, has_previous
-from .probe import ProbeError
-from .state import AppRecord
 from .verify import NotVerifiable, Target, check, preflight
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Gate:
         return self._roll_back(failed)
 
     def _new_app_failed(self, failed: str, keep_failed: bool) -> Outcome:
-        from . import modal_api
+        from . import sdk as modal_api
 
         change, version = self.change, self.result.version
         if keep_failed:
@@ -109,7 +109,7 @@ class Gate:
         return self.outcome("failed", f"{failed}; stopped it (no version served before){problem}")
 
     def _roll_back(self, failed: str) -> Outcome:
-        from . import modal_api
+        from . import sdk as modal_api
 
         change = self.change
         to = change.observed_version if change.observed_version is not None else -1
@@ -162,7 +162,7 @@ class Gate:
 
     def _retag(self, record: AppRecord) -> str:
         """Give the rolled-back app the tags of the code it serves again."""
-        from . import modal_api
+        from . import sdk as modal_api
 
         try:
             modal_api.set_tags(self.change.app, self.change.environment, app_tags(record))

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from .cost import HOST_ROWS, PRICES_ENV, AppCost, Prices
+from ..review.cost import HOST_ROWS, PRICES_ENV, AppCost, Prices
 
 _ALIASES = {"a10g": "a10"}  # Modal's older name of the A10
 _HOST = {
@@ -82,7 +82,7 @@ def now_text(clock: Callable[[], datetime] | None = None) -> str:
 def current_prices(table: Prices, user_file: str | None) -> Prices:
     """Modal's rates over ``table`` (the shipped one); ``table`` as it is when a price file
     was chosen, and with a note when Modal's rates cannot be read."""
-    from .modal_api import ModalApiError, billing_rates
+    from .sdk import ModalApiError, billing_rates
 
     if user_file or os.environ.get(PRICES_ENV) or table.origin != "table":
         return table

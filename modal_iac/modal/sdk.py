@@ -33,11 +33,11 @@ from grpclib import GRPCError
 from modal.client import _Client
 from modal_proto import api_pb2
 
-from .address import Address
-from .errors import ModaliacError
-from .fields import HF_TOKEN_KEY, IGNORED_HF_TOKEN_KEY
+from ..errors import ModaliacError
+from ..plan.observed import Commit, Deployment, Observed, Override
+from ..spec.address import Address
+from ..spec.fields import HF_TOKEN_KEY, IGNORED_HF_TOKEN_KEY
 from .halt import Halt
-from .observed import Commit, Deployment, Observed, Override
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0

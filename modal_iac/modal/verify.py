@@ -15,10 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .address import Address
-from .fields import shown_duration
-from .plan import Verification
-from .probe import (
+from ..commands.probe import (
     CLOCK,
     PATHS,
     Http,
@@ -34,6 +31,9 @@ from .probe import (
     send,
     served_url,
 )
+from ..plan.plan import Verification
+from ..spec.address import Address
+from ..spec.fields import shown_duration
 
 RETRY_PAUSE = 0.5  # seconds between attempts while the new version starts
 # What a proxy answers while no container is ready yet. Modal answers a web request that has
@@ -119,7 +119,7 @@ def check(
 
 def deployed_url(target: Target) -> str:
     """The URL Modal reports for the app now (a router's for a gateway app)."""
-    from .modal_api import web_urls
+    from .sdk import web_urls
 
     urls = web_urls(target.app, target.environment)
     if target.gateway and "router" in urls:

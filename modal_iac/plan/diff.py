@@ -22,13 +22,13 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any, Literal
 
-from .address import Project
-from .errors import ModaliacError, SpecError, SpecErrors
-from .gateway import GatewaySpec
-from .load import LoadedSpec, find_spec_files, load_spec
+from ..errors import ModaliacError, SpecError, SpecErrors
+from ..loading.load import LoadedSpec, find_spec_files, load_spec
+from ..render.app import HEADER_LINES, render_all
+from ..spec.address import Project
+from ..spec.gateway import GatewaySpec
+from ..state.store import AppRecord, State
 from .plan import Desired, FieldChange, deletions, field_changes
-from .render import HEADER_LINES, render_all
-from .state import AppRecord, State
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 _EMPTY = "/dev/null"

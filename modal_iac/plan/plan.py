@@ -14,21 +14,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import __version__
-from .address import Address
-from .errors import ModaliacError
-from .fields import HF_TOKEN_KEY, shown_duration
-from .gateway import GatewaySpec, app_settings
-from .load import AnySpec, LoadedSpec
+from .. import __version__
+from ..errors import ModaliacError
+from ..loading.load import AnySpec, LoadedSpec
+from ..render.app import HEADER_LINES, Rendered, render_app
+from ..review.policy import endpoint_warnings
+from ..spec.address import Address
+from ..spec.fields import HF_TOKEN_KEY, shown_duration
+from ..spec.gateway import GatewaySpec, app_settings
+from ..spec.placement import routing_region_change, runtime_notes
+from ..spec.settings import settings
+from ..state.store import AppRecord, State
 from .observed import Observed, Override
-from .placement import routing_region_change, runtime_notes
-from .policy import endpoint_warnings
-from .render import HEADER_LINES, Rendered, render_app
-from .settings import settings
-from .state import AppRecord, State
 
 if TYPE_CHECKING:
-    from .cost import Prices
+    from ..review.cost import Prices
     from .refresh import Refresh
 
 PLAN_FORMAT_VERSION = 2

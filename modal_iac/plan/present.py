@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from .address import Project
-from .cost import (
+from ..modal.rates import prices_json, prices_text, rows_used
+from ..review.cost import (
     AppCost,
     Costing,
     CostLine,
@@ -19,9 +19,9 @@ from .cost import (
     region_note,
     usage_text,
 )
+from ..spec.address import Project
+from ..tokens import hidden, token_kind
 from .plan import Change, Notice, Plan, verify_text
-from .rates import prices_json, prices_text, rows_used
-from .tokens import hidden, token_kind
 
 if TYPE_CHECKING:
     from .refresh import Refresh

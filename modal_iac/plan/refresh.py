@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from ..state.store import AppRecord, State
 from .observed import Observed
 from .plan import Desired, deployment_tag
-from .state import AppRecord, State
 
 RefreshAction = Literal["record", "forget"]
 

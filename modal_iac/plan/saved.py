@@ -21,10 +21,13 @@ import hashlib
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .address import Address, AddressError, Project
-from .errors import ModaliacError
-from .files import joined, parse_json, read_text
+from .. import __version__
+from ..errors import ModaliacError
+from ..files import joined, parse_json, read_text
+from ..render.app import HEADER_LINES
+from ..spec.address import Address, AddressError, Project
+from ..state.store import AppRecord
+from ..tokens import shown
 from .plan import (
     ACTIONS,
     PLAN_FORMAT_VERSION,
@@ -38,12 +41,9 @@ from .plan import (
     Verification,
 )
 from .plan import deployment_tag as tag_of
-from .render import HEADER_LINES
-from .state import AppRecord
-from .tokens import shown
 
 if TYPE_CHECKING:
-    from .cost import Prices
+    from ..review.cost import Prices
     from .refresh import Refresh
 
 MAX_PLAN_BYTES = 64 * 2**20
@@ -120,7 +120,7 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
 def _prices(root: dict[str, Any], reader: _Reader) -> Prices | None:
     """The prices the plan was reviewed with (``cost.prices``), None in a plan without them.
     They price what the saved plan shows; apply never compares them."""
-    from .rates import prices_from_json
+    from ..modal.rates import prices_from_json
 
     cost = root.get("cost")
     if not isinstance(cost, dict) or "prices" not in cost:
@@ -263,8 +263,8 @@ class _Reader:
         )
 
     def record(self, raw: dict[str, Any], at: str) -> AppRecord:
-        from .errors import StateError
-        from .state import parse_record
+        from ..errors import StateError
+        from ..state.store import parse_record
 
         try:
             return parse_record(raw, at)
@@ -376,9 +376,9 @@ def _rendered(
     record: AppRecord, project: Project, env: str | None
 ) -> tuple[dict[str, Any], str] | None:
     """(settings, source) of the app ``record`` names, rendered from its spec now."""
-    from .load import load_spec
+    from ..loading.load import load_spec
+    from ..render.app import render_all
     from .plan import Desired
-    from .render import render_all
 
     loaded = load_spec(project.resolve(record.spec_path), env, project=project)
     for rendered in render_all(loaded):

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .address import Address, Project, profile_environment
-from .errors import ModaliacError, SpecError
+from ..errors import ModaliacError, SpecError
+from ..spec.address import Address, Project, profile_environment
 
 if TYPE_CHECKING:
-    from .load import LoadedSpec
+    from ..loading.load import LoadedSpec
+    from ..state.store import AppRecord, State, StateStore
     from .plan import Desired
-    from .state import AppRecord, State, StateStore
 
 STATE_ENV = "MODALIAC_STATE"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -43,7 +43,7 @@ def state_store(
 ) -> StateStore:
     """The store ``--state`` names, else ``$MODALIAC_STATE``, else the project's
     ``.modaliac/state.json`` (at the project root, wherever the command runs from)."""
-    from .state import open_store
+    from ..state.store import open_store
 
     chosen = value or os.environ.get(STATE_ENV)
     if chosen:
@@ -75,7 +75,7 @@ def spec_targets(targets: Sequence[str], project: Project, command: str) -> list
 
 
 def spec_files(targets: Sequence[str]) -> list[str | Path]:
-    from .load import find_spec_files
+    from ..loading.load import find_spec_files
 
     files: list[str | Path] = []
     for target in targets:
@@ -88,9 +88,9 @@ def spec_files(targets: Sequence[str]) -> list[str | Path]:
 
 def desired_apps(files: list[str | Path], env: str | None, project: Project) -> list[Desired]:
     """Every app the spec files yield with ``--env`` ``env``, at its resolved address."""
-    from .load import load_specs
+    from ..loading.load import load_specs
+    from ..render.app import render_all
     from .plan import Desired
-    from .render import render_all
 
     return [
         Desired(item, app, env)
@@ -122,7 +122,7 @@ class Named:
 def named(target: str, env: str | None, project: Project) -> Named:
     """The address(es) a target names, resolved the one way every command shares."""
     if is_spec_path(target):
-        from .load import load_spec
+        from ..loading.load import load_spec
 
         loaded = load_spec(target, env, project=project)
         spec = loaded.spec

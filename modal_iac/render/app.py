@@ -17,13 +17,14 @@ from typing import Any
 
 import jinja2
 
-from . import __version__, engine
-from .deferred import DeferredText
-from .fields import HF_TOKEN_KEY
-from .gateway import GatewayApp, GatewaySpec, Router
-from .load import LoadedSpec
+from .. import __version__
+from ..deferred import DeferredText
+from ..loading.load import LoadedSpec
+from ..spec.fields import HF_TOKEN_KEY
+from ..spec.gateway import GatewayApp, GatewaySpec, Router
+from ..spec.models import HF_CACHE, SERVER_PUBLIC_PORT, HttpSurface, Image, Scaling, Spec
+from . import engine
 from .pyliteral import assignment, literal, string
-from .spec import HF_CACHE, SERVER_PUBLIC_PORT, HttpSurface, Image, Scaling, Spec
 
 HEADER_LINES = 2
 MIB = 1024 * 1024
@@ -72,7 +73,7 @@ def render_app(loaded: LoadedSpec, app: str) -> Rendered:
 
 
 def _gateway_file(loaded: LoadedSpec, spec: GatewaySpec, app: GatewayApp) -> Rendered:
-    from .render_gateway import TEMPLATE, gateway_context
+    from .gateway import TEMPLATE, gateway_context
 
     source = _template(TEMPLATE).render(gateway_context(spec, app, header(loaded)))
     return Rendered(app=app.name, filename=f"{app.name}.py", source=source)
@@ -84,7 +85,7 @@ def render(loaded: LoadedSpec) -> Rendered:
     if isinstance(spec, GatewaySpec):
         raise TypeError("a gateway spec yields several apps: use render_all")
     if spec.engine.name == "transformers":
-        from .render_transformers import TEMPLATE, transformers_context
+        from .transformers import TEMPLATE, transformers_context
 
         source = _template(TEMPLATE).render(transformers_context(spec, header(loaded)))
     else:
@@ -282,8 +283,9 @@ def _identifier(value: str) -> str:
 
 def template_dir() -> Path:
     """Templates ship inside the wheel; a source checkout keeps them at the top level."""
-    packaged = Path(__file__).parent / "templates"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
+    package = Path(__file__).parent.parent
+    packaged = package / "templates"
+    return packaged if packaged.is_dir() else package.parent / "templates"
 
 
 @cache

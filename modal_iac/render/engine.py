@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import vllm_args
-from .spec import Spec
+from ..spec import vllm_args
+from ..spec.models import Spec
 
 # vLLM listens on the loopback interface only: the public endpoint is the authenticating proxy
 # in the same container (templates/vllm_app.py.j2), so vLLM's unauthenticated routes (/sleep,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
-from .render import endpoint_context, hf_token_context, scaling_context
-from .spec import HF_CACHE
+from ..spec.gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
+from ..spec.models import HF_CACHE
+from .app import endpoint_context, hf_token_context, scaling_context
 
 TEMPLATE = "gateway_app.py.j2"
 # The router's image (Modal's debian_slim with the spec's Python) needs only aiohttp: pinned,

@@ -19,11 +19,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ModaliacError
-from .fields import parse_memory
-from .files import joined, parse_json, read_text
-from .placement import billed_memory_mib, placement_text, region_multiplier
-from .plan import Change, Plan
+from ..errors import ModaliacError
+from ..files import joined, parse_json, read_text
+from ..plan.plan import Change, Plan
+from ..spec.fields import parse_memory
+from ..spec.placement import billed_memory_mib, placement_text, region_multiplier
 
 HOURS_PER_MONTH = 730
 # A gateway model's settings: models.<name>.<key>, or models["<odd name>"].<key> (key_path).
@@ -216,7 +216,7 @@ def gpu_pools(settings: dict[str, Any]) -> list[str]:
     """The Modal classes of an app that run on its GPU, each with its own containers:
     a gateway's model classes; a vLLM service's Python class and HTTP ``Server``; the one
     class of a transformers service. A downloader runs on a CPU only when called."""
-    from .gateway import model_class_name
+    from ..spec.gateway import model_class_name
 
     models = sorted(
         {match[1] or json.loads(match[2]) for key in settings if (match := _MODEL.match(key))}

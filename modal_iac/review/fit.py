@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ModaliacError
-from .fields import GPU_TYPES
-from .files import joined, parse_json, read_text
-from .gateway import GatewaySpec
-from .spec import Gpu, LayerShapes, Spec
+from ..errors import ModaliacError
+from ..files import joined, parse_json, read_text
+from ..spec.fields import GPU_TYPES
+from ..spec.gateway import GatewaySpec
+from ..spec.models import Gpu, LayerShapes, Spec
 
 # Nominal memory of each Modal GPU type, GB (https://modal.com/docs/guide/gpu).
 GPU_MEMORY_GB: dict[str, float] = {

@@ -22,17 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .fields import (
+from ..spec.fields import (
     HF_TOKEN_KEY,
     IGNORED_HF_TOKEN_KEY,
     MODAL_MAX_TIMEOUT,
     MODAL_MIN_MEMORY_MIB,
     shown_duration,
 )
-from .gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
-from .images import DEFAULT_BASE_IMAGE, engine_cuda_major, engine_torch, image_cuda_major
-from .spec import Spec
-from .tokens import shown
+from ..spec.gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
+from ..spec.images import DEFAULT_BASE_IMAGE, engine_cuda_major, engine_torch, image_cuda_major
+from ..spec.models import Spec
+from ..tokens import shown
 
 Severity = Literal["error", "warning"]
 Loc = tuple[str | int, ...]

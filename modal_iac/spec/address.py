@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModaliacError
-from .files import joined, read_text
-from .tokens import shown
+from ..errors import ModaliacError
+from ..files import joined, read_text
+from ..tokens import shown
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
 APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")

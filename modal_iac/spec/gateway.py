@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from ..tokens import shown, token_kind
 from .fields import (
     DEFAULT_MAX_BODY_MIB,
     ENGINE_VERSION,
@@ -34,8 +35,7 @@ from .fields import (
     TokenCount,
     shown_duration,
 )
-from .reserved import clash
-from .spec import (
+from .models import (
     _GPU_SCHEMA,
     DEFAULT_VLLM_VERSION,
     HF_CACHE,
@@ -59,7 +59,7 @@ from .spec import (
     hf_secret_problems,
     verify_switch,
 )
-from .tokens import shown, token_kind
+from .reserved import clash
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8

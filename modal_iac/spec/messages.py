@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from .errors import SpecError
+from ..errors import SpecError
+from ..tokens import hidden, token_kind
 from .fields import (
     ENGINE_VERSION,
     HF_ID,
@@ -28,8 +29,7 @@ from .fields import (
     PYTHON_VERSION,
     Problem,
 )
-from .spec import Spec
-from .tokens import hidden, token_kind
+from .models import Spec
 
 # The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
 _ROOT: ContextVar[Any] = ContextVar("root_model", default=Spec)

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from ..tokens import shown
 from . import vllm_args
 from .fields import (
     APP_ID,
@@ -73,7 +74,6 @@ from .placement import (
     region_kind,
 )
 from .reserved import clash
-from .tokens import shown
 
 SPEC_VERSION = 1
 # Requests a vLLM container takes at once unless the spec says: vLLM batches them (continuous

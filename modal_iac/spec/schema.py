@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from .gateway import GatewaySpec
-from .spec import NOT_OVERRIDABLE, SPEC_VERSION, Spec
+from .models import NOT_OVERRIDABLE, SPEC_VERSION, Spec
 
 SCHEMA_ID = "https://modaliac.dev/schema/spec-v1.json"
 

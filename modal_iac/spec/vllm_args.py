@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from ..tokens import shown
 from .fields import Problem
-from .tokens import shown
 
 # Serve-only options that configure vLLM's HTTP server itself (logging, CORS, docs, HTTP/1.1
 # limits): the Python class has no HTTP server, so it loses nothing without them. Every other

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StateError
-from .files import joined, parse_json, read_bytes
+from ..errors import StateError
+from ..files import joined, parse_json, read_bytes
 
 JOURNAL_FORMAT = "modaliac-journal"
 JOURNAL_VERSION = 1

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .tokens import token_kind
+from ..tokens import token_kind
 
 
 def utc_time(seconds: float) -> str:

@@ -28,10 +28,10 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import StateError
+from ..errors import StateError
 from .journal import digest
 from .lock_owner import LockOwner, utc_time
-from .remote_journal import (
+from .modal_journal import (
     Entry,
     Seal,
     Unsettled,
@@ -46,7 +46,7 @@ from .remote_journal import (
     seal_file,
     seal_path,
 )
-from .state import READ_ATTEMPTS, REMOTE_PREFIX, State, StateLockedError, parse_state
+from .store import READ_ATTEMPTS, REMOTE_PREFIX, State, StateLockedError, parse_state
 from .volume_files import listing, read_each, read_optional, remove_each, upload
 
 if TYPE_CHECKING:

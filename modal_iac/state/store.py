@@ -23,11 +23,12 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import __version__
-from .address import Address, check_environment
-from .deferred import DeferredText
-from .errors import ModaliacError, StateError
-from .files import joined, parse_json, read_bytes
+from .. import __version__
+from ..deferred import DeferredText
+from ..errors import ModaliacError, StateError
+from ..files import joined, parse_json, read_bytes
+from ..spec.address import Address, check_environment
+from ..tokens import shown, token_kind
 from .journal import (
     Journal,
     JournalWriter,
@@ -38,7 +39,6 @@ from .journal import (
     sync_directory,
 )
 from .lock_owner import LockOwner, alive, flock_holder
-from .tokens import shown, token_kind
 
 STATE_FORMAT = "modaliac-state"
 STATE_VERSION = 2
@@ -501,7 +501,7 @@ def open_store(spec: str | os.PathLike[str]) -> StateStore:
     """
     text = os.fspath(spec)
     if text.startswith(REMOTE_PREFIX):
-        from .remote_state import ModalStore
+        from .modal_store import ModalStore
 
         return ModalStore.from_spec(text)
     return LocalStore(Path(text).expanduser())
