@@ -647,7 +647,7 @@ def expected_error(fault: str, rpc: str, deadline: float, doing: str) -> str:
 
 @pytest.mark.usefixtures("short_deadlines")
 @pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("rpc", ["AppGetByDeploymentName", "AppDeploymentHistory"])
+@pytest.mark.parametrize("rpc", ["AppList", "AppDeploymentHistory"])
 def test_observe_fault_fails_in_one_line_and_changes_nothing(
     project: Path,
     modal_api: LocalModalServer,

@@ -260,8 +260,8 @@ def test_plan_for_an_environment_the_workspace_lacks_says_how_to_create_it(
         "(or choose another --env)\n"
     )
     # The client named the environment; the local API answered NOT_FOUND for it, as Modal does.
-    asked = modal_api.state.requests("AppGetByDeploymentName")
-    assert [(r.name, r.environment_name) for r in asked] == [("demo", "dev")]
+    asked = modal_api.state.requests("AppList")  # observing starts by listing its apps
+    assert [r.environment_name for r in asked] == ["dev"]
     modal_api.state.add_environment("dev")
     assert main(["plan", "--env", "dev"]) == 0
     assert "create dev/demo" in capsys.readouterr().out

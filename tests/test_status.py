@@ -207,7 +207,7 @@ def test_status_reads_and_never_changes_anything(
     code, _, err = cli(capsys, "status")
     assert code == 0, err
     sent = set(modal_api.state.rpc_names())
-    assert {"AppList", "AppGetByDeploymentName", "AppDeploymentHistory", "AppGetTags"} <= sent
+    assert {"AppList", "AppDeploymentHistory", "AppGetTags"} <= sent  # ids from the listing
     writes = {"AppPublish", "AppSetTags", "AppStop", "AppCreate", "DictUpdate", "AppRollback"}
     assert not sent & writes
     assert state_file.read_bytes() == before

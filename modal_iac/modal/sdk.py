@@ -191,12 +191,13 @@ def _first_line(text: str) -> str:
 
 
 def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
-    """Observe every app concurrently over one client: a few apps cost about two round trips,
-    more cost one round trip per ``MAX_IN_FLIGHT`` requests (about 8 an app).
+    """Observe every app concurrently over one client: a few apps cost about three round
+    trips, more cost one round trip per ``MAX_IN_FLIGHT`` requests (about 6 an app).
 
-    First, at once: one AppList per environment (to tell stopped from missing, and each app's
-    running containers), one existence check per distinct secret and volume, one lookup per
-    app. Then the details of the apps that exist, again all at once.
+    First, at once: one AppList per environment (each deployed app's id, by its name; stopped
+    apps; running containers) and one existence check per distinct secret and volume. Then,
+    again all at once, the details of each app the listing shows deployed, and a lookup by
+    name of each app it does not (``_observe_one``).
     """
 
     async def make(sdk_client: _Client) -> dict[tuple[str | None, str], Observed]:
@@ -209,7 +210,7 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             {(q.environment or "", n, k) for q in queries for n, k in q.secret_keys.items()}
         )
         volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
-        listings, secret_ok, key_ok, volume_ok, lookups = await asyncio.gather(
+        listings, secret_ok, key_ok, volume_ok = await asyncio.gather(
             asyncio.gather(
                 *(
                     client._stub.AppList(api_pb2.AppListRequest(environment_name=env))
@@ -221,21 +222,16 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
                 *(_secret_exists(client, name, env, (key,)) for env, name, key in keyed)
             ),
             asyncio.gather(*(_volume_exists(client, name, env) for env, name in volumes)),
-            asyncio.gather(
-                *(
-                    client._stub.AppGetByDeploymentName(
-                        api_pb2.AppGetByDeploymentNameRequest(
-                            name=q.app, environment_name=q.environment or ""
-                        )
-                    )
-                    for q in queries
-                )
-            ),
         )
-        stopped = {
-            (env, item.name or item.description)
+        items = [
+            (env, item)
             for env, listing in zip(environments, listings, strict=True)
             for item in listing.apps
+        ]
+        listed = _deployed_by_name(items)
+        stopped = {
+            (env, item.name or item.description)
+            for env, item in items
             if item.state == api_pb2.APP_STATE_STOPPED
         }
         missing = (
@@ -244,16 +240,31 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
         )
         missing |= await _misspelt_keys(client, keyed, key_ok, missing)
-        running = {item.app_id: item.n_running_tasks for ls in listings for item in ls.apps}
+        running = {item.app_id: item.n_running_tasks for _, item in items}
         found = await asyncio.gather(
             *(
-                _observe_one(client, q, lookup.app_id, stopped, missing, running)
-                for q, lookup in zip(queries, lookups, strict=True)
+                _observe_one(
+                    client, q, listed.get((q.environment or "", q.app)), stopped, missing, running
+                )
+                for q in queries
             )
         )
         return {(o.environment, o.app): o for o in found}
 
     return run(make)
+
+
+def _deployed_by_name(
+    items: list[tuple[str, api_pb2.AppListResponse.AppListItem]],
+) -> dict[tuple[str, str], str]:
+    """(environment, name) -> app id of each app a listing shows deployed under that name:
+    what AppGetByDeploymentName would answer. Matched by the deployment name alone (never the
+    description); a name listed twice is left out, for the lookup to settle."""
+    ids: dict[tuple[str, str], list[str]] = {}
+    for env, item in items:
+        if item.state == api_pb2.APP_STATE_DEPLOYED and item.name:
+            ids.setdefault((env, item.name), []).append(item.app_id)
+    return {key: found[0] for key, found in ids.items() if len(found) == 1}
 
 
 def apps_tagged(
@@ -298,7 +309,7 @@ def apps_tagged(
 async def _observe_one(
     client: _Reader,
     query: Query,
-    app_id: str,
+    listed: str | None,
     stopped: set[tuple[str, str]],
     missing: set[tuple[str, str, str]],
     running: dict[str, int],
@@ -321,10 +332,16 @@ async def _observe_one(
             if ("misspelt", env, n) in missing
         },
     )
-    if not app_id:
-        return replace(base, state="stopped" if (env, query.app) in stopped else "missing")
-    lifecycle, history, tags, (overrides, urls) = await asyncio.gather(
-        client._stub.AppGetLifecycle(api_pb2.AppGetLifecycleRequest(app_id=app_id)),
+    app_id = listed
+    if app_id is None:  # not listed as deployed: the lookup by name is the authority
+        lookup = await client._stub.AppGetByDeploymentName(
+            api_pb2.AppGetByDeploymentNameRequest(name=query.app, environment_name=env)
+        )
+        if not lookup.app_id:
+            return replace(base, state="stopped" if (env, query.app) in stopped else "missing")
+        app_id = lookup.app_id
+    state, history, tags, (overrides, urls) = await asyncio.gather(
+        _app_state(client, app_id, listed=listed is not None),
         client._stub.AppDeploymentHistory(api_pb2.AppDeploymentHistoryRequest(app_id=app_id)),
         client._stub.AppGetTags(api_pb2.AppGetTagsRequest(app_id=app_id)),
         _layout_reads(client, app_id),
@@ -332,7 +349,7 @@ async def _observe_one(
     return replace(
         base,
         app_id=app_id,
-        state=_state_name(lifecycle.lifecycle.app_state),
+        state=state,
         history=tuple(
             sorted(
                 (_deployment(entry) for entry in history.app_deployment_histories),
@@ -345,6 +362,14 @@ async def _observe_one(
         containers=running.get(app_id, 0),
         urls=urls,
     )
+
+
+async def _app_state(client: _Reader, app_id: str, *, listed: bool) -> str:
+    """The app's state: deployed if the listing says so, else as its lifecycle says."""
+    if listed:
+        return _state_name(api_pb2.APP_STATE_DEPLOYED)
+    lifecycle = await client._stub.AppGetLifecycle(api_pb2.AppGetLifecycleRequest(app_id=app_id))
+    return _state_name(lifecycle.lifecycle.app_state)
 
 
 def _state_name(value: int) -> str:
