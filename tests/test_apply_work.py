@@ -1,5 +1,6 @@
-"""What apply does once per app, not more: each generated file rendered once, against the
-local Modal API with the real ``modal`` client."""
+"""What apply does once per app, not more: each generated file rendered once, and imported
+when its app's turn comes (so the first apps deploy while the rest are imported), against
+the local Modal API with the real ``modal`` client."""
 
 from __future__ import annotations
 
@@ -59,3 +60,25 @@ def test_apply_renders_each_generated_file_once_and_records_what_it_deployed(
     for address, record in apps.items():
         built = two_apps / ".modaliac" / "build" / f"{Address.parse(address).module_name}.py"
         assert record.source == built.read_text(encoding="utf-8"), address
+
+
+def test_a_generated_file_is_imported_when_its_apps_turn_comes(
+    two_apps: Path,
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modal_iac import deploy
+
+    published_before: dict[str, int] = {}  # app -> apps Modal had published when it imported
+    real = deploy._import
+
+    def noted(job: deploy.DeployJob, build_dir: Path) -> Any:
+        published_before[job.app] = modal_api.state.rpc_names().count("AppPublish")
+        return real(job, build_dir)
+
+    monkeypatch.setattr(deploy, "_import", noted)
+    out = apply(capsys, "--parallel", "1")
+    assert "Apply finished: 2 succeeded, 0 failed." in out
+    # One at a time: the second file is imported only once the first app has published.
+    assert sorted(published_before.values()) == [0, 1]
