@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from modal_proto import api_pb2
 
-from modal_iac.modal import sdk as modal_api
 from modal_iac.local_api import LocalModalServer
 from modal_iac.local_api.state import App, new_id
+from modal_iac.modal import sdk as modal_api
 
 DEPLOYED = [f"app-{i}" for i in range(6)]
 

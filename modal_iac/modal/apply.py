@@ -145,7 +145,10 @@ def execute(
     deploys = [c for c in plan.changes if c.action in ("create", "update", "replace")]
     unverifiable = gate.unverifiable(deploys)
     outcomes += [Outcome(a, by.action, "failed", why) for a, (by, why) in unverifiable.items()]
-    deploys = [c for c in deploys if c.address not in unverifiable]
+    # Each generated file is rendered once (checked against the plan's hash) and that text
+    # is what the app deploys and what its record keeps: the record's source is otherwise
+    # made again on every read (plan.Desired), once more for the job, the record and a check.
+    deploys = [_pinned(c) for c in deploys if c.address not in unverifiable]
     previous = dict(state.apps)  # what each app was before this apply, for a rollback
     checks: list[tuple[Change, DeployResult]] = []
     by_address = {c.address: c for c in deploys}
@@ -283,6 +286,13 @@ def record_refreshes(plan: Plan, store: Store) -> None:
         else:
             state.apps[refreshed.address] = refreshed.after
     store.write(state)
+
+
+def _pinned(change: Change) -> Change:
+    """``change`` with its record's source made once, as plain text."""
+    if change.record is None:
+        return change
+    return replace(change, record=replace(change.record, source=change.record.source))
 
 
 def _job(change: Change) -> DeployJob:

@@ -183,22 +183,15 @@ def deploy_all(
 ) -> list[DeployResult]:
     """Deploy apps in-process, at most ``parallel`` at once; one failure never stops the rest.
 
-    Each generated file is written under ``build_dir`` and imported under its own module name,
-    registered in sys.modules so Modal uploads the source file instead of pickling (an app
-    whose file does not import fails alone). Each app
+    Each generated file is written under ``build_dir`` and imported under its own module name
+    when its app's turn comes, registered in sys.modules so Modal uploads the source file
+    instead of pickling (an app whose file does not import fails alone). Each app
     must publish within ``deploy_timeout``; when Modal answers nothing for
     ``no_progress_timeout``, or ``halt`` is set, no further app starts and the ones in flight
     end (after the halt's grace) as failed or cancelled. ``on_event`` hears each app's
     phases, ``on_log`` Modal's image build output for it.
     """
     halt = halt if halt is not None else Halt()
-    modules: dict[str, Any] = {}
-    broken: dict[str, str] = {}  # address -> why its generated file does not import
-    for job in jobs:
-        try:
-            modules[job.address] = _import(job, build_dir)
-        except ModalApiError as exc:
-            broken[job.address] = str(exc)
     config = modal.config.config
 
     async def make(client: _Client) -> list[DeployResult]:
@@ -226,16 +219,19 @@ def deploy_all(
                 return result
 
             async def deploy(job: DeployJob) -> DeployResult:
-                if job.address in broken:
-                    return DeployResult(job.address, "failed", error=broken[job.address])
                 if halt:
                     return DeployResult(
                         job.address, "cancelled", error=f"not started ({halt.reason})"
                     )
+                # Imported when its turn comes, on this loop's thread: the apps ahead of it
+                # are already deploying on the SDK's loop meanwhile.
+                try:
+                    app = _import(job, build_dir).app
+                except ModalApiError as exc:
+                    return DeployResult(job.address, "failed", error=str(exc))
                 on_event(job.address, "deploying")
                 DEPLOYING.set(job.address)  # this task's context: the deploy's calls are its
                 started = time.monotonic()
-                app = modules[job.address].app
                 try:
                     await supervisor.run(
                         app.deploy.aio(
