@@ -35,7 +35,8 @@ from common import REPO, machine_line, table
 
 sys.path.insert(0, str(REPO))  # modal_iac from this checkout
 
-from modal_iac.state.store import AppRecord, LocalStore, State, read_state
+from modal_iac.state.records import AppRecord, State
+from modal_iac.state.store import LocalStore, read_state
 
 SOURCE = REPO / "tests" / "golden" / "specs__kalm.py"  # a realistic rendered app
 HEADER = ["measurement", "per app", "run", "target", "met"]

@@ -85,7 +85,8 @@ def _record(spec_paths: Sequence[str], state_path: Path) -> None:
     from modal_iac.loading.load import load_spec
     from modal_iac.plan.plan import Desired
     from modal_iac.render.app import render
-    from modal_iac.state.store import State, write_state
+    from modal_iac.state.records import State
+    from modal_iac.state.store import write_state
 
     state = State()
     for path in spec_paths:

@@ -43,7 +43,8 @@ def record_applied(state_path: Path, *spec_paths: str) -> None:
     """Write a local state as if these specs had been applied (what apply would record)."""
     from modal_iac.plan.targets import desired_apps
     from modal_iac.spec.address import Project
-    from modal_iac.state.store import State, write_state
+    from modal_iac.state.records import State
+    from modal_iac.state.store import write_state
 
     state = State()
     for item in desired_apps(list(spec_paths), None, Project.here()):

@@ -457,8 +457,8 @@ def test_a_modal_state_lock_is_renewed_while_held_and_taken_over_only_once_it_la
 ) -> None:
     import modal
 
+    from modal_iac.state.lock_owner import LockOwner
     from modal_iac.state.modal_store import LOCKS_DICT
-    from modal_iac.state.store import LockOwner
 
     def lock_entry() -> LockOwner | None:
         raw = modal.Dict.from_name(LOCKS_DICT).get("modaliac-state/state.json")

@@ -20,7 +20,8 @@ from modal_iac.loading.load import LoadedSpec, load_specs
 from modal_iac.plan.diff import AppDiff, diff_git, diff_recorded, format_diff
 from modal_iac.plan.plan import Desired
 from modal_iac.render.app import render
-from modal_iac.state.store import State, read_state, write_state
+from modal_iac.state.records import State
+from modal_iac.state.store import read_state, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = "specs/kalm.yaml"

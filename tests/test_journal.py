@@ -18,7 +18,8 @@ import pytest
 
 from modal_iac.errors import StateError
 from modal_iac.state.journal import digest, journal_path
-from modal_iac.state.store import AppRecord, LocalStore, State, read_state, write_state
+from modal_iac.state.records import AppRecord, State
+from modal_iac.state.store import LocalStore, read_state, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrSt12345"  # shaped like a Hugging Face token
@@ -139,7 +140,8 @@ RECORDER = textwrap.dedent(
     """
     import os, pathlib, signal, sys
     from modal_iac.state import journal, store as state_module
-    from modal_iac.state.store import AppRecord, LocalStore
+    from modal_iac.state.records import AppRecord
+    from modal_iac.state.store import LocalStore
 
     path, point = pathlib.Path(sys.argv[1]), sys.argv[2]
 

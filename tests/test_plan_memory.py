@@ -20,7 +20,7 @@ from modal_iac.plan.plan import AllSettings, Desired, FieldChange, make_plan
 from modal_iac.plan.present import as_json, as_text, text_chunks
 from modal_iac.plan.saved import load_plan
 from modal_iac.render.app import Rendered, render, render_all, render_app
-from modal_iac.state.store import AppRecord, State
+from modal_iac.state.records import AppRecord, State
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"

@@ -19,8 +19,10 @@ import pytest
 
 from modal_iac.errors import StateError
 from modal_iac.local_api import LocalModalServer, reset_modal_client
+from modal_iac.state.lock_owner import LockOwner, StateLockedError
 from modal_iac.state.modal_store import LOCKS_DICT, ModalStore
-from modal_iac.state.store import AppRecord, LockOwner, State, StateLockedError, open_store
+from modal_iac.state.records import AppRecord, State
+from modal_iac.state.stores import open_store
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 LEASE = 900.0
@@ -194,7 +196,7 @@ def test_a_failed_apply_keeps_the_apps_it_recorded(modal_api: LocalModalServer) 
 KILLED_APPLY = """
 import os, sys
 from modal_iac.state.modal_store import ModalStore
-from modal_iac.state.store import AppRecord
+from modal_iac.state.records import AppRecord
 remote = ModalStore("modaliac-state", lease=900.0, clock=lambda: {now})
 with remote.lock("modaliac apply"):
     state = remote.read()

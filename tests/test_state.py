@@ -20,14 +20,10 @@ from pathlib import Path
 import pytest
 
 from modal_iac.errors import StateError
-from modal_iac.state.store import (
-    AppRecord,
-    LocalStore,
-    State,
-    StateLockedError,
-    open_store,
-    read_state,
-)
+from modal_iac.state.lock_owner import StateLockedError
+from modal_iac.state.records import AppRecord, State
+from modal_iac.state.store import LocalStore, read_state
+from modal_iac.state.stores import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +35,8 @@ HOLDER = textwrap.dedent(
     """
     import os, signal, sys, time
     from pathlib import Path
-    from modal_iac.state.store import AppRecord, LocalStore, State
+    from modal_iac.state.records import AppRecord, State
+    from modal_iac.state.store import LocalStore
 
     mode = sys.argv[2]
     if mode in ("slow-note", "no-note"):
@@ -397,7 +394,7 @@ def test_anything_else_is_a_local_path(tmp_path: Path, monkeypatch: pytest.Monke
 def test_naming_a_modal_store_imports_no_modal() -> None:
     code = (
         "import sys\n"
-        "from modal_iac.state.store import open_store\n"
+        "from modal_iac.state.stores import open_store\n"
         "print(open_store('modal:prod:st').describe())\n"
         "assert 'modal' not in sys.modules and 'grpclib' not in sys.modules\n"
     )

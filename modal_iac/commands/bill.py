@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..modal.sdk import BilledItem
     from ..review.cost import AppCost, Prices
-    from ..state.store import AppRecord
+    from ..state.records import AppRecord
 
 _SINCE = re.compile(r"(?:([0-9]{1,4})d)?(?:([0-9]{1,5})h)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

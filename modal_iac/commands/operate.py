@@ -20,7 +20,7 @@ from ..errors import ModaliacError
 from ..modal.halt import EXIT_INTERRUPTED, Halt, catching_interrupts
 from ..plan.plan import Desired, Inputs, Plan, make_plan
 from ..spec.address import Project
-from ..state.store import AppRecord, State
+from ..state.records import AppRecord, State
 
 T = TypeVar("T")
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..cli import Console
     from ..modal.apply import Outcome
     from ..modal.sdk_log import SdkLog
-    from ..state.store import StateStore
+    from ..state.stores import StateStore
     from .progress import AppLogs
 
 EXIT_OK, EXIT_ERROR = 0, 1

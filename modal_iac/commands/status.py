@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` im
     from ..plan.observed import Commit, Observed
     from ..plan.plan import Change, Plan
     from ..spec.address import Project
-    from ..state.store import State
+    from ..state.records import State
 
 STATUS_FORMAT_VERSION = 1
 # The plan's action, said as the answer to "does Modal run what the spec says?".

@@ -13,8 +13,9 @@ the Modal SDK, so nothing else in ``modal_iac`` imports it.
 
 from __future__ import annotations
 
+from .faults import Fault, Faults
 from .server import LocalModalServer, LocalModalServicer, reset_modal_client, wait_for_port
-from .state import Call, Fault, Faults, State
+from .state import Call, State
 
 __all__ = [
     "Call",

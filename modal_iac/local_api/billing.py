@@ -4,13 +4,11 @@ modal 1.6.4's ``Workspace.billing`` (``modal/_workspace.py``) hydrates the works
 WorkspaceNameLookup, then asks WorkspaceBillingRates (a map of rate names to decimal strings,
 "per unit per hour" for compute) or streams WorkspaceBillingReport items (one per object and
 interval, with the tags the request named). What Modal's real rate names are is Modal's
-business: tests arrange the ones they need with ``Billing.rates``.
+business: tests arrange the ones they need with ``State.billing`` (``Billing`` in state.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from modal_proto import api_pb2
@@ -21,39 +19,6 @@ if TYPE_CHECKING:
     from .state import Call, State
 
 WORKSPACE_NAME = "local-workspace"
-
-
-@dataclass
-class Billing:
-    """What the workspace's billing answers: ``rates`` (name -> decimal string per hour),
-    deprecated names, and the report's rows (see ``add_item``)."""
-
-    rates: dict[str, str] = field(default_factory=dict)
-    deprecation_warnings: dict[str, str] = field(default_factory=dict)
-    items: list[api_pb2.WorkspaceBillingReportItem] = field(default_factory=list)
-
-    def add_item(
-        self,
-        *,
-        object_id: str,
-        start: datetime,
-        cost: str,
-        environment: str = "main",
-        description: str = "",
-        tags: dict[str, str] | None = None,
-        cost_by_resource: dict[str, str] | None = None,
-    ) -> None:
-        """One report row: what ``object_id`` cost in the interval beginning at ``start``."""
-        item = api_pb2.WorkspaceBillingReportItem(
-            object_id=object_id,
-            description=description or object_id,
-            environment_name=environment,
-            cost=cost,
-            tags=tags or {},
-            cost_by_resource=cost_by_resource or {},
-        )
-        item.interval.FromDatetime(start.astimezone(UTC).replace(tzinfo=None))
-        self.items.append(item)
 
 
 class BillingHandlers:

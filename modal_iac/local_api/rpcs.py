@@ -31,7 +31,7 @@ from .state import (
     proto_bytes,
     web_label,
 )
-from .storage import CREATE_IF_MISSING, StorageHandlers, fail
+from .storage import CREATE_IF_MISSING, StorageHandlers, fail, lookup
 
 
 def function_data(function: api_pb2.Function) -> api_pb2.FunctionData:
@@ -84,12 +84,6 @@ class Handlers(StorageHandlers, BillingHandlers):
     inherited."""
 
     # -- helpers -----------------------------------------------------------------------------
-
-    def _app(self, app_id: str) -> App:
-        app = self.s.apps.get(app_id)
-        if app is None:
-            fail(Status.NOT_FOUND, f"App {app_id} not found")
-        return app
 
     def _lifecycle(self, app: App) -> api_pb2.AppLifecycle:
         current = app.current
@@ -252,7 +246,9 @@ class Handlers(StorageHandlers, BillingHandlers):
     def AppGetLifecycle(
         self, req: api_pb2.AppGetLifecycleRequest, call: Call
     ) -> api_pb2.AppGetLifecycleResponse:
-        return api_pb2.AppGetLifecycleResponse(lifecycle=self._lifecycle(self._app(req.app_id)))
+        return api_pb2.AppGetLifecycleResponse(
+            lifecycle=self._lifecycle(lookup(self.s.apps, "App", req.app_id))
+        )
 
     def AppGetOrCreate(
         self, req: api_pb2.AppGetOrCreateRequest, call: Call
@@ -282,16 +278,18 @@ class Handlers(StorageHandlers, BillingHandlers):
     def AppGetLayout(
         self, req: api_pb2.AppGetLayoutRequest, call: Call
     ) -> api_pb2.AppGetLayoutResponse:
-        return api_pb2.AppGetLayoutResponse(app_layout=self._layout(self._app(req.app_id)))
+        return api_pb2.AppGetLayoutResponse(
+            app_layout=self._layout(lookup(self.s.apps, "App", req.app_id))
+        )
 
     def AppHeartbeat(self, req: api_pb2.AppHeartbeatRequest, call: Call) -> empty_pb2.Empty:
-        self._app(req.app_id)
+        lookup(self.s.apps, "App", req.app_id)
         return empty_pb2.Empty()
 
     def AppClientDisconnect(
         self, req: api_pb2.AppClientDisconnectRequest, call: Call
     ) -> empty_pb2.Empty:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         if app.state != api_pb2.APP_STATE_DEPLOYED:
             # A deploy that failed before publishing leaves a stopped, never-deployed app.
             app.state = api_pb2.APP_STATE_STOPPED
@@ -299,7 +297,7 @@ class Handlers(StorageHandlers, BillingHandlers):
         return empty_pb2.Empty()
 
     def AppPublish(self, req: api_pb2.AppPublishRequest, call: Call) -> api_pb2.AppPublishResponse:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         name = req.name or app.name
         current = app.current
         function_ids, class_ids, definition_ids = (
@@ -373,7 +371,7 @@ class Handlers(StorageHandlers, BillingHandlers):
         return response
 
     def AppStop(self, req: api_pb2.AppStopRequest, call: Call) -> empty_pb2.Empty:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         app.state, app.stopped_at, app.stopped_by = (
             api_pb2.APP_STATE_STOPPED,
             self.s.clock(),
@@ -384,7 +382,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def AppDeploymentHistory(
         self, req: api_pb2.AppDeploymentHistoryRequest, call: Call
     ) -> api_pb2.AppDeploymentHistoryResponse:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         current = app.current
         response = api_pb2.AppDeploymentHistoryResponse(
             production_app_version=current.version if current else 0
@@ -408,7 +406,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def AppRollback(
         self, req: api_pb2.AppRollbackRequest, call: Call
     ) -> api_pb2.AppRollbackResponse:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         current = app.current
         if current is None or app.state != api_pb2.APP_STATE_DEPLOYED:
             fail(Status.FAILED_PRECONDITION, f"App {app.app_id} is not deployed")
@@ -446,10 +444,11 @@ class Handlers(StorageHandlers, BillingHandlers):
         return api_pb2.AppRollbackResponse(url=self._url(app), deployed_at=deployment.deployed_at)
 
     def AppGetTags(self, req: api_pb2.AppGetTagsRequest, call: Call) -> api_pb2.AppGetTagsResponse:
-        return api_pb2.AppGetTagsResponse(tags=self._app(req.app_id).tags)
+        return api_pb2.AppGetTagsResponse(tags=lookup(self.s.apps, "App", req.app_id).tags)
 
     def AppSetTags(self, req: api_pb2.AppSetTagsRequest, call: Call) -> empty_pb2.Empty:
-        self._app(req.app_id).tags = dict(req.tags)  # the client documents a full replacement
+        app = lookup(self.s.apps, "App", req.app_id)
+        app.tags = dict(req.tags)  # the client documents a full replacement
         return empty_pb2.Empty()
 
     def TaskList(self, req: api_pb2.TaskListRequest, call: Call) -> api_pb2.TaskListResponse:
@@ -477,7 +476,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def FunctionPrecreate(
         self, req: api_pb2.FunctionPrecreateRequest, call: Call
     ) -> api_pb2.FunctionPrecreateResponse:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         function_id = (
             req.existing_function_id or app.function_ids.get(req.function_name) or new_id("fu")
         )
@@ -493,7 +492,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def FunctionCreate(
         self, req: api_pb2.FunctionCreateRequest, call: Call
     ) -> api_pb2.FunctionCreateResponse:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         data = req.function_data if req.HasField("function_data") else function_data(req.function)
         if req.HasField("schedule"):
             data.schedule.CopyFrom(req.schedule)
@@ -569,9 +568,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def FunctionGetById(
         self, req: api_pb2.FunctionGetByIdRequest, call: Call
     ) -> api_pb2.FunctionGetByIdResponse:
-        record = self.s.functions.get(req.function_id)
-        if record is None:
-            fail(Status.NOT_FOUND, f"Function {req.function_id} not found")
+        record = lookup(self.s.functions, "Function", req.function_id)
         return api_pb2.FunctionGetByIdResponse(
             handle_metadata=self._handle_metadata(record), function=record.data
         )
@@ -579,7 +576,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def ClassCreate(
         self, req: api_pb2.ClassCreateRequest, call: Call
     ) -> api_pb2.ClassCreateResponse:
-        app = self._app(req.app_id)
+        app = lookup(self.s.apps, "App", req.app_id)
         class_id = req.existing_class_id or new_id("cs")
         record = self.s.classes.get(class_id)
         if record is None:
@@ -628,9 +625,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def FunctionGetSchedulingParams(
         self, req: api_pb2.FunctionGetSchedulingParamsRequest, call: Call
     ) -> api_pb2.FunctionGetSchedulingParamsResponse:
-        record = self.s.functions.get(req.function_id)
-        if record is None:
-            fail(Status.NOT_FOUND, f"Function {req.function_id} not found")
+        record = lookup(self.s.functions, "Function", req.function_id)
         config = api_pb2.AutoscalerConfiguration(
             settings=self._scheduling(record),
             static_settings=record.data.autoscaler_settings if record.data is not None else None,
@@ -644,9 +639,7 @@ class Handlers(StorageHandlers, BillingHandlers):
     def FunctionUpdateSchedulingParams(
         self, req: api_pb2.FunctionUpdateSchedulingParamsRequest, call: Call
     ) -> api_pb2.FunctionUpdateSchedulingParamsResponse:
-        record = self.s.functions.get(req.function_id)
-        if record is None:
-            fail(Status.NOT_FOUND, f"Function {req.function_id} not found")
+        record = lookup(self.s.functions, "Function", req.function_id)
         settings = api_pb2.AutoscalerSettings()
         settings.CopyFrom(req.settings)
         if req.warm_pool_size_override:
@@ -675,9 +668,7 @@ class Handlers(StorageHandlers, BillingHandlers):
         self, req: api_pb2.ImageJoinStreamingRequest, call: Call
     ) -> list[api_pb2.ImageJoinStreamingResponse]:
         """A build: one answer per log line, then the result (a failure if the test asks)."""
-        image = self.s.images.get(req.image_id)
-        if image is None:
-            fail(Status.NOT_FOUND, f"Image {req.image_id} not found")
+        image = lookup(self.s.images, "Image", req.image_id)
         answers = [
             api_pb2.ImageJoinStreamingResponse(
                 task_logs=[
@@ -713,9 +704,7 @@ class Handlers(StorageHandlers, BillingHandlers):
         self, req: api_pb2.MountPutFileRequest, call: Call
     ) -> api_pb2.MountPutFileResponse:
         if req.WhichOneof("data_oneof") == "data_blob_id":
-            if req.data_blob_id not in self.s.blobs:
-                fail(Status.NOT_FOUND, f"Blob {req.data_blob_id} not found")
-            data = self.s.blobs[req.data_blob_id]
+            data = lookup(self.s.blobs, "Blob", req.data_blob_id)
         elif req.WhichOneof("data_oneof") == "data":
             data = req.data
         else:

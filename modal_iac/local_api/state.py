@@ -1,8 +1,9 @@
-"""The in-memory world of the local Modal API: apps, deployments, functions, storage, faults.
+"""The in-memory world of the local Modal API: apps, deployments, functions, storage, billing.
 
-Everything a test may want to arrange or inspect lives here as plain dataclasses holding the
-protobuf messages the client sent, so assertions read what the real client put on the wire.
-One lock guards it all: RPCs run on the server's event-loop thread, tests on their own.
+Everything a test may want to arrange or inspect lives here (the faults it injects in
+faults.py) as plain dataclasses holding the protobuf messages the client sent, so assertions
+read what the real client put on the wire. One lock guards it all: RPCs run on the server's
+event-loop thread, tests on their own.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import hashlib
 import threading
 import time
 import uuid
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message  # type: ignore[import-untyped]
-from grpclib.const import Status
 from modal_proto import api_pb2
 
-from .billing import Billing
+from .faults import Faults
 
 DEFAULT_ENVIRONMENT = "main"
 DEFAULT_USER = "local-user"
@@ -50,75 +50,6 @@ def web_label(app: str, tag: str) -> str:
 def proto_bytes(message: Message) -> bytes:
     data: bytes = message.SerializeToString(deterministic=True)
     return data
-
-
-# -- faults ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fault:
-    """What to do to one call: wait ``delay`` seconds, then fail with ``status`` if it is set."""
-
-    status: Status | None = None
-    message: str = "injected by the local Modal API"
-    delay: float = 0.0
-
-
-def as_status(status: Status | str | int) -> Status:
-    if isinstance(status, Status):
-        return status
-    if isinstance(status, str):
-        return Status[status.upper()]
-    return Status(status)
-
-
-class Faults:
-    """Per-RPC fault queues, plus faults pinned to the Nth call of an RPC (1-based; retries
-    count as calls)."""
-
-    def __init__(self) -> None:
-        self._queues: dict[str, deque[Fault]] = {}
-        self._nth: dict[str, dict[int, Fault]] = {}
-        self.calls: Counter[str] = Counter()
-
-    def add(
-        self,
-        rpc: str,
-        status: Status | str | int | None = None,
-        *,
-        delay: float = 0.0,
-        message: str = "injected by the local Modal API",
-        times: int = 1,
-    ) -> None:
-        """Queue ``times`` faults for the next calls of ``rpc`` (a status, a delay, or both)."""
-        fault = Fault(None if status is None else as_status(status), message, delay)
-        self._queues.setdefault(rpc, deque()).extend([fault] * times)
-
-    def fail_nth(
-        self,
-        rpc: str,
-        n: int,
-        status: Status | str | int = Status.FAILED_PRECONDITION,
-        *,
-        message: str = "injected by the local Modal API",
-        times: int = 1,
-    ) -> None:
-        """Fail calls n .. n+times-1 of ``rpc`` (default: a status the client never retries)."""
-        pinned = self._nth.setdefault(rpc, {})
-        for k in range(n, n + times):
-            pinned[k] = Fault(as_status(status), message)
-
-    def take(self, rpc: str) -> Fault | None:
-        self.calls[rpc] += 1
-        pinned = self._nth.get(rpc, {}).pop(self.calls[rpc], None)
-        if pinned is not None:
-            return pinned
-        queue = self._queues.get(rpc)
-        return queue.popleft() if queue else None
-
-    def clear(self) -> None:
-        self._queues.clear()
-        self._nth.clear()
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -262,6 +193,39 @@ class Mount:
     name: str = ""
 
 
+@dataclass
+class Billing:
+    """What the workspace's billing answers: ``rates`` (name -> decimal string per hour),
+    deprecated names, and the report's rows (see ``add_item``)."""
+
+    rates: dict[str, str] = field(default_factory=dict)
+    deprecation_warnings: dict[str, str] = field(default_factory=dict)
+    items: list[api_pb2.WorkspaceBillingReportItem] = field(default_factory=list)
+
+    def add_item(
+        self,
+        *,
+        object_id: str,
+        start: datetime,
+        cost: str,
+        environment: str = "main",
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        cost_by_resource: dict[str, str] | None = None,
+    ) -> None:
+        """One report row: what ``object_id`` cost in the interval beginning at ``start``."""
+        item = api_pb2.WorkspaceBillingReportItem(
+            object_id=object_id,
+            description=description or object_id,
+            environment_name=environment,
+            cost=cost,
+            tags=tags or {},
+            cost_by_resource=cost_by_resource or {},
+        )
+        item.interval.FromDatetime(start.astimezone(UTC).replace(tzinfo=None))
+        self.items.append(item)
+
+
 class State:
     """All objects the server knows, with helpers for tests to arrange and inspect them."""
 
@@ -297,7 +261,7 @@ class State:
         self.image_build_logs: list[str] = []
         self.image_build_fails = False
         self.built_images: set[str] = set()
-        self.billing = Billing()  # the workspace's rates and billing report (billing.py)
+        self.billing = Billing()  # the workspace's rates and billing report (billing.py answers it)
         self.add_environment(DEFAULT_ENVIRONMENT)
 
     # -- whole-world snapshots (tests that try many commands on one arranged world) ----------

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import NoReturn, TypeVar
 
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from grpclib.const import Status
@@ -27,8 +28,19 @@ EPHEMERAL = (
 )
 
 
+T = TypeVar("T")
+
+
 def fail(status: Status, message: str) -> NoReturn:
     raise GRPCError(status, message)
+
+
+def lookup(objects: Mapping[str, T], kind: str, object_id: str) -> T:
+    """The object of that id, else the NOT_FOUND Modal answers: "<kind> <id> not found"."""
+    obj = objects.get(object_id)
+    if obj is None:
+        fail(Status.NOT_FOUND, f"{kind} {object_id} not found")
+    return obj
 
 
 def _key(path: str) -> str:
@@ -57,8 +69,7 @@ class StorageHandlers:
         return response
 
     def BlobGet(self, req: api_pb2.BlobGetRequest, call: Call) -> api_pb2.BlobGetResponse:
-        if req.blob_id not in self.s.blobs:
-            fail(Status.NOT_FOUND, f"Blob {req.blob_id} not found")
+        lookup(self.s.blobs, "Blob", req.blob_id)
         return api_pb2.BlobGetResponse(download_url=f"{self.s.http_url}/blob/{req.blob_id}")
 
     # -- secrets -----------------------------------------------------------------------------
@@ -118,12 +129,6 @@ class StorageHandlers:
         ]
         return api_pb2.VolumeListResponse(items=items, environment_name=env)
 
-    def _volume(self, volume_id: str) -> Volume:
-        volume = self.s.volumes.get(volume_id)
-        if volume is None:
-            fail(Status.NOT_FOUND, f"Volume {volume_id} not found")
-        return volume
-
     def VolumeGetOrCreate(
         self, req: api_pb2.VolumeGetOrCreateRequest, call: Call
     ) -> api_pb2.VolumeGetOrCreateResponse:
@@ -157,17 +162,17 @@ class StorageHandlers:
     def VolumeCommit(
         self, req: api_pb2.VolumeCommitRequest, call: Call
     ) -> api_pb2.VolumeCommitResponse:
-        self._volume(req.volume_id)
+        lookup(self.s.volumes, "Volume", req.volume_id)
         return api_pb2.VolumeCommitResponse(skip_reload=True)
 
     def VolumeReload(self, req: api_pb2.VolumeReloadRequest, call: Call) -> empty_pb2.Empty:
-        self._volume(req.volume_id)
+        lookup(self.s.volumes, "Volume", req.volume_id)
         return empty_pb2.Empty()
 
     def VolumePutFiles2(
         self, req: api_pb2.VolumePutFiles2Request, call: Call
     ) -> api_pb2.VolumePutFiles2Response:
-        volume = self._volume(req.volume_id)
+        volume = lookup(self.s.volumes, "Volume", req.volume_id)
         response = api_pb2.VolumePutFiles2Response()
         for file_index, file in enumerate(req.files):
             for block_index, block in enumerate(file.blocks):
@@ -191,7 +196,7 @@ class StorageHandlers:
         return response
 
     def VolumePutFiles(self, req: api_pb2.VolumePutFilesRequest, call: Call) -> empty_pb2.Empty:
-        volume = self._volume(req.volume_id)
+        volume = lookup(self.s.volumes, "Volume", req.volume_id)
         for file in req.files:
             if file.sha256_hex not in self.s.content:
                 fail(Status.FAILED_PRECONDITION, f"{file.filename}: content was never uploaded")
@@ -203,7 +208,7 @@ class StorageHandlers:
         return empty_pb2.Empty()
 
     def _file(self, volume_id: str, path: str) -> bytes:
-        volume = self._volume(volume_id)
+        volume = lookup(self.s.volumes, "Volume", volume_id)
         if _key(path) not in volume.files:
             fail(Status.NOT_FOUND, f"No such file: {path}")
         return volume.files[_key(path)]
@@ -238,7 +243,7 @@ class StorageHandlers:
         )
 
     def _entries(self, volume_id: str, path: str, recursive: bool) -> list[api_pb2.FileEntry]:
-        volume = self._volume(volume_id)
+        volume = lookup(self.s.volumes, "Volume", volume_id)
         root = _key(path)
         if root in volume.files:
             return [
@@ -289,7 +294,7 @@ class StorageHandlers:
         ]
 
     def _remove(self, volume_id: str, path: str, recursive: bool) -> empty_pb2.Empty:
-        volume = self._volume(volume_id)
+        volume = lookup(self.s.volumes, "Volume", volume_id)
         key = _key(path)
         if key in volume.files:
             del volume.files[key]
@@ -312,12 +317,6 @@ class StorageHandlers:
         return self._remove(req.volume_id, req.path, req.recursive)
 
     # -- dicts -------------------------------------------------------------------------------
-
-    def _dict(self, dict_id: str) -> DictRecord:
-        found = self.s.dicts.get(dict_id)
-        if found is None:
-            fail(Status.NOT_FOUND, f"Dict {dict_id} not found")
-        return found
 
     def DictGetOrCreate(
         self, req: api_pb2.DictGetOrCreateRequest, call: Call
@@ -354,35 +353,37 @@ class StorageHandlers:
         return empty_pb2.Empty()
 
     def DictUpdate(self, req: api_pb2.DictUpdateRequest, call: Call) -> api_pb2.DictUpdateResponse:
-        found = self._dict(req.dict_id)
+        found = lookup(self.s.dicts, "Dict", req.dict_id)
         if req.if_not_exists and any(e.key in found.data for e in req.updates):
             return api_pb2.DictUpdateResponse(created=False)  # all or nothing: the lock primitive
         found.data.update({e.key: e.value for e in req.updates})
         return api_pb2.DictUpdateResponse(created=True)
 
     def DictGet(self, req: api_pb2.DictGetRequest, call: Call) -> api_pb2.DictGetResponse:
-        data = self._dict(req.dict_id).data
+        data = lookup(self.s.dicts, "Dict", req.dict_id).data
         return api_pb2.DictGetResponse(found=req.key in data, value=data.get(req.key, b""))
 
     def DictContains(
         self, req: api_pb2.DictContainsRequest, call: Call
     ) -> api_pb2.DictContainsResponse:
-        return api_pb2.DictContainsResponse(found=req.key in self._dict(req.dict_id).data)
+        return api_pb2.DictContainsResponse(
+            found=req.key in lookup(self.s.dicts, "Dict", req.dict_id).data
+        )
 
     def DictPop(self, req: api_pb2.DictPopRequest, call: Call) -> api_pb2.DictPopResponse:
-        data = self._dict(req.dict_id).data
+        data = lookup(self.s.dicts, "Dict", req.dict_id).data
         found = req.key in data
         return api_pb2.DictPopResponse(found=found, value=data.pop(req.key, b""))
 
     def DictLen(self, req: api_pb2.DictLenRequest, call: Call) -> api_pb2.DictLenResponse:
-        return api_pb2.DictLenResponse(len=len(self._dict(req.dict_id).data))
+        return api_pb2.DictLenResponse(len=len(lookup(self.s.dicts, "Dict", req.dict_id).data))
 
     def DictClear(self, req: api_pb2.DictClearRequest, call: Call) -> empty_pb2.Empty:
-        self._dict(req.dict_id).data.clear()
+        lookup(self.s.dicts, "Dict", req.dict_id).data.clear()
         return empty_pb2.Empty()
 
     def DictContents(self, req: api_pb2.DictContentsRequest, call: Call) -> list[api_pb2.DictEntry]:
         return [
             api_pb2.DictEntry(key=k if req.keys else b"", value=v if req.values else b"")
-            for k, v in self._dict(req.dict_id).data.items()
+            for k, v in lookup(self.s.dicts, "Dict", req.dict_id).data.items()
         ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import StateError
 from ..plan.plan import Change, Plan
 from ..spec.address import Address
-from ..state.store import AppRecord, State
+from ..state.records import AppRecord, State
 from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..commands.probe import ProbeError
 from ..plan.plan import Change, has_previous
-from ..state.store import AppRecord
+from ..state.records import AppRecord
 from .apply import Outcome, app_tags
 from .halt import Halt
 from .verify import NotVerifiable, Target, check, preflight

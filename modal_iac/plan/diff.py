@@ -27,7 +27,7 @@ from ..loading.load import LoadedSpec, find_spec_files, load_spec
 from ..render.app import HEADER_LINES, render_all
 from ..spec.address import Project
 from ..spec.gateway import GatewaySpec
-from ..state.store import AppRecord, State
+from ..state.records import AppRecord, State
 from .plan import Desired, FieldChange, deletions, field_changes
 
 Status = Literal["added", "removed", "changed", "unchanged"]

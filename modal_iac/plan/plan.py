@@ -24,7 +24,7 @@ from ..spec.fields import HF_TOKEN_KEY, shown_duration
 from ..spec.gateway import GatewaySpec, app_settings
 from ..spec.placement import routing_region_change, runtime_notes
 from ..spec.settings import settings
-from ..state.store import AppRecord, State
+from ..state.records import AppRecord, State
 from .observed import Observed, Override
 
 if TYPE_CHECKING:

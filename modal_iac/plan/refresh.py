@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..state.store import AppRecord, State
+from ..state.records import AppRecord, State
 from .observed import Observed
 from .plan import Desired, deployment_tag
 

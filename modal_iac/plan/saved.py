@@ -26,7 +26,7 @@ from ..errors import ModaliacError
 from ..files import joined, parse_json, read_text
 from ..render.app import HEADER_LINES
 from ..spec.address import Address, AddressError, Project
-from ..state.store import AppRecord
+from ..state.records import AppRecord
 from ..tokens import shown
 from .plan import (
     ACTIONS,
@@ -264,7 +264,7 @@ class _Reader:
 
     def record(self, raw: dict[str, Any], at: str) -> AppRecord:
         from ..errors import StateError
-        from ..state.store import parse_record
+        from ..state.records import parse_record
 
         try:
             return parse_record(raw, at)

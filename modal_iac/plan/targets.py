@@ -24,7 +24,8 @@ from ..spec.address import Address, Project, profile_environment
 
 if TYPE_CHECKING:
     from ..loading.load import LoadedSpec
-    from ..state.store import AppRecord, State, StateStore
+    from ..state.records import AppRecord, State
+    from ..state.stores import StateStore
     from .plan import Desired
 
 STATE_ENV = "MODALIAC_STATE"
@@ -43,7 +44,7 @@ def state_store(
 ) -> StateStore:
     """The store ``--state`` names, else ``$MODALIAC_STATE``, else the project's
     ``.modaliac/state.json`` (at the project root, wherever the command runs from)."""
-    from ..state.store import open_store
+    from ..state.stores import open_store
 
     chosen = value or os.environ.get(STATE_ENV)
     if chosen:

@@ -32,6 +32,7 @@ from ..files import joined, parse_json, read_bytes
 JOURNAL_FORMAT = "modaliac-journal"
 JOURNAL_VERSION = 1
 MAX_JOURNAL_BYTES = 512 * 2**20
+READ_ATTEMPTS = 5  # a fold replaced the state between reading it and its journal: read again
 
 
 def journal_path(state_path: Path) -> Path:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import StateError
 from ..tokens import token_kind
 
 
@@ -135,3 +136,7 @@ def _process(pid: int) -> LockOwner | None:
     since = boot + ticks / os.sysconf("SC_CLK_TCK")
     one_line = " ".join(command.split())  # a ``python -c`` script spans lines
     return LockOwner(one_line[:200], pid, socket.gethostname(), user, since, "")
+
+
+class StateLockedError(StateError):
+    """Another run holds the state's lock (or this run lost its lease)."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import StateError
 from .journal import digest, entry_line, header_line, parse_journal, seal_line
-from .store import State, replay_entries
+from .records import State, replay_entries
 
 SEAL_NAME = "sealed.json"
 _ENTRY_NAME = re.compile(r"[0-9]{6,}\.json")

@@ -6,22 +6,18 @@ but drops an entry left idle for 7 days. So the Volume holds the state and the D
 lock, whose entry (Dict ``modaliac-locks`` in the same environment, key ``<volume>/<path>``)
 names its holder and the end of its lease: a crashed apply blocks others for one lease at most.
 Under the lock, each app an apply finishes is one small file of a journal folder beside the
-state (remote_journal.py), folded into the state file once, as the lock is released.
+state (modal_journal.py), folded into the state file once, as the lock is released.
 
-The SDK is imported on first use, so naming a Modal store costs nothing offline. It retries a
-closed port for about a minute and puts no deadline on a hanging server, so every call here
-runs under modaliac's own deadline and fails with one ``StateError`` line.
+The SDK is imported on first use, so naming a Modal store costs nothing offline. Every call
+runs under modaliac's own deadline and fails with one ``StateError`` line (modal_calls.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import hashlib
 import posixpath
-import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -29,8 +25,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import StateError
-from .journal import digest
-from .lock_owner import LockOwner, utc_time
+from .journal import READ_ATTEMPTS, digest
+from .lock_owner import LockOwner, StateLockedError, utc_time
+from .modal_calls import run_modal, within
 from .modal_journal import (
     Entry,
     Seal,
@@ -46,7 +43,7 @@ from .modal_journal import (
     seal_file,
     seal_path,
 )
-from .store import READ_ATTEMPTS, REMOTE_PREFIX, State, StateLockedError, parse_state
+from .records import REMOTE_PREFIX, State, parse_state
 from .volume_files import listing, read_each, read_optional, remove_each, upload
 
 if TYPE_CHECKING:
@@ -60,16 +57,6 @@ DEFAULT_PATH = "state.json"
 DEFAULT_LEASE = 15 * 60.0
 CALL_TIMEOUT = 5.0  # one small RPC (connecting included): an unreachable API fails this fast
 TRANSFER_TIMEOUT = 60.0  # reading or writing the state file itself
-SYNTAX = "modal:[<environment>:]<volume>[/<path>]"
-
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # Modal's object names
-_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class _Deadline(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(seconds)
-        self.seconds = seconds
 
 
 class _Vanished(Exception):
@@ -85,27 +72,6 @@ class _Snapshot:
     entries: list[Entry] = field(default_factory=list)
     seal: Seal | None = None
     pending: bool = False
-
-
-async def _within(seconds: float, awaitable: Coroutine[Any, Any, T]) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except TimeoutError:
-        raise _Deadline(seconds) from None
-
-
-def _run_coroutine(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``work()`` to completion on a loop of our own (the SDK's objects live on its loop).
-
-    From inside a running loop (say, a callback of an async apply) ``asyncio.run`` would refuse,
-    so the work then runs on a short-lived thread.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(work())
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(work())).result()
 
 
 def _owner(raw: object) -> LockOwner:
@@ -167,22 +133,6 @@ class ModalStore:
         self._base: str | None = None  # the state this run's journal extends
         self._next: int | None = None  # the next entry's number; None: no journal yet
 
-    @classmethod
-    def from_spec(cls, spec: str) -> ModalStore:
-        """Parse ``modal:[<environment>:]<volume>[/<path>]`` (see ``state.open_store``)."""
-        where, _, path = spec.removeprefix(REMOTE_PREFIX).partition("/")
-        environment, _, volume = where.rpartition(":")
-        if (
-            ":" in environment
-            or not _NAME.fullmatch(volume)
-            or (environment and not _ENVIRONMENT.fullmatch(environment))
-        ):
-            raise StateError(
-                f"{spec}: not a Modal state location; expected {SYNTAX}, "
-                "names made of letters, digits, '-', '_' and '.'"
-            )
-        return cls(volume, path, environment or None)
-
     def describe(self) -> str:
         environment = f"{self.environment}:" if self.environment else ""
         return f"{REMOTE_PREFIX}{environment}{self.volume}/{self.path}"
@@ -199,7 +149,7 @@ class ModalStore:
     def write(self, state: State) -> None:
         """Replace the file in one upload (readers see the old state or the new one), folding
         any journal: seal it with the file about to be written, upload the file, then remove
-        the entries and the seal (remote_journal.py says why).
+        the entries and the seal (modal_journal.py says why).
 
         Under the lock, first renew the lease, which also proves the lock is still ours.
         """
@@ -282,7 +232,7 @@ class ModalStore:
         stray = ""
         for _ in range(READ_ATTEMPTS):
             names = self._numbered(
-                await _within(self.timeout, listing(volume, journal_folder(self.path)))
+                await within(self.timeout, listing(volume, journal_folder(self.path)))
             )
             data = await self._transfer(read_optional(volume, self.path))
             try:
@@ -313,11 +263,11 @@ class ModalStore:
         """The entries first, the seal last: while entries remain, the seal tells they are
         folded."""
         paths = [entry_path(self.path, entry.number) for entry in snapshot.entries]
-        await _within(self.timeout, remove_each(volume, paths))
-        await _within(self.timeout, remove_each(volume, [seal_path(self.path)]))
+        await within(self.timeout, remove_each(volume, paths))
+        await within(self.timeout, remove_each(volume, [seal_path(self.path)]))
 
     async def _transfer(self, awaitable: Coroutine[Any, Any, T]) -> T:
-        return await _within(self.transfer_timeout, awaitable)
+        return await within(self.transfer_timeout, awaitable)
 
     def _parsed(self, data: bytes | None) -> State:
         if data is None:
@@ -401,11 +351,11 @@ class ModalStore:
 
             async def work() -> LockOwner | None:
                 locks = await self._hydrated(self._locks_object())
-                raw = await _within(self.timeout, locks.get.aio(self.key))
+                raw = await within(self.timeout, locks.get.aio(self.key))
                 current = None if raw is None else _owner(raw)
                 if current is None or current.token != held.token:
                     return current
-                await _within(self.timeout, locks.put.aio(self.key, renewed.to_json()))
+                await within(self.timeout, locks.put.aio(self.key, renewed.to_json()))
                 return renewed
 
             current = self._run("renewing the state lock", work)
@@ -450,7 +400,7 @@ class ModalStore:
 
         async def work() -> object:
             locks = await self._hydrated(self._locks_object())
-            return await _within(self.timeout, locks.pop.aio(self.key, None))
+            return await within(self.timeout, locks.pop.aio(self.key, None))
 
         raw = self._run("breaking the state lock", work)
         return None if raw is None else _owner(raw)
@@ -501,7 +451,7 @@ class ModalStore:
         claim = f"{self.key}#takeover:{lapsed.token}"
         if not await self._put_new(locks, claim, me.token):
             return await self._holder(locks)
-        popped = await _within(self.timeout, locks.pop.aio(self.key, None))
+        popped = await within(self.timeout, locks.pop.aio(self.key, None))
         if popped is not None:
             gone = _owner(popped)
             if gone.token != lapsed.token or (gone.expires_at or 0.0) > self.clock():
@@ -521,21 +471,21 @@ class ModalStore:
 
         async def work() -> None:
             locks = await self._hydrated(self._locks_object())
-            raw = await _within(self.timeout, locks.get.aio(self.key))
+            raw = await within(self.timeout, locks.get.aio(self.key))
             if raw is None or _owner(raw).token != held.token:
                 return
-            popped = await _within(self.timeout, locks.pop.aio(self.key, None))
+            popped = await within(self.timeout, locks.pop.aio(self.key, None))
             if popped is not None and _owner(popped).token != held.token:
                 await self._put_new(locks, self.key, popped)  # taken over in between: restore
 
         self._run("releasing the state lock", work)
 
     async def _put_new(self, locks: modal.Dict, key: str, value: object) -> bool:
-        created: bool = await _within(self.timeout, locks.put.aio(key, value, skip_if_exists=True))
+        created: bool = await within(self.timeout, locks.put.aio(key, value, skip_if_exists=True))
         return created
 
     async def _holder(self, locks: modal.Dict) -> LockOwner:
-        raw = await _within(self.timeout, locks.get.aio(self.key))
+        raw = await within(self.timeout, locks.get.aio(self.key))
         if raw is None:
             raise _Vanished
         return _owner(raw)
@@ -562,39 +512,12 @@ class ModalStore:
 
     async def _hydrated(self, obj: Handle) -> Handle:
         """Look the object up (and connect, the first time) under the short deadline."""
-        await _within(self.timeout, obj.hydrate.aio())
+        await within(self.timeout, obj.hydrate.aio())
         return obj
 
     def _run(self, doing: str, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run ``work`` and turn every way Modal can fail into one StateError line."""
-        try:
-            import modal.config
-            import modal.exception
-            from grpclib.exceptions import GRPCError
-        except ImportError:
-            raise StateError(
-                f"{self.describe()}: a state on Modal needs the Modal SDK: "
-                "pip install 'modaliac[modal]'"
-            ) from None
-        try:
-            return _run_coroutine(work)
-        except _Deadline as exc:
-            server = modal.config.config.get("server_url")
-            raise StateError(
-                f"{self.describe()}: {doing} timed out after {exc.seconds:g}s; "
-                f"is Modal reachable at {server}?"
-            ) from None
-        except (modal.exception.Error, OSError) as exc:  # before GRPCError: some are both
-            raise StateError(f"{self.describe()}: {doing}: {_first_line(exc)}") from None
-        except GRPCError as exc:
-            raise StateError(
-                f"{self.describe()}: {doing}: Modal refused: {exc.message or exc.status.name}"
-            ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return run_modal(self.describe(), doing, work)
 
 
 def _utc(seconds: float | None) -> str:

@@ -1,4 +1,4 @@
-"""The few Volume calls the Modal store makes (remote_state.py), as coroutines of the SDK's
+"""The few Volume calls the Modal store makes (modal_store.py), as coroutines of the SDK's
 ``.aio`` methods: the store runs them under its own deadlines."""
 
 from __future__ import annotations
