@@ -15,6 +15,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from ..tokens import shown, token_kind
+from .app import (
+    HF_CACHE,
+    HF_TOKEN_SECRET_HELP,
+    VERIFY_HELP,
+    VLLM_CACHE,
+    Deploy,
+    Image,
+    Policy,
+    Usage,
+    Verify,
+    hf_secret_problems,
+    verify_switch,
+)
+from .engine import DEFAULT_VLLM_VERSION, LayerShapes
 from .fields import (
     DEFAULT_MAX_BODY_MIB,
     ENGINE_VERSION,
@@ -35,31 +49,12 @@ from .fields import (
     TokenCount,
     shown_duration,
 )
-from .models import (
-    _GPU_SCHEMA,
-    DEFAULT_VLLM_VERSION,
-    HF_CACHE,
-    HF_TOKEN_SECRET_HELP,
-    VERIFY_HELP,
-    VLLM_CACHE,
-    AlsoAccepts,
-    Deploy,
-    Gpu,
-    GpuChoice,
-    Image,
-    LayerShapes,
-    Placement,
-    Policy,
-    Scaling,
-    StrictModel,
-    Usage,
-    Verify,
-    batch_concurrency,
-    endpoint_key_problems,
-    hf_secret_problems,
-    verify_switch,
-)
+from .gpu import _GPU_SCHEMA, Gpu, GpuChoice
 from .reserved import clash
+from .runtime import Placement
+from .scaling import Scaling, batch_concurrency
+from .strict import AlsoAccepts, StrictModel
+from .surfaces import endpoint_key_problems
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
