@@ -1,16 +1,20 @@
-"""What every kind of spec says about its Modal apps."""
+"""What every kind of spec says about its Modal apps: ``AppSpec``, the base of a service
+(``Spec``) and a gateway (``GatewaySpec``), and the parts only it holds (image, usage, deploy,
+verify, policy, the Hugging Face token)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     field_validator,
 )
 
 from ..tokens import shown
 from .fields import (
+    ENVIRONMENT_NAME,
     HF_TOKEN_KEY,
     ONLY_PATTERN_KEYS,
     PYTHON_VERSION,
@@ -18,11 +22,16 @@ from .fields import (
     EnvVarName,
     ImageReference,
     ImageText,
+    MountPath,
+    ObjectName,
     OneLine,
+    TagText,
     shown_duration,
 )
 from .images import DEFAULT_BASE_IMAGE
-from .strict import StrictModel
+from .runtime import Placement
+from .scaling import Scaling
+from .strict import AlsoAccepts, SharedFields, StrictModel
 
 SPEC_VERSION = 1
 
@@ -172,3 +181,90 @@ def hf_secret_problems(
             )
         ]
     return []
+
+
+class AppSpec(SharedFields):
+    """The keys a service and a gateway share, declared once; each kind places them among its
+    own keys (``key_order``) and names its public endpoint's API key (``_api_key``)."""
+
+    version: Literal[1] = Field(1, description="Spec language version; 1.")
+    environment: str | None = Field(
+        None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
+    )
+    labels: dict[TagText, TagText] = Field(
+        default_factory=dict,
+        description="Become Modal app tags.",
+        json_schema_extra=ONLY_PATTERN_KEYS,
+    )
+    placement: Placement = Field(
+        default_factory=Placement, description="Region, cloud and routing region."
+    )
+    volumes: dict[MountPath, ObjectName] = Field(
+        default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
+        description="Mount path -> Modal volume name.",
+        json_schema_extra=ONLY_PATTERN_KEYS,
+    )
+    secrets: list[ObjectName] = Field(
+        default_factory=list, description="Modal secret NAMES (values stay in Modal)."
+    )
+    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
+    scaling: Scaling = Field(
+        default_factory=Scaling, description="Autoscaling and time limits, per GPU pool."
+    )
+    image: Image = Field(
+        default_factory=Image, description="The container image: base, Python, packages, env."
+    )
+    usage: Usage | None = Field(
+        None, exclude=True, description="Expected traffic, for cost estimates only."
+    )
+    deploy: Deploy = Field(
+        default_factory=Deploy, exclude=True, description="How a deploy replaces containers."
+    )
+    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
+        Field(default_factory=Verify, exclude=True, description=VERIFY_HELP)
+    )
+    policy: Policy = Field(
+        default_factory=Policy, exclude=True, description="Policy rules suppressed, with why."
+    )
+
+    def _api_key(self) -> tuple[str, str] | None:
+        """The secret holding the public endpoint's API key and the key inside it, if any."""
+        raise NotImplementedError
+
+    def referenced_secrets(self) -> list[str]:
+        """Every secret the apps attach: the spec's, the Hugging Face token's and the public
+        endpoint's API key."""
+        key = self._api_key()
+        return [*self.secrets, *self._token_secret(), *([key[0]] if key else [])]
+
+    def secret_keys(self) -> dict[str, str]:
+        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
+        and the API key's."""
+        keys = {name: HF_TOKEN_KEY for name in self._token_secret()}
+        key = self._api_key()
+        if key is not None:
+            keys[key[0]] = key[1]
+        return keys
+
+    def _token_secret(self) -> list[str]:
+        return [] if self.hf_token_secret is None else [self.hf_token_secret]
+
+    def _secret_problems(
+        self, at: tuple[str, ...], holder: str
+    ) -> list[tuple[tuple[str, ...], str]]:
+        """The Hugging Face token's secret and the API key's are each attached once, and only
+        where they belong: the API key to the public endpoint (at ``at``, the ``holder``)."""
+        key = self._api_key()
+        api_key_secret = key[0] if key else None
+        found = hf_secret_problems(
+            self.hf_token_secret, self.secrets, api_key_secret, ".".join((*at, "api_key_secret"))
+        )
+        if api_key_secret is not None and api_key_secret in self.secrets:
+            found.append(
+                (
+                    (*at, "api_key_secret"),
+                    f"{shown(api_key_secret)} is also under secrets; the API key secret is "
+                    f"attached to the {holder} only, so remove it from secrets",
+                )
+            )
+        return found

@@ -10,50 +10,34 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..tokens import shown, token_kind
 from .app import (
-    HF_CACHE,
-    HF_TOKEN_SECRET_HELP,
-    VERIFY_HELP,
-    VLLM_CACHE,
-    Deploy,
-    Image,
-    Policy,
-    Usage,
-    Verify,
-    hf_secret_problems,
-    verify_switch,
+    AppSpec,
 )
 from .engine import DEFAULT_VLLM_VERSION, LayerShapes
 from .fields import (
     DEFAULT_MAX_BODY_MIB,
     ENGINE_VERSION,
-    ENVIRONMENT_NAME,
     HF_ID,
-    HF_TOKEN_KEY,
     MAX_MODEL_LEN_HELP,
     MODAL_MAX_TIMEOUT,
-    ONLY_PATTERN_KEYS,
     BodySize,
     Duration,
     EnvVarName,
-    MountPath,
     ObjectName,
     OneLine,
     Problem,
-    TagText,
     TokenCount,
     shown_duration,
 )
-from .gpu import _GPU_SCHEMA, Gpu, GpuChoice
+from .gpu import Gpu, GpuChoices
 from .reserved import clash
-from .runtime import Placement
-from .scaling import Scaling, batch_concurrency
-from .strict import AlsoAccepts, StrictModel
+from .scaling import batch_concurrency
+from .strict import StrictModel
 from .surfaces import endpoint_key_problems
 
 # Modal's free tier allows this many web endpoints per workspace.
@@ -176,10 +160,38 @@ def gpu_short(gpu: Gpu) -> str:
     return short if gpu.count == 1 else f"{short}x{gpu.count}"
 
 
-class GatewaySpec(StrictModel):
+class GatewaySpec(AppSpec):
     """Several models behind one endpoint per GPU type (``kind: gateway``)."""
 
-    version: Literal[1] = Field(1, description="Spec language version; 1.")
+    key_order = (
+        "version",
+        "kind",
+        "name",
+        "layout",
+        "app_name",
+        "environment",
+        "labels",
+        "models",
+        "gpus",
+        "engine_version",
+        "volumes",
+        "secrets",
+        "hf_token_secret",
+        "router",
+        "scaling",
+        "placement",
+        "image",
+        "usage",
+        "deploy",
+        "verify",
+        "policy",
+    )
+    key_help: ClassVar[dict[str, str]] = {
+        "secrets": "Modal secret NAMES for the model containers.",
+        "placement": "Where the model containers and the router run (Modal's region= and "
+        "cloud=); a region multiplies the price.",
+    }
+
     kind: Literal["gateway"] = Field(description="gateway: several models behind one endpoint.")
     name: ObjectName = Field(description="Gateway name: the {name} of the app names.")
     layout: Literal["gateway", "per-model"] = Field(
@@ -192,59 +204,16 @@ class GatewaySpec(StrictModel):
         description='App name pattern; default "{name}-{gpu}", or "{name}-{model}-{gpu}" '
         "with layout per-model.",
     )
-    environment: str | None = Field(
-        None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
-    )
-    labels: dict[TagText, TagText] = Field(
-        default_factory=dict,
-        description="Become Modal app tags.",
-        json_schema_extra=ONLY_PATTERN_KEYS,
-    )
     models: list[GatewayModel] = Field(
         description="The models every app serves.", json_schema_extra={"minItems": 1}
     )
-    gpus: Annotated[
-        list[GpuChoice],
-        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
-        AlsoAccepts(_GPU_SCHEMA),
-    ] = Field(description="GPU types; one app each (per model with layout per-model).")
+    gpus: GpuChoices = Field(
+        description="GPU types; one app each (per model with layout per-model)."
+    )
     engine_version: str = Field(
         DEFAULT_VLLM_VERSION, pattern=ENGINE_VERSION.pattern, description="vLLM release."
     )
-    volumes: dict[MountPath, ObjectName] = Field(
-        default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
-        description="Mount path -> Modal volume name.",
-        json_schema_extra=ONLY_PATTERN_KEYS,
-    )
-    secrets: list[ObjectName] = Field(
-        default_factory=list,
-        description="Modal secret NAMES for the model containers.",
-    )
-    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
     router: Router = Field(default_factory=Router, description="The routing front end.")
-    scaling: Scaling = Field(
-        default_factory=Scaling, description="Autoscaling and time limits, per GPU pool."
-    )
-    placement: Placement = Field(
-        default_factory=Placement,
-        description="Where the model containers and the router run (Modal's region= and "
-        "cloud=); a region multiplies the price.",
-    )
-    image: Image = Field(
-        default_factory=Image, description="The container image: base, Python, packages, env."
-    )
-    usage: Usage | None = Field(
-        None, exclude=True, description="Expected traffic, for cost estimates only."
-    )
-    deploy: Deploy = Field(
-        default_factory=Deploy, exclude=True, description="How a deploy replaces containers."
-    )
-    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
-        Field(default_factory=Verify, exclude=True, description=VERIFY_HELP)
-    )
-    policy: Policy = Field(
-        default_factory=Policy, exclude=True, description="Policy rules suppressed, with why."
-    )
 
     @field_validator("models")
     @classmethod
@@ -316,17 +285,7 @@ class GatewaySpec(StrictModel):
             )
         else:
             found.extend(endpoint_key_problems(("router",), router.api_key_secret, router.open))
-        found += hf_secret_problems(
-            self.hf_token_secret, self.secrets, router.api_key_secret, "router.api_key_secret"
-        )
-        if router.api_key_secret is not None and router.api_key_secret in self.secrets:
-            found.append(
-                (
-                    ("router", "api_key_secret"),
-                    f"{shown(router.api_key_secret)} is also under secrets; the API key "
-                    "secret is attached to the router only, so remove it from secrets",
-                )
-            )
+        found += self._secret_problems(("router",), "router")
         target = self.scaling.target_concurrency
         if target is not None and self.scaling.concurrency is None:
             for model in self.models:
@@ -389,18 +348,10 @@ class GatewaySpec(StrictModel):
     def app_names(self) -> list[str]:
         return [app.name for app in self.apps()]
 
-    def referenced_secrets(self) -> list[str]:
-        key = [self.router.api_key_secret] if self.router.api_key_secret else []
-        token = [self.hf_token_secret] if self.hf_token_secret else []
-        return [*self.secrets, *token, *key]
-
-    def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
-        and the router's API key."""
-        keys = {self.hf_token_secret: HF_TOKEN_KEY} if self.hf_token_secret else {}
-        if self.router.api_key_secret is not None:
-            keys[self.router.api_key_secret] = self.router.api_key_env
-        return keys
+    def _api_key(self) -> tuple[str, str] | None:
+        if self.router.api_key_secret is None:
+            return None
+        return self.router.api_key_secret, self.router.api_key_env
 
 
 def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:

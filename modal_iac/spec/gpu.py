@@ -22,7 +22,7 @@ from .fields import (
     Problem,
     gpu_choice_schema,
 )
-from .strict import StrictModel
+from .strict import AlsoAccepts, StrictModel
 
 
 class Gpu(StrictModel):
@@ -103,4 +103,11 @@ GpuChoice = Annotated[
     BeforeValidator(_parse_gpu),
     PlainSerializer(str, return_type=str),
     WithJsonSchema(_GPU_SCHEMA),
+]
+# A GPU type, or a fallback list of them in the order Modal should try: ``gpu: L4``,
+# ``gpu: [H100, A100-80GB]``.
+GpuChoices = Annotated[
+    list[GpuChoice],
+    BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+    AlsoAccepts(_GPU_SCHEMA),
 ]

@@ -19,16 +19,7 @@ from ..tokens import shown
 from . import vllm_args
 from .app import (
     HF_CACHE,
-    HF_TOKEN_SECRET_HELP,
-    VERIFY_HELP,
-    VLLM_CACHE,
-    Deploy,
-    Image,
-    Policy,
-    Usage,
-    Verify,
-    hf_secret_problems,
-    verify_switch,
+    AppSpec,
 )
 from .engine import (
     DEFAULT_TRANSFORMERS_VERSION,
@@ -42,65 +33,68 @@ from .fields import (
     APP_ID,
     ENVIRONMENT_NAME,
     GPU_HELP,
-    HF_TOKEN_KEY,
     ONLY_PATTERN_KEYS,
-    MountPath,
     ObjectName,
     Problem,
-    TagText,
 )
-from .gpu import _GPU_SCHEMA, Gpu, GpuChoice
+from .gpu import Gpu, GpuChoices
 from .placement import (
     MAX_RETRIES,
 )
-from .runtime import Placement, Resources, Retries, _retries_shorthand
-from .scaling import Scaling, batch_concurrency
-from .strict import AlsoAccepts, StrictModel
+from .runtime import Resources, Retries, _retries_shorthand
+from .scaling import batch_concurrency
+from .strict import AlsoAccepts
 from .surfaces import SERVER_PUBLIC_PORT, ClassSurface, Surfaces, endpoint_key_problems
-
-# ---------------------------------------------------------------------------------------
-# The spec.
-
 
 # Keys an environment override may not set: they define which document this is.
 NOT_OVERRIDABLE = ("version", "kind", "environments", "policy")
 
 
-class Spec(StrictModel):
+class Spec(AppSpec):
     """One service: one Modal app serving one model."""
 
-    version: Literal[1] = Field(1, description="Spec language version; 1.")
+    key_order = (
+        "version",
+        "kind",
+        "app",
+        "environment",
+        "labels",
+        "model",
+        "engine",
+        "gpu",
+        "snapshot",
+        "resources",
+        "placement",
+        "retries",
+        "volumes",
+        "secrets",
+        "hf_token_secret",
+        "scaling",
+        "surfaces",
+        "image",
+        "usage",
+        "deploy",
+        "verify",
+        "policy",
+        "environments",
+    )
+
     kind: Literal["service"] = Field(
         "service", exclude=True, description="service (the default) or gateway."
     )
     app: ObjectName = Field(description="Modal app name.")
-    environment: str | None = Field(
-        None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
-    )
-    labels: dict[TagText, TagText] = Field(
-        default_factory=dict,
-        description="Become Modal app tags.",
-        json_schema_extra=ONLY_PATTERN_KEYS,
-    )
     model: Model = Field(description="The Hugging Face model served.")
     engine: Annotated[
         Engine,
         BeforeValidator(_engine_shorthand),
         AlsoAccepts({"type": "string", "enum": ["vllm"]}),
     ] = Field(default_factory=Engine, description="The serving engine and its settings.")
-    gpu: Annotated[
-        list[GpuChoice],
-        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
-        AlsoAccepts(_GPU_SCHEMA),
-    ] = Field(description=GPU_HELP)
+    gpu: GpuChoices = Field(description=GPU_HELP)
     snapshot: Literal["none", "memory", "gpu", "sleep"] = Field(
         "none", description="Cold-start strategy: none, memory (CPU), gpu, sleep (vLLM)."
     )
     resources: Resources = Field(
         default_factory=Resources, description="CPU, memory and disk per container."
-    )
-    placement: Placement = Field(
-        default_factory=Placement, description="Region, cloud and routing region."
     )
     retries: Annotated[
         Retries | None,
@@ -112,36 +106,9 @@ class Spec(StrictModel):
         "retries=N, one second apart) or max_retries, backoff_coefficient, initial_delay, "
         "max_delay. HTTP requests are never retried.",
     )
-    volumes: dict[MountPath, ObjectName] = Field(
-        default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
-        description="Mount path -> Modal volume name.",
-        json_schema_extra=ONLY_PATTERN_KEYS,
-    )
-    secrets: list[ObjectName] = Field(
-        default_factory=list, description="Modal secret NAMES (values stay in Modal)."
-    )
-    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
-    scaling: Scaling = Field(
-        default_factory=Scaling, description="Autoscaling and time limits, per GPU pool."
-    )
     surfaces: Surfaces = Field(
         default_factory=lambda: Surfaces(class_=ClassSurface()),
         description="The entry points, only those listed; unset: the Python class only.",
-    )
-    image: Image = Field(
-        default_factory=Image, description="The container image: base, Python, packages, env."
-    )
-    usage: Usage | None = Field(
-        None, exclude=True, description="Expected traffic, for cost estimates only."
-    )
-    deploy: Deploy = Field(
-        default_factory=Deploy, exclude=True, description="How a deploy replaces containers."
-    )
-    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
-        Field(default_factory=Verify, exclude=True, description=VERIFY_HELP)
-    )
-    policy: Policy = Field(
-        default_factory=Policy, exclude=True, description="Policy rules suppressed, with why."
     )
     environments: dict[Annotated[str, Field(pattern=ENVIRONMENT_NAME.pattern)], dict[str, Any]] = (
         Field(
@@ -250,20 +217,7 @@ class Spec(StrictModel):
                 ("surfaces", "http"), http.api_key_secret, http.open, http.proxy_auth
             )
             found += _server_problems(self)
-        found += hf_secret_problems(
-            self.hf_token_secret,
-            self.secrets,
-            http.api_key_secret if http else None,
-            "surfaces.http.api_key_secret",
-        )
-        if http is not None and http.api_key_secret in self.secrets:
-            found.append(
-                (
-                    ("surfaces", "http", "api_key_secret"),
-                    f"{shown(http.api_key_secret)} is also under secrets; the API key secret is "
-                    "attached to the HTTP server only, so remove it from secrets",
-                )
-            )
+        found += self._secret_problems(("surfaces", "http"), "HTTP server")
         return found
 
     def _runtime_problems(self) -> list[tuple[tuple[str, ...], str]]:
@@ -331,21 +285,11 @@ class Spec(StrictModel):
             )
         return found
 
-    def referenced_secrets(self) -> list[str]:
-        """Every secret the app attaches: the spec's, the Hugging Face token's and the HTTP
-        server's API key."""
+    def _api_key(self) -> tuple[str, str] | None:
         http = self.surfaces.http
-        key = [http.api_key_secret] if http and http.api_key_secret else []
-        return [*self.secrets, *_listed(self.hf_token_secret), *key]
-
-    def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
-        and the API key's."""
-        http = self.surfaces.http
-        keys = {name: HF_TOKEN_KEY for name in _listed(self.hf_token_secret)}
-        if http is not None and http.api_key_secret is not None:
-            keys[http.api_key_secret] = http.api_key_env
-        return keys
+        if http is None or http.api_key_secret is None:
+            return None
+        return http.api_key_secret, http.api_key_env
 
     def app_names(self) -> list[str]:
         return [self.app]
@@ -413,10 +357,6 @@ def _server_problems(spec: Spec) -> list[tuple[tuple[str, ...], str]]:
             )
         )
     return found
-
-
-def _listed(name: str | None) -> list[str]:
-    return [] if name is None else [name]
 
 
 # Keys whose pydantic location differs from the YAML key (aliases).
