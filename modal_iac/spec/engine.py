@@ -24,7 +24,7 @@ from .fields import (
     Problem,
     TokenCount,
 )
-from .strict import StrictModel
+from .strict import SharedFields, StrictModel
 
 DEFAULT_VLLM_VERSION = "0.33.0"
 # The transformers release vLLM 0.33.0 itself requires (>=5.16.1,<5.21), so both engines
@@ -82,8 +82,9 @@ class LayerShapes(StrictModel):
     )
 
 
-class Model(StrictModel):
-    """The Hugging Face model served, pinned to a revision."""
+class HubModel(SharedFields):
+    """A Hugging Face model pinned to a revision: what a service's model and each model of a
+    gateway both say about the weights they load."""
 
     id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
     revision: OneLine = Field(
@@ -91,6 +92,34 @@ class Model(StrictModel):
         min_length=1,
         description="Branch, tag or commit. Pin a commit: a moving revision breaks snapshots.",
     )
+    max_model_len: TokenCount | None = Field(None, description=MAX_MODEL_LEN_HELP)
+    trust_remote_code: bool = Field(
+        False, description="Run the model repository's own Python code (review it first)."
+    )
+    architecture: LayerShapes | None = Field(
+        None,
+        description="Layer shapes from the model's config.json; without them (and no catalogue "
+        "entry or cached config) the fit check cannot check the context.",
+    )
+
+
+class Model(HubModel):
+    """The Hugging Face model served, pinned to a revision."""
+
+    key_order = (
+        "id",
+        "revision",
+        "task",
+        "dtype",
+        "max_model_len",
+        "trust_remote_code",
+        "parameters",
+        "architecture",
+        "multimodal",
+        "served_name",
+        "embedding",
+    )
+
     task: Literal["embed", "generate"] = Field(
         description="embed: an embedding model (vLLM's pooling runner); generate: a chat or "
         "completion model (OpenAI-compatible chat and completions)."
@@ -98,16 +127,7 @@ class Model(StrictModel):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="Weight and activation precision; auto takes the model's own."
     )
-    max_model_len: TokenCount | None = Field(None, description=MAX_MODEL_LEN_HELP)
-    trust_remote_code: bool = Field(
-        False, description="Run the model repository's own Python code (review it first)."
-    )
     parameters: Parameters | None = Field(None, description="Parameter count, for GPU fit.")
-    architecture: LayerShapes | None = Field(
-        None,
-        description="Layer shapes from the model's config.json; without them (and no catalogue "
-        "entry or cached config) the fit check cannot check the context.",
-    )
     multimodal: bool | None = Field(
         None,
         description="Inputs may carry images. false tells vLLM to accept none "
@@ -176,8 +196,34 @@ MANAGED_ENGINE_ARGS = {
 }
 
 
-class Engine(StrictModel):
+class VllmBatching(SharedFields):
+    """How much of the GPU vLLM takes and how many sequences it batches: an engine's and
+    each model's of a gateway."""
+
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Share of GPU memory vLLM may take (weights, then KV cache); 0.9 is vLLM's.",
+    )
+    max_num_seqs: int | None = Field(
+        None, gt=0, description="Most sequences vLLM batches at once; unset: vLLM's default."
+    )
+
+
+class Engine(VllmBatching):
     """The inference engine and its tuning."""
+
+    key_order = (
+        "name",
+        "version",
+        "sleep_level",
+        "batch_size",
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "enforce_eager",
+        "args",
+    )
 
     name: Literal["vllm", "transformers"] = Field(
         "vllm",
@@ -197,15 +243,6 @@ class Engine(StrictModel):
     )
     batch_size: int = Field(
         32, ge=1, le=4096, description="transformers: the most inputs one /embed request takes."
-    )
-    gpu_memory_utilization: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="Share of GPU memory vLLM may take (weights, then KV cache); 0.9 is vLLM's.",
-    )
-    max_num_seqs: int | None = Field(
-        None, gt=0, description="Most sequences vLLM batches at once; unset: vLLM's default."
     )
     enforce_eager: bool | None = Field(
         None, description="Skip CUDA graphs. Default: true with snapshot gpu, else false."

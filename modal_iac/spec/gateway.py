@@ -18,27 +18,21 @@ from ..tokens import shown, token_kind
 from .app import (
     AppSpec,
 )
-from .engine import DEFAULT_VLLM_VERSION, LayerShapes
+from .engine import DEFAULT_VLLM_VERSION, HubModel, VllmBatching
 from .fields import (
-    DEFAULT_MAX_BODY_MIB,
     ENGINE_VERSION,
-    HF_ID,
-    MAX_MODEL_LEN_HELP,
     MODAL_MAX_TIMEOUT,
-    BodySize,
     Duration,
     EnvVarName,
     ObjectName,
     OneLine,
     Problem,
-    TokenCount,
     shown_duration,
 )
 from .gpu import Gpu, GpuChoices
 from .reserved import clash
 from .scaling import batch_concurrency
-from .strict import StrictModel
-from .surfaces import endpoint_key_problems
+from .surfaces import Endpoint, endpoint_key_problems
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
@@ -51,32 +45,35 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _GPU_SHORT = {"A100-80GB": "a100", "A100-40GB": "a100-40gb"}
 
 
-class GatewayModel(StrictModel):
+class GatewayModel(HubModel, VllmBatching):
     """One model every app of the gateway serves, in its own container pool."""
 
-    id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
+    key_order = (
+        "id",
+        "name",
+        "revision",
+        "tool_call_parser",
+        "max_model_len",
+        "architecture",
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "enforce_eager",
+        "trust_remote_code",
+    )
+    key_help: ClassVar[dict[str, str]] = {
+        "revision": "Branch, tag or commit.",
+        "architecture": "Layer shapes from the model's config.json, for the GPU fit.",
+        "gpu_memory_utilization": "Share of GPU memory this model's vLLM may take.",
+    }
+
     name: str = Field(
         pattern=_SHORT_NAME.pattern,
         description="Short name clients may send as `model` (and the LiteLLM name prefix).",
     )
-    revision: OneLine = Field("main", min_length=1, description="Branch, tag or commit.")
     tool_call_parser: str | None = Field(
         None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
     )
-    max_model_len: TokenCount | None = Field(None, description=MAX_MODEL_LEN_HELP)
-    architecture: LayerShapes | None = Field(
-        None, description="Layer shapes from the model's config.json, for the GPU fit."
-    )
-    gpu_memory_utilization: float = Field(
-        0.9, gt=0, le=1, description="Share of GPU memory this model's vLLM may take."
-    )
-    max_num_seqs: int | None = Field(
-        None, gt=0, description="Most sequences vLLM batches at once; unset: vLLM's default."
-    )
     enforce_eager: bool = Field(True, description="Skip CUDA graphs: faster cold starts.")
-    trust_remote_code: bool = Field(
-        False, description="Run the model repository's own Python code (review it first)."
-    )
 
     @field_validator("name")
     @classmethod
@@ -119,26 +116,19 @@ def model_class_name(short_name: str) -> str:
     return name if name[:1].isalpha() else "Model" + name
 
 
-class Router(StrictModel):
+class Router(Endpoint):
     """The public endpoint of each app. Every request but /health needs the API key from
     ``api_key_secret``, unless the spec says ``open: true``."""
 
-    api_key_secret: ObjectName | None = Field(
-        None,
-        description="Modal secret holding the Bearer key clients must send; required unless "
-        "open is true.",
-    )
+    key_order = ("api_key_secret", "api_key_env", "open", "max_body", "upstream_timeout")
+    key_help: ClassVar[dict[str, str]] = {
+        "api_key_secret": "Modal secret holding the Bearer key clients must send; required "
+        "unless open is true.",
+        "open": "Serve without an API key: anyone who has a router's URL may call it. Only "
+        "instead of api_key_secret (policy MDL007 warns).",
+    }
+
     api_key_env: EnvVarName = Field("API_KEY", description="Key name inside that secret.")
-    open: bool = Field(
-        False,
-        description="Serve without an API key: anyone who has a router's URL may call it. "
-        "Only instead of api_key_secret (policy MDL007 warns).",
-    )
-    max_body: BodySize = Field(
-        DEFAULT_MAX_BODY_MIB,
-        description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
-        "get 413 before they are read.",
-    )
     upstream_timeout: Duration | None = Field(
         None,
         description="Longest the router waits for a model's answer or its next chunk (504 "

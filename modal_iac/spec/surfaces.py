@@ -22,7 +22,7 @@ from .fields import (
     Problem,
 )
 from .reserved import clash
-from .strict import AlsoAccepts, StrictModel
+from .strict import AlsoAccepts, SharedFields, StrictModel
 
 
 def _check_identifier(value: Any) -> Any:
@@ -65,19 +65,14 @@ def _check_domain(value: Any) -> Any:
     raise ValueError(f"{shown(value)} is not a domain name like api.example.com")
 
 
-class HttpSurface(StrictModel):
-    """The HTTP endpoint. vLLM: the OpenAI-compatible ``vllm serve`` on 127.0.0.1 behind an
-    authenticating proxy (``@modal.asgi_app``) that forwards only /v1 and /health.
-    transformers: a FastAPI app with /embed, /health and /. Every request but /health needs
-    the API key from ``api_key_secret``, unless the spec says ``open: true``."""
+class Endpoint(SharedFields):
+    """Who may call a public endpoint, and how large a request it reads: a service's HTTP
+    surface and a gateway's router share these keys; each names its own API key name."""
 
     api_key_secret: ObjectName | None = Field(
         None,
         description="Modal secret holding the API key clients send as a Bearer token; "
         "required unless open is true.",
-    )
-    api_key_env: EnvVarName = Field(
-        "VLLM_API_KEY", description="Key inside that secret that holds the API key."
     )
     open: bool = Field(
         False,
@@ -88,6 +83,28 @@ class HttpSurface(StrictModel):
         DEFAULT_MAX_BODY_MIB,
         description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
         "get 413 before they are read.",
+    )
+
+
+class HttpSurface(Endpoint):
+    """The HTTP endpoint. vLLM: the OpenAI-compatible ``vllm serve`` on 127.0.0.1 behind an
+    authenticating proxy (``@modal.asgi_app``) that forwards only /v1 and /health.
+    transformers: a FastAPI app with /embed, /health and /. Every request but /health needs
+    the API key from ``api_key_secret``, unless the spec says ``open: true``."""
+
+    key_order = (
+        "api_key_secret",
+        "api_key_env",
+        "open",
+        "max_body",
+        "port",
+        "custom_domains",
+        "proxy_auth",
+        "primitive",
+    )
+
+    api_key_env: EnvVarName = Field(
+        "VLLM_API_KEY", description="Key inside that secret that holds the API key."
     )
     port: int = Field(
         8000,
