@@ -1,8 +1,13 @@
-"""The spec language, version 1: pydantic models that are the single source of truth.
+"""A service spec (``kind: service``, the default): ``Spec``, one Modal app serving one
+model, and the checks across its parts.
 
-``schema.json`` is generated from these models (``modaliac schema``), and every check a user
-can fail lives here or in ``load.py``. Values are stored resolved (durations in seconds,
-GPU names canonical) so the renderer and the planner never parse user text again.
+The spec language, version 1, is pydantic models that are the single source of truth, one
+module a part: ``app`` (what a service and a gateway share), ``engine`` (model and engine),
+``gpu``, ``scaling``, ``runtime`` (resources, placement, retries), ``surfaces``, and
+``gateway`` for the other kind. ``schema.json`` is generated from them (``modaliac
+schema``), and every check a user can fail lives in them or in ``loading/load.py``. Values
+are stored resolved (durations in seconds, GPU names canonical) so the renderer and the
+planner never parse user text again.
 """
 
 from __future__ import annotations
