@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .loading.load import LoadedSpec
     from .review.cost import Costing
     from .spec.gateway import GatewaySpec
-    from .spec.models import Spec
+    from .spec.service import Spec
 
 REGISTERED_COMMAND_MODULES = (
     "probe",

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from modal_iac.cli import main
 from modal_iac.spec import vllm_args
-from modal_iac.spec.models import DEFAULT_VLLM_VERSION, MANAGED_ENGINE_ARGS, Engine
+from modal_iac.spec.engine import DEFAULT_VLLM_VERSION, MANAGED_ENGINE_ARGS, Engine
 
 TABLE = vllm_args.table()
 NAMES = sorted(name for name in TABLE.args if name not in MANAGED_ENGINE_ARGS)

@@ -32,7 +32,7 @@ from modal_iac.errors import SpecError, SpecErrors
 from modal_iac.loading.load import load_spec
 from modal_iac.render.app import Rendered, render
 from modal_iac.render.pyliteral import INDENT, assignment, literal
-from modal_iac.spec.models import HF_CACHE
+from modal_iac.spec.app import HF_CACHE
 from modal_iac.spec.reserved import clash
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,8 @@ from modal_iac.loading.load import load_spec
 from modal_iac.review import fit
 from modal_iac.review.cost import HOURS_PER_MONTH, load_prices
 from modal_iac.spec.gateway import GatewaySpec
-from modal_iac.spec.models import Gpu, Spec
+from modal_iac.spec.gpu import Gpu
+from modal_iac.spec.service import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 KALM = ROOT / "specs" / "kalm.yaml"

@@ -30,7 +30,7 @@ from modal_iac.render.gateway import gateway_context
 from modal_iac.render.transformers import TORCHVISION_VERSION, transformers_context
 from modal_iac.spec import images
 from modal_iac.spec.gateway import GatewaySpec
-from modal_iac.spec.models import Spec
+from modal_iac.spec.service import Spec
 
 pytestmark = pytest.mark.slow
 

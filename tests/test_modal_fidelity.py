@@ -35,7 +35,7 @@ from helpers import import_file, isolate_modal_config
 
 from modal_iac.loading.load import LoadedSpec, find_spec_files, load_spec
 from modal_iac.render.app import Rendered, render
-from modal_iac.spec.models import Spec
+from modal_iac.spec.service import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIRS = ("specs", "examples")
@@ -436,7 +436,7 @@ def _http_primitive(spec: Spec, primitive: str) -> bool:
 def test_app_server(spec_path: str, offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """primitive server: a modal.Server (Modal's @app.server) on the guard's port, proxy auth
     as the spec says, the same snapshot hooks as the class-based server, no web method."""
-    from modal_iac.spec.models import SERVER_PUBLIC_PORT
+    from modal_iac.spec.surfaces import SERVER_PUBLIC_PORT
 
     imported = import_generated(spec_path, offline, monkeypatch)
     spec = imported.spec

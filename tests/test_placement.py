@@ -224,8 +224,8 @@ def test_cloud_names_are_modal_cloud_providers() -> None:
 
     from modal_proto import api_pb2
 
-    from modal_iac.spec.models import Placement
     from modal_iac.spec.placement import CLOUDS
+    from modal_iac.spec.runtime import Placement
 
     literal = get_args(Placement.model_fields["cloud"].annotation)[0]
     assert get_args(literal) == CLOUDS

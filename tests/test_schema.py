@@ -19,8 +19,8 @@ from ruamel.yaml import YAML
 from modal_iac.cli import main
 from modal_iac.spec.fields import GPU_ALIASES, GPU_TYPES
 from modal_iac.spec.gateway import GatewaySpec
-from modal_iac.spec.models import Spec
 from modal_iac.spec.schema import schema_text
+from modal_iac.spec.service import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schema.json"

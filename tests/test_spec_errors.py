@@ -2087,7 +2087,7 @@ def test_policy_lines_never_repeat_a_token(name: str, token: str, what: str) -> 
     """The loader refuses these first; the policy's own lines hide them too (MDL001 once
     printed a revision the token check missed)."""
     from modal_iac.review.policy import check
-    from modal_iac.spec.models import Spec
+    from modal_iac.spec.service import Spec
 
     spec = Spec.model_validate(
         {"app": "demo", "model": {"id": "o/m", "task": "embed", "revision": token}, "gpu": "L4"}

@@ -53,7 +53,8 @@ from test_vllm_server import (
 from modal_iac.loading.load import LoadedSpec, load_spec
 from modal_iac.local_api import LocalModalServer
 from modal_iac.render.app import Rendered, render
-from modal_iac.spec.models import HF_CACHE, Spec
+from modal_iac.spec.app import HF_CACHE
+from modal_iac.spec.service import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "multimodal-embedding-transformers.yaml"

@@ -20,9 +20,10 @@ from ruamel.yaml import YAML
 from modal_iac.loading.load import load_spec
 from modal_iac.render.engine import engine_kwargs, serve_argv
 from modal_iac.spec import vllm_args
+from modal_iac.spec.engine import Engine
 from modal_iac.spec.gateway import GatewaySpec
 from modal_iac.spec.gateway import serve_argv as gateway_argv
-from modal_iac.spec.models import Engine, Spec
+from modal_iac.spec.service import Spec
 
 pytestmark = pytest.mark.vllm
 

@@ -417,7 +417,7 @@ def set_key(monkeypatch: pytest.MonkeyPatch, env: str, value: str | None) -> Non
 
 def loaded_case(case: str) -> Any:
     from modal_iac.loading.load import LoadedSpec, load_spec
-    from modal_iac.spec.models import Spec
+    from modal_iac.spec.service import Spec
 
     if case in SYNTHETIC:
         spec = Spec.model_validate(SYNTHETIC[case])
@@ -934,7 +934,7 @@ def test_start_vllm_passes_the_token_by_environment_only(
 def test_a_snapshot_needs_the_class_or_the_server() -> None:
     """The server takes every snapshot mode now; with neither surface there is nothing to
     snapshot, which is an error on the snapshot key."""
-    from modal_iac.spec.models import Spec
+    from modal_iac.spec.service import Spec
 
     for mode in ("gpu", "sleep"):
         alone = {**SYNTHETIC["open-no-snapshot"], "snapshot": mode}
@@ -1256,7 +1256,7 @@ def test_primitive_server_deploys_as_modals_app_server(
     import modal.runner
 
     from modal_iac.render.app import render
-    from modal_iac.spec.models import SERVER_PUBLIC_PORT
+    from modal_iac.spec.surfaces import SERVER_PUBLIC_PORT
 
     loaded = loaded_case(case)
     spec = loaded.spec

@@ -317,7 +317,7 @@ def recorded_settings(text: str) -> dict[str, Any] | None:
     from pydantic import ValidationError
     from ruamel.yaml import YAML
 
-    from ..spec.models import Spec
+    from ..spec.service import Spec
     from ..spec.settings import settings
 
     data = YAML(typ="safe").load(text)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..loading.load import LoadedSpec
 from ..spec.gateway import GatewaySpec, gpu_short
-from ..spec.models import Spec
+from ..spec.service import Spec
 
 DEFAULT_KEY_ENV = "VLLM_API_KEY"
 PLACEHOLDER = "https://{app}.modal.run.invalid"

@@ -150,7 +150,7 @@ def example_workflow() -> str:
 
 def _option_gpu(value: str) -> str:
     from ..plan.targets import UsageError
-    from ..spec.models import _parse_gpu
+    from ..spec.gpu import _parse_gpu
 
     try:
         parsed = _parse_gpu(value)

@@ -227,7 +227,7 @@ def _described(target: str, args: argparse.Namespace) -> list[Described]:
     project = Project.here()
     found = named(target, args.env, project)
     if found.loaded is not None:
-        from ..spec.models import Spec
+        from ..spec.service import Spec
         from ..spec.settings import settings
 
         spec = found.loaded.spec

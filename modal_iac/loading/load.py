@@ -29,7 +29,7 @@ from ..review.policy import check as check_policies
 from ..spec.address import Project, profile_environment
 from ..spec.gateway import GatewaySpec
 from ..spec.messages import expected_one_of, from_pydantic, key_path, located
-from ..spec.models import Spec
+from ..spec.service import Spec
 from ..tokens import token_kind
 from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
 

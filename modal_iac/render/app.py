@@ -20,9 +20,12 @@ import jinja2
 from .. import __version__
 from ..deferred import DeferredText
 from ..loading.load import LoadedSpec
+from ..spec.app import HF_CACHE, Image
 from ..spec.fields import HF_TOKEN_KEY
 from ..spec.gateway import GatewayApp, GatewaySpec, Router
-from ..spec.models import HF_CACHE, SERVER_PUBLIC_PORT, HttpSurface, Image, Scaling, Spec
+from ..spec.scaling import Scaling
+from ..spec.service import Spec
+from ..spec.surfaces import SERVER_PUBLIC_PORT, HttpSurface
 from . import engine
 from .pyliteral import assignment, literal, string
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import vllm_args
-from ..spec.models import Spec
+from ..spec.service import Spec
 
 # vLLM listens on the loopback interface only: the public endpoint is the authenticating proxy
 # in the same container (templates/vllm_app.py.j2), so vLLM's unauthenticated routes (/sleep,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..spec.app import HF_CACHE
 from ..spec.gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
-from ..spec.models import HF_CACHE
 from .app import endpoint_context, hf_token_context, scaling_context
 
 TEMPLATE = "gateway_app.py.j2"

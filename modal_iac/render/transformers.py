@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec.images import TRANSFORMERS_TORCH as TORCH_VERSION
-from ..spec.models import Spec
+from ..spec.service import Spec
 from .app import common_context, endpoint_context
 
 TEMPLATE = "transformers_app.py.j2"

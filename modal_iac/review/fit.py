@@ -21,9 +21,11 @@ from typing import Any
 
 from ..errors import ModaliacError
 from ..files import joined, parse_json, read_text
+from ..spec.engine import LayerShapes
 from ..spec.fields import GPU_TYPES
 from ..spec.gateway import GatewaySpec
-from ..spec.models import Gpu, LayerShapes, Spec
+from ..spec.gpu import Gpu
+from ..spec.service import Spec
 
 # Nominal memory of each Modal GPU type, GB (https://modal.com/docs/guide/gpu).
 GPU_MEMORY_GB: dict[str, float] = {

@@ -31,7 +31,7 @@ from ..spec.fields import (
 )
 from ..spec.gateway import FREE_TIER_WEB_ENDPOINTS, GatewaySpec, endpoints_other_layout
 from ..spec.images import DEFAULT_BASE_IMAGE, engine_cuda_major, engine_torch, image_cuda_major
-from ..spec.models import Spec
+from ..spec.service import Spec
 from ..tokens import shown
 
 Severity = Literal["error", "warning"]

@@ -10,56 +10,29 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..tokens import shown, token_kind
+from .app import (
+    AppSpec,
+)
+from .engine import DEFAULT_VLLM_VERSION, HubModel, VllmBatching
 from .fields import (
-    DEFAULT_MAX_BODY_MIB,
     ENGINE_VERSION,
-    ENVIRONMENT_NAME,
-    HF_ID,
-    HF_TOKEN_KEY,
-    MAX_MODEL_LEN_HELP,
     MODAL_MAX_TIMEOUT,
-    ONLY_PATTERN_KEYS,
-    BodySize,
     Duration,
     EnvVarName,
-    MountPath,
     ObjectName,
     OneLine,
     Problem,
-    TagText,
-    TokenCount,
     shown_duration,
 )
-from .models import (
-    _GPU_SCHEMA,
-    DEFAULT_VLLM_VERSION,
-    HF_CACHE,
-    HF_TOKEN_SECRET_HELP,
-    VERIFY_HELP,
-    VLLM_CACHE,
-    AlsoAccepts,
-    Deploy,
-    Gpu,
-    GpuChoice,
-    Image,
-    LayerShapes,
-    Placement,
-    Policy,
-    Scaling,
-    StrictModel,
-    Usage,
-    Verify,
-    batch_concurrency,
-    endpoint_key_problems,
-    hf_secret_problems,
-    verify_switch,
-)
+from .gpu import Gpu, GpuChoices
 from .reserved import clash
+from .scaling import batch_concurrency
+from .surfaces import Endpoint, endpoint_key_problems
 
 # Modal's free tier allows this many web endpoints per workspace.
 FREE_TIER_WEB_ENDPOINTS = 8
@@ -72,32 +45,35 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _GPU_SHORT = {"A100-80GB": "a100", "A100-40GB": "a100-40gb"}
 
 
-class GatewayModel(StrictModel):
+class GatewayModel(HubModel, VllmBatching):
     """One model every app of the gateway serves, in its own container pool."""
 
-    id: str = Field(pattern=HF_ID.pattern, description="Hugging Face repository id, e.g. org/name.")
+    key_order = (
+        "id",
+        "name",
+        "revision",
+        "tool_call_parser",
+        "max_model_len",
+        "architecture",
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "enforce_eager",
+        "trust_remote_code",
+    )
+    key_help: ClassVar[dict[str, str]] = {
+        "revision": "Branch, tag or commit.",
+        "architecture": "Layer shapes from the model's config.json, for the GPU fit.",
+        "gpu_memory_utilization": "Share of GPU memory this model's vLLM may take.",
+    }
+
     name: str = Field(
         pattern=_SHORT_NAME.pattern,
         description="Short name clients may send as `model` (and the LiteLLM name prefix).",
     )
-    revision: OneLine = Field("main", min_length=1, description="Branch, tag or commit.")
     tool_call_parser: str | None = Field(
         None, pattern=r"^[a-z0-9_]+$", description="vLLM tool-call parser; enables auto tools."
     )
-    max_model_len: TokenCount | None = Field(None, description=MAX_MODEL_LEN_HELP)
-    architecture: LayerShapes | None = Field(
-        None, description="Layer shapes from the model's config.json, for the GPU fit."
-    )
-    gpu_memory_utilization: float = Field(
-        0.9, gt=0, le=1, description="Share of GPU memory this model's vLLM may take."
-    )
-    max_num_seqs: int | None = Field(
-        None, gt=0, description="Most sequences vLLM batches at once; unset: vLLM's default."
-    )
     enforce_eager: bool = Field(True, description="Skip CUDA graphs: faster cold starts.")
-    trust_remote_code: bool = Field(
-        False, description="Run the model repository's own Python code (review it first)."
-    )
 
     @field_validator("name")
     @classmethod
@@ -140,26 +116,19 @@ def model_class_name(short_name: str) -> str:
     return name if name[:1].isalpha() else "Model" + name
 
 
-class Router(StrictModel):
+class Router(Endpoint):
     """The public endpoint of each app. Every request but /health needs the API key from
     ``api_key_secret``, unless the spec says ``open: true``."""
 
-    api_key_secret: ObjectName | None = Field(
-        None,
-        description="Modal secret holding the Bearer key clients must send; required unless "
-        "open is true.",
-    )
+    key_order = ("api_key_secret", "api_key_env", "open", "max_body", "upstream_timeout")
+    key_help: ClassVar[dict[str, str]] = {
+        "api_key_secret": "Modal secret holding the Bearer key clients must send; required "
+        "unless open is true.",
+        "open": "Serve without an API key: anyone who has a router's URL may call it. Only "
+        "instead of api_key_secret (policy MDL007 warns).",
+    }
+
     api_key_env: EnvVarName = Field("API_KEY", description="Key name inside that secret.")
-    open: bool = Field(
-        False,
-        description="Serve without an API key: anyone who has a router's URL may call it. "
-        "Only instead of api_key_secret (policy MDL007 warns).",
-    )
-    max_body: BodySize = Field(
-        DEFAULT_MAX_BODY_MIB,
-        description='Largest request body accepted, e.g. "32MiB" (1MiB to 1GiB); larger ones '
-        "get 413 before they are read.",
-    )
     upstream_timeout: Duration | None = Field(
         None,
         description="Longest the router waits for a model's answer or its next chunk (504 "
@@ -181,10 +150,38 @@ def gpu_short(gpu: Gpu) -> str:
     return short if gpu.count == 1 else f"{short}x{gpu.count}"
 
 
-class GatewaySpec(StrictModel):
+class GatewaySpec(AppSpec):
     """Several models behind one endpoint per GPU type (``kind: gateway``)."""
 
-    version: Literal[1] = Field(1, description="Spec language version; 1.")
+    key_order = (
+        "version",
+        "kind",
+        "name",
+        "layout",
+        "app_name",
+        "environment",
+        "labels",
+        "models",
+        "gpus",
+        "engine_version",
+        "volumes",
+        "secrets",
+        "hf_token_secret",
+        "router",
+        "scaling",
+        "placement",
+        "image",
+        "usage",
+        "deploy",
+        "verify",
+        "policy",
+    )
+    key_help: ClassVar[dict[str, str]] = {
+        "secrets": "Modal secret NAMES for the model containers.",
+        "placement": "Where the model containers and the router run (Modal's region= and "
+        "cloud=); a region multiplies the price.",
+    }
+
     kind: Literal["gateway"] = Field(description="gateway: several models behind one endpoint.")
     name: ObjectName = Field(description="Gateway name: the {name} of the app names.")
     layout: Literal["gateway", "per-model"] = Field(
@@ -197,59 +194,16 @@ class GatewaySpec(StrictModel):
         description='App name pattern; default "{name}-{gpu}", or "{name}-{model}-{gpu}" '
         "with layout per-model.",
     )
-    environment: str | None = Field(
-        None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
-    )
-    labels: dict[TagText, TagText] = Field(
-        default_factory=dict,
-        description="Become Modal app tags.",
-        json_schema_extra=ONLY_PATTERN_KEYS,
-    )
     models: list[GatewayModel] = Field(
         description="The models every app serves.", json_schema_extra={"minItems": 1}
     )
-    gpus: Annotated[
-        list[GpuChoice],
-        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
-        AlsoAccepts(_GPU_SCHEMA),
-    ] = Field(description="GPU types; one app each (per model with layout per-model).")
+    gpus: GpuChoices = Field(
+        description="GPU types; one app each (per model with layout per-model)."
+    )
     engine_version: str = Field(
         DEFAULT_VLLM_VERSION, pattern=ENGINE_VERSION.pattern, description="vLLM release."
     )
-    volumes: dict[MountPath, ObjectName] = Field(
-        default_factory=lambda: {HF_CACHE: "huggingface-cache", VLLM_CACHE: "vllm-cache"},
-        description="Mount path -> Modal volume name.",
-        json_schema_extra=ONLY_PATTERN_KEYS,
-    )
-    secrets: list[ObjectName] = Field(
-        default_factory=list,
-        description="Modal secret NAMES for the model containers.",
-    )
-    hf_token_secret: ObjectName | None = Field(None, description=HF_TOKEN_SECRET_HELP)
     router: Router = Field(default_factory=Router, description="The routing front end.")
-    scaling: Scaling = Field(
-        default_factory=Scaling, description="Autoscaling and time limits, per GPU pool."
-    )
-    placement: Placement = Field(
-        default_factory=Placement,
-        description="Where the model containers and the router run (Modal's region= and "
-        "cloud=); a region multiplies the price.",
-    )
-    image: Image = Field(
-        default_factory=Image, description="The container image: base, Python, packages, env."
-    )
-    usage: Usage | None = Field(
-        None, exclude=True, description="Expected traffic, for cost estimates only."
-    )
-    deploy: Deploy = Field(
-        default_factory=Deploy, exclude=True, description="How a deploy replaces containers."
-    )
-    verify: Annotated[Verify, BeforeValidator(verify_switch), AlsoAccepts({"type": "boolean"})] = (
-        Field(default_factory=Verify, exclude=True, description=VERIFY_HELP)
-    )
-    policy: Policy = Field(
-        default_factory=Policy, exclude=True, description="Policy rules suppressed, with why."
-    )
 
     @field_validator("models")
     @classmethod
@@ -321,17 +275,7 @@ class GatewaySpec(StrictModel):
             )
         else:
             found.extend(endpoint_key_problems(("router",), router.api_key_secret, router.open))
-        found += hf_secret_problems(
-            self.hf_token_secret, self.secrets, router.api_key_secret, "router.api_key_secret"
-        )
-        if router.api_key_secret is not None and router.api_key_secret in self.secrets:
-            found.append(
-                (
-                    ("router", "api_key_secret"),
-                    f"{shown(router.api_key_secret)} is also under secrets; the API key "
-                    "secret is attached to the router only, so remove it from secrets",
-                )
-            )
+        found += self._secret_problems(("router",), "router")
         target = self.scaling.target_concurrency
         if target is not None and self.scaling.concurrency is None:
             for model in self.models:
@@ -394,18 +338,10 @@ class GatewaySpec(StrictModel):
     def app_names(self) -> list[str]:
         return [app.name for app in self.apps()]
 
-    def referenced_secrets(self) -> list[str]:
-        key = [self.router.api_key_secret] if self.router.api_key_secret else []
-        token = [self.hf_token_secret] if self.hf_token_secret else []
-        return [*self.secrets, *token, *key]
-
-    def secret_keys(self) -> dict[str, str]:
-        """The key each secret must hold, where modaliac knows it: the Hugging Face token's
-        and the router's API key."""
-        keys = {self.hf_token_secret: HF_TOKEN_KEY} if self.hf_token_secret else {}
-        if self.router.api_key_secret is not None:
-            keys[self.router.api_key_secret] = self.router.api_key_env
-        return keys
+    def _api_key(self) -> tuple[str, str] | None:
+        if self.router.api_key_secret is None:
+            return None
+        return self.router.api_key_secret, self.router.api_key_env
 
 
 def serve_argv(model: GatewayModel, port: int = SERVE_PORT) -> list[str]:

@@ -29,7 +29,7 @@ from .fields import (
     PYTHON_VERSION,
     Problem,
 )
-from .models import Spec
+from .service import Spec
 
 # The model errors are explained against: Spec, or GatewaySpec for ``kind: gateway``.
 _ROOT: ContextVar[Any] = ContextVar("root_model", default=Spec)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .app import SPEC_VERSION
 from .gateway import GatewaySpec
-from .models import NOT_OVERRIDABLE, SPEC_VERSION, Spec
+from .service import NOT_OVERRIDABLE, Spec
 
 SCHEMA_ID = "https://modaliac.dev/schema/spec-v1.json"
 

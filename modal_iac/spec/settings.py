@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .messages import key_path
-from .models import Spec
+from .service import Spec
 
 VLLM_ONLY = ("gpu_memory_utilization", "max_num_seqs", "enforce_eager", "args", "sleep_level")
 TRANSFORMERS_ONLY = ("batch_size",)
