@@ -28,7 +28,7 @@ from .probe import (
 )
 
 if TYPE_CHECKING:
-    from ..cli import Console
+    from .console import Console
 
 # -- the benchmark ------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from ruamel.yaml import YAML
 
-    from ..cli import Console
+    from .console import Console
 
 # pydantic and ruamel are imported where they are used, so that building the CLI's parser
 # (which registers this module) stays light. ruamel's round-trip mappings and sequences are
@@ -449,9 +449,8 @@ def unified_diff(outcome: Outcome) -> str:
 # -- the command ---------------------------------------------------------------------------
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add ``fmt`` to the CLI's parser."""
-    del state_option  # fmt reads no state
     fmt = commands.add_parser(
         "fmt",
         help="rewrite specs in the canonical key order and layout",

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModaliacError
+from .options import app_env_option, state_option
 
 if TYPE_CHECKING:
     import http.client
 
-    from ..cli import Console
+    from .console import Console
 
 KINDS = ("embedding", "chat", "completion", "embed")
 PATHS = {
@@ -78,10 +79,8 @@ CLOCK = Clock()
 # -- the parser ---------------------------------------------------------------------------
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
-    from ..cli import app_env_option
-
     url = commands.add_parser(
         "url",
         help="print the deployed endpoint URL(s) of an app",
@@ -100,7 +99,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
             "or the transformers engine's /embed) and print its latency and a short result."
         ),
     )
-    _request_options(test, state_option)
+    _request_options(test)
     test.set_defaults(run=cmd_test)
 
     bench = commands.add_parser(
@@ -112,7 +111,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
             "window, the cold start of a new container."
         ),
     )
-    _request_options(bench, state_option)
+    _request_options(bench)
     bench.add_argument("-n", "--warm", type=_positive, default=10, help="warm requests (10)")
     bench.add_argument(
         "--concurrency", type=_positive, default=1, help="warm requests in flight at once (1)"
@@ -131,9 +130,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
     bench.set_defaults(run="commands.bench:cmd_bench")
 
 
-def _request_options(
-    parser: argparse.ArgumentParser, state_option: Callable[[argparse.ArgumentParser], None]
-) -> None:
+def _request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="APP|SPEC|URL")
     parser.add_argument("--kind", choices=KINDS, help="request kind (default: from the spec)")
     parser.add_argument("--model", help="model name to send (default: the spec's served name)")
@@ -158,8 +155,6 @@ def _request_options(
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for an answer (600)"
     )
-    from ..cli import app_env_option
-
     app_env_option(parser)
     state_option(parser)
 
