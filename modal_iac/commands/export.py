@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..modal.endpoints import DEFAULT_KEY_ENV
 from ..plan.targets import UsageError
 from ..spec.address import Project
 from .console import EXIT_OK
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` im
     from ..spec.models import Spec
     from .console import Console
 
-DEFAULT_KEY_ENV = "VLLM_API_KEY"
 PLACEHOLDER = "https://{app}.modal.run.invalid"
 
 
@@ -73,8 +73,8 @@ def http_services(loaded: list[LoadedSpec]) -> list[Spec]:
 def service_urls(services: list[Spec]) -> dict[tuple[str, str | None], str | None]:
     """The URL that serves requests of each deployed service, asked of Modal; None where the
     app is not deployed or has no web endpoint."""
+    from ..modal.endpoints import served_url
     from ..modal.sdk import app_web_urls
-    from .probe import served_url
 
     found = app_web_urls([(spec.app, spec.environment) for spec in services])
     return {key: served_url(urls) if urls else None for key, urls in found.items()}
