@@ -16,7 +16,8 @@ import pytest
 from helpers import record_applied
 
 from modal_iac import __version__
-from modal_iac.cli import _wants_color, main
+from modal_iac.cli import main
+from modal_iac.commands.console import wants_color as _wants_color
 from modal_iac.loading.load import load_spec
 from modal_iac.render.app import render
 from modal_iac.spec.address import Project

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from modal_iac.cli import Console, build_parser, cmd_plan
+from modal_iac.cli import build_parser
+from modal_iac.commands.console import Console
+from modal_iac.commands.plan import cmd_plan
 from modal_iac.errors import ModaliacError
 from modal_iac.loading.load import LoadedSpec, load_spec
 from modal_iac.plan.plan import AllSettings, Desired, FieldChange, make_plan

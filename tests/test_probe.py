@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from modal_iac.cli import main
-from modal_iac.commands import probe
 from modal_iac.local_api import LocalModalServer
+from modal_iac.modal import endpoints as probe
 
 KEY = "sk-test-3f9a"  # the value tests check is never printed
 COLD_DELAY = 0.25  # the stand-in's "cold start"; warm answers take about a millisecond

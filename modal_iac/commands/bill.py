@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .options import cost_options, costing, environment_name, modal_costing, state_option
+
 if TYPE_CHECKING:
     from ..modal.sdk import BilledItem
     from ..review.cost import AppCost, Prices
@@ -32,10 +34,8 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 SINCE_HINT = 'expected a duration like "30d", "12h" or "1d12h", or a date like "2026-11-01"'
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add ``cost`` to the CLI's parser (lazy: nothing heavy imported)."""
-    from ..cli import cost_options, environment_name
-
     cost = commands.add_parser(
         "cost",
         help="what each managed app cost on Modal, beside the plan's estimate",
@@ -329,7 +329,6 @@ def cmd_cost(
 ) -> int:
     from dataclasses import replace
 
-    from ..cli import costing, modal_costing
     from ..modal.apply import APP_TAG, MANAGED_BY
     from ..modal.sdk import billing_report, require_credentials
     from ..plan.targets import state_store

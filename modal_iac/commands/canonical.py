@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..loading.modeline import SCHEMA_LINE
 from ..loading.parse import COLON_STAND_IN  # a glued ":" is parsed as it, as the loader does
+from .key_order import Shape, canonical_keys, document_shape
 
 if TYPE_CHECKING:  # this module is imported by fmt when it runs, never to build the CLI
     from ruamel.yaml import YAML
-
-    from .fmt import Shape
 
 _GLUED_COLON = re.compile(r":(?=[^\s])")
 _TAG = "tag:yaml.org,2002:"
@@ -80,7 +80,6 @@ class _Check:
         if root is None or not _is_block_map(root) or root.start_mark.column != 0:
             return False
         from ..loading.parse import _check_nodes
-        from .fmt import document_shape
 
         if _check_nodes(root, "<spec>"):  # refused: the full path says why, with positions
             return False
@@ -92,8 +91,6 @@ class _Check:
     def _lines_are_tidy(self) -> bool:
         """What fmt's layout pass would change: trailing spaces, a schema line not first,
         blank lines at either end or two in a row; and what is outside the subset."""
-        from .fmt import SCHEMA_LINE
-
         text, lines = self.text, self.lines
         if not text.endswith("\n") or not lines or not lines[0] or not lines[-1]:
             return False
@@ -113,8 +110,6 @@ class _Check:
     # -- the walk ---------------------------------------------------------------------------
 
     def _block_map(self, node: Any, column: int, shape: Shape) -> None:
-        from .fmt import canonical_keys
-
         keys = [key.value for key, _ in node.value]
         if shape.fields is not None and canonical_keys(keys, shape) != keys:
             raise _NotCanonical
@@ -141,8 +136,6 @@ class _Check:
                 self._inline(value, child)
 
     def _block_seq(self, node: Any, column: int, shape: Shape) -> None:
-        from .fmt import Shape
-
         items = shape.items or Shape()
         for item in node.value:
             line, start = item.start_mark.line, item.start_mark.column
@@ -169,8 +162,6 @@ class _Check:
 
     def _flow(self, node: Any, shape: Shape) -> str:
         """The text fmt writes for a flow value; the walk compares it with the file's."""
-        from .fmt import Shape, canonical_keys
-
         if _is_map(node):
             keys = [key.value for key, _ in node.value]
             if shape.fields is not None and canonical_keys(keys, shape) != keys:

@@ -4,7 +4,6 @@ matrix (``--format json`` is a list GitHub's ``fromJSON`` takes as it is)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,7 +12,7 @@ if TYPE_CHECKING:
 BASE = ""  # no --env: the specs' base, in the workspace's default environment
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add this module's subcommand to the CLI's parser (lazy: nothing heavy imported)."""
     environments = commands.add_parser(
         "environments",

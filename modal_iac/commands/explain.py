@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .options import cost_options, costing, env_option
 
 if TYPE_CHECKING:
     from ..review.cost import Costing
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
-    from ..cli import cost_options, env_option
-
     explain = commands.add_parser(
         "explain",
         help="show the GPU fit arithmetic and the cost of each app",
@@ -31,7 +30,6 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
 
 
 def cmd_explain(args: argparse.Namespace, console: Any) -> int:
-    from ..cli import costing
     from ..loading.load import load_specs
     from ..plan.targets import spec_files
     from ..spec.address import Project

@@ -8,15 +8,23 @@ with a note saying so. API keys are referenced as ``os.environ/VAR``, never writ
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..loading.load import LoadedSpec
-from ..spec.gateway import GatewaySpec, gpu_short
-from ..spec.service import Spec
+from ..modal.endpoints import DEFAULT_KEY_ENV
+from ..plan.targets import UsageError
+from ..spec.address import Project
+from .console import EXIT_OK
+from .options import env_option
 
-DEFAULT_KEY_ENV = "VLLM_API_KEY"
+if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
+    from ..loading.load import LoadedSpec
+    from ..spec.service import Spec
+    from .console import Console
+
 PLACEHOLDER = "https://{app}.modal.run.invalid"
 
 
@@ -26,6 +34,8 @@ def litellm_entries(
     key_env: str = DEFAULT_KEY_ENV,
 ) -> list[dict[str, Any]]:
     """One ``model_list`` entry per model of each gateway app, in spec order."""
+    from ..spec.gateway import GatewaySpec, gpu_short
+
     entries = []
     for item in loaded:
         spec = item.spec
@@ -51,6 +61,8 @@ def litellm_entries(
 
 def http_services(loaded: list[LoadedSpec]) -> list[Spec]:
     """The specs that serve an HTTP endpoint (``surfaces.http``), in spec order."""
+    from ..spec.service import Spec
+
     return [
         item.spec
         for item in loaded
@@ -61,8 +73,8 @@ def http_services(loaded: list[LoadedSpec]) -> list[Spec]:
 def service_urls(services: list[Spec]) -> dict[tuple[str, str | None], str | None]:
     """The URL that serves requests of each deployed service, asked of Modal; None where the
     app is not deployed or has no web endpoint."""
+    from ..modal.endpoints import served_url
     from ..modal.sdk import app_web_urls
-    from .probe import served_url
 
     found = app_web_urls([(spec.app, spec.environment) for spec in services])
     return {key: served_url(urls) if urls else None for key, urls in found.items()}
@@ -152,3 +164,71 @@ def litellm_config(
         for key, value in entry["model_info"].items():
             lines.append(f"      {key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def register(commands: Any) -> None:
+    """Add ``export`` to the CLI's parser (lazy: nothing heavy imported)."""
+    export = commands.add_parser(
+        "export",
+        help="write a configuration for another tool (litellm)",
+        description="Write a LiteLLM proxy config routing <model>-<gpu> to gateway endpoints "
+        "and each vLLM HTTP service's served name to its /v1 (URLs read from Modal when "
+        "deployed, placeholders otherwise).",
+    )
+    export.add_argument("tool", choices=["litellm"])
+    export.add_argument("specs", nargs="*", metavar="SPEC|DIR", help="default: specs/")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    export.add_argument(
+        "--api-key-env",
+        default=DEFAULT_KEY_ENV,
+        metavar="VAR",
+        help="environment variable LiteLLM reads the gateway key from (default VLLM_API_KEY)",
+    )
+    export.add_argument(
+        "--offline", action="store_true", help="do not ask Modal for URLs: placeholders only"
+    )
+    env_option(export)
+    export.set_defaults(run=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from ..loading.load import load_specs
+    from ..plan.targets import spec_files, spec_targets
+    from ..spec.gateway import GatewaySpec
+    from .operate import credentials_configured
+
+    project = Project.here()
+    targets = spec_targets(args.specs, project, "export")
+    loaded = load_specs(spec_files(targets), args.env, project)
+    apps = [
+        (app.name, item.spec.environment)
+        for item in loaded
+        if isinstance(item.spec, GatewaySpec)
+        for app in item.spec.apps()
+    ]
+    services = http_services(loaded)
+    if not apps and not services:
+        raise UsageError(
+            "export litellm: none of these specs is a gateway (kind: gateway) or serves HTTP "
+            "(surfaces.http)"
+        )
+    urls: dict[tuple[str, str | None], str | None] = {}
+    if not args.offline and credentials_configured():
+        from ..modal.sdk import router_urls
+
+        urls = router_urls(apps)
+        urls.update(service_urls(services))
+    entries, skipped = service_entries(services, urls)
+    for line in skipped:
+        console.error(f"note: {line}")
+    entries = litellm_entries(loaded, urls, args.api_key_env) + entries
+    text = litellm_config(entries, args.api_key_env, skipped)
+    if args.output is None:
+        console.print(text, end="")
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.error(f"wrote {args.output}")
+    return EXIT_OK

@@ -1,8 +1,8 @@
 """``modaliac fmt``: one canonical layout for spec files, comments kept, like ``terraform fmt``.
 
-Keys are put in the order the pydantic models declare their fields (recursively: ``model``,
-``engine`` and ``scaling`` inside a spec, each gateway model inside ``models``); keys the models
-do not know keep their relative order after the known ones, and the keys of user mappings
+Keys are put in the order the pydantic models declare their fields (key_order.py; recursively:
+``model``, ``engine`` and ``scaling`` inside a spec, each gateway model inside ``models``); keys
+the models do not know keep their relative order after the known ones, and the keys of user mappings
 (``labels``, ``volumes``, ``image.env``) are data and keep theirs. The layout is ruamel's
 round-trip output with 2-space indents, sequences indented under their key, no trailing
 spaces, one final newline and the ``# yaml-language-server: $schema=`` line first.
@@ -24,8 +24,6 @@ import difflib
 import itertools
 import os
 import tempfile
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import StringIO
@@ -33,97 +31,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError, SpecErrors
+from ..loading.modeline import SCHEMA_LINE
+from .key_order import Shape, canonical_keys, document_shape
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
     from ruamel.yaml import YAML
 
-    from ..cli import Console
+    from .console import Console
 
-# pydantic and ruamel are imported where they are used, so that building the CLI's parser
+# ruamel is imported where it is used, so that building the CLI's parser
 # (which registers this module) stays light. ruamel's round-trip mappings and sequences are
 # dict and list subclasses: the checks below use those.
 
-SCHEMA_LINE = "# yaml-language-server: $schema="
 INDENT = 2
-
-
-# -- the canonical order ----------------------------------------------------------------
-
-
-@dataclass
-class Shape:
-    """What the models say about one YAML node: a model's key order, or what a
-    mapping's values or a list's items are."""
-
-    fields: dict[str, Shape] | None = None
-    values: Shape | None = None
-    items: Shape | None = None
-
-    def child(self, key: Any) -> Shape:
-        """The shape of the value under ``key`` (a field's, or any value's of a mapping)."""
-        found = (self.fields or {}).get(key) if self.fields is not None else self.values
-        return found or Shape()
-
-    def merge(self, other: Shape) -> None:
-        if other.fields is not None:
-            self.fields = {} if self.fields is None else self.fields
-            for name, child in other.fields.items():
-                self.fields.setdefault(name, Shape()).merge(child)
-        for attr in ("values", "items"):
-            theirs = getattr(other, attr)
-            if theirs is not None:
-                mine = getattr(self, attr)
-                if mine is None:
-                    setattr(self, attr, mine := Shape())
-                mine.merge(theirs)
-
-
-_SHAPES: dict[type[BaseModel], Shape] = {}
-
-
-def model_shape(model: type[BaseModel]) -> Shape:
-    """The canonical order of ``model``'s keys (aliases as written in YAML), recursively."""
-    if model in _SHAPES:
-        return _SHAPES[model]
-    shape = _SHAPES[model] = Shape(fields={})
-    assert shape.fields is not None
-    for name, info in model.model_fields.items():
-        shape.fields[info.alias or name] = _annotation_shape(info.annotation)
-    return shape
-
-
-def _annotation_shape(annotation: Any) -> Shape:
-    from pydantic import BaseModel
-
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return model_shape(annotation)
-    shape = Shape()
-    if origin is typing.Annotated:
-        return _annotation_shape(args[0])
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            shape.merge(_annotation_shape(arg))
-    elif origin in (list, tuple, set, frozenset):
-        shape.items = Shape()
-        for arg in args:
-            if arg is not Ellipsis:
-                shape.items.merge(_annotation_shape(arg))
-    elif origin is dict and len(args) == 2:
-        shape.values = _annotation_shape(args[1])
-    return shape
-
-
-def document_shape(data: Any) -> Shape:
-    """The shape of a whole spec: a service or a gateway, chosen by ``kind`` as load.py does."""
-    from ..loading.load import _kind
-
-    shape = model_shape(_kind(data))
-    overrides = (shape.fields or {}).get("environments")
-    if overrides is not None:  # each environment's overrides are a partial spec of this kind
-        overrides.values = shape
-    return shape
 
 
 # -- comments -----------------------------------------------------------------------------
@@ -262,14 +182,6 @@ def _order(node: Any, shape: Shape, column: int, above_first: _Sink | None = Non
         else:
             _set_token(node, before, _get_token(node, before) + lines)
     _put_tail(node, after)
-
-
-def canonical_keys(keys: list[Any], shape: Shape) -> list[Any]:
-    """``keys`` in canonical order: the model's fields in its order, then the others as
-    they stand. ``shape`` describes a model (its ``fields`` are not None)."""
-    known = {name: index for index, name in enumerate(shape.fields or {})}
-    unknown = len(known)
-    return sorted(keys, key=lambda k: known.get(k, unknown))  # sorted() is stable
 
 
 _Sink = Callable[[str], None]
@@ -449,9 +361,8 @@ def unified_diff(outcome: Outcome) -> str:
 # -- the command ---------------------------------------------------------------------------
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add ``fmt`` to the CLI's parser."""
-    del state_option  # fmt reads no state
     fmt = commands.add_parser(
         "fmt",
         help="rewrite specs in the canonical key order and layout",

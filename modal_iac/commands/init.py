@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,8 @@ class Planned:
     text: str
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add ``init`` to the CLI's parser."""
-    del state_option  # init reads no state
     init = commands.add_parser(
         "init",
         help="write a starting repository: a spec, the schema, .gitignore",

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .options import env_option
 
 if TYPE_CHECKING:
     from ..review.cost import Prices
@@ -20,10 +21,8 @@ if TYPE_CHECKING:
 HEADER = ("GPU", "KV cache", "context", "per hour", "idle floor/month")
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add ``gpus`` to the CLI's parser (lazy: nothing heavy imported)."""
-    from ..cli import env_option
-
     gpus = commands.add_parser(
         "gpus",
         help="list every GPU type and count the spec's model fits, cheapest first",

@@ -21,17 +21,15 @@ from ..modal.halt import EXIT_INTERRUPTED, Halt, catching_interrupts
 from ..plan.plan import Desired, Inputs, Plan, make_plan
 from ..spec.address import Project
 from ..state.records import AppRecord, State
+from .console import EXIT_ERROR, EXIT_OK, Console
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from ..cli import Console
     from ..modal.apply import Outcome
     from ..modal.sdk_log import SdkLog
     from ..state.stores import StateStore
     from .progress import AppLogs
-
-EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def credentials_configured() -> bool:
@@ -265,14 +263,13 @@ def _started(work: Callable[[], T]) -> Callable[[], T]:
 def _events_stream(args: argparse.Namespace, console: Console) -> tuple[TextIO, Console]:
     """Where progress events go, and the console for everything else: with ``--json`` the
     events own stdout and the rest (plan, summary) goes to stderr."""
-    from ..cli import Console as ConsoleType
     from ..plan.targets import UsageError
 
     if not args.json:
         return console.out, console
     if getattr(args, "confirm", False) and not args.yes:
         raise UsageError("--json needs --yes: a prompt would mix with the events")
-    return console.out, ConsoleType(console.err, console.err, color=False)
+    return console.out, Console(console.err, console.err, color=False)
 
 
 def _log_tails(outcomes: list[Outcome], logs: AppLogs, console: Console, project: Project) -> None:

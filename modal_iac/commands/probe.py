@@ -3,85 +3,44 @@
 A target is a URL, a spec file, or an app name (described by the state when modaliac applied
 it). Specs and the state say what kind of request the service answers, which model name to
 send, where the API key lives and how long the scaledown window is; a bare URL needs
-``--kind``. Requests go through ``http.client`` from the standard library: a handful of JSON
-POSTs need no HTTP package, and one kept-alive connection per thread makes warm latencies
-measure the server rather than a new TLS handshake.
+``--kind``. The requests themselves (payloads, keys, the HTTP client) are modal/endpoints.py's,
+which verify.py sends after a deploy too.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModaliacError
+from ..modal.endpoints import (
+    DEFAULT_KEY_ENV,
+    KINDS,
+    PROXY_TOKEN_ID_ENV,
+    PROXY_TOKEN_SECRET_ENV,
+    SCALEDOWN_MARGIN,
+    Http,
+    ProbeError,
+    Service,
+    api_key,
+    endpoint_auth,
+    payload,
+    proxy_token,
+    request_kind,
+    send,
+    served_url,
+)
+from .options import app_env_option, state_option
 
 if TYPE_CHECKING:
-    import http.client
-
-    from ..cli import Console
-
-KINDS = ("embedding", "chat", "completion", "embed")
-PATHS = {
-    "embedding": "/v1/embeddings",
-    "chat": "/v1/chat/completions",
-    "completion": "/v1/completions",
-    "embed": "/embed",
-}
-ITEMS = {"embedding": "embeddings", "embed": "embeddings", "chat": "tokens", "completion": "tokens"}
-PROMPTS = {
-    "embedding": "modaliac test: how fast is a cold start?",
-    "embed": "modaliac test: how fast is a cold start?",
-    "chat": "Say hello in five words.",
-    "completion": "The capital of France is",
-}
-MAX_TOKENS = 32
-DEFAULT_KEY_ENV = "VLLM_API_KEY"
-# Where a proxy auth token of the workspace is read from (Modal's docs name no variable).
-PROXY_TOKEN_ID_ENV = "MODAL_PROXY_TOKEN_ID"
-PROXY_TOKEN_SECRET_ENV = "MODAL_PROXY_TOKEN_SECRET"
-SCALEDOWN_MARGIN = 30  # seconds past the window before the container is surely gone
-
-
-class ProbeError(ModaliacError):
-    """A request failed, or the target cannot be resolved to an endpoint."""
-
-
-class Unreachable(ProbeError):
-    """No HTTP answer at all: the connection was refused or closed (a server still starting)."""
-
-
-class Refused(ProbeError):
-    """The server answered with an HTTP error status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Clock:
-    """Time for the scale-down wait; tests pass a fake one so nothing sleeps for real."""
-
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-CLOCK = Clock()
-
+    from .console import Console
 
 # -- the parser ---------------------------------------------------------------------------
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add this module's subcommands to the CLI's parser (lazy: nothing heavy imported)."""
-    from ..cli import app_env_option
-
     url = commands.add_parser(
         "url",
         help="print the deployed endpoint URL(s) of an app",
@@ -100,7 +59,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
             "or the transformers engine's /embed) and print its latency and a short result."
         ),
     )
-    _request_options(test, state_option)
+    _request_options(test)
     test.set_defaults(run=cmd_test)
 
     bench = commands.add_parser(
@@ -112,7 +71,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
             "window, the cold start of a new container."
         ),
     )
-    _request_options(bench, state_option)
+    _request_options(bench)
     bench.add_argument("-n", "--warm", type=_positive, default=10, help="warm requests (10)")
     bench.add_argument(
         "--concurrency", type=_positive, default=1, help="warm requests in flight at once (1)"
@@ -131,9 +90,7 @@ def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], No
     bench.set_defaults(run="commands.bench:cmd_bench")
 
 
-def _request_options(
-    parser: argparse.ArgumentParser, state_option: Callable[[argparse.ArgumentParser], None]
-) -> None:
+def _request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="APP|SPEC|URL")
     parser.add_argument("--kind", choices=KINDS, help="request kind (default: from the spec)")
     parser.add_argument("--model", help="model name to send (default: the spec's served name)")
@@ -158,8 +115,6 @@ def _request_options(
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for an answer (600)"
     )
-    from ..cli import app_env_option
-
     app_env_option(parser)
     state_option(parser)
 
@@ -179,20 +134,6 @@ def _positive(text: str) -> int:
 
 
 # -- what a target is ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Service:
-    """One endpoint and how to talk to it."""
-
-    url: str
-    kind: str
-    model: str | None  # None: let the server pick its only model
-    key_env: str | None  # None: send no key
-    key_required: bool
-    scaledown: int | None  # seconds, when a spec or the state says
-    proxy_auth: bool = False  # send Modal's proxy token (Modal-Key, Modal-Secret)
-    notices: tuple[str, ...] = ()  # said before the first request (a key not sent, plain http)
 
 
 def cmd_url(args: argparse.Namespace, console: Console) -> int:
@@ -260,7 +201,7 @@ def resolve(args: argparse.Namespace) -> Service:
         app, environment, values = targets[0]
         url = served_url(_web_urls(app, environment))
     values = values or {}
-    kind = args.kind or _kind(values)
+    kind = args.kind or request_kind(values)
     if kind is None:
         raise _usage(
             f"{args.target}: no spec or recorded app says what it serves; "
@@ -294,21 +235,6 @@ def resolve(args: argparse.Namespace) -> Service:
     )
 
 
-def served_url(urls: dict[str, str]) -> str:
-    """The URL that serves requests among an app's web URLs: an HTTP server's, else the one."""
-    served = [u for name, u in urls.items() if name.endswith(".serve") or name == "Server"]
-    return served[0] if served else next(iter(urls.values()))
-
-
-def endpoint_auth(values: dict[str, Any]) -> tuple[str | None, bool, bool]:
-    """From an app's flat settings: the variable its API key is read from (None: no key),
-    whether the endpoint requires one, and whether it wants Modal's proxy auth."""
-    surface = "router" if "router.api_key_env" in values else "surfaces.http"
-    keyed = bool(values.get(f"{surface}.api_key_secret"))
-    key_env = values.get(f"{surface}.api_key_env") if keyed else None
-    return key_env, keyed, bool(values.get(f"{surface}.proxy_auth"))
-
-
 def _check_destination(url: str, args: argparse.Namespace, notices: list[str]) -> str:
     """The host of a URL the user gave. Plain http to another machine is refused unless the
     user says so (``--allow-http``): the prompt, and a key the user named, would cross the
@@ -339,210 +265,20 @@ def _is_local(host: str) -> bool:
         return False
 
 
-def _kind(values: dict[str, Any]) -> str | None:
-    if values.get("engine.name") == "transformers":
-        return "embed"
-    return {"embed": "embedding", "generate": "chat"}.get(values.get("model.task", ""))
-
-
 def _seconds(value: Any) -> int:
     from ..spec.fields import _parse_duration
 
     return _parse_duration(value)
 
 
-def proxy_token(service: Service) -> tuple[str, str] | None:
-    """The workspace proxy auth token (id, secret) an endpoint with Modal's proxy auth needs,
-    from the environment; never printed."""
-    if not service.proxy_auth:
-        return None
-    token_id = os.environ.get(PROXY_TOKEN_ID_ENV, "").strip()
-    secret = os.environ.get(PROXY_TOKEN_SECRET_ENV, "").strip()
-    if not token_id or not secret:
-        missing = PROXY_TOKEN_ID_ENV if not token_id else PROXY_TOKEN_SECRET_ENV
-        raise ProbeError(
-            f"${missing} is not set: this endpoint uses Modal's proxy auth; export a proxy "
-            f"auth token of the workspace (Modal settings, Proxy Auth Tokens) as "
-            f"${PROXY_TOKEN_ID_ENV} and ${PROXY_TOKEN_SECRET_ENV}"
-        )
-    return token_id, secret
-
-
-def _api_key(service: Service) -> str | None:
-    if service.key_env is None:
-        return None
-    key = os.environ.get(service.key_env)
-    if not key and service.key_required:
-        raise ProbeError(f"${service.key_env} is not set: export the endpoint's API key in it")
-    return key or None
-
-
 # -- one request --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    seconds: float
-    summary: str
-    items: int | None  # embeddings returned, or tokens generated when the server says
-
-
-class Http:
-    """POSTs JSON to one endpoint, keeping one connection per thread."""
-
-    def __init__(
-        self,
-        base: str,
-        key: str | None,
-        timeout: float,
-        proxy_token: tuple[str, str] | None = None,
-    ) -> None:
-        import threading
-        import urllib.parse
-
-        parts = urllib.parse.urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ProbeError(f"{base}: not an http(s) URL")
-        self.base, self.key, self.timeout = base, key, timeout
-        self.proxy_token = proxy_token
-        self._parts = parts
-        self._local = threading.local()
-
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        import http.client
-
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn, True
-        kind = (
-            http.client.HTTPSConnection
-            if self._parts.scheme == "https"
-            else http.client.HTTPConnection
-        )
-        conn = kind(self._parts.hostname or "", self._parts.port, timeout=self.timeout)
-        self._local.conn = conn
-        return conn, False
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-        self._local.conn = None
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, str, bytes, float]:
-        """(status, reason, body, seconds); a reused connection the server closed is retried
-        once on a new one, timed afresh."""
-        import http.client
-
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        if self.proxy_token is not None:
-            headers["Modal-Key"], headers["Modal-Secret"] = self.proxy_token
-        target = self._parts.path.rstrip("/") + path
-        for _attempt in range(2):
-            conn, reused = self._connection()
-            start = time.perf_counter()
-            try:
-                conn.request("POST", target, body=data, headers=headers)
-                response = conn.getresponse()
-                raw = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self._drop()
-                if reused:
-                    continue
-                raise Unreachable(f"{self.base}{path}: the server closed the connection") from None
-            except TimeoutError:
-                self._drop()
-                raise ProbeError(f"{self.base}{path}: no answer within {self.timeout:g}s") from None
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                raise Unreachable(f"{self.base}{path}: cannot connect: {exc}") from None
-            seconds = time.perf_counter() - start
-            if response.will_close:
-                self._drop()
-            return response.status, response.reason, raw, seconds
-        raise ProbeError(f"{self.base}{path}: the server closed the connection")
-
-
-def payload(service: Service, prompt: str | None) -> dict[str, Any]:
-    text = prompt or PROMPTS[service.kind]
-    body: dict[str, Any]
-    if service.kind == "embed":
-        return {"texts": [text]}
-    if service.kind == "embedding":
-        body = {"input": [text], "encoding_format": "float"}
-    elif service.kind == "chat":
-        body = {"messages": [{"role": "user", "content": text}], "max_tokens": MAX_TOKENS}
-    else:
-        body = {"prompt": text, "max_tokens": MAX_TOKENS}
-    if service.model:
-        body["model"] = service.model
-    return body
-
-
-def send(client: Http, service: Service, body: dict[str, Any]) -> Reply:
-    path = PATHS[service.kind]
-    status, reason, raw, seconds = client.post(path, body)
-    where = f"{client.base}{path}"
-    if not 200 <= status < 300:
-        detail = _error_detail(raw)
-        hint = ""
-        if status == 401:
-            hint = (
-                f" (key read from ${service.key_env})"
-                if client.key
-                else " (no API key sent: set it in the environment, see --api-key-env)"
-            )
-        message = f"{where}: HTTP {status} {reason}{': ' + detail if detail else ''}{hint}"
-        raise Refused(message, status)
-    try:
-        answer = json.loads(raw)
-        return _summary(service.kind, answer, seconds)
-    except (ValueError, KeyError, IndexError, TypeError):
-        shown = _short(raw.decode(errors="replace"))
-        raise ProbeError(f"{where}: unexpected answer: {shown}") from None
-
-
-def _summary(kind: str, answer: Any, seconds: float) -> Reply:
-    if kind == "embed":
-        vectors = answer["embeddings"]
-        dimension = answer.get("dimension", len(vectors[0]))
-        return Reply(seconds, f"{len(vectors)} embedding(s) of dimension {dimension}", len(vectors))
-    if kind == "embedding":
-        data = answer["data"]
-        dimension = len(data[0]["embedding"])
-        return Reply(seconds, f"{len(data)} embedding(s) of dimension {dimension}", len(data))
-    choice = answer["choices"][0]
-    text = choice["message"]["content"] if kind == "chat" else choice["text"]
-    tokens = (answer.get("usage") or {}).get("completion_tokens")
-    return Reply(seconds, f"reply: {_short(str(text))!r}", tokens)
-
-
-def _error_detail(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return _short(raw.decode(errors="replace"))
-    if isinstance(data, dict):
-        error = data.get("error", data.get("detail", data.get("message")))
-        if isinstance(error, dict):
-            error = error.get("message", error)
-        return _short(str(error)) if error is not None else ""
-    return _short(str(data))
-
-
-def _short(text: str, words: int = 12) -> str:
-    parts = text.split()
-    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
 def cmd_test(args: argparse.Namespace, console: Console) -> int:
     service = resolve(args)
     for notice in service.notices:
         console.error(f"note: {notice}")
-    client = Http(service.url, _api_key(service), args.timeout, proxy_token(service))
+    client = Http(service.url, api_key(service), args.timeout, proxy_token(service))
     reply = send(client, service, payload(service, args.prompt))
     model = f" ({service.model})" if service.model else ""
     console.print(

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from .options import env_option, state_option
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
-    from ..cli import Console
     from ..plan.observed import Commit, Observed
     from ..plan.plan import Change, Plan
     from ..spec.address import Project
     from ..state.records import State
+    from .console import Console
 
 STATUS_FORMAT_VERSION = 1
 # The plan's action, said as the answer to "does Modal run what the spec says?".
@@ -65,10 +65,8 @@ class Status:
     hidden: tuple[str, ...] = ()  # recorded by runs of another --env
 
 
-def register(commands: Any, state_option: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(commands: Any) -> None:
     """Add ``status`` to the CLI's parser (lazy: nothing heavy imported)."""
-    from ..cli import env_option
-
     status = commands.add_parser(
         "status",
         help="show every managed app as Modal runs it, and whether it matches its spec",

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..commands.probe import ProbeError
 from ..plan.plan import Change, has_previous
 from ..state.records import AppRecord
 from .apply import Outcome, app_tags
+from .endpoints import ProbeError
 from .halt import Halt
 from .verify import NotVerifiable, Target, check, preflight
 

@@ -1,6 +1,6 @@
 """Health-gated apply: after a deploy, one real request of the kind the app serves.
 
-The request is ``modaliac test``'s (probe.py: the same payloads, keys and proxy-auth headers),
+The request is ``modaliac test``'s (endpoints.py: the same payloads, keys and proxy-auth headers),
 sent to the URL Modal reports for the new version. A server still starting (connection
 refused, 502/503/504, or Modal's 303 after 150 s) is asked again until the timeout, so a cold
 start fits in it; any other error, or no answer in time, fails the check. A gateway app is
@@ -15,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..commands.probe import (
+from ..plan.plan import Verification
+from ..spec.address import Address
+from ..spec.fields import shown_duration
+from .endpoints import (
     CLOCK,
     PATHS,
     Http,
@@ -23,17 +26,14 @@ from ..commands.probe import (
     Refused,
     Service,
     Unreachable,
-    _api_key,
-    _kind,
+    api_key,
     endpoint_auth,
     payload,
     proxy_token,
+    request_kind,
     send,
     served_url,
 )
-from ..plan.plan import Verification
-from ..spec.address import Address
-from ..spec.fields import shown_duration
 
 RETRY_PAUSE = 0.5  # seconds between attempts while the new version starts
 # What a proxy answers while no container is ready yet. Modal answers a web request that has
@@ -73,7 +73,7 @@ def services(target: Target, url: str) -> list[tuple[str, Service]]:
             (f"model {name}", Service(url, "chat", name, key_env, keyed, None, proxy_auth))
             for name in target.models
         ]
-    kind = _kind(target.values) or "chat"
+    kind = request_kind(target.values) or "chat"
     model = None if kind == "embed" else target.values.get("model.served_name")
     return [("", Service(url, kind, model, key_env, keyed, None, proxy_auth))]
 
@@ -83,7 +83,7 @@ def preflight(target: Target) -> None:
     a missing local key must not roll back a good version)."""
     try:
         for _, service in services(target, "http://127.0.0.1"):
-            _api_key(service)
+            api_key(service)
             proxy_token(service)
     except ProbeError as exc:
         raise NotVerifiable(f"cannot verify: {exc}") from None
@@ -138,7 +138,7 @@ def _answer(
     now: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> str:
-    key, token = _api_key(service), proxy_token(service)
+    key, token = api_key(service), proxy_token(service)
     body = payload(service, prompt)
     late = f"{service.url}{PATHS[service.kind]}: no answer within {shown_duration(timeout)}"
     while True:

@@ -1,0 +1,142 @@
+"""``modaliac plan`` and ``modaliac diff``: what applying the specs would change, shown
+(text, JSON, Markdown, or the generated files' diff) and never done."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..spec.address import Project
+from .console import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from .options import (
+    cost_options,
+    costing,
+    env_option,
+    lifecycle_options,
+    modal_costing,
+    state_option,
+)
+
+if TYPE_CHECKING:
+    from .console import Console
+
+
+def register(commands: Any) -> None:
+    """Add ``plan`` and ``diff`` to the CLI's parser (lazy: nothing heavy imported)."""
+    plan = commands.add_parser(
+        "plan",
+        help="show what applying the specs would change",
+        description=(
+            "Compare specs with the recorded state and show the changes. With a directory "
+            "(default: specs/), apps whose spec was removed from it are planned for deletion."
+        ),
+    )
+    plan.add_argument("specs", nargs="*", metavar="SPEC|DIR")
+    state_option(plan)
+    plan.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not consult Modal (the default when no Modal credentials are configured)",
+    )
+    plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan.add_argument(
+        "-o",
+        "--output",
+        dest="out",
+        metavar="FILE",
+        help=(
+            "write the plan to FILE: FILE.json is the saved plan for `apply FILE.json`, and the "
+            "plan in --format (text unless json) is printed too; another name gets the --format"
+        ),
+    )
+    plan.add_argument("--out", dest="out", help=argparse.SUPPRESS)  # the old spelling
+    plan.add_argument("-q", "--quiet", action="store_true", help="print nothing on stdout")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 for no changes, 1 for errors or a blocked plan, 2 when there are changes",
+    )
+    lifecycle_options(plan)
+    cost_options(plan)
+    env_option(plan)
+    plan.set_defaults(run=cmd_plan)
+
+    diff = commands.add_parser(
+        "diff",
+        help="diff the generated files against the state or a git revision",
+        description=(
+            "Unified diff of the generated Modal files, plus the settings diff: between what "
+            "is recorded as applied and what the specs render now, or with --base between a "
+            "git revision of the specs and the working tree (no Modal credentials needed)."
+        ),
+    )
+    diff.add_argument("specs", nargs="*", metavar="SPEC|DIR")
+    diff.add_argument("--base", metavar="GITREF", help="compare with the specs at this revision")
+    diff.add_argument(
+        "--exit-code", action="store_true", help="exit 2 when something differs (0 otherwise)"
+    )
+    state_option(diff)
+    env_option(diff)
+    diff.set_defaults(run=cmd_diff)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from ..plan.present import as_json, as_markdown, as_text, text_chunks
+    from ..plan.targets import spec_targets, state_store
+    from .operate import build_plan, credentials_configured, plan_inputs
+
+    project = Project.here()
+    targets = spec_targets(args.specs, project, "plan")
+    pricing = costing(args)  # a broken price file fails before Modal is consulted
+    inputs = plan_inputs(args, targets, project)
+    state = state_store(args.state, project, console.error).read()
+    online = not args.offline and credentials_configured()
+    if online:
+        pricing = modal_costing(pricing, args)
+    plan = build_plan(inputs, state, project, online=online, targets=targets)
+
+    def shown(form: str, color: bool) -> str:
+        if form == "json":
+            return as_json(plan, pricing)
+        if form == "markdown":
+            return as_markdown(plan, costing=pricing)
+        return as_text(plan, color=color, costing=pricing, project=project)
+
+    # -o FILE.json saves the plan for `apply FILE.json` and still prints --format (as
+    # Terraform's plan -out does); -o with another name writes --format there instead.
+    saving = "json" if args.out and args.out.endswith(".json") else args.format
+    if args.out:
+        Path(args.out).write_text(shown(saving, color=False), encoding="utf-8")
+        console.error(f"wrote {args.out}")
+    if not args.quiet and (args.out is None or saving != args.format):
+        if args.format == "text":  # a change at a time: the whole text is never held
+            for chunk in text_chunks(plan, color=console.color, costing=pricing, project=project):
+                console.print(chunk, end="")
+        else:
+            console.print(shown(args.format, console.color), end="")
+    if args.detailed_exitcode and plan.status == "blocked":
+        return EXIT_ERROR  # apply would refuse it: not a plan to apply
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    from ..plan.diff import diff_git, diff_recorded, format_diff
+    from ..plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
+
+    project = Project.here()
+    targets = spec_targets(args.specs, project, "diff")
+    if args.base:
+        diffs = diff_git(args.base, [project.recorded(t) for t in targets], project.root)
+    else:
+        diffs = diff_recorded(
+            desired_apps(spec_files(targets), args.env, project),
+            state_store(args.state, project, console.error).read(),
+            delete_scope(targets, project),
+            args.env,
+        )
+    text, differs = format_diff(diffs, color=console.color, project=project)
+    console.print(text, end="")
+    return EXIT_CHANGES if args.exit_code and differs else EXIT_OK
