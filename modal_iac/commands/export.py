@@ -198,7 +198,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from ..loading.load import load_specs
     from ..plan.targets import spec_files, spec_targets
     from ..spec.gateway import GatewaySpec
-    from .operate import credentials_configured
+    from .plan import credentials_configured
 
     project = Project.here()
     targets = spec_targets(args.specs, project, "export")

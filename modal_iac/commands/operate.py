@@ -1,4 +1,4 @@
-"""The commands that talk to Modal: apply, destroy, import, rollback, and the online plan.
+"""The commands that talk to Modal: apply, destroy, import, rollback, and the state.
 
 Each is glue over the stages: load and render the specs, read the state under its lock,
 observe Modal (``modal_api``), make the plan (``plan.py``), show it, ask, execute
@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..errors import ModaliacError
 from ..modal.halt import EXIT_INTERRUPTED, Halt, catching_interrupts
-from ..plan.plan import Desired, Inputs, Plan, make_plan
+from ..plan.plan import Plan
 from ..spec.address import Project
 from ..state.records import AppRecord, State
 from .console import EXIT_ERROR, EXIT_OK, Console
+from .plan import build_plan, plan_inputs
 
 T = TypeVar("T")
 
@@ -30,84 +31,6 @@ if TYPE_CHECKING:
     from ..modal.sdk_log import SdkLog
     from ..state.stores import StateStore
     from .progress import AppLogs
-
-
-def credentials_configured() -> bool:
-    """Whether Modal credentials exist, checked without importing ``modal`` (it is slow)."""
-    if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
-        return True
-    config = Path(os.environ.get("MODAL_CONFIG_PATH", Path.home() / ".modal.toml"))
-    return config.is_file() and "token_id" in config.read_text(encoding="utf-8", errors="replace")
-
-
-def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, str], Any]:
-    """What Modal reports for every desired or recorded app, in one concurrent pass."""
-    from ..modal.sdk import Query, observe
-
-    queries = {}
-    for item in desired:
-        spec = item.loaded.spec
-        queries[(item.environment, item.app)] = Query(
-            item.app,
-            item.environment,
-            tuple(spec.referenced_secrets()),
-            tuple(spec.volumes.values()),
-            spec.secret_keys(),
-        )
-    for record in state.apps.values():
-        queries.setdefault((record.environment, record.app), Query(record.app, record.environment))
-    return observe(list(queries.values()))
-
-
-def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) -> Inputs:
-    """What ``plan`` or ``apply`` was asked for, as a plan records it."""
-    from ..plan.targets import parse_address
-
-    return Inputs(
-        targets=tuple(project.recorded(t) for t in targets),
-        env=args.env,
-        replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
-        refresh_only=bool(args.refresh_only),
-        strategy=args.strategy,
-        verify=args.verify,
-    )
-
-
-def build_plan(
-    inputs: Inputs,
-    state: State,
-    project: Project,
-    *,
-    online: bool,
-    targets: list[str] | None = None,
-) -> Plan:
-    """The plan ``inputs`` ask for, against ``state`` and (``online``) what Modal reports:
-    the one function ``plan``, ``apply`` and the re-check of a saved plan go through.
-    ``targets``: the inputs' targets as the user typed them (errors name them so)."""
-    from ..plan.refresh import refreshes
-    from ..plan.targets import delete_scope, desired_apps, spec_files
-
-    if targets is None:
-        targets = [project.shown(t) or "." for t in inputs.targets]
-    desired = desired_apps(spec_files(targets), inputs.env, project)
-    planned = {item.address for item in desired}
-    for address in inputs.replace:
-        if address not in planned:
-            listed = ", ".join(sorted(planned)) or "nothing"
-            raise ModaliacError(f"--replace {address}: not an app these specs deploy ({listed})")
-    if inputs.refresh_only and not online:
-        raise ModaliacError(
-            "--refresh-only records what Modal runs, so it needs Modal: configure credentials "
-            "(modal token new) and leave out --offline"
-        )
-    scope = delete_scope(targets, project)
-    observed = observe_for(desired, state) if online else None
-    plan = make_plan(desired, state, scope, observed, inputs)
-    if not inputs.refresh_only or observed is None:
-        return plan
-    covered = [change.address for change in plan.changes]
-    found = refreshes(covered, desired, state, observed)
-    return replace(plan, changes=(), refreshes=tuple(found))
 
 
 def owner() -> str:

@@ -1,12 +1,16 @@
 """``modaliac plan`` and ``modaliac diff``: what applying the specs would change, shown
-(text, JSON, Markdown, or the generated files' diff) and never done."""
+(text, JSON, Markdown, or the generated files' diff) and never done; and ``build_plan``, the
+one way ``plan``, ``apply`` and the re-check of a saved plan make a plan."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModaliacError
 from ..spec.address import Project
 from .console import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from .options import (
@@ -18,7 +22,9 @@ from .options import (
     state_option,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
+    from ..plan.plan import Desired, Inputs, Plan
+    from ..state.store import State
     from .console import Console
 
 
@@ -84,7 +90,6 @@ def register(commands: Any) -> None:
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from ..plan.present import as_json, as_markdown, as_text, text_chunks
     from ..plan.targets import spec_targets, state_store
-    from .operate import build_plan, credentials_configured, plan_inputs
 
     project = Project.here()
     targets = spec_targets(args.specs, project, "plan")
@@ -120,6 +125,86 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def credentials_configured() -> bool:
+    """Whether Modal credentials exist, checked without importing ``modal`` (it is slow)."""
+    if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
+        return True
+    config = Path(os.environ.get("MODAL_CONFIG_PATH", Path.home() / ".modal.toml"))
+    return config.is_file() and "token_id" in config.read_text(encoding="utf-8", errors="replace")
+
+
+def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, str], Any]:
+    """What Modal reports for every desired or recorded app, in one concurrent pass."""
+    from ..modal.sdk import Query, observe
+
+    queries = {}
+    for item in desired:
+        spec = item.loaded.spec
+        queries[(item.environment, item.app)] = Query(
+            item.app,
+            item.environment,
+            tuple(spec.referenced_secrets()),
+            tuple(spec.volumes.values()),
+            spec.secret_keys(),
+        )
+    for record in state.apps.values():
+        queries.setdefault((record.environment, record.app), Query(record.app, record.environment))
+    return observe(list(queries.values()))
+
+
+def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) -> Inputs:
+    """What ``plan`` or ``apply`` was asked for, as a plan records it."""
+    from ..plan.plan import Inputs
+    from ..plan.targets import parse_address
+
+    return Inputs(
+        targets=tuple(project.recorded(t) for t in targets),
+        env=args.env,
+        replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
+        refresh_only=bool(args.refresh_only),
+        strategy=args.strategy,
+        verify=args.verify,
+    )
+
+
+def build_plan(
+    inputs: Inputs,
+    state: State,
+    project: Project,
+    *,
+    online: bool,
+    targets: list[str] | None = None,
+) -> Plan:
+    """The plan ``inputs`` ask for, against ``state`` and (``online``) what Modal reports:
+    the one function ``plan``, ``apply`` and the re-check of a saved plan go through.
+    ``targets``: the inputs' targets as the user typed them (errors name them so)."""
+    from ..plan.plan import make_plan
+    from ..plan.refresh import refreshes
+    from ..plan.targets import delete_scope, desired_apps, spec_files
+
+    if targets is None:
+        targets = [project.shown(t) or "." for t in inputs.targets]
+    desired = desired_apps(spec_files(targets), inputs.env, project)
+    planned = {item.address for item in desired}
+    for address in inputs.replace:
+        if address not in planned:
+            listed = ", ".join(sorted(planned)) or "nothing"
+            raise ModaliacError(f"--replace {address}: not an app these specs deploy ({listed})")
+    if inputs.refresh_only and not online:
+        raise ModaliacError(
+            "--refresh-only records what Modal runs, so it needs Modal: configure credentials "
+            "(modal token new) and leave out --offline"
+        )
+    scope = delete_scope(targets, project)
+    observed = observe_for(desired, state) if online else None
+    plan = make_plan(desired, state, scope, observed, inputs)
+    if not inputs.refresh_only or observed is None:
+        return plan
+    covered = [change.address for change in plan.changes]
+    found = refreshes(covered, desired, state, observed)
+    return replace(plan, changes=(), refreshes=tuple(found))
 
 
 def cmd_diff(args: argparse.Namespace, console: Console) -> int:

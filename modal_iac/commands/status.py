@@ -88,7 +88,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     from ..plan.plan import Inputs, make_plan
     from ..plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
     from ..spec.address import Project
-    from .operate import observe_for
+    from .plan import observe_for
 
     require_credentials()
     project = Project.here()
