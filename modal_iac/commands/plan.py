@@ -24,7 +24,7 @@ from .options import (
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
     from ..plan.plan import Desired, Inputs, Plan
-    from ..state.store import State
+    from ..state.records import State
     from .console import Console
 
 
