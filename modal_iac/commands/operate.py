@@ -27,7 +27,7 @@ from .plan import build_plan, plan_inputs
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from ..modal.apply import Outcome
+    from ..modal.outcome import Outcome
     from ..modal.sdk_log import SdkLog
     from ..state.stores import StateStore
     from .progress import AppLogs

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from ..plan.plan import Change, has_previous
 from ..state.records import AppRecord
-from .apply import Outcome, app_tags
 from .endpoints import ProbeError
 from .halt import Halt
+from .outcome import Outcome
+from .tags import app_tags
 from .verify import NotVerifiable, Target, check, preflight
 
 if TYPE_CHECKING:
