@@ -1,6 +1,6 @@
 """Gateway specs to Modal app sources: one file per app the spec yields.
 
-Values are prepared here, as in ``render.py``; ``templates/gateway_app.py.j2`` only lays them
+Values are prepared here, as in ``vllm.py``; ``templates/gateway_app.py.j2`` only lays them
 out. The router and the model containers' helpers are module-level functions of the generated
 file, so the tests run them for real on a CPU.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..spec.gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
 from ..spec.models import HF_CACHE
-from .app import endpoint_context, hf_token_context, scaling_context
+from .context import endpoint_context, hf_token_context, scaling_context
 
 TEMPLATE = "gateway_app.py.j2"
 # The router's image (Modal's debian_slim with the spec's Python) needs only aiohttp: pinned,
