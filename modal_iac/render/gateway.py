@@ -63,6 +63,8 @@ def _runtime(spec: GatewaySpec) -> dict[str, Any]:
         "regions": spec.placement.region,
         "cloud": spec.placement.cloud,
         "routing_region": spec.placement.routing_region,
+        "memory": None,  # the pools and the router take Modal's default memory and CPU
+        "cpu": None,
         "ephemeral_disk": None,
         "retries": None,
         "target_concurrency": spec.scaling.target_concurrency,
