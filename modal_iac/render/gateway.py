@@ -42,7 +42,7 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         "volume_names": dict(sorted(spec.volumes.items())),
         "secret_names": list(spec.secrets),
         **hf_token_context(spec.hf_token_secret),
-        **endpoint_context(spec.router),
+        "http": endpoint_context(spec.router),  # the router: the app's one public endpoint
         "upstream_timeout": spec.upstream_timeout,
         "router_timeout": spec.router_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
