@@ -1,8 +1,10 @@
-"""Specs to Modal app source. Values are prepared here; templates only lay them out.
+"""Specs to Modal app source: the dispatch by app shape, and the files it makes.
 
-Every value reaches the generated file through ``pyliteral.literal`` (the ``py`` filter) or,
-for the few identifiers a spec may choose, the ``ident`` filter. Output is deterministic:
-no timestamps, sorted mappings, and a header that names the spec and its content hash.
+Each shape's module prepares its template's values (``vllm``, ``transformers``, ``gateway``,
+over the shared ``context``); templates only lay them out. Every value reaches the generated
+file through ``pyliteral.literal`` (the ``py`` filter) or, for the few identifiers a spec may
+choose, the ``ident`` filter. Output is deterministic: no timestamps, sorted mappings, and a
+header that names the spec and its content hash.
 """
 
 from __future__ import annotations
