@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from modal_iac.loading.load import load_spec
-from modal_iac.render.app import context
 from modal_iac.render.gateway import gateway_context
 from modal_iac.render.transformers import TORCHVISION_VERSION, transformers_context
+from modal_iac.render.vllm import vllm_context as context
 from modal_iac.spec import images
 from modal_iac.spec.gateway import GatewaySpec
 from modal_iac.spec.service import Spec

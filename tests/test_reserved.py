@@ -25,10 +25,16 @@ refresh = import_file(ROOT / "scripts" / "refresh_golden.py", "modaliac_refresh_
 SPEC_PATHS: list[str] = refresh.spec_paths()
 
 NAMES = {"vllm": VLLM_NAMES, "transformers": TRANSFORMERS_NAMES, "gateway": GATEWAY_NAMES}
+# The partials every kind includes (templates/_*.py.j2), then each kind's own.
+SHARED = ("_scaling_settings.py.j2", "_runtime_settings.py.j2", "_app_image.py.j2")
+SHARED += ("_volumes_secrets.py.j2", "_container_args.py.j2", "_runtime_args.py.j2")
+SHARED += ("_guard_settings.py.j2", "_http_guard.py.j2")
+SERVICE = ("_service_settings.py.j2", "_snapshot_args.py.j2", "_endpoint_secrets.py.j2")
+SERVICE += ("_retries_arg.py.j2", "_concurrent.py.j2", "_api_key.py.j2", "_downloader.py.j2")
 TEMPLATES = {
-    "vllm": ("vllm_app.py.j2", "vllm_server.py.j2", "_http_guard.py.j2"),
-    "transformers": ("transformers_app.py.j2", "_http_guard.py.j2"),
-    "gateway": ("gateway_app.py.j2", "_http_guard.py.j2"),
+    "vllm": ("vllm_app.py.j2", "vllm_server.py.j2", "_loopback.py.j2", *SERVICE, *SHARED),
+    "transformers": ("transformers_app.py.j2", *SERVICE, *SHARED),
+    "gateway": ("gateway_app.py.j2", "_loopback.py.j2", *SHARED),
 }
 
 

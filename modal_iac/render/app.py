@@ -1,8 +1,10 @@
-"""Specs to Modal app source. Values are prepared here; templates only lay them out.
+"""Specs to Modal app source: the dispatch by app shape, and the files it makes.
 
-Every value reaches the generated file through ``pyliteral.literal`` (the ``py`` filter) or,
-for the few identifiers a spec may choose, the ``ident`` filter. Output is deterministic:
-no timestamps, sorted mappings, and a header that names the spec and its content hash.
+Each shape's module prepares its template's values (``vllm``, ``transformers``, ``gateway``,
+over the shared ``context``); templates only lay them out. Every value reaches the generated
+file through ``pyliteral.literal`` (the ``py`` filter) or, for the few identifiers a spec may
+choose, the ``ident`` filter. Output is deterministic: no timestamps, sorted mappings, and a
+header that names the spec and its content hash.
 """
 
 from __future__ import annotations
@@ -13,24 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
 from .. import __version__
 from ..deferred import DeferredText
 from ..loading.load import LoadedSpec
-from ..spec.app import HF_CACHE, Image
-from ..spec.fields import HF_TOKEN_KEY
-from ..spec.gateway import GatewayApp, GatewaySpec, Router
-from ..spec.scaling import Scaling
-from ..spec.service import Spec
-from ..spec.surfaces import SERVER_PUBLIC_PORT, HttpSurface
-from . import engine
+from ..spec.gateway import GatewayApp, GatewaySpec
+from . import gateway, transformers, vllm
 from .pyliteral import assignment, literal, string
 
 HEADER_LINES = 2
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,9 +71,7 @@ def render_app(loaded: LoadedSpec, app: str) -> Rendered:
 
 
 def _gateway_file(loaded: LoadedSpec, spec: GatewaySpec, app: GatewayApp) -> Rendered:
-    from .gateway import TEMPLATE, gateway_context
-
-    source = _template(TEMPLATE).render(gateway_context(spec, app, header(loaded)))
+    source = _template(gateway.TEMPLATE).render(gateway.gateway_context(spec, app, header(loaded)))
     return Rendered(app=app.name, filename=f"{app.name}.py", source=source)
 
 
@@ -88,11 +81,10 @@ def render(loaded: LoadedSpec) -> Rendered:
     if isinstance(spec, GatewaySpec):
         raise TypeError("a gateway spec yields several apps: use render_all")
     if spec.engine.name == "transformers":
-        from .transformers import TEMPLATE, transformers_context
-
-        source = _template(TEMPLATE).render(transformers_context(spec, header(loaded)))
+        context = transformers.transformers_context(spec, header(loaded))
+        source = _template(transformers.TEMPLATE).render(context)
     else:
-        source = _template("vllm_app.py.j2").render(context(spec, header(loaded)))
+        source = _template(vllm.TEMPLATE).render(vllm.vllm_context(spec, header(loaded)))
     return Rendered(app=spec.app, filename=f"{spec.app}.py", source=source)
 
 
@@ -102,180 +94,6 @@ def header(loaded: LoadedSpec) -> str:
         f"(sha256:{loaded.digest[:16]}).\n"
         "# Do not edit: change the spec and run `modaliac render`."
     )
-
-
-def scaling_context(scaling: Scaling, image: Image) -> dict[str, Any]:
-    """Time limits, autoscaling and the image base: the same in every kind of generated app."""
-    return {
-        "timeout": scaling.timeout,
-        "startup_timeout": scaling.startup_timeout,
-        "scaledown_window": scaling.scaledown_window,
-        "min_containers": scaling.min_containers,
-        "max_containers": scaling.max_containers,
-        "buffer_containers": scaling.buffer_containers,
-        "base_image": image.base,
-        "python_version": image.python,
-    }
-
-
-def common_context(spec: Spec, header_text: str) -> dict[str, Any]:
-    """What every engine's template prints the same way: names, model, GPU, storage, scaling."""
-    downloader = None
-    if spec.surfaces.downloader is not None:
-        downloader = {
-            "name": spec.surfaces.downloader.name,
-            "timeout": spec.surfaces.downloader.timeout,
-        }
-    return {
-        "header": header_text,
-        "app_name": spec.app,
-        "app_tags": dict(sorted(spec.labels.items())),
-        "model_id": spec.model.id,
-        "model_revision": spec.model.revision,
-        "gpu": gpu_argument(spec),
-        "volume_names": dict(sorted(spec.volumes.items())),
-        "hf_cache": HF_CACHE,
-        "secret_names": list(spec.secrets),
-        **hf_token_context(spec.hf_token_secret),
-        "snapshot": spec.snapshot,
-        "memory": spec.resources.memory,
-        "cpu": spec.resources.cpu,
-        **scaling_context(spec.scaling, spec.image),
-        **runtime_context(spec),
-        "concurrency": spec.concurrency,
-        "image_env": image_env(spec),
-        "downloader": downloader,
-    }
-
-
-def runtime_context(spec: Spec) -> dict[str, Any]:
-    """Placement, scratch disk, retries, the autoscaler's target and custom domains: each
-    None when the spec leaves it to Modal, so the generated file names only what is set
-    (templates/_runtime_settings.py.j2 and _runtime_args.py.j2)."""
-    retries = None
-    if spec.retries is not None:  # modal.Retries' keyword arguments, delays in seconds
-        retries = {
-            "max_retries": spec.retries.max_retries,
-            "backoff_coefficient": spec.retries.backoff_coefficient,
-            "initial_delay": float(spec.retries.initial_delay),
-            "max_delay": float(spec.retries.max_delay),
-        }
-    http = spec.surfaces.http
-    return {
-        "regions": spec.placement.region,
-        "cloud": spec.placement.cloud,
-        "routing_region": spec.placement.routing_region,
-        "ephemeral_disk": spec.resources.ephemeral_disk,
-        "retries": retries,
-        "target_concurrency": spec.scaling.target_concurrency,
-        "custom_domains": http.custom_domains if http is not None else None,
-        "region_keyword": "region",  # @app.server calls it compute_region (server_context)
-    }
-
-
-def context(spec: Spec, header_text: str = "") -> dict[str, Any]:
-    """Everything the vLLM template prints, computed from the spec."""
-    surfaces = spec.surfaces
-    http = None
-    if surfaces.http is not None:
-        port = surfaces.http.port
-        http = {
-            **endpoint_context(surfaces.http),
-            "upstream": f"http://{engine.SERVE_HOST}:{port}",
-            "serve_args": engine.serve_argv(spec, port),
-            "vllm_env": server_env(spec),
-            "served_name": engine.served_names(spec)[0],
-            "multimodal": bool(spec.model.multimodal),
-            "sleep_level": spec.engine.sleep_level,
-            **server_context(surfaces.http),
-        }
-    class_surface = None
-    if surfaces.class_ is not None:
-        class_surface = {"name": surfaces.class_.name, "docstring": _class_doc(spec)}
-    return {
-        **common_context(spec, header_text),
-        "docstring": "Modal app generated by modaliac: the settings block comes from the spec.",
-        "task": spec.model.task,
-        "engine_kwargs": engine.engine_kwargs(spec),
-        "matryoshka": list(spec.embedding.matryoshka or []) if spec.model.task == "embed" else [],
-        "sleep_level": spec.engine.sleep_level,
-        "pip_packages": [f"vllm=={spec.engine_version}", *spec.image.packages],
-        "class_surface": class_surface,
-        "http": http,
-        "relay": True,  # the proxy relays vLLM's answers (templates/_http_guard.py.j2)
-    }
-
-
-def endpoint_context(endpoint: HttpSurface | Router) -> dict[str, Any]:
-    """The API key and the body limit of a public endpoint, for templates/_http_guard.py.j2."""
-    proxy_auth = isinstance(endpoint, HttpSurface) and endpoint.proxy_auth
-    return {
-        "open": endpoint.open,
-        "bearer": endpoint.api_key_secret is not None,  # the guard checks a Bearer key
-        "proxy_auth": proxy_auth,  # Modal checks a proxy token before the container
-        "api_key_secret": endpoint.api_key_secret,
-        "api_key_env": endpoint.api_key_env,
-        "max_body": endpoint.max_body * MIB,
-        "asgi_arguments": asgi_arguments(endpoint),
-    }
-
-
-def asgi_arguments(endpoint: HttpSurface | Router) -> str:
-    """``@modal.asgi_app(...)``'s arguments: Modal's proxy auth and custom domains, when set."""
-    if not isinstance(endpoint, HttpSurface):
-        return ""
-    arguments = []
-    if endpoint.proxy_auth:
-        arguments.append("requires_proxy_auth=True")
-    if endpoint.custom_domains is not None:
-        arguments.append("custom_domains=CUSTOM_DOMAINS")
-    return ", ".join(arguments)
-
-
-def server_context(http: HttpSurface) -> dict[str, Any]:
-    """``primitive: server``: Modal's @app.server routes to the guard on ``public_port``;
-    without proxy_auth the endpoint is ``unauthenticated`` to Modal (the Bearer key, or
-    open: true, is then the spec's whole access control)."""
-    return {
-        "server": http.primitive == "server",
-        "public_port": SERVER_PUBLIC_PORT,
-        "unauthenticated": not http.proxy_auth,
-        "region_keyword": "compute_region" if http.primitive == "server" else "region",
-    }
-
-
-def hf_token_context(hf_token_secret: str | None) -> dict[str, Any]:
-    """The Hugging Face token's secret, attached with the key huggingface_hub reads."""
-    return {"hf_token_secret": hf_token_secret, "hf_token_key": HF_TOKEN_KEY}
-
-
-def gpu_argument(spec: Spec) -> str | list[str]:
-    """Modal's ``gpu=``: one string, or the ordered fallback list."""
-    choices = [str(g) for g in spec.gpu]
-    return choices[0] if len(choices) == 1 else choices
-
-
-def image_env(spec: Spec) -> dict[str, str]:
-    env = {"HF_XET_HIGH_PERFORMANCE": "1"}
-    if spec.snapshot in ("gpu", "sleep"):
-        # Multi-threaded inductor compilation does not survive a GPU snapshot (FACTS.md).
-        env["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
-    env.update(spec.image.env)
-    return dict(sorted(env.items()))
-
-
-def server_env(spec: Spec) -> dict[str, str]:
-    """Environment of the ``vllm serve`` process only (the class never needs these)."""
-    if spec.snapshot == "sleep":
-        # Opens /sleep and /wake_up (and other unauthenticated routes: the proxy hides them).
-        return {"VLLM_SERVER_DEV_MODE": "1"}
-    return {}
-
-
-def _class_doc(spec: Spec) -> str:
-    if spec.model.task == "embed":
-        return "Embeddings through vLLM's offline engine: embed and embed_with_metadata."
-    return "Text generation through vLLM's offline engine: generate and chat."
 
 
 def _identifier(value: str) -> str:

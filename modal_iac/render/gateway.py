@@ -1,6 +1,6 @@
 """Gateway specs to Modal app sources: one file per app the spec yields.
 
-Values are prepared here, as in ``render.py``; ``templates/gateway_app.py.j2`` only lays them
+Values are prepared here, as in ``vllm.py``; ``templates/gateway_app.py.j2`` only lays them
 out. The router and the model containers' helpers are module-level functions of the generated
 file, so the tests run them for real on a CPU.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..spec.app import HF_CACHE
 from ..spec.gateway import SERVE_PORT, GatewayApp, GatewaySpec, serve_argv
-from .app import endpoint_context, hf_token_context, scaling_context
+from .context import endpoint_context, hf_token_context, scaling_context
 
 TEMPLATE = "gateway_app.py.j2"
 # The router's image (Modal's debian_slim with the spec's Python) needs only aiohttp: pinned,
@@ -42,7 +42,7 @@ def gateway_context(spec: GatewaySpec, app: GatewayApp, header_text: str) -> dic
         "volume_names": dict(sorted(spec.volumes.items())),
         "secret_names": list(spec.secrets),
         **hf_token_context(spec.hf_token_secret),
-        **endpoint_context(spec.router),
+        "http": endpoint_context(spec.router),  # the router: the app's one public endpoint
         "upstream_timeout": spec.upstream_timeout,
         "router_timeout": spec.router_timeout,
         "vllm_url": f"http://127.0.0.1:{SERVE_PORT}",
@@ -63,6 +63,8 @@ def _runtime(spec: GatewaySpec) -> dict[str, Any]:
         "regions": spec.placement.region,
         "cloud": spec.placement.cloud,
         "routing_region": spec.placement.routing_region,
+        "memory": None,  # the pools and the router take Modal's default memory and CPU
+        "cpu": None,
         "ephemeral_disk": None,
         "retries": None,
         "target_concurrency": spec.scaling.target_concurrency,
