@@ -11,6 +11,8 @@ named uniquely. The floor is ruamel's C safe loader on the same files, in this p
 
 Per-spec figures of a command are its marginal cost: (time over N specs - time over 1 spec)
 / (N - 1), so the interpreter's start-up, measured in its own rows, is not spread over them.
+When the run over N specs took no longer than the run over one (noise swamps a small N, as
+in --quick), the row says "n/a (noise)" rather than a cost below zero.
 Targets are printed with yes/NO; a miss never changes the exit status (these machines are
 noisy), which is non-zero only when a command fails.
 """
@@ -42,6 +44,7 @@ DIFF_TARGET = 1.3  # diff --base: of plan --offline over the same specs
 MEMORY_TARGET_MIB = 150.0
 NO_STATE = "no-state.json"  # never created: an empty state, every app a create
 CHANGED_SPECS = 10  # of the specs diff --base compares, how many the second commit changes
+NOISE = "n/a (noise)"
 
 
 @dataclass(frozen=True)
@@ -49,17 +52,22 @@ class Row:
     """One line of the table: a median, and what it is held against."""
 
     label: str
-    value: float
+    value: float | None  # None: lost in noise (a marginal cost that came out <= 0)
     unit: str  # "s", "ms" or "MiB"
     baseline: float | None = None  # same unit as value
     target: float | None = None  # a ratio to the baseline, or a bound in ``unit`` without one
 
     @property
     def ratio(self) -> float | None:
-        return None if self.baseline is None else self.value / self.baseline
+        if self.baseline is None or self.value is None:
+            return None
+        return self.value / self.baseline
 
     def cells(self) -> list[str]:
         ratio = self.ratio
+        baseline = "" if self.baseline is None else _shown(self.baseline, self.unit)
+        if self.value is None:  # no figure, so no ratio and no verdict
+            return [self.label, NOISE, baseline, "", "", ""]
         if self.target is None:
             target, met = "", ""
         elif ratio is None:
@@ -69,7 +77,7 @@ class Row:
         return [
             self.label,
             _shown(self.value, self.unit),
-            "" if self.baseline is None else _shown(self.baseline, self.unit),
+            baseline,
             "" if ratio is None else f"{ratio:.2f}x",
             target,
             met,
@@ -250,8 +258,10 @@ def command_rows(
     times = time_commands(commands, runs, repo.parent, warm_up=warm_up)
     n = len(specs)
 
-    def marginal(label: str) -> float:
-        return (times[f"{label} N"] - times[f"{label} 1"]) / (n - 1) * 1000
+    def marginal(label: str) -> float | None:
+        """ms a spec beyond the first; None when noise swamps it (N took no longer than 1)."""
+        more = times[f"{label} N"] - times[f"{label} 1"]
+        return more / (n - 1) * 1000 if more > 0 else None
 
     mix = f"{n} mixed specs, {apps} apps"
     return [
@@ -283,8 +293,9 @@ def command_rows(
 
 def load_rows(runs: int, repeat: int) -> list[Row]:
     """``load_spec`` of each shape against the C safe floor on the same file, in process."""
-    from modal_iac.loading.load import load_spec
     from modal_iac.spec.address import Project
+
+    from modal_iac.loading.load import load_spec
 
     project = Project.here()
     rows = []

@@ -4,8 +4,8 @@ A plan over thousands of specs holds a generated Modal file (about 25 KiB) for e
 ``Desired.rendered`` and in each change's ``AppRecord``, though printing the plan reads none
 of them; only ``apply``, a saved plan and ``diff`` do. Such a field is given the render
 instead of its result: the text is made again on each read and never kept, so the run holds
-the specs, not their generated files. Everything that reads the field (``asdict``,
-``replace``, equality) sees plain text.
+neither the generated files nor (``plan.Desired``) the specs' models. Everything that reads
+the field (``asdict``, ``replace``, equality) sees plain text.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The benchmark scripts run: ``bench_cli.py --quick`` prints every row issue 15 asks for.
 
 No figure is asserted (these machines are noisy): only that each row is there, that its
-ratio is a number, and that each target has a yes/NO.
+ratio is a positive number, and that each target has a yes/NO; a per-spec marginal cost that
+one noisy run of 20 specs swamps says so ("n/a (noise)") instead of a figure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from helpers import run_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each row's label starts so, and whether it is a ratio to a baseline.
+MARGINAL = ("plan --offline, per spec", "render -o DIR, per spec", "fmt --check, per spec")
 ROWS = {
     "python -c pass": False,
     "modaliac --version vs modal --help": True,
@@ -47,8 +49,11 @@ def test_bench_cli_quick_prints_every_row_with_its_ratio() -> None:
     for label, is_ratio in expected.items():
         row = next((line for line in lines if line.startswith(label)), None)
         assert row is not None, f"no row {label!r} in:\n{out}"
-        # a number; in a --quick run a marginal cost can come out below zero (one noisy run)
-        ratio = re.search(r"\s(-?\d+\.\d\d)x\s", row)
+        assert not re.search(r"\s-\d", row), row  # no figure below zero
+        if label.startswith(MARGINAL) and "n/a (noise)" in row:
+            assert re.search(r"\sn/a \(noise\)\s+\d+\.\d\d ms$", row), row  # and the floor
+            continue
+        ratio = re.search(r"\s(\d+\.\d\d)x\s", row)
         assert bool(ratio) == is_ratio, row
         if is_ratio:
             assert re.search(r"<= [\d.]+x\s+(yes|NO)$", row), row

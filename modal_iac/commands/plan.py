@@ -140,14 +140,9 @@ def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, 
     from ..modal.sdk import Query, observe
 
     queries = {}
-    for item in desired:
-        spec = item.loaded.spec
+    for item in desired:  # what the plan kept of each spec: observing loads none again
         queries[(item.environment, item.app)] = Query(
-            item.app,
-            item.environment,
-            tuple(spec.referenced_secrets()),
-            tuple(spec.volumes.values()),
-            spec.secret_keys(),
+            item.app, item.environment, item.secrets, item.volumes, item.secret_keys
         )
     for record in state.apps.values():
         queries.setdefault((record.environment, record.app), Query(record.app, record.environment))

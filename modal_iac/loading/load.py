@@ -11,16 +11,16 @@ validates what it yields.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from ..errors import SpecError, SpecErrors
+from ..errors import ModaliacError, SpecError, SpecErrors
 from ..review.fit import problems as fit_problems
 from ..review.fit import spec_fits
 from ..review.fit import tight as fit_warnings
@@ -34,6 +34,7 @@ from ..tokens import token_kind
 from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
 
 AnySpec = Spec | GatewaySpec
+T = TypeVar("T")
 TIGHT_FIT = "tight-fit"  # the code of a GPU fit's tight-fit warning (not a policy rule)
 UNCHECKED_FIT = "context-unchecked"  # a fit without layer shapes: the context is not checked
 
@@ -62,6 +63,44 @@ class LoadedSpec:
     @property
     def recorded_path(self) -> str:
         return self.project_path or self.path
+
+    def ref(self, option: str | None) -> SpecRef:
+        """This spec without its model, loaded again when needed (``option``: the run's
+        ``--env``, which it was loaded with)."""
+        return SpecRef(self.path, self.digest, self.project_path, option, self.spec.environment)
+
+
+@dataclass(frozen=True, slots=True)
+class SpecRef:
+    """A loaded spec without its model: enough to load it again as it was (``again``).
+
+    A plan over thousands of specs keeps this in place of each validated model (about 11
+    KiB): only reading a generated file (apply, a saved plan, diff) needs the model again.
+    ``path`` is read again from where the run stands; ``option`` (the run's ``--env``) and
+    ``environment`` (what the spec resolved to, the Modal profile's included) make it
+    resolve the same way; ``digest`` refuses a file that changed since."""
+
+    path: str
+    digest: str
+    project_path: str
+    option: str | None
+    environment: str | None
+
+    @property
+    def recorded_path(self) -> str:
+        return self.project_path or self.path
+
+    def again(self) -> LoadedSpec:
+        """The spec loaded from its file again, refused if the file changed since."""
+        try:
+            loaded = load_spec(self.path, self.option, default_environment=self.environment)
+        except (SpecError, SpecErrors):
+            loaded = None
+        if loaded is None or loaded.digest != self.digest:
+            raise ModaliacError(
+                f"{self.path}: the spec changed since the plan was made; plan again"
+            )
+        return replace(loaded, project_path=self.project_path)
 
 
 class _Profile:
@@ -218,35 +257,54 @@ def load_specs(
     paths: list[str | Path], env: str | None = None, project: Project | None = None
 ) -> list[LoadedSpec]:
     """Load several specs, reporting every broken file at once, and refuse duplicate apps
-    (one address, two specs).
+    (one address, two specs)."""
+    return load_each(paths, env, project, lambda loaded: loaded)
+
+
+def load_each(
+    paths: list[str | Path],
+    env: str | None,
+    project: Project | None,
+    keep: Callable[[LoadedSpec], T],
+) -> list[T]:
+    """What ``keep`` makes of each spec, loaded one at a time, so a run over thousands of
+    specs holds what ``keep`` returns, never every model at once. As ``load_specs``: every
+    broken file is reported, and a duplicate app (one address, two specs) is refused.
 
     Whatever goes wrong with one file, the others are still loaded and reported: a failure
     that is not the spec's (a modaliac bug) is that file's line, and the cause of the raised
-    SpecErrors, so ``--debug`` shows its traceback."""
-    loaded, errors = [], []
+    SpecErrors, so ``--debug`` shows its traceback. Once one has failed, ``keep`` is no
+    longer called: nothing it makes would be used."""
+    kept: list[T] = []
+    errors: list[SpecError] = []
+    duplicates: list[SpecError] = []
     bug: Exception | None = None
     default = profile_environment()
+    seen: dict[tuple[str | None, str], str] = {}
     for path in paths:
         try:
-            loaded.append(load_spec(path, env, project=project, default_environment=default))
+            loaded = load_spec(path, env, project=project, default_environment=default)
         except SpecErrors as exc:
             errors.extend(exc.errors)
+            continue
         except SpecError as exc:
             errors.append(exc)
+            continue
         except Exception as exc:
             bug = bug or exc
             errors.append(SpecError(str(path), _bug_message(exc)))
-    seen: dict[tuple[str | None, str], str] = {}
-    for item in loaded:
-        for app in item.spec.app_names():
-            key = (item.spec.environment, app)
+            continue
+        for app in loaded.spec.app_names():
+            key = (loaded.spec.environment, app)
             if key in seen:
                 message = f"app {app!r} is also defined in {seen[key]}; app names are"
-                errors.append(_at_app(item.path, message + " unique per environment"))
-            seen[key] = item.path
-    if errors:
-        raise SpecErrors(errors) from bug
-    return loaded
+                duplicates.append(_at_app(loaded.path, message + " unique per environment"))
+            seen[key] = loaded.path
+        if not errors and not duplicates:
+            kept.append(keep(loaded))
+    if errors or duplicates:
+        raise SpecErrors(errors + duplicates) from bug
+    return kept
 
 
 def _bug_message(exc: Exception) -> str:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .. import __version__
 from ..errors import ModaliacError
-from ..loading.load import AnySpec, LoadedSpec
+from ..loading.load import LoadedSpec, SpecRef
 from ..render.app import HEADER_LINES, Rendered, render_app
-from ..review.policy import endpoint_warnings
+from ..review.policy import EndpointUse, endpoint_use, endpoints_warnings
 from ..spec.address import Address
 from ..spec.fields import HF_TOKEN_KEY, shown_duration
 from ..spec.gateway import GatewaySpec, app_settings
@@ -83,53 +83,71 @@ class Verification:
     prompt: str | None = None  # None: the built-in one (modaliac test's)
 
 
-@dataclass(frozen=True)
 class Desired:
-    """One app as the specs want it. ``env_option`` is the run's ``--env`` (None: none).
+    """One app as the specs want it: what planning reads of its spec, not the spec.
+    ``env_option`` is the run's ``--env`` (None: none).
 
-    It keeps its generated file's hash, not the file (``Rendered.deferred``): a plan over
-    thousands of specs would otherwise hold 25 KiB an app that printing it never reads. The
-    source, and its ``record()``'s, is rendered again from the spec when read."""
+    A plan over thousands of specs would otherwise hold each spec's validated model (about
+    11 KiB) and each app's generated file (25 KiB) that printing it never reads. It keeps
+    the file's hash (``Rendered.deferred``) and, as ``loaded``, where the spec came from
+    (``load.SpecRef``): the source, and its ``record()``'s, is made again from the spec's
+    file when read, refused if the file or what it renders changed since."""
 
-    loaded: LoadedSpec
-    rendered: Rendered
-    env_option: str | None = None
+    __slots__ = (
+        "_settings",
+        "active_hours_per_day",
+        "endpoints",
+        "env_option",
+        "environment",
+        "loaded",
+        "rendered",
+        "secret_keys",
+        "secrets",
+        "strategy",
+        "verification",
+        "verify_by_default",
+        "volumes",
+        "warnings",
+    )
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rendered", self.rendered.deferred(self._source))
-
-    def _source(self) -> str:
-        again = render_app(self.loaded, self.app)
-        if again.body_hash != self.rendered.body_hash:  # the plan's hash is the contract
-            raise ModaliacError(
-                f"{self.loaded.path}: {self.app}: its generated file changed since the plan "
-                "was made; plan again"
-            )
-        return again.source
+    def __init__(
+        self, loaded: LoadedSpec, rendered: Rendered, env_option: str | None = None
+    ) -> None:
+        spec = loaded.spec
+        self.loaded: SpecRef = loaded.ref(env_option)
+        self.rendered = rendered.deferred(_Remade(self.loaded, rendered.app, rendered.body_hash))
+        self.env_option = env_option
+        self.environment: str | None = spec.environment
+        self.warnings = loaded.warnings
+        usage = spec.usage
+        self.active_hours_per_day = usage.active_hours_per_day if usage is not None else None
+        self.strategy: Strategy = spec.deploy.strategy
+        self.verify_by_default = spec.verify.enabled
+        self.verification: Verification | None = None  # None: no HTTP endpoint to check
+        if isinstance(spec, GatewaySpec) or spec.surfaces.http is not None:
+            self.verification = Verification(spec.verify.timeout, spec.verify.request.prompt)
+        self.endpoints = endpoint_use(spec)
+        # What observing Modal checks: the secrets (and the key each must hold), the volumes.
+        self.secrets = tuple(spec.referenced_secrets())
+        self.secret_keys = spec.secret_keys()
+        self.volumes = tuple(spec.volumes.values())
+        # The flat settings of this app (one app of a gateway: its GPU and its models).
+        if isinstance(spec, GatewaySpec):
+            self._settings = app_settings(spec, rendered.app)
+        else:
+            self._settings = settings(spec)
 
     @property
     def app(self) -> str:
         return self.rendered.app
 
     @property
-    def environment(self) -> str | None:
-        return self.loaded.spec.environment
-
-    @property
     def address(self) -> str:
         return str(Address(self.environment, self.app))
 
-    @property
-    def active_hours_per_day(self) -> float | None:
-        usage = self.loaded.spec.usage
-        return usage.active_hours_per_day if usage is not None else None
-
     def settings(self) -> dict[str, Any]:
-        """The flat settings of this app (one app of a gateway: its GPU and its models)."""
-        spec = self.loaded.spec
-        if isinstance(spec, GatewaySpec):
-            return app_settings(spec, self.app)
-        return settings(spec)
+        """The flat settings of this app, as its record keeps them."""
+        return self._settings
 
     def record(self) -> AppRecord:
         """What the state will hold once this app is applied."""
@@ -139,11 +157,32 @@ class Desired:
             spec_path=self.loaded.recorded_path,
             spec_digest=self.loaded.digest,
             source_hash=self.rendered.body_hash,
-            settings=self.settings(),
-            source=self._source,
+            settings=self._settings,
+            source=_Remade(self.loaded, self.app, self.rendered.body_hash),
             deployment_tag=deployment_tag(self.rendered.body_hash),
             env_option=self.env_option,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Remade:
+    """Makes one app's generated file again from its spec's file, when it is read. The plan's
+    hash is the contract: a spec file changed since the plan, or a file that renders
+    differently (a template replaced while the run went on), is refused, never deployed in
+    place of what was reviewed."""
+
+    spec: SpecRef
+    app: str
+    body_hash: str
+
+    def __call__(self) -> str:
+        again = render_app(self.spec.again(), self.app)
+        if again.body_hash != self.body_hash:
+            raise ModaliacError(
+                f"{self.spec.path}: {self.app}: its generated file changed since the plan was "
+                "made; plan again"
+            )
+        return again.source
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +337,8 @@ def make_plan(
             key = (item.environment, item.app)
             seen = observed.get(key, Observed(item.app, item.environment))
         change = _compare(item, before, seen, address in inputs.replace)
-        change = with_strategy(change, inputs.strategy or item.loaded.spec.deploy.strategy)
-        changes.append(with_verification(change, item.loaded.spec, inputs.verify))
+        change = with_strategy(change, inputs.strategy or item.strategy)
+        changes.append(with_verification(change, item, inputs.verify))
     for record in deletions(desired, recorded, delete_scope, inputs.env):
         changes.append(_delete(record, observed))
     return Plan(
@@ -327,17 +366,16 @@ def with_strategy(change: Change, strategy: Strategy) -> Change:
 NO_ENDPOINT_NOTE = "not verified: the app has no HTTP endpoint to send a request to"
 
 
-def with_verification(change: Change, spec: AnySpec, asked: bool | None) -> Change:
+def with_verification(change: Change, item: Desired, asked: bool | None) -> Change:
     """``change`` with the check apply runs once it is deployed: the spec's ``verify``, on or
     off as ``--verify`` / ``--no-verify`` say. An app without an HTTP endpoint cannot be
     verified; asked anyway, the plan says so."""
-    wanted = spec.verify.enabled if asked is None else asked
+    wanted = item.verify_by_default if asked is None else asked
     if change.action not in DEPLOYING or not wanted:
         return change
-    if not isinstance(spec, GatewaySpec) and spec.surfaces.http is None:
+    if item.verification is None:
         return replace(change, notes=(*change.notes, NO_ENDPOINT_NOTE))
-    check = Verification(spec.verify.timeout, spec.verify.request.prompt)
-    return replace(change, verify=check)
+    return replace(change, verify=item.verification)
 
 
 def has_previous(change: Change) -> bool:
@@ -754,16 +792,15 @@ def in_scope(spec_path: str, scope: list[str] | None) -> bool:
 
 def _warnings(desired: list[Desired]) -> list[Notice]:
     found: list[Notice] = []
-    seen: set[str] = set()
+    uses: dict[str, EndpointUse | None] = {}  # by spec: a gateway's apps count once
     for item in desired:
-        if item.loaded.path in seen:
+        if item.loaded.path in uses:
             continue
-        seen.add(item.loaded.path)
+        uses[item.loaded.path] = item.endpoints
         found.extend(
             Notice(warning.code or "warning", item.address, str(warning), warning.fix)
-            for warning in item.loaded.warnings
+            for warning in item.warnings
         )
-    specs = {item.loaded.path: item.loaded.spec for item in desired}
     return found + [
-        Notice("MDL009", None, text) for text in endpoint_warnings(list(specs.values()))
+        Notice("MDL009", None, text) for text in endpoints_warnings(list(uses.values()))
     ]

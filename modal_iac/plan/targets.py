@@ -88,16 +88,18 @@ def spec_files(targets: Sequence[str]) -> list[str | Path]:
 
 
 def desired_apps(files: list[str | Path], env: str | None, project: Project) -> list[Desired]:
-    """Every app the spec files yield with ``--env`` ``env``, at its resolved address."""
-    from ..loading.load import load_specs
+    """Every app the spec files yield with ``--env`` ``env``, at its resolved address.
+
+    Each spec is loaded and reduced to its apps before the next is loaded: a ``Desired``
+    keeps no model, so thousands of specs are never all held at once."""
+    from ..loading.load import load_each
     from ..render.app import render_all
     from .plan import Desired
 
-    return [
-        Desired(item, app, env)
-        for item in load_specs(files, env, project)
-        for app in render_all(item)
-    ]
+    def apps(item: LoadedSpec) -> list[Desired]:
+        return [Desired(item, app, env) for app in render_all(item)]
+
+    return [app for found in load_each(files, env, project, apps) for app in found]
 
 
 def delete_scope(targets: Sequence[str], project: Project) -> list[str]:

@@ -517,13 +517,39 @@ def web_endpoints(spec: Spec | GatewaySpec) -> int:
     return 1 if spec.surfaces.http is not None else 0
 
 
+@dataclass(frozen=True)
+class EndpointUse:
+    """What one spec adds to the web endpoints of the specs together (MDL009): its count and,
+    for a gateway, its name and the count of its other layout. A plan keeps this in place of
+    the spec, so the check needs no model once the specs are loaded."""
+
+    endpoints: int
+    gateway: str | None = None  # the gateway's name; None: a service
+    other_layout: str = ""
+    other_endpoints: int = 0
+
+
+def endpoint_use(spec: Spec | GatewaySpec) -> EndpointUse | None:
+    """What ``spec`` adds to the count (None: it suppresses MDL009, a paid plan say)."""
+    if suppressed(spec, "MDL009"):
+        return None
+    if isinstance(spec, GatewaySpec):
+        layout, count = endpoints_other_layout(spec)
+        return EndpointUse(web_endpoints(spec), spec.name, layout, count)
+    return EndpointUse(web_endpoints(spec))
+
+
 def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
     """A warning when the specs together need more web endpoints than Modal's free tier
-    allows, naming the layout that would stay under the limit (policy rule MDL009).
+    allows, naming the layout that would stay under the limit (policy rule MDL009)."""
+    return endpoints_warnings([endpoint_use(spec) for spec in specs])
 
-    A spec that suppresses MDL009 (a paid plan, say) does not count towards the limit."""
-    specs = [spec for spec in specs if not suppressed(spec, "MDL009")]
-    total = sum(web_endpoints(spec) for spec in specs)
+
+def endpoints_warnings(uses: list[EndpointUse | None]) -> list[str]:
+    """``endpoint_warnings`` of the specs whose ``endpoint_use`` these are. A spec that
+    suppresses MDL009 does not count towards the limit."""
+    counted = [use for use in uses if use is not None]
+    total = sum(use.endpoints for use in counted)
     limit = FREE_TIER_WEB_ENDPOINTS
     if total <= limit:
         return []
@@ -532,18 +558,17 @@ def endpoint_warnings(specs: list[Spec | GatewaySpec]) -> list[str]:
         "workspace, so deploys past it fail there"
     )
     hints = []
-    for spec in specs:
-        if isinstance(spec, GatewaySpec):
-            layout, count = endpoints_other_layout(spec)
-            if count < len(spec.apps()):
-                rest = total - len(spec.apps()) + count
-                fits = "then all stay under the limit" if rest <= limit else f"then {rest} in all"
-                hints.append(
-                    f"layout: {layout} for gateway {shown(spec.name)} ({count} endpoints; {fits})"
-                )
+    for use in counted:
+        if use.gateway is not None and use.other_endpoints < use.endpoints:
+            rest = total - use.endpoints + use.other_endpoints
+            fits = "then all stay under the limit" if rest <= limit else f"then {rest} in all"
+            hints.append(
+                f"layout: {use.other_layout} for gateway {shown(use.gateway)} "
+                f"({use.other_endpoints} endpoints; {fits})"
+            )
     if hints:
         return [message + "; use " + ", ".join(hints)]
-    if any(isinstance(spec, Spec) and web_endpoints(spec) for spec in specs):
+    if any(use.gateway is None and use.endpoints for use in counted):
         hint = "a gateway spec (kind: gateway) serves several models behind one endpoint per GPU"
     else:
         hint = "every gateway already has one endpoint per GPU type: name fewer GPU types"
