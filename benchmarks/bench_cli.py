@@ -293,9 +293,8 @@ def command_rows(
 
 def load_rows(runs: int, repeat: int) -> list[Row]:
     """``load_spec`` of each shape against the C safe floor on the same file, in process."""
-    from modal_iac.spec.address import Project
-
     from modal_iac.loading.load import load_spec
+    from modal_iac.spec.address import Project
 
     project = Project.here()
     rows = []

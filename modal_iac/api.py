@@ -25,18 +25,17 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from .commands import formats
-from .commands.operate import build_plan, plan_inputs
+from .commands.plan import build_plan, plan_inputs
+from .commands.validate import report
 from .errors import ModaliacError, SpecError, SpecErrors, StateError
 from .loading.load import LoadedSpec, load_specs
-from .loading.modeline import file_warning as modeline_warning
 from .plan.plan import Plan
 from .plan.present import as_json
 from .plan.targets import UsageError, spec_files, spec_targets, state_store
 from .render.app import Rendered, render_all
 from .review.cost import Costing, load_prices
-from .review.policy import endpoint_warnings
 from .spec.address import Project
-from .state.store import State
+from .state.records import State
 
 __all__ = [
     "LoadedSpec",
@@ -99,20 +98,7 @@ def validate(paths: Paths, *, env: str | None = None, project: Project | None = 
     """Every problem of the specs ``paths`` name, as values: what ``load`` would raise, and
     the warnings a valid spec still gets (policy rules, tight GPU fits, a schema line that
     names no file, web endpoints past Modal's free tier). Spec problems are never raised."""
-    project = project or Project.here()
-    files: list[dict[str, object]] = []
-    problems: list[Problem] = []
-    try:
-        loaded = load(paths, env=env, project=project)
-    except ModaliacError as exc:
-        problems = formats.error_problems(exc)
-        loaded = []
-    for item in loaded:
-        files.append({"path": item.path, "apps": list(item.spec.app_names())})
-        found = [*item.warnings, modeline_warning(item.path)]
-        problems += [formats.problem(w, "warning") for w in found if w is not None]
-    for warning in endpoint_warnings([item.spec for item in loaded]):
-        problems.append(formats.problem(SpecError("", warning, code="MDL009"), "warning"))
+    files, problems = report(_targets(paths), env, project or Project.here())
     return Validation(tuple(files), tuple(problems))
 
 

@@ -52,6 +52,21 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def _validate_report(args: argparse.Namespace, console: Console) -> int:
     """``validate --format json|github``: every problem on stdout, errors still exit 1."""
+    from . import formats
+
+    files, problems = report(args.specs, args.env, Project.here())
+    if args.format == "json":
+        console.print(formats.as_json(files, problems), end="")
+    else:
+        console.print(formats.as_github(problems), end="")
+    return EXIT_ERROR if any(p["severity"] == "error" for p in problems) else EXIT_OK
+
+
+def report(
+    targets: list[str], env: str | None, project: Project
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The files the targets name (path, apps) and every problem found in them, as the
+    ``--format json`` document lists them: a spec's errors never raise."""
     from ..errors import ModaliacError, SpecError
     from ..loading.load import load_specs
     from ..loading.modeline import file_warning as modeline_warning
@@ -62,7 +77,7 @@ def _validate_report(args: argparse.Namespace, console: Console) -> int:
     files: list[dict[str, object]] = []
     problems: list[dict[str, object]] = []
     try:
-        loaded = load_specs(spec_files(args.specs), args.env, Project.here())
+        loaded = load_specs(spec_files(targets), env, project)
     except ModaliacError as exc:
         problems = formats.error_problems(exc)
         loaded = []
@@ -72,8 +87,4 @@ def _validate_report(args: argparse.Namespace, console: Console) -> int:
         problems += [formats.problem(w, "warning") for w in found if w is not None]
     for warning in endpoint_warnings([item.spec for item in loaded]):
         problems.append(formats.problem(SpecError("", warning, code="MDL009"), "warning"))
-    if args.format == "json":
-        console.print(formats.as_json(files, problems), end="")
-    else:
-        console.print(formats.as_github(problems), end="")
-    return EXIT_ERROR if any(p["severity"] == "error" for p in problems) else EXIT_OK
+    return files, problems
