@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
-from typing import NoReturn, TypeVar
 
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 from modal_proto import api_pb2
 
-from .state import Call, DictRecord, Secret, State, Volume, new_id
+from .base import HandlerBase, fail, lookup
+from .state import Call, DictRecord, Secret, Volume, new_id
 
 BLOCK_SIZE = 8 * 1024 * 1024  # the client's volume block size (modal._utils.blob_utils.BLOCK_SIZE)
 CREATE_IF_MISSING = api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING
@@ -28,37 +26,13 @@ EPHEMERAL = (
 )
 
 
-T = TypeVar("T")
-
-
-def fail(status: Status, message: str) -> NoReturn:
-    raise GRPCError(status, message)
-
-
-def lookup(objects: Mapping[str, T], kind: str, object_id: str) -> T:
-    """The object of that id, else the NOT_FOUND Modal answers: "<kind> <id> not found"."""
-    obj = objects.get(object_id)
-    if obj is None:
-        fail(Status.NOT_FOUND, f"{kind} {object_id} not found")
-    return obj
-
-
 def _key(path: str) -> str:
     """Volume paths are kept relative to the root, without '.' parts."""
     return posixpath.normpath("/" + path).lstrip("/")
 
 
-class StorageHandlers:
-    """RPC implementations for storage objects; ``Handlers`` adds apps and functions."""
-
-    def __init__(self, state: State) -> None:
-        self.s = state
-
-    def _env(self, name: str) -> str:
-        env = self.s.env_name(name)
-        if env not in self.s.environments:
-            fail(Status.NOT_FOUND, f"Environment '{env}' not found")
-        return env
+class StorageHandlers(HandlerBase):
+    """Blobs, secrets, volumes and dicts."""
 
     # -- blobs -------------------------------------------------------------------------------
 
