@@ -289,10 +289,10 @@ class AppHandlers(HandleMetadata):
                 fail(Status.FAILED_PRECONDITION, "No previous version to roll back to")
             target = app.history[-2]
         else:
-            matches = [d for d in app.history if d.version == req.version]
-            if not matches:
+            found = app.deployment(req.version)
+            if found is None:
                 fail(Status.NOT_FOUND, f"Version v{req.version} not found")
-            target = matches[0]
+            target = found
             if target is current:
                 fail(Status.FAILED_PRECONDITION, f"v{req.version} is the current version")
         for fid, data in target.functions.items():  # serve the old definitions again

@@ -12,7 +12,7 @@ from modal_proto import api_pb2
 
 from .base import fail, lookup
 from .handles import HandleMetadata
-from .state import Call, ClassRecord, FunctionRecord, content_id, new_id, proto_bytes
+from .state import App, Call, ClassRecord, FunctionRecord, content_id, new_id, proto_bytes
 
 
 def function_data(function: api_pb2.Function) -> api_pb2.FunctionData:
@@ -111,16 +111,21 @@ class FunctionHandlers(HandleMetadata):
             function_id=function_id, handle_metadata=metadata, function_data=data
         )
 
-    def _lookup_function(
-        self, app_name: str, tag: str, env_name: str, version: int
-    ) -> FunctionRecord:
+    def _deployed_app(self, app_name: str, env_name: str) -> App:
+        """The deployed app a look-up by name starts from, else the NOT_FOUND Modal answers."""
         env = self._env(env_name)
         app = self.s.deployed_app(app_name, env)
         if app is None:
             fail(Status.NOT_FOUND, f"App '{app_name}' not found in environment '{env}'")
+        return app
+
+    def _lookup_function(
+        self, app_name: str, tag: str, env_name: str, version: int
+    ) -> FunctionRecord:
+        app = self._deployed_app(app_name, env_name)
         function_ids = app.function_ids
         if version:
-            entry = next((d for d in app.history if d.version == version), None)
+            entry = app.deployment(version)
             if entry is None:
                 fail(Status.NOT_FOUND, f"App '{app_name}' has no version v{version}")
             function_ids = entry.function_ids
@@ -145,10 +150,9 @@ class FunctionHandlers(HandleMetadata):
             req.app_name, req.object_tag, req.environment_name, req.app_version
         )
         data = record.data
-        if req.app_version:
-            app = self.s.apps[record.app_id]
-            entry = next(d for d in app.history if d.version == req.app_version)
-            data = entry.functions.get(record.function_id, data)
+        if req.app_version:  # _lookup_function found that version
+            entry = self.s.apps[record.app_id].deployment(req.app_version)
+            data = entry.functions.get(record.function_id, data) if entry else data
         return api_pb2.FunctionGetResponse(
             function_id=record.function_id,
             handle_metadata=self._handle_metadata(record),
@@ -190,13 +194,10 @@ class FunctionHandlers(HandleMetadata):
         )
 
     def ClassGet(self, req: api_pb2.ClassGetRequest, call: Call) -> api_pb2.ClassGetResponse:
-        env = self._env(req.environment_name)
-        app = self.s.deployed_app(req.app_name, env)
-        if app is None:
-            fail(Status.NOT_FOUND, f"App '{req.app_name}' not found in environment '{env}'")
+        app = self._deployed_app(req.app_name, req.environment_name)
         class_ids = app.class_ids
         if req.app_version:
-            entry = next((d for d in app.history if d.version == req.app_version), None)
+            entry = app.deployment(req.app_version)
             class_ids = entry.class_ids if entry else {}
         if req.object_tag not in class_ids:
             fail(Status.NOT_FOUND, f"No class '{req.object_tag}' in app '{req.app_name}'")

@@ -187,12 +187,19 @@ class StorageHandlers(HandlerBase):
             fail(Status.NOT_FOUND, f"No such file: {path}")
         return volume.files[_key(path)]
 
+    def _file_range(
+        self, volume_id: str, path: str, start: int, length: int
+    ) -> tuple[bytes, int, int]:
+        """A file and the [start, end) of it a read asks for (length 0: to the end)."""
+        data = self._file(volume_id, path)
+        start = min(start, len(data))
+        end = len(data) if not length else min(len(data), start + length)
+        return data, start, end
+
     def VolumeGetFile2(
         self, req: api_pb2.VolumeGetFile2Request, call: Call
     ) -> api_pb2.VolumeGetFile2Response:
-        data = self._file(req.volume_id, req.path)
-        start = min(req.start, len(data))
-        end = len(data) if not req.len else min(len(data), start + req.len)
+        data, start, end = self._file_range(req.volume_id, req.path, req.start, req.len)
         digest = hashlib.sha256(data).hexdigest()
         self.s.content.setdefault(digest, data)
         urls = []
@@ -209,9 +216,7 @@ class StorageHandlers(HandlerBase):
     def VolumeGetFile(
         self, req: api_pb2.VolumeGetFileRequest, call: Call
     ) -> api_pb2.VolumeGetFileResponse:
-        data = self._file(req.volume_id, req.path)
-        start = min(req.start, len(data))
-        end = len(data) if not req.len else min(len(data), start + req.len)
+        data, start, end = self._file_range(req.volume_id, req.path, req.start, req.len)
         return api_pb2.VolumeGetFileResponse(
             data=data[start:end], size=len(data), start=start, len=end - start
         )
