@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 
 from modal_proto import api_pb2
 
+from .base import HandlerBase
+
 if TYPE_CHECKING:
     from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 
-    from .state import Call, State
+    from .state import Call
 
 WORKSPACE_NAME = "local-workspace"
 
 
-class BillingHandlers:
+class BillingHandlers(HandlerBase):
     """WorkspaceNameLookup, WorkspaceBillingRates and WorkspaceBillingReport."""
-
-    s: State
 
     def WorkspaceNameLookup(
         self, req: empty_pb2.Empty, call: Call

@@ -34,8 +34,12 @@ from grpclib.exceptions import GRPCError
 from modal_proto import api_pb2
 from modal_proto.api_grpc import ModalClientBase
 
-from .rpcs import Handlers
+from .apps import AppHandlers
+from .billing import BillingHandlers
+from .functions import FunctionHandlers
+from .images import ImageHandlers
 from .state import Call, State
+from .storage import StorageHandlers
 
 HOST = "127.0.0.1"
 
@@ -52,6 +56,16 @@ def _cardinalities() -> dict[str, grpclib.const.Cardinality]:
 
 
 CARDINALITY = _cardinalities()
+
+
+class Handlers(AppHandlers, FunctionHandlers, ImageHandlers, StorageHandlers, BillingHandlers):
+    """Every modelled RPC, one method each, named exactly like the RPC.
+
+    Each method takes the request and the recorded ``Call`` and returns the response (a list of
+    responses for server-streaming RPCs); it runs under the state lock. Errors are raised as
+    ``GRPCError`` with the status Modal's servers use, so the client turns them into the same
+    exceptions (NOT_FOUND -> ``modal.exception.NotFoundError`` and so on).
+    """
 
 
 class StatusDetailsCodec(StatusDetailsCodecBase):

@@ -13,10 +13,10 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 from modal_proto import api_pb2
@@ -26,6 +26,16 @@ from .faults import Faults
 DEFAULT_ENVIRONMENT = "main"
 DEFAULT_USER = "local-user"
 IMAGE_BUILDER_VERSION = "2025.06"
+
+
+class _Named(Protocol):
+    """What secrets, volumes and dicts share: found by name within an environment."""
+
+    name: str
+    environment: str
+
+
+N = TypeVar("N", bound=_Named)
 
 
 def new_id(prefix: str) -> str:
@@ -156,6 +166,10 @@ class App:
     @property
     def current(self) -> Deployment | None:
         return self.history[-1] if self.history else None
+
+    def deployment(self, version: int) -> Deployment | None:
+        """The deployment of that version number, if the app has had one."""
+        return next((d for d in self.history if d.version == version), None)
 
 
 @dataclass
@@ -483,26 +497,22 @@ class State:
     ) -> FunctionRecord:
         return self.function(app_name, f"{class_name}.*", environment)
 
-    def find_secret(self, name: str, environment: str = "") -> Secret | None:
+    def _named(self, objects: Mapping[str, N], name: str, environment: str) -> N | None:
+        """The object of that name in that environment (secrets, volumes and dicts by name)."""
         env = self.env_name(environment)
         with self.lock:
             return next(
-                (s for s in self.secrets.values() if s.name == name and s.environment == env), None
+                (o for o in objects.values() if o.name == name and o.environment == env), None
             )
+
+    def find_secret(self, name: str, environment: str = "") -> Secret | None:
+        return self._named(self.secrets, name, environment)
 
     def find_volume(self, name: str, environment: str = "") -> Volume | None:
-        env = self.env_name(environment)
-        with self.lock:
-            return next(
-                (v for v in self.volumes.values() if v.name == name and v.environment == env), None
-            )
+        return self._named(self.volumes, name, environment)
 
     def find_dict(self, name: str, environment: str = "") -> DictRecord | None:
-        env = self.env_name(environment)
-        with self.lock:
-            return next(
-                (d for d in self.dicts.values() if d.name == name and d.environment == env), None
-            )
+        return self._named(self.dicts, name, environment)
 
     def secret_names(self, ids: list[str] | tuple[str, ...]) -> list[str]:
         """Map secret ids (what FunctionCreate carries) back to names."""

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
-from typing import NoReturn, TypeVar
 
 from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 from modal_proto import api_pb2
 
-from .state import Call, DictRecord, Secret, State, Volume, new_id
+from .base import HandlerBase, fail, lookup
+from .state import Call, DictRecord, Secret, Volume, new_id
 
 BLOCK_SIZE = 8 * 1024 * 1024  # the client's volume block size (modal._utils.blob_utils.BLOCK_SIZE)
 CREATE_IF_MISSING = api_pb2.OBJECT_CREATION_TYPE_CREATE_IF_MISSING
@@ -28,37 +26,13 @@ EPHEMERAL = (
 )
 
 
-T = TypeVar("T")
-
-
-def fail(status: Status, message: str) -> NoReturn:
-    raise GRPCError(status, message)
-
-
-def lookup(objects: Mapping[str, T], kind: str, object_id: str) -> T:
-    """The object of that id, else the NOT_FOUND Modal answers: "<kind> <id> not found"."""
-    obj = objects.get(object_id)
-    if obj is None:
-        fail(Status.NOT_FOUND, f"{kind} {object_id} not found")
-    return obj
-
-
 def _key(path: str) -> str:
     """Volume paths are kept relative to the root, without '.' parts."""
     return posixpath.normpath("/" + path).lstrip("/")
 
 
-class StorageHandlers:
-    """RPC implementations for storage objects; ``Handlers`` adds apps and functions."""
-
-    def __init__(self, state: State) -> None:
-        self.s = state
-
-    def _env(self, name: str) -> str:
-        env = self.s.env_name(name)
-        if env not in self.s.environments:
-            fail(Status.NOT_FOUND, f"Environment '{env}' not found")
-        return env
+class StorageHandlers(HandlerBase):
+    """Blobs, secrets, volumes and dicts."""
 
     # -- blobs -------------------------------------------------------------------------------
 
@@ -213,12 +187,19 @@ class StorageHandlers:
             fail(Status.NOT_FOUND, f"No such file: {path}")
         return volume.files[_key(path)]
 
+    def _file_range(
+        self, volume_id: str, path: str, start: int, length: int
+    ) -> tuple[bytes, int, int]:
+        """A file and the [start, end) of it a read asks for (length 0: to the end)."""
+        data = self._file(volume_id, path)
+        start = min(start, len(data))
+        end = len(data) if not length else min(len(data), start + length)
+        return data, start, end
+
     def VolumeGetFile2(
         self, req: api_pb2.VolumeGetFile2Request, call: Call
     ) -> api_pb2.VolumeGetFile2Response:
-        data = self._file(req.volume_id, req.path)
-        start = min(req.start, len(data))
-        end = len(data) if not req.len else min(len(data), start + req.len)
+        data, start, end = self._file_range(req.volume_id, req.path, req.start, req.len)
         digest = hashlib.sha256(data).hexdigest()
         self.s.content.setdefault(digest, data)
         urls = []
@@ -235,9 +216,7 @@ class StorageHandlers:
     def VolumeGetFile(
         self, req: api_pb2.VolumeGetFileRequest, call: Call
     ) -> api_pb2.VolumeGetFileResponse:
-        data = self._file(req.volume_id, req.path)
-        start = min(req.start, len(data))
-        end = len(data) if not req.len else min(len(data), start + req.len)
+        data, start, end = self._file_range(req.volume_id, req.path, req.start, req.len)
         return api_pb2.VolumeGetFileResponse(
             data=data[start:end], size=len(data), start=start, len=end - start
         )
