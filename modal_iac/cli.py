@@ -210,7 +210,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         )
     urls: dict[tuple[str, str | None], str | None] = {}
     if not args.offline and credentials_configured():
-        from .modal.sdk import router_urls
+        from .modal.lookups import router_urls
 
         urls = router_urls(apps)
         urls.update(service_urls(services))

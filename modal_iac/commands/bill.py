@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..modal.sdk import BilledItem
+    from ..modal.billing import BilledItem
     from ..review.cost import AppCost, Prices
     from ..state.store import AppRecord
 
@@ -331,7 +331,8 @@ def cmd_cost(
 
     from ..cli import costing, modal_costing
     from ..modal.apply import APP_TAG, MANAGED_BY
-    from ..modal.sdk import billing_report, require_credentials
+    from ..modal.billing import billing_report
+    from ..modal.sdk import require_credentials
     from ..plan.targets import state_store
     from ..spec.address import Project
 

@@ -61,7 +61,7 @@ def http_services(loaded: list[LoadedSpec]) -> list[Spec]:
 def service_urls(services: list[Spec]) -> dict[tuple[str, str | None], str | None]:
     """The URL that serves requests of each deployed service, asked of Modal; None where the
     app is not deployed or has no web endpoint."""
-    from ..modal.sdk import app_web_urls
+    from ..modal.lookups import app_web_urls
     from .probe import served_url
 
     found = app_web_urls([(spec.app, spec.environment) for spec in services])

@@ -111,7 +111,7 @@ def _strays(
     """The apps of the observed environments that carry modaliac's ``managed-by`` tag but
     that neither the specs nor the state know (another state file, a lost one)."""
     from ..modal.apply import MANAGED_BY
-    from ..modal.sdk import Query, apps_tagged, observe
+    from ..modal.observe import Query, apps_tagged, observe
 
     environments = [env for env, _ in observed] or [None]
     found = [
