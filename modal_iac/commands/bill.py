@@ -148,8 +148,8 @@ def make_bill(
     environment: str | None = None,
 ) -> Bill:
     """Sum ``items`` per recorded app (``environment``: only that one's apps and rows)."""
-    from ..modal.apply import APP_TAG, MANAGED_BY
     from ..modal.rates import rows_used
+    from ..modal.tags import APP_TAG, MANAGED_BY
     from ..review.cost import app_cost
 
     chosen = [r for r in records if environment is None or r.environment == environment]
@@ -181,7 +181,7 @@ def make_bill(
 
 
 def app_tag_of(record: AppRecord) -> str:
-    from ..modal.apply import app_tag
+    from ..modal.tags import app_tag
 
     return app_tag(record.app)
 
@@ -330,9 +330,9 @@ def cmd_cost(
     from dataclasses import replace
 
     from ..cli import costing, modal_costing
-    from ..modal.apply import APP_TAG, MANAGED_BY
     from ..modal.billing import billing_report
     from ..modal.sdk import require_credentials
+    from ..modal.tags import APP_TAG, MANAGED_BY
     from ..plan.targets import state_store
     from ..spec.address import Project
 

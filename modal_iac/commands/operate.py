@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ..cli import Console
-    from ..modal.apply import Outcome
+    from ..modal.outcome import Outcome
     from ..modal.sdk_log import SdkLog
     from ..state.store import StateStore
     from .progress import AppLogs

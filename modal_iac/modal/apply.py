@@ -10,7 +10,7 @@ every change gets an outcome, finished, failed or cancelled.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,13 +19,11 @@ from ..plan.plan import Change, Plan
 from ..spec.address import Address
 from ..state.store import AppRecord, State
 from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
+from .outcome import Outcome
+from .tags import app_tags
 
 if TYPE_CHECKING:
     from .deploy import DeployJob, DeployResult
-
-MANAGED_BY = "managed-by"
-APP_TAG = "modaliac-app"  # the app's name: Modal's billing report groups costs by it
-MAX_TAG_VALUE = 63
 
 
 class Store(Protocol):
@@ -34,40 +32,6 @@ class Store(Protocol):
     def write(self, state: State) -> None: ...
 
     def record(self, state: State, address: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Outcome:
-    address: str
-    action: str
-    status: str  # "ok", "failed", or "cancelled" (a halt stopped it, or it never started)
-    detail: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def app_tags(record: AppRecord) -> dict[str, str]:
-    """The spec's labels plus what identifies modaliac's deploy: owner, code and spec hashes."""
-    labels = record.settings.get("labels") or {}
-    return {
-        **{str(k): str(v) for k, v in labels.items()},
-        MANAGED_BY: "modaliac",
-        "modaliac-source": record.source_hash[:12],
-        "modaliac-spec": record.spec_digest[:12],
-        APP_TAG: app_tag(record.app),
-    }
-
-
-def app_tag(app: str) -> str:
-    """The ``modaliac-app`` tag of an app: its name (the environment is the billing row's
-    own), shortened with a hash when it is longer than a tag value may be."""
-    if len(app) <= MAX_TAG_VALUE:
-        return app
-    import hashlib
-
-    return app[:50] + "-" + hashlib.sha256(app.encode()).hexdigest()[:12]
 
 
 def needs_recording(change: Change, state: State) -> bool:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from ..commands.probe import ProbeError
 from ..plan.plan import Change, has_previous
 from ..state.store import AppRecord
-from .apply import Outcome, app_tags
 from .halt import Halt
+from .outcome import Outcome
+from .tags import app_tags
 from .verify import NotVerifiable, Target, check, preflight
 
 if TYPE_CHECKING:
