@@ -391,11 +391,11 @@ def phases_in_process(argv: list[str]) -> None:
     )
     start, start_cpu = time.perf_counter(), time.process_time()
     import modal_iac.modal.deploy as deploy
-    import modal_iac.modal.sdk as modal_api
+    import modal_iac.modal.observe as modal_api
     import modal_iac.plan.targets as targets
     import modal_iac.state.store as state
 
-    phases["import modal (modal_iac.modal.sdk)"] = (
+    phases["import modal (modal_iac.modal.observe)"] = (
         time.perf_counter() - start,
         time.process_time() - start_cpu,
     )

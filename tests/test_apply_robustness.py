@@ -178,7 +178,7 @@ def test_plans_of_every_shape_match_the_schema(
     capsys: pytest.CaptureFixture[str],
     plan_schema: dict[str, Any],
 ) -> None:
-    from modal_iac.modal.sdk import stop
+    from modal_iac.modal.changes import stop
 
     specs = project / "specs"
     for app in ("tiny-a", "tiny-b", "tiny-c"):

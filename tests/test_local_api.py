@@ -647,7 +647,7 @@ def test_observing_many_apps_keeps_a_bounded_number_of_rpcs_in_flight(
     from helpers import isolate_modal_config
 
     from modal_iac.local_api import LocalModalServer, reset_modal_client
-    from modal_iac.modal import sdk as modal_api
+    from modal_iac.modal import observe as modal_api
 
     isolate_modal_config(monkeypatch, tmp_path / "home")
     reset_modal_client()

@@ -10,7 +10,7 @@ from modal_proto import api_pb2
 
 from modal_iac.local_api import LocalModalServer
 from modal_iac.local_api.state import App, new_id
-from modal_iac.modal import sdk as modal_api
+from modal_iac.modal import observe as modal_api
 
 DEPLOYED = [f"app-{i}" for i in range(6)]
 
@@ -36,7 +36,7 @@ def arrange(api: LocalModalServer) -> list[modal_api.Query]:
 def test_observe_reads_fewer_rpcs_an_app_and_observes_the_same(
     modal_api: LocalModalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modal_iac.modal import sdk as observing
+    from modal_iac.modal import observe as observing
 
     queries = arrange(modal_api)
     modal_api.state.clear_calls()
@@ -84,7 +84,7 @@ def test_a_name_the_listing_shows_deployed_twice_is_settled_by_the_lookup(
 ) -> None:
     """Modal moves a name to the newest deploy; should a listing ever show two deployed apps
     under one name, the lookup by name decides which is observed, not the listing's order."""
-    from modal_iac.modal import sdk as observing
+    from modal_iac.modal import observe as observing
 
     modal_api.state.foreign_deploy("twin")
     first = modal_api.state.app("twin")

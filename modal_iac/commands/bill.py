@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .options import cost_options, costing, environment_name, modal_costing, state_option
 
 if TYPE_CHECKING:
-    from ..modal.sdk import BilledItem
+    from ..modal.billing import BilledItem
     from ..review.cost import AppCost, Prices
     from ..state.records import AppRecord
 
@@ -329,7 +329,8 @@ def cmd_cost(
 ) -> int:
     from dataclasses import replace
 
-    from ..modal.sdk import billing_report, require_credentials
+    from ..modal.billing import billing_report
+    from ..modal.sdk import require_credentials
     from ..modal.tags import APP_TAG, MANAGED_BY
     from ..plan.targets import state_store
     from ..spec.address import Project

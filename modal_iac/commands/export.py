@@ -74,7 +74,7 @@ def service_urls(services: list[Spec]) -> dict[tuple[str, str | None], str | Non
     """The URL that serves requests of each deployed service, asked of Modal; None where the
     app is not deployed or has no web endpoint."""
     from ..modal.endpoints import served_url
-    from ..modal.sdk import app_web_urls
+    from ..modal.lookups import app_web_urls
 
     found = app_web_urls([(spec.app, spec.environment) for spec in services])
     return {key: served_url(urls) if urls else None for key, urls in found.items()}
@@ -217,7 +217,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         )
     urls: dict[tuple[str, str | None], str | None] = {}
     if not args.offline and credentials_configured():
-        from ..modal.sdk import router_urls
+        from ..modal.lookups import router_urls
 
         urls = router_urls(apps)
         urls.update(service_urls(services))

@@ -106,7 +106,7 @@ def _apply_locked(
         inputs = plan_inputs(args, targets, project)
         # Modal's rates (apply runs with credentials) are read over their own client while
         # the plan observes the apps: a few round trips fewer in a row.
-        from ..modal import sdk as modal_api  # noqa: F401  (imported here, never by two threads at once)
+        from ..modal import billing, observe  # noqa: F401  (imported here, never by two threads at once)
 
         prices = _started(lambda: current_prices(load_prices(), None))
         plan = build_plan(inputs, state, project, online=True, targets=targets)
@@ -325,7 +325,8 @@ def _differ(name: str) -> str:
 
 
 def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from ..modal.sdk import require_credentials, stop
+    from ..modal.changes import stop
+    from ..modal.sdk import require_credentials
     from ..plan.targets import find_record, state_store
     from .progress import make_display, one_app
 
@@ -353,7 +354,8 @@ def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[s
 
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
-    from ..modal.sdk import Query, observe, require_credentials
+    from ..modal.observe import Query, observe
+    from ..modal.sdk import require_credentials
     from ..plan.targets import parse_address, state_store
 
     require_credentials()
@@ -435,7 +437,8 @@ def _import_with_spec(
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from ..modal.sdk import require_credentials, rollback
+    from ..modal.changes import rollback
+    from ..modal.sdk import require_credentials
     from ..plan.targets import find_record, state_store
     from .progress import make_display, one_app
 

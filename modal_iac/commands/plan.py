@@ -137,7 +137,7 @@ def credentials_configured() -> bool:
 
 def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, str], Any]:
     """What Modal reports for every desired or recorded app, in one concurrent pass."""
-    from ..modal.sdk import Query, observe
+    from ..modal.observe import Query, observe
 
     queries = {}
     for item in desired:  # what the plan kept of each spec: observing loads none again

@@ -181,7 +181,7 @@ def _described(target: str, args: argparse.Namespace) -> list[Described]:
 
 
 def _web_urls(app: str, environment: str | None) -> dict[str, str]:
-    from ..modal.sdk import web_urls
+    from ..modal.lookups import web_urls
     from ..spec.address import Address
 
     urls = web_urls(app, environment)

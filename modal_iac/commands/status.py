@@ -108,7 +108,7 @@ def _strays(
 ) -> dict[tuple[str | None, str], Observed]:
     """The apps of the observed environments that carry modaliac's ``managed-by`` tag but
     that neither the specs nor the state know (another state file, a lost one)."""
-    from ..modal.sdk import Query, apps_tagged, observe
+    from ..modal.observe import Query, apps_tagged, observe
     from ..modal.tags import MANAGED_BY
 
     environments = [env for env, _ in observed] or [None]

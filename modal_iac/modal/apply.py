@@ -64,8 +64,9 @@ def execute(
     new app unless ``keep_failed``.
     """
     from . import gate
-    from . import sdk as modal_api
+    from .changes import set_tags, stop
     from .deploy import deploy_all
+    from .sdk import ModalApiError
 
     halt = halt if halt is not None else Halt()
     state = store.read()
@@ -96,8 +97,8 @@ def execute(
             record = replace(change.record, deployed_version=change.observed_version)
             try:
                 # The interrupted apply may have published the app but not tagged it yet.
-                modal_api.set_tags(change.app, change.environment, app_tags(record), halt=halt)
-            except modal_api.ModalApiError as exc:
+                set_tags(change.app, change.environment, app_tags(record), halt=halt)
+            except ModalApiError as exc:
                 outcomes.append(Outcome(change.address, "record", _status(exc), str(exc)))
                 continue
             problem = save(change.address, record)
@@ -160,7 +161,7 @@ def execute(
                 on_result=finished,
                 on_log=on_log,
             )
-        except modal_api.ModalApiError as exc:  # before any deploy: Modal cannot be reached
+        except ModalApiError as exc:  # before any deploy: Modal cannot be reached
             for change in deploys:
                 if change.address not in reported:
                     outcomes.append(Outcome(change.address, change.action, "failed", str(exc)))
@@ -181,8 +182,8 @@ def execute(
             continue
         on_event(change.address, "stopping")
         try:
-            stopped = modal_api.stop(change.app, change.environment, halt=halt)
-        except modal_api.ModalApiError as exc:
+            stopped = stop(change.app, change.environment, halt=halt)
+        except ModalApiError as exc:
             outcomes.append(Outcome(change.address, "delete", _status(exc), str(exc)))
             on_event(change.address, "failed")
             continue
@@ -210,7 +211,8 @@ def _stop_renamed(
     on_event: Callable[[str, str], None],
 ) -> Outcome:
     """Stop the app a rename left at its old address, then record the rename as done."""
-    from . import sdk as modal_api
+    from .changes import stop
+    from .sdk import ModalApiError
 
     old = Address.parse(record.renamed_from or "")
     deployed = f"deployed v{record.deployed_version}"
@@ -224,8 +226,8 @@ def _stop_renamed(
         )
     on_event(change.address, f"stopping {old} (renamed)")
     try:
-        stopped = modal_api.stop(old.app, old.environment, halt=halt)
-    except modal_api.ModalApiError as exc:
+        stopped = stop(old.app, old.environment, halt=halt)
+    except ModalApiError as exc:
         return Outcome(
             change.address,
             change.action,

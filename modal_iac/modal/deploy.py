@@ -38,8 +38,9 @@ from modal_proto import api_pb2
 
 from ..errors import ModaliacError
 from . import sdk as modal_api
+from .changes import publish_tags
 from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt
-from .sdk import Cancelled, ModalApiError, Progress, Supervisor, deadline, publish_tags
+from .sdk import Cancelled, ModalApiError, Progress, Supervisor, deadline
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ class Gate:
         return self._roll_back(failed)
 
     def _new_app_failed(self, failed: str, keep_failed: bool) -> Outcome:
-        from . import sdk as modal_api
+        from .changes import stop
+        from .sdk import ModalApiError
 
         change, version = self.change, self.result.version
         if keep_failed:
@@ -97,8 +98,8 @@ class Gate:
             )
         self.on_event(change.address, "stopping")
         try:
-            modal_api.stop(change.app, change.environment, halt=self.halt)
-        except modal_api.ModalApiError as exc:
+            stop(change.app, change.environment, halt=self.halt)
+        except ModalApiError as exc:
             return self.outcome(
                 "failed",
                 f"{failed}; stopping it failed too: {exc}; it still runs and the state records "
@@ -110,14 +111,15 @@ class Gate:
         return self.outcome("failed", f"{failed}; stopped it (no version served before){problem}")
 
     def _roll_back(self, failed: str) -> Outcome:
-        from . import sdk as modal_api
+        from .changes import rollback
+        from .sdk import ModalApiError
 
         change = self.change
         to = change.observed_version if change.observed_version is not None else -1
         self.on_event(change.address, "rolling back")
         try:
-            version = modal_api.rollback(change.app, change.environment, to)
-        except modal_api.ModalApiError as exc:
+            version = rollback(change.app, change.environment, to)
+        except ModalApiError as exc:
             note = f"v{self.result.version} failed verification; the rollback failed: {exc}"
             problem = self._record(replace(self._record_now(), last_apply=note))
             return self.outcome(
@@ -163,10 +165,11 @@ class Gate:
 
     def _retag(self, record: AppRecord) -> str:
         """Give the rolled-back app the tags of the code it serves again."""
-        from . import sdk as modal_api
+        from .changes import set_tags
+        from .sdk import ModalApiError
 
         try:
-            modal_api.set_tags(self.change.app, self.change.environment, app_tags(record))
-        except modal_api.ModalApiError as exc:
+            set_tags(self.change.app, self.change.environment, app_tags(record))
+        except ModalApiError as exc:
             return f" (its tags still name the failed version: {exc})"
         return ""

@@ -82,7 +82,8 @@ def now_text(clock: Callable[[], datetime] | None = None) -> str:
 def current_prices(table: Prices, user_file: str | None) -> Prices:
     """Modal's rates over ``table`` (the shipped one); ``table`` as it is when a price file
     was chosen, and with a note when Modal's rates cannot be read."""
-    from .sdk import ModalApiError, billing_rates
+    from .billing import billing_rates
+    from .sdk import ModalApiError
 
     if user_file or os.environ.get(PRICES_ENV) or table.origin != "table":
         return table

@@ -119,7 +119,7 @@ def check(
 
 def deployed_url(target: Target) -> str:
     """The URL Modal reports for the app now (a router's for a gateway app)."""
-    from .sdk import web_urls
+    from .lookups import web_urls
 
     urls = web_urls(target.app, target.environment)
     if target.gateway and "router" in urls:
