@@ -8,10 +8,11 @@ observe Modal (``modal_api``), make the plan (``plan.py``), show it, ask, execut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -324,11 +325,14 @@ def _differ(name: str) -> str:
 # -- destroy, import, rollback, state -------------------------------------------------------
 
 
-def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
-    from ..modal.changes import stop
+@contextlib.contextmanager
+def _one_recorded(
+    args: argparse.Namespace, console: Console
+) -> Iterator[tuple[Console, TextIO, StateStore, State, AppRecord]]:
+    """What ``destroy`` and ``rollback`` act on: the one recorded app ``args.target`` names,
+    with the state read and its lock held for the whole change."""
     from ..modal.sdk import require_credentials
     from ..plan.targets import find_record, state_store
-    from .progress import make_display, one_app
 
     require_credentials()
     events, console = _events_stream(args, console)
@@ -336,12 +340,27 @@ def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[s
     store = state_store(args.state, project, console.error)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
-        record = find_record(state, args.target, args.env, project)
+        yield console, events, store, state, find_record(state, args.target, args.env, project)
+
+
+def _showing(
+    args: argparse.Namespace, events: TextIO, record: AppRecord
+) -> contextlib.AbstractContextManager[Callable[[str], None]]:
+    """The one-app progress display of ``destroy`` and ``rollback``."""
+    from .progress import make_display, one_app
+
+    return one_app(make_display(events, None, json_events=args.json), record.address)
+
+
+def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
+    from ..modal.changes import stop
+
+    with _one_recorded(args, console) as (console, events, store, state, record):
         console.print(f"- destroy {record.address}: the Modal app will be stopped")
         if not args.yes and not confirm(f"Stop {record.address}?"):
             console.error("destroy cancelled: nothing was changed")
             return EXIT_ERROR
-        with one_app(make_display(events, None, json_events=args.json), record.address) as show:
+        with _showing(args, events, record) as show:
             show("stopping")
             stopped = stop(record.app, record.environment)
             del state.apps[record.address]
@@ -438,23 +457,14 @@ def _import_with_spec(
 
 def cmd_rollback(args: argparse.Namespace, console: Console, confirm: Callable[[str], bool]) -> int:
     from ..modal.changes import rollback
-    from ..modal.sdk import require_credentials
-    from ..plan.targets import find_record, state_store
-    from .progress import make_display, one_app
 
-    require_credentials()
-    events, console = _events_stream(args, console)
-    project = Project.here()
-    store = state_store(args.state, project, console.error)
-    with store.lock(owner(), wait=args.lock_timeout):
-        state = store.read()
-        record = find_record(state, args.target, args.env, project)
+    with _one_recorded(args, console) as (console, events, store, state, record):
         wanted = "the previous version" if args.to == -1 else f"v{args.to}"
         console.print(f"~ rollback {record.address}: Modal will serve {wanted} again")
         if not args.yes and not confirm(f"Roll {record.address} back to {wanted}?"):
             console.error("rollback cancelled: nothing was changed")
             return EXIT_ERROR
-        with one_app(make_display(events, None, json_events=args.json), record.address) as show:
+        with _showing(args, events, record) as show:
             show("rolling back")
             version = rollback(record.app, record.environment, args.to)
             state.apps[record.address] = replace(record, deployed_version=version)
