@@ -1,7 +1,7 @@
 """The commands that talk to Modal: apply, destroy, import, rollback, and the state.
 
 Each is glue over the stages: load and render the specs, read the state under its lock,
-observe Modal (``modal_api``), make the plan (``plan.py``), show it, ask, execute
+observe Modal (``modal/observe.py``), make the plan (``plan.py``), show it, ask, execute
 (``apply.py``), record. The console and the confirmation prompt are passed in.
 """
 

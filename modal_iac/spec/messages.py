@@ -77,7 +77,7 @@ _CHOICE_GUESSES = {
         "sentence-similarity": _EMBED,
     },
 }
-# Field patterns (spec.py) in words.
+# Field patterns (the spec models') in words.
 _PATTERN_HINTS = {
     HF_ID.pattern: 'expected a Hugging Face repository id like "org/name", each part at most 96 '
     "characters",

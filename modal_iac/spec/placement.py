@@ -1,7 +1,7 @@
 """Where containers run and how they are retried: Modal's region and cloud names, the price
 multiplier a region adds, and what a plan says when these runtime settings change.
 
-Plain data and functions (no pydantic, no ``modal``): ``spec.py`` validates with the tables,
+Plain data and functions (no pydantic, no ``modal``): the spec models validate with the tables,
 ``cost.py`` prices with the multipliers, ``plan.py`` adds the notes.
 
 Region codes are those of Modal's region guide (https://modal.com/docs/guide/region-selection,
