@@ -29,11 +29,12 @@ from .commands.plan import build_plan, plan_inputs
 from .commands.validate import report
 from .errors import ModaliacError, SpecError, SpecErrors, StateError
 from .loading.load import LoadedSpec, load_specs
-from .plan.plan import Plan
+from .plan.changes import Plan
+from .plan.costs import Costing
 from .plan.present import as_json
 from .plan.targets import UsageError, spec_files, spec_targets, state_store
 from .render.app import Rendered, render_all
-from .review.cost import Costing, load_prices
+from .review.cost import load_prices
 from .spec.address import Project
 from .state.records import State
 

@@ -22,7 +22,8 @@ from modal_iac.commands.console import Console
 from modal_iac.commands.plan import cmd_plan
 from modal_iac.errors import ModaliacError
 from modal_iac.loading.load import LoadedSpec, load_spec
-from modal_iac.plan.plan import AllSettings, Desired, FieldChange, make_plan
+from modal_iac.plan.changes import AllSettings, FieldChange
+from modal_iac.plan.plan import Desired, make_plan
 from modal_iac.plan.present import as_json, as_text, text_chunks
 from modal_iac.plan.saved import load_plan
 from modal_iac.plan.targets import desired_apps

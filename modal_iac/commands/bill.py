@@ -148,9 +148,8 @@ def make_bill(
     environment: str | None = None,
 ) -> Bill:
     """Sum ``items`` per recorded app (``environment``: only that one's apps and rows)."""
-    from ..modal.rates import rows_used
     from ..modal.tags import APP_TAG, MANAGED_BY
-    from ..review.cost import app_cost
+    from ..review.cost import app_cost, rows_used
 
     chosen = [r for r in records if environment is None or r.environment == environment]
     by_key = {(r.environment, app_tag_of(r)): r.address for r in chosen}
@@ -228,8 +227,7 @@ def _span_text(bill: Bill) -> str:
 
 
 def as_text(bill: Bill) -> str:
-    from ..modal.rates import prices_text
-    from ..review.cost import money
+    from ..review.cost import money, prices_text
 
     lines = [f"Cost from {_span_text(bill)}", prices_text(bill.prices, bill.rows_used), ""]
     rows = [("app", "billed", "estimated", "difference", "estimate from")]
@@ -257,7 +255,7 @@ def as_text(bill: Bill) -> str:
 
 
 def as_json(bill: Bill) -> str:
-    from ..modal.rates import prices_json
+    from ..review.cost import prices_json
 
     document = {
         "format": "modaliac-cost",
@@ -290,8 +288,7 @@ def as_json(bill: Bill) -> str:
 
 
 def as_markdown(bill: Bill) -> str:
-    from ..modal.rates import prices_text
-    from ..review.cost import money
+    from ..review.cost import money, prices_text
 
     lines = [
         f"### modaliac cost: {_span_text(bill)}",

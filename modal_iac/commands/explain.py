@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .options import cost_options, costing, env_option
 
 if TYPE_CHECKING:
-    from ..review.cost import Costing
+    from ..plan.costs import Costing
 
 
 def register(commands: Any) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..errors import ModaliacError
 from ..modal.halt import EXIT_INTERRUPTED, Halt, catching_interrupts
-from ..plan.plan import Plan
+from ..plan.changes import Plan
 from ..spec.address import Project
 from ..state.records import AppRecord, State
 from .console import EXIT_ERROR, EXIT_OK, Console
@@ -91,10 +91,11 @@ def _apply_locked(
     """The apply, with the state locked and the SDK's output going to ``log``."""
     from ..modal.apply import execute, needs_recording, record_refreshes
     from ..modal.rates import current_prices
+    from ..plan.costs import Costing
     from ..plan.present import as_text
     from ..plan.saved import read_plan, verify
     from ..plan.targets import spec_targets
-    from ..review.cost import Costing, load_prices
+    from ..review.cost import load_prices
     from .progress import AppLogs, make_display
 
     state = store.read()

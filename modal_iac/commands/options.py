@@ -9,7 +9,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..review.cost import Costing
+    from ..plan.costs import Costing
 
 
 def state_option(parser: argparse.ArgumentParser, *, lock: bool = False) -> None:
@@ -127,7 +127,8 @@ def cost_options(parser: argparse.ArgumentParser) -> None:
 
 def costing(args: argparse.Namespace) -> Costing:
     """The pricing the cost options ask for."""
-    from ..review.cost import Costing, load_prices
+    from ..plan.costs import Costing
+    from ..review.cost import load_prices
 
     return Costing(load_prices(args.prices), args.active_hours_per_day)
 

@@ -23,7 +23,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
-    from ..plan.plan import Desired, Inputs, Plan
+    from ..plan.changes import Inputs, Plan
+    from ..plan.plan import Desired
     from ..state.records import State
     from .console import Console
 
@@ -151,7 +152,7 @@ def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, 
 
 def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) -> Inputs:
     """What ``plan`` or ``apply`` was asked for, as a plan records it."""
-    from ..plan.plan import Inputs
+    from ..plan.changes import Inputs
     from ..plan.targets import parse_address
 
     return Inputs(

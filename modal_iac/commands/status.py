@@ -19,8 +19,8 @@ from .. import __version__
 from .options import env_option, state_option
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
+    from ..plan.changes import Change, Plan
     from ..plan.observed import Commit, Observed
-    from ..plan.plan import Change, Plan
     from ..spec.address import Project
     from ..state.records import State
     from .console import Console
@@ -85,7 +85,8 @@ def register(commands: Any) -> None:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     from ..modal.sdk import require_credentials
-    from ..plan.plan import Inputs, make_plan
+    from ..plan.changes import Inputs
+    from ..plan.plan import make_plan
     from ..plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
     from ..spec.address import Project
     from .plan import observe_for

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import StateError
-from ..plan.plan import Change, Plan
+from ..plan.changes import Change, Plan
 from ..spec.address import Address
 from ..state.records import AppRecord, State
 from .halt import DEPLOY_TIMEOUT, NO_PROGRESS_TIMEOUT, Halt

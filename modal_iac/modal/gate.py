@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..plan.plan import Change, has_previous
+from ..plan.changes import Change, has_previous
 from ..state.records import AppRecord
 from .endpoints import ProbeError
 from .halt import Halt

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from ..review.cost import HOST_ROWS, PRICES_ENV, AppCost, Prices
+from ..review.cost import PRICES_ENV, Prices
 
 _ALIASES = {"a10g": "a10"}  # Modal's older name of the A10
 _HOST = {
@@ -29,7 +28,6 @@ _HOST = {
     "memory_gib": {"memory", "memorygib", "memorygb", "mem", "ram"},
 }
 _SUFFIXES = ("perhour", "hourly", "hour")
-ORIGINS = ("modal", "table", "file")
 
 
 def _key(name: str) -> str:
@@ -92,98 +90,3 @@ def current_prices(table: Prices, user_file: str | None) -> Prices:
     except ModalApiError as exc:
         return replace(table, notes=(f"Modal's rates could not be read ({exc})",))
     return from_rates(rates, table, now_text())
-
-
-def prices_text(prices: Prices, used: Iterable[str] | None = None) -> str:
-    """Which prices a figure used: ``prices: Modal's rates read at 2026-12-02 01:50:07 UTC``,
-    ``prices: shipped table dated 2026-07-01 (offline fallback)``, or the price file's; with
-    the rows of ``used`` (GPU types, ``cpu_core``, ``memory_gib``) Modal's rates lack."""
-    if prices.origin == "modal":
-        shown = prices.read_at.replace("T", " ").removesuffix("Z")
-        text = f"prices: Modal's rates read at {shown} UTC"
-    elif prices.origin == "file":
-        text = f"prices: {prices.source}"
-    else:
-        text = f"prices: shipped table dated {prices.date} (offline fallback)"
-    return "; ".join((text, *prices.notes, *_table_note(prices, used)))
-
-
-def _table_note(prices: Prices, used: Iterable[str] | None) -> list[str]:
-    wanted = set(prices.from_table) if used is None else set(used)
-    missing = [row for row in prices.from_table if row in wanted]
-    if not missing:
-        return []
-    return [
-        f"not in Modal's rates, priced from the shipped table of {prices.table_date}: "
-        + ", ".join(missing)
-    ]
-
-
-def rows_used(costs: Iterable[AppCost | None]) -> set[str]:
-    """The price rows these costs read: GPU types and the host rows."""
-    used = set(HOST_ROWS)
-    for cost in costs:
-        if cost is not None:
-            used.add(cost.gpu.partition(":")[0])
-    return used
-
-
-def prices_json(prices: Prices) -> dict[str, object]:
-    """The ``cost.prices`` object of a JSON plan (docs/plan-format.md): which prices, and the
-    rates themselves, so a saved plan reads back priced as it was reviewed."""
-    return {
-        "source": prices.origin,
-        "date": prices.date,
-        "read_at": prices.read_at or None,
-        "notes": list(prices.notes),
-        "from_table": list(prices.from_table),
-        "table_date": prices.table_date,
-        "description": prices.source,
-        "per_second": dict(sorted(prices.per_second.items())),
-        "host": dict(sorted(prices.host.items())),
-        "regions": dict(sorted(prices.regions.items())),
-    }
-
-
-def prices_from_json(raw: Any, fail: Callable[[str, str], Exception]) -> Prices:
-    """``prices_json`` read back; ``fail(key path, message)`` for a field of the wrong shape."""
-    if not isinstance(raw, dict):
-        raise fail("cost.prices", "expected a JSON object")
-
-    def text(key: str, optional: bool = False) -> str:
-        value = raw.get(key)
-        if value is None and optional:
-            return ""
-        if not isinstance(value, str):
-            raise fail(f"cost.prices.{key}", "expected a string")
-        return value
-
-    def texts(key: str) -> tuple[str, ...]:
-        value = raw.get(key)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise fail(f"cost.prices.{key}", "expected a list of strings")
-        return tuple(value)
-
-    def numbers(key: str) -> dict[str, float]:
-        value = raw.get(key)
-        if not isinstance(value, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
-        ):
-            raise fail(f"cost.prices.{key}", "expected an object of numbers")
-        return {str(k): float(v) for k, v in value.items()}
-
-    origin = text("source")
-    if origin not in ORIGINS:
-        raise fail("cost.prices.source", f"expected one of {', '.join(ORIGINS)}")
-    return Prices(
-        numbers("per_second"),
-        text("date"),
-        text("description"),
-        numbers("host"),
-        numbers("regions"),
-        origin=origin,
-        read_at=text("read_at", optional=True),
-        notes=texts("notes"),
-        from_table=texts("from_table"),
-        table_date=text("table_date"),
-    )

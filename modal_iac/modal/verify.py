@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan.plan import Verification
+from ..plan.changes import Verification
 from ..spec.address import Address
 from ..spec.fields import shown_duration
 from .endpoints import (

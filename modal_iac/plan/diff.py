@@ -28,7 +28,8 @@ from ..render.app import HEADER_LINES, render_all
 from ..spec.address import Project
 from ..spec.gateway import GatewaySpec
 from ..state.records import AppRecord, State
-from .plan import Desired, FieldChange, deletions, field_changes
+from .changes import FieldChange, field_changes
+from .plan import Desired, deletions
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 _EMPTY = "/dev/null"

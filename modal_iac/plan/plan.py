@@ -8,79 +8,39 @@ when the result differs from what was reviewed.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any
 
-from .. import __version__
 from ..errors import ModaliacError
 from ..loading.load import LoadedSpec, SpecRef
 from ..render.app import HEADER_LINES, Rendered, render_app
 from ..review.policy import EndpointUse, endpoint_use, endpoints_warnings
 from ..spec.address import Address
-from ..spec.fields import HF_TOKEN_KEY, shown_duration
 from ..spec.gateway import GatewaySpec, app_settings
 from ..spec.placement import routing_region_change, runtime_notes
 from ..spec.settings import settings
 from ..state.records import AppRecord, State
-from .observed import Observed, Override
+from .changes import (
+    DEPLOYING,
+    Action,
+    AllSettings,
+    Change,
+    FieldChange,
+    Inputs,
+    Notice,
+    Plan,
+    Strategy,
+    Verification,
+    deployment_tag,
+    field_changes,
+)
+from .drift import autoscaler_resets, observe
+from .observed import Observed
 
-if TYPE_CHECKING:
-    from ..review.cost import Prices
-    from .refresh import Refresh
-
-PLAN_FORMAT_VERSION = 2
-Action = Literal["create", "update", "replace", "delete", "no-op"]
-ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "no-op")
-Status = Literal["no-changes", "changes", "blocked"]
-Strategy = Literal["rolling", "recreate"]  # Modal's deployment strategies (App.deploy)
-STRATEGIES: tuple[Strategy, ...] = ("rolling", "recreate")
-DEPLOYING: tuple[Action, ...] = ("create", "update", "replace")  # the actions that deploy
 # Changing only these never rebuilds a container or a snapshot.
 _METADATA_PREFIXES = ("labels",)
-# Modal's autoscaler settings a spec sets under scaling: (a hand change of another one is
-# reset to what the deploy set).
-SCALING_SETTINGS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A warning, a drift or a blocker: ``code`` for machines, the rest for people.
-
-    ``address`` is the app it concerns (None: the specs as a whole); ``fix`` is what to do,
-    when there is something to do."""
-
-    code: str
-    address: str | None
-    message: str
-    fix: str = ""
-
-    def text(self) -> str:
-        return f"{self.message}; {self.fix}" if self.fix else self.message
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What a plan was made from: the spec files and folders (relative to the project root),
-    the ``--env``, the addresses ``--replace`` forces, and whether it only refreshes."""
-
-    targets: tuple[str, ...] = ()
-    env: str | None = None
-    replace: tuple[str, ...] = ()
-    refresh_only: bool = False
-    strategy: Strategy | None = None  # --strategy: over every spec's deploy.strategy
-    verify: bool | None = None  # --verify / --no-verify: over every spec's verify.enabled
-
-
-@dataclass(frozen=True)
-class Verification:
-    """How apply checks an app it deployed: one request of the kind it serves must be
-    answered within ``timeout`` seconds (a cold start included), else it is rolled back."""
-
-    timeout: int
-    prompt: str | None = None  # None: the built-in one (modaliac test's)
 
 
 class Desired:
@@ -185,119 +145,6 @@ class _Remade:
         return again.source
 
 
-@dataclass(frozen=True, slots=True)
-class FieldChange:
-    path: str
-    before: Any
-    after: Any
-
-
-class AllSettings(Sequence[FieldChange]):
-    """Every setting of a created (or deleted) app as a change from (or to) nothing, made
-    from its settings when read: a create lists ~120 of them, and a plan over thousands of
-    apps would otherwise hold a row for each, beside the record's settings they repeat.
-
-    It reads, compares and hashes as the tuple of those rows."""
-
-    __slots__ = ("_created", "_settings")
-
-    def __init__(self, settings: dict[str, Any], *, created: bool) -> None:
-        self._settings, self._created = settings, created
-
-    def _row(self, key: str, value: Any) -> FieldChange:
-        return FieldChange(key, None, value) if self._created else FieldChange(key, value, None)
-
-    def __iter__(self) -> Iterator[FieldChange]:
-        return (self._row(key, value) for key, value in self._settings.items())
-
-    def __len__(self) -> int:
-        return len(self._settings)
-
-    @overload
-    def __getitem__(self, index: int) -> FieldChange: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[FieldChange, ...]: ...
-    def __getitem__(self, index: int | slice) -> FieldChange | tuple[FieldChange, ...]:
-        return tuple(self)[index]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, AllSettings | tuple):
-            return tuple(self) == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return repr(tuple(self))
-
-
-@dataclass(frozen=True)
-class Change:
-    action: Action
-    address: str
-    app: str
-    environment: str | None
-    spec_path: str
-    spec_digest: str | None
-    source_hash_before: str | None
-    source_hash_after: str | None
-    fields: Sequence[FieldChange] = ()  # a tuple, or AllSettings
-    notes: tuple[str, ...] = ()
-    drift: tuple[Notice, ...] = ()  # changed on Modal outside modaliac
-    blockers: tuple[Notice, ...] = ()  # apply refuses while any remain
-    recorded_version: int | None = None
-    observed_version: int | None = None
-    observed_state: str | None = None  # None: planned offline
-    record: AppRecord | None = None  # what the state holds once applied (None for delete)
-    active_hours_per_day: float | None = None  # the spec's usage estimate, for cost only
-    renamed_from: str | None = None  # the address apply stops once this one is deployed
-    strategy: Strategy | None = None  # how apply deploys it (None: it deploys nothing)
-    verify: Verification | None = None  # how apply checks it once deployed (None: it does not)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What applying would do. A refresh-only plan (``inputs.refresh_only``) has no changes,
-    only ``refreshes``: the records the state would take from Modal."""
-
-    changes: tuple[Change, ...]
-    warnings: tuple[Notice, ...] = ()
-    online: bool = False
-    inputs: Inputs = field(default_factory=Inputs)
-    modaliac_version: str = __version__
-    format_version: int = PLAN_FORMAT_VERSION
-    refreshes: tuple[Refresh, ...] = ()
-    prices: Prices | None = None  # a saved plan's prices, read back with it (rates.py)
-    counts: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        found = Counter(change.action for change in self.changes)
-        object.__setattr__(self, "counts", {action: found[action] for action in ACTIONS})
-
-    @property
-    def has_changes(self) -> bool:
-        if self.inputs.refresh_only:
-            return bool(self.refreshes)
-        return any(change.action != "no-op" for change in self.changes)
-
-    @property
-    def blockers(self) -> list[Notice]:
-        return [b for c in self.changes for b in c.blockers]
-
-    @property
-    def status(self) -> Status:
-        """``blocked`` when apply would refuse it, else whether anything changes."""
-        if self.blockers:
-            return "blocked"
-        return "changes" if self.has_changes else "no-changes"
-
-
-def deployment_tag(source_hash: str) -> str:
-    """The tag modaliac deploys with; it names the generated code, so drift is detectable."""
-    return f"modaliac-{source_hash[:12]}"
-
-
 def forced(source: str, version: int | None, why: str) -> str:
     """``source`` with a header that makes Modal see a new deployment of the same code.
 
@@ -376,29 +223,6 @@ def with_verification(change: Change, item: Desired, asked: bool | None) -> Chan
     if item.verification is None:
         return replace(change, notes=(*change.notes, NO_ENDPOINT_NOTE))
     return replace(change, verify=item.verification)
-
-
-def has_previous(change: Change) -> bool:
-    """Whether Modal serves a version of the app that a failed verification can roll back to
-    (an offline plan assumes one for everything but a create)."""
-    if change.observed_state is None:
-        return change.action != "create"
-    return change.observed_state == "deployed"
-
-
-def verify_text(change: Change) -> str:
-    """What the plan says about the check apply runs once ``change`` is deployed."""
-    assert change.verify is not None
-    otherwise = (
-        "apply rolls it back to the version serving before"
-        if has_previous(change)
-        else "it is stopped (apply --keep-failed keeps it)"
-    )
-    sent = "the built-in request" if change.verify.prompt is None else "the spec's prompt"
-    return (
-        f"verified: once deployed, {sent} must be answered within "
-        f"{shown_duration(change.verify.timeout)} (cold start included), else {otherwise}"
-    )
 
 
 def deletions(
@@ -500,10 +324,10 @@ def _compare(
     drift: list[Notice] = []
     blockers: list[Notice] = []
     if seen is not None:
-        action = _observe(item.address, after, before, seen, action, notes, drift, blockers)
+        action = observe(item.address, after, before, seen, action, notes, drift, blockers)
     if before is not None and not before.renamed_from:
         blockers.extend(_fixed_settings(item.address, before, after))
-    resets = _resets(item.address, after, before, seen, drift)
+    resets = autoscaler_resets(item.address, after, before, seen, drift)
     if resets:
         fields = (*fields, *resets)
         if action == "no-op":
@@ -610,171 +434,6 @@ def _snapshot_action(
         )
         return "replace"
     return "update"
-
-
-# Who reads a key modaliac knows, for a blocker that names a wrong spelling of it.
-_READER = {HF_TOKEN_KEY: "huggingface_hub"}
-
-
-def _without_key(address: str, name: str, key: str, misspelt: str | None, env_flag: str) -> Notice:
-    """The blocker for a secret that exists but lacks the key the app reads from it."""
-    what = "the Hugging Face token" if key == HF_TOKEN_KEY else "the API key"
-    held = ""
-    if misspelt is not None:
-        held = f" (it holds {misspelt}, which {_READER.get(key, 'nothing')} ignores)"
-    return Notice(
-        "secret-missing-key",
-        address,
-        f"secret {name!r} exists on Modal but holds no {key}{held}, so the deploy would fail",
-        f"put {what} in it as {key} (the Modal dashboard, or `modal secret create --force "
-        f"{name} {key}=...{env_flag}` with every key it should hold)",
-    )
-
-
-def _observe(
-    address: str,
-    after: AppRecord,
-    before: AppRecord | None,
-    seen: Observed,
-    action: Action,
-    notes: list[str],
-    drift: list[Notice],
-    blockers: list[Notice],
-) -> Action:
-    """Fold what Modal reports into the action; fill notes, drift and blockers in place."""
-    env_flag = f" --env {after.environment}" if after.environment else ""
-    for name in seen.missing_secrets:
-        key = seen.secret_keys.get(name) or "KEY"
-        blockers.append(
-            Notice(
-                "missing-secret",
-                address,
-                f"secret {name!r} does not exist on Modal",
-                f"create it with `modal secret create {name} {key}=...{env_flag}` (modaliac "
-                "never handles secret values)",
-            )
-        )
-    for name in seen.secrets_without_key:
-        key = seen.secret_keys.get(name, "KEY")
-        blockers.append(_without_key(address, name, key, seen.misspelt_keys.get(name), env_flag))
-    notes.extend(
-        f"volume {name!r} does not exist yet and will be created" for name in seen.missing_volumes
-    )
-    current = seen.current
-    ours = current is not None and current.tag == after.deployment_tag
-    if before is None or before.renamed_from:
-        if seen.state == "deployed" and ours and before is None:
-            notes.append("Modal already runs exactly this version: apply only records it")
-            return "no-op"
-        if seen.state == "deployed" and not ours:
-            blockers.append(
-                Notice(
-                    "unmanaged-app",
-                    address,
-                    f"an app named {after.app!r} is already deployed on Modal and modaliac does "
-                    "not manage it",
-                    f"adopt it with `modaliac import {address}`, or rename the spec's app",
-                )
-            )
-        return action
-    if seen.state != "deployed":
-        drift.append(
-            Notice(
-                f"app-{seen.state}" if seen.state in ("stopped", "missing") else "app-state",
-                address,
-                f"the app is {seen.state} on Modal (modaliac recorded v{before.deployed_version})",
-                "apply deploys it again",
-            )
-        )
-        return "create" if action == "no-op" else action
-    if current is None:
-        return action
-    same_tag = not before.deployment_tag or current.tag == before.deployment_tag
-    if current.version == before.deployed_version and same_tag:
-        return action  # Modal runs what modaliac recorded: no drift
-    if ours:
-        # Modal already runs the code the spec renders now: an apply deployed it and was
-        # stopped before it could record it. Recording it is all that is left to do.
-        notes.append("Modal already runs exactly this version: apply only records it")
-        return "no-op"
-    who = current.deployed_by or "someone"
-    if current.deployment_type == "rollback":
-        drift.append(
-            Notice(
-                "rollback",
-                address,
-                f"rolled back by {who} to the code of v{current.rollback_version} (now "
-                f"v{current.version}); modaliac recorded v{before.deployed_version}",
-                "apply deploys the spec again",
-            )
-        )
-    else:
-        drift.append(
-            Notice(
-                "foreign-deploy",
-                address,
-                f"v{current.version} was deployed outside modaliac by {who} (tag "
-                f"{current.tag or 'none'!r}); modaliac recorded v{before.deployed_version}",
-                "apply deploys the spec again",
-            )
-        )
-    if action == "no-op":
-        notes.append("apply deploys the spec again to undo the drift")
-        return "update"
-    return action
-
-
-def _resets(
-    address: str,
-    after: AppRecord,
-    before: AppRecord | None,
-    seen: Observed | None,
-    drift: list[Notice],
-) -> tuple[FieldChange, ...]:
-    """Autoscaler settings Modal runs with a hand-made value, as the changes a redeploy makes
-    (``scaling.min_containers[Server]: 2 -> 0``). Online they are what Modal reports (drift,
-    unless ``apply --refresh-only`` recorded them); offline, what the state recorded."""
-    if before is None:
-        return ()
-    if seen is not None:
-        if seen.state != "deployed":
-            return ()
-        found = [o for o in seen.overrides if o.value != o.static_value]
-    else:
-        found = [
-            Override(function, setting, value, value, "")
-            for function, values in sorted(before.overrides.items())
-            for setting, value in sorted(values.items())
-        ]
-    changes = []
-    for override in found:
-        pool = override.function.removesuffix(".*")
-        spec_value = after.settings.get(f"scaling.{override.setting}", override.static_value)
-        recorded = before.overrides.get(override.function, {}).get(override.setting)
-        if seen is not None and recorded != override.value:
-            drift.append(
-                Notice(
-                    "autoscaler-override",
-                    address,
-                    f"{pool}: {override.setting} was changed by hand to {override.value} "
-                    f"(deployed: {override.static_value}) by {override.by or 'someone'}",
-                    "apply puts the spec's value back; to keep it, put it in the spec, or "
-                    "record it with `apply --refresh-only`",
-                )
-            )
-        changes.append(
-            FieldChange(f"scaling.{override.setting}[{pool}]", override.value, spec_value)
-        )
-    return tuple(changes)
-
-
-def field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
-    keys = list(after) + [k for k in before if k not in after]
-    return tuple(
-        FieldChange(key, before.get(key), after.get(key))
-        for key in keys
-        if before.get(key) != after.get(key)
-    )
 
 
 def in_scope(spec_path: str, scope: list[str] | None) -> bool:

@@ -7,24 +7,25 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from ..modal.rates import prices_json, prices_text, rows_used
 from ..review.cost import (
     AppCost,
-    Costing,
-    CostLine,
     Prices,
     describe,
     load_prices,
     money,
+    prices_json,
+    prices_text,
     region_note,
+    rows_used,
     usage_text,
 )
 from ..spec.address import Project
 from ..tokens import hidden, token_kind
-from .plan import Change, Notice, Plan, verify_text
+from .changes import Change, Notice, Plan, verify_text
+from .costs import Costing, CostLine
 
 if TYPE_CHECKING:
-    from .refresh import Refresh
+    from .changes import Refresh
 
 _SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
 OFFLINE_NOTE = (

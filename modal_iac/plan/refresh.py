@@ -9,25 +9,15 @@ spec's value against the recorded one as an ordinary change, until the spec says
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..state.records import AppRecord, State
+from .changes import Refresh, deployment_tag
 from .observed import Observed
-from .plan import Desired, deployment_tag
 
-RefreshAction = Literal["record", "forget"]
-
-
-@dataclass(frozen=True)
-class Refresh:
-    """One recorded app brought up to what Modal runs (``after`` None: forgotten)."""
-
-    address: str
-    action: RefreshAction
-    before: AppRecord
-    after: AppRecord | None
-    reasons: tuple[str, ...]
+if TYPE_CHECKING:
+    from .plan import Desired
 
 
 def refreshes(

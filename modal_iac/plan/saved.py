@@ -28,7 +28,7 @@ from ..render.app import HEADER_LINES
 from ..spec.address import Address, AddressError, Project
 from ..state.records import AppRecord
 from ..tokens import shown
-from .plan import (
+from .changes import (
     ACTIONS,
     PLAN_FORMAT_VERSION,
     STRATEGIES,
@@ -40,11 +40,11 @@ from .plan import (
     Strategy,
     Verification,
 )
-from .plan import deployment_tag as tag_of
+from .changes import deployment_tag as tag_of
 
 if TYPE_CHECKING:
     from ..review.cost import Prices
-    from .refresh import Refresh
+    from .changes import Refresh
 
 MAX_PLAN_BYTES = 64 * 2**20
 READABLE_FORMATS = (1, 2)
@@ -120,7 +120,7 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
 def _prices(root: dict[str, Any], reader: _Reader) -> Prices | None:
     """The prices the plan was reviewed with (``cost.prices``), None in a plan without them.
     They price what the saved plan shows; apply never compares them."""
-    from ..modal.rates import prices_from_json
+    from ..review.cost import prices_from_json
 
     cost = root.get("cost")
     if not isinstance(cost, dict) or "prices" not in cost:
@@ -247,7 +247,7 @@ class _Reader:
         return value  # type: ignore[no-any-return]
 
     def refresh(self, raw: Any, at: str) -> Refresh:
-        from .refresh import Refresh
+        from .changes import Refresh
 
         item = self.mapping(raw, at)
         action = self.get(item, "action", str, at)

@@ -1,8 +1,7 @@
-"""What an app costs on Modal: per running hour, the idle floor per month, and plan deltas.
+"""What an app costs on Modal: per running hour and the idle floor per month; the prices.
 
-Costs are computed from flat settings (``settings.py``), the same values a plan compares, so
-an update's delta needs nothing but the plan: the record holds the settings after, the changed
-fields hold the values before. Prices come from the dated table shipped in
+Costs are computed from flat settings (``settings.py``), the same values a plan compares (a
+plan's deltas: ``plan/costs.py``). Prices come from the dated table shipped in
 ``data/gpu_prices.json``; a user file (``MODALIAC_PRICES`` or ``--prices``) overrides rows.
 GPU time, and the CPU and memory a spec reserves (``resources``): Modal bills at least a
 request. Use above the reservations (or Modal's small default request) is left out.
@@ -13,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 from ..errors import ModaliacError
 from ..files import joined, parse_json, read_text
-from ..plan.plan import Change, Plan
 from ..spec.fields import parse_memory
 from ..spec.placement import billed_memory_mib, placement_text, region_multiplier
 
@@ -32,6 +30,7 @@ SERVER_CLASS = "Server"  # the class of the generated HTTP server (templates/vll
 HOST_ROWS = ("cpu_core", "memory_gib")
 REGION_ROWS = ("broad", "narrow")  # Modal's region multipliers (placement.py)
 PRICES_ENV = "MODALIAC_PRICES"
+ORIGINS = ("modal", "table", "file")  # where a table's prices come from (Prices.origin)
 MAX_PRICE_FILE_BYTES = 2**20
 
 
@@ -255,21 +254,6 @@ def _reserved(settings: dict[str, Any], prices: Prices) -> tuple[float | None, s
     return hourly, ", ".join(shown)
 
 
-def change_costs(change: Change, prices: Prices) -> tuple[AppCost | None, AppCost | None]:
-    """(before, after) of one planned change, from its record and its changed fields."""
-    after_settings = change.record.settings if change.record is not None else None
-    before_values = {f.path: f.before for f in change.fields}
-    if change.action == "create":
-        before = None
-    elif change.action == "delete":
-        before = app_cost(before_values, prices)
-    else:
-        before = app_cost({**(after_settings or {}), **before_values}, prices)
-    if change.action == "delete" or after_settings is None:
-        return before, None
-    return before, app_cost(after_settings, prices)
-
-
 def money(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -278,71 +262,6 @@ def money(value: float | None, signed: bool = False) -> str:
     if signed:
         return f"{'+' if value > 0 else '-'}${abs(value):,.2f}"
     return f"${value:,.2f}"
-
-
-@dataclass(frozen=True)
-class CostLine:
-    address: str
-    action: str
-    before: AppCost | None
-    after: AppCost | None
-    active_hours_per_day: float | None = None  # the usage estimate, when one is given
-
-    @property
-    def idle_delta(self) -> float | None:
-        old = self.before.idle_month if self.before else 0.0
-        new = self.after.idle_month if self.after else 0.0
-        return None if old is None or new is None else new - old
-
-    @property
-    def hourly_delta(self) -> float | None:
-        old = self.before.hourly if self.before else 0.0
-        new = self.after.hourly if self.after else 0.0
-        return None if old is None or new is None else new - old
-
-    @property
-    def month_estimate(self) -> float | None:
-        """The month at the usage estimate; None without an estimate or a price."""
-        if self.after is None or self.active_hours_per_day is None:
-            return None
-        return self.after.month(self.active_hours_per_day)
-
-    @property
-    def month_delta(self) -> float | None:
-        """The change of the month at the usage estimate against what is deployed (priced at
-        the same estimate); None without an estimate or a price."""
-        hours = self.active_hours_per_day
-        if hours is None:
-            return None
-        old = self.before.month(hours) if self.before else 0.0
-        new = self.after.month(hours) if self.after else 0.0
-        return None if old is None or new is None else new - old
-
-
-@dataclass(frozen=True)
-class Costing:
-    """How plans are priced: a price table, and a run's usage estimate over the specs' own."""
-
-    prices: Prices
-    active_hours_per_day: float | None = None
-
-    def lines(self, plan: Plan) -> list[CostLine]:
-        """One line per change of ``plan``."""
-        return [
-            CostLine(
-                c.address,
-                c.action,
-                *change_costs(c, self.prices),
-                self.hours(c.active_hours_per_day),
-            )
-            for c in plan.changes
-        ]
-
-    def hours(self, spec_estimate: float | None) -> float | None:
-        """The usage estimate to price with: the run's, else the spec's."""
-        if self.active_hours_per_day is not None:
-            return self.active_hours_per_day
-        return spec_estimate
 
 
 def usage_text(cost: AppCost | None, active_hours_per_day: float | None) -> str:
@@ -383,3 +302,98 @@ def describe(cost: AppCost | None) -> str:
         for pool in cost.pools
     )
     return text + f" over {len(cost.pools)} GPU pools ({each})"
+
+
+def prices_text(prices: Prices, used: Iterable[str] | None = None) -> str:
+    """Which prices a figure used: ``prices: Modal's rates read at 2026-12-02 01:50:07 UTC``,
+    ``prices: shipped table dated 2026-07-01 (offline fallback)``, or the price file's; with
+    the rows of ``used`` (GPU types, ``cpu_core``, ``memory_gib``) Modal's rates lack."""
+    if prices.origin == "modal":
+        shown = prices.read_at.replace("T", " ").removesuffix("Z")
+        text = f"prices: Modal's rates read at {shown} UTC"
+    elif prices.origin == "file":
+        text = f"prices: {prices.source}"
+    else:
+        text = f"prices: shipped table dated {prices.date} (offline fallback)"
+    return "; ".join((text, *prices.notes, *_table_note(prices, used)))
+
+
+def _table_note(prices: Prices, used: Iterable[str] | None) -> list[str]:
+    wanted = set(prices.from_table) if used is None else set(used)
+    missing = [row for row in prices.from_table if row in wanted]
+    if not missing:
+        return []
+    return [
+        f"not in Modal's rates, priced from the shipped table of {prices.table_date}: "
+        + ", ".join(missing)
+    ]
+
+
+def rows_used(costs: Iterable[AppCost | None]) -> set[str]:
+    """The price rows these costs read: GPU types and the host rows."""
+    used = set(HOST_ROWS)
+    for cost in costs:
+        if cost is not None:
+            used.add(cost.gpu.partition(":")[0])
+    return used
+
+
+def prices_json(prices: Prices) -> dict[str, object]:
+    """The ``cost.prices`` object of a JSON plan (docs/plan-format.md): which prices, and the
+    rates themselves, so a saved plan reads back priced as it was reviewed."""
+    return {
+        "source": prices.origin,
+        "date": prices.date,
+        "read_at": prices.read_at or None,
+        "notes": list(prices.notes),
+        "from_table": list(prices.from_table),
+        "table_date": prices.table_date,
+        "description": prices.source,
+        "per_second": dict(sorted(prices.per_second.items())),
+        "host": dict(sorted(prices.host.items())),
+        "regions": dict(sorted(prices.regions.items())),
+    }
+
+
+def prices_from_json(raw: Any, fail: Callable[[str, str], Exception]) -> Prices:
+    """``prices_json`` read back; ``fail(key path, message)`` for a field of the wrong shape."""
+    if not isinstance(raw, dict):
+        raise fail("cost.prices", "expected a JSON object")
+
+    def text(key: str, optional: bool = False) -> str:
+        value = raw.get(key)
+        if value is None and optional:
+            return ""
+        if not isinstance(value, str):
+            raise fail(f"cost.prices.{key}", "expected a string")
+        return value
+
+    def texts(key: str) -> tuple[str, ...]:
+        value = raw.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"cost.prices.{key}", "expected a list of strings")
+        return tuple(value)
+
+    def numbers(key: str) -> dict[str, float]:
+        value = raw.get(key)
+        if not isinstance(value, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise fail(f"cost.prices.{key}", "expected an object of numbers")
+        return {str(k): float(v) for k, v in value.items()}
+
+    origin = text("source")
+    if origin not in ORIGINS:
+        raise fail("cost.prices.source", f"expected one of {', '.join(ORIGINS)}")
+    return Prices(
+        numbers("per_second"),
+        text("date"),
+        text("description"),
+        numbers("host"),
+        numbers("regions"),
+        origin=origin,
+        read_at=text("read_at", optional=True),
+        notes=texts("notes"),
+        from_table=texts("from_table"),
+        table_date=text("table_date"),
+    )
