@@ -364,7 +364,7 @@ UNCHECKED = "context not checked: no layer shapes"
 
 def _hourly() -> dict[str, float]:
     """USD per GPU per running hour from the price table (a broken user table: the shipped)."""
-    from .cost import load_prices, shipped_prices  # cost.py imports plan.py: keep fit light
+    from .cost import load_prices, shipped_prices  # read only when a price is asked for
 
     try:
         prices = load_prices()
