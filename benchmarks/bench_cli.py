@@ -120,15 +120,28 @@ def time_commands(
     return {label: statistics.median(values) for label, values in times.items()}
 
 
+# Linux counts in a child's maximum RSS what its process held before exec: the copy of the
+# spawner. This script holds big plans by then, so a small interpreter spawns the command and
+# reports that child's own peak (from ``wait4``), which starts from the small one's size.
+_PEAK = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def peak_rss_mib(argv: list[str], cwd: Path) -> float:
-    """The maximum resident set size of one run of ``argv`` (its own, from ``wait4``)."""
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    err = child.stderr.read().decode(errors="replace") if child.stderr else ""
-    if child.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} exited {child.returncode}:\n{err}")
-    return usage.ru_maxrss / 1024  # KiB on Linux
+    """The maximum resident set size of one run of ``argv``, measured by a small spawner."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, *argv], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    code, _, kib = done.stdout.strip().partition(" ")
+    if done.returncode != 0 or code != "0":
+        raise SystemExit(
+            f"bench: {' '.join(argv)} exited {code or done.returncode}:\n{done.stderr}"
+        )
+    return int(kib) / 1024  # KiB on Linux
 
 
 def per_item(work: Callable[[T], object], items: list[T], runs: int) -> float:
