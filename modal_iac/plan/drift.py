@@ -12,10 +12,6 @@ from ..state.records import AppRecord
 from .changes import Action, FieldChange, Notice
 from .observed import Observed, Override
 
-# Modal's autoscaler settings a spec sets under scaling: (a hand change of another one is
-# reset to what the deploy set).
-SCALING_SETTINGS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
-
 # Who reads a key modaliac knows, for a blocker that names a wrong spelling of it.
 _READER = {HF_TOKEN_KEY: "huggingface_hub"}
 

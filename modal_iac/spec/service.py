@@ -362,7 +362,3 @@ def _server_problems(spec: Spec) -> list[tuple[tuple[str, ...], str]]:
             )
         )
     return found
-
-
-# Keys whose pydantic location differs from the YAML key (aliases).
-YAML_KEY = {"class_": "class"}
