@@ -58,9 +58,9 @@ def summary_line(plan: Plan) -> str:
 def _value(value: Any) -> str:
     """A setting's value as JSON, any text in it shaped like a credential named instead: a
     loaded spec holds none, but a state recorded by an older modaliac may."""
-    kind = token_kind(value, within_words=True) if isinstance(value, str) else None
-    if kind is not None:
-        return hidden(kind)
+    if isinstance(value, str):  # checked once here; _masked is for what holds strings
+        kind = token_kind(value, within_words=True)
+        return hidden(kind) if kind is not None else json.dumps(value, ensure_ascii=False)
     return json.dumps(_masked(value), ensure_ascii=False)
 
 
