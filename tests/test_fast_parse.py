@@ -204,3 +204,15 @@ def test_the_fast_and_the_round_trip_path_load_alike(
     with monkeypatch.context() as patched:
         patched.setattr(load, "fast_parse", lambda text: None)
         assert taken == outcome(path, env)
+
+
+def test_an_escaped_stand_in_is_not_taken_for_a_glued_colon(tmp_path: Path) -> None:
+    # "\ue000" in double quotes decodes to the stand-in the fast path swaps glued colons for:
+    # beside a glued colon elsewhere (the image tag) it must stay the character it was.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        'app: a0\ngpu: L4\nmodel:\n  id: org/m0\n  task: embed\n  revision: "r\\ue000"\n'
+        "image:\n  base: 00_000000:0\n",
+        encoding="utf-8",
+    )
+    assert load.load_spec(spec).spec.model.revision == "r\ue000"

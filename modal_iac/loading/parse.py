@@ -56,6 +56,7 @@ _CONSTRUCT = YAML(typ="rt").constructor  # builds numbers exactly as the round-t
 # one-character stand-in it is parsed as (a private-use character, so columns stay put).
 _TIGHT_COLON = re.compile(r"(?<=\w):(?=\w)")
 COLON_STAND_IN = "\ue000"
+_ESCAPED_STAND_IN = re.compile(r"\\(?:u[eE]000|U0000[eE]000)")
 try:
     from _ruamel_yaml import CParser as _CParser  # ruamel.yaml.clib: libyaml's parser
 except ImportError:  # pragma: no cover - the pure-Python install takes the round-trip path
@@ -105,7 +106,11 @@ def fast_parse(text: str) -> CommentedMap | None:
     allows: such colons are parsed as a same-width placeholder and put back."""
     if _CParser is None:
         return None
-    swapped = COLON_STAND_IN not in text and _TIGHT_COLON.search(text) is not None
+    swapped = (
+        COLON_STAND_IN not in text
+        and _ESCAPED_STAND_IN.search(text) is None  # "\ue000" in quotes decodes to it
+        and _TIGHT_COLON.search(text) is not None
+    )
     parsed = _TIGHT_COLON.sub(COLON_STAND_IN, text) if swapped else text
     try:
         return _build(_CParser(parsed), swapped)
