@@ -8,10 +8,15 @@ is down. Every server binds a free port on 127.0.0.1 and stops itself.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
+import inspect
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +141,59 @@ def router(generated: ModuleType) -> Iterator[tuple[int, dict[str, StandIn]]]:
 
 
 CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
+
+
+PROCESS_HELPERS = ("start_vllm", "wait_healthy", "stop_vllm")
+
+
+def helper_sources(source: str) -> dict[str, str]:
+    """The text of each vLLM process helper a generated file defines."""
+    tree = ast.parse(source)
+    return {
+        node.name: ast.get_source_segment(source, node) or ""
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name in PROCESS_HELPERS
+    }
+
+
+def test_the_vllm_process_helpers_are_one_text_in_every_generated_file() -> None:
+    """Starting vLLM, waiting for its health and stopping it are written once
+    (templates/_vllm_process.py.j2): each golden file that runs vLLM has the same three."""
+    found = {}
+    for golden in sorted((ROOT / "tests" / "golden").glob("*.py")):
+        source = golden.read_text()
+        if "vllm serve" in source:
+            found[golden.name] = helper_sources(source)
+    assert any("gateway" in name for name in found) and len(found) > 5, sorted(found)
+    texts = {tuple(sorted(helpers.items())) for helpers in found.values()}
+    assert len(texts) == 1, "the vLLM process helpers differ between generated files"
+    (only,) = texts
+    assert [name for name, _ in only] == sorted(PROCESS_HELPERS)
+    for template in (ROOT / "templates").glob("*.j2"):
+        if template.name != "_vllm_process.py.j2":
+            text = template.read_text()
+            assert not any(f"def {name}(" in text for name in PROCESS_HELPERS), template.name
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True], ids=["exits", "ignores-sigterm"])
+def test_a_model_containers_stop_hook_ends_vllm_even_if_it_ignores_sigterm(
+    generated: ModuleType, ignores_sigterm: bool
+) -> None:
+    """The model classes' exit hook calls stop_vllm: SIGTERM, then SIGKILL after the grace."""
+    assert "stop_vllm(self.process)" in inspect.getsource(generated)
+    code = "import signal, sys, time\n"
+    if ignores_sigterm:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "print('up', flush=True)\ntime.sleep(60)\n"
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "up\n"
+        generated.stop_vllm(process, grace=0.3)
+        expected = signal.SIGKILL if ignores_sigterm else signal.SIGTERM
+        assert process.wait(timeout=10) == -expected
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_the_generated_app_defines_one_class_per_model_and_one_router(

@@ -32,9 +32,16 @@ SHARED += ("_guard_settings.py.j2", "_http_guard.py.j2")
 SERVICE = ("_service_settings.py.j2", "_snapshot_args.py.j2", "_endpoint_secrets.py.j2")
 SERVICE += ("_retries_arg.py.j2", "_concurrent.py.j2", "_api_key.py.j2", "_downloader.py.j2")
 TEMPLATES = {
-    "vllm": ("vllm_app.py.j2", "vllm_server.py.j2", "_loopback.py.j2", *SERVICE, *SHARED),
+    "vllm": (
+        "vllm_app.py.j2",
+        "vllm_server.py.j2",
+        "_loopback.py.j2",
+        "_vllm_process.py.j2",
+        *SERVICE,
+        *SHARED,
+    ),
     "transformers": ("transformers_app.py.j2", *SERVICE, *SHARED),
-    "gateway": ("gateway_app.py.j2", "_loopback.py.j2", *SHARED),
+    "gateway": ("gateway_app.py.j2", "_loopback.py.j2", "_vllm_process.py.j2", *SHARED),
 }
 
 

@@ -922,7 +922,7 @@ def test_start_vllm_passes_the_token_by_environment_only(
     monkeypatch.setattr(module.subprocess, "Popen", popen)
     monkeypatch.setenv("API_KEY", PUBLIC_KEY)
     monkeypatch.setenv("VLLM_SERVER_DEV_MODE", "0")
-    assert module.start_vllm(TOKEN) == "process"
+    assert module.start_vllm(module.SERVE_ARGS, TOKEN, module.VLLM_ENV) == "process"
     ((argv, env),) = started
     assert argv == ["vllm", "serve", *module.SERVE_ARGS]
     assert TOKEN not in argv and PUBLIC_KEY not in " ".join(argv)

@@ -24,6 +24,10 @@ GUARD_NAMES = frozenset(
     | {"_replay"}
 )
 
+# templates/_loopback.py.j2 and templates/_vllm_process.py.j2, included by every template that
+# runs vLLM: starting it, waiting for its health, stopping it.
+VLLM_PROCESS_NAMES = frozenset({"_loopback", "start_vllm", "stop_vllm", "wait_healthy"})
+
 # templates/vllm_app.py.j2 with templates/vllm_server.py.j2 (the HTTP server), every surface
 # and snapshot mode.
 VLLM_NAMES = frozenset(
@@ -39,11 +43,12 @@ VLLM_NAMES = frozenset(
     | {"asyncio", "b64encode", "hashlib", "hmac", "json", "os", "subprocess", "time"}
     | {"token_urlsafe", "urllib", "zlib"}
     | {"HOP_BY_HOP", "NOT_FORWARDED", "PUBLIC_PREFIX", "Server", "_Proxy", "build_proxy"}
-    | {"sleep_engine", "start_vllm", "tiny_png", "wait_healthy", "wake_engine", "warm_up"}
-    | {"warm_up_requests", "_call", "_is_sleeping", "_loopback", "_public"}
+    | {"sleep_engine", "tiny_png", "wake_engine", "warm_up", "warm_up_requests", "_call"}
+    | {"_is_sleeping", "_public"}
     # primitive server (Modal's @app.server): the guard's own listener.
     | {"PUBLIC_PORT", "listen_public", "signal", "threading"}
     | GUARD_NAMES
+    | VLLM_PROCESS_NAMES
 )
 
 # templates/transformers_app.py.j2; its class is named Server when the class surface is off.
@@ -73,9 +78,9 @@ GATEWAY_NAMES = frozenset(
     | {"PYTHON_VERSION", "ROUTED_PATHS", "SCALEDOWN_WINDOW", "SECRET_NAMES", "STARTUP_TIMEOUT"}
     | {"ROUTER_PACKAGES", "ROUTER_TIMEOUT", "HF_TOKEN_KEY", "HF_TOKEN_SECRET"}
     | {"TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES", "Router", "build_router"}
-    | {"http_exchange", "http_sender", "modal_sender", "router", "start_vllm", "wait_healthy"}
-    | {"_loopback"}
+    | {"http_exchange", "http_sender", "modal_sender", "router"}
     | GUARD_NAMES
+    | VLLM_PROCESS_NAMES
 )
 
 # An environment may switch a service's engine, so its names avoid both engines' files.

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from secrets import token_urlsafe
 
@@ -157,7 +156,7 @@ class Gemma312b:
 
     @modal.exit()
     def stop(self) -> None:
-        self.process.terminate()
+        stop_vllm(self.process)
 
     @modal.method()
     async def forward(self, path: str, body: dict):
@@ -189,7 +188,7 @@ class Gemma327b:
 
     @modal.exit()
     def stop(self) -> None:
-        self.process.terminate()
+        stop_vllm(self.process)
 
     @modal.method()
     async def forward(self, path: str, body: dict):
@@ -221,7 +220,7 @@ class Qwen3Vl30b:
 
     @modal.exit()
     def stop(self) -> None:
-        self.process.terminate()
+        stop_vllm(self.process)
 
     @modal.method()
     async def forward(self, path: str, body: dict):
@@ -261,27 +260,39 @@ def router():
 _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def start_vllm(serve_args: list, token: str) -> subprocess.Popen:
-    """``vllm serve`` on 127.0.0.1, with ``token`` as its API key (from the environment)."""
+def start_vllm(serve_args: list, token: str, extra_env=None) -> subprocess.Popen:
+    """``vllm serve`` on 127.0.0.1 with ``serve_args``, ``token`` as its API key, and
+    ``extra_env`` (a dict) on top of this container's environment, less the public key."""
     env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
-    env["VLLM_API_KEY"] = token
+    env.update(extra_env or {})
+    env["VLLM_API_KEY"] = token  # read from the environment: never on the command line
     return subprocess.Popen(["vllm", "serve", *serve_args], env=env)
 
 
 def wait_healthy(url: str, timeout: float, process=None, interval: float = 1.0) -> None:
-    """Poll /health until vLLM answers 200; fail fast if the process exits."""
+    """Wait until GET /health answers 200; fail at once if the vLLM process exits."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"vllm serve exited with status {process.returncode}")
         try:
-            with _loopback.open(url + "/health", timeout=5) as response:
+            with _loopback.open(url + "/health", timeout=10) as response:
                 if response.status == 200:
                     return
-        except (urllib.error.URLError, OSError):
+        except OSError:  # refused while starting, or 503 while the engine is down
             pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"vLLM at {url} was not healthy after {timeout} s")
         time.sleep(interval)
-    raise TimeoutError(f"vLLM did not become healthy within {timeout} s")
+
+
+def stop_vllm(process: subprocess.Popen, grace: float = 30) -> None:
+    """End vLLM: SIGTERM, then SIGKILL if it is still running ``grace`` seconds later."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 async def http_exchange(base_url: str, path: str, body: dict, token=None, timeout: float = 600):

@@ -266,7 +266,7 @@ class Server:
     def start(self) -> None:
         # GPU memory snapshot: vLLM is up, on the GPU and warmed up before the snapshot.
         self.token = token_urlsafe(32)
-        self.process = start_vllm(self.token)
+        self.process = start_vllm(SERVE_ARGS, self.token, VLLM_ENV)
         wait_healthy(VLLM_URL, STARTUP_TIMEOUT, self.process)
         warm_up(VLLM_URL, self.token, TASK, SERVED_MODEL_NAME, MULTIMODAL)
 
@@ -276,11 +276,7 @@ class Server:
 
     @modal.exit()
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_vllm(self.process)
 
     @modal.asgi_app()
     def serve(self):
@@ -300,12 +296,13 @@ class Server:
             await modal.experimental.stop_fetching_inputs.aio()
 
 
-def start_vllm(token: str) -> subprocess.Popen:
-    """``vllm serve`` on 127.0.0.1, with ``token`` as its API key."""
+def start_vllm(serve_args: list, token: str, extra_env=None) -> subprocess.Popen:
+    """``vllm serve`` on 127.0.0.1 with ``serve_args``, ``token`` as its API key, and
+    ``extra_env`` (a dict) on top of this container's environment, less the public key."""
     env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
-    env.update(VLLM_ENV)
+    env.update(extra_env or {})
     env["VLLM_API_KEY"] = token  # read from the environment: never on the command line
-    return subprocess.Popen(["vllm", "serve", *SERVE_ARGS], env=env)
+    return subprocess.Popen(["vllm", "serve", *serve_args], env=env)
 
 
 def wait_healthy(url: str, timeout: float, process=None, interval: float = 1.0) -> None:
@@ -323,6 +320,15 @@ def wait_healthy(url: str, timeout: float, process=None, interval: float = 1.0) 
         if time.monotonic() >= deadline:
             raise TimeoutError(f"vLLM at {url} was not healthy after {timeout} s")
         time.sleep(interval)
+
+
+def stop_vllm(process: subprocess.Popen, grace: float = 30) -> None:
+    """End vLLM: SIGTERM, then SIGKILL if it is still running ``grace`` seconds later."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def warm_up_requests(task: str, model: str, multimodal: bool) -> list[tuple[str, dict]]:
