@@ -28,7 +28,7 @@ NAMES = {"vllm": VLLM_NAMES, "transformers": TRANSFORMERS_NAMES, "gateway": GATE
 # The partials every kind includes (templates/_*.py.j2), then each kind's own.
 SHARED = ("_scaling_settings.py.j2", "_runtime_settings.py.j2", "_app_image.py.j2")
 SHARED += ("_volumes_secrets.py.j2", "_container_args.py.j2", "_runtime_args.py.j2")
-SHARED += ("_guard_settings.py.j2", "_http_guard.py.j2")
+SHARED += ("_guard_settings.py.j2", "_http_guard.py.j2", "_image_settings.py.j2")
 SERVICE = ("_service_settings.py.j2", "_snapshot_args.py.j2", "_endpoint_secrets.py.j2")
 SERVICE += ("_retries_arg.py.j2", "_concurrent.py.j2", "_api_key.py.j2", "_downloader.py.j2")
 TEMPLATES = {

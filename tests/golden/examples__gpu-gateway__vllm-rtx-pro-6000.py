@@ -101,13 +101,13 @@ PYTHON_VERSION = "3.12"
 PIP_PACKAGES = [
     "vllm==0.33.0",
 ]
-ROUTER_PACKAGES = [
-    "aiohttp==3.14.5",
-]
 IMAGE_ENV = {
     "HF_HOME": "/root/.cache/huggingface",
     "HF_XET_HIGH_PERFORMANCE": "1",
 }
+ROUTER_PACKAGES = [
+    "aiohttp==3.14.5",
+]
 
 # -- Modal objects -----------------------------------------------------------------------
 
