@@ -167,6 +167,37 @@ def test_render_writes_one_file_per_app(capsys: pytest.CaptureFixture[str], tmp_
     assert out.count("wrote ") == 2
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ("app: kalm-embedding\nenvironment: dev", "app: kalm-embedding\nenvironment: prod", ""),
+        ("app: kalm-embedding", "app: Kalm-Embedding", "one file on a case-insensitive disk"),
+    ],
+    ids=["one-app-two-environments", "names-differing-in-case"],
+)
+def test_render_refuses_two_apps_that_would_share_one_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, first: str, second: str, shared: str
+) -> None:
+    """The second file would replace the first (or be the same file on macOS): deploying
+    it would deploy the other app's code. Nothing is written."""
+    text = KALM.read_text(encoding="utf-8")
+    assert text.count("app: kalm-embedding\n") == 1
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "a.yaml").write_text(text.replace("app: kalm-embedding", first), encoding="utf-8")
+    (specs / "b.yaml").write_text(text.replace("app: kalm-embedding", second), encoding="utf-8")
+    out_dir = tmp_path / "build"
+    code, out, err = run(capsys, "render", str(specs), "-o", str(out_dir))
+    assert code == 1 and out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"{specs / 'b.yaml'}: render: ")
+    assert str(specs / "a.yaml") in line and "separate -o folders" in line
+    assert shared in line
+    if not shared:
+        assert "prod/kalm-embedding and dev/kalm-embedding" in line
+    assert not out_dir.exists()
+
+
 def test_render_several_specs_to_stdout_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

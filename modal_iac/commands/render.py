@@ -14,6 +14,7 @@ from .options import env_option
 
 if TYPE_CHECKING:
     from ..loading.load import LoadedSpec
+    from ..render.app import Rendered
     from ..spec.gateway import GatewaySpec
     from ..spec.service import Spec
     from .console import Console
@@ -45,19 +46,52 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
         for item in loaded:
             console.print(_explain(item))
         return EXIT_OK
-    rendered = [app for item in loaded for app in render_all(item)]
+    rendered = [(item, app) for item in loaded for app in render_all(item)]
     if args.output is None:
         if len(rendered) > 1:
             raise UsageError("render: several apps need -o DIR (one file per app)")
-        console.print(rendered[0].source, end="")
+        console.print(rendered[0][1].source, end="")
         return EXIT_OK
     out_dir = Path(args.output)
+    _refuse_shared_files(rendered, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for app_file in rendered:
+    for _, app_file in rendered:
         target = out_dir / app_file.filename
         target.write_text(app_file.source, encoding="utf-8")
         console.print(f"wrote {target}")
     return EXIT_OK
+
+
+def _refuse_shared_files(rendered: list[tuple[LoadedSpec, Rendered]], out_dir: Path) -> None:
+    """Two apps whose files would have one name (the same app in two environments, or names
+    that differ only in case, which case-insensitive disks such as macOS's take for one) are
+    refused before anything is written: the second file would replace the first, and
+    deploying it would deploy the other app's code."""
+    from ..errors import ModaliacError
+
+    first: dict[str, tuple[LoadedSpec, Rendered]] = {}
+    for item, app_file in rendered:
+        key = app_file.filename.casefold()
+        if key not in first:
+            first[key] = (item, app_file)
+            continue
+        other_item, other = first[key]
+        where = f"would both be written to {out_dir / other.filename}"
+        if other.filename != app_file.filename:
+            where = (
+                f"would be written to {out_dir / other.filename} and {app_file.filename}, one "
+                "file on a case-insensitive disk (macOS, Windows)"
+            )
+        raise ModaliacError(
+            f"{item.path}: render: {_address(item, app_file)} and {_address(other_item, other)}"
+            f" ({other_item.path}) {where}; render them into separate -o folders (one "
+            "environment at a time), or rename one app"
+        )
+
+
+def _address(item: LoadedSpec, app_file: Rendered) -> str:
+    environment = item.spec.environment
+    return f"{environment}/{app_file.app}" if environment else app_file.app
 
 
 def _explain(item: LoadedSpec) -> str:
