@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import __version__
 from .commands.console import (
@@ -20,6 +21,7 @@ from .commands.console import (
     EXIT_OK,
     EXIT_USAGE,
     Console,
+    quotable,
     wants_color,
 )
 from .commands.options import (
@@ -37,8 +39,16 @@ from .plan.targets import UsageError
 VERSION_TEXT = f"modaliac {__version__}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors quote arguments as every error line does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {quotable(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="modaliac",
         description="Infrastructure as code for model serving on Modal.",
         epilog="Specs are YAML files; see examples/ and schema.json.",
@@ -84,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _operate_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _operate_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     """The commands that change Modal or the state (run by ``commands/operate.py``, imported
     only when one of them runs)."""
     apply = commands.add_parser(
@@ -209,7 +219,7 @@ def _operate_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     state.set_defaults(run="commands.operate:cmd_state")
 
 
-def _debug_after_subcommand(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _debug_after_subcommand(commands: argparse._SubParsersAction[_Parser]) -> None:
     """``modaliac plan --debug`` means ``modaliac --debug plan``: every subcommand (and
     sub-subcommand) takes ``--debug``; SUPPRESS leaves the top-level value when absent."""
     for sub in commands.choices.values():

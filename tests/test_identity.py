@@ -476,3 +476,109 @@ def test_the_profile_environment_places_apps_that_name_none(
     code, out, err = cli(capsys, "plan", "--offline", "--env", "prod", "--format", "json")
     assert code == 0, err  # --env names the environment outright
     assert [c["address"] for c in json.loads(out)["changes"]] == ["prod/minilm"]
+
+
+def cli_or_usage(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``cli``, or argparse's exit status where it refuses the arguments (a usage error)."""
+    try:
+        return cli(capsys, *argv)
+    except SystemExit as exc:
+        out, err = capsys.readouterr()
+        return int(exc.code or 0), out, err
+
+
+HF_SHAPED = "hf_" + "iKZWeqhFWCEPyYngFbyBMWXaSCrUZoLgub"  # letters, digits and "_": a valid name
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "status"),
+    [
+        (["plan", "--offline", "--env", HF_SHAPED], None, 2),
+        (["plan", "--offline"], HF_SHAPED, 1),
+        (["state", "show", HF_SHAPED], None, 1),
+        (["state", "rm", f"dev/{HF_SHAPED}"], None, 1),
+        (["state", "show", f"{HF_SHAPED}/minilm"], None, 1),
+        (["plan", "--offline", f"specs/{HF_SHAPED}.yaml"], None, 1),
+        ([HF_SHAPED], None, 2),
+        (["plan", "--offline", "--format", HF_SHAPED], None, 2),
+    ],
+    ids=[
+        "--env",
+        "MODAL_ENVIRONMENT",
+        "app",
+        "address",
+        "environment",
+        "path",
+        "command",
+        "choice",
+    ],
+)
+def test_a_token_shaped_name_is_refused_and_never_echoed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    environment: str | None,
+    status: int,
+) -> None:
+    """A secret pasted where a name goes is a valid-looking Modal name: it is refused (or not
+    found) in one line that names its kind, never repeats it, and writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs/minilm.yaml").write_text(SPEC)
+    if environment is not None:
+        monkeypatch.setenv("MODAL_ENVIRONMENT", environment)
+    code, out, err = cli_or_usage(capsys, *argv)
+    assert (code, out) == (status, ""), err
+    assert HF_SHAPED not in err and HF_SHAPED[3:20] not in err
+    last = err.splitlines()[-1]
+    assert "a Hugging Face token" in last, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["specs"]
+
+
+def test_error_lines_never_carry_control_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file name or an argument holding escape sequences cannot clear the screen, retitle
+    the terminal or rewrite the line through an error message."""
+    monkeypatch.chdir(tmp_path)
+    hostile = "\x1b]0;owned\x07\x1b[2J\rspecs\x9b"
+    for argv in (["plan", "--offline", hostile], [hostile], ["state", "show", hostile]):
+        code, out, err = cli_or_usage(capsys, *argv)
+        assert code in (1, 2) and out == "", argv
+        assert not any(c in err for c in "\x1b\x07\r\x9b"), (argv, err)
+        assert "owned" in err, (argv, err)  # shown, harmless: "?" or argparse's repr escapes
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["destroy", "bad%name", "--yes"],
+        ["destroy", "nothere", "--yes"],
+        ["rollback", "dev/nothere", "--yes"],
+        ["state", "rm", "nothere"],
+        ["state", "mv", "nothere", "elsewhere"],
+        ["import", "nothere"],
+        ["apply", "--yes", "specs/nope.yaml"],
+        ["apply", "--yes", "--replace", "nothere"],
+    ],
+    ids=lambda argv: "-".join(argv[:2]),
+)
+def test_a_refused_target_writes_nothing_not_even_the_lock(
+    modal_api: LocalModalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    """What needs no lock is checked before it is taken: a new project keeps no .modaliac/
+    after a mistyped target, and Modal is asked to change nothing."""
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
+    (project / "specs/minilm.yaml").write_text(SPEC)
+    monkeypatch.chdir(project)
+    code, _, err = cli_or_usage(capsys, *argv)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in project.iterdir()) == ["specs"]
+    for rpc in ("AppStop", "AppRollback", "AppCreate", "AppPublish"):
+        assert modal_api.state.requests(rpc) == [], rpc

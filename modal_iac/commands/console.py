@@ -6,10 +6,22 @@ The console is passed to every command, never global; ``cli.py`` makes it and de
 from __future__ import annotations
 
 import os
+import re
 from typing import TextIO
+
+from ..tokens import scrub
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
+# Control characters but the newline and the tab: an error line never moves the cursor,
+# clears the screen or sets a title, whatever file name or argument it quotes.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def quotable(text: str) -> str:
+    """``text`` fit for an error line that quotes what the user typed: token-shaped parts
+    named by their kind, control characters (but the newline and the tab) shown as "?"."""
+    return _CONTROL.sub("?", scrub(text))
 
 
 class Console:
@@ -28,7 +40,8 @@ class Console:
         self._write(self.out, text + end)
 
     def error(self, text: str) -> None:
-        self._write(self.err, text + "\n")
+        """An error line on stderr, ``quotable``: it may quote a path or an address."""
+        self._write(self.err, quotable(text) + "\n")
 
     def flush(self) -> None:
         for stream in (self.out, self.err):

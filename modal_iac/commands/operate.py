@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -30,6 +30,8 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from ..modal.outcome import Outcome
     from ..modal.sdk_log import SdkLog
+    from ..plan.changes import Inputs
+    from ..plan.plan import Desired
     from ..state.stores import StateStore
     from .progress import AppLogs
 
@@ -59,6 +61,7 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
             "--verify or --refresh-only (make the plan with them)"
         )
     events, console = _events_stream(args, console)
+    asked = _asked(args, project, saved)  # before the lock: a refused input writes nothing
     log = SdkLog.for_command(project.log_dir, "apply")
     halt = Halt()
     try:
@@ -72,9 +75,35 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
                 with capture.paused():  # the prompt must reach the terminal
                     return confirm(question)
 
-            return _apply_locked(args, console, ask, store, project, saved, halt, log, events)
+            return _apply_locked(args, console, ask, store, project, asked, halt, log, events)
     finally:
         log.close()
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What an apply was asked for, checked before the state is locked: a saved plan, read
+    and verified against the files it was made from, or the specs' apps."""
+
+    reviewed: Plan | None = None
+    targets: list[str] = field(default_factory=list)
+    inputs: Inputs | None = None
+    desired: list[Desired] = field(default_factory=list)
+
+
+def _asked(args: argparse.Namespace, project: Project, saved: bool) -> _Asked:
+    from ..plan.saved import read_plan, verify
+    from ..plan.targets import spec_targets
+    from .plan import desired_for
+
+    if saved:
+        reviewed = read_plan(args.targets[0])
+        verify(reviewed, args.targets[0], project)
+        return _Asked(reviewed=reviewed)
+    targets = spec_targets(args.targets, project, "apply")
+    inputs = plan_inputs(args, targets, project)
+    desired = desired_for(inputs, project, online=True, targets=targets)
+    return _Asked(targets=targets, inputs=inputs, desired=desired)
 
 
 def _apply_locked(
@@ -83,7 +112,7 @@ def _apply_locked(
     confirm: Callable[[str], bool],
     store: StateStore,
     project: Project,
-    saved: bool,
+    asked: _Asked,
     halt: Halt,
     log: SdkLog,
     events: TextIO,
@@ -93,25 +122,27 @@ def _apply_locked(
     from ..modal.rates import current_prices
     from ..plan.costs import Costing
     from ..plan.present import as_text
-    from ..plan.saved import read_plan, verify
-    from ..plan.targets import spec_targets
     from ..review.cost import load_prices
     from .progress import AppLogs, make_display
 
     state = store.read()
-    if saved:
-        reviewed = read_plan(args.targets[0])
-        verify(reviewed, args.targets[0], project)
-        plan = _check_fresh(reviewed, state, args.targets[0], project)
+    if asked.reviewed is not None:
+        plan = _check_fresh(asked.reviewed, state, args.targets[0], project)
     else:
-        targets = spec_targets(args.targets, project, "apply")
-        inputs = plan_inputs(args, targets, project)
+        assert asked.inputs is not None
         # Modal's rates (apply runs with credentials) are read over their own client while
         # the plan observes the apps: a few round trips fewer in a row.
         from ..modal import billing, observe  # noqa: F401  (imported here, never by two threads at once)
 
         prices = _started(lambda: current_prices(load_prices(), None))
-        plan = build_plan(inputs, state, project, online=True, targets=targets)
+        plan = build_plan(
+            asked.inputs,
+            state,
+            project,
+            online=True,
+            targets=asked.targets,
+            desired=asked.desired,
+        )
         pricing = Costing(prices())
         console.print(as_text(plan, color=console.color, costing=pricing, project=project), end="")
     if plan.blockers:
@@ -333,15 +364,17 @@ def _one_recorded(
     """What ``destroy`` and ``rollback`` act on: the one recorded app ``args.target`` names,
     with the state read and its lock held for the whole change."""
     from ..modal.sdk import require_credentials
-    from ..plan.targets import find_record, state_store
+    from ..plan.targets import one_address, recorded_at, state_store
 
     require_credentials()
     events, console = _events_stream(args, console)
     project = Project.here()
+    address = one_address(args.target, args.env, project)
     store = state_store(args.state, project, console.error)
+    recorded_at(store.read(), address)  # before the lock: a wrong target writes nothing
     with store.lock(owner(), wait=args.lock_timeout):
-        state = store.read()
-        yield console, events, store, state, find_record(state, args.target, args.env, project)
+        state = store.read()  # what decides, read under the lock
+        yield console, events, store, state, recorded_at(state, address)
 
 
 def _showing(
@@ -385,13 +418,15 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
     if args.generate_spec and Path(args.generate_spec).exists():
         raise ModaliacError(f"{args.generate_spec}: already exists; name a new file")
     store = state_store(args.state, project, console.error)
+    # Before the lock, so a wrong target writes nothing: the state does not record the app
+    # and Modal runs it. Modal may change either way under the lock too; the state may not.
+    _refuse_managed(store.read(), address)
+    seen = observe([Query(target.app, target.environment)])[(target.environment, target.app)]
+    if seen.state != "deployed" or seen.current is None:
+        raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
-        if address in state.apps:
-            raise ModaliacError(f"{address}: already managed by modaliac")
-        seen = observe([Query(target.app, target.environment)])[(target.environment, target.app)]
-        if seen.state != "deployed" or seen.current is None:
-            raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
+        _refuse_managed(state, address)
         if args.generate_spec:
             state.apps[address] = record = _import_with_spec(args, project, target, seen)
             store.write(state)
@@ -478,6 +513,11 @@ def cmd_rollback(args: argparse.Namespace, console: Console, confirm: Callable[[
     return EXIT_OK
 
 
+def _refuse_managed(state: State, address: str) -> None:
+    if address in state.apps:
+        raise ModaliacError(f"{address}: already managed by modaliac")
+
+
 def _state_list_json(state: State, project: Project) -> str:
     """``state list --format json``: one object per recorded app (docs/formats.md)."""
     apps = [
@@ -521,13 +561,23 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
 
 def _edit_state(args: argparse.Namespace, console: Console, project: Project) -> int:
     """``state rm`` and ``state mv``: change what the state records, never what Modal runs."""
-    from ..plan.targets import find_record, not_recorded, parse_address, state_store
+    from ..plan.targets import one_address, parse_address, recorded_at, state_store
 
+    # The targets, and that the state records them, before the lock: a wrong one writes
+    # nothing. Under the lock the state is read again, and that read decides.
+    if args.state_command == "rm":
+        addresses = [one_address(target, args.env, project) for target in args.targets]
+    else:
+        old, new = parse_address(args.source), parse_address(args.destination)
+        addresses = [old]
     store = state_store(args.state, project, console.error)
+    before = store.read()
+    for address in addresses:
+        recorded_at(before, address)
     with store.lock(owner(), wait=args.lock_timeout):
         state = store.read()
         if args.state_command == "rm":
-            records = [find_record(state, target, args.env, project) for target in args.targets]
+            records = [recorded_at(state, address) for address in addresses]
             for record in records:
                 del state.apps[record.address]
             store.write(state)
@@ -537,10 +587,7 @@ def _edit_state(args: argparse.Namespace, console: Console, project: Project) ->
                     f"import {record.address} adopts it again)"
                 )
             return EXIT_OK
-        old, new = parse_address(args.source), parse_address(args.destination)
-        found = state.apps.get(str(old))
-        if found is None:
-            raise not_recorded(state, old)
+        found = recorded_at(state, old)
         if new == old:
             raise ModaliacError(f"{old}: moving an app onto itself changes nothing")
         if str(new) in state.apps:

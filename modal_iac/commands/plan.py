@@ -165,24 +165,15 @@ def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) 
     )
 
 
-def build_plan(
-    inputs: Inputs,
-    state: State,
-    project: Project,
-    *,
-    online: bool,
-    targets: list[str] | None = None,
-) -> Plan:
-    """The plan ``inputs`` ask for, against ``state`` and (``online``) what Modal reports:
-    the one function ``plan``, ``apply`` and the re-check of a saved plan go through.
+def desired_for(
+    inputs: Inputs, project: Project, *, online: bool, targets: list[str] | None = None
+) -> list[Desired]:
+    """The apps the specs ``inputs`` name yield, each spec loaded and checked, and the inputs
+    checked against them: what needs no state, so ``apply`` does it before taking the lock.
     ``targets``: the inputs' targets as the user typed them (errors name them so)."""
-    from ..plan.plan import make_plan
-    from ..plan.refresh import refreshes
-    from ..plan.targets import delete_scope, desired_apps, spec_files
+    from ..plan.targets import desired_apps, spec_files
 
-    if targets is None:
-        targets = [project.shown(t) or "." for t in inputs.targets]
-    desired = desired_apps(spec_files(targets), inputs.env, project)
+    desired = desired_apps(spec_files(targets or _typed(inputs, project)), inputs.env, project)
     planned = {item.address for item in desired}
     for address in inputs.replace:
         if address not in planned:
@@ -193,6 +184,34 @@ def build_plan(
             "--refresh-only records what Modal runs, so it needs Modal: configure credentials "
             "(modal token new) and leave out --offline"
         )
+    return desired
+
+
+def _typed(inputs: Inputs, project: Project) -> list[str]:
+    return [project.shown(t) or "." for t in inputs.targets]
+
+
+def build_plan(
+    inputs: Inputs,
+    state: State,
+    project: Project,
+    *,
+    online: bool,
+    targets: list[str] | None = None,
+    desired: list[Desired] | None = None,
+) -> Plan:
+    """The plan ``inputs`` ask for, against ``state`` and (``online``) what Modal reports:
+    the one function ``plan``, ``apply`` and the re-check of a saved plan go through.
+    ``targets``: the inputs' targets as the user typed them (errors name them so);
+    ``desired``: what ``desired_for`` gave for them, if it ran already."""
+    from ..plan.plan import make_plan
+    from ..plan.refresh import refreshes
+    from ..plan.targets import delete_scope
+
+    if targets is None:
+        targets = _typed(inputs, project)
+    if desired is None:
+        desired = desired_for(inputs, project, online=online, targets=targets)
     scope = delete_scope(targets, project)
     observed = observe_for(desired, state) if online else None
     plan = make_plan(desired, state, scope, observed, inputs)

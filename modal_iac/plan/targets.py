@@ -144,7 +144,11 @@ def one_address(target: str, env: str | None, project: Project) -> Address:
 
 def find_record(state: State, target: str, env: str | None, project: Project) -> AppRecord:
     """The recorded app a target names, exactly: never one of another environment."""
-    address = one_address(target, env, project)
+    return recorded_at(state, one_address(target, env, project))
+
+
+def recorded_at(state: State, address: Address) -> AppRecord:
+    """The app ``state`` records at ``address``; refused, naming what is recorded, if none."""
     record = state.apps.get(str(address))
     if record is None:
         raise not_recorded(state, address)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import ModaliacError
 from ..files import joined, read_text
-from ..tokens import shown
+from ..tokens import hidden, shown, token_kind
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
 APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
@@ -48,21 +48,26 @@ class Address:
     @classmethod
     def parse(cls, text: str, environment: str | None = None) -> Address:
         """``env/app`` or ``app`` (then in ``environment``); refuses anything else."""
+        kind = token_kind(text, within_words=True)
+        if kind is not None:
+            raise AddressError(
+                f"{hidden(kind)}: not an app name or address; name the app (ENVIRONMENT/APP), "
+                "never a secret's value"
+            )
         env_part, slash, app = text.rpartition("/")
         if slash:
             check_environment(env_part, "the address")
-            if environment is not None and environment != env_part:
-                raise AddressError(
-                    f"{text}: the address names environment {env_part!r} and --env names "
-                    f"{environment!r}; give one"
-                )
-            environment = env_part
         if not APP_NAME.match(app):
             raise AddressError(
                 f"{shown(text)}: not an app name or address; app names use letters, digits, "
                 "'-', '_' and '.', at most 64 characters (an address is ENVIRONMENT/APP)"
             )
-        return cls(environment, app)
+        if slash and environment is not None and environment != env_part:
+            raise AddressError(  # both names checked: the text is safe to repeat
+                f"{text}: the address names environment {env_part!r} and --env names "
+                f"{environment!r}; give one"
+            )
+        return cls(env_part if slash else environment, app)
 
     @property
     def module_name(self) -> str:
@@ -86,6 +91,12 @@ def _encode(name: str) -> str:
 
 
 def check_environment(name: str, where: str) -> str:
+    kind = token_kind(name, within_words=True)
+    if kind is not None:
+        raise AddressError(
+            f"{where}: {hidden(kind)} is not a Modal environment name; name the environment, "
+            "never a secret's value"
+        )
     if not ENVIRONMENT_NAME.match(name):
         raise AddressError(
             f"{where}: {shown(name)} is not a Modal environment name (letters, digits, '-' "
