@@ -371,6 +371,7 @@ def _add_a_delete(document: dict[str, Any]) -> None:
         | {"address": "prod-app", "app": "prod-app", "fields": []}
         | {"source_sha256": {"before": kept["source_sha256"]["after"], "after": None}}
     )
+    document["summary"]["delete"] += 1  # what the plan says of itself agrees: caught later
 
 
 TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrSt12345"  # shaped like a Hugging Face token
@@ -439,6 +440,28 @@ TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "kalm-embedding: its notes differ",
     ),
     (
+        "status marked applicable",
+        lambda d: d.update(status="no-changes"),
+        "status: not what the plan's changes say",
+    ),
+    (
+        "summary edited",
+        lambda d: d["summary"].update(create=0),
+        "summary: not what the plan's changes say",
+    ),
+    (
+        "a blocker listed that no change has",
+        lambda d: d["blockers"].append(
+            {"code": "missing-secret", "address": "kalm-embedding", "message": "m", "fix": ""}
+        ),
+        "blockers: not what the plan's changes say",
+    ),
+    (
+        "a warning added",
+        lambda d: d["warnings"].append({"code": "x", "address": None, "message": "m", "fix": ""}),
+        "its warnings differ",
+    ),
+    (
         "format 1",
         lambda d: d.update(format_version=1),
         "plan format 1 is not the format 2 this modaliac applies",
@@ -489,6 +512,30 @@ def test_a_tampered_saved_plan_is_refused_before_anything_runs(
     assert publishes(modal_api) == 0 and modal_api.state.requests("FunctionCreate") == []
     assert not (project / "PWNED").exists()  # no generated code was imported
     assert not (project / ".modaliac/state.json").exists()
+
+
+def test_a_blocked_saved_plan_is_never_applied_even_once_unblocked(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer saw a plan apply would refuse; fixing the cause afterwards does not turn
+    that file into an approved plan: make the plan again and review it."""
+    spec = project / "specs/minilm.yaml"
+    spec.write_text(spec.read_text() + "secrets: [team-extra]\n")
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    saved = json.loads((project / "plan.json").read_text())
+    assert saved["status"] == "blocked" and saved["blockers"][0]["code"] == "missing-secret"
+    modal_api.state.add_secret("team-extra")
+    modal_api.state.clear_calls()
+    code, out, err = cli(capsys, "apply", "plan.json", "--yes")
+    assert code == 1, out
+    [line] = err.splitlines()
+    assert line.startswith("plan.json: the plan is blocked (1 blocker(s); minilm-embedding: ")
+    assert "secret 'team-extra' does not exist" in line and "make the plan again" in line
+    assert publishes(modal_api) == 0
+    assert not (project / ".modaliac").exists()  # refused before the lock
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0  # planned again: it applies
+    assert cli(capsys, "apply", "plan.json", "--yes")[0] == 0
+    assert publishes(modal_api) == 2
 
 
 def test_a_saved_plan_whose_spec_changed_is_refused(

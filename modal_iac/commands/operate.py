@@ -99,6 +99,13 @@ def _asked(args: argparse.Namespace, project: Project, saved: bool) -> _Asked:
     if saved:
         reviewed = read_plan(args.targets[0])
         verify(reviewed, args.targets[0], project)
+        if reviewed.blockers:
+            first = reviewed.blockers[0]
+            raise ModaliacError(
+                f"{args.targets[0]}: the plan is blocked ({len(reviewed.blockers)} blocker(s); "
+                f"{first.address}: {first.text()}); a blocked plan is never applied: fix what "
+                "it says, then make the plan again"
+            )
         return _Asked(reviewed=reviewed)
     targets = spec_targets(args.targets, project, "apply")
     inputs = plan_inputs(args, targets, project)
@@ -347,6 +354,8 @@ def _difference(reviewed: Plan, fresh: Plan) -> str:
                 return f"{address}: its {name.replace('_', ' ')} {_differ(name)}"
     if reviewed.refreshes != fresh.refreshes:
         return "the records a refresh takes from Modal differ"
+    if reviewed.warnings != fresh.warnings:
+        return "its warnings differ"
     return ""
 
 

@@ -18,6 +18,7 @@ edit it between review and apply could deploy anything. apply therefore trusts n
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,7 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
             reader.refresh(item, f"refresh[{index}]")
             for index, item in enumerate(reader.get(root, "refresh", list))
         )
-    return Plan(
+    plan = Plan(
         changes=changes,
         warnings=warnings,
         online=reader.get(root, "online", bool),
@@ -115,6 +116,27 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
         refreshes=refreshes,
         prices=_prices(root, reader),
     )
+    if applying:
+        _check_summary(root, plan, where)
+    return plan
+
+
+def _check_summary(root: dict[str, Any], plan: Plan, where: str) -> None:
+    """What a plan says of itself (status, summary, has_changes, blockers) is what a reviewer
+    reads first, and follows from its changes: a file where the two disagree was edited (a
+    blocked plan marked ok, a blocker cut from the list) and is refused."""
+    said = {
+        "status": plan.status,
+        "summary": dict(plan.counts),
+        "has_changes": plan.has_changes,
+        "blockers": [asdict(b) for b in plan.blockers],
+    }
+    for key, value in said.items():
+        if root.get(key) != value:
+            raise PlanFileError(
+                f"{where}: {key}: not what the plan's changes say; the plan file was edited "
+                "after it was made: make the plan again"
+            )
 
 
 def _prices(root: dict[str, Any], reader: _Reader) -> Prices | None:
