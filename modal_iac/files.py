@@ -66,7 +66,12 @@ def read_text(path: Path, shown: str, what: str, limit: int, fail: Fail) -> str 
 def parse_json(text: str, where: str, what: str, fail: Fail) -> Any:
     """JSON text as a value; a broken or absurdly nested document is one line."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise fail(
+            where,
+            f"the {what} holds the key {exc.shown} twice in one object; each key may appear once",
+        ) from None
     except json.JSONDecodeError as exc:
         where = f"{where}:{exc.lineno}:{exc.colno}"
         raise fail(where, f"the {what} is not valid JSON ({exc.msg})") from None
@@ -74,6 +79,26 @@ def parse_json(text: str, where: str, what: str, fail: Fail) -> Any:
         raise fail(where, f"the {what} is nested too deeply to be one") from None
     except ValueError:  # an integer of thousands of digits (Python refuses to convert it)
         raise fail(where, f"the {what} holds a number too long to be one of its values") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        from .tokens import shown
+
+        self.shown = shown(key, 60)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's keys, each once: JSON leaves a repeated key to the reader (Python keeps the
+    last, other tools the first), so a document with one means different things to each."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
 
 
 def size(limit: int) -> str:

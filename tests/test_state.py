@@ -322,6 +322,22 @@ def _state(apps: dict[str, object]) -> bytes:
         (_state({"a": {"app": "a"}}), "{path}: apps.a: the entry has no 'environment'"),
         (_state({"a": {**_entry("a"), "overrides": {"f": {"x": "2"}}}}), "{path}: apps.a.over"),
         (_state({"a": {**_entry("a"), "renamed_from": "x/"}}), "{path}: apps.a: 'x/': not an"),
+        (_state({"a": {**_entry("a"), "deployed_version": 0}}), "{path}: apps.a.deployed_vers"),
+        (_state({"a": {**_entry("a"), "deployed_version": -3}}), "{path}: apps.a.deployed_vers"),
+        (_state({"a": {**_entry("a"), "deployed_version": 2**40}}), "{path}: apps.a.deployed_v"),
+        (_state({"a": {**_entry("a"), "renamed_from": "a"}}), "{path}: apps.a.renamed_from: na"),
+        (_state({"a": {**_entry("a"), "spec_path": "../up.yaml"}}), "{path}: apps.a.spec_path:"),
+        (_state({"a": {**_entry("a"), "spec_path": "s/\x1b[2J.yaml"}}), "{path}: apps.a.spec_pa"),
+        (_state({"a": {**_entry("a"), "deployment_tag": "t\x07"}}), "{path}: apps.a.deploymen"),
+        # A key twice in one object: Python keeps the last, other readers the first.
+        (
+            b'{"format": "modaliac-state", "version": 2, "apps": {}, "apps": {}}',
+            "{path}: the state holds the key 'apps' twice in one object",
+        ),
+        (
+            _state({"a": _entry("a")}).replace(b'"app": "a"', b'"app": "b", "app": "a"'),
+            "{path}: the state holds the key 'app' twice",
+        ),
         # A value shaped like a secret is named by its kind, never repeated.
         (_state({TOKEN: _entry("a")}), "{path}: apps.(a value that looks like a Hugging Face"),
         (_state({"a": {**_entry("a"), TOKEN: 1}}), "{path}: apps.a: unknown field (a value"),

@@ -26,6 +26,8 @@ STATE_VERSION = 2
 APP_KEY = re.compile(r"^([a-zA-Z0-9][a-zA-Z0-9_-]{0,63}/)?[a-zA-Z0-9._-]{1,64}$")  # an address
 READABLE_VERSIONS = (1, 2)
 REMOTE_PREFIX = "modal:"  # --state modal:... names a state on a Modal Volume (modal_store.py)
+MAX_VERSION = 2**31 - 1  # Modal's app versions count up from 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def parse_record(raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
             check_environment(raw["env_option"], "env_option")
     except ModaliacError as exc:
         raise StateError(f"{where}: {exc}") from None
+    _check_values(raw, where)
     overrides = raw.get("overrides", {})
     if not all(
         isinstance(settings, dict)
@@ -175,6 +178,31 @@ def parse_record(raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
         # keeping an app (a plan of another --env never removes it).
         raw = {**raw, "env_option": raw["environment"]}
     return AppRecord(**raw)
+
+
+def _check_values(raw: dict[str, Any], where: str) -> None:
+    """What a record's fields may hold beyond their types: a state file is input like any
+    other (edited by hand, damaged, or written to mislead), and its values reach plans,
+    error lines and deletions."""
+    version = raw.get("deployed_version")
+    if version is not None and not 1 <= version <= MAX_VERSION:
+        shown_version = version if abs(version) <= MAX_VERSION else "a number that large"
+        raise StateError(
+            f"{where}.deployed_version: {shown_version} is not a Modal app version (1 or more)"
+        )
+    for name in ("spec_path", "spec_digest", "source_hash", "deployment_tag", "modaliac_version"):
+        value = raw.get(name)
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise StateError(f"{where}.{name}: holds a control character")
+    if ".." in raw["spec_path"].split("/"):
+        raise StateError(
+            f"{where}.spec_path: {shown(raw['spec_path'])} climbs out with '..'; a state records "
+            "spec paths relative to the project root, or absolute"
+        )
+    if raw.get("renamed_from") is not None and raw["renamed_from"] == str(
+        Address(raw["environment"], raw["app"])
+    ):
+        raise StateError(f"{where}.renamed_from: names the app itself")
 
 
 def replay_entries(
