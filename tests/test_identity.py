@@ -431,8 +431,10 @@ def test_module_names_are_unique_per_address_even_ignoring_case(
             "sk-" + "AbCdEf0123456789XyZ!",
             "MODAL_ENVIRONMENT: (a value that looks like an API key (sk-...), not shown) is not",
         ),
+        ("MODALIAC_STATE", "state\x1b[2J.json", "MODALIAC_STATE: 'state?[2J.json' holds a co"),
+        ("MODALIAC_STATE", "state\n.json", "MODALIAC_STATE: 'state?.json' holds a control ch"),
     ],
-    ids=["path", "too-long", "newline", "token"],
+    ids=["path", "too-long", "newline", "token", "state-escape", "state-newline"],
 )
 def test_a_hostile_profile_environment_is_one_line(
     tmp_path: Path,

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModaliacError, SpecError
+from ..errors import ModaliacError, SpecError, StateError
 from ..spec.address import Address, Project, profile_environment
+from ..tokens import shown
 
 if TYPE_CHECKING:
     from ..loading.load import LoadedSpec
@@ -48,6 +49,12 @@ def state_store(
 
     chosen = value or os.environ.get(STATE_ENV)
     if chosen:
+        if any(not c.isprintable() for c in chosen):
+            named = "--state" if value else STATE_ENV
+            raise StateError(
+                f"{named}: {shown(chosen)} holds a control character; name the state's file "
+                "(or modal:VOLUME) in printable characters"
+            )
         return open_store(chosen)
     stray = project.cwd / ".modaliac" / "state.json"
     if warn is not None and project.cwd != project.root and stray.exists():
