@@ -216,7 +216,7 @@ def _operate_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     state_mv.add_argument("source", metavar="OLD")
     state_mv.add_argument("destination", metavar="NEW")
     state_option(state_mv, lock=True)
-    state.set_defaults(run="commands.operate:cmd_state")
+    state.set_defaults(run="commands.state:cmd_state")
 
 
 def _debug_after_subcommand(commands: argparse._SubParsersAction[_Parser]) -> None:

@@ -1,15 +1,19 @@
 """Reading the files modaliac is pointed at (specs, states, saved plans, Modal's config), which
-are hostile until checked: one way to read them, with one line for each way they can fail.
+are hostile until checked: one way to read them, with one line for each way they can fail;
+and one way to write what a command is asked to write (``write_file``).
 
 Only regular files are opened. A folder is named as one, and a pipe or a device is refused
-before it is opened: reading a pipe waits for a writer for ever. A file larger than its kind
-ever is, is refused before it is read.
+before it is read from or written to: either would wait for the other end for ever. A file
+larger than its kind ever is, is refused before it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,9 +44,16 @@ def read_bytes(path: Path, shown: str, what: str, limit: int, fail: Fail) -> byt
     if info.st_size > limit:
         raise fail(shown, f"the file is {info.st_size} bytes; a {what} is at most {size(limit)}")
     try:
-        with path.open("rb") as handle:
+        # Non-blocking, then checked again: a file swapped for a pipe since the stat above
+        # must not make the open (or the read) wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise fail(shown, f"is not a regular file (a pipe or a device), so not a {what}")
             # st_size can be wrong (a file that grows, /proc): never read past the limit.
             data = handle.read(limit + 1)
+    except FileNotFoundError:
+        return None
     except PermissionError:
         raise fail(shown, "permission denied") from None
     except OSError as exc:
@@ -50,6 +61,67 @@ def read_bytes(path: Path, shown: str, what: str, limit: int, fail: Fail) -> byt
     if len(data) > limit:
         raise fail(shown, f"the file is larger than {size(limit)}, more than a {what} can be")
     return data
+
+
+def write_file(path: Path, text: str, what: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all: into a new file in the same
+    folder, then renamed over it, so a reader never sees half a plan. Only a regular file (or
+    none) is replaced, through a symbolic link if ``path`` is one; anything else, a name with
+    a control character, a missing folder or a failed write is one line naming ``path``."""
+    from .errors import ModaliacError
+
+    target, mode = _writable(path, what)
+    temporary = None
+    try:
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except OSError as exc:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        raise ModaliacError(f"{path}: cannot write the {what} ({exc.strerror})") from None
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse, before any work, a ``path`` that ``write_file`` would refuse after it."""
+    _writable(path, what)
+
+
+def _writable(path: Path, what: str) -> tuple[Path, int]:
+    """The file ``path`` names (through a link) and the mode to give it, or one line."""
+    from .errors import ModaliacError
+
+    shown = str(path)
+    if any(not c.isprintable() for c in shown):
+        raise ModaliacError(
+            f"{''.join(c if c.isprintable() else '?' for c in shown)}: the name holds a control "
+            f"character; name the {what}'s file in printable characters"
+        )
+    target = Path(os.path.realpath(path))
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise ModaliacError(f"{shown}: cannot write the {what} ({exc.strerror})") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise ModaliacError(f"{shown}: is a directory; name a file for the {what}")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise ModaliacError(
+            f"{shown}: is not a regular file (a pipe or a device); name a file for the {what}"
+        )
+    if not target.parent.is_dir():
+        raise ModaliacError(f"{shown}: its folder {target.parent} does not exist")
+    return target, stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def read_text(path: Path, shown: str, what: str, limit: int, fail: Fail) -> str | None:

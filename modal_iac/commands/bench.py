@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import write_file
 from ..modal import endpoints
 from ..modal.endpoints import (
     ITEMS,
@@ -172,7 +173,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     data = result.as_dict()
     console.print(_report(data))
     if args.json:
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_file(Path(args.json), json.dumps(data, indent=2) + "\n", "benchmark report")
         console.error(f"wrote {args.json}")
     if args.png:
         chart(result, Path(args.png))

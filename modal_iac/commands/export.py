@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import write_file
 from ..modal.endpoints import DEFAULT_KEY_ENV
 from ..plan.targets import UsageError
 from ..spec.address import Project
@@ -229,6 +230,6 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     if args.output is None:
         console.print(text, end="")
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_file(Path(args.output), text, "LiteLLM config")
         console.error(f"wrote {args.output}")
     return EXIT_OK

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModaliacError
+from ..files import check_writable, write_file
 from ..spec.address import Project
 from .console import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from .options import (
@@ -93,6 +94,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from ..plan.targets import spec_targets, state_store
 
     project = Project.here()
+    if args.out:
+        check_writable(Path(args.out), "plan")  # before the work, not after it
     targets = spec_targets(args.specs, project, "plan")
     pricing = costing(args)  # a broken price file fails before Modal is consulted
     inputs = plan_inputs(args, targets, project)
@@ -113,7 +116,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     # Terraform's plan -out does); -o with another name writes --format there instead.
     saving = "json" if args.out and args.out.endswith(".json") else args.format
     if args.out:
-        Path(args.out).write_text(shown(saving, color=False), encoding="utf-8")
+        write_file(Path(args.out), shown(saving, color=False), "plan")
         console.error(f"wrote {args.out}")
     if not args.quiet and (args.out is None or saving != args.format):
         if args.format == "text":  # a change at a time: the whole text is never held

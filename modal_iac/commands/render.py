@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import check_writable, write_file
 from ..plan.targets import UsageError
 from ..spec.address import Project
 from .console import EXIT_OK
@@ -54,12 +55,25 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     out_dir = Path(args.output)
     _refuse_shared_files(rendered, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
+    for _, app_file in rendered:
+        check_writable(out_dir / app_file.filename, "app file")  # all, before writing any
     for _, app_file in rendered:
         target = out_dir / app_file.filename
-        target.write_text(app_file.source, encoding="utf-8")
+        write_file(target, app_file.source, "app file")
         console.print(f"wrote {target}")
     return EXIT_OK
+
+
+def _make_folder(folder: Path) -> None:
+    from ..errors import ModaliacError
+
+    if folder.exists() and not folder.is_dir():
+        raise ModaliacError(f"{folder}: not a directory; -o names the folder the app files go to")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModaliacError(f"{folder}: cannot make the folder ({exc.strerror})") from None
 
 
 def _refuse_shared_files(rendered: list[tuple[LoadedSpec, Rendered]], out_dir: Path) -> None:

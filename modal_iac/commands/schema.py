@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import write_file
 from .console import EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
             return EXIT_ERROR
         return EXIT_OK
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_file(Path(args.output), text, "schema")
         console.error(f"wrote {args.output}")
     else:
         console.print(text, end="")
