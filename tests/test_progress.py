@@ -33,6 +33,15 @@ BUILD_LOG = [
 CONTROL = re.compile(r"\x1b\[(?P<arg>[0-9;?]*)(?P<final>[A-Za-z])|\x1b\][^\x07]*\x07")
 
 
+def logs_in(project: Path) -> dict[str, str]:
+    """Each file under ``.modaliac/logs`` with what it holds, for the message of a test that
+    expects none: a failure seen once under load then says what was written."""
+    folder = project / ".modaliac/logs"
+    if not folder.exists():
+        return {}
+    return {path.name: path.read_text() for path in sorted(folder.iterdir())}
+
+
 def phases_of(out: str, address: str) -> list[str]:
     """The phases the plain events show for ``address``, in order, times dropped."""
     found = re.findall(rf"^  {re.escape(address)}: (.*?)(?: \(\d+\.\ds\))?$", out, re.M)
@@ -50,7 +59,8 @@ def test_plain_events_show_each_apps_phases_in_order(
     assert re.search(r"^  kalm-embedding: deployed v1 \(\d+\.\ds\)$", out, re.M)
     assert "\x1b[" not in out  # not a terminal: no live display
     assert "Apply finished: 2 succeeded, 0 failed." in out
-    assert not (project / ".modaliac/logs").exists()  # nothing built, nothing failed: no log
+    # Nothing built, nothing failed: no log.
+    assert not (project / ".modaliac/logs").exists(), logs_in(project)
 
 
 def test_json_events_own_stdout(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
