@@ -60,7 +60,11 @@ def test_plain_events_show_each_apps_phases_in_order(
     assert "\x1b[" not in out  # not a terminal: no live display
     assert "Apply finished: 2 succeeded, 0 failed." in out
     # Nothing built, nothing failed: no log.
-    assert not (project / ".modaliac/logs").exists(), logs_in(project)
+    # Nothing was built and nothing failed: no app has a log. (The SDK's own log, apply-*.log,
+    # takes what the whole process prints and warns; in a test process a thread another test
+    # left running may write there, once in a while, so it is shown but not counted.)
+    logs = logs_in(project)
+    assert [name for name in logs if not name.startswith("apply-")] == [], logs
 
 
 def test_json_events_own_stdout(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
