@@ -321,3 +321,15 @@ def test_live_display_shows_phases_and_the_summary_after_ctrl_c(
     assert child.exitstatus == 130, shown
     assert re.search(r"^CANCELLED\s+(kalm|minilm)-embedding\s+cancelled", shown, re.M), shown
     assert "Apply interrupted: 0 succeeded, 0 failed, 2 cancelled." in shown
+
+
+def test_each_address_has_its_own_log_file(tmp_path: Path) -> None:
+    """An environment is a folder: ``dev/x`` and an app named ``dev__x`` keep apart."""
+    logs = AppLogs(tmp_path)
+    for address in ("dev/x", "dev__x", "x", "prod/x"):
+        logs.write(address, f"built {address}\n")
+    logs.close()
+    assert (tmp_path / "dev" / "x.log").read_text() == "built dev/x\n"
+    assert (tmp_path / "dev__x.log").read_text() == "built dev__x\n"
+    assert (tmp_path / "x.log").read_text() == "built x\n"
+    assert (tmp_path / "prod" / "x.log").read_text() == "built prod/x\n"

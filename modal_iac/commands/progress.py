@@ -58,7 +58,8 @@ class Line:
 
 
 class AppLogs:
-    """``<folder>/ADDRESS.log`` per app: its phases with the time, and Modal's build output.
+    """``<folder>/ADDRESS.log`` per app (``ENVIRONMENT/APP.log`` in an environment): its
+    phases with the time, and Modal's build output.
 
     The file is made only when there is something to read: build output, or a failure
     (``note(..., keep=True)``); until then the phases wait in memory, so an apply where Modal
@@ -74,13 +75,15 @@ class AppLogs:
         self._lock = threading.Lock()
 
     def path(self, address: str) -> Path:
-        return self.folder / f"{address.replace('/', '__')}.log"
+        """``APP.log``, or ``ENVIRONMENT/APP.log``: an environment's folder, so no two
+        addresses share a file (``dev/x`` and an app named ``dev__x`` used to)."""
+        return self.folder / f"{address}.log"
 
     def write(self, address: str, text: str) -> None:
         with self._lock:
             if address not in self._files:
                 try:
-                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self.path(address).parent.mkdir(parents=True, exist_ok=True)
                     self._files[address] = self.path(address).open(
                         "w", encoding="utf-8", errors="replace"
                     )
