@@ -144,6 +144,25 @@ def test_init_refuses_bad_options_in_one_line(
     assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("repo\x1b[2J", "repo?[2J' holds a control character"),
+        ("hf_" + "iKZWeqhFWCEPyYngFbyBMWXaSCrUZoLgub", "init: (a value that looks like a Hugging"),
+    ],
+    ids=["escape-sequence", "token-shaped"],
+)
+def test_init_refuses_a_folder_name_it_could_not_print(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, message: str
+) -> None:
+    """init prints the folder in the commands to run next: a name with an escape sequence
+    or shaped like a secret is refused, and nothing is made."""
+    assert main(["init", str(tmp_path / name)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("init: ") and message in err and "iKZW" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 SPEC = """\
 # yaml-language-server: $schema=../schema.json
 app: demo

@@ -65,7 +65,7 @@ def cmd_init(args: argparse.Namespace, console: Any) -> int:
 
     if args.model is not None and args.task is None:
         raise UsageError("init: --model needs --task embed or --task generate")
-    root = Path(args.dir)
+    root = Path(_folder_name(args.dir))
     planned = plan_files(
         model=args.model or DEFAULT_MODEL,
         task=args.task or DEFAULT_TASK,
@@ -80,6 +80,19 @@ def cmd_init(args: argparse.Namespace, console: Any) -> int:
     spec = (root / planned[0].path).as_posix()
     console.print(f"next: modaliac validate {spec} && modaliac plan {spec}")
     return 0
+
+
+def _folder_name(text: str) -> str:
+    """The project folder to make: a name the next commands can be typed with."""
+    from ..tokens import hidden, token_kind
+
+    kind = token_kind(text, within_words=True)
+    if kind is not None:
+        raise ModaliacError(f"init: {hidden(kind)} is a folder name; name the project folder")
+    if any(not c.isprintable() for c in text):
+        shown = "".join(c if c.isprintable() else "?" for c in text)
+        raise ModaliacError(f"init: {shown!r} holds a control character; name the folder plainly")
+    return text
 
 
 def plan_files(
