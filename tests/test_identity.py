@@ -584,3 +584,20 @@ def test_a_refused_target_writes_nothing_not_even_the_lock(
     assert sorted(p.name for p in project.iterdir()) == ["specs"]
     for rpc in ("AppStop", "AppRollback", "AppCreate", "AppPublish"):
         assert modal_api.state.requests(rpc) == [], rpc
+
+
+@pytest.mark.parametrize("command", [["plan", "--offline"], ["validate"], ["fmt", "--check"]])
+def test_a_spec_file_named_with_an_escape_sequence_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Plans print the spec's path (and PR comments carry it): a file name holding control
+    characters is one line naming it with "?" and nothing else is printed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a\x1b[31mb.yaml").write_text(SPEC)
+    code, out, err = cli_or_usage(capsys, *command, "specs")
+    assert (code, out) == (1, ""), (out, err)
+    assert err == "specs/a?[31mb.yaml: the file's name holds a control character; rename the file\n"

@@ -67,6 +67,11 @@ except ImportError:  # pragma: no cover - the pure-Python install takes the roun
 
 
 def read(path: Path, shown: str) -> bytes:
+    if not shown.isprintable():  # plans, headers and PR comments print the path
+        raise SpecError(
+            "".join(c if c.isprintable() else "?" for c in shown),
+            "the file's name holds a control character; rename the file",
+        )
     raw = read_bytes(path, shown, "spec file", MAX_SPEC_BYTES, SpecError)
     if raw is None:
         raise SpecError(shown, "no such file")
