@@ -601,3 +601,18 @@ def test_a_spec_file_named_with_an_escape_sequence_is_refused(
     code, out, err = cli_or_usage(capsys, *command, "specs")
     assert (code, out) == (1, ""), (out, err)
     assert err == "specs/a?[31mb.yaml: the file's name holds a control character; rename the file\n"
+
+
+def test_a_spec_file_named_like_a_secret_is_refused_without_repeating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON reports carry a spec's path as it is: a file named like a token is refused, the
+    token named by its kind there too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / f"{HF_SHAPED}.yaml").write_text(SPEC)
+    code, out, err = cli_or_usage(capsys, "validate", "--format", "json", "specs")
+    assert code == 1 and HF_SHAPED[3:20] not in out + err
+    [problem] = json.loads(out)["problems"]
+    assert problem["path"] == "specs/(a value that looks like a Hugging Face token, not shown).yaml"
+    assert "rename it" in problem["message"]

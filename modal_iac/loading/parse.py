@@ -39,7 +39,7 @@ from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 from ..errors import SpecError, SpecErrors
 from ..files import read_bytes
 from ..spec.messages import describe, key_path, quote
-from ..tokens import scrub
+from ..tokens import scrub, token_kind
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
@@ -67,11 +67,14 @@ except ImportError:  # pragma: no cover - the pure-Python install takes the roun
 
 
 def read(path: Path, shown: str) -> bytes:
-    if not shown.isprintable():  # plans, headers and PR comments print the path
+    # Plans, generated headers, JSON reports and PR comments print the path as it is.
+    if not shown.isprintable():
         raise SpecError(
             "".join(c if c.isprintable() else "?" for c in shown),
             "the file's name holds a control character; rename the file",
         )
+    if token_kind(shown, within_words=True) is not None:
+        raise SpecError(scrub(shown), "the file's path holds what looks like a secret; rename it")
     raw = read_bytes(path, shown, "spec file", MAX_SPEC_BYTES, SpecError)
     if raw is None:
         raise SpecError(shown, "no such file")
