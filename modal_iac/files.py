@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,20 +67,25 @@ def write_file(path: Path, text: str, what: str) -> None:
     folder, then renamed over it, so a reader never sees half a plan. Only a regular file (or
     none) is replaced, through a symbolic link if ``path`` is one; anything else, a name with
     a control character, a missing folder or a failed write is one line naming ``path``."""
+    import tempfile  # here, not at the top: `modaliac --help` imports this module
+
     from .errors import ModaliacError
 
     target, mode = _writable(path, what)
-    temporary = None
+    temporary: str | None = None
     try:
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
+        try:
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            os.chmod(temporary, mode)
+            os.replace(temporary, target)
+            temporary = None  # renamed: nothing left to remove
+        finally:  # a failed write or a Ctrl-C leaves no temporary file behind
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
     except OSError as exc:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
         raise ModaliacError(f"{path}: cannot write the {what} ({exc.strerror})") from None
 
 
@@ -93,12 +97,13 @@ def check_writable(path: Path, what: str) -> None:
 def _writable(path: Path, what: str) -> tuple[Path, int]:
     """The file ``path`` names (through a link) and the mode to give it, or one line."""
     from .errors import ModaliacError
+    from .tokens import printable
 
     shown = str(path)
-    if any(not c.isprintable() for c in shown):
+    if not shown.isprintable():
         raise ModaliacError(
-            f"{''.join(c if c.isprintable() else '?' for c in shown)}: the name holds a control "
-            f"character; name the {what}'s file in printable characters"
+            f"{printable(shown)}: the name holds a control character; name the {what}'s file "
+            "in printable characters"
         )
     target = Path(os.path.realpath(path))
     try:

@@ -131,11 +131,17 @@ def scrub(text: str) -> str:
     return text
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (a control character, an escape
+    sequence's ESC, a newline) shown as "?"."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def shown(text: str, limit: int = 80) -> str:
     """``text`` quoted for an error line: printable, at most ``limit`` characters, and never a
     value that looks like a secret (it is named by its kind instead)."""
     kind = token_kind(text, within_words=True)
     if kind is not None:
         return hidden(kind)
-    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    cleaned = printable(text)
     return repr(cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "...")

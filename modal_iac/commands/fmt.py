@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import itertools
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import StringIO
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError, SpecErrors
+from ..files import write_file
 from ..loading.modeline import SCHEMA_LINE
 from .key_order import Shape, canonical_keys, document_shape
 
@@ -332,20 +331,6 @@ def format_file(path: Path) -> Outcome:
     return Outcome(path, text, fixed(path, formatted(text, shown)))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` in one rename, keeping its permissions."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def unified_diff(outcome: Outcome) -> str:
     name = str(outcome.path)
     return "".join(
@@ -398,7 +383,7 @@ def cmd_fmt(args: argparse.Namespace, console: Console) -> int:
         if args.diff:
             console.print(unified_diff(outcome), end="")
         if not args.check:
-            write_atomically(outcome.path, outcome.after)
+            write_file(outcome.path, outcome.after, "spec")
         if args.check or not args.diff:
             console.print(str(outcome.path))
     return 1 if args.check and changed else 0

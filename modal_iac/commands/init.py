@@ -84,14 +84,15 @@ def cmd_init(args: argparse.Namespace, console: Any) -> int:
 
 def _folder_name(text: str) -> str:
     """The project folder to make: a name the next commands can be typed with."""
-    from ..tokens import hidden, token_kind
+    from ..tokens import hidden, printable, token_kind
 
     kind = token_kind(text, within_words=True)
     if kind is not None:
         raise ModaliacError(f"init: {hidden(kind)} is a folder name; name the project folder")
-    if any(not c.isprintable() for c in text):
-        shown = "".join(c if c.isprintable() else "?" for c in text)
-        raise ModaliacError(f"init: {shown!r} holds a control character; name the folder plainly")
+    if not text.isprintable():
+        raise ModaliacError(
+            f"init: {printable(text)!r} holds a control character; name the folder plainly"
+        )
     return text
 
 

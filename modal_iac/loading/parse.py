@@ -39,7 +39,7 @@ from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 from ..errors import SpecError, SpecErrors
 from ..files import read_bytes
 from ..spec.messages import describe, key_path, quote
-from ..tokens import scrub, token_kind
+from ..tokens import printable, scrub, token_kind
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_EXPANDED_NODES = 20_000
@@ -70,7 +70,7 @@ def read(path: Path, shown: str) -> bytes:
     # Plans, generated headers, JSON reports and PR comments print the path as it is.
     if not shown.isprintable():
         raise SpecError(
-            "".join(c if c.isprintable() else "?" for c in shown),
+            printable(shown),
             "the file's name holds a control character; rename the file",
         )
     if token_kind(shown, within_words=True) is not None:

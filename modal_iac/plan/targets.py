@@ -49,7 +49,7 @@ def state_store(
 
     chosen = value or os.environ.get(STATE_ENV)
     if chosen:
-        if any(not c.isprintable() for c in chosen):
+        if not chosen.isprintable():
             named = "--state" if value else STATE_ENV
             raise StateError(
                 f"{named}: {shown(chosen)} holds a control character; name the state's file "
