@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..files import check_writable, write_file
 from ..plan.targets import UsageError
-from ..spec.address import Project
+from ..spec.address import Address, Project
 from .console import EXIT_OK
 from .options import env_option
 
@@ -103,9 +103,8 @@ def _refuse_shared_files(rendered: list[tuple[LoadedSpec, Rendered]], out_dir: P
         )
 
 
-def _address(item: LoadedSpec, app_file: Rendered) -> str:
-    environment = item.spec.environment
-    return f"{environment}/{app_file.app}" if environment else app_file.app
+def _address(item: LoadedSpec, app_file: Rendered) -> Address:
+    return Address(item.spec.environment, app_file.app)
 
 
 def _explain(item: LoadedSpec) -> str:
