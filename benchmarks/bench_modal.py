@@ -1,7 +1,7 @@
 """Wall times of modaliac against Modal (a local Modal API) next to ``modal deploy``, at a
 server next door and at a network's latency, side by side in one run.
 
-    python benchmarks/bench_modal.py [--runs N] [--delays 0,0.05] [--apply-sizes 20,100]
+    python benchmarks/bench_modal.py [--runs N] [--delays 0,0.05] [--apply-sizes 1,20,100]
                                      [--loop-sizes 20,100] [--plan-sizes 1,200]
                                      [--parallel P,...] [--quick] [--profile]
 
@@ -11,9 +11,10 @@ so its work does not share a GIL with the measured commands, and delays every RP
 talks to it through the real ``modal`` client with a throw-away HOME. For each delay, medians of
 N interleaved runs of:
 
-- ``modaliac apply --yes DIR`` of 20 and of 100 new apps (fresh names and an empty state on
+- ``modaliac apply --yes DIR`` of 1, 20 and 100 new apps (fresh names and an empty state on
   every run), beside a shell loop of ``modal deploy FILE`` over the same specs rendered by
-  ``modaliac render`` (fresh names too);
+  ``modaliac render`` (fresh names too); apply of one app is the fixed cost every apply pays,
+  so the loop of N over it bounds what an apply of N could reach;
 - ``modaliac plan DIR`` (online, ``--detailed-exitcode`` must say 0) over 1 and 200 apps
   deployed beforehand and unchanged, beside ``import modal`` and the offline plan.
 
@@ -56,7 +57,7 @@ QUICK = {
     "runs": 1,
     "delays": "0,0.01",
     "apply_sizes": "1,2",
-    "loop_sizes": "1",
+    "loop_sizes": "2",
     "plan_sizes": "1,2",
 }
 COMMAND_TIMEOUT = 1800.0
@@ -542,7 +543,15 @@ def ratio_lines(rows: dict[str, Row], delay: float, sizes: Sizes) -> list[str]:
             judged(
                 f"loop({size}) / apply({size}{_p(parallel)})", speedup, target, met, stated, where
             )
-        small, large = sizes.apply[0], sizes.apply[-1]
+        if 1 in sizes.apply:  # apply of one app bounds every apply: it is its fixed cost
+            one = rows[apply_label(1, parallel)].median
+            for size in (size for size in sizes.loop if size > 1):
+                bound = rows[loop_label(size)].median / one
+                lines.append(
+                    f"loop({size}) / apply(1{_p(parallel)}) = {bound:.2f}: the most an apply of "
+                    f"{size} could reach (apply of one app takes {one:.3f} s)"
+                )
+        small, large = _growth_sizes(sizes.apply)
         if large > small:
             growth = (
                 rows[apply_label(large, parallel)].median
@@ -572,6 +581,16 @@ def ratio_lines(rows: dict[str, Row], delay: float, sizes: Sizes) -> list[str]:
         f"(importing modal alone: {modal:.3f} s)"
     )
     return lines
+
+
+def _growth_sizes(applied: list[int]) -> tuple[int, int]:
+    """The two apply sizes whose ratio is judged: the target's when both ran, else the
+    smallest and the largest (above the single app of the bound, when two sizes are)."""
+    if set(APPLY_SIZES) <= set(applied):
+        return APPLY_SIZES
+    above_one = [size for size in applied if size > 1]
+    chosen = above_one if len(above_one) > 1 else applied
+    return chosen[0], chosen[-1]
 
 
 def _p(parallel: int | None) -> str:
@@ -605,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--delays", default=f"0,{TARGET_DELAY:g}", help="seconds each RPC is delayed, per run"
     )
-    parser.add_argument("--apply-sizes", default="20,100", help="new apps to apply")
+    parser.add_argument("--apply-sizes", default="1,20,100", help="new apps to apply")
     parser.add_argument(
         "--loop-sizes",
         default=None,
