@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from modal_iac.cli import main
-from modal_iac.local_api import LocalModalServer
+from modal_iac.local_api import LocalModalServer, reset_modal_client
+from modal_iac.local_api.billing import WORKSPACE_NAME
 from modal_iac.state.store import read_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -536,6 +537,66 @@ def test_a_blocked_saved_plan_is_never_applied_even_once_unblocked(
     assert cli(capsys, "plan", "-o", "plan.json")[0] == 0  # planned again: it applies
     assert cli(capsys, "apply", "plan.json", "--yes")[0] == 0
     assert publishes(modal_api) == 2
+
+
+def test_a_saved_plan_applies_to_the_workspace_it_was_made_against_only(
+    project: Path,
+    modal_api: LocalModalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another Modal server (another workspace, to the client) with the same environments,
+    secrets and volumes re-plans the same creates: the plan names where it was made."""
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    saved = json.loads((project / "plan.json").read_text())
+    assert saved["workspace"] == f"{WORKSPACE_NAME} at {modal_api.url}"
+    with LocalModalServer() as other:
+        other.state.add_secret("huggingface", ("HF_TOKEN",))
+        other.state.add_secret("kalm-api-key", ("VLLM_API_KEY",))
+        for key, value in other.env().items():
+            monkeypatch.setenv(key, value)
+        reset_modal_client()
+        code, out, err = cli(capsys, "apply", "plan.json", "--yes")
+        assert code == 1, out
+        [line] = err.splitlines()
+        assert line == (
+            f"plan.json: the plan was made against {WORKSPACE_NAME} at {modal_api.url} and this "
+            f"run is against {WORKSPACE_NAME} at {other.url}: a saved plan applies to the Modal "
+            "workspace it was reviewed for only; make the plan again there"
+        )
+        assert other.state.requests("AppPublish") == []
+    reset_modal_client()
+
+
+def test_a_saved_plan_made_under_another_profile_environment_is_refused_naming_both(
+    project: Path,
+    modal_api: LocalModalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    modal_api.state.add_environment("dev")
+    modal_api.state.add_secret("huggingface", ("HF_TOKEN",), "dev")
+    modal_api.state.add_secret("kalm-api-key", ("VLLM_API_KEY",), "dev")
+    monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")
+    assert cli(capsys, "plan", "-o", "plan.json")[0] == 0
+    assert json.loads((project / "plan.json").read_text())["inputs"]["profile_environment"] == "dev"
+    for now, named in ((None, "the workspace's default environment"), ("prod", "environment prod")):
+        if now is None:
+            monkeypatch.delenv("MODAL_ENVIRONMENT")
+        else:
+            monkeypatch.setenv("MODAL_ENVIRONMENT", now)
+        code, out, err = cli(capsys, "apply", "plan.json", "--yes")
+        assert code == 1, out
+        assert err == (
+            "plan.json: the plan was made for environment dev (MODAL_ENVIRONMENT or the Modal "
+            f"profile) and this run's is {named}; apply it with the settings it was made with, "
+            "or make the plan again\n"
+        )
+    assert publishes(modal_api) == 0
+    monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")
+    code, out, err = cli(capsys, "apply", "plan.json", "--yes")
+    assert code == 0, err + out
+    assert modal_api.state.app("minilm-embedding", "dev") is not None
 
 
 def test_a_saved_plan_whose_spec_changed_is_refused(

@@ -285,15 +285,29 @@ def test_planning_from_a_subfolder_plans_the_same_and_never_deletes_other_enviro
     assert (code, out) == (0, f"Unchanged: {ADDRESSES[env]}\nNo differences.\n"), err
 
 
+@pytest.mark.parametrize("chosen_by", ["--env", "MODAL_ENVIRONMENT", "profile"])
 def test_a_removed_spec_is_deleted_in_the_planned_environment_only(
-    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    chosen_by: str,
 ) -> None:
+    """However the run's environment is chosen (the flag, Modal's variable or its profile),
+    a removed spec's app goes in that environment and in no other."""
     (world.root / "specs/minilm.yaml").rename(world.root / "minilm.yaml.away")
     (world.root / "specs/keep.yaml").write_text(SPEC.replace("app: minilm", "app: keep"))
     try:
         monkeypatch.chdir(world.root / "specs")
         for env in ENVS:
-            flag = ["--env", env] if env else []
+            flag = ["--env", env] if env and chosen_by == "--env" else []
+            monkeypatch.delenv("MODAL_ENVIRONMENT", raising=False)
+            if env and chosen_by == "MODAL_ENVIRONMENT":
+                monkeypatch.setenv("MODAL_ENVIRONMENT", env)
+            if chosen_by == "profile":
+                config = tmp_path / "modal.toml"
+                config.write_text(f'[p]\nactive = true\nenvironment = "{env or ""}"\n')
+                monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
             code, out, err = cli(capsys, "plan", ".", *flag, "--format", "json")
             assert code == 0, err
             actions = {c["address"]: c["action"] for c in json.loads(out)["changes"]}
@@ -306,6 +320,80 @@ def test_a_removed_spec_is_deleted_in_the_planned_environment_only(
     finally:
         (world.root / "specs/keep.yaml").unlink()
         (world.root / "minilm.yaml.away").rename(world.root / "specs/minilm.yaml")
+
+
+def test_a_removed_spec_that_named_its_environment_is_deleted_there_by_runs_without_env(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spec chose prod; once it is gone, a run over its folder that chooses no
+    environment of its own (--env) deletes it, even when no other spec names prod."""
+    monkeypatch.chdir(world.root)
+    pinned = world.root / "specs/pinned.yaml"
+    pinned.write_text(
+        SPEC.split("environments:")[0].replace("app: minilm", "app: pinned") + "environment: prod\n"
+    )
+    try:
+        assert cli(capsys, "apply", "--yes", "specs/pinned.yaml")[0] == 0
+    finally:
+        pinned.unlink()
+    for how, flag, expected in (
+        ("plain", [], "delete"),
+        ("profile", [], "delete"),
+        ("--env", ["--env", "dev"], None),
+    ):
+        monkeypatch.delenv("MODAL_ENVIRONMENT", raising=False)
+        if how == "profile":
+            monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")
+        code, out, err = cli(capsys, "plan", "specs", *flag, "--format", "json")
+        assert code == 0, err
+        actions = {c["address"]: c["action"] for c in json.loads(out)["changes"]}
+        assert actions.get("prod/pinned") == expected, how
+        assert not any(a == "delete" for k, a in actions.items() if k != "prod/pinned"), how
+
+
+@pytest.mark.parametrize("where", ["specs/.drafts/x.yaml", "specs/X.YAML", "specs/linked/x.yaml"])
+def test_a_spec_the_folder_scan_skips_is_never_planned_for_deletion(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """A spec applied by name from where a folder's scan does not look (a hidden folder, an
+    upper-case suffix, a linked folder) is still there: planning the folder keeps its app
+    and says why, rather than stopping it."""
+    monkeypatch.chdir(world.root)
+    spec = SPEC.split("environments:")[0].replace("app: minilm", "app: aside")
+    if where.startswith("specs/linked/"):
+        (tmp_path / "outside").mkdir()
+        (tmp_path / "outside/x.yaml").write_text(spec)
+        (world.root / "specs/linked").symlink_to(tmp_path / "outside")
+    else:
+        (world.root / where).parent.mkdir(exist_ok=True)
+        (world.root / where).write_text(spec)
+    try:
+        code, out, err = cli(capsys, "apply", "--yes", where)
+        assert code == 0, err + out
+        code, out, err = cli(capsys, "plan", "specs", "--format", "json", "--detailed-exitcode")
+        assert code == 0, err + out
+        plan = json.loads(out)
+        assert [c["action"] for c in plan["changes"]] == ["no-op"]
+        [warning] = [w for w in plan["warnings"] if w["address"] == "aside"]
+        assert warning["code"] == "out-of-view"
+        assert f"its spec {where} is still there" in warning["message"]
+        code, out, err = cli(capsys, "apply", "--yes", "specs")
+        assert code == 0, err + out
+        assert world.api.state.app("aside", "main").state == api_pb2.APP_STATE_DEPLOYED
+        _, out, _ = cli(capsys, "diff", "specs")
+        assert "- aside" not in out
+    finally:
+        for made in ("specs/.drafts", "specs/linked"):
+            path = world.root / made
+            if path.is_symlink():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+        (world.root / "specs/X.YAML").unlink(missing_ok=True)
 
 
 def test_a_stray_state_in_a_subfolder_is_named_and_not_used(

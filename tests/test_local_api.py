@@ -655,7 +655,7 @@ def test_observing_many_apps_keeps_a_bounded_number_of_rpcs_in_flight(
     with LocalModalServer(rpc_delay=0.05) as server:
         for key, value in server.env().items():
             monkeypatch.setenv(key, value)
-        found = modal_api.observe(queries)
+        found = modal_api.observe(queries).apps
         assert server.state.rpc_names().count("AppGetByDeploymentName") == len(queries)
         assert 1 < server.state.max_in_flight <= modal_api.MAX_IN_FLIGHT
     assert {o.state for o in found.values()} == {"missing"} and len(found) == len(queries)

@@ -40,13 +40,13 @@ def test_observe_reads_fewer_rpcs_an_app_and_observes_the_same(
 
     queries = arrange(modal_api)
     modal_api.state.clear_calls()
-    listed = observing.observe(queries)
+    listed = observing.observe(queries).apps
     reads = Counter(modal_api.state.rpc_names())
 
     # The old way, for comparison: every app looked up by name, its state read on its own.
     monkeypatch.setattr(observing, "_deployed_by_name", lambda items: {})
     modal_api.state.clear_calls()
-    looked_up = observing.observe(queries)
+    looked_up = observing.observe(queries).apps
     old_reads = Counter(modal_api.state.rpc_names())
 
     assert listed == looked_up
@@ -73,9 +73,9 @@ def test_observe_reads_fewer_rpcs_an_app_and_observes_the_same(
 
 
 def per_deployed_app(reads: Counter[str]) -> float:
-    """Reads per deployed app: all but the connection's hello, the listings and the lookups
-    that find no deployed app (the four names not deployed here)."""
-    shared = reads["ClientHello"] + reads["AppList"] + 4
+    """Reads per deployed app: all but the connection's hello, the workspace's name, the
+    listings and the lookups that find no deployed app (the four names not deployed here)."""
+    shared = reads["ClientHello"] + reads["WorkspaceNameLookup"] + reads["AppList"] + 4
     return (sum(reads.values()) - shared) / (len(DEPLOYED) + 1)
 
 
@@ -92,7 +92,7 @@ def test_a_name_the_listing_shows_deployed_twice_is_settled_by_the_lookup(
     modal_api.state.apps = {second.app_id: second, **modal_api.state.apps}
     modal_api.state.clear_calls()
 
-    found = observing.observe([observing.Query("twin", None)])[None, "twin"]
+    found = observing.observe([observing.Query("twin", None)]).apps[None, "twin"]
 
     assert modal_api.state.rpc_names().count("AppGetByDeploymentName") == 1
     assert found.app_id == modal_api.state.deployed_app("twin").app_id  # type: ignore[union-attr]

@@ -306,6 +306,12 @@ def _check_fresh(reviewed: Plan, state: State, path: str, project: Project) -> P
                 "plan was made (another apply ran); run modaliac plan again"
             )
     fresh = build_plan(reviewed.inputs, state, project, online=True)
+    if fresh.workspace != reviewed.workspace:
+        raise ModaliacError(
+            f"{path}: the plan was made against {reviewed.workspace or 'an unnamed workspace'} "
+            f"and this run is against {fresh.workspace}: a saved plan applies to the Modal "
+            "workspace it was reviewed for only; make the plan again there"
+        )
     now = {c.address: c for c in fresh.changes}
     for change in reviewed.changes:
         seen = now.get(change.address)
@@ -429,7 +435,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
     # Before the lock, so a wrong target writes nothing: the state does not record the app
     # and Modal runs it. Modal may change either way under the lock too; the state may not.
     _refuse_managed(store.read(), address)
-    seen = observe([Query(target.app, target.environment)])[(target.environment, target.app)]
+    seen = observe([Query(target.app, target.environment)]).apps[(target.environment, target.app)]
     if seen.state != "deployed" or seen.current is None:
         raise ModaliacError(f"{address}: no deployed app of that name on Modal ({seen.state})")
     with store.lock(owner(), wait=args.lock_timeout):

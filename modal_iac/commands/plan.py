@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModaliacError
 from ..files import check_writable, write_file
-from ..spec.address import Project
+from ..spec.address import Project, profile_environment
 from .console import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from .options import (
     cost_options,
@@ -24,6 +24,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
+    from ..modal.observe import Observation
     from ..plan.changes import Inputs, Plan
     from ..plan.plan import Desired
     from ..state.records import State
@@ -139,7 +140,7 @@ def credentials_configured() -> bool:
     return config.is_file() and "token_id" in config.read_text(encoding="utf-8", errors="replace")
 
 
-def observe_for(desired: list[Desired], state: State) -> dict[tuple[str | None, str], Any]:
+def observe_for(desired: list[Desired], state: State) -> Observation:
     """What Modal reports for every desired or recorded app, in one concurrent pass."""
     from ..modal.observe import Query, observe
 
@@ -161,11 +162,18 @@ def plan_inputs(args: argparse.Namespace, targets: list[str], project: Project) 
     return Inputs(
         targets=tuple(project.recorded(t) for t in targets),
         env=args.env,
+        profile_environment=run_profile(args.env),
         replace=tuple(sorted({str(parse_address(a, args.env)) for a in args.replace or ()})),
         refresh_only=bool(args.refresh_only),
         strategy=args.strategy,
         verify=args.verify,
     )
+
+
+def run_profile(env: str | None) -> str | None:
+    """Without ``--env``: the environment ``MODAL_ENVIRONMENT`` or the Modal profile names for
+    specs that name none (None: none, the workspace's default)."""
+    return None if env is not None else profile_environment()
 
 
 def desired_for(
@@ -216,8 +224,11 @@ def build_plan(
     if desired is None:
         desired = desired_for(inputs, project, online=online, targets=targets)
     scope = delete_scope(targets, project)
-    observed = observe_for(desired, state) if online else None
-    plan = make_plan(desired, state, scope, observed, inputs)
+    observation = observe_for(desired, state) if online else None
+    observed = observation.apps if observation else None
+    plan = make_plan(desired, state, scope, observed, inputs, project.root)
+    if observation is not None:
+        plan = replace(plan, workspace=observation.workspace)
     if not inputs.refresh_only or observed is None:
         return plan
     covered = [change.address for change in plan.changes]
@@ -226,6 +237,7 @@ def build_plan(
 
 
 def cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    from ..plan.changes import Inputs
     from ..plan.diff import diff_git, diff_recorded, format_diff
     from ..plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
 
@@ -238,7 +250,8 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
             desired_apps(spec_files(targets), args.env, project),
             state_store(args.state, project, console.error).read(),
             delete_scope(targets, project),
-            args.env,
+            Inputs(env=args.env, profile_environment=run_profile(args.env)),
+            project.root,
         )
     text, differs = format_diff(diffs, color=console.color, project=project)
     console.print(text, end="")

@@ -88,7 +88,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     from ..plan.changes import Inputs
     from ..plan.plan import make_plan
     from ..plan.targets import delete_scope, desired_apps, spec_files, spec_targets, state_store
-    from ..spec.address import Project
+    from ..spec.address import Project, profile_environment
     from .plan import observe_for
 
     require_credentials()
@@ -96,9 +96,13 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     targets = spec_targets(args.specs, project, "status")
     state = state_store(args.state, project, console.error).read()
     desired = desired_apps(spec_files(targets), args.env, project)
-    observed = observe_for(desired, state)
-    inputs = Inputs(targets=tuple(project.recorded(t) for t in targets), env=args.env)
-    plan = make_plan(desired, state, delete_scope(targets, project), observed, inputs)
+    observed = observe_for(desired, state).apps
+    inputs = Inputs(
+        targets=tuple(project.recorded(t) for t in targets),
+        env=args.env,
+        profile_environment=None if args.env is not None else profile_environment(),
+    )
+    plan = make_plan(desired, state, delete_scope(targets, project), observed, inputs, project.root)
     found = status_of(plan, state, observed, _strays(observed))
     console.print(as_json(found) if args.format == "json" else as_text(found, project), end="")
     return 0
@@ -116,7 +120,7 @@ def _strays(
     found = [
         key for key in apps_tagged(environments, MANAGED_BY, "modaliac") if key not in observed
     ]
-    return observe([Query(app, env) for env, app in found]) if found else {}
+    return observe([Query(app, env) for env, app in found]).apps if found else {}
 
 
 def status_of(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import modal
+from google.protobuf.empty_pb2 import Empty  # type: ignore[import-untyped]
 from modal.client import _Client
 from modal_proto import api_pb2
 
@@ -68,17 +69,26 @@ class Query:
     secret_keys: dict[str, str] = field(default_factory=dict)  # secret -> the key it must hold
 
 
-def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
+@dataclass(frozen=True)
+class Observation:
+    """What one pass over Modal saw: each app by (environment, name), and the workspace it
+    was read from (its name and the server's URL), which a saved plan must be applied to."""
+
+    apps: dict[tuple[str | None, str], Observed]
+    workspace: str
+
+
+def observe(queries: list[Query]) -> Observation:
     """Observe every app concurrently over one client: a few apps cost about three round
     trips, more cost one round trip per ``MAX_IN_FLIGHT`` requests (about 6 an app).
 
     First, at once: one AppList per environment (each deployed app's id, by its name; stopped
     apps; running containers) and one existence check per distinct secret and volume. Then,
     again all at once, the details of each app the listing shows deployed, and a lookup by
-    name of each app it does not (``_observe_one``).
+    name of each app it does not (``_observe_one``). The workspace's name is read alongside.
     """
 
-    async def make(sdk_client: _Client) -> dict[tuple[str | None, str], Observed]:
+    async def make(sdk_client: _Client) -> Observation:
         client = Bounded(sdk_client)
         environments = sorted({q.environment or "" for q in queries})
         secrets = sorted({(q.environment or "", n) for q in queries for n in q.secrets})
@@ -88,13 +98,14 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
             {(q.environment or "", n, k) for q in queries for n, k in q.secret_keys.items()}
         )
         volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
-        listings, secret_ok, key_ok, volume_ok = await asyncio.gather(
+        listings, secret_ok, key_ok, volume_ok, workspace = await asyncio.gather(
             list_apps(client, environments),
             asyncio.gather(*(_secret_exists(client, name, env) for env, name in secrets)),
             asyncio.gather(
                 *(_secret_exists(client, name, env, (key,)) for env, name, key in keyed)
             ),
             asyncio.gather(*(_volume_exists(client, name, env) for env, name in volumes)),
+            client._stub.WorkspaceNameLookup(Empty()),
         )
         items = [
             (env, item)
@@ -122,7 +133,8 @@ def observe(queries: list[Query]) -> dict[tuple[str | None, str], Observed]:
                 for q in queries
             )
         )
-        return {(o.environment, o.app): o for o in found}
+        where = f"{workspace.workspace_name} at {sdk_client.server_url}"
+        return Observation({(o.environment, o.app): o for o in found}, where)
 
     return run(make)
 

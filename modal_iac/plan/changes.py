@@ -47,14 +47,22 @@ class Notice:
 @dataclass(frozen=True)
 class Inputs:
     """What a plan was made from: the spec files and folders (relative to the project root),
-    the ``--env``, the addresses ``--replace`` forces, and whether it only refreshes."""
+    the ``--env``, the environment Modal's own settings chose (``MODAL_ENVIRONMENT`` or the
+    profile's), the addresses ``--replace`` forces, and whether it only refreshes."""
 
     targets: tuple[str, ...] = ()
     env: str | None = None
+    profile_environment: str | None = None  # MODAL_ENVIRONMENT, else the Modal profile's
     replace: tuple[str, ...] = ()
     refresh_only: bool = False
     strategy: Strategy | None = None  # --strategy: over every spec's deploy.strategy
     verify: bool | None = None  # --verify / --no-verify: over every spec's verify.enabled
+
+    @property
+    def default_environment(self) -> str | None:
+        """Where a spec that names no environment deploys in this run: ``--env``, else the
+        profile's, else None (the workspace's default environment)."""
+        return self.env if self.env is not None else self.profile_environment
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,7 @@ class Plan:
     format_version: int = PLAN_FORMAT_VERSION
     refreshes: tuple[Refresh, ...] = ()
     prices: Prices | None = None  # a saved plan's prices, read back with it (cost.py)
+    workspace: str | None = None  # online: the Modal workspace and server it was made against
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ from ..render.app import HEADER_LINES, render_all
 from ..spec.address import Project
 from ..spec.gateway import GatewaySpec
 from ..state.records import AppRecord, State
-from .changes import FieldChange, field_changes
+from .changes import FieldChange, Inputs, field_changes
 from .plan import Desired, deletions
 
 Status = Literal["added", "removed", "changed", "unchanged"]
@@ -78,12 +78,15 @@ def diff_recorded(
     desired: list[Desired],
     state: State,
     delete_scope: list[str] | None = None,
-    env_option: str | None = None,
+    run: Inputs | None = None,
+    root: Path | None = None,
 ) -> list[AppDiff]:
     """Each desired app against what the state says was last applied.
 
-    ``delete_scope`` and ``env_option`` work as in ``make_plan``, through the same
-    ``deletions``: a recorded app shows as removed exactly when a plan would delete it.
+    ``delete_scope``, ``run`` (its ``--env`` and Modal's settings) and ``root`` work as in
+    ``make_plan``, through
+    the same ``deletions``: a recorded app shows as removed exactly when a plan would delete
+    it.
     """
     diffs = []
     wanted = {item.address: item for item in desired}
@@ -96,7 +99,7 @@ def diff_recorded(
             if not record.source:
                 notes.append("the state holds no generated source for this app")
         diffs.append(_compare(item.loaded.recorded_path, before, after, notes))
-    for record in deletions(desired, state, delete_scope, env_option):
+    for record in deletions(desired, state, delete_scope, run, root):
         before = _recorded_version(record)
         diffs.append(_compare(record.spec_path, before, None, ["its spec was removed"]))
     return diffs

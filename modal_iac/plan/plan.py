@@ -8,16 +8,17 @@ when the result differs from what was reviewed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ModaliacError
 from ..loading.load import LoadedSpec, SpecRef
 from ..render.app import HEADER_LINES, Rendered, render_app
 from ..review.policy import EndpointUse, endpoint_use, endpoints_warnings
-from ..spec.address import Address
+from ..spec.address import Address, profile_environment
 from ..spec.gateway import GatewaySpec, app_settings
 from ..spec.placement import routing_region_change, runtime_notes
 from ..spec.settings import settings
@@ -121,6 +122,7 @@ class Desired:
             source=_Remade(self.loaded, self.app, self.rendered.body_hash),
             deployment_tag=deployment_tag(self.rendered.body_hash),
             env_option=self.env_option,
+            profile_environment=None if self.env_option is not None else profile_environment(),
         )
 
 
@@ -164,12 +166,15 @@ def make_plan(
     delete_scope: list[str] | None = None,
     observed: dict[tuple[str | None, str], Observed] | None = None,
     inputs: Inputs | None = None,
+    root: Path | None = None,
 ) -> Plan:
     """Compare desired apps with the recorded state and, when given, what Modal reports.
 
     ``delete_scope``: the planned spec directories, relative to the project root (as the
     state records spec paths). Recorded apps that ``deletions`` finds are planned for
     deletion; planning single files (no scope) never deletes: other specs are out of view.
+    ``root``: the project root, where a recorded spec that this run did not load is looked
+    for; one still there is never deleted, and the plan warns (None: not looked for).
     ``observed``: None plans offline (recorded state only); otherwise drift is planned too
     and the actions converge Modal back to the specs. ``inputs``: the run's ``--env`` and
     ``--replace``, kept on the plan.
@@ -186,11 +191,12 @@ def make_plan(
         change = _compare(item, before, seen, address in inputs.replace)
         change = with_strategy(change, inputs.strategy or item.strategy)
         changes.append(with_verification(change, item, inputs.verify))
-    for record in deletions(desired, recorded, delete_scope, inputs.env):
+    for record in deletions(desired, recorded, delete_scope, inputs, root):
         changes.append(_delete(record, observed))
+    unloaded = deletions(desired, recorded, delete_scope, inputs, root, kept=True)
     return Plan(
         changes=tuple(changes),
-        warnings=tuple(_warnings(desired)),
+        warnings=(*_warnings(desired), *(_out_of_view(record) for record in unloaded)),
         online=observed is not None,
         inputs=inputs,
     )
@@ -229,35 +235,94 @@ def deletions(
     desired: list[Desired],
     recorded: State,
     scope: list[str] | None,
-    env_option: str | None = None,
+    run: Inputs | None = None,
+    root: Path | None = None,
+    *,
+    kept: bool = False,
 ) -> list[AppRecord]:
     """The recorded apps a run over ``scope`` removes, in address order; plan and diff agree.
 
-    A run never removes an app of an environment it does not plan. A recorded app goes when
-    its spec lived in a planned directory and the run no longer yields its address, and
+    A run never removes an app of an environment it does not plan: the environments its
+    specs resolve to, and ``run.default_environment`` (where a spec naming none deploys in
+    this run: ``--env``, else ``MODAL_ENVIRONMENT`` or the profile's, else the workspace's
+    default). A recorded app goes when its spec lived in a planned directory and the run no
+    longer yields its address, and
     - its spec is still loaded, in the environment that spec resolves to in this run (the
       app was renamed, or a gateway lost a GPU): records of the same spec in other
       environments belong to the runs of those environments;
-    - its spec is gone, and the record was applied with this run's ``--env`` (or, like this
-      run, without one).
+    - its spec file is gone from ``root`` (the project root; a file still there that this
+      run did not load, in a folder or under a name the scan skips, is out of view, never
+      gone), and this run plans its environment (``_planned``): the one the spec named, or
+      the one the run's settings choose as they chose it when it was applied.
     A record that ``state mv`` renamed away from an address is never deleted here: apply
     stops the old app once the new address is deployed.
+
+    With ``kept``, instead: the recorded apps kept only because their spec file is still
+    there though this run did not load it (the plan says so rather than stopping them).
     """
+    return [
+        record
+        for record, loaded in _gone(desired, recorded, scope, run or Inputs())
+        if (not loaded and _still_there(record.spec_path, root)) == kept
+    ]
+
+
+def _gone(
+    desired: list[Desired],
+    recorded: State,
+    scope: list[str] | None,
+    run: Inputs,
+) -> Iterator[tuple[AppRecord, bool]]:
+    """Each recorded app of a planned environment and directory that the run no longer
+    yields, and whether its spec was loaded in this run."""
     wanted = {item.address for item in desired}
     resolved: dict[str, set[str | None]] = {}
     for item in desired:
         resolved.setdefault(item.loaded.recorded_path, set()).add(item.environment)
-    found = []
+    planned = {item.environment for item in desired} | {run.default_environment}
     for address, record in sorted(recorded.apps.items()):
         if address in wanted or not in_scope(record.spec_path, scope):
             continue
         environments = resolved.get(record.spec_path)
         if environments is not None and record.environment not in environments:
             continue
-        if environments is None and record.env_option != env_option:
+        if environments is None and not _planned(record, planned, run):
             continue
-        found.append(record)
-    return found
+        yield record, environments is not None
+
+
+def _out_of_view(record: AppRecord) -> Notice:
+    return Notice(
+        "out-of-view",
+        str(record.address),
+        f"its spec {record.spec_path} is still there, but this run did not load it (a hidden "
+        "or linked folder, or a name other than *.yaml/*.yml): not planned for deletion",
+        "plan that file by name, or move it where the folder's scan finds it",
+    )
+
+
+def _planned(record: AppRecord, planned: set[str | None], run: Inputs) -> bool:
+    """Whether this run plans the environment of a record whose spec is gone. One its spec
+    named goes in any run without ``--env`` (as it was applied) or one that plans that
+    environment; one ``--env`` or Modal's settings chose goes in the run whose settings
+    choose it now too, never in another's."""
+    if record.environment_named_by_spec:
+        return run.env is None or record.environment in planned
+    return record.environment == run.default_environment
+
+
+def _still_there(spec_path: str, root: Path | None) -> bool:
+    """Whether anything is at the recorded spec path (a link too; a path that cannot be
+    looked at counts as there: a spec is gone only when it is surely gone)."""
+    if root is None:
+        return False
+    try:
+        os.lstat(root / spec_path)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
 
 
 def _delete(record: AppRecord, observed: dict[tuple[str | None, str], Observed] | None) -> Change:

@@ -216,9 +216,11 @@ def as_json(plan: Plan, costing: Costing | None = None) -> str:
         "summary": dict(plan.counts),
         "has_changes": plan.has_changes,
         "online": plan.online,
+        "workspace": plan.workspace,
         "inputs": {
             "targets": list(plan.inputs.targets),
             "env": plan.inputs.env,
+            "profile_environment": plan.inputs.profile_environment,
             "replace": list(plan.inputs.replace),
             "refresh_only": plan.inputs.refresh_only,
             "strategy": plan.inputs.strategy,

@@ -26,7 +26,7 @@ from .. import __version__
 from ..errors import ModaliacError
 from ..files import joined, parse_json, read_text
 from ..render.app import HEADER_LINES
-from ..spec.address import Address, AddressError, Project
+from ..spec.address import Address, AddressError, Project, profile_environment
 from ..state.records import AppRecord
 from ..tokens import shown
 from .changes import (
@@ -95,6 +95,9 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
         inputs = Inputs(
             targets=tuple(reader.strings(reader.get(raw, "targets", list), "inputs.targets")),
             env=reader.get(raw, "env", (str, type(None))),
+            profile_environment=reader.get(raw, "profile_environment", (str, type(None)))
+            if "profile_environment" in raw
+            else None,
             replace=tuple(reader.strings(reader.get(raw, "replace", list), "inputs.replace")),
             refresh_only=reader.get(raw, "refresh_only", bool),
             strategy=reader.strategy(raw.get("strategy"), "inputs.strategy"),
@@ -110,6 +113,7 @@ def load_plan(text: str, where: str = "the plan", *, applying: bool = False) -> 
         changes=changes,
         warnings=warnings,
         online=reader.get(root, "online", bool),
+        workspace=reader.get(root, "workspace", (str, type(None))) if "workspace" in root else None,
         inputs=inputs,
         modaliac_version=reader.get(root, "modaliac_version", str),
         format_version=version,
@@ -297,6 +301,25 @@ class _Reader:
 # -- is it what was reviewed? -----------------------------------------------------------------
 
 
+def _check_environment(plan: Plan, where: str) -> None:
+    """A plan made without ``--env`` placed specs that name no environment where Modal's
+    settings said (``MODAL_ENVIRONMENT``, else the profile's): applying it under settings that
+    say another would re-plan other apps, so it is refused, naming both."""
+    if plan.inputs.env is not None:
+        return
+    now = profile_environment()
+    if now != plan.inputs.profile_environment:
+        raise PlanFileError(
+            f"{where}: the plan was made for {_environment(plan.inputs.profile_environment)} "
+            f"(MODAL_ENVIRONMENT or the Modal profile) and this run's is {_environment(now)}; "
+            "apply it with the settings it was made with, or make the plan again"
+        )
+
+
+def _environment(name: str | None) -> str:
+    return f"environment {name}" if name else "the workspace's default environment"
+
+
 def verify(plan: Plan, where: str, project: Project) -> None:
     """Refuse a saved plan that this modaliac cannot apply or that is not what was reviewed:
     checked on the plan and the spec files alone, before Modal or any generated code."""
@@ -316,6 +339,7 @@ def verify(plan: Plan, where: str, project: Project) -> None:
             f"{where}: this plan was made without consulting Modal; make it again with Modal "
             "credentials (modaliac plan -o FILE.json)"
         )
+    _check_environment(plan, where)
     for target in plan.inputs.targets:
         inside = PurePosixPath(target)
         if not target or inside.is_absolute() or ".." in inside.parts:

@@ -35,7 +35,10 @@ class AppRecord:
     """One app as modaliac last applied it: what Modal runs, as far as modaliac knows.
 
     ``spec_path`` is relative to the project root. ``env_option`` is the ``--env`` of the run
-    that applied it (None: none), so a plan only removes apps of its own environment.
+    that applied it (None: none) and, without one, ``profile_environment`` what
+    ``MODAL_ENVIRONMENT`` or the Modal profile said then: whether the run's settings chose the
+    app's environment or its spec named it, so a plan only removes apps of its own
+    environment.
     ``overrides`` are autoscaler settings changed by hand on Modal that ``apply
     --refresh-only`` recorded (function -> setting -> value). ``renamed_from`` is the address
     ``state mv`` moved this record from: Modal cannot rename an app, so the next apply
@@ -55,6 +58,7 @@ class AppRecord:
     deployed_version: int | None = None  # Modal's app version after modaliac's deploy
     deployment_tag: str = ""  # the tag modaliac deployed with: modaliac-<source hash>
     env_option: str | None = None
+    profile_environment: str | None = None
     overrides: dict[str, dict[str, int]] = field(default_factory=dict)
     renamed_from: str | None = None
     last_apply: str | None = None  # what the last apply did when it did not go as planned
@@ -62,6 +66,11 @@ class AppRecord:
     @property
     def address(self) -> str:
         return str(Address(self.environment, self.app))
+
+    @property
+    def environment_named_by_spec(self) -> bool:
+        """Whether its spec named the environment (neither ``--env`` nor Modal's settings)."""
+        return self.env_option is None and self.environment != self.profile_environment
 
 
 @dataclass
@@ -135,6 +144,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "deployed_version": (int, type(None)),
     "deployment_tag": (str,),
     "env_option": (str, type(None)),
+    "profile_environment": (str, type(None)),
     "overrides": (dict,),
     "renamed_from": (str, type(None)),
     "last_apply": (str, type(None)),
@@ -161,8 +171,9 @@ def parse_record(raw: Any, where: str, *, migrate: bool = False) -> AppRecord:
             check_environment(raw["environment"], "environment")
         if raw.get("renamed_from") is not None:
             Address.parse(raw["renamed_from"])
-        if raw.get("env_option") is not None:
-            check_environment(raw["env_option"], "env_option")
+        for name in ("env_option", "profile_environment"):
+            if raw.get(name) is not None:
+                check_environment(raw[name], name)
     except ModaliacError as exc:
         raise StateError(f"{where}: {exc}") from None
     _check_values(raw, where)
