@@ -539,6 +539,43 @@ def test_a_blocked_saved_plan_is_never_applied_even_once_unblocked(
     assert publishes(modal_api) == 2
 
 
+def test_apply_runs_the_reviewed_source_whatever_the_build_folder_holds(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bytecode file planted in the build folder's __pycache__ (unchecked-hash: Python
+    would take it without looking at the source) and a link planted at a generated file's
+    path: apply still runs the code it rendered, and writes nothing through the link."""
+    import py_compile
+    from importlib.util import cache_from_source
+
+    assert cli(capsys, "apply", "--yes", "specs/minilm.yaml")[0] == 0
+    build = project / ".modaliac/build"
+    [generated] = sorted(build.glob("*minilm*.py"))
+    evil = tmp_path / "evil.py"
+    evil.write_text(
+        f"open({str(project / 'PWNED')!r}, 'w').close()\nimport modal\napp = modal.App('x')\n"
+    )
+    py_compile.compile(
+        str(evil),
+        cfile=cache_from_source(str(generated)),
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    edit(project / "specs/minilm.yaml", "gpu: L4", "gpu: T4")
+    code, out, err = cli(capsys, "apply", "--yes", "specs/minilm.yaml")
+    assert code == 0, err + out
+    assert not (project / "PWNED").exists()
+    assert "T4" in generated.read_text() and victim.read_text() == "precious"
+    generated.unlink()
+    generated.symlink_to(victim)
+    edit(project / "specs/minilm.yaml", "gpu: T4", "gpu: L4")
+    code, out, err = cli(capsys, "apply", "--yes", "specs/minilm.yaml")
+    assert code == 0, err + out
+    assert victim.read_text() == "precious" and not generated.is_symlink()
+    assert not (project / "PWNED").exists()
+
+
 def test_a_saved_plan_applies_to_the_workspace_it_was_made_against_only(
     project: Path,
     modal_api: LocalModalServer,

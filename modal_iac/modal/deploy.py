@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
@@ -279,17 +281,41 @@ def _event(result: DeployResult) -> str:
 
 
 def _import(job: DeployJob, build_dir: Path) -> Any:
+    """The generated app as a module, executed from ``job.source`` itself: the reviewed code.
+
+    Its file is written beside (Modal uploads that file) by replacing whatever is at the path
+    (a link is replaced, never written through), and the module is compiled from the text in
+    hand, never from the file or a cached ``__pycache__`` file someone left there."""
     build_dir.mkdir(parents=True, exist_ok=True)
     path = build_dir / f"{job.module_name}.py"  # the module name is unique to the address
-    path.write_text(job.source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(job.module_name, path)
-    if spec is None or spec.loader is None:
+    try:
+        _replace(path, job.source)
+    except OSError as exc:
+        raise ModalApiError(f"{path}: cannot write the generated app ({exc.strerror})") from None
+    spec = importlib.util.spec_from_loader(job.module_name, loader=None, origin=str(path))
+    if spec is None:
         raise ModalApiError(f"{path}: cannot import the generated app")
+    spec.has_location = True
     module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
     sys.modules[job.module_name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(job.source, str(path), "exec", dont_inherit=True), module.__dict__)
     except Exception as exc:
         del sys.modules[job.module_name]
         raise ModalApiError(f"{path}: the generated app does not import: {exc}") from None
     return module
+
+
+def _replace(path: Path, text: str) -> None:
+    """``path`` made a new regular file holding ``text``: written aside, then renamed over
+    whatever was there."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
