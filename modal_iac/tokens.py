@@ -137,6 +137,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
+def url_shown(url: str) -> str:
+    """A URL as messages show it: printable, without a ``user:password@`` part, and at most
+    120 characters."""
+    text = printable(re.sub(r"(?<=://)[^/@]*@", "", url))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def shown(text: str, limit: int = 80) -> str:
     """``text`` quoted for an error line: printable, at most ``limit`` characters, and never a
     value that looks like a secret (it is named by its kind instead)."""

@@ -396,6 +396,7 @@ def test_plan_json_is_the_documented_format(
     assert document["inputs"] == {
         "targets": ["specs"],
         "env": None,
+        "profile_environment": None,
         "replace": [],
         "refresh_only": False,
         "strategy": None,

@@ -36,6 +36,7 @@ from modal.client import _Client
 from modal_proto import api_pb2
 
 from ..errors import ModaliacError
+from ..tokens import url_shown
 from .halt import Halt
 
 T = TypeVar("T")
@@ -61,9 +62,35 @@ class Reader(Protocol):
 # -- running SDK calls under a deadline ---------------------------------------------------
 
 
+_PRINTABLE_TOKEN = re.compile(r"[!-~]+")  # ASCII without spaces or control characters
+
+
 def require_credentials() -> None:
-    if not (modal.config.config.get("token_id") and modal.config.config.get("token_secret")):
+    """Credentials that are there and can be sent: a token pasted with a newline made the SDK
+    fail with the whole secret in its message. Their values are never shown."""
+    config = modal.config.config
+    if not (config.get("token_id") and config.get("token_secret")):
         raise ModalApiError(NO_CREDENTIALS)
+    for key, variable in (("token_id", "MODAL_TOKEN_ID"), ("token_secret", "MODAL_TOKEN_SECRET")):
+        value = config.get(key)
+        if not isinstance(value, str) or not _PRINTABLE_TOKEN.fullmatch(value):
+            raise ModalApiError(
+                f"the Modal {key.replace('_', ' ')} ({variable}, or {key} in the Modal config) "
+                "holds a space, a line break or a control character; set it without one (its "
+                "value is not shown)"
+            )
+    server = config.get("server_url")
+    if not isinstance(server, str) or not _PRINTABLE_TOKEN.fullmatch(server):
+        raise ModalApiError(
+            f"the Modal server URL (MODAL_SERVER_URL, or server_url in the Modal config) "
+            f"{server_shown()} holds a space, a line break or a control character; set it "
+            "without one"
+        )
+
+
+def server_shown() -> str:
+    """The configured server URL as messages show it (``tokens.url_shown``)."""
+    return url_shown(str(modal.config.config.get("server_url") or ""))
 
 
 def run(
@@ -103,7 +130,7 @@ def run(
 
 
 async def deadline(awaitable: Awaitable[T], seconds: float, doing: str) -> T:
-    server = modal.config.config.get("server_url")
+    server = server_shown()
     try:
         return await asyncio.wait_for(_sdk_errors(awaitable, doing), seconds)
     except TimeoutError:
@@ -112,7 +139,7 @@ async def deadline(awaitable: Awaitable[T], seconds: float, doing: str) -> T:
 
 async def _sdk_errors(awaitable: Awaitable[T], doing: str) -> T:
     """``awaitable``, with every way the SDK or the connection fails turned into one line."""
-    server = modal.config.config.get("server_url")
+    server = server_shown()
     try:
         return await awaitable
     except TimeoutError:  # one of the SDK's own deadlines (before OSError: it is one)
@@ -168,7 +195,7 @@ class Supervisor:
     def __init__(self, halt: Halt) -> None:
         self.halt = halt
         self.loop = asyncio.get_running_loop()
-        self.server = modal.config.config.get("server_url")
+        self.server = server_shown()
         self._changed = asyncio.Event()
         self._unwatch = halt.watch(self._wake)
 

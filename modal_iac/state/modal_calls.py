@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ..errors import StateError
+from ..tokens import url_shown
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def run_modal(where: str, doing: str, work: Callable[[], Coroutine[Any, Any, T]]
     try:
         return _run_coroutine(work)
     except _Deadline as exc:
-        server = modal.config.config.get("server_url")
+        server = url_shown(str(modal.config.config.get("server_url") or ""))
         raise StateError(
             f"{where}: {doing} timed out after {exc.seconds:g}s; is Modal reachable at {server}?"
         ) from None
