@@ -173,6 +173,13 @@ def test_missing_secret_blocks_apply(
     # A blocked plan is not an applicable one: --detailed-exitcode says 1, not 2.
     code, out, _ = cli(capsys, "plan", "--detailed-exitcode", "--format", "json")
     assert code == 1 and json.loads(out)["status"] == "blocked"
+    # The pull-request comment lists its blockers under its title, which points nowhere.
+    _code, out, _ = cli(capsys, "plan", "--format", "markdown")
+    title, blocked = out.splitlines()[0], out.index("**Blocked**: apply refuses")
+    assert (
+        title == "### modaliac plan (blocked): 2 to create, 0 to update, 0 to replace, 0 to delete"
+    )
+    assert out.index("secret 'hf-extra' does not exist on Modal") > blocked
 
 
 def test_an_api_key_secret_without_its_key_blocks_the_plan(

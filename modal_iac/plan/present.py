@@ -35,13 +35,18 @@ OFFLINE_NOTE = (
 _COLOR = {"create": "32", "update": "33", "replace": "35", "delete": "31", "no-op": "2"}
 
 
-def summary_line(plan: Plan) -> str:
-    """The last line: what the plan does, ``blocked`` when apply would refuse it."""
+def _counts(plan: Plan) -> str:
     c = plan.counts
-    counts = (
+    return (
         f"{c['create']} to create, {c['update']} to update, "
         f"{c['replace']} to replace, {c['delete']} to delete"
     )
+
+
+def summary_line(plan: Plan) -> str:
+    """The last line: what the plan does, ``blocked`` when apply would refuse it (the text plan
+    lists its blockers just above this line)."""
+    counts = _counts(plan)
     if plan.status == "blocked":
         count = len(plan.blockers)
         return (
@@ -339,9 +344,11 @@ def as_markdown(plan: Plan, budget: int = MARKDOWN_BUDGET, costing: Costing | No
     if plan.inputs.refresh_only:
         text = _refresh_text(plan, lambda code, text: text)
         return "\n".join(head) + "\n### modaliac plan (refresh only)\n\n```\n" + text + "```\n"
-    title = summary_line(plan).removeprefix("Plan: ").removeprefix("Plan blocked: ")
-    blocked = " (blocked)" if plan.status == "blocked" else ""
-    head += [f"### modaliac plan{blocked}: {title}", ""]
+    if plan.status == "blocked":  # the comment lists its blockers below the title
+        title = f"modaliac plan (blocked): {_counts(plan)}"
+    else:
+        title = "modaliac plan: " + summary_line(plan).removeprefix("Plan: ")
+    head += [f"### {title}", ""]
     costing = _costing(costing, plan)
     lines = costing.lines(plan)
     head += _md_costs(lines, _md_prices(costing.prices, _rows_used(lines)))
