@@ -189,6 +189,12 @@ def alias_bomb() -> str:
     return "\n".join(lines) + "\n"
 
 
+PLAIN_NUMBER = (
+    "write this number in plain decimal digits (YAML readers disagree on 010, 0x10, "
+    "0o7 and 1_000), or quote it if it is text"
+)
+
+
 class Case(NamedTuple):
     id: str
     text: str | bytes
@@ -256,6 +262,26 @@ CASES = [
         "yaml-nan",
         VALID + "engine:\n  args:\n    temperature: .nan\n",
         "spec.yaml:8:18: engine.args.temperature: infinity and NaN are not allowed; write a number",
+    ),
+    Case(
+        "yaml-number-octal-looking",
+        VALID + "engine:\n  args:\n    max-num-seqs: 010\n",
+        "spec.yaml:8:19: engine.args.max-num-seqs: " + PLAIN_NUMBER,
+    ),
+    Case(
+        "yaml-number-hex",
+        VALID + "engine:\n  args:\n    max-num-seqs: 0x10\n",
+        "spec.yaml:8:19: engine.args.max-num-seqs: " + PLAIN_NUMBER,
+    ),
+    Case(
+        "yaml-number-underscores",
+        VALID + "engine:\n  args:\n    max-num-seqs: 1_000\n",
+        "spec.yaml:8:19: engine.args.max-num-seqs: " + PLAIN_NUMBER,
+    ),
+    Case(
+        "yaml-number-float-underscores",
+        VALID + "engine:\n  args:\n    max-num-seqs: 1_0.5\n",
+        "spec.yaml:8:19: engine.args.max-num-seqs: " + PLAIN_NUMBER,
     ),
     # -- nesting: one limit (64 levels) on every path, located where it is crossed ----------
     # engine.args.x is three levels down: inside 62 lists, its 1 is at level 65.

@@ -49,6 +49,10 @@ _STR = _YAML_TAG + "str"
 _PLAIN_TAGS = {_YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 _SPECIAL_FLOAT = re.compile(r"^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$")
 MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses huge ints
+# A number in the one spelling every YAML reader agrees on: 010 is 8 to YAML 1.1 readers and 10
+# to 1.2 ones; 0x10, 0o7, 0b11 and 1_000 are numbers to some readers and text to others.
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_DECIMAL_FLOAT = re.compile(r"[-+]?(0|[1-9][0-9]*)?(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 _NULL, _BOOL, _INT, _FLOAT = (_YAML_TAG + name for name in ("null", "bool", "int", "float"))
 _RESOLVERS = VersionedResolver(version=(1, 2)).versioned_resolver  # first character -> rules
 _CONSTRUCT = YAML(typ="rt").constructor  # builds numbers exactly as the round-trip loader does
@@ -212,7 +216,7 @@ def _scalar(event: Any, swapped: bool) -> Any:
         return None
     if tag == _BOOL:
         return value in ("true", "True", "TRUE")
-    if tag in (_INT, _FLOAT) and len(value) <= MAX_NUMBER_CHARS and not _SPECIAL_FLOAT.match(value):
+    if tag in (_INT, _FLOAT) and _number_problem(value, tag == _FLOAT) is None:
         build = _CONSTRUCT.construct_yaml_float if tag == _FLOAT else _CONSTRUCT.construct_yaml_int
         number = build(ScalarNode(tag, value))
         if tag == _INT or math.isfinite(number):
@@ -513,6 +517,11 @@ def _number_problem(text: str, is_float: bool) -> str | None:
         return "infinity and NaN are not allowed; write a number"
     if is_float and not _finite(text):
         return "this number is too large for a float"
+    if not (_DECIMAL_FLOAT if is_float else _DECIMAL).fullmatch(text):
+        return (
+            "write this number in plain decimal digits (YAML readers disagree on 010, 0x10, "
+            "0o7 and 1_000), or quote it if it is text"
+        )
     return None
 
 
