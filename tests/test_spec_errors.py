@@ -194,6 +194,11 @@ PLAIN_NUMBER = (
     "0o7 and 1_000), or quote it if it is text"
 )
 
+MODALIACS_TAGS = (
+    "'managed-by' and tags starting 'modaliac-' are the tags modaliac sets on every deploy; "
+    "name the label otherwise"
+)
+
 
 class Case(NamedTuple):
     id: str
@@ -262,6 +267,14 @@ CASES = [
         "yaml-nan",
         VALID + "engine:\n  args:\n    temperature: .nan\n",
         "spec.yaml:8:18: engine.args.temperature: infinity and NaN are not allowed; write a number",
+    ),
+    Case(
+        "label-names-modaliacs-tag",
+        VALID + "labels:\n  Managed-By: me\n  modaliac-spec: x\n",
+        (
+            "spec.yaml:7:3: labels.Managed-By: " + MODALIACS_TAGS,
+            "spec.yaml:8:3: labels.modaliac-spec: " + MODALIACS_TAGS,
+        ),
     ),
     Case(
         "yaml-number-octal-looking",

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..spec.fields import IMPORT_PLACEHOLDER
+from ..spec.fields import IMPORT_PLACEHOLDER, is_modaliac_tag
 
 # What the generated spec cannot know, said once at the top of the file.
 HEADER = (
@@ -27,7 +27,6 @@ PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9._/-]*")  # reads back as the same stri
 YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 PAGE = 100  # items per SecretList / VolumeList page, as the SDK asks
 STANDIN_ID = "imported/model"  # validates like a real id; replaced by the placeholder after
-MODALIAC_TAGS = ("managed-by", "modaliac-")
 HF_NAMES = ("huggingface", "hugging-face", "hf-", "hf_")  # a secret likely to hold HF_TOKEN
 
 
@@ -192,7 +191,7 @@ def spec_text(
     lines = [HEADER.format(app=app), f"app: {app}"]
     if environment:
         lines.append(f"environment: {environment}")
-    labels = {k: v for k, v in sorted(tags.items()) if not k.startswith(MODALIAC_TAGS)}
+    labels = {k: v for k, v in sorted(tags.items()) if not is_modaliac_tag(k)}
     lines += _section("labels:", [f"  {_scalar(k)}: {_scalar(v)}" for k, v in labels.items()])
     lines += [
         "model:",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..spec.fields import MANAGED_BY as MANAGED_BY  # what the commands read the tag by
+from ..spec.fields import MODALIAC_TAG_PREFIX
+
 if TYPE_CHECKING:
     from ..state.records import AppRecord
 
-MANAGED_BY = "managed-by"
-APP_TAG = "modaliac-app"  # the app's name: Modal's billing report groups costs by it
+APP_TAG = MODALIAC_TAG_PREFIX + "app"  # the app's name: Modal's billing report groups costs by it
 MAX_TAG_VALUE = 63
 
 
@@ -19,8 +21,8 @@ def app_tags(record: AppRecord) -> dict[str, str]:
     return {
         **{str(k): str(v) for k, v in labels.items()},
         MANAGED_BY: "modaliac",
-        "modaliac-source": record.source_hash[:12],
-        "modaliac-spec": record.spec_digest[:12],
+        MODALIAC_TAG_PREFIX + "source": record.source_hash[:12],
+        MODALIAC_TAG_PREFIX + "spec": record.spec_digest[:12],
         APP_TAG: app_tag(record.app),
     }
 

@@ -22,6 +22,7 @@ from .fields import (
     EnvVarName,
     ImageReference,
     ImageText,
+    LabelKey,
     MountPath,
     ObjectName,
     OneLine,
@@ -191,7 +192,7 @@ class AppSpec(SharedFields):
     environment: str | None = Field(
         None, pattern=ENVIRONMENT_NAME.pattern, description="Modal environment."
     )
-    labels: dict[TagText, TagText] = Field(
+    labels: dict[LabelKey, TagText] = Field(
         default_factory=dict,
         description="Become Modal app tags.",
         json_schema_extra=ONLY_PATTERN_KEYS,

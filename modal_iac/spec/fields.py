@@ -451,6 +451,27 @@ TagText = Annotated[
         )
     ),
 ]
+
+# The app tags apply sets itself on every deploy (modal/tags.py): a label may not name one, or
+# the deploy would quietly set another value than the spec's.
+MANAGED_BY = "managed-by"
+MODALIAC_TAG_PREFIX = "modaliac-"
+
+
+def is_modaliac_tag(key: str) -> bool:
+    return key.lower() == MANAGED_BY or key.lower().startswith(MODALIAC_TAG_PREFIX)
+
+
+def _not_modaliacs_tag(key: str) -> str:
+    if is_modaliac_tag(key):
+        raise ValueError(
+            f"{MANAGED_BY!r} and tags starting {MODALIAC_TAG_PREFIX!r} are the tags modaliac "
+            "sets on every deploy; name the label otherwise"
+        )
+    return key
+
+
+LabelKey = Annotated[TagText, AfterValidator(_not_modaliacs_tag)]
 # Mappings whose keys follow a pattern: schema.json refuses the keys that do not.
 ONLY_PATTERN_KEYS: dict[str, Any] = {"additionalProperties": False}
 
