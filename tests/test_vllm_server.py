@@ -1323,3 +1323,28 @@ def test_the_sleeping_examples_deploy_as_the_seeds_describe(
 
 if __name__ == "__main__":  # the fake `vllm` executable of the end-to-end test
     run_fake_vllm(sys.argv[1:])
+
+
+@pytest.mark.parametrize(
+    ("values", "status"),
+    [
+        ([b"9" * 5000], 413),  # past Python's int() digit limit: compared as digits
+        ([b"0" * 5000 + b"1"], None),
+        ([b""], 400),
+        ([b"-1"], 400),
+        ([b" 1"], 400),
+        ([b"\xd9\xa3"], 400),  # an Arabic-Indic digit is no ASCII digit
+        ([b"1", b"2"], 400),
+    ],
+)
+def test_every_content_length_is_judged_without_an_internal_error(
+    server: ModuleType, values: list[bytes], status: int | None
+) -> None:
+    headers = [(b"content-length", value) for value in values]
+    scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": headers}
+    if status is None:
+        with pytest.raises(AssertionError, match="reached the app"):
+            guard_directly(server, scope)
+        return
+    start, _ = guard_directly(server, scope)
+    assert start["status"] == status

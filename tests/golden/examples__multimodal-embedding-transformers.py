@@ -555,12 +555,23 @@ class _Guard:
         return 401, "authentication_error", message, [(b"www-authenticate", b"Bearer")]
 
     def _declared_too_large(self, headers):
-        for name, value in headers:
-            if name == b"content-length" and not value.isdigit():
-                message = "Content-Length is not a number"
-                return 400, "invalid_request_error", message, ()
-            if name == b"content-length" and int(value) > self.max_body:
-                return self._too_large()
+        """(status, ...) if the Content-Length headers are malformed (400) or declare more
+        than max_body (413). Several headers must all hold the same digits (RFC 9110 8.6);
+        the number is compared as a digit string, so no length of it can make int() fail."""
+        values = {value for name, value in headers if name == b"content-length"}
+        if not values:
+            return None
+        if len(values) > 1:
+            message = "send one Content-Length, not several that disagree"
+            return 400, "invalid_request_error", message, ()
+        (value,) = values
+        if not value or not all(0x30 <= byte <= 0x39 for byte in value):
+            message = "Content-Length is not a number"
+            return 400, "invalid_request_error", message, ()
+        digits = value.lstrip(b"0") or b"0"
+        limit = str(self.max_body).encode()
+        if (len(digits), digits) > (len(limit), limit):
+            return self._too_large()
         return None
 
     def _too_large(self):
