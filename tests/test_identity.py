@@ -760,3 +760,24 @@ def test_a_folder_named_like_a_spec_is_refused_not_skipped(
     finally:
         spec.rmdir()
         spec.write_text(text)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_an_app_named_like_a_folder_is_refused(
+    world: World, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    spec = world.root / "specs/dots.yaml"
+    spec.write_text(SPEC.split("environments:")[0].replace("app: minilm", f'app: "{name}"'))
+    try:
+        code, _, err = cli(capsys, "validate", "specs/dots.yaml")
+        assert (code, err) == (
+            1,
+            f"specs/dots.yaml:1:6: app: {name!r} names a folder, not an app; name the app in "
+            "letters or digits\n",
+        )
+    finally:
+        spec.unlink()
+    for target in (name, f"prod/{name}"):
+        code, _, err = cli(capsys, "state", "show", target)
+        assert code == 1 and err.startswith(f"{target!r}: not an app name or address"), err
+        assert "never '.' or '..' alone" in err
