@@ -704,3 +704,80 @@ def test_a_spec_file_named_like_a_secret_is_refused_without_repeating_it(
     [problem] = json.loads(out)["problems"]
     assert problem["path"] == "specs/(a value that looks like a Hugging Face token, not shown).yaml"
     assert "rename it" in problem["message"]
+
+
+# -- what is a spec path ----------------------------------------------------------------------
+
+
+def test_a_file_named_like_an_address_never_shadows_the_address(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target is a spec path by its suffix alone: a stray file ``prod/minilm`` in the
+    working directory does not turn the address into a path."""
+    (world.root / "prod").mkdir()
+    (world.root / "prod/minilm").write_text(SPEC)
+    try:
+        code, out, err = cli(capsys, "state", "show", "prod/minilm")
+        assert code == 0, err
+        assert json.loads(out)["environment"] == "prod"
+        code, _, err = cli(capsys, "state", "show", "prod/other")
+        assert code == 1
+        assert err.startswith("prod/other: not recorded in the state")
+        (world.root / "prod/other").write_text(SPEC)
+        code, _, err = cli(capsys, "state", "show", "prod/other")
+        assert code == 1
+        assert err.endswith(
+            "('prod/other' on disk is not read: a spec file's name ends in .yaml or .yml)\n"
+        )
+    finally:
+        shutil.rmtree(world.root / "prod")
+
+
+@pytest.mark.parametrize("target", ["", " "])
+@pytest.mark.parametrize("command", ["plan", "diff", "state show"])
+def test_an_empty_target_is_a_usage_error(
+    world: World, capsys: pytest.CaptureFixture[str], command: str, target: str
+) -> None:
+    code, out, err = cli(capsys, *command.split(), target)
+    assert code == 2, out + err
+    assert "an empty target" in err and "Traceback" not in err
+
+
+def test_a_folder_named_like_a_spec_is_refused_not_skipped(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder ``specs/minilm.yaml`` (the applied spec's name) is an error, never a spec
+    quietly gone whose apps the plan would delete."""
+    spec = world.root / "specs/minilm.yaml"
+    text = spec.read_text()
+    spec.unlink()
+    spec.mkdir()
+    try:
+        for argv in (["plan"], ["plan", "specs/minilm.yaml"], ["diff"]):
+            code, out, err = cli(capsys, *argv)
+            assert code == 1, (argv, out, err)
+            assert "directory" in err and "delete" not in out, (argv, out, err)
+    finally:
+        spec.rmdir()
+        spec.write_text(text)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_an_app_named_like_a_folder_is_refused(
+    world: World, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    spec = world.root / "specs/dots.yaml"
+    spec.write_text(SPEC.split("environments:")[0].replace("app: minilm", f'app: "{name}"'))
+    try:
+        code, _, err = cli(capsys, "validate", "specs/dots.yaml")
+        assert (code, err) == (
+            1,
+            f"specs/dots.yaml:1:6: app: {name!r} names a folder, not an app; name the app in "
+            "letters or digits\n",
+        )
+    finally:
+        spec.unlink()
+    for target in (name, f"prod/{name}"):
+        code, _, err = cli(capsys, "state", "show", target)
+        assert code == 1 and err.startswith(f"{target!r}: not an app name or address"), err
+        assert "never '.' or '..' alone" in err

@@ -349,15 +349,14 @@ def find_spec_files(target: str | Path) -> list[Path]:
     """The spec files a directory holds (``*.yaml``/``*.yml``, sorted), or the file itself.
 
     Hidden folders (``.github``, ``.modaliac``) are skipped: they hold CI workflows and state,
-    never specs. A ``*.yaml`` that is not a folder is listed even when it is no regular file (a
-    pipe, a dangling link): reading it then says what it is, rather than skipping it quietly."""
+    never specs. A ``*.yaml`` is listed even when it is no regular file (a folder, a pipe, a
+    dangling link): reading it then says what it is, rather than skipping it quietly."""
     target = Path(target)
-    if target.is_dir():
+    if target.is_dir() and target.suffix not in (".yaml", ".yml"):  # a *.yaml is a spec's name
         return sorted(
             p
             for p in target.rglob("*")
             if p.suffix in (".yaml", ".yml")
-            and not p.is_dir()
             and not any(part.startswith(".") for part in p.relative_to(target).parts[:-1])
         )
     return [target]

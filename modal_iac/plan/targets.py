@@ -2,7 +2,7 @@
 
 Every command goes through here, so every command resolves an app the same way:
 
-- a spec path (an existing file, or a name ending in ``.yaml``/``.yml``) is loaded with the
+- a spec path (a name ending in ``.yaml``/``.yml``, whatever is on disk) is loaded with the
   run's ``--env`` and names the apps that spec yields there;
 - anything else is an address, ``ENVIRONMENT/APP`` or ``APP``; a bare ``APP`` lives in the
   ``--env`` environment, else the Modal profile's, else the workspace's default.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModaliacError, SpecError, StateError
-from ..spec.address import Address, Project, profile_environment
+from ..spec.address import Address, AddressError, Project, profile_environment
 from ..tokens import shown
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ def state_store(
 
 def spec_targets(targets: Sequence[str], project: Project, command: str) -> list[str]:
     """The targets given, or the project's ``specs/`` folder."""
+    for target in targets:
+        check_target(target, command)
     if targets:
         return list(targets)
     if not project.spec_dir.is_dir():
@@ -117,8 +119,25 @@ def delete_scope(targets: Sequence[str], project: Project) -> list[str]:
 # -- one target -------------------------------------------------------------------------------
 
 
+def check_target(target: str, command: str) -> None:
+    """Refuse an empty target: it would name every spec below the working directory."""
+    if not target.strip():
+        raise UsageError(
+            f"{command}: an empty target; name a spec file, a directory or an app address"
+        )
+
+
 def is_spec_path(target: str) -> bool:
-    return target.endswith(SPEC_SUFFIXES) or Path(target).is_file()
+    """A spec path by its name alone, so what the working directory holds never turns an
+    address into a path: a file named ``prod/minilm`` does not shadow the address."""
+    return target.endswith(SPEC_SUFFIXES)
+
+
+def _file_hint(target: str) -> str:
+    """What to say when an address that failed is also a file's name."""
+    if Path(target).exists():
+        return f" ({shown(target)} on disk is not read: a spec file's name ends in .yaml or .yml)"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -131,13 +150,17 @@ class Named:
 
 def named(target: str, env: str | None, project: Project) -> Named:
     """The address(es) a target names, resolved the one way every command shares."""
+    check_target(target, "target")
     if is_spec_path(target):
         from ..loading.load import load_spec
 
         loaded = load_spec(target, env, project=project)
         spec = loaded.spec
         return Named(tuple(Address(spec.environment, app) for app in spec.app_names()), loaded)
-    return Named((parse_address(target, env),))
+    try:
+        return Named((parse_address(target, env),))
+    except AddressError as exc:
+        raise AddressError(str(exc) + _file_hint(target)) from None
 
 
 def one_address(target: str, env: str | None, project: Project) -> Address:
@@ -151,7 +174,11 @@ def one_address(target: str, env: str | None, project: Project) -> Address:
 
 def find_record(state: State, target: str, env: str | None, project: Project) -> AppRecord:
     """The recorded app a target names, exactly: never one of another environment."""
-    return recorded_at(state, one_address(target, env, project))
+    address = one_address(target, env, project)
+    record = state.apps.get(str(address))
+    if record is None:
+        raise ModaliacError(str(not_recorded(state, address)) + _file_hint(target))
+    return record
 
 
 def recorded_at(state: State, address: Address) -> AppRecord:

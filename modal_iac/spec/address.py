@@ -57,10 +57,11 @@ class Address:
         env_part, slash, app = text.rpartition("/")
         if slash:
             check_environment(env_part, "the address")
-        if not APP_NAME.match(app):
+        if not APP_NAME.match(app) or app in (".", ".."):
             raise AddressError(
                 f"{shown(text)}: not an app name or address; app names use letters, digits, "
-                "'-', '_' and '.', at most 64 characters (an address is ENVIRONMENT/APP)"
+                "'-', '_' and '.' (never '.' or '..' alone), at most 64 characters (an address is "
+                "ENVIRONMENT/APP)"
             )
         if slash and environment is not None and environment != env_part:
             raise AddressError(  # both names checked: the text is safe to repeat

@@ -437,6 +437,16 @@ ObjectName = Annotated[
         )
     ),
 ]
+
+
+def _not_a_folder_name(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} names a folder, not an app; name the app in letters or digits")
+    return value
+
+
+# An app's name, which is also a path segment of its address: never "." or "..".
+AppName = Annotated[ObjectName, AfterValidator(_not_a_folder_name)]
 EnvVarName = Annotated[
     str,
     Field(pattern=_ENV_VAR.pattern),

@@ -39,7 +39,7 @@ from .fields import (
     ENVIRONMENT_NAME,
     GPU_HELP,
     ONLY_PATTERN_KEYS,
-    ObjectName,
+    AppName,
     Problem,
 )
 from .gpu import Gpu, GpuChoices
@@ -87,7 +87,7 @@ class Spec(AppSpec):
     kind: Literal["service"] = Field(
         "service", exclude=True, description="service (the default) or gateway."
     )
-    app: ObjectName = Field(description="Modal app name.")
+    app: AppName = Field(description="Modal app name.")
     model: Model = Field(description="The Hugging Face model served.")
     engine: Annotated[
         Engine,
