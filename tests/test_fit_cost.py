@@ -566,3 +566,39 @@ def test_a_broken_price_file_stops_plan_before_anything_is_written(
     assert err.startswith(f"{prices}:1:2: the price file is not valid JSON (Expecting property")
     assert len(err.strip().splitlines()) == 1
     assert not (workdir / "plan.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"prices": {"A100-40GB": {"per_hour": NaN}}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": Infinity}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": {"per_second": 1e999}}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": {"per_hour": 0}}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": -1}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": {"per_hour": 3, "per_second": 0.001}}}', "not both"),
+        ('{"prices": {"A100-40GB": {"per_hour": "3.95"}}}', "expected per_second or per_hour"),
+        ('{"prices": {"A100-40GB": true}}', "expected per_second or per_hour"),
+        ('{"prices": {"A100-40GB": {"per_minute": 1}}}', "expected per_second or per_hour"),
+        ('{"host": {"cpu_core": NaN}}', "expected a finite rate 0 or more"),
+        ('{"regions": {"broad": {"multiplier": NaN}}}', "expected a multiplier of at least 1"),
+    ],
+)
+def test_a_price_file_with_a_rate_that_is_no_price_is_one_located_error(
+    capsys: pytest.CaptureFixture[str], workdir: Path, text: str, message: str
+) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text(text)
+    code, out, err = run(capsys, "plan", "--prices", str(prices), "--format", "json")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"{prices}: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_a_free_host_row_is_a_price(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text('{"host": {"cpu_core": 0, "memory_gib": {"per_hour": 0}}}')
+    code, out, _ = run(capsys, "plan", "--prices", str(prices), "--format", "json")
+    assert code == 0
+    assert json.loads(out)["cost"]["prices"]["host"] == {"cpu_core": 0.0, "memory_gib": 0.0}

@@ -72,9 +72,7 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
 
 def explain_json(loaded: Any, pricing: Costing) -> str:
     """``explain --format json``: the fit and the cost of every app, per spec (docs/formats.md)."""
-    import json
-
-    from ..review.cost import app_cost
+    from ..review.cost import app_cost, json_text
     from ..review.fit import spec_fits, warnings
     from ..spec.gateway import GatewaySpec, app_settings
     from ..spec.settings import settings
@@ -117,7 +115,7 @@ def explain_json(loaded: Any, pricing: Costing) -> str:
             {"path": item.path, "fits": fits, "warnings": list(warnings(spec)), "apps": apps}
         )
     prices = {"date": str(pricing.prices.date), "source": pricing.prices.source}
-    return json.dumps({"specs": specs, "prices": prices}, indent=2)
+    return json_text({"specs": specs, "prices": prices})
 
 
 def _usd(value: float | None) -> float | None:

@@ -11,6 +11,7 @@ from ..review.cost import (
     AppCost,
     Prices,
     describe,
+    json_text,
     load_prices,
     money,
     prices_json,
@@ -232,7 +233,7 @@ def as_json(plan: Plan, costing: Costing | None = None) -> str:
         "blockers": [_notice_json(b) for b in plan.blockers],
         "cost": _cost_json(plan, _costing(costing, plan)),
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json_text(document, ensure_ascii=False) + "\n"
 
 
 def _notice_json(notice: Notice) -> dict[str, Any]:

@@ -10,13 +10,14 @@ request. Use above the reservations (or Modal's small default request) is left o
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import ModaliacError
 from ..files import joined, parse_json, read_text
@@ -32,6 +33,7 @@ REGION_ROWS = ("broad", "narrow")  # Modal's region multipliers (placement.py)
 PRICES_ENV = "MODALIAC_PRICES"
 ORIGINS = ("modal", "table", "file")  # where a table's prices come from (Prices.origin)
 MAX_PRICE_FILE_BYTES = 2**20
+RATE_FORMS = ("per_second", "per_hour")
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _parse(document: Any, shown: str) -> Prices:
         {gpu: _rate(row, f"{shown}: prices.{gpu}") for gpu, row in rows.items()},
         str(document.get("date", "")),
         str(document.get("source", shown)),
-        {name: _rate(row, f"{shown}: host.{name}") for name, row in host.items()},
+        {name: _rate(row, f"{shown}: host.{name}", free=True) for name, row in host.items()},
         _multipliers(document.get("regions", {}), shown),
     )
 
@@ -115,23 +117,41 @@ def _multipliers(rows: Any, shown: str) -> dict[str, float]:
                 f"{shown}: regions.{name}: expected one of {', '.join(REGION_ROWS)}"
             )
         value = row.get("multiplier") if isinstance(row, dict) else None
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 1:
+        if not is_number(value) or not math.isfinite(value) or value < 1:
             raise ModaliacError(f"{shown}: regions.{name}: expected a multiplier of at least 1")
         found[name] = float(value)
     return found
 
 
-def _rate(row: Any, shown: str) -> float:
-    """USD per second from ``x``, ``{"per_second": x}`` or ``{"per_hour": x}``."""
-    value = row if isinstance(row, int | float) else None
-    if isinstance(row, dict):
-        if "per_second" in row:
-            value = row["per_second"]
-        elif isinstance(row.get("per_hour"), int | float):
-            value = row["per_hour"] / 3600
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+def _rate(row: Any, shown: str, free: bool = False) -> float:
+    """USD per second from ``x``, ``{"per_second": x}`` or ``{"per_hour": x}``: a finite
+    number, above 0 (``free``: a host row, 0 or more); one of the two forms, never both."""
+    forms = [key for key in RATE_FORMS if isinstance(row, dict) and key in row]
+    if isinstance(row, dict) and len(forms) != 1:
+        if len(forms) == 2:
+            raise ModaliacError(f"{shown}: give per_second or per_hour, not both")
         raise ModaliacError(f"{shown}: expected per_second or per_hour in USD")
-    return float(value)
+    value = row[forms[0]] if forms else row
+    if not is_number(value):
+        raise ModaliacError(f"{shown}: expected per_second or per_hour in USD")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not free):
+        least = "0 or more" if free else "above 0"
+        raise ModaliacError(f"{shown}: expected a finite rate {least} in USD")
+    return float(value) / (3600 if forms == ["per_hour"] else 1)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A JSON number: an int or a float, never a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def json_text(document: Any, ensure_ascii: bool = True) -> str:
+    """A JSON document as modaliac writes one: never NaN or Infinity (strict JSON readers
+    refuse them), an error instead of a file a plan reader cannot load."""
+    try:
+        return json.dumps(document, indent=2, ensure_ascii=ensure_ascii, allow_nan=False)
+    except ValueError as exc:
+        raise ModaliacError(f"not written: a figure is not a finite number ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -377,7 +397,7 @@ def prices_from_json(raw: Any, fail: Callable[[str, str], Exception]) -> Prices:
     def numbers(key: str) -> dict[str, float]:
         value = raw.get(key)
         if not isinstance(value, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+            is_number(v) and math.isfinite(v) and v >= 0 for v in value.values()
         ):
             raise fail(f"cost.prices.{key}", "expected an object of numbers")
         return {str(k): float(v) for k, v in value.items()}
