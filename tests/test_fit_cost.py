@@ -602,3 +602,22 @@ def test_a_free_host_row_is_a_price(capsys: pytest.CaptureFixture[str], workdir:
     code, out, _ = run(capsys, "plan", "--prices", str(prices), "--format", "json")
     assert code == 0
     assert json.loads(out)["cost"]["prices"]["host"] == {"cpu_core": 0.0, "memory_gib": 0.0}
+
+
+def test_a_gpu_fallback_list_is_priced_at_its_dearest_with_the_range(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: [A100-40GB, H100]"))
+    kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
+    h100 = PRICES.per_second["H100"] * 3600 * len(KALM_POOLS)
+    _, out, _ = run(capsys, "plan")
+    assert (
+        f"# cost: A100-40GB or H100 (priced at the dearest, H100): ${KALM_HOURLY:,.2f} to "
+        f"${h100:,.2f} per running hour, idle floor up to ${h100 * HOURS_PER_MONTH:,.2f}/month"
+    ) in out
+    _, out, _ = run(capsys, "plan", "--format", "json")
+    (app,) = json.loads(out)["cost"]["apps"]
+    assert app["gpu"] == "H100" and app["gpu_fallback"] == ["A100-40GB", "H100"]
+    assert app["hourly"] == round(h100, 4) and app["hourly_low"] == round(KALM_HOURLY, 4)
+    assert json.loads(out)["cost"]["idle_floor_month"] == round(h100 * HOURS_PER_MONTH, 4)

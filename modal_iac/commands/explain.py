@@ -103,7 +103,9 @@ def explain_json(loaded: Any, pricing: Costing) -> str:
                 {
                     "app": app,
                     "gpu": cost.gpu if cost else None,
+                    "gpu_fallback": list(cost.fallback) if cost else [],
                     "hourly_usd": _usd(cost.hourly if cost else None),
+                    "hourly_low_usd": _usd(cost.low_hourly if cost else None),
                     "idle_month_usd": _usd(cost.idle_month if cost else None),
                     "active_hours_per_day": estimate,
                     "month_usd": _usd(

@@ -260,6 +260,8 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
             {
                 "address": line.address,
                 "gpu": _gpu(line.after or line.before),
+                "gpu_fallback": list((line.after or line.before or _NO_COST).fallback),
+                "hourly_low": _cents(line.after.low_hourly) if line.after else None,
                 "region_multiplier": (line.after or line.before or _NO_COST).multiplier,
                 "hourly": _cents(line.after.hourly) if line.after else None,
                 "idle_month": _cents(line.after.idle_month) if line.after else None,
@@ -433,7 +435,7 @@ def _md_costs(lines: list[CostLine], prices_label: str) -> list[str]:
             "-"
             if cost is None
             else _md(
-                cost.gpu + (f" + {cost.reserved}" if cost.reserved else "") + region_note(cost)
+                cost.gpu_text + (f" + {cost.reserved}" if cost.reserved else "") + region_note(cost)
             )
         )
         hourly = money(line.after.hourly) if line.after else "-"

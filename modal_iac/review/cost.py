@@ -179,6 +179,15 @@ class AppCost:
     reserved: str = ""  # "64 GiB, 4 cores": the host resources a container reserves
     multiplier: float | None = 1.0  # Modal's region multiplier, already in every pool's rate
     placement: str = ""  # " in eu-west on aws"
+    fallback: tuple[str, ...] = ()  # a GPU fallback list, in order; ``gpu`` is its dearest
+    low_hourly: float | None = None  # every pool running on the list's cheapest GPU
+
+    @property
+    def gpu_text(self) -> str:
+        """``A100-80GB`` or ``A100-80GB or H100 (priced at the dearest, H100)``."""
+        if not self.fallback:
+            return self.gpu
+        return f"{' or '.join(self.fallback)} (priced at the dearest, {self.gpu})"
 
     @property
     def hourly(self) -> float | None:
@@ -208,27 +217,42 @@ def _total(values: Iterable[float | None]) -> float | None:
 
 
 def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
-    """The cost of the app these settings describe (first GPU of a fallback list), pool by
-    pool: each pool's ``min_containers`` is the spec's, or a value changed by hand on Modal
-    when the settings carry one (``scaling.min_containers[Server]``)."""
+    """The cost of the app these settings describe, pool by pool: each pool's
+    ``min_containers`` is the spec's, or a value changed by hand on Modal when the settings
+    carry one (``scaling.min_containers[Server]``). A fallback list (``gpu: [H100, A100]``,
+    tried in order) is priced at its dearest GPU, an upper bound: Modal may start any of
+    them; ``low_hourly`` is the running hour at the cheapest."""
     gpu = settings.get("gpu")
-    if isinstance(gpu, list):
-        gpu = gpu[0] if gpu else None
-    if not isinstance(gpu, str):
+    listed = tuple(gpu) if isinstance(gpu, list) else (gpu,)
+    if not listed or not all(isinstance(item, str) for item in listed):
         return None
-    name, _, count = gpu.partition(":")
-    price = prices.hourly(name)
     host, reserved = _reserved(settings, prices)
     multiplier = region_multiplier(settings.get("placement.region") or [], prices.regions)
-    hourly = None
-    if price is not None and host is not None and multiplier is not None:
-        hourly = (price * int(count or 1) + host) * multiplier
+    rates = {item: _gpu_hourly(item, host, multiplier, prices) for item in listed}
+    known = sorted((rate, item) for item, rate in rates.items() if rate is not None)
+    unpriced = None in rates.values() or not known
+    dearest = listed[0] if unpriced else known[-1][1]
+    hourly = rates[dearest]
     floor = int(settings.get("scaling.min_containers") or 0)
     pools = tuple(
         PoolCost(pool, int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0), hourly)
         for pool in gpu_pools(settings)
     )
-    return AppCost(gpu, pools, reserved, multiplier, placement_text(settings))
+    fallback = listed if len(listed) > 1 else ()
+    low = None if unpriced else known[0][0] * len(pools)  # the list's cheapest, or the one GPU
+    return AppCost(dearest, pools, reserved, multiplier, placement_text(settings), fallback, low)
+
+
+def _gpu_hourly(
+    gpu: str, host: float | None, multiplier: float | None, prices: Prices
+) -> float | None:
+    """One container's running hour on ``gpu`` (``H100:2``), its reserved host resources and
+    the region's multiplier included; None when one of them has no price."""
+    name, _, count = gpu.partition(":")
+    price = prices.hourly(name)
+    if price is None or host is None or multiplier is None:
+        return None
+    return (price * int(count or 1) + host) * multiplier
 
 
 def gpu_pools(settings: dict[str, Any]) -> list[str]:
@@ -312,9 +336,12 @@ def describe(cost: AppCost | None) -> str:
         return "no GPU"
     reserved = f" + {cost.reserved} reserved" if cost.reserved else ""
     floors = {pool.min_containers for pool in cost.pools}
-    text = f"{cost.gpu}{reserved}{region_note(cost)}: {money(cost.hourly)} per running hour, "
-    text += "idle floor "
-    text += f"{money(cost.idle_month)}/month"
+    text = f"{cost.gpu_text}{reserved}{region_note(cost)}: "
+    if cost.fallback:  # an upper bound: Modal may start the list's cheapest GPU instead
+        text += f"{money(cost.low_hourly)} to {money(cost.hourly)} per running hour, "
+        text += f"idle floor up to {money(cost.idle_month)}/month"
+    else:
+        text += f"{money(cost.hourly)} per running hour, idle floor {money(cost.idle_month)}/month"
     if len(cost.pools) <= 1:
         return text + f" (min_containers {next(iter(floors), 0)})"
     each = ", ".join(
@@ -354,7 +381,7 @@ def rows_used(costs: Iterable[AppCost | None]) -> set[str]:
     used = set(HOST_ROWS)
     for cost in costs:
         if cost is not None:
-            used.add(cost.gpu.partition(":")[0])
+            used.update(gpu.partition(":")[0] for gpu in (cost.gpu, *cost.fallback))
     return used
 
 
