@@ -361,7 +361,13 @@ def test_json_plan_carries_the_cost_and_matches_the_schema(
     assert app["gpu"] == "H100" and app["hourly"] == round(2 * h100, 4)
     assert app["hourly_delta"] == round(2 * (h100 - A100_40), 4)
     assert app["pools"] == [
-        {"name": name, "min_containers": 0, "hourly": round(h100, 4), "idle_month": 0}
+        {
+            "name": name,
+            "min_containers": 0,
+            "buffer_containers": 0,
+            "hourly": round(h100, 4),
+            "idle_month": 0,
+        }
         for name in KALM_POOLS
     ]
     assert document["cost"]["idle_floor_month"] == 0 == document["cost"]["idle_floor_delta_month"]
@@ -621,3 +627,22 @@ def test_a_gpu_fallback_list_is_priced_at_its_dearest_with_the_range(
     assert app["gpu"] == "H100" and app["gpu_fallback"] == ["A100-40GB", "H100"]
     assert app["hourly"] == round(h100, 4) and app["hourly_low"] == round(KALM_HOURLY, 4)
     assert json.loads(out)["cost"]["idle_floor_month"] == round(h100 * HOURS_PER_MONTH, 4)
+
+
+def test_buffer_containers_are_priced_in_the_busy_hours(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = workdir / "specs" / "kalm.yaml"
+    text = kalm.read_text().replace("max_containers: 1\n", "max_containers: 4\n")
+    kalm.write_text(text.replace("scaling:\n", "scaling:\n  buffer_containers: 2\n", 1))
+    _, out, _ = run(capsys, "plan", "--active-hours-per-day", "8")
+    assert (
+        f"over 2 GPU pools (VLLMEmbeddingSnapshot ${A100_40:,.2f}/h, min_containers 0, "
+        f"buffer_containers 2 while busy, Server ${A100_40:,.2f}/h"
+    ) in out
+    # busy, each pool runs its one container and two buffer containers beside it
+    assert f"at 8 h/day about {monthly(KALM_HOURLY * 3, 8)}/month" in out
+    _, out, _ = run(capsys, "plan", "--format", "json", "--active-hours-per-day", "8")
+    (app,) = json.loads(out)["cost"]["apps"]
+    assert [pool["buffer_containers"] for pool in app["pools"]] == [2, 2]
+    assert app["idle_month"] == 0

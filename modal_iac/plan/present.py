@@ -274,6 +274,7 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
                     {
                         "name": pool.name,
                         "min_containers": pool.min_containers,
+                        "buffer_containers": pool.buffer_containers,
                         "hourly": _cents(pool.hourly),
                         "idle_month": _cents(pool.idle_month),
                     }

@@ -163,6 +163,15 @@ class PoolCost:
     name: str  # the Modal class: "VLLMEmbeddingSnapshot", "Server", a gateway model's class
     min_containers: int
     hourly: float | None  # one container of this pool running
+    buffer_containers: int = 0  # extra idle containers Modal keeps while the pool is busy
+
+    @property
+    def scaling_text(self) -> str:
+        """``min_containers 1``, with ``, buffer_containers 2 while busy`` when it keeps any."""
+        text = f"min_containers {self.min_containers}"
+        if self.buffer_containers:
+            text += f", buffer_containers {self.buffer_containers} while busy"
+        return text
 
     @property
     def idle_month(self) -> float | None:
@@ -207,8 +216,11 @@ class AppCost:
 def _pool_month(pool: PoolCost, active_hours_per_day: float) -> float | None:
     if pool.hourly is None or pool.idle_month is None:
         return None
-    busy = pool.hourly * active_hours_per_day * HOURS_PER_MONTH / 24
-    return max(pool.idle_month, busy)
+    busy_hours = active_hours_per_day * HOURS_PER_MONTH / 24
+    # Busy, the pool runs at least one container, and Modal keeps its buffer warm beside it.
+    busy = max(pool.min_containers, 1) + pool.buffer_containers
+    idle = pool.idle_month * (1 - busy_hours / HOURS_PER_MONTH)
+    return idle + pool.hourly * busy * busy_hours
 
 
 def _total(values: Iterable[float | None]) -> float | None:
@@ -234,8 +246,14 @@ def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
     dearest = listed[0] if unpriced else known[-1][1]
     hourly = rates[dearest]
     floor = int(settings.get("scaling.min_containers") or 0)
+    buffer = int(settings.get("scaling.buffer_containers") or 0)
     pools = tuple(
-        PoolCost(pool, int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0), hourly)
+        PoolCost(
+            pool,
+            int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0),
+            hourly,
+            int(settings.get(f"scaling.buffer_containers[{pool}]", buffer) or 0),
+        )
         for pool in gpu_pools(settings)
     )
     fallback = listed if len(listed) > 1 else ()
@@ -335,7 +353,6 @@ def describe(cost: AppCost | None) -> str:
     if cost is None:
         return "no GPU"
     reserved = f" + {cost.reserved} reserved" if cost.reserved else ""
-    floors = {pool.min_containers for pool in cost.pools}
     text = f"{cost.gpu_text}{reserved}{region_note(cost)}: "
     if cost.fallback:  # an upper bound: Modal may start the list's cheapest GPU instead
         text += f"{money(cost.low_hourly)} to {money(cost.hourly)} per running hour, "
@@ -343,10 +360,9 @@ def describe(cost: AppCost | None) -> str:
     else:
         text += f"{money(cost.hourly)} per running hour, idle floor {money(cost.idle_month)}/month"
     if len(cost.pools) <= 1:
-        return text + f" (min_containers {next(iter(floors), 0)})"
+        return text + f" ({cost.pools[0].scaling_text if cost.pools else 'min_containers 0'})"
     each = ", ".join(
-        f"{pool.name} {money(pool.hourly)}/h, min_containers {pool.min_containers}"
-        for pool in cost.pools
+        f"{pool.name} {money(pool.hourly)}/h, {pool.scaling_text}" for pool in cost.pools
     )
     return text + f" over {len(cost.pools)} GPU pools ({each})"
 
