@@ -240,6 +240,12 @@ def test_a_bad_since_is_a_usage_error(
         ("source", "guess", "cost.prices.source: expected one of modal, table, file"),
         ("per_second", {"L4": "cheap"}, "cost.prices.per_second: expected an object of numbers"),
         ("notes", "none", "cost.prices.notes: expected a list of strings"),
+        (
+            "per_second",
+            {"L4": float("nan")},
+            "cost.prices.per_second: expected an object of numbers",
+        ),
+        ("host", {"cpu_core": -1.0}, "cost.prices.host: expected an object of numbers"),
     ],
 )
 def test_a_saved_plan_with_broken_prices_is_refused_in_one_line(

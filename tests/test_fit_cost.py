@@ -361,7 +361,13 @@ def test_json_plan_carries_the_cost_and_matches_the_schema(
     assert app["gpu"] == "H100" and app["hourly"] == round(2 * h100, 4)
     assert app["hourly_delta"] == round(2 * (h100 - A100_40), 4)
     assert app["pools"] == [
-        {"name": name, "min_containers": 0, "hourly": round(h100, 4), "idle_month": 0}
+        {
+            "name": name,
+            "min_containers": 0,
+            "buffer_containers": 0,
+            "hourly": round(h100, 4),
+            "idle_month": 0,
+        }
         for name in KALM_POOLS
     ]
     assert document["cost"]["idle_floor_month"] == 0 == document["cost"]["idle_floor_delta_month"]
@@ -566,3 +572,77 @@ def test_a_broken_price_file_stops_plan_before_anything_is_written(
     assert err.startswith(f"{prices}:1:2: the price file is not valid JSON (Expecting property")
     assert len(err.strip().splitlines()) == 1
     assert not (workdir / "plan.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"prices": {"A100-40GB": {"per_hour": NaN}}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": Infinity}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": {"per_second": 1e999}}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": {"per_hour": 0}}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": -1}}', "expected a finite rate above 0"),
+        ('{"prices": {"A100-40GB": {"per_hour": 3, "per_second": 0.001}}}', "not both"),
+        ('{"prices": {"A100-40GB": {"per_hour": "3.95"}}}', "expected per_second or per_hour"),
+        ('{"prices": {"A100-40GB": true}}', "expected per_second or per_hour"),
+        ('{"prices": {"A100-40GB": {"per_minute": 1}}}', "expected per_second or per_hour"),
+        ('{"host": {"cpu_core": NaN}}', "expected a finite rate 0 or more"),
+        ('{"regions": {"broad": {"multiplier": NaN}}}', "expected a multiplier of at least 1"),
+    ],
+)
+def test_a_price_file_with_a_rate_that_is_no_price_is_one_located_error(
+    capsys: pytest.CaptureFixture[str], workdir: Path, text: str, message: str
+) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text(text)
+    code, out, err = run(capsys, "plan", "--prices", str(prices), "--format", "json")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"{prices}: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_a_free_host_row_is_a_price(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
+    prices = workdir / "prices.json"
+    prices.write_text('{"host": {"cpu_core": 0, "memory_gib": {"per_hour": 0}}}')
+    code, out, _ = run(capsys, "plan", "--prices", str(prices), "--format", "json")
+    assert code == 0
+    assert json.loads(out)["cost"]["prices"]["host"] == {"cpu_core": 0.0, "memory_gib": 0.0}
+
+
+def test_a_gpu_fallback_list_is_priced_at_its_dearest_with_the_range(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = workdir / "specs" / "kalm.yaml"
+    kalm.write_text(kalm.read_text().replace("gpu: A100-40GB", "gpu: [A100-40GB, H100]"))
+    kalm.write_text(kalm.read_text().replace("scaling:\n", "scaling:\n  min_containers: 1\n", 1))
+    h100 = PRICES.per_second["H100"] * 3600 * len(KALM_POOLS)
+    _, out, _ = run(capsys, "plan")
+    assert (
+        f"# cost: A100-40GB or H100 (priced at the dearest, H100): ${KALM_HOURLY:,.2f} to "
+        f"${h100:,.2f} per running hour, idle floor up to ${h100 * HOURS_PER_MONTH:,.2f}/month"
+    ) in out
+    _, out, _ = run(capsys, "plan", "--format", "json")
+    (app,) = json.loads(out)["cost"]["apps"]
+    assert app["gpu"] == "H100" and app["gpu_fallback"] == ["A100-40GB", "H100"]
+    assert app["hourly"] == round(h100, 4) and app["hourly_low"] == round(KALM_HOURLY, 4)
+    assert json.loads(out)["cost"]["idle_floor_month"] == round(h100 * HOURS_PER_MONTH, 4)
+
+
+def test_buffer_containers_are_priced_in_the_busy_hours(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    kalm = workdir / "specs" / "kalm.yaml"
+    text = kalm.read_text().replace("max_containers: 1\n", "max_containers: 4\n")
+    kalm.write_text(text.replace("scaling:\n", "scaling:\n  buffer_containers: 2\n", 1))
+    _, out, _ = run(capsys, "plan", "--active-hours-per-day", "8")
+    assert (
+        f"over 2 GPU pools (VLLMEmbeddingSnapshot ${A100_40:,.2f}/h, min_containers 0, "
+        f"buffer_containers 2 while busy, Server ${A100_40:,.2f}/h"
+    ) in out
+    # busy, each pool runs its one container and two buffer containers beside it
+    assert f"at 8 h/day about {monthly(KALM_HOURLY * 3, 8)}/month" in out
+    _, out, _ = run(capsys, "plan", "--format", "json", "--active-hours-per-day", "8")
+    (app,) = json.loads(out)["cost"]["apps"]
+    assert [pool["buffer_containers"] for pool in app["pools"]] == [2, 2]
+    assert app["idle_month"] == 0

@@ -134,6 +134,10 @@ models:
     name: beta
 """
 ROUTER = "router:\n  api_key_secret: gw-key\n"
+OWN_SOFTWARE = (
+    "is read by the container's own software (the shell, Python, Hugging Face, Modal, vLLM or "
+    "CUDA); name a variable of its own, e.g. API_KEY"
+)
 NO_KEY = (
     "has no api_key_secret; name the Modal secret that holds the API key, or set open: true to "
     "serve without one"
@@ -1746,6 +1750,25 @@ CASES = [
             f"spec.yaml:5:6: app: {MODAL_NAMES}",
         ),
     ),
+    # -- api_key_env names a variable of its own -------------------------------------------
+    Case(
+        "api-key-env-is-a-loader-variable",
+        VALID + "surfaces:\n  http:\n    api_key_secret: k\n    api_key_env: PYTHONPATH\n",
+        f"spec.yaml:9:18: surfaces.http.api_key_env: 'PYTHONPATH' {OWN_SOFTWARE}",
+    ),
+    Case(
+        "api-key-env-is-the-hf-token",
+        GATEWAY + ROUTER + "  api_key_env: HF_TOKEN\n",
+        f"spec.yaml:11:16: router.api_key_env: 'HF_TOKEN' {OWN_SOFTWARE}",
+    ),
+    Case(
+        "api-key-env-pinned-by-image-env",
+        VALID
+        + "surfaces:\n  http:\n    api_key_secret: k\n    api_key_env: MY_KEY\n"
+        + "image:\n  env:\n    MY_KEY: x\n",
+        "spec.yaml:12:13: image.env.MY_KEY: sets 'MY_KEY', the api_key_env at "
+        "surfaces.http.api_key_env: the image would pin the API key; remove it from image.env",
+    ),
 ]
 SECRETS = (HF_TOKEN, API_KEY, "abc123", *(token for _, token, _ in TOKENS))
 
@@ -1757,6 +1780,10 @@ class Accepted(NamedTuple):
 
 # Specs close to the refusals above that must load: the refusals are no wider than they say.
 ACCEPTED = [
+    Accepted(
+        "api-key-env-is-vllms-own-key",
+        VALID + "surfaces:\n  http:\n    api_key_secret: k\n    api_key_env: VLLM_API_KEY\n",
+    ),
     Accepted(
         "sixty-four-levels",
         VALID + "engine:\n  args:\n    compilation_config: " + nested(61) + "\n",

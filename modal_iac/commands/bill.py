@@ -14,7 +14,6 @@ else are one total.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -255,7 +254,7 @@ def as_text(bill: Bill) -> str:
 
 
 def as_json(bill: Bill) -> str:
-    from ..review.cost import prices_json
+    from ..review.cost import json_text, prices_json
 
     document = {
         "format": "modaliac-cost",
@@ -284,7 +283,7 @@ def as_json(bill: Bill) -> str:
         ],
         "unmanaged": str(bill.unmanaged),
     }
-    return json.dumps(document, indent=2) + "\n"
+    return json_text(document) + "\n"
 
 
 def as_markdown(bill: Bill) -> str:

@@ -72,9 +72,7 @@ def explain(spec: Any, path: str, pricing: Costing) -> str:
 
 def explain_json(loaded: Any, pricing: Costing) -> str:
     """``explain --format json``: the fit and the cost of every app, per spec (docs/formats.md)."""
-    import json
-
-    from ..review.cost import app_cost
+    from ..review.cost import app_cost, json_text
     from ..review.fit import spec_fits, warnings
     from ..spec.gateway import GatewaySpec, app_settings
     from ..spec.settings import settings
@@ -105,7 +103,9 @@ def explain_json(loaded: Any, pricing: Costing) -> str:
                 {
                     "app": app,
                     "gpu": cost.gpu if cost else None,
+                    "gpu_fallback": list(cost.fallback) if cost else [],
                     "hourly_usd": _usd(cost.hourly if cost else None),
+                    "hourly_low_usd": _usd(cost.low_hourly if cost else None),
                     "idle_month_usd": _usd(cost.idle_month if cost else None),
                     "active_hours_per_day": estimate,
                     "month_usd": _usd(
@@ -117,7 +117,7 @@ def explain_json(loaded: Any, pricing: Costing) -> str:
             {"path": item.path, "fits": fits, "warnings": list(warnings(spec)), "apps": apps}
         )
     prices = {"date": str(pricing.prices.date), "source": pricing.prices.source}
-    return json.dumps({"specs": specs, "prices": prices}, indent=2)
+    return json_text({"specs": specs, "prices": prices})
 
 
 def _usd(value: float | None) -> float | None:

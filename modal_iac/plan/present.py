@@ -11,6 +11,7 @@ from ..review.cost import (
     AppCost,
     Prices,
     describe,
+    json_text,
     load_prices,
     money,
     prices_json,
@@ -237,7 +238,7 @@ def as_json(plan: Plan, costing: Costing | None = None) -> str:
         "blockers": [_notice_json(b) for b in plan.blockers],
         "cost": _cost_json(plan, _costing(costing, plan)),
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json_text(document, ensure_ascii=False) + "\n"
 
 
 def _notice_json(notice: Notice) -> dict[str, Any]:
@@ -264,6 +265,8 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
             {
                 "address": line.address,
                 "gpu": _gpu(line.after or line.before),
+                "gpu_fallback": list((line.after or line.before or _NO_COST).fallback),
+                "hourly_low": _cents(line.after.low_hourly) if line.after else None,
                 "region_multiplier": (line.after or line.before or _NO_COST).multiplier,
                 "hourly": _cents(line.after.hourly) if line.after else None,
                 "idle_month": _cents(line.after.idle_month) if line.after else None,
@@ -276,6 +279,7 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
                     {
                         "name": pool.name,
                         "min_containers": pool.min_containers,
+                        "buffer_containers": pool.buffer_containers,
                         "hourly": _cents(pool.hourly),
                         "idle_month": _cents(pool.idle_month),
                     }
@@ -439,7 +443,7 @@ def _md_costs(lines: list[CostLine], prices_label: str) -> list[str]:
             "-"
             if cost is None
             else _md(
-                cost.gpu + (f" + {cost.reserved}" if cost.reserved else "") + region_note(cost)
+                cost.gpu_text + (f" + {cost.reserved}" if cost.reserved else "") + region_note(cost)
             )
         )
         hourly = money(line.after.hourly) if line.after else "-"

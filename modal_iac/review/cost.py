@@ -10,13 +10,14 @@ request. Use above the reservations (or Modal's small default request) is left o
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import ModaliacError
 from ..files import joined, parse_json, read_text
@@ -32,6 +33,7 @@ REGION_ROWS = ("broad", "narrow")  # Modal's region multipliers (placement.py)
 PRICES_ENV = "MODALIAC_PRICES"
 ORIGINS = ("modal", "table", "file")  # where a table's prices come from (Prices.origin)
 MAX_PRICE_FILE_BYTES = 2**20
+RATE_FORMS = ("per_second", "per_hour")
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _parse(document: Any, shown: str) -> Prices:
         {gpu: _rate(row, f"{shown}: prices.{gpu}") for gpu, row in rows.items()},
         str(document.get("date", "")),
         str(document.get("source", shown)),
-        {name: _rate(row, f"{shown}: host.{name}") for name, row in host.items()},
+        {name: _rate(row, f"{shown}: host.{name}", free=True) for name, row in host.items()},
         _multipliers(document.get("regions", {}), shown),
     )
 
@@ -115,23 +117,41 @@ def _multipliers(rows: Any, shown: str) -> dict[str, float]:
                 f"{shown}: regions.{name}: expected one of {', '.join(REGION_ROWS)}"
             )
         value = row.get("multiplier") if isinstance(row, dict) else None
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 1:
+        if not is_number(value) or not math.isfinite(value) or value < 1:
             raise ModaliacError(f"{shown}: regions.{name}: expected a multiplier of at least 1")
         found[name] = float(value)
     return found
 
 
-def _rate(row: Any, shown: str) -> float:
-    """USD per second from ``x``, ``{"per_second": x}`` or ``{"per_hour": x}``."""
-    value = row if isinstance(row, int | float) else None
-    if isinstance(row, dict):
-        if "per_second" in row:
-            value = row["per_second"]
-        elif isinstance(row.get("per_hour"), int | float):
-            value = row["per_hour"] / 3600
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+def _rate(row: Any, shown: str, free: bool = False) -> float:
+    """USD per second from ``x``, ``{"per_second": x}`` or ``{"per_hour": x}``: a finite
+    number, above 0 (``free``: a host row, 0 or more); one of the two forms, never both."""
+    forms = [key for key in RATE_FORMS if isinstance(row, dict) and key in row]
+    if isinstance(row, dict) and len(forms) != 1:
+        if len(forms) == 2:
+            raise ModaliacError(f"{shown}: give per_second or per_hour, not both")
         raise ModaliacError(f"{shown}: expected per_second or per_hour in USD")
-    return float(value)
+    value = row[forms[0]] if forms else row
+    if not is_number(value):
+        raise ModaliacError(f"{shown}: expected per_second or per_hour in USD")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not free):
+        least = "0 or more" if free else "above 0"
+        raise ModaliacError(f"{shown}: expected a finite rate {least} in USD")
+    return float(value) / (3600 if forms == ["per_hour"] else 1)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A JSON number: an int or a float, never a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def json_text(document: Any, ensure_ascii: bool = True) -> str:
+    """A JSON document as modaliac writes one: never NaN or Infinity (strict JSON readers
+    refuse them), an error instead of a file a plan reader cannot load."""
+    try:
+        return json.dumps(document, indent=2, ensure_ascii=ensure_ascii, allow_nan=False)
+    except ValueError as exc:
+        raise ModaliacError(f"not written: a figure is not a finite number ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,15 @@ class PoolCost:
     name: str  # the Modal class: "VLLMEmbeddingSnapshot", "Server", a gateway model's class
     min_containers: int
     hourly: float | None  # one container of this pool running
+    buffer_containers: int = 0  # extra idle containers Modal keeps while the pool is busy
+
+    @property
+    def scaling_text(self) -> str:
+        """``min_containers 1``, with ``, buffer_containers 2 while busy`` when it keeps any."""
+        text = f"min_containers {self.min_containers}"
+        if self.buffer_containers:
+            text += f", buffer_containers {self.buffer_containers} while busy"
+        return text
 
     @property
     def idle_month(self) -> float | None:
@@ -159,6 +188,15 @@ class AppCost:
     reserved: str = ""  # "64 GiB, 4 cores": the host resources a container reserves
     multiplier: float | None = 1.0  # Modal's region multiplier, already in every pool's rate
     placement: str = ""  # " in eu-west on aws"
+    fallback: tuple[str, ...] = ()  # a GPU fallback list, in order; ``gpu`` is its dearest
+    low_hourly: float | None = None  # every pool running on the list's cheapest GPU
+
+    @property
+    def gpu_text(self) -> str:
+        """``A100-80GB`` or ``A100-80GB or H100 (priced at the dearest, H100)``."""
+        if not self.fallback:
+            return self.gpu
+        return f"{' or '.join(self.fallback)} (priced at the dearest, {self.gpu})"
 
     @property
     def hourly(self) -> float | None:
@@ -178,8 +216,11 @@ class AppCost:
 def _pool_month(pool: PoolCost, active_hours_per_day: float) -> float | None:
     if pool.hourly is None or pool.idle_month is None:
         return None
-    busy = pool.hourly * active_hours_per_day * HOURS_PER_MONTH / 24
-    return max(pool.idle_month, busy)
+    busy_hours = active_hours_per_day * HOURS_PER_MONTH / 24
+    # Busy, the pool runs at least one container, and Modal keeps its buffer warm beside it.
+    busy = max(pool.min_containers, 1) + pool.buffer_containers
+    idle = pool.idle_month * (1 - busy_hours / HOURS_PER_MONTH)
+    return idle + pool.hourly * busy * busy_hours
 
 
 def _total(values: Iterable[float | None]) -> float | None:
@@ -188,27 +229,48 @@ def _total(values: Iterable[float | None]) -> float | None:
 
 
 def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
-    """The cost of the app these settings describe (first GPU of a fallback list), pool by
-    pool: each pool's ``min_containers`` is the spec's, or a value changed by hand on Modal
-    when the settings carry one (``scaling.min_containers[Server]``)."""
+    """The cost of the app these settings describe, pool by pool: each pool's
+    ``min_containers`` is the spec's, or a value changed by hand on Modal when the settings
+    carry one (``scaling.min_containers[Server]``). A fallback list (``gpu: [H100, A100]``,
+    tried in order) is priced at its dearest GPU, an upper bound: Modal may start any of
+    them; ``low_hourly`` is the running hour at the cheapest."""
     gpu = settings.get("gpu")
-    if isinstance(gpu, list):
-        gpu = gpu[0] if gpu else None
-    if not isinstance(gpu, str):
+    listed = tuple(gpu) if isinstance(gpu, list) else (gpu,)
+    if not listed or not all(isinstance(item, str) for item in listed):
         return None
-    name, _, count = gpu.partition(":")
-    price = prices.hourly(name)
     host, reserved = _reserved(settings, prices)
     multiplier = region_multiplier(settings.get("placement.region") or [], prices.regions)
-    hourly = None
-    if price is not None and host is not None and multiplier is not None:
-        hourly = (price * int(count or 1) + host) * multiplier
+    rates = {item: _gpu_hourly(item, host, multiplier, prices) for item in listed}
+    known = sorted((rate, item) for item, rate in rates.items() if rate is not None)
+    unpriced = None in rates.values() or not known
+    dearest = listed[0] if unpriced else known[-1][1]
+    hourly = rates[dearest]
     floor = int(settings.get("scaling.min_containers") or 0)
+    buffer = int(settings.get("scaling.buffer_containers") or 0)
     pools = tuple(
-        PoolCost(pool, int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0), hourly)
+        PoolCost(
+            pool,
+            int(settings.get(f"scaling.min_containers[{pool}]", floor) or 0),
+            hourly,
+            int(settings.get(f"scaling.buffer_containers[{pool}]", buffer) or 0),
+        )
         for pool in gpu_pools(settings)
     )
-    return AppCost(gpu, pools, reserved, multiplier, placement_text(settings))
+    fallback = listed if len(listed) > 1 else ()
+    low = None if unpriced else known[0][0] * len(pools)  # the list's cheapest, or the one GPU
+    return AppCost(dearest, pools, reserved, multiplier, placement_text(settings), fallback, low)
+
+
+def _gpu_hourly(
+    gpu: str, host: float | None, multiplier: float | None, prices: Prices
+) -> float | None:
+    """One container's running hour on ``gpu`` (``H100:2``), its reserved host resources and
+    the region's multiplier included; None when one of them has no price."""
+    name, _, count = gpu.partition(":")
+    price = prices.hourly(name)
+    if price is None or host is None or multiplier is None:
+        return None
+    return (price * int(count or 1) + host) * multiplier
 
 
 def gpu_pools(settings: dict[str, Any]) -> list[str]:
@@ -291,15 +353,16 @@ def describe(cost: AppCost | None) -> str:
     if cost is None:
         return "no GPU"
     reserved = f" + {cost.reserved} reserved" if cost.reserved else ""
-    floors = {pool.min_containers for pool in cost.pools}
-    text = f"{cost.gpu}{reserved}{region_note(cost)}: {money(cost.hourly)} per running hour, "
-    text += "idle floor "
-    text += f"{money(cost.idle_month)}/month"
+    text = f"{cost.gpu_text}{reserved}{region_note(cost)}: "
+    if cost.fallback:  # an upper bound: Modal may start the list's cheapest GPU instead
+        text += f"{money(cost.low_hourly)} to {money(cost.hourly)} per running hour, "
+        text += f"idle floor up to {money(cost.idle_month)}/month"
+    else:
+        text += f"{money(cost.hourly)} per running hour, idle floor {money(cost.idle_month)}/month"
     if len(cost.pools) <= 1:
-        return text + f" (min_containers {next(iter(floors), 0)})"
+        return text + f" ({cost.pools[0].scaling_text if cost.pools else 'min_containers 0'})"
     each = ", ".join(
-        f"{pool.name} {money(pool.hourly)}/h, min_containers {pool.min_containers}"
-        for pool in cost.pools
+        f"{pool.name} {money(pool.hourly)}/h, {pool.scaling_text}" for pool in cost.pools
     )
     return text + f" over {len(cost.pools)} GPU pools ({each})"
 
@@ -334,7 +397,7 @@ def rows_used(costs: Iterable[AppCost | None]) -> set[str]:
     used = set(HOST_ROWS)
     for cost in costs:
         if cost is not None:
-            used.add(cost.gpu.partition(":")[0])
+            used.update(gpu.partition(":")[0] for gpu in (cost.gpu, *cost.fallback))
     return used
 
 
@@ -377,7 +440,7 @@ def prices_from_json(raw: Any, fail: Callable[[str, str], Exception]) -> Prices:
     def numbers(key: str) -> dict[str, float]:
         value = raw.get(key)
         if not isinstance(value, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+            is_number(v) and math.isfinite(v) and v >= 0 for v in value.values()
         ):
             raise fail(f"cost.prices.{key}", "expected an object of numbers")
         return {str(k): float(v) for k, v in value.items()}

@@ -30,6 +30,7 @@ from .fields import (
     shown_duration,
 )
 from .images import DEFAULT_BASE_IMAGE
+from .reserved import reserved_env
 from .runtime import Placement
 from .scaling import Scaling
 from .strict import AlsoAccepts, SharedFields, StrictModel
@@ -268,4 +269,30 @@ class AppSpec(SharedFields):
                     f"attached to the {holder} only, so remove it from secrets",
                 )
             )
+        if key is not None:
+            found += api_key_env_problems((*at, "api_key_env"), key[1], self.image.env)
         return found
+
+
+def api_key_env_problems(
+    at: tuple[str, ...], name: str, image_env: dict[str, str]
+) -> list[tuple[tuple[str, ...], str]]:
+    """``api_key_env`` (at ``at``) names a variable of its own: not one the container's
+    software reads, and not one ``image.env`` sets (the image would pin the key)."""
+    if reserved_env(name):
+        return [
+            (
+                at,
+                f"{shown(name)} is read by the container's own software (the shell, Python, "
+                "Hugging Face, Modal, vLLM or CUDA); name a variable of its own, e.g. API_KEY",
+            )
+        ]
+    if name in image_env:
+        return [
+            (
+                ("image", "env", name),
+                f"sets {shown(name)}, the api_key_env at {'.'.join(at)}: the image would pin "
+                "the API key; remove it from image.env",
+            )
+        ]
+    return []

@@ -103,3 +103,28 @@ def clash(name: str, kind: Literal["service", "gateway"]) -> str | None:
     if name in BUILTINS:
         return "a Python builtin the generated code must not shadow"
     return None
+
+
+# Environment variables the container's own software reads: the shell and loader, Python,
+# Hugging Face, Modal, vLLM, PyTorch and CUDA, TLS and proxies. An API key read from one of
+# them would change how the server starts (LD_PRELOAD, PYTHONPATH) or leak into a library
+# that sends it on (HF_TOKEN); api_key_env must name a variable of its own.
+RESERVED_ENV = frozenset(
+    {"PATH", "HOME", "USER", "SHELL", "PWD", "TERM", "LANG", "TZ", "TMPDIR", "HOSTNAME"}
+    | {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "OMP_NUM_THREADS", "IFS", "ENV"}
+)
+RESERVED_ENV_PREFIXES = (
+    *("LD_", "LC_", "PYTHON", "PIP_", "UV_", "HF_", "HUGGING_FACE_", "HUGGINGFACE_", "MODAL_"),
+    *("VLLM_", "TRANSFORMERS_", "TOKENIZERS_", "TORCH", "PYTORCH_", "CUDA_", "NCCL_"),
+    *("NVIDIA_", "CUBLAS_", "CUDNN_", "TRITON_", "OMP_", "MKL_", "SSL_", "REQUESTS_", "CURL_"),
+    *("XDG_", "BASH_"),
+)
+OWN_KEY_NAMES = frozenset({"VLLM_API_KEY"})  # vLLM's own API key: a key is what it holds
+
+
+def reserved_env(name: str) -> bool:
+    """Whether the container's own software reads the environment variable ``name``."""
+    upper = name.upper()
+    if upper in OWN_KEY_NAMES:
+        return False
+    return upper in RESERVED_ENV or upper.startswith(RESERVED_ENV_PREFIXES)
