@@ -10,6 +10,7 @@ larger than its kind ever is, is refused before it is read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -180,3 +181,30 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def size(limit: int) -> str:
     return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+
+
+def open_own(path: Path, flags: int, what: str, fail: Fail, mode: int = 0o644) -> int:
+    """A descriptor on ``path`` opened with ``flags``, only if it is (or is made as) a regular
+    file of our own: never through a symbolic link planted there, never waiting on a pipe;
+    a link, a folder, a pipe or a device is one line naming ``path`` and what to do."""
+    shown = str(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            problem = f"is a symbolic link; the {what} is never written through one"
+        elif exc.errno == errno.EISDIR:
+            problem = f"is a directory, not the {what}"
+        elif exc.errno == errno.ENXIO:
+            problem = f"is not a regular file (a pipe or a device), so not the {what}"
+        else:
+            problem = f"cannot open the {what} ({exc.strerror or type(exc).__name__})"
+        raise fail(shown, f"{problem}; move it away and retry") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise fail(
+            shown,
+            f"is not a regular file (a pipe or a device), so not the {what}; "
+            "move it away and retry",
+        )
+    return fd

@@ -136,8 +136,9 @@ def credentials_configured() -> bool:
     """Whether Modal credentials exist, checked without importing ``modal`` (it is slow)."""
     if os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET"):
         return True
-    config = Path(os.environ.get("MODAL_CONFIG_PATH", Path.home() / ".modal.toml"))
-    return config.is_file() and "token_id" in config.read_text(encoding="utf-8", errors="replace")
+    from ..spec.address import read_modal_config
+
+    return any("token_id" in values for values in read_modal_config().values())
 
 
 def observe_for(desired: list[Desired], state: State) -> Observation:

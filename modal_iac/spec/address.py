@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModaliacError
 from ..files import joined, read_text
-from ..tokens import hidden, shown, token_kind
+from ..tokens import hidden, printable, shown, token_kind
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
 APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
@@ -118,9 +119,20 @@ def profile_environment() -> str | None:
         value = os.environ["MODAL_ENVIRONMENT"]
         return check_environment(value, "MODAL_ENVIRONMENT") if value else None
     config = read_modal_config()
-    profile = os.environ.get("MODAL_PROFILE") or next(
-        (name for name, values in config.items() if values.get("active") is True), "default"
-    )
+    active = [name for name, values in config.items() if values.get("active") is True]
+    if len(active) > 1:  # as modal 1.6.4 refuses it
+        raise AddressError(
+            f"{modal_config_path()}: more than one Modal profile is active "
+            f"({', '.join(shown(name) for name in active)}); run `modal profile activate` "
+            "or edit the file"
+        )
+    profile = os.environ.get("MODAL_PROFILE") or (active[0] if active else "default")
+    tokens = os.environ.get("MODAL_TOKEN_ID") and os.environ.get("MODAL_TOKEN_SECRET")
+    if os.environ.get("MODAL_PROFILE") and profile not in config and not tokens:
+        raise AddressError(  # modal 1.6.4 refuses it too (when no token is set in the env)
+            f"MODAL_PROFILE: Modal profile {shown(profile)} is not in {modal_config_path()}; "
+            "run `modal profile list`, or unset MODAL_PROFILE"
+        )
     chosen = config.get(profile, {}).get("environment")
     if chosen is None or chosen == "":
         return None
@@ -140,9 +152,21 @@ def read_modal_config() -> dict[str, dict[str, object]]:
     import tomllib  # here, not at the top: `modaliac --help` imports this module
 
     path = modal_config_path()
-    if not path.is_file():  # none, /dev/null, a folder or a pipe: no config, never opened
-        return {}
-    text = read_text(path, str(path), "Modal config", 2**20, joined(AddressError))
+    name = str(path)
+    if not name.isprintable():
+        raise AddressError(
+            f"MODAL_CONFIG_PATH: {printable(name)}: the name holds a control character; "
+            "name Modal's config file in printable characters"
+        )
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}  # no config, as for modal
+    except OSError as exc:
+        raise AddressError(f"{name}: cannot read Modal's config ({exc.strerror})") from None
+    if stat.S_ISCHR(info.st_mode) and os.path.samefile(path, os.devnull):
+        return {}  # /dev/null: an empty config, as for modal
+    text = read_text(path, name, "Modal config", 2**20, joined(AddressError))
     try:
         document = tomllib.loads(text or "")
     except tomllib.TOMLDecodeError as exc:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateError
-from ..files import joined, parse_json, read_bytes
+from ..files import joined, open_own, parse_json, read_bytes
 
 JOURNAL_FORMAT = "modaliac-journal"
 JOURNAL_VERSION = 1
@@ -147,20 +147,21 @@ class JournalWriter:
         for left in path.parent.glob(f".{path.name}-*"):  # by a run killed here: we hold
             left.unlink(missing_ok=True)  # the lock, so no other run is writing one
         temp = path.with_name(f".{path.name}-{os.getpid()}")
-        with temp.open("wb") as handle:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with os.fdopen(open_own(temp, flags, "state journal", _FAIL), "wb") as handle:
             handle.write(header_line(base))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
         sync_directory(path.parent)
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND))
+        return cls(path, open_own(path, os.O_WRONLY | os.O_APPEND, "state journal", _FAIL))
 
     @classmethod
     def resume(cls, path: Path, complete: int) -> JournalWriter:
         """Go on appending to a journal of the same state, after cutting off an incomplete
         last line (a new line written after it would be glued to it) and a seal (of a fold
         killed before it replaced the state)."""
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = open_own(path, os.O_WRONLY | os.O_APPEND, "state journal", _FAIL)
         try:
             if os.fstat(fd).st_size != complete:
                 os.ftruncate(fd, complete)
@@ -181,6 +182,9 @@ class JournalWriter:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+_FAIL = joined(StateError)
 
 
 def sync_directory(folder: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import StateError
-from ..files import joined, read_bytes
+from ..files import joined, open_own, read_bytes
 from .journal import (
     READ_ATTEMPTS,
     Journal,
@@ -226,9 +226,10 @@ class LocalStore:
             raise StateError(f"{self.path}: locking a local state needs fcntl (POSIX)") from None
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StateError(f"{self.lock_path}: cannot open the state lock: {exc}") from None
+        flags = os.O_RDWR | os.O_CREAT
+        fd = open_own(self.lock_path, flags, "state lock", joined(StateError))
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -239,7 +240,7 @@ class LocalStore:
                 if now >= deadline:
                     # The holder writes its note just after taking the lock: give it a
                     # moment (and keep trying the lock, which it may release meanwhile).
-                    holder = self._noted_holder()
+                    holder = self._noted_holder(fd)
                     if holder is not None or now >= deadline + NOTE_WAIT:
                         os.close(fd)
                         raise self._locked(holder) from None
@@ -248,11 +249,11 @@ class LocalStore:
                 os.close(fd)
                 raise StateError(f"{self.lock_path}: cannot lock the state: {exc}") from None
 
-    def _noted_holder(self) -> LockOwner | None:
+    def _noted_holder(self, fd: int) -> LockOwner | None:
         """The holder the lock file names, unless the note is not written yet, or is left
         from a holder that was killed (its process is gone; the OS freed its lock)."""
         try:
-            holder = LockOwner.from_json(self.lock_path.read_text(encoding="utf-8"))
+            holder = LockOwner.from_json(os.pread(fd, 2**16, 0).decode("utf-8"))
         except (OSError, UnicodeDecodeError):
             return None
         if holder is None or (holder.host == socket.gethostname() and not alive(holder.pid)):
