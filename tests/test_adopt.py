@@ -3,6 +3,8 @@ deploying a generated file, not modaliac) becomes a spec, and the first plan is 
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -130,6 +132,30 @@ def test_import_refuses_to_overwrite_the_spec_file(
     assert not (work / ".modaliac/state.json").exists()
 
 
+@pytest.mark.parametrize("taken", ["dangling link", "folder", "fifo", "control character"])
+def test_import_refuses_a_spec_path_that_is_taken(
+    taken: str, work: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "specs/kalm.yaml"
+    if taken == "dangling link":
+        (work / name).symlink_to(work / "nowhere" / "kalm.yaml")
+    elif taken == "folder":
+        (work / name).mkdir()
+    elif taken == "fifo":
+        os.mkfifo(work / name)
+    else:
+        name = "specs/ka\x1b[2Jlm.yaml"
+    code, out, err = cli(capsys, "import", "kalm-embedding", "--generate-spec", name)
+    assert (code, out) == (1, "")
+    assert err == {
+        "dangling link": f"{name}: already exists (a symbolic link); name a new file\n",
+        "control character": "specs/ka?[2Jlm.yaml: the name holds a control character; name "
+        "the spec's file in printable characters\n",
+    }.get(taken, f"{name}: already exists; name a new file\n")
+    assert not (work / "nowhere").exists()
+    assert not (work / ".modaliac/state.json").exists()
+
+
 HAND_WRITTEN = """\
 import modal
 
@@ -175,14 +201,31 @@ def test_import_of_an_app_written_by_hand(
         "  timeout: 600s",
         "  startup_timeout: 600s",  # the client sends the timeout when none is given
         "  concurrency: 16",
-        "surfaces:\n  http:\n    open: true  # Modal reports no key",
+        "surfaces:\n  http:\n    api_key_secret: CHANGE-ME  # Modal reports no key and no "
+        "proxy auth: name the secret holding the API key, or write open: true",
     ):
         assert f"\n{line}" in text, (line, text)
     assert "snapshot" not in text and "class:" not in text and "downloader" not in text
+    assert "\n    open:" not in text  # Modal cannot say whether a key is checked: no guess
 
     spec = work / "specs/chat.yaml"
     spec.write_text(spec.read_text().replace("FILL-IN/model-id", "Qwen/Qwen3-0.6B"))
     assert cli(capsys, "validate", "specs/chat.yaml")[0] == 0
+    code, out, err = cli(capsys, "plan")
+    assert code == 0, err
+    changed = [line.strip() for line in out.splitlines() if "->" in line]
+    # Recorded as Modal runs it (no key): the placeholder is a change to see.
+    assert [line.split()[0] for line in changed] == [
+        "model.id",
+        "model.served_name",
+        "surfaces.http.api_key_secret",
+        "surfaces.http.open",
+    ], out
+    # Applied as it stands, the deploy fails on the placeholder: nothing is served open.
+    code, _, err = cli(capsys, "apply", "--yes")
+    assert code == 1 and "CHANGE-ME" in err, err
+    # The user decides the endpoint is open: only then does the spec say so.
+    spec.write_text(re.sub("api_key_secret: CHANGE-ME.*", "open: true", spec.read_text(), count=1))
     code, out, err = cli(capsys, "plan")
     assert code == 0, err
     changed = [line.strip() for line in out.splitlines() if "->" in line]

@@ -11,11 +11,15 @@ modaliac generates, not a replacement of everything.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ..errors import ModaliacError
 from ..spec.fields import IMPORT_PLACEHOLDER, is_modaliac_tag
+from ..tokens import printable
 
 # What the generated spec cannot know, said once at the top of the file.
 HEADER = (
@@ -28,6 +32,10 @@ YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 PAGE = 100  # items per SecretList / VolumeList page, as the SDK asks
 STANDIN_ID = "imported/model"  # validates like a real id; replaced by the placeholder after
 HF_NAMES = ("huggingface", "hugging-face", "hf-", "hf_")  # a secret likely to hold HF_TOKEN
+# The API key's secret of an endpoint Modal reports neither a key nor proxy auth for: the
+# import cannot tell an open endpoint from a key it does not see, so the spec never says open
+# unless the user writes it. A valid name no one uses: a deploy with it fails, naming it.
+KEY_PLACEHOLDER = "CHANGE-ME"
 
 
 @dataclass(frozen=True)
@@ -296,8 +304,40 @@ def _http(main: Function, api_key: str | None, keys: dict[str, tuple[str, ...]])
         lines.append("    custom_domains:")
         lines.extend(f"      - {_scalar(d)}" for d in main.custom_domains)
     if api_key is None and not main.proxy_auth:
-        lines.append("    open: true  # Modal reports no key and no proxy auth: check")
+        lines.append(
+            f"    api_key_secret: {KEY_PLACEHOLDER}  # Modal reports no key and no proxy auth: "
+            "name the secret holding the API key, or write open: true to serve without one"
+        )
     return lines
+
+
+def check_new_spec(path: Path) -> None:
+    """Refuse, before asking Modal anything, a spec path that is taken: a file, a folder, or
+    a symbolic link (one pointing nowhere too: the spec would be written where it points)."""
+    if not str(path).isprintable():
+        raise ModaliacError(
+            f"{printable(str(path))}: the name holds a control character; name the spec's file "
+            "in printable characters"
+        )
+    if os.path.lexists(path):
+        what = " (a symbolic link)" if path.is_symlink() else ""
+        raise ModaliacError(f"{printable(str(path))}: already exists{what}; name a new file")
+
+
+def write_new_spec(path: Path, text: str) -> None:
+    """Create the spec file, never replacing one (whatever appeared since the check)."""
+    shown = printable(str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModaliacError(f"{shown}: cannot make its folder ({exc.strerror})") from None
+    try:
+        with path.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        raise ModaliacError(f"{shown}: already exists; name a new file") from None
+    except OSError as exc:
+        raise ModaliacError(f"{shown}: cannot write the spec ({exc.strerror})") from None
 
 
 def _scalar(value: str) -> str:
@@ -321,6 +361,11 @@ def recorded_settings(text: str) -> dict[str, Any] | None:
 
     data = YAML(typ="safe").load(text)
     data["model"]["id"] = STANDIN_ID
+    http = (data.get("surfaces") or {}).get("http")
+    if isinstance(http, dict) and http.get("api_key_secret") == KEY_PLACEHOLDER:
+        # Recorded as Modal runs it (no key), so the plan shows the spec's key as a change.
+        del http["api_key_secret"]
+        http["open"] = True
     try:
         found = settings(Spec.model_validate(data))
     except ValidationError:

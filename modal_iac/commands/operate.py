@@ -429,8 +429,10 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
     project = Project.here()
     target = parse_address(args.app, args.env)
     address = str(target)
-    if args.generate_spec and Path(args.generate_spec).exists():
-        raise ModaliacError(f"{args.generate_spec}: already exists; name a new file")
+    if args.generate_spec:
+        from .adopt import check_new_spec
+
+        check_new_spec(Path(args.generate_spec))
     store = state_store(args.state, project, console.error)
     # Before the lock, so a wrong target writes nothing: the state does not record the app
     # and Modal runs it. Modal may change either way under the lock too; the state may not.
@@ -482,16 +484,14 @@ def _import_with_spec(
     """Write the spec of an app Modal runs; the record holds what that spec resolves to."""
     import hashlib
 
-    from .adopt import read_functions, recorded_settings, spec_text
+    from .adopt import read_functions, recorded_settings, spec_text, write_new_spec
     from .fmt import format_text
 
     path = Path(args.generate_spec)
     functions, keys = read_functions(target.app, target.environment)
     written = spec_text(target.app, target.environment, seen.tags, functions, keys)
     text = format_text(written, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("x", encoding="utf-8") as out:  # the check for an existing FILE was first
-        out.write(text)
+    write_new_spec(path, text)
     return AppRecord(
         app=target.app,
         environment=target.environment,
