@@ -355,7 +355,11 @@ def test_import_of_an_app_in_another_environment(
     assert code == 0, err
     assert "~ update staging/hand-chat" in out, out
     changed = [line.split()[0] for line in out.splitlines() if "->" in line]
-    assert changed == ["model.id", "model.served_name"], out
+    # Modal reports no key for the hand-deployed endpoint: the spec names a placeholder secret,
+    # never open: true, and apply refuses until the user says which.
+    open_to_keyed = ["surfaces.http.api_key_secret", "surfaces.http.open"]
+    assert changed == ["model.id", "model.served_name", *open_to_keyed], out
+    assert "secret 'CHANGE-ME' does not exist on Modal" in out
 
 
 def test_labels_and_names_read_back_as_the_strings_modal_reported() -> None:
