@@ -1950,8 +1950,9 @@ def test_odd_files_in_a_folder_are_named_not_skipped(
     lines = err.splitlines()
     assert "many/gone.yaml: no such file" in lines
     assert "many/pipe.yaml: is not a regular file (a pipe or a device), so not a spec file" in lines
+    assert "many/sub.yaml: is a directory, not a spec file" in lines
     assert any(line.startswith("many/sub.yaml/bad.yaml:") for line in lines)
-    assert len(lines) == 3
+    assert len(lines) == 4
 
 
 def test_a_pipe_is_refused_unread(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
