@@ -227,3 +227,41 @@ def test_state_mv_renames_an_app_and_apply_moves_it_on_modal(
     ):
         code, _, err = cli(capsys, *argv)
         assert code == 1 and err.startswith(message), err
+
+
+def test_a_hand_deploy_under_modaliacs_own_tag_is_drift_that_apply_undoes(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tag is anyone's to reuse: `modal deploy --tag modaliac-<hash>` by hand is a
+    deploy modaliac did not make, not one it only has to record."""
+    recorded = read_state(project / STATE).apps["minilm-embedding"]
+    modal_api.state.foreign_deploy("minilm-embedding", tag=recorded.deployment_tag)
+    code, plan = plan_json(capsys)
+    assert code == 2
+    (change,) = plan["changes"]  # type: ignore[misc]
+    assert change["action"] == "update"
+    assert [d["code"] for d in change["drift"]] == ["foreign-deploy"]
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    assert modal_api.state.app("minilm-embedding").current.version == 3
+    assert read_state(project / STATE).apps["minilm-embedding"].deployed_version == 3
+    assert plan_json(capsys)[0] == 0
+
+
+def test_app_tags_changed_by_hand_are_drift_that_apply_undoes(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = modal_api.state.app("minilm-embedding")
+    wanted = dict(app.tags)
+    app.tags = {**wanted, "managed-by": "someone", "extra": "x"}
+    code, plan = plan_json(capsys)
+    assert code == 2
+    (change,) = plan["changes"]  # type: ignore[misc]
+    assert change["action"] == "update"
+    (drift,) = change["drift"]
+    assert drift["code"] == "app-tags"
+    assert drift["message"] == (
+        "the app's tags were changed outside modaliac ('extra', 'managed-by')"
+    )
+    assert cli(capsys, "apply", "--yes")[0] == 0
+    assert modal_api.state.app("minilm-embedding").tags == wanted
+    assert plan_json(capsys)[0] == 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from ..spec.fields import HF_TOKEN_KEY
 from ..state.records import AppRecord
+from ..tokens import shown
 from .changes import Action, FieldChange, Notice
 from .observed import Observed, Override
+from .tags import app_tags
 
 # Who reads a key modaliac knows, for a blocker that names a wrong spelling of it.
 _READER = {HF_TOKEN_KEY: "huggingface_hub"}
@@ -91,8 +93,8 @@ def observe(
         return action
     same_tag = not before.deployment_tag or current.tag == before.deployment_tag
     if current.version == before.deployed_version and same_tag:
-        return action  # Modal runs what modaliac recorded: no drift
-    if ours:
+        return _tags_drift(address, before, seen, action, notes, drift)
+    if ours and _unrecorded_apply(before, after, seen):
         # Modal already runs the code the spec renders now: an apply deployed it and was
         # stopped before it could record it. Recording it is all that is left to do.
         notes.append("Modal already runs exactly this version: apply only records it")
@@ -122,6 +124,53 @@ def observe(
         notes.append("apply deploys the spec again to undo the drift")
         return "update"
     return action
+
+
+def _tags_drift(
+    address: str,
+    before: AppRecord,
+    seen: Observed,
+    action: Action,
+    notes: list[str],
+    drift: list[Notice],
+) -> Action:
+    """Modal runs the recorded version: its app tags, if modaliac set them, are drift when
+    changed by hand (a redeploy sets them again)."""
+    if not before.source_hash:  # recorded, not deployed, by modaliac: it set no tags
+        return action
+    wanted = app_tags(before)
+    changed = sorted(
+        k for k in wanted.keys() | seen.tags.keys() if wanted.get(k) != seen.tags.get(k)
+    )
+    if not changed:
+        return action
+    keys = ", ".join(shown(k, 40) for k in changed[:5])
+    drift.append(
+        Notice(
+            "app-tags",
+            address,
+            f"the app's tags were changed outside modaliac ({keys})",
+            "apply deploys the spec again, which sets them back",
+        )
+    )
+    if action == "no-op":
+        notes.append("apply deploys the spec again to undo the drift")
+        return "update"
+    return action
+
+
+def _unrecorded_apply(before: AppRecord, after: AppRecord, seen: Observed) -> bool:
+    """Whether the one deploy Modal made since the recorded version can only be an apply that
+    was stopped before recording it: a tag is anyone's to reuse, so a deploy under the tag
+    modaliac recorded (what a hand ``modal deploy --tag`` of that tag makes) is drift, and so
+    is one that is not the only deploy since the recorded version."""
+    recorded = before.deployed_version or 0
+    since = [d for d in seen.history if d.version > recorded]
+    return (
+        after.deployment_tag != before.deployment_tag
+        and len(since) == 1
+        and since[0].deployment_type == "standard"
+    )
 
 
 def autoscaler_resets(
