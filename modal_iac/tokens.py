@@ -77,7 +77,7 @@ _SHAPES: list[tuple[str, str, Check]] = [
     ("gl(?:pat|dt|rt|ptt)-([A-Za-z0-9_.-]{20,})", "a GitLab token", _not_a_word),
     ("AIza[0-9A-Za-z_-]{35}", "a Google API key", None),
     ("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", "an AWS access key", None),
-    ("a[ks]-([A-Za-z0-9]{16,})", "a Modal token", _generated),
+    ("(?:a[ks]|w[ks])-([A-Za-z0-9]{16,})", "a Modal token", _generated),
     ("(?:xox[abposre]-[0-9]{6,}-|xapp-[0-9]-)[A-Za-z0-9-]{6,}", "a Slack token", None),
     (r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*", "a JSON web token", None),
 ]

@@ -35,8 +35,10 @@ class StandIn:
         key: str | None = KEY,
         delay: float = 0.0,
         proxy: tuple[str, str] | None = None,
+        echo: str = "",
     ) -> None:
         self.kind, self.key, self.delay = kind, key, delay
+        self.echo = echo  # said in a refusal after the Authorization header it was sent
         self.proxy = proxy  # Modal's proxy auth: the Modal-Key and Modal-Secret it wants
         self.cold = True
         self.bodies: list[dict[str, Any]] = []
@@ -88,7 +90,11 @@ class StandIn:
                     self._send(401, {"error": {"message": message}})
                     return
                 if stand_in.key and self.headers.get("Authorization") != f"Bearer {stand_in.key}":
-                    self._send(401, {"error": {"message": "missing or wrong API key"}})
+                    sent_key = self.headers.get("Authorization", "")
+                    message = f"missing or wrong API key{stand_in.echo} {sent_key}".rstrip()
+                    if not stand_in.echo:
+                        message = "missing or wrong API key"
+                    self._send(401, {"error": {"message": message}})
                     return
                 with stand_in.lock:
                     cold, stand_in.cold = stand_in.cold, False
@@ -251,6 +257,78 @@ def test_test_unset_key_env_is_named(
         "HTTP 401 Unauthorized: missing or wrong API key (no API key sent: set it in the "
         "environment, see --api-key-env)\n"
     )
+
+
+@pytest.mark.parametrize("value", [KEY + "\n", KEY + " ", " " + KEY, "sk-te\x1bst", "\t"])
+def test_a_key_with_a_line_break_or_control_character_is_refused_unshown(
+    value: str, stand_in: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = stand_in("embedding")
+    monkeypatch.setenv("VLLM_API_KEY", value)
+    for command in ("test", "bench"):
+        code, out, err = run(capsys, command, server.url, "--kind", "embedding")
+        assert (code, out) == (1, "")
+        assert err == (
+            "$VLLM_API_KEY holds a line break, control character or surrounding space: export "
+            "the key alone (its value is not shown)\n"
+        )
+    assert server.bodies == []
+
+
+def test_an_empty_key_env_is_refused(
+    stand_in: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = stand_in("embedding")
+    monkeypatch.setenv("MY_KEY", "")
+    code, _, err = run(capsys, "test", server.url, "--kind", "embedding", "--api-key-env", "MY_KEY")
+    assert (code, err) == (1, "$MY_KEY is empty: export the endpoint's API key in it\n")
+    assert server.bodies == []
+
+
+@pytest.mark.parametrize("name", ["MY-KEY", "1KEY", "", "KEY\n", "$KEY", "sk-Xq7RvN2mT9bL4cZp8Kd3"])
+def test_api_key_env_must_name_a_variable(
+    name: str, stand_in: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server = stand_in("embedding")
+    out_file = tmp_path / "litellm.yaml"
+    for argv in (
+        ("test", server.url, "--kind", "embedding"),
+        ("bench", server.url, "--kind", "embedding", "-n", "1"),
+        ("export", "litellm", "--offline", "-o", str(out_file), str(tmp_path)),
+    ):
+        with pytest.raises(SystemExit) as exited:  # argparse refuses the value itself
+            main([*argv, "--api-key-env", name])
+        out, err = capsys.readouterr()
+        assert (exited.value.code, out) == (2, ""), argv
+        last = err.splitlines()[-1]
+        assert last.endswith(
+            "is not an environment variable name: use letters, digits and '_', not starting "
+            "with a digit"
+        ), err
+        assert "Xq7RvN2m" not in err  # a key pasted in place of its name
+    assert server.bodies == [] and not out_file.exists()
+
+
+def test_the_url_and_the_servers_words_are_shown_without_credentials(
+    stand_in: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    modal_token = "wk-" + "Xq7RvN2mT9bL4cZp8Kd3"
+    server = stand_in("embedding", key="the-right-key", echo=f" (got \x1b[31m{modal_token}):")
+    url = server.url.replace("http://", "http://admin:hunter2@")
+    code, out, err = run(capsys, "test", url, "--kind", "embedding")
+    assert code == 1 and out == ""
+    assert err == (
+        f"{server.url}/v1/embeddings: HTTP 401 Unauthorized: missing or wrong API key (got "
+        "?[31m(a value that looks like a Modal token, not shown)): Bearer (the key sent, not "
+        "shown) (key read from $VLLM_API_KEY)\n"
+    )
+    assert KEY not in err and "hunter2" not in err
+    good = stand_in("embedding")
+    code, out, err = run(
+        capsys, "test", good.url.replace("//", "//admin:hunter2@"), "--kind", "embedding"
+    )
+    assert code == 0, err
+    assert out.startswith(f"{good.url} embedding: ok in ") and "hunter2" not in out + err
 
 
 def test_test_down_server_and_timeout(stand_in: Any, capsys: pytest.CaptureFixture[str]) -> None:

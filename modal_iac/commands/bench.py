@@ -25,6 +25,7 @@ from ..modal.endpoints import (
     proxy_token,
     send,
 )
+from ..tokens import url_shown
 from .probe import _usage, resolve
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def measure(
     elapsed = time.perf_counter() - start
     counts = [r.items for r in replies]
     result = Bench(
-        url=service.url,
+        url=url_shown(service.url),
         kind=service.kind,
         model=service.model,
         concurrency=concurrency,

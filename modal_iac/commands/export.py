@@ -19,7 +19,7 @@ from ..modal.endpoints import DEFAULT_KEY_ENV
 from ..plan.targets import UsageError
 from ..spec.address import Project
 from .console import EXIT_OK
-from .options import env_option
+from .options import env_option, env_var_name
 
 if TYPE_CHECKING:  # the rest is imported where it is used: `modaliac --help` imports this module
     from ..loading.load import LoadedSpec
@@ -186,6 +186,7 @@ def register(commands: Any) -> None:
         "--api-key-env",
         default=DEFAULT_KEY_ENV,
         metavar="VAR",
+        type=env_var_name,
         help="environment variable LiteLLM reads the gateway key from (default VLLM_API_KEY)",
     )
     export.add_argument(

@@ -168,3 +168,17 @@ def app_version(text: str) -> int:
     if not number.isdigit() or int(number) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a version: write it as v2 or 2")
     return int(number)
+
+
+def env_var_name(text: str) -> str:
+    """``--api-key-env VAR``: a variable name a shell can export, so no message or header
+    quotes anything but a name."""
+    from ..spec.fields import ENV_VAR
+    from ..tokens import shown
+
+    if not ENV_VAR.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not an environment variable name: use letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return text

@@ -31,7 +31,8 @@ from ..modal.endpoints import (
     send,
     served_url,
 )
-from .options import app_env_option, state_option
+from ..tokens import printable, url_shown
+from .options import app_env_option, env_var_name, state_option
 
 if TYPE_CHECKING:
     from .console import Console
@@ -97,6 +98,7 @@ def _request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key-env",
         metavar="VAR",
+        type=env_var_name,
         help="environment variable holding the API key (default: the spec's api_key_env)",
     )
     parser.add_argument(
@@ -241,14 +243,14 @@ def _check_destination(url: str, args: argparse.Namespace, notices: list[str]) -
     network unencrypted."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ProbeError(f"{url}: not an http(s) URL")
+        raise ProbeError(f"{url_shown(url)}: not an http(s) URL")
     if parts.scheme == "http" and not _is_local(parts.hostname):
         if not args.allow_http:
             raise ProbeError(
-                f"{url}: plain http to {parts.hostname} sends the request unencrypted; use "
-                "https, or pass --allow-http"
+                f"{url_shown(url)}: plain http to {printable(parts.hostname)} sends the request "
+                "unencrypted; use https, or pass --allow-http"
             )
-        notices.append(f"sending over plain http to {parts.hostname} (--allow-http)")
+        notices.append(f"sending over plain http to {printable(parts.hostname)} (--allow-http)")
     return parts.hostname
 
 
@@ -282,6 +284,7 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
     reply = send(client, service, payload(service, args.prompt))
     model = f" ({service.model})" if service.model else ""
     console.print(
-        f"{service.url} {service.kind}{model}: ok in {reply.seconds * 1000:.0f} ms, {reply.summary}"
+        f"{url_shown(service.url)} {service.kind}{model}: ok in "
+        f"{reply.seconds * 1000:.0f} ms, {reply.summary}"
     )
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModaliacError
+from ..tokens import printable, scrub, url_shown
 
 if TYPE_CHECKING:
     import http.client
@@ -131,7 +132,14 @@ def api_key(service: Service) -> str | None:
         return None
     key = os.environ.get(service.key_env)
     if not key and service.key_required:
-        raise ProbeError(f"${service.key_env} is not set: export the endpoint's API key in it")
+        state = "is empty" if key == "" else "is not set"
+        raise ProbeError(f"${service.key_env} {state}: export the endpoint's API key in it")
+    if key and (not key.isprintable() or key != key.strip()):
+        # http.client refuses such a header with a message that quotes it.
+        raise ProbeError(
+            f"${service.key_env} holds a line break, control character or surrounding space: "
+            "export the key alone (its value is not shown)"
+        )
     return key or None
 
 
@@ -160,11 +168,23 @@ class Http:
 
         parts = urllib.parse.urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ProbeError(f"{base}: not an http(s) URL")
+            raise ProbeError(f"{url_shown(base)}: not an http(s) URL")
         self.base, self.key, self.timeout = base, key, timeout
         self.proxy_token = proxy_token
         self._parts = parts
         self._local = threading.local()
+
+    def where(self, path: str) -> str:
+        """The URL of ``path`` as messages show it (no ``user:password@``)."""
+        return url_shown(self.base + path)
+
+    def masked(self, text: str) -> str:
+        """Server text fit to print: printable, and without the credentials this client sent
+        (a server may echo the key it refused) or anything else shaped like a token."""
+        for secret in (self.key, *(self.proxy_token or ())):
+            if secret:
+                text = text.replace(secret, "(the key sent, not shown)")
+        return scrub(printable(text))
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         import http.client
@@ -210,18 +230,20 @@ class Http:
                 self._drop()
                 if reused:
                     continue
-                raise Unreachable(f"{self.base}{path}: the server closed the connection") from None
+                raise Unreachable(f"{self.where(path)}: the server closed the connection") from None
             except TimeoutError:
                 self._drop()
-                raise ProbeError(f"{self.base}{path}: no answer within {self.timeout:g}s") from None
+                late = f"{self.where(path)}: no answer within {self.timeout:g}s"
+                raise ProbeError(late) from None
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
-                raise Unreachable(f"{self.base}{path}: cannot connect: {exc}") from None
+                why = self.masked(str(exc))
+                raise Unreachable(f"{self.where(path)}: cannot connect: {why}") from None
             seconds = time.perf_counter() - start
             if response.will_close:
                 self._drop()
             return response.status, response.reason, raw, seconds
-        raise ProbeError(f"{self.base}{path}: the server closed the connection")
+        raise ProbeError(f"{self.where(path)}: the server closed the connection")
 
 
 def payload(service: Service, prompt: str | None) -> dict[str, Any]:
@@ -243,9 +265,9 @@ def payload(service: Service, prompt: str | None) -> dict[str, Any]:
 def send(client: Http, service: Service, body: dict[str, Any]) -> Reply:
     path = PATHS[service.kind]
     status, reason, raw, seconds = client.post(path, body)
-    where = f"{client.base}{path}"
+    where = client.where(path)
     if not 200 <= status < 300:
-        detail = _error_detail(raw)
+        detail = client.masked(_error_detail(raw))
         hint = ""
         if status == 401:
             hint = (
@@ -253,14 +275,16 @@ def send(client: Http, service: Service, body: dict[str, Any]) -> Reply:
                 if client.key
                 else " (no API key sent: set it in the environment, see --api-key-env)"
             )
-        message = f"{where}: HTTP {status} {reason}{': ' + detail if detail else ''}{hint}"
+        detail = f": {detail}" if detail else ""
+        message = f"{where}: HTTP {status} {client.masked(reason)}{detail}{hint}"
         raise Refused(message, status)
     try:
         answer = json.loads(raw)
-        return _summary(service.kind, answer, seconds)
+        reply = _summary(service.kind, answer, seconds)
     except (ValueError, KeyError, IndexError, TypeError):
-        shown = _short(raw.decode(errors="replace"))
+        shown = client.masked(_short(raw.decode(errors="replace")))
         raise ProbeError(f"{where}: unexpected answer: {shown}") from None
+    return Reply(reply.seconds, client.masked(reply.summary), reply.items)
 
 
 def _summary(kind: str, answer: Any, seconds: float) -> Reply:

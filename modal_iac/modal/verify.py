@@ -18,6 +18,7 @@ from typing import Any
 from ..plan.changes import Verification
 from ..spec.address import Address
 from ..spec.fields import shown_duration
+from ..tokens import url_shown
 from .endpoints import (
     CLOCK,
     PATHS,
@@ -140,7 +141,8 @@ def _answer(
 ) -> str:
     key, token = api_key(service), proxy_token(service)
     body = payload(service, prompt)
-    late = f"{service.url}{PATHS[service.kind]}: no answer within {shown_duration(timeout)}"
+    where = url_shown(service.url + PATHS[service.kind])
+    late = f"{where}: no answer within {shown_duration(timeout)}"
     while True:
         remaining = deadline - now()
         if remaining <= 0:

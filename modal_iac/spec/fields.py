@@ -22,7 +22,7 @@ _TAG = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")
 HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 # The model id `modaliac import --generate-spec` writes: Modal does not report the model.
 IMPORT_PLACEHOLDER = "FILL-IN/model-id"
-_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # pip release numbers as engines publish them: 0.33.0, 5.20.2, 0.9.0rc1, 0.8.5.post1.
 ENGINE_VERSION = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,6}[a-z0-9.+-]{0,32}$")
@@ -449,8 +449,8 @@ def _not_a_folder_name(value: str) -> str:
 AppName = Annotated[ObjectName, AfterValidator(_not_a_folder_name)]
 EnvVarName = Annotated[
     str,
-    Field(pattern=_ENV_VAR.pattern),
-    BeforeValidator(_check_pattern(_ENV_VAR, "expected an environment variable name")),
+    Field(pattern=ENV_VAR.pattern),
+    BeforeValidator(_check_pattern(ENV_VAR, "expected an environment variable name")),
 ]
 TagText = Annotated[
     str,
