@@ -35,8 +35,8 @@ def read_bytes(path: Path, shown: str, what: str, limit: int, fail: Fail) -> byt
         return None
     except PermissionError:
         raise fail(shown, "permission denied") from None
-    except OSError as exc:
-        raise fail(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (OSError, ValueError) as exc:
+        raise fail(*_unreadable(shown, exc)) from None
     if stat.S_ISDIR(info.st_mode):
         raise fail(shown, f"is a directory, not a {what}")
     if not stat.S_ISREG(info.st_mode):
@@ -57,10 +57,31 @@ def read_bytes(path: Path, shown: str, what: str, limit: int, fail: Fail) -> byt
     except PermissionError:
         raise fail(shown, "permission denied") from None
     except OSError as exc:
-        raise fail(shown, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+        raise fail(*_unreadable(shown, exc)) from None
     if len(data) > limit:
         raise fail(shown, f"the file is larger than {size(limit)}, more than a {what} can be")
     return data
+
+
+def _unreadable(shown: str, exc: OSError | ValueError) -> tuple[str, str]:
+    """Where and what for a name the system refuses to look up (too long, a NUL byte)."""
+    from .tokens import printable
+
+    if isinstance(exc, ValueError):  # os.stat's "embedded null byte"
+        return printable(shown), "the name holds a NUL byte; name the file in printable characters"
+    if exc.errno == errno.ENAMETOOLONG:
+        short = shown if len(shown) <= 120 else shown[:117] + "..."
+        return short, "the name is too long (at most 255 bytes between two slashes); rename it"
+    return shown, f"cannot be read ({exc.strerror or type(exc).__name__})"
+
+
+def is_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder (through a link); a name the system refuses to look up
+    (too long, a NUL byte) is no folder, where ``Path.is_dir`` raises: reading it says why."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def write_file(path: Path, text: str, what: str) -> None:
@@ -186,25 +207,98 @@ def size(limit: int) -> str:
 def open_own(path: Path, flags: int, what: str, fail: Fail, mode: int = 0o644) -> int:
     """A descriptor on ``path`` opened with ``flags``, only if it is (or is made as) a regular
     file of our own: never through a symbolic link planted there, never waiting on a pipe;
-    a link, a folder, a pipe or a device is one line naming ``path`` and what to do."""
+    a link, a folder, a pipe or a device is one line naming ``path`` and what to do. A file
+    with another hard link is refused too (writing it would write that other name), and
+    ``O_TRUNC`` empties the file only once it is known to be ours."""
     shown = str(path)
+    opening = (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, opening, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            problem = f"is a symbolic link; the {what} is never written through one"
+            problem = _LINK.format(what=what)
         elif exc.errno == errno.EISDIR:
             problem = f"is a directory, not the {what}"
         elif exc.errno == errno.ENXIO:
-            problem = f"is not a regular file (a pipe or a device), so not the {what}"
+            problem = _SPECIAL.format(what=what)
         else:
             problem = f"cannot open the {what} ({exc.strerror or type(exc).__name__})"
-        raise fail(shown, f"{problem}; move it away and retry") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise fail(shown, f"{problem}; {_MOVE}") from None
+    problem = _not_own(os.fstat(fd), what, folder=False)
+    if problem:
         os.close(fd)
-        raise fail(
-            shown,
-            f"is not a regular file (a pipe or a device), so not the {what}; "
-            "move it away and retry",
-        )
+        raise fail(shown, f"{problem}; {_MOVE}")
+    if flags & os.O_TRUNC:
+        try:
+            os.ftruncate(fd, 0)
+        except OSError as exc:
+            os.close(fd)
+            raise fail(shown, f"cannot empty the {what} ({exc.strerror})") from None
     return fd
+
+
+_LINK = "is a symbolic link; the {what} is never written through one"
+_SPECIAL = "is not a regular file (a pipe or a device), so not the {what}"
+_MOVE = "move it away and retry"
+
+
+def check_own(path: Path, base: Path, what: str, fail: Fail, *, folder: bool = False) -> None:
+    """Refuse, before any work, what ``own_folder`` or ``open_own`` would refuse later: a
+    symbolic link, or a thing of the wrong kind, at ``path`` or at a folder between ``base``
+    and it. Nothing is made: a missing part is fine (it will be made as our own)."""
+    for part in _below(base, path):
+        try:
+            info = os.lstat(part)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise fail(*_unreadable(str(part), exc)) from None
+        problem = _not_own(info, what, folder=folder or part != path)
+        if problem:
+            raise fail(str(part), f"{problem}; {_MOVE}")
+
+
+def own_folder(path: Path, base: Path, what: str, fail: Fail) -> Path:
+    """``path``, a folder below ``base``, with every folder between made if missing; each must
+    be a folder of our own, never a symbolic link to one elsewhere (the ``what`` it will hold
+    would be written there)."""
+    for part in _below(base, path):
+        try:
+            os.mkdir(part)  # never through a link: one planted there makes it exist already
+        except FileExistsError:
+            pass
+        except (OSError, ValueError) as exc:
+            raise fail(str(part), f"cannot make the {what}'s folder ({_reason(exc)})") from None
+        problem = _not_own(os.lstat(part), what, folder=True)
+        if problem:
+            raise fail(str(part), f"{problem}; {_MOVE}")
+    return path
+
+
+def _below(base: Path, path: Path) -> list[Path]:
+    """The folders from ``base`` (not included) down to ``path`` (included)."""
+    parts = path.relative_to(base).parts
+    return [base.joinpath(*parts[: n + 1]) for n in range(len(parts))]
+
+
+def _not_own(info: os.stat_result, what: str, *, folder: bool) -> str:
+    """What is wrong with ``info``'s thing where a folder (or a regular file) of ours is due;
+    empty if nothing. A file with another hard link is not ours: writing it writes that."""
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        return _LINK.format(what=what)
+    if folder:
+        return "" if stat.S_ISDIR(mode) else f"is not a folder, so it cannot hold the {what}"
+    if stat.S_ISDIR(mode):
+        return f"is a directory, not the {what}"
+    if not stat.S_ISREG(mode):
+        return _SPECIAL.format(what=what)
+    if info.st_nlink > 1:
+        return f"has another hard link; the {what} is never written through one"
+    return ""
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    if isinstance(exc, ValueError):
+        return "the name holds a NUL byte"
+    return exc.strerror or type(exc).__name__

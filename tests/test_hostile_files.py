@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from modal_iac.local_api import LocalModalServer
 from tests.helpers import isolate_modal_config, record_applied
+from tests.test_apply import project, publishes
 from tests.test_environments import run, spec
 
-__all__ = ["spec"]  # the fixture
+__all__ = ["project", "spec"]  # the fixtures
+
+KEEP = "export KEEP=1\n"
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +120,115 @@ def test_two_active_profiles_and_missing_profile(
     monkeypatch.setenv("MODAL_PROFILE", "nope")
     code, _, err = run(capsys, "render", str(spec))
     assert code == 1 and "'nope' is not in" in err, err
+
+
+def plant(at: Path, kind: str, outside: Path) -> None:
+    """Something that is not a file of modaliac's own, at ``at``; ``outside`` must not change."""
+    at.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "link":
+        at.symlink_to(outside)
+    elif kind == "dangling":
+        at.symlink_to(outside.with_name("nowhere"))
+    elif kind == "hardlink":
+        os.link(outside, at)
+    elif kind == "fifo":
+        os.mkfifo(at)
+    elif kind == "folder":
+        at.mkdir()
+    else:
+        at.write_text(KEEP)  # a file where a folder belongs
+
+
+@pytest.mark.parametrize(
+    ("where", "kind"),
+    [
+        ("logs/minilm-embedding.log", "link"),
+        ("logs/minilm-embedding.log", "dangling"),
+        ("logs/minilm-embedding.log", "hardlink"),
+        ("logs/minilm-embedding.log", "fifo"),
+        ("logs/minilm-embedding.log", "folder"),
+        ("logs", "link"),  # to a folder elsewhere: every log would be written there
+        ("logs", "file"),
+    ],
+)
+def test_a_planted_log_is_refused_before_anything_is_deployed(
+    project: Path,
+    modal_api: LocalModalServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+    kind: str,
+) -> None:
+    outside = tmp_path / "bashrc"
+    if where == "logs" and kind == "link":
+        outside.mkdir()
+    else:
+        outside.write_text(KEEP)
+    planted = project / ".modaliac" / where
+    plant(planted, kind, outside)
+    code, out, err = run(capsys, "apply", "--yes", "specs/minilm.yaml")
+    assert code == 1, err + out
+    assert len(err.strip().splitlines()) == 1 and "internal error" not in err, err
+    assert f"{planted}:" in err and "move it away" in err, err
+    assert publishes(modal_api) == 0  # nothing deployed
+    assert not (project / ".modaliac" / "state.json").exists()  # nothing recorded
+    if outside.is_dir():
+        assert list(outside.iterdir()) == []
+    else:
+        assert outside.read_text() == KEEP
+    assert not outside.with_name("nowhere").exists()
+
+
+@pytest.mark.parametrize("kind", ["link", "hardlink", "fifo", "folder"])
+def test_a_log_planted_after_the_check_is_never_written_through_nor_read(
+    tmp_path: Path, kind: str
+) -> None:
+    """What appears between the check before an apply and the first write (while Modal
+    builds) is not written through: that log is skipped; reading its tail back never waits
+    on a pipe nor reads another file. The SDK's log alike."""
+    from modal_iac.commands.progress import AppLogs
+    from modal_iac.modal.sdk_log import SdkLog
+
+    outside = tmp_path / "bashrc"
+    outside.write_text(KEEP)
+    logs = AppLogs(tmp_path / "logs")
+    logs.check(["dev/x"])
+    plant(logs.path("dev/x"), kind, outside)
+    logs.write("dev/x", "built\n")
+    logs.close()
+    assert logs.tail("dev/x") == [] and not logs.written("dev/x")
+    sdk = SdkLog(tmp_path / "logs" / "apply.log")
+    plant(sdk.path, kind, outside)
+    sdk.write("a warning\n")
+    sdk.close()
+    assert not sdk.written
+    assert outside.read_text() == KEEP
+
+
+@pytest.mark.parametrize("kind", ["link", "file", "fifo"])
+@pytest.mark.parametrize(
+    "command", [["state", "rm", "minilm"], ["plan"], ["render", "-o", "out", "specs"]]
+)
+def test_a_state_folder_that_is_not_a_folder_of_its_own_is_refused(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, command: list[str]
+) -> None:
+    """``.modaliac`` a link to a folder elsewhere (the state, builds and logs would go there),
+    a file or a pipe: one line naming it, before anything is read or written there."""
+    (tmp_path / ".git").mkdir()  # the project root, whatever .modaliac is
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    record_applied(elsewhere / "state.json", str(spec))
+    before = {path.name: path.read_bytes() for path in elsewhere.iterdir()}
+    folder = tmp_path / ".modaliac"
+    if kind == "link":
+        folder.symlink_to(elsewhere)
+    elif kind == "fifo":
+        os.mkfifo(folder)
+    else:
+        folder.write_text(KEEP)
+    code, out, err = run(capsys, *command)
+    assert code == 1, err + out
+    assert len(err.strip().splitlines()) == 1 and "internal error" not in err, err
+    assert f"{folder}: " in err and "move it away" in err, err
+    assert {path.name: path.read_bytes() for path in elsewhere.iterdir()} == before
+    assert folder.is_symlink() or folder.is_fifo() or folder.read_text() == KEEP

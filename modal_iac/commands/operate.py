@@ -61,7 +61,7 @@ def cmd_apply(args: argparse.Namespace, console: Console, confirm: Callable[[str
         )
     events, console = _events_stream(args, console)
     asked = _asked(args, project, saved)  # before the lock: a refused input writes nothing
-    log = SdkLog.for_command(project.log_dir, "apply")
+    log = SdkLog.for_command(project.log_dir, "apply", project.root)
     halt = Halt()
     try:
         with (
@@ -159,6 +159,9 @@ def _apply_locked(
     if not pending:
         console.print("Nothing to apply.")
         return EXIT_OK
+    logs = AppLogs(project.log_dir, project.root)
+    if not plan.inputs.refresh_only:  # a log planted where one goes: refused before asking
+        logs.check([change.address for change in plan.changes if change.action != "no-op"])
     if plan.has_changes and not args.yes and not confirm("Apply these changes?"):
         console.error("apply cancelled: nothing was changed")
         return EXIT_ERROR
@@ -167,8 +170,6 @@ def _apply_locked(
         console.print(f"Refresh finished: {len(plan.refreshes)} recorded in the state.")
         return EXIT_OK
     build_dir = Path(args.build_dir) if args.build_dir else project.build_dir
-
-    logs = AppLogs(project.log_dir)
     display = make_display(events, logs, json_events=args.json, stream_logs=args.logs)
     display.prefix = sum(c.action != "no-op" for c in plan.changes) > 1
     try:

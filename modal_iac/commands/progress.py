@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -25,7 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..errors import ModaliacError
+from ..files import check_own, joined, open_own, own_folder
 from ..tokens import scrub
+
+_FAIL = joined(ModaliacError)
 
 OK_PREFIXES = ("deployed", "stopped", "already gone", "rolled back", "recorded")
 LOG_TAIL = 10  # lines of an app's log a failure prints
@@ -64,11 +69,14 @@ class AppLogs:
     The file is made only when there is something to read: build output, or a failure
     (``note(..., keep=True)``); until then the phases wait in memory, so an apply where Modal
     built nothing and nothing failed leaves no file. Each run starts an app's file afresh (the
-    last run is what a reader wants); a file that cannot be written is skipped rather than
-    failing the command."""
+    last run is what a reader wants). ``check`` refuses, before an apply deploys anything, a
+    log path that is not ours (a link, a pipe, a folder); one that cannot be written later
+    (or is planted since) is skipped rather than failing the command, never written through."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, base: Path | None = None) -> None:
         self.folder = folder
+        # The folders from ``base`` down are made as our own: never a link to one elsewhere.
+        self.base = base if base is not None else folder.parent
         self._files: dict[str, TextIO | None] = {}
         self._pending: dict[str, list[str]] = {}  # phases noted before the file is made
         self._written: set[str] = set()
@@ -79,15 +87,25 @@ class AppLogs:
         addresses share a file (``dev/x`` and an app named ``dev__x`` used to)."""
         return self.folder / f"{address}.log"
 
+    def check(self, addresses: list[str]) -> None:
+        """Refuse, before anything is deployed, a log path that is not ours to write: a
+        symbolic link (its target would be overwritten), a pipe, a device or a folder planted
+        there or at a folder above it."""
+        for address in addresses:
+            check_own(self.path(address), self.base, "log", _FAIL)
+
+    def _open(self, address: str) -> TextIO:
+        path = self.path(address)
+        own_folder(path.parent, self.base, "log", _FAIL)
+        fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "log", _FAIL)
+        return os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+
     def write(self, address: str, text: str) -> None:
         with self._lock:
             if address not in self._files:
                 try:
-                    self.path(address).parent.mkdir(parents=True, exist_ok=True)
-                    self._files[address] = self.path(address).open(
-                        "w", encoding="utf-8", errors="replace"
-                    )
-                except OSError:
+                    self._files[address] = self._open(address)
+                except (OSError, ModaliacError):  # planted since ``check``: no log, then
                     self._files[address] = None
                 text = "".join(self._pending.pop(address, [])) + text
             handle = self._files[address]
@@ -118,10 +136,11 @@ class AppLogs:
         return address in self._written
 
     def tail(self, address: str, lines: int = LOG_TAIL) -> list[str]:
-        try:
-            with self.path(address).open(encoding="utf-8", errors="replace") as handle:
+        try:  # never a pipe (it would wait for a writer) nor a device: our own file only
+            fd = open_own(self.path(address), os.O_RDONLY, "log", _FAIL)
+            with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
                 return [line.rstrip("\n") for line in deque(handle, maxlen=lines)]
-        except OSError:
+        except (OSError, ModaliacError):
             return []
 
     def close(self) -> None:

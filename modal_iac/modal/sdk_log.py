@@ -22,7 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..errors import ModaliacError
+from ..files import check_own, joined, open_own, own_folder
+
 FORMAT = "%(asctime)s %(threadName)s %(name)s %(levelname)s: %(message)s"
+_FAIL = joined(ModaliacError)
 
 
 class SdkLog(io.TextIOBase):
@@ -30,18 +34,24 @@ class SdkLog(io.TextIOBase):
     no file behind. Safe to write from any thread; if it cannot be written (a read-only
     project), the output is dropped rather than failing the apply."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, base: Path | None = None) -> None:
         super().__init__()
         self.path = path
+        # The folders from ``base`` down are made as our own: never a link to one elsewhere.
+        self.base = base if base is not None else path.parent.parent
         self._file: TextIO | None = None
         self._broken = False
         self._lock = threading.Lock()
 
     @classmethod
-    def for_command(cls, folder: Path, command: str) -> SdkLog:
-        """``<folder>/<command>-<UTC time>-<pid>.log``: one file per run, sorted by time."""
+    def for_command(cls, folder: Path, command: str, base: Path) -> SdkLog:
+        """``<folder>/<command>-<UTC time>-<pid>.log``: one file per run, sorted by time. A
+        link, a file or a pipe where a folder from ``base`` down to it belongs is refused
+        now, before the command does anything."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return cls(folder / f"{command}-{stamp}-{os.getpid()}.log")
+        log = cls(folder / f"{command}-{stamp}-{os.getpid()}.log", base)
+        check_own(log.path, base, "log", _FAIL)
+        return log
 
     @property
     def written(self) -> bool:
@@ -54,9 +64,11 @@ class SdkLog(io.TextIOBase):
         with self._lock:
             if self._file is None and not self._broken:
                 try:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("a", encoding="utf-8", errors="replace")
-                except OSError:
+                    own_folder(self.path.parent, self.base, "log", _FAIL)
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                    fd = open_own(self.path, flags, "log", _FAIL)
+                    self._file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+                except (OSError, ModaliacError):  # a link or a pipe planted there: no log
                     self._broken = True
             if self._file is not None:
                 with contextlib.suppress(OSError, ValueError):

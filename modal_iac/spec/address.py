@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModaliacError
-from ..files import joined, read_text
+from ..files import check_own, joined, read_text
 from ..tokens import hidden, printable, shown, token_kind
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4), as in fields.py.
@@ -199,8 +199,13 @@ class Project:
 
     @classmethod
     def here(cls) -> Project:
+        """The project the working directory is in. Its ``.modaliac`` must be a folder of its
+        own (or none yet): a file, a pipe or a link to a folder elsewhere is refused before
+        anything is read or written there."""
         cwd = Path.cwd().resolve()
-        return cls(project_root(cwd), cwd)
+        root = project_root(cwd)
+        check_own(root / STATE_DIR, root, "state", joined(ModaliacError), folder=True)
+        return cls(root, cwd)
 
     def recorded(self, path: str | os.PathLike[str]) -> str:
         """The path a state and a plan record: relative to the root, ``/``-separated; a file
