@@ -70,9 +70,18 @@ def _unreadable(shown: str, exc: OSError | ValueError) -> tuple[str, str]:
     if isinstance(exc, ValueError):  # os.stat's "embedded null byte"
         return printable(shown), "the name holds a NUL byte; name the file in printable characters"
     if exc.errno == errno.ENAMETOOLONG:
-        short = shown if len(shown) <= 120 else shown[:117] + "..."
-        return short, "the name is too long (at most 255 bytes between two slashes); rename it"
+        return named(
+            shown
+        ), "the name is too long for the file system (255 bytes between slashes, 4096 in all)"
     return shown, f"cannot be read ({exc.strerror or type(exc).__name__})"
+
+
+def named(path: str) -> str:
+    """A file's name as an error line shows it: printable, and at most 120 characters."""
+    from .tokens import printable
+
+    shown = printable(path)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 def is_folder(path: str | os.PathLike[str]) -> bool:

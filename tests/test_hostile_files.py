@@ -232,3 +232,30 @@ def test_a_state_folder_that_is_not_a_folder_of_its_own_is_refused(
     assert f"{folder}: " in err and "move it away" in err, err
     assert {path.name: path.read_bytes() for path in elsewhere.iterdir()} == before
     assert folder.is_symlink() or folder.is_fifo() or folder.read_text() == KEEP
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["long", "long-folder", "nul", "control", "folder", "fifo", "device", "binary", "missing"],
+)
+def test_schema_check_of_any_name_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = {
+        "long": "a" * 5000,
+        "long-folder": "a" * 300 + "/schema.json",
+        "nul": "schema\x00.json",
+        "control": "schema\x1b[2J.json",
+        "device": "/dev/zero",
+    }.get(kind, "schema.json")
+    if kind == "folder":
+        Path(name).mkdir()
+    elif kind == "fifo":
+        os.mkfifo(name)  # read, it would wait for a writer for ever
+    elif kind == "binary":
+        Path(name).write_bytes(b"\xff\xfe{}")
+    code, out, err = run(capsys, "schema", "--check", name)
+    assert code == 1, err + out
+    assert len(err.strip().splitlines()) == 1 and "internal error" not in err, err
+    assert "\x1b" not in err and "\x00" not in err and len(err) < 400, err

@@ -6,11 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files import write_file
+from ..errors import ModaliacError
+from ..files import joined, named, read_text, write_file
 from .console import EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
     from .console import Console
+
+MAX_SCHEMA_BYTES = 2**22  # the schema is some 100 KiB; a bigger file is no schema of ours
+_FAIL = joined(ModaliacError)
 
 
 def register(commands: Any) -> None:
@@ -30,11 +34,13 @@ def cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
     text = schema_text()
     if args.check:
-        current = Path(args.check).read_text(encoding="utf-8") if Path(args.check).exists() else ""
+        # Any name at all: a folder, a pipe, a NUL byte or a name too long for the file
+        # system is one line, as is a file that is no schema (too big, not UTF-8).
+        shown = named(args.check)
+        current = read_text(Path(args.check), shown, "schema", MAX_SCHEMA_BYTES, _FAIL)
         if current != text:
-            console.error(
-                f"{args.check}: stale; regenerate it with: modaliac schema -o {args.check}"
-            )
+            state = "does not exist" if current is None else "stale"
+            console.error(f"{shown}: {state}; regenerate it with: modaliac schema -o {shown}")
             return EXIT_ERROR
         return EXIT_OK
     if args.output:
