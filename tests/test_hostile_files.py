@@ -259,3 +259,23 @@ def test_schema_check_of_any_name_is_one_line(
     assert code == 1, err + out
     assert len(err.strip().splitlines()) == 1 and "internal error" not in err, err
     assert "\x1b" not in err and "\x00" not in err and len(err) < 400, err
+
+
+@pytest.mark.parametrize("kind", ["long", "long-folder", "fifo", "fifo-in-folder", "device"])
+@pytest.mark.parametrize("command", ["validate", "plan", "render"])
+def test_a_spec_path_the_system_refuses_or_that_is_no_file_is_one_line(
+    spec: Path, capsys: pytest.CaptureFixture[str], kind: str, command: str
+) -> None:
+    target = {
+        "long": f"specs/{'a' * 300}.yaml",
+        "long-folder": f"specs/{'a' * 300}",
+        "fifo": "specs/pipe.yaml",
+        "fifo-in-folder": "specs",
+        "device": "/dev/zero",
+    }[kind]
+    if kind.startswith("fifo"):
+        os.mkfifo("specs/pipe.yaml")  # read, it would wait for a writer for ever
+    code, out, err = run(capsys, command, target)
+    assert code == 1, err + out
+    assert "internal error" not in err and len(err.splitlines()[0]) < 400, err
+    assert ("too long" in err) if kind.startswith("long") else ("not a regular file" in err), err

@@ -21,6 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from ..errors import ModaliacError, SpecError, SpecErrors
+from ..files import is_folder
 from ..review.fit import problems as fit_problems
 from ..review.fit import spec_fits
 from ..review.fit import tight as fit_warnings
@@ -352,7 +353,7 @@ def find_spec_files(target: str | Path) -> list[Path]:
     never specs. A ``*.yaml`` is listed even when it is no regular file (a folder, a pipe, a
     dangling link): reading it then says what it is, rather than skipping it quietly."""
     target = Path(target)
-    if target.is_dir() and target.suffix not in (".yaml", ".yml"):  # a *.yaml is a spec's name
+    if is_folder(target) and target.suffix not in (".yaml", ".yml"):  # a *.yaml is a spec's name
         return sorted(
             p
             for p in target.rglob("*")

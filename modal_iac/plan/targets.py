@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModaliacError, SpecError, StateError
+from ..files import is_folder
 from ..spec.address import Address, AddressError, Project, profile_environment
 from ..tokens import shown
 
@@ -113,7 +114,7 @@ def desired_apps(files: list[str | Path], env: str | None, project: Project) -> 
 
 def delete_scope(targets: Sequence[str], project: Project) -> list[str]:
     """The planned directories, as the state records spec paths (relative to the root)."""
-    return [project.recorded(t) for t in targets if Path(t).is_dir()]
+    return [project.recorded(t) for t in targets if is_folder(t)]
 
 
 # -- one target -------------------------------------------------------------------------------
