@@ -279,3 +279,30 @@ def test_a_spec_path_the_system_refuses_or_that_is_no_file_is_one_line(
     assert code == 1, err + out
     assert "internal error" not in err and len(err.splitlines()[0]) < 400, err
     assert ("too long" in err) if kind.startswith("long") else ("not a regular file" in err), err
+
+
+@pytest.mark.parametrize("ends", ["\r", "\r\n", "\n"], ids=["cr", "crlf", "lf"])
+@pytest.mark.parametrize(
+    "target", ["../nowhere.json", "a" * 300 + ".json", "a/" * 2100], ids=["missing", "255", "4096"]
+)
+def test_a_schema_line_with_any_line_ends_or_an_impossible_path_is_a_warning(
+    spec: Path, capsys: pytest.CaptureFixture[str], ends: str, target: str
+) -> None:
+    """The schema line ends at a lone CR too (YAML's line ends): with CR line ends the whole
+    file was taken for the path, which the system refused (an internal error); a path too
+    long for the file system names no file, so it is the usual warning."""
+    from tests.test_environments import SPEC
+
+    spec.write_bytes(
+        f"# yaml-language-server: $schema={target}\n{SPEC}".replace("\n", ends).encode()
+    )
+    code, out, err = run(capsys, "validate", str(spec))
+    assert code == 0, err + out
+    assert "internal error" not in err and "which does not exist" in err, err
+    assert "app: minilm" not in err  # the rest of the file is no part of the path
+    Path("schema.json").write_text("{}")
+    code, out, err = run(capsys, "fmt", str(spec))
+    assert code == 0, err + out
+    fixed = spec.read_bytes()
+    assert fixed.startswith(b"# yaml-language-server: $schema=../schema.json")
+    assert b"app: minilm" in fixed and b"all-MiniLM-L6-v2" in fixed  # the rest kept

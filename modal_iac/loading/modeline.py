@@ -30,9 +30,20 @@ def project_schema(spec: Path) -> Path | None:
     """The nearest schema.json in the spec's directory or above it, if any."""
     for directory in Path(os.path.abspath(spec)).parents:
         candidate = directory / SCHEMA_FILE
-        if candidate.is_file():
+        if os.path.isfile(candidate):  # never raises: a name the system refuses is no file
             return candidate
     return None
+
+
+def first_line(text: str) -> tuple[str, str]:
+    """``text``'s first line, and the rest from its line end on. A line ends at LF, CRLF or
+    a lone CR, as YAML reads it: a file with CR line ends is not all one line."""
+    end = len(text)
+    for mark in ("\r", "\n"):
+        found = text.find(mark)
+        if found != -1:
+            end = min(end, found)
+    return text[:end], text[end:]
 
 
 def _target(line: str) -> str | None:
@@ -45,9 +56,8 @@ def _target(line: str) -> str | None:
 
 def broken(spec: Path, text: str) -> str | None:
     """The PATH of ``text``'s modeline when it names no existing file, else None."""
-    first = text.split("\n", 1)[0]
-    target = _target(first)
-    if target is None or Path(os.path.abspath(spec)).parent.joinpath(target).is_file():
+    target = _target(first_line(text)[0])
+    if target is None or os.path.isfile(Path(os.path.abspath(spec)).parent.joinpath(target)):
         return None
     return target
 
@@ -75,8 +85,7 @@ def fixed(spec: Path, text: str) -> str:
     found = project_schema(spec)
     if found is None:
         return text
-    _, newline, rest = text.partition("\n")
-    return f"{modeline(spec, found)}{newline}{rest}"
+    return modeline(spec, found) + first_line(text)[1]
 
 
 def file_warning(path: str) -> SpecError | None:
