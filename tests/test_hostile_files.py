@@ -306,3 +306,45 @@ def test_a_schema_line_with_any_line_ends_or_an_impossible_path_is_a_warning(
     fixed = spec.read_bytes()
     assert fixed.startswith(b"# yaml-language-server: $schema=../schema.json")
     assert b"app: minilm" in fixed and b"all-MiniLM-L6-v2" in fixed  # the rest kept
+
+
+@pytest.mark.parametrize("kind", ["dangling", "link", "fifo"])
+def test_init_refuses_a_link_or_a_pipe_where_it_writes_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A link pointing nowhere is no file to ``exists()``, so init went on and its create
+    failed (an internal error, the files before it written); a pipe would have been written
+    into. Every target is created exclusively, never through a link."""
+    outside = tmp_path / "bashrc"
+    project = tmp_path / "project"
+    project.mkdir()
+    plant(project / ".gitignore", kind, outside)
+    if kind == "link":
+        outside.write_text(KEEP)
+    code, out, err = run(capsys, "init", str(project))
+    assert code == 1, err + out
+    assert err.strip() == (
+        f"init: {project / '.gitignore'} already exists; init writes only new files "
+        "(nothing was written)"
+    )
+    assert sorted(p.name for p in project.iterdir()) == [".gitignore"]
+    assert not outside.exists() or outside.read_text() == KEEP
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "missing"])
+def test_a_saved_plans_spec_swapped_for_a_pipe_or_a_folder_is_named_as_one(
+    project: Path, modal_api: LocalModalServer, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """The saved plan's spec is read once (never checked, then read: a pipe swapped in
+    between would be waited on), and what is there instead is named."""
+    assert run(capsys, "plan", "-o", "plan.json")[0] == 0
+    spec = project / "specs" / "minilm.yaml"
+    spec.unlink()
+    if kind != "missing":
+        plant(spec, kind, project / "unused")
+    code, out, err = run(capsys, "apply", "plan.json")
+    assert code == 1, err + out
+    assert len(err.strip().splitlines()) == 1 and "internal error" not in err, err
+    expected = {"fifo": "is not a regular file", "folder": "is a directory", "missing": "is gone"}
+    assert err.startswith("plan.json: minilm-embedding: ") and expected[kind] in err, err
+    assert publishes(modal_api) == 0

@@ -9,12 +9,15 @@ written: an existing file is refused, and nothing is written then.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModaliacError
+from ..tokens import printable
 
 DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
 DEFAULT_TASK = "embed"
@@ -131,19 +134,35 @@ def plan_files(
 
 
 def write_files(root: Path, planned: list[Planned]) -> None:
-    """Write every file, or none: any target that exists is refused before anything is written."""
-    existing = [item.path for item in planned if (root / item.path).exists()]
+    """Write every file, or none. Each is created exclusively (``O_EXCL``: never over a file,
+    a folder or a symbolic link, one pointing nowhere too), so whatever is there, or appears
+    while init runs, is refused, and the files written before it are removed again. Those
+    there already are all named first, before anything is written."""
+    existing = [item.path for item in planned if os.path.lexists(root / item.path)]
     if existing:
-        shown = ", ".join(str(root / path) for path in existing)
+        shown = ", ".join(printable(str(root / path)) for path in existing)
         verb = "exists" if len(existing) == 1 else "exist"
         raise ModaliacError(
             f"init: {shown} already {verb}; init writes only new files (nothing was written)"
         )
-    for item in planned:
-        target = root / item.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "x", encoding="utf-8", newline="") as handle:
-            handle.write(item.text)
+    written: list[Path] = []
+    try:
+        for item in planned:
+            target = root / item.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "x", encoding="utf-8", newline="") as handle:
+                written.append(target)
+                handle.write(item.text)
+    except (OSError, ValueError) as exc:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        shown = printable(str(target))
+        if isinstance(exc, FileExistsError) or os.path.lexists(target):
+            problem = "already exists; init writes only new files"
+        else:
+            problem = f"cannot be written ({getattr(exc, 'strerror', None) or 'a bad name'})"
+        raise ModaliacError(f"init: {shown} {problem} (nothing was written)") from None
 
 
 def app_name(model: str) -> str:

@@ -267,8 +267,8 @@ def _working_versions(
     reported at once, as plan does."""
     versions, digests, errors = {}, {}, []
     for target in targets:
-        if not (repo_root / target).exists():
-            continue  # removed since the base revision
+        if not os.path.lexists(repo_root / target):  # never raises (a name too long, a NUL)
+            continue  # removed since the base revision: a file there is read once, below
         for file in find_spec_files(repo_root / target):
             path = file.relative_to(repo_root).as_posix()
             try:

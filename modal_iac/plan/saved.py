@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import ModaliacError
-from ..files import joined, parse_json, read_text
+from ..files import joined, parse_json, read_bytes, read_text
 from ..render.app import HEADER_LINES
 from ..spec.address import Address, AddressError, Project, profile_environment
 from ..state.records import AppRecord
@@ -394,19 +394,19 @@ def _check_record(change: Change, record: AppRecord, where: str, project: Projec
         raise PlanFileError(f"{at}: the deployment tag is not that of its source; {edited}")
     if (record.spec_path, record.spec_digest) != (change.spec_path, change.spec_digest):
         raise PlanFileError(f"{at}: the record names another spec than the change; {edited}")
-    spec_file = project.resolve(record.spec_path)
-    try:
-        raw = spec_file.read_bytes() if spec_file.is_file() else None
-    except OSError:
-        raw = None
+    # Read once, not checked then read: a pipe swapped in meanwhile is refused, never waited on.
+    from ..loading.parse import MAX_SPEC_BYTES
+
+    shown_spec = project.shown(record.spec_path)
+    fail = joined(lambda line: PlanFileError(f"{at}: {line}; make the plan again"))
+    raw = read_bytes(
+        project.resolve(record.spec_path), shown_spec, "spec file", MAX_SPEC_BYTES, fail
+    )
     if raw is None:
-        raise PlanFileError(
-            f"{at}: its spec {project.shown(record.spec_path)} is gone; make the plan again"
-        )
+        raise PlanFileError(f"{at}: its spec {shown_spec} is gone; make the plan again")
     if hashlib.sha256(raw).hexdigest() != record.spec_digest:
         raise PlanFileError(
-            f"{at}: {project.shown(record.spec_path)} changed since the plan was made; make the "
-            "plan again and review it"
+            f"{at}: {shown_spec} changed since the plan was made; make the plan again and review it"
         )
     rendered = _rendered(record, project, change.record.env_option if change.record else None)
     if rendered is None:
