@@ -70,9 +70,10 @@ def _unreadable(shown: str, exc: OSError | ValueError) -> tuple[str, str]:
     if isinstance(exc, ValueError):  # os.stat's "embedded null byte"
         return printable(shown), "the name holds a NUL byte; name the file in printable characters"
     if exc.errno == errno.ENAMETOOLONG:
-        return named(
-            shown
-        ), "the name is too long for the file system (255 bytes between slashes, 4096 in all)"
+        problem = (
+            "the name is too long for the file system (255 bytes between slashes, 4096 in all)"
+        )
+        return named(shown), problem
     return shown, f"cannot be read ({exc.strerror or type(exc).__name__})"
 
 
