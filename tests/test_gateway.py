@@ -720,6 +720,8 @@ def test_apply_deploys_one_router_and_one_class_per_model(
         assert functions["Beta.*"].max_concurrent_inputs == 16
         assert functions["Alpha.*"].timeout_secs == 300
         assert not router.resources.gpu_config.gpu_type
+        # it asks for no CPU or memory: Modal's default request, which plan prices it at
+        assert router.resources.milli_cpu == 0 and router.resources.memory_mb == 0
         assert state.secret_names(router.secret_ids) == ["gw-key"]
         for name in ("Alpha.*", "Beta.*"):
             model = functions[name]
