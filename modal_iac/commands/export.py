@@ -3,7 +3,10 @@
 The LiteLLM proxy config routes ``<short name>-<gpu>`` to the router of each gateway app, and
 the served model name of each vLLM service with ``surfaces.http`` to that endpoint's ``/v1``.
 URLs come from Modal when the app is deployed; otherwise a placeholder that cannot resolve,
-with a note saying so. API keys are referenced as ``os.environ/VAR``, never written out.
+with a note saying so. API keys are referenced as ``os.environ/VAR``, never written out: VAR
+is the endpoint's own ``api_key_env`` (a gateway's router's, a service's ``surfaces.http``).
+LiteLLM balances the requests for one ``model_name`` between its entries, so one name is
+allowed several entries only when they serve the same model.
 """
 
 from __future__ import annotations
