@@ -321,20 +321,21 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
             "(surfaces.http)"
         )
 
-    def everything(urls: dict[tuple[str, str | None], str | None]) -> list[Entry]:
-        return litellm_entries(loaded, urls, args.api_key_env) + service_entries(services, urls)[0]
+    def exported(urls: dict[tuple[str, str | None], str | None]) -> tuple[list[Entry], list[str]]:
+        found, skipped = service_entries(services, urls)
+        return litellm_entries(loaded, urls, args.api_key_env) + found, skipped
 
-    balanced(everything({}))  # one name for two models fails before Modal is asked anything
+    balanced(exported({})[0])  # one name for two models fails before Modal is asked anything
     urls: dict[tuple[str, str | None], str | None] = {}
     if not args.offline and credentials_configured():
         from ..modal.lookups import router_urls
 
         urls = router_urls(apps)
         urls.update(service_urls([spec for _, spec in services]))
-    skipped = service_entries(services, urls)[1]
+    entries, skipped = exported(urls)
     for line in skipped:
         console.error(f"note: {printable(line)}")
-    text = litellm_config(everything(urls), skipped)
+    text = litellm_config(entries, skipped)
     if args.output is None:
         console.print(text, end="")
     else:
