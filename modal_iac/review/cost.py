@@ -4,7 +4,8 @@ Costs are computed from flat settings (``settings.py``), the same values a plan 
 plan's deltas: ``plan/costs.py``). Prices come from the dated table shipped in
 ``data/gpu_prices.json``; a user file (``MODALIAC_PRICES`` or ``--prices``) overrides rows.
 GPU time, and the CPU and memory a spec reserves (``resources``): Modal bills at least a
-request. Use above the reservations (or Modal's small default request) is left out.
+request. Use above the reservations (or, beside a GPU, Modal's small default request) is left
+out; a pool without a GPU (a gateway's router) is priced at that default request.
 """
 
 from __future__ import annotations
