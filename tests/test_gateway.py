@@ -720,6 +720,8 @@ def test_apply_deploys_one_router_and_one_class_per_model(
         assert functions["Beta.*"].max_concurrent_inputs == 16
         assert functions["Alpha.*"].timeout_secs == 300
         assert not router.resources.gpu_config.gpu_type
+        # it asks for no CPU or memory: Modal's default request, which plan prices it at
+        assert router.resources.milli_cpu == 0 and router.resources.memory_mb == 0
         assert state.secret_names(router.secret_ids) == ["gw-key"]
         for name in ("Alpha.*", "Beta.*"):
             model = functions[name]
@@ -750,11 +752,17 @@ def litellm_router(config_text: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_litellm_export_offline_has_placeholders_and_env_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    # The router's own variable (router.api_key_env: API_KEY), not the default VLLM_API_KEY.
+    monkeypatch.setenv("API_KEY", KEY)
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
     target = tmp_path / "litellm.yaml"
     assert main(["export", "litellm", str(EXAMPLE), "--offline", "-o", str(target)]) == 0
     text = target.read_text(encoding="utf-8")
-    assert KEY not in text and "os.environ/VLLM_API_KEY" in text
+    assert KEY not in text and "VLLM_API_KEY" not in text
+    assert (
+        "# Set API_KEY to the API key: the value in Modal secret vllm-api-key (key API_KEY)."
+        in text
+    )
     assert "# NOTE: not deployed" in text and "vllm-h100" in text
     router = litellm_router(text, monkeypatch)
     deployments = {d["model_name"]: d["litellm_params"] for d in router.model_list}
@@ -768,6 +776,32 @@ def test_litellm_export_offline_has_placeholders_and_env_keys(
     assert qwen["model"] == f"openai/{QWEN}"
     assert qwen["api_base"] == "https://vllm-b200.modal.run.invalid/v1"
     assert qwen["api_key"] == KEY  # resolved by LiteLLM from the environment
+
+
+def test_litellm_export_keys_each_gateway_with_its_own_router_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two gateways: one whose router keeps its key under GW_KEY in secret gw-key, one open;
+    --api-key-env names another variable for every router's key, the secret stays named."""
+    keyed = gateway(tmp_path, router={"api_key_secret": "gw-key", "api_key_env": "GW_KEY"})
+    gateway(tmp_path, "open", models=[{"id": "org/x", "name": "x"}], router={"open": True})
+    monkeypatch.setenv("GW_KEY", KEY)
+    code = main(["export", "litellm", str(tmp_path), "--offline"])
+    text = capsys.readouterr().out
+    assert code == 0
+    router = litellm_router(text, monkeypatch)
+    keys = {d["model_name"]: d["litellm_params"]["api_key"] for d in router.model_list}
+    assert keys == {"alpha-l4": KEY, "beta-l4": KEY, "alpha-h100": KEY, "beta-h100": KEY} | {
+        "x-l4": "open",
+        "x-h100": "open",
+    }
+    assert [x for x in text.splitlines() if x.startswith("# Set")] == [
+        "# Set GW_KEY to the API key: the value in Modal secret gw-key (key GW_KEY)."
+    ]
+    assert main(["export", "litellm", str(keyed), "--offline", "--api-key-env", "LITELLM_GW"]) == 0
+    text = capsys.readouterr().out
+    assert '"os.environ/LITELLM_GW"' in text and "os.environ/GW_KEY" not in text
+    assert "# Set LITELLM_GW to the API key: the value in Modal secret gw-key (key GW_KEY)." in text
 
 
 def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
@@ -787,7 +821,8 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
-    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    monkeypatch.setenv("API_KEY", KEY)  # the routers' router.api_key_env
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
     stand_in = StandIn()
     with running_stand_in(stand_in) as upstream:
         urls = {"alpha": upstream, "beta": upstream}

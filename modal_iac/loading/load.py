@@ -298,7 +298,9 @@ def load_each(
             key = (loaded.spec.environment, app)
             if key in seen:
                 message = f"app {app!r} is also defined in {seen[key]}; app names are"
-                duplicates.append(_at_app(loaded.path, message + " unique per environment"))
+                where = "app_name" if isinstance(loaded.spec, GatewaySpec) else "app"
+                message += " unique per environment"
+                duplicates.append(located_in_file(loaded.path, (where,), message))
             seen[key] = loaded.path
         if not errors and not duplicates:
             kept.append(keep(loaded))
@@ -333,16 +335,16 @@ def _kind_error(shown: str, data: CommentedMap) -> SpecError | None:
     return located(shown, data, ("kind",), expected_one_of(list(_KINDS), data["kind"]))
 
 
-def _at_app(path: str, message: str) -> SpecError:
-    """An error about a valid file's app name, located by parsing it again (a rare path)."""
+def located_in_file(path: str, loc: tuple[str | int, ...], message: str) -> SpecError:
+    """An error about a valid file at the key ``loc``, located by parsing the file again (a
+    rare path: problems found across specs, after each has loaded)."""
     try:
         data = round_trip_yaml().load(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, YAMLError):  # it changed since it loaded: no line, then
         data = None
-    key = "app_name" if _kind(data) is GatewaySpec else "app"
-    if isinstance(data, CommentedMap) and key in data:
-        return located(path, data, (key,), message)
-    return SpecError(path, message, key_path=key)
+    if isinstance(data, CommentedMap) and loc[0] in data:
+        return located(path, data, loc, message)
+    return SpecError(path, message, key_path=key_path(loc))
 
 
 def find_spec_files(target: str | Path) -> list[Path]:
