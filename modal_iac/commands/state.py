@@ -56,14 +56,19 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
 
 def _edit_state(args: argparse.Namespace, console: Console, project: Project) -> int:
     """``state rm`` and ``state mv``: change what the state records, never what Modal runs."""
-    from ..plan.targets import one_address, parse_address, recorded_at, state_store
+    from ..plan.targets import new_address, one_address, parse_address, recorded_at, state_store
 
     # The targets, and that the state records them, before the lock: a wrong one writes
     # nothing. Under the lock the state is read again, and that read decides.
     if args.state_command == "rm":
         addresses = [one_address(target, args.env, project) for target in args.targets]
     else:
-        old, new = parse_address(args.source), parse_address(args.destination)
+        # OLD may be any recorded name (moving an app off a name no command could name is
+        # the way out); NEW is recorded, so it must be one every command can name.
+        old = parse_address(args.source)
+        new = new_address(
+            args.destination, None, "state mv NEW", "name the app without .yaml or .yml"
+        )
         addresses = [old]
     store = state_store(args.state, project, console.error)
     before = store.read()
