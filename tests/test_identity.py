@@ -298,7 +298,10 @@ def test_a_removed_spec_is_deleted_in_the_planned_environment_only(
     """However the run's environment is chosen (the flag, Modal's variable or its profile),
     a removed spec's app goes in that environment and in no other."""
     (world.root / "specs/minilm.yaml").rename(world.root / "minilm.yaml.away")
-    (world.root / "specs/keep.yaml").write_text(SPEC.replace("app: minilm", "app: keep"))
+    # keep.yaml has no environments: entries: under MODAL_ENVIRONMENT=dev, a dev: entry would
+    # put its app at the base's address (refused: one app, one address).
+    keep_spec = SPEC.split("environments:")[0].replace("app: minilm", "app: keep")
+    (world.root / "specs/keep.yaml").write_text(keep_spec)
     try:
         monkeypatch.chdir(world.root / "specs")
         for env in ENVS:
@@ -344,8 +347,9 @@ def test_a_removed_spec_that_named_its_environment_is_deleted_there_by_runs_with
         ("--env", ["--env", "dev"], None),
     ):
         monkeypatch.delenv("MODAL_ENVIRONMENT", raising=False)
-        if how == "profile":
-            monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")
+        if how == "profile":  # not dev: minilm.yaml's dev entry would share the base's address
+            world.api.state.add_environment("staging")
+            monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
         code, out, err = cli(capsys, "plan", "specs", *flag, "--format", "json")
         assert code == 0, err
         actions = {c["address"]: c["action"] for c in json.loads(out)["changes"]}
@@ -783,6 +787,7 @@ def test_an_app_named_like_a_folder_is_refused(
         code, _, err = cli(capsys, "state", "show", target)
         assert code == 1 and err.startswith(f"{target!r}: not an app name or address"), err
         assert "never '.' or '..' alone" in err
+
 
 # -- an app name ending like a spec path could never be named on the command line ------------
 
