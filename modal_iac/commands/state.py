@@ -34,6 +34,8 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
     project = Project.here()
     if args.state_command in ("rm", "mv"):
         return _edit_state(args, console, project)
+    if args.state_command == "unlock":
+        return _unlock(args, console, project)
     state = state_store(args.state, project, console.error).read()
     if args.state_command == "list" and args.format == "json":
         console.print(_state_list_json(state, project))
@@ -111,4 +113,23 @@ def _edit_state(args: argparse.Namespace, console: Console, project: Project) ->
         + (f", environment {new.environment}" if new.environment else "")
         + f"); the next apply deploys {new} and then stops {moved.renamed_from}."
     )
+    return EXIT_OK
+
+
+def _unlock(args: argparse.Namespace, console: Console, project: Project) -> int:
+    """``state unlock LOCK_ID``: Terraform's force-unlock, for a state kept on Modal."""
+    from ..plan.targets import state_store
+    from ..state.modal_store import ModalStore
+
+    store = state_store(args.state, project, console.error)
+    if not isinstance(store, ModalStore):
+        raise ModaliacError(
+            f"{store.describe()}: a local state's lock is the OS's, freed when its holder "
+            "exits; there is no lock to remove (stop the process that holds it)"
+        )
+    removed = store.break_lock(args.lock_id)
+    if removed is None:
+        console.print(f"{store.describe()}: not locked; nothing removed")
+    else:
+        console.print(f"{store.describe()}: removed the lock held by {removed.describe()}")
     return EXIT_OK
