@@ -421,7 +421,7 @@ def test_changing_only_the_estimate_changes_no_app(
 ) -> None:
     record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     with_usage(workdir, "usage:\n  active_hours_per_day: 12\n")
-    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    code, out, _ = run(capsys, "plan", "--offline", "--detailed-exitcode")
     assert code == 0, out
     assert "No changes." in out
 
