@@ -1,11 +1,11 @@
 """YAML spec files to validated ``Spec`` models, with every error pointing at file:line:col.
 
-The text is parsed once, by ``parse.fast_parse`` (libyaml's events into round-trip data, with
+The text is parsed once, by ``fast.fast_parse`` (libyaml's events into round-trip data, with
 every key's and item's position), and validated; warnings are located from those positions.
 What the fast parse declines (tags, anchors, odd keys or numbers, ...) and every spec that
 fails to validate is parsed by the round-trip loader instead, whose positions the error
-messages were written against. Reading and parsing the text is ``parse.py``'s; this module
-validates what it yields.
+messages were written against. Reading and parsing the text is ``parse.py``'s and
+``fast.py``'s; this module validates what it yields.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from ..spec.gateway import GatewaySpec
 from ..spec.messages import expected_one_of, from_pydantic, key_path, located
 from ..spec.service import Spec
 from ..tokens import token_kind
-from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
+from .fast import fast_parse
+from .parse import decode, read, round_trip, round_trip_yaml
 
 AnySpec = Spec | GatewaySpec
 T = TypeVar("T")
@@ -131,7 +132,7 @@ def load_spec(
     text = decode(raw, shown)
     digest = hashlib.sha256(raw).hexdigest()
     recorded = project.recorded(path) if project is not None else shown
-    data = fast_parse(text)
+    data = fast_parse(text, shown)
     if data is not None:
         try:
             return _loaded(data, shown, env, default_environment, digest, recorded)
