@@ -43,7 +43,9 @@ from test_vllm_server import (
     accepted_credentials,
     assert_openai_error,
     assert_refused,
+    assert_refused_json,
     bearer,
+    each_hostile_json_body,
     refused_credentials,
     running_asgi,
     send_raw,
@@ -603,6 +605,15 @@ def test_images_refused_when_not_multimodal(text_server: Served) -> None:
     assert got.json()["error"]["param"] == "images"
 
 
+def test_an_unknown_field_is_named_by_a_short_printable_excerpt(text_server: Served) -> None:
+    got = text_server.client.post("/embed", json={"texts": ["cat"], "\u202e" + "x" * 900: 1})
+    assert got.status_code == 400
+    error = got.json()["error"]
+    assert error["message"].startswith("unknown field '\\u202exxx")
+    assert "\u202e" not in error["message"] and "x" * 80 not in error["message"]
+    assert error["param"] is None
+
+
 def test_unknown_route_is_a_json_404(text_server: Served) -> None:
     got = text_server.client.get("/v1/embeddings")
     assert got.status_code == 404
@@ -682,6 +693,15 @@ def test_the_app_takes_a_body_at_the_limit_and_refuses_one_byte_more_unread(
     for answer in (declared, chunked):
         assert_openai_error(answer, 413, "invalid_request_error")
     assert embedder.calls == [], "the model saw a refused body"
+
+
+@each_hostile_json_body
+def test_embed_refuses_a_hostile_body_saying_why(
+    guarded: tuple[int, StandInEmbedder], body: bytes, says: str
+) -> None:
+    port, embedder = guarded
+    assert_refused_json(send_raw(port, "POST", "/embed", bearer(API_KEY), body), says)
+    assert embedder.calls == []
 
 
 def test_empty_api_key_is_refused(generated: ModuleType) -> None:
