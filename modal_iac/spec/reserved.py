@@ -71,7 +71,7 @@ TRANSFORMERS_NAMES = frozenset(
     | {"TRUST_REMOTE_CODE", "VOLUME_NAMES", "HF_TOKEN_KEY", "HF_TOKEN_SECRET"}
     | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
     | {"parse_embed_request", "pool", "_context_length", "_embed_request", "_features"}
-    | {"_strings", "hashlib", "hmac", "json", "os"}
+    | {"_strings", "hashlib", "hmac", "json", "os", "MAX_IMAGE_PIXELS", "_pillow"}
     | GUARD_NAMES
     | JSON_BODY_NAMES
 )

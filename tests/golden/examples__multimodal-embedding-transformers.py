@@ -307,6 +307,7 @@ class InputError(Exception):
 
 
 EMBED_FIELDS = ("texts", "images", "normalize", "dimensions")
+MAX_IMAGE_PIXELS = 40_000_000  # of one image: decoded as RGB, 120 MB
 
 
 def parse_embed_request(
@@ -361,8 +362,7 @@ def decode_image(data: str | bytes, param: str = "image"):
     import binascii
     import io
 
-    from PIL import Image
-
+    Image = _pillow()
     if isinstance(data, str):
         text = "".join(data.split())
         if text.startswith("data:"):
@@ -371,11 +371,31 @@ def decode_image(data: str | bytes, param: str = "image"):
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raise InputError(400, f"{param} is not valid base64", param) from None
+    too_large = f"{param} has more than {MAX_IMAGE_PIXELS} pixels: send a smaller image"
     try:
         with Image.open(io.BytesIO(data)) as picture:
+            # PIL fails past twice its limit and only warns past it (an error by _pillow's
+            # filter, which a library may undo): so the size is checked here, undecoded.
+            if picture.width * picture.height > MAX_IMAGE_PIXELS:
+                raise InputError(413, too_large, param)
             return picture.convert("RGB")
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(413, too_large, param) from None
+    except (OSError, ValueError, SyntaxError, EOFError):
         raise InputError(400, f"{param} is not an image PIL can read", param) from None
+
+
+def _pillow():
+    """PIL's Image module, refusing to open an image of more than MAX_IMAGE_PIXELS: a file of
+    a few bytes can declare any width and height, and decoding it would allocate them all."""
+    import warnings
+
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS != MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    return Image
 
 
 def _embed_request(embedder, texts, images, normalize, dimensions) -> list[list[float]]:
