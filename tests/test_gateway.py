@@ -50,6 +50,7 @@ from test_vllm_server import (
     running_stand_in,
     send_raw,
     set_key,
+    unsent_health_bodies,
 )
 from test_vllm_server import StandIn as VllmStandIn
 
@@ -879,4 +880,12 @@ def test_the_router_echoes_no_whole_hostile_value(
     assert shown in error["message"] and "\u202e" not in error["message"]
     assert "x" * 80 not in error["message"] and "x..." in error["message"]
     assert error["param"] == ("model" if field == "model" else None)
+    assert stand_in.seen == []
+
+
+def test_health_is_answered_without_waiting_for_its_body(
+    guarded: tuple[int, VllmStandIn],
+) -> None:
+    port, stand_in = guarded
+    assert [answer.status for answer in unsent_health_bodies(port)] == [200, 200]
     assert stand_in.seen == []

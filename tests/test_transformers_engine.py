@@ -52,6 +52,7 @@ from test_vllm_server import (
     running_asgi,
     send_raw,
     set_key,
+    unsent_health_bodies,
 )
 
 from modal_iac.loading.load import LoadedSpec, load_spec
@@ -740,6 +741,13 @@ def test_embed_refuses_a_hostile_body_saying_why(
     port, embedder = guarded
     assert_refused_json(send_raw(port, "POST", "/embed", bearer(API_KEY), body), says)
     assert embedder.calls == []
+
+
+def test_health_is_answered_without_waiting_for_its_body(
+    guarded: tuple[int, StandInEmbedder],
+) -> None:
+    port, _ = guarded
+    assert [answer.status for answer in unsent_health_bodies(port)] == [200, 200]
 
 
 def test_empty_api_key_is_refused(generated: ModuleType) -> None:

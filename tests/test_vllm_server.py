@@ -400,6 +400,13 @@ def json_of_size(size: int, **fields: Any) -> bytes:
     return json.dumps({**fields, "user": "x" * (size - len(empty))}).encode()
 
 
+def unsent_health_bodies(port: int) -> list[Answer]:
+    """GET /health declaring a body far past any limit, then one that never comes: neither is
+    sent, so both are answered only by an endpoint that never reads a health check's body
+    (send_raw gives up after 10 s)."""
+    return [send_raw(port, "GET", "/health", declared=size) for size in (10**15, 100)]
+
+
 def nested(depth: int) -> str:
     """A JSON value ``depth`` lists deep."""
     return "[" * depth + "]" * depth
@@ -630,6 +637,12 @@ def test_health_is_forwarded_without_a_key(proxy: int, stand_in: StandIn) -> Non
     stand_in.unhealthy = 1
     assert request(proxy, "GET", "/health").status == 503  # vLLM's own answer, passed on
     assert stand_in.calls() == ["GET /health", "GET /health"]
+
+
+def test_health_is_answered_without_waiting_for_its_body(proxy: int, stand_in: StandIn) -> None:
+    assert [answer.status for answer in unsent_health_bodies(proxy)] == [200, 200]
+    assert stand_in.calls() == ["GET /health", "GET /health"]
+    assert [seen.body for seen in stand_in.seen] == [b"", b""]
 
 
 PRIVATE = [
