@@ -417,6 +417,8 @@ HOSTILE_JSON_BODIES = [
     ("utf-16", '{"texts": ["a"]}'.encode("utf-16"), "not UTF-8 (at byte 0)"),
     ("latin-1", '{"user": "caf\xe9"}'.encode("latin-1"), "not UTF-8 (at byte 13)"),
     ("too-deep-to-recurse", nested(1200).encode(), "nests deeper than 100 levels"),
+    # Parsed whole where Python's recursion limit is higher: the depth is judged first.
+    ("deep-list", nested(500).encode(), "nests deeper than 100 levels"),
     ("one-level-too-deep", b'{"user": ' + nested(100).encode() + b"}", "deeper than 100"),
     ("nan", b'{"user": NaN}', "holds NaN, which JSON has no number for"),
     ("infinity", b'{"user": [-Infinity]}', "holds -Infinity"),

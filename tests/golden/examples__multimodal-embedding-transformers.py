@@ -698,10 +698,11 @@ def parse_json_object(body: bytes) -> dict:
         raise JsonBodyError(message) from None
     except ValueError:  # an integer of more digits than Python converts
         raise JsonBodyError("the body holds a number too long to read") from None
+    # Depth first: how deep json.loads goes before a RecursionError depends on the Python.
+    _json_check(value)
     if not isinstance(value, dict):
         kind = type(value).__name__
         raise JsonBodyError(f"the body must be a JSON object, not {kind}")
-    _json_check(value)
     return value
 
 
@@ -739,9 +740,9 @@ def _json_float(text: str) -> float:
     return number
 
 
-def _json_check(value: dict) -> None:
+def _json_check(value) -> None:
     """The depth and the strings (keys too) of a parsed body, without recursion."""
-    pending = [(value, 1)]
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
     while pending:
         item, depth = pending.pop()
         if depth > MAX_JSON_DEPTH:
