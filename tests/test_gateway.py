@@ -35,11 +35,14 @@ from test_vllm_server import (
     accepted_credentials,
     assert_openai_error,
     assert_refused,
+    assert_refused_json,
     bearer,
+    each_hostile_json_body,
     free_port,
     import_source,
     json_of_size,
     leave_mid_stream,
+    nested,
     poll,
     refused_credentials,
     request,
@@ -47,6 +50,7 @@ from test_vllm_server import (
     running_stand_in,
     send_raw,
     set_key,
+    unsent_health_bodies,
 )
 from test_vllm_server import StandIn as VllmStandIn
 
@@ -856,3 +860,67 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     assert [(path, body["model"]) for path, body in stand_in.seen] == [
         ("/v1/chat/completions", "org/beta")
     ]
+
+
+@each_hostile_json_body
+def test_the_router_refuses_a_hostile_body_saying_why(
+    guarded: tuple[int, VllmStandIn], body: bytes, says: str
+) -> None:
+    port, stand_in = guarded
+    assert_refused_json(send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body), says)
+    assert stand_in.seen == []
+
+
+def test_the_router_refuses_a_number_python_will_not_read(
+    router: tuple[int, dict[str, StandIn]],
+) -> None:
+    """More digits than Python's int() takes (4300): past the guarded router's LIMIT, so this
+    one goes to the router with the default body limit."""
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    body = b'{"model": "gemma-3-12b", "user": ' + b"9" * 4400 + b"}"
+    answer = send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body)
+    assert_refused_json(answer, "a number too long to read")
+    assert stand_ins["fast"].seen == []
+
+
+def test_the_router_takes_a_body_nested_to_the_limit(guarded: tuple[int, VllmStandIn]) -> None:
+    port, stand_in = guarded
+    body = f'{{"model": "alpha", "messages": [], "user": {nested(99)}}}'.encode()
+    assert send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body).status == 200
+    assert stand_in.seen[0].json()["user"] == json.loads(nested(99))
+
+
+@pytest.mark.parametrize(
+    ("field", "shown"),
+    [
+        ("model", "model 'xxxxxxxx"),
+        ("model", "model '\\u202eevil"),  # a bidi override, escaped
+        ("guided_", "'guided_xxxxxx"),
+        ("guided_", "'guided_\\u202eevil"),
+    ],
+)
+def test_the_router_echoes_no_whole_hostile_value(
+    guarded: tuple[int, VllmStandIn], field: str, shown: str
+) -> None:
+    """An unknown model or a guided_* field of any length or character: the message quotes a
+    printable excerpt of it, at most 80 characters, and names no param it cannot show."""
+    port, stand_in = guarded
+    value = ("\u202eevil" if "u202e" in shown else "") + "x" * 900
+    fields = {"model": value} if field == "model" else {"model": "alpha", field + value: 1}
+    body = json.dumps({**fields, "messages": []}).encode()
+    answer = send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body)
+    error = answer.json()["error"]
+    assert answer.status == (404 if field == "model" else 400)
+    assert shown in error["message"] and "\u202e" not in error["message"]
+    assert "x" * 80 not in error["message"] and "x..." in error["message"]
+    assert error["param"] == ("model" if field == "model" else None)
+    assert stand_in.seen == []
+
+
+def test_health_is_answered_without_waiting_for_its_body(
+    guarded: tuple[int, VllmStandIn],
+) -> None:
+    port, stand_in = guarded
+    assert [answer.status for answer in unsent_health_bodies(port)] == [200, 200]
+    assert stand_in.seen == []
