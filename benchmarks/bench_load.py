@@ -10,7 +10,9 @@ against the 2x target. libyaml refuses ``gpu: [H100:2]``, so the floor of such a
 measured on the text with those colons swapped for a same-width character (a ``*`` marks the
 row). A last row runs ``modaliac plan --offline`` over ``--mixed`` specs (the example files
 cycled, each with its own app name) and sets its time per spec, start-up included, beside the
-floor of the same files (3x target).
+floor of the same files (3x target). Another loads a spec whose ``gpu:`` flow list holds 120000
+values (about 240 KB, under the size limit): ``load_spec`` refuses it (more than 20000 values)
+in no more time than the floor takes to read it (1x target).
 Measurements alternate round by round, so noise on the machine hits both sides alike. A
 missed target is reported, never an exit status (these machines are noisy). It measures the
 ``modal_iac`` that Python imports: run it with ``PYTHONPATH=$PWD`` from a worktree, or with
@@ -36,6 +38,7 @@ from common import REPO, machine_line, table
 HEADER = ["measurement", "modaliac", "floor", "ratio", "target", "met"]
 LOAD_TARGET = 2.0
 PLAN_TARGET = 3.0
+REFUSE_TARGET = 1.0
 BATCH = 10  # calls per timed sample of one file: a sample of a few ms, not a fraction of one
 _TIGHT_COLON = re.compile(r"(?<=\w):(?=\w)")
 
@@ -163,6 +166,29 @@ def plan_row(count: int, runs: int) -> Row:
     return Row(label, ours / count, theirs / count, PLAN_TARGET)
 
 
+def refused_row(items: int, runs: int) -> Row:
+    """``load_spec`` of a spec whose gpu list holds ``items`` values, refused, beside the
+    floor's load of the same text."""
+    from modal_iac.errors import SpecError
+    from modal_iac.loading.load import load_spec
+
+    text = "app: demo\nmodel:\n  id: BAAI/bge-small-en-v1.5\n  task: embed\n"
+    text += "gpu: [" + ",".join(["1"] * items) + "]\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "huge.yaml"
+        path.write_text(text, encoding="utf-8")
+
+        def refuse() -> None:
+            try:
+                load_spec(path, default_environment=None)
+            except SpecError:
+                return
+            raise SystemExit("bench: a spec of too many values was not refused")
+
+        ours, floor = paired(refuse, lambda: safe_load(text), runs)
+    return Row(f"gpu: [{items} values], refused", ours, floor, REFUSE_TARGET)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=41, help="paired runs per file (default 41)")
@@ -172,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     runs, mixed = (3, 20) if args.quick else (args.runs, args.mixed)
     load = load_rows(runs)
     plan = plan_row(mixed, max(3, runs // 10))
+    refused = refused_row(25_000 if args.quick else 120_000, max(3, runs // 10))
     print(machine_line())
-    print(table(HEADER, [("load_spec per file", load), ("plan", [plan])]))
+    groups = [("load_spec per file", load), ("plan", [plan]), ("a huge flow list", [refused])]
+    print(table(HEADER, groups))
     print("* libyaml refuses this file's flow colons (H100:2): its floor reads them swapped")
     return 0
 

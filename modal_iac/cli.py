@@ -216,6 +216,15 @@ def _operate_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     state_mv.add_argument("source", metavar="OLD")
     state_mv.add_argument("destination", metavar="NEW")
     state_option(state_mv, lock=True)
+    state_unlock = state_commands.add_parser(
+        "unlock",
+        help="remove a state lock on Modal whose holder is gone",
+        description="Remove the lock of a state kept on Modal (--state modal:...) whose holder "
+        "is gone or that no modaliac run wrote, as a refused run names it: only the lock with "
+        "that id. A local state's lock is the OS's and is freed when its holder exits.",
+    )
+    state_unlock.add_argument("lock_id", metavar="LOCK_ID")
+    state_option(state_unlock)
     state.set_defaults(run="commands.state:cmd_state")
 
 

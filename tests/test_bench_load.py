@@ -1,7 +1,7 @@
 """benchmarks/bench_load.py runs on a tiny input and prints a row for every spec shape.
 
 Its figures are not checked (the machine is noisy): only that the script runs, says which
-machine it ran on, and measures every example file and the mixed plan.
+machine it ran on, and measures every example file, the mixed plan and a refused huge list.
 """
 
 from __future__ import annotations
@@ -32,3 +32,5 @@ def test_bench_load_quick_prints_a_row_per_example_and_the_plan() -> None:
     assert any("[" in key for key in warned)  # a warning at a list position
     plan = r"plan --offline of 20 mixed specs, per spec\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x\s+<= 3x"
     assert any(re.match(plan, line) for line in lines)
+    refused = r"gpu: \[25000 values\], refused\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+x\s+<= 1x\s+"
+    assert any(re.match(refused, line) for line in lines)

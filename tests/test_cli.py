@@ -302,7 +302,7 @@ def test_explain_shows_each_pool_s_concurrency_the_router_wait_and_secret_keys(
 def test_plan_with_empty_state_creates_everything(
     capsys: pytest.CaptureFixture[str], workdir: Path
 ) -> None:
-    code, out, err = run(capsys, "plan", "--detailed-exitcode")
+    code, out, err = run(capsys, "plan", "--offline", "--detailed-exitcode")
     assert code == 2, err
     assert "+ create kalm-embedding  (specs/kalm.yaml)" in out
     assert "+ create minilm-embedding  (specs/minilm.yaml)" in out
@@ -313,10 +313,53 @@ def test_plan_with_empty_state_creates_everything(
 
 def test_plan_without_changes_exits_0(capsys: pytest.CaptureFixture[str], workdir: Path) -> None:
     record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
-    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    code, out, _ = run(capsys, "plan", "--offline", "--detailed-exitcode")
     assert code == 0
     assert "No changes." in out
     assert "Unchanged: kalm-embedding, minilm-embedding" in out
+
+
+CREDENTIALS = "set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `modal token new`)"
+
+
+def test_plan_that_cannot_consult_modal_never_says_no_changes(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without credentials (and no --offline) --detailed-exitcode fails as Terraform's does
+    when it cannot refresh: exit 1, one line, nothing printed or saved. Without the flag the
+    plan is offline, says so in every format, and says why on stderr (even with -q)."""
+    from helpers import point_modal_at_closed_port
+
+    record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
+    refused = (
+        "plan --detailed-exitcode: no Modal credentials, so the plan cannot tell whether Modal "
+        f"matches the specs; {CREDENTIALS}, or pass --offline to compare the specs with the "
+        "recorded state only\n"
+    )
+    for form in ("text", "json", "markdown"):
+        argv = ["plan", "--detailed-exitcode", "--format", form, "-o", "plan.json"]
+        assert run(capsys, *argv) == (1, "", refused), form
+        assert not (workdir / "plan.json").exists()
+    note = (
+        "note: no Modal credentials, so this plan compares the specs with the recorded state "
+        f"only, not with Modal; {CREDENTIALS}, or pass --offline to plan so on purpose\n"
+    )
+    assert run(capsys, "plan", "-q") == (0, "", note)
+    code, out, err = run(capsys, "plan")
+    assert (code, err) == (0, note)
+    assert "No changes. The specs match the recorded state (Modal was not consulted)." in out
+    code, out, err = run(capsys, "plan", "--format", "json")
+    assert (code, err, json.loads(out)["online"]) == (0, note, False)
+    code, out, err = run(capsys, "plan", "--format", "markdown")
+    assert (code, err) == (0, note) and out.startswith("> **Offline plan**")
+    # Asked for, an offline plan needs no note, and its exit code compares with the state.
+    code, out, err = run(capsys, "plan", "--offline", "--detailed-exitcode")
+    assert (code, err) == (0, "") and "Modal was not consulted" in out
+    # With credentials but no Modal to reach, it is one line and exit 1, never "no changes".
+    point_modal_at_closed_port(monkeypatch)
+    code, out, err = run(capsys, "plan", "--detailed-exitcode")
+    assert (code, out) == (1, "") and len(err.splitlines()) == 1, err
+    assert "127.0.0.1" in err
 
 
 def test_plan_update_lists_changed_fields(
@@ -324,7 +367,7 @@ def test_plan_update_lists_changed_fields(
 ) -> None:
     record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml", "specs/minilm.yaml")
     edit(workdir / "specs" / "minilm.yaml", "gpu: L4", "gpu: A10G")
-    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    code, out, _ = run(capsys, "plan", "--offline", "--detailed-exitcode")
     assert code == 2
     assert "~ update minilm-embedding  (specs/minilm.yaml)" in out
     assert '    gpu : ["L4"] -> ["A10"]' in out
@@ -453,7 +496,7 @@ def test_settings_a_record_predates_are_no_change_while_the_code_is_the_same(
     for key in ("surfaces.http.proxy_auth", "surfaces.http.primitive"):
         del entry["settings"][key]
     state_file.write_text(json.dumps(document))
-    code, out, _ = run(capsys, "plan", "specs/kalm.yaml", "--detailed-exitcode")
+    code, out, _ = run(capsys, "plan", "--offline", "specs/kalm.yaml", "--detailed-exitcode")
     assert code == 0 and "No changes." in out
     edit(workdir / "specs" / "kalm.yaml", "    api_key_secret: kalm-api-key\n", "    open: true\n")
     code, out, _ = run(capsys, "plan", "specs/kalm.yaml")

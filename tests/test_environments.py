@@ -169,6 +169,81 @@ def test_a_spec_without_environments_deploys_to_the_env_named(
     assert code == 0 and "+ create staging/minilm" in out, err
 
 
+# -- one app, one address: two documents of one spec never share one -------------------------
+
+ONE_ADDRESS = "one app has one address"
+
+
+def test_two_entries_at_one_address_are_refused_naming_both(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """staging deploys to Modal's prod environment, where prod deploys too: every run (any
+    --env, or none) refuses the spec, since the two would overwrite each other's settings."""
+    spec.write_text(SPEC.replace("  prod:\n", "  staging:\n    environment: prod\n  prod:\n"))
+    expected = (
+        "specs/minilm.yaml:13:3: environments.prod: deploys prod/minilm, as "
+        f"environments.staging does; {ONE_ADDRESS}: give each entry its own environment (or app)\n"
+    )
+    for argv in (
+        ["validate", "specs/minilm.yaml"],
+        ["plan", "--offline"],
+        ["plan", "--offline", "--env", "dev"],
+        ["plan", "--offline", "--env", "prod"],
+        ["render", "--env", "staging", "specs/minilm.yaml"],
+    ):
+        assert run(capsys, *argv) == (1, "", expected), argv
+    # The same environment under another app name is another address: nothing to refuse.
+    spec.write_text(
+        SPEC.replace("  prod:\n", "  staging:\n    environment: prod\n    app: minilm-s\n  prod:\n")
+    )
+    code, out, err = run(capsys, "plan", "--offline", "--env", "staging")
+    assert code == 0 and "+ create prod/minilm-s" in out, err
+
+
+@pytest.mark.parametrize("chosen_by", ["MODAL_ENVIRONMENT", "profile"])
+def test_a_run_without_env_at_an_entrys_address_is_refused(
+    spec: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    chosen_by: str,
+) -> None:
+    """Without --env the base deploys to the environment Modal's settings name; when that is
+    dev, the base and the dev: entry would deploy dev/minilm by turns, each undoing the other."""
+    if chosen_by == "MODAL_ENVIRONMENT":
+        monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")
+    else:
+        config = tmp_path / "modal.toml"
+        config.write_text('[p]\nactive = true\nenvironment = "dev"\n')
+        monkeypatch.setenv("MODAL_CONFIG_PATH", str(config))
+    code, out, err = run(capsys, "plan", "--offline")
+    assert (code, out) == (1, "")
+    assert err == (
+        "specs/minilm.yaml:8:3: environments.dev: deploys dev/minilm, as a run without --env "
+        f"does here (MODAL_ENVIRONMENT or the Modal profile names dev); {ONE_ADDRESS}: pass "
+        "--env dev, or choose another environment for runs without --env\n"
+    )
+    assert not (spec.parent.parent / ".modaliac").exists()
+    # With --env the base is not deployed: each entry has its own address.
+    for env in ("dev", "prod"):
+        code, out, err = run(capsys, "plan", "--offline", "--env", env)
+        assert code == 0 and f"+ create {env}/minilm" in out, err
+
+
+def test_a_base_that_names_an_entrys_environment_is_refused(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec.write_text(SPEC.replace("gpu: L4\n", "gpu: L4\nenvironment: prod\n"))
+    expected = (
+        "specs/minilm.yaml:12:3: environments.prod: deploys prod/minilm, as a run without --env "
+        f"does (the spec's environment is prod); {ONE_ADDRESS}: give the entry another "
+        "environment (or app), or leave environment out of the base\n"
+    )
+    assert run(capsys, "plan", "--offline") == (1, "", expected)
+    code, out, err = run(capsys, "plan", "--offline", "--env", "dev")
+    assert code == 0 and "+ create dev/minilm" in out, err
+
+
 def test_the_schema_checks_overrides_like_the_base() -> None:
     schema = json.loads((ROOT / "schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)

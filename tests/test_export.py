@@ -5,6 +5,7 @@ Router, which then answers through them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,98 @@ def test_one_variable_for_several_keys_is_called_out(
     line = next(x for x in out.splitlines() if x.startswith("# Set CHAT_KEY"))
     assert "Modal secret key-a (key CHAT_KEY), Modal secret key-b (key CHAT_KEY)" in line
     assert "must hold the same key" in line
+
+
+def chat_spec(folder: Path, app: str, **model: str) -> Path:
+    """CHAT as another app, its model's keys replaced by ``model``."""
+    text = CHAT.replace("small-chat", app)
+    for key, value in model.items():
+        old = next(line for line in text.splitlines() if line.startswith(f"  {key}:"))
+        text = text.replace(old, f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+    path = folder / f"{app}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_one_model_name_for_two_models_is_refused_naming_both_apps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LiteLLM balances the requests for one model_name between its entries: two different
+    models under one name would answer the same request differently."""
+    chat_spec(tmp_path, "small-chat")
+    chat_spec(tmp_path, "other-chat", id="Qwen/Qwen3-1.7B")
+    target = tmp_path / "out" / "litellm.yaml"
+    code, out, err = run(capsys, "export", "litellm", str(tmp_path), "--offline", "-o", str(target))
+    assert code == 1 and out == "" and not target.exists()
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"{tmp_path / 'small-chat.yaml'}:6:16: model.served_name: ")
+    assert "apps small-chat and other-chat" in err and "model_name 'qwen-small'" in err
+    assert "Qwen/Qwen3-0.6B at revision" in err and "Qwen/Qwen3-1.7B at revision" in err
+    # a gateway model's <name>-<gpu> is a model_name too
+    (tmp_path / "other-chat.yaml").unlink()
+    gateway = {
+        "kind": "gateway",
+        "name": "gw",
+        "models": [{"id": "org/qwen", "name": "qwen-small"}],
+        "gpus": ["T4"],
+        "router": {"api_key_secret": "gw-key"},
+    }
+    (tmp_path / "gw.yaml").write_text(json.dumps(gateway), encoding="utf-8")
+    chat_spec(tmp_path, "small-chat", served_name="qwen-small-t4")
+    code, out, err = run(capsys, "export", "litellm", str(tmp_path), "--offline")
+    assert code == 1 and out == "", err
+    assert "apps small-chat and gw-t4 (" in err and "org/qwen at revision main, chat" in err
+
+
+def test_one_model_under_one_name_is_litellm_load_balancing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two apps serving the same model (id and revision) under one served name are two
+    deployments of one LiteLLM model: kept, and the config says so."""
+    chat_spec(tmp_path, "small-chat")
+    chat_spec(tmp_path, "small-chat-eu")
+    code, text, err = run(capsys, "export", "litellm", str(tmp_path), "--offline")
+    assert code == 0, err
+    assert (
+        "# qwen-small: LiteLLM balances requests between apps small-chat-eu, small-chat, " in text
+    )
+    router = litellm_router(text, monkeypatch)
+    bases = [d["litellm_params"]["api_base"] for d in router.model_list]
+    assert [d["model_name"] for d in router.model_list] == ["qwen-small", "qwen-small"]
+    assert bases == [
+        "https://small-chat-eu.modal.run.invalid/v1",  # in file order
+        "https://small-chat.modal.run.invalid/v1",
+    ]
+
+
+def test_hostile_spec_paths_and_names_add_no_key_to_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the config says comes from specs (paths, names) or Modal (URLs): a line break or
+    an escape sequence in any of it cannot start a YAML line of its own (a spec path holding
+    one is refused before anything is written), and every value reads back as written: a
+    JSON string is not YAML's, whose readers take its surrogate pair escapes as two
+    characters (LiteLLM's Router happens to join them again)."""
+    folder = tmp_path / "x\nmodel_list: []\n\x1b[2Jgeneral_settings:\n  master_key: own"
+    folder.mkdir()
+    chat_spec(folder, "small-chat")
+    code, text, err = run(capsys, "export", "litellm", str(folder), "--offline")
+    assert code == 1 and text == "" and "\x1b" not in err
+    assert err.endswith(
+        "small-chat.yaml: the file's name holds a control character; rename the file\n"
+    )
+    name = 'qwen-\U0001f600 "# \\ x: y\u200b\ufeff'
+    (tmp_path / "ok").mkdir()
+    chat_spec(tmp_path / "ok", "small-chat", served_name=name)
+    chat_spec(tmp_path / "ok", "small-chat-eu", served_name=name)
+    code, text, err = run(capsys, "export", "litellm", str(tmp_path / "ok"), "--offline")
+    assert code == 0, err
+    import yaml
+
+    config = yaml.safe_load(text)
+    assert set(config) == {"model_list"}
+    assert [entry["model_name"] for entry in config["model_list"]] == [name, name]
+    assert all(line.startswith(("# ", "model_list:", "  ")) for line in text.splitlines())
+    assert all(line.isprintable() for line in text.splitlines())
+    router = litellm_router(text, monkeypatch)
+    assert [d["model_name"] for d in router.model_list] == [name, name]

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from modal_iac.errors import SpecError, SpecErrors
-from modal_iac.loading import load
-from modal_iac.loading.parse import MAX_DEPTH, fast_parse, round_trip_yaml
+from modal_iac.loading import fast as fast_pass
+from modal_iac.loading import load, parse
+from modal_iac.loading.fast import fast_parse
+from modal_iac.loading.parse import MAX_DEPTH, round_trip, round_trip_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "specs").glob("*.yaml"))
@@ -42,6 +44,7 @@ environments:
     scaling:
       min_containers: 1
 """
+SHOWN = "spec.yaml"
 SEEDS = [path.read_text(encoding="utf-8") for path in SPECS] + [ENVIRONMENTS]
 
 
@@ -59,7 +62,7 @@ def shape(data: Any) -> Any:
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_every_example_parses_fast_as_the_round_trip_loader_does(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    fast = fast_parse(text)
+    fast = fast_parse(text, SHOWN)
     assert fast is not None
     assert shape(fast) == shape(round_trip_yaml().load(text))
 
@@ -77,7 +80,7 @@ def test_every_example_parses_fast_as_the_round_trip_loader_does(path: Path) -> 
     ],
 )
 def test_plain_yaml_parses_fast_alike(text: str) -> None:
-    fast = fast_parse(text)
+    fast = fast_parse(text, SHOWN)
     assert fast is not None
     assert shape(fast) == shape(round_trip_yaml().load(text))
 
@@ -98,7 +101,7 @@ def test_plain_yaml_parses_fast_alike(text: str) -> None:
         "a: 1\n---\nb: 2\n",
         "- a\n",
         "a: =\n",
-        "a: " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1) + "\n",
+        "a: &x " + "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1) + "\n",
         "a: \ue000\nb: [H100:2]\n",  # the placeholder itself: nothing to swap back safely
         "a: b\n\tc: d\n",
         "a:\nb: 1\n",  # an empty value: ruamel places it by what follows, inconsistently
@@ -108,13 +111,129 @@ def test_plain_yaml_parses_fast_alike(text: str) -> None:
     ],
 )
 def test_what_only_the_round_trip_path_may_judge_is_declined(text: str) -> None:
-    assert fast_parse(text) is None
+    assert fast_parse(text, SHOWN) is None
 
 
-def test_deep_nesting_is_declined_without_descending_it() -> None:
-    """libyaml's parser keeps its own stack, and the build stops at MAX_DEPTH: 100,000 levels,
-    which would crash a recursive composer, are declined."""
-    assert fast_parse("a: " + "[" * 100_000 + "]" * 100_000 + "\n") is None
+def test_deep_nesting_is_refused_without_descending_it() -> None:
+    """libyaml's parser keeps its own stack, and the pass stops at MAX_DEPTH: 100,000 levels,
+    which would crash a recursive composer (and take libyaml minutes to read), are refused
+    at level 65, as the round-trip path refuses them."""
+    text = "a: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    with pytest.raises(SpecError) as fast:
+        fast_parse(text, SHOWN)
+    expected = "spec.yaml:1:68: a: nested more than 64 levels deep; flatten this value"
+    assert str(fast.value).startswith(expected)
+    with pytest.raises(SpecError) as slow:
+        round_trip(text, SHOWN)
+    assert str(slow.value) == str(fast.value)
+
+
+# -- what the fast path refuses, it words as the round-trip path does -------------------------
+# Both paths read their limits from parse's module constants: small limits let small texts
+# cross them in every shape (flow and block, at every level, beside anchors, tags, odd keys
+# and values, a second document or broken YAML after the limit).
+
+SMALL_COUNT, SMALL_DEPTH = 12, 4
+CLEAN_KEYS = [f"k{i}" for i in range(20)]
+CLEAN_VALUES = ["1", "x", "H100:2", "''", '"q"', "~"]
+CLEAN_AFTER = ["", "z: 1\n"]
+# Mostly what the fast path builds; now and then what only the round-trip path judges, and
+# what it reports first: broken YAML, a second document, deeper nesting, an alias.
+KEYS = [*CLEAN_KEYS, '"q"', "1", "<<", "k0"]
+VALUES = CLEAN_VALUES * 6 + [".inf", "2001-01-01", "&a x", "*a", "!!s x"]
+AFTER = [*CLEAN_AFTER, "z: [\n", "---\nb: 1\n", "z: " + "[" * 6 + "]" * 6 + "\n", "z: &b [*b]\n"]
+
+
+def document(keys: list[str], values: list[str], after: list[str]) -> st.SearchStrategy[str]:
+    """A mapping of scalars, and lists and mappings of them, each written flow or block;
+    with only CLEAN_KEYS, no mapping repeats a key."""
+    unique = keys == CLEAN_KEYS
+
+    def entries(inner: st.SearchStrategy[Any], **size: int) -> st.SearchStrategy[Any]:
+        pair = st.tuples(st.sampled_from(keys), inner)
+        return st.lists(pair, unique_by=(lambda kv: kv[0]) if unique else None, **size)
+
+    tree = st.recursive(
+        st.sampled_from(values),
+        lambda inner: (
+            st.tuples(st.just("seq"), st.lists(inner, max_size=8), st.booleans())
+            | st.tuples(st.just("map"), entries(inner, max_size=8), st.booleans())
+        ),
+        max_leaves=40,
+    )
+    top = entries(tree, min_size=1, max_size=4)
+    return st.builds(
+        lambda items, tail: "\n".join(block(("map", items, True), 0)) + "\n" + tail,
+        top,
+        st.sampled_from(after),
+    )
+
+
+def flow(node: Any) -> str:
+    if isinstance(node, str):
+        return node
+    kind, items, _ = node
+    if kind == "seq":
+        return "[" + ", ".join(flow(item) for item in items) + "]"
+    return "{" + ", ".join(f"{key}: {flow(value)}" for key, value in items) + "}"
+
+
+def block(node: Any, indent: int) -> list[str]:
+    kind, items, _ = node
+    lines = []
+    for item in items:
+        head, value = ("-", item) if kind == "seq" else (f"{item[0]}:", item[1])
+        if isinstance(value, tuple) and value[2] and value[1]:  # a non-empty block
+            lines += [" " * indent + head, *block(value, indent + 2)]
+        else:
+            lines.append(" " * indent + f"{head} {flow(value)}")
+    return lines
+
+
+def small_limits(patched: pytest.MonkeyPatch) -> None:
+    for module in (parse, fast_pass):  # fast.py reads parse's limits, imported by name
+        patched.setattr(module, "MAX_EXPANDED_NODES", SMALL_COUNT)
+        patched.setattr(module, "MAX_DEPTH", SMALL_DEPTH)
+
+
+def refusal(parse_text: Any, text: str) -> str | None:
+    """The line ``parse_text`` refuses ``text`` with (None: it does not)."""
+    try:
+        parse_text(text, SHOWN)
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=document(KEYS, VALUES, AFTER))
+def test_a_refusal_of_the_fast_path_is_the_round_trip_paths(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        small_limits(patched)
+        refused = refusal(fast_parse, text)
+        if refused is not None:
+            assert refusal(round_trip, text) == refused
+        elif (fast := fast_parse(text, SHOWN)) is not None:
+            assert shape(fast) == shape(round_trip_yaml().load(text))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=document(CLEAN_KEYS, CLEAN_VALUES, CLEAN_AFTER))
+def test_plain_yaml_too_deep_or_too_big_is_refused_fast(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without anything for the round-trip path to judge, the fast path gives its answer:
+    the same data, or the same refusal, never a second parse."""
+    with monkeypatch.context() as patched:
+        small_limits(patched)
+        expected = refusal(round_trip, text)
+        if expected is None:
+            fast = fast_parse(text, SHOWN)
+            assert fast is not None and shape(fast) == shape(round_trip(text, SHOWN))
+        else:
+            assert refusal(fast_parse, text) == expected
 
 
 # -- the fast path and the round-trip path agree --------------------------------------------
@@ -197,12 +316,12 @@ def test_the_fast_and_the_round_trip_path_load_alike(
 ) -> None:
     path = tmp_path_factory.mktemp("spec") / "spec.yaml"
     path.write_text(text, encoding="utf-8")
-    fast = fast_parse(text)
+    fast = fast_parse(text, SHOWN)
     if fast is not None:
         assert shape(fast) == shape(round_trip_yaml().load(text))
     taken = outcome(path, env)
     with monkeypatch.context() as patched:
-        patched.setattr(load, "fast_parse", lambda text: None)
+        patched.setattr(load, "fast_parse", lambda text, shown: None)
         assert taken == outcome(path, env)
 
 

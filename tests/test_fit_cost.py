@@ -363,6 +363,7 @@ def test_json_plan_carries_the_cost_and_matches_the_schema(
     assert app["pools"] == [
         {
             "name": name,
+            "kind": "gpu",
             "min_containers": 0,
             "buffer_containers": 0,
             "hourly": round(h100, 4),
@@ -420,7 +421,7 @@ def test_changing_only_the_estimate_changes_no_app(
 ) -> None:
     record_applied(workdir / ".modaliac" / "state.json", "specs/kalm.yaml")
     with_usage(workdir, "usage:\n  active_hours_per_day: 12\n")
-    code, out, _ = run(capsys, "plan", "--detailed-exitcode")
+    code, out, _ = run(capsys, "plan", "--offline", "--detailed-exitcode")
     assert code == 0, out
     assert "No changes." in out
 
@@ -646,3 +647,55 @@ def test_buffer_containers_are_priced_in_the_busy_hours(
     (app,) = json.loads(out)["cost"]["apps"]
     assert [pool["buffer_containers"] for pool in app["pools"]] == [2, 2]
     assert app["idle_month"] == 0
+
+
+# A gateway's router is a function on CPU that asks for no CPU or memory: Modal bills it at
+# least its default request, 0.125 cores and 128 MiB.
+ROUTER_HOURLY = (0.125 * PRICES.host["cpu_core"] + 0.125 * PRICES.host["memory_gib"]) * 3600
+
+
+def test_a_gateway_router_is_priced_at_modals_default_request(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    from jsonschema import Draft202012Validator
+
+    gateway = {
+        "kind": "gateway",
+        "name": "gw",
+        "models": [{"id": "org/alpha", "name": "alpha"}, {"id": "org/beta", "name": "beta"}],
+        "gpus": ["H100"],
+        "router": {"api_key_secret": "gw-key"},
+        "placement": {"region": "us"},  # broad: x1.5 on the router's rates as on the GPUs'
+    }
+    spec = workdir / "specs" / "gw.yaml"
+    spec.write_text(json.dumps(gateway), encoding="utf-8")
+    h100 = PRICES.per_second["H100"] * 3600
+    hourly = (2 * h100 + ROUTER_HOURLY) * 1.5
+    _, out, _ = run(capsys, "plan", str(spec), "--active-hours-per-day", "8")
+    assert f"# cost: H100 in us (region price x1.5): ${hourly:,.2f} per running hour" in out
+    assert (
+        f"over 2 GPU pools and 1 CPU pool (Alpha ${h100 * 1.5:,.2f}/h, min_containers 0, "
+        f"Beta ${h100 * 1.5:,.2f}/h, min_containers 0, router ${ROUTER_HOURLY * 1.5:,.2f}/h on "
+        "CPU at Modal's default request (0.125 cores, 128 MiB), min_containers 0)"
+    ) in out
+    assert f"at 8 h/day about {monthly(hourly, 8)}/month" in out
+    _, out, _ = run(capsys, "plan", str(spec), "--format", "json")
+    document = json.loads(out)
+    Draft202012Validator(json.loads((ROOT / "docs" / "plan.schema.json").read_text())).validate(
+        document
+    )
+    (app,) = document["cost"]["apps"]
+    assert [pool["kind"] for pool in app["pools"]] == ["gpu", "gpu", "cpu"]
+    assert app["pools"][-1] == {
+        "name": "router",
+        "kind": "cpu",
+        "min_containers": 0,
+        "buffer_containers": 0,
+        "hourly": round(ROUTER_HOURLY * 1.5, 4),
+        "idle_month": 0,
+        "request": {"cpu": 0.125, "memory_mib": 128, "modal_default": True},
+    }
+    assert app["hourly"] == round(hourly, 4) == app["hourly_low"]
+    _, out, _ = run(capsys, "plan", str(spec), "--format", "markdown")
+    router = f"${ROUTER_HOURLY * 1.5:,.2f}"
+    assert f"| ↳ pool `router` (CPU, Modal's default request) | | {router} | $0.00 | |" in out

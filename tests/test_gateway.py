@@ -35,11 +35,14 @@ from test_vllm_server import (
     accepted_credentials,
     assert_openai_error,
     assert_refused,
+    assert_refused_json,
     bearer,
+    each_hostile_json_body,
     free_port,
     import_source,
     json_of_size,
     leave_mid_stream,
+    nested,
     poll,
     refused_credentials,
     request,
@@ -47,6 +50,7 @@ from test_vllm_server import (
     running_stand_in,
     send_raw,
     set_key,
+    unsent_health_bodies,
 )
 from test_vllm_server import StandIn as VllmStandIn
 
@@ -720,6 +724,8 @@ def test_apply_deploys_one_router_and_one_class_per_model(
         assert functions["Beta.*"].max_concurrent_inputs == 16
         assert functions["Alpha.*"].timeout_secs == 300
         assert not router.resources.gpu_config.gpu_type
+        # it asks for no CPU or memory: Modal's default request, which plan prices it at
+        assert router.resources.milli_cpu == 0 and router.resources.memory_mb == 0
         assert state.secret_names(router.secret_ids) == ["gw-key"]
         for name in ("Alpha.*", "Beta.*"):
             model = functions[name]
@@ -750,11 +756,17 @@ def litellm_router(config_text: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_litellm_export_offline_has_placeholders_and_env_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    # The router's own variable (router.api_key_env: API_KEY), not the default VLLM_API_KEY.
+    monkeypatch.setenv("API_KEY", KEY)
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
     target = tmp_path / "litellm.yaml"
     assert main(["export", "litellm", str(EXAMPLE), "--offline", "-o", str(target)]) == 0
     text = target.read_text(encoding="utf-8")
-    assert KEY not in text and "os.environ/VLLM_API_KEY" in text
+    assert KEY not in text and "VLLM_API_KEY" not in text
+    assert (
+        "# Set API_KEY to the API key: the value in Modal secret vllm-api-key (key API_KEY)."
+        in text
+    )
     assert "# NOTE: not deployed" in text and "vllm-h100" in text
     router = litellm_router(text, monkeypatch)
     deployments = {d["model_name"]: d["litellm_params"] for d in router.model_list}
@@ -768,6 +780,32 @@ def test_litellm_export_offline_has_placeholders_and_env_keys(
     assert qwen["model"] == f"openai/{QWEN}"
     assert qwen["api_base"] == "https://vllm-b200.modal.run.invalid/v1"
     assert qwen["api_key"] == KEY  # resolved by LiteLLM from the environment
+
+
+def test_litellm_export_keys_each_gateway_with_its_own_router_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two gateways: one whose router keeps its key under GW_KEY in secret gw-key, one open;
+    --api-key-env names another variable for every router's key, the secret stays named."""
+    keyed = gateway(tmp_path, router={"api_key_secret": "gw-key", "api_key_env": "GW_KEY"})
+    gateway(tmp_path, "open", models=[{"id": "org/x", "name": "x"}], router={"open": True})
+    monkeypatch.setenv("GW_KEY", KEY)
+    code = main(["export", "litellm", str(tmp_path), "--offline"])
+    text = capsys.readouterr().out
+    assert code == 0
+    router = litellm_router(text, monkeypatch)
+    keys = {d["model_name"]: d["litellm_params"]["api_key"] for d in router.model_list}
+    assert keys == {"alpha-l4": KEY, "beta-l4": KEY, "alpha-h100": KEY, "beta-h100": KEY} | {
+        "x-l4": "open",
+        "x-h100": "open",
+    }
+    assert [x for x in text.splitlines() if x.startswith("# Set")] == [
+        "# Set GW_KEY to the API key: the value in Modal secret gw-key (key GW_KEY)."
+    ]
+    assert main(["export", "litellm", str(keyed), "--offline", "--api-key-env", "LITELLM_GW"]) == 0
+    text = capsys.readouterr().out
+    assert '"os.environ/LITELLM_GW"' in text and "os.environ/GW_KEY" not in text
+    assert "# Set LITELLM_GW to the API key: the value in Modal secret gw-key (key GW_KEY)." in text
 
 
 def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
@@ -787,7 +825,8 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     modal_api.state.add_secret("gw-key", ("API_KEY",))
     monkeypatch.chdir(work)
     monkeypatch.delenv("MODALIAC_STATE", raising=False)
-    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    monkeypatch.setenv("API_KEY", KEY)  # the routers' router.api_key_env
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
     stand_in = StandIn()
     with running_stand_in(stand_in) as upstream:
         urls = {"alpha": upstream, "beta": upstream}
@@ -821,3 +860,67 @@ def test_litellm_export_reads_deployed_urls_and_routes_through_the_gateway(
     assert [(path, body["model"]) for path, body in stand_in.seen] == [
         ("/v1/chat/completions", "org/beta")
     ]
+
+
+@each_hostile_json_body
+def test_the_router_refuses_a_hostile_body_saying_why(
+    guarded: tuple[int, VllmStandIn], body: bytes, says: str
+) -> None:
+    port, stand_in = guarded
+    assert_refused_json(send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body), says)
+    assert stand_in.seen == []
+
+
+def test_the_router_refuses_a_number_python_will_not_read(
+    router: tuple[int, dict[str, StandIn]],
+) -> None:
+    """More digits than Python's int() takes (4300): past the guarded router's LIMIT, so this
+    one goes to the router with the default body limit."""
+    port, stand_ins = router
+    stand_ins["fast"].seen.clear()
+    body = b'{"model": "gemma-3-12b", "user": ' + b"9" * 4400 + b"}"
+    answer = send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body)
+    assert_refused_json(answer, "a number too long to read")
+    assert stand_ins["fast"].seen == []
+
+
+def test_the_router_takes_a_body_nested_to_the_limit(guarded: tuple[int, VllmStandIn]) -> None:
+    port, stand_in = guarded
+    body = f'{{"model": "alpha", "messages": [], "user": {nested(99)}}}'.encode()
+    assert send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body).status == 200
+    assert stand_in.seen[0].json()["user"] == json.loads(nested(99))
+
+
+@pytest.mark.parametrize(
+    ("field", "shown"),
+    [
+        ("model", "model 'xxxxxxxx"),
+        ("model", "model '\\u202eevil"),  # a bidi override, escaped
+        ("guided_", "'guided_xxxxxx"),
+        ("guided_", "'guided_\\u202eevil"),
+    ],
+)
+def test_the_router_echoes_no_whole_hostile_value(
+    guarded: tuple[int, VllmStandIn], field: str, shown: str
+) -> None:
+    """An unknown model or a guided_* field of any length or character: the message quotes a
+    printable excerpt of it, at most 80 characters, and names no param it cannot show."""
+    port, stand_in = guarded
+    value = ("\u202eevil" if "u202e" in shown else "") + "x" * 900
+    fields = {"model": value} if field == "model" else {"model": "alpha", field + value: 1}
+    body = json.dumps({**fields, "messages": []}).encode()
+    answer = send_raw(port, "POST", "/v1/chat/completions", bearer(KEY), body)
+    error = answer.json()["error"]
+    assert answer.status == (404 if field == "model" else 400)
+    assert shown in error["message"] and "\u202e" not in error["message"]
+    assert "x" * 80 not in error["message"] and "x..." in error["message"]
+    assert error["param"] == ("model" if field == "model" else None)
+    assert stand_in.seen == []
+
+
+def test_health_is_answered_without_waiting_for_its_body(
+    guarded: tuple[int, VllmStandIn],
+) -> None:
+    port, stand_in = guarded
+    assert [answer.status for answer in unsent_health_bodies(port)] == [200, 200]
+    assert stand_in.seen == []

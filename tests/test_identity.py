@@ -29,6 +29,8 @@ from modal_iac.local_api import LocalModalServer, reset_modal_client
 from modal_iac.spec.address import Address
 from modal_iac.state.store import read_state
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SPEC = """\
 app: minilm
 model:
@@ -296,7 +298,10 @@ def test_a_removed_spec_is_deleted_in_the_planned_environment_only(
     """However the run's environment is chosen (the flag, Modal's variable or its profile),
     a removed spec's app goes in that environment and in no other."""
     (world.root / "specs/minilm.yaml").rename(world.root / "minilm.yaml.away")
-    (world.root / "specs/keep.yaml").write_text(SPEC.replace("app: minilm", "app: keep"))
+    # keep.yaml has no environments: entries: under MODAL_ENVIRONMENT=dev, a dev: entry would
+    # put its app at the base's address (refused: one app, one address).
+    keep_spec = SPEC.split("environments:")[0].replace("app: minilm", "app: keep")
+    (world.root / "specs/keep.yaml").write_text(keep_spec)
     try:
         monkeypatch.chdir(world.root / "specs")
         for env in ENVS:
@@ -342,8 +347,9 @@ def test_a_removed_spec_that_named_its_environment_is_deleted_there_by_runs_with
         ("--env", ["--env", "dev"], None),
     ):
         monkeypatch.delenv("MODAL_ENVIRONMENT", raising=False)
-        if how == "profile":
-            monkeypatch.setenv("MODAL_ENVIRONMENT", "dev")
+        if how == "profile":  # not dev: minilm.yaml's dev entry would share the base's address
+            world.api.state.add_environment("staging")
+            monkeypatch.setenv("MODAL_ENVIRONMENT", "staging")
         code, out, err = cli(capsys, "plan", "specs", *flag, "--format", "json")
         assert code == 0, err
         actions = {c["address"]: c["action"] for c in json.loads(out)["changes"]}
@@ -781,3 +787,81 @@ def test_an_app_named_like_a_folder_is_refused(
         code, _, err = cli(capsys, "state", "show", target)
         assert code == 1 and err.startswith(f"{target!r}: not an app name or address"), err
         assert "never '.' or '..' alone" in err
+
+
+# -- an app name ending like a spec path could never be named on the command line ------------
+
+SPEC_LIKE = "'{name}' ends in {suffix}, and a command-line target ending in .yaml or .yml is a "
+SPEC_LIKE += "spec file's path, so no command could name this app; "
+
+
+@pytest.fixture
+def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project of its own: one spec, nothing applied, no Modal."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs/minilm.yaml").write_text(SPEC)
+    git(tmp_path, "init", "-q")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALIAC_STATE", raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml"])
+def test_a_spec_cannot_name_an_app_like_a_spec_path(
+    bare: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    spec = bare / "specs/minilm.yaml"
+    name = f"minilm{suffix}"
+    spec.write_text(SPEC.replace("app: minilm", f"app: {name}"))
+    code, out, err = cli(capsys, "plan", "--offline")
+    advice = "name the app without .yaml or .yml\n"
+    assert (code, out, err) == (
+        1,
+        "",
+        f"specs/minilm.yaml:1:6: app: {SPEC_LIKE.format(name=name, suffix=suffix)}{advice}",
+    )
+    # ... nor can an environment's override (located there), nor a gateway's app_name pattern
+    spec.write_text(SPEC.replace("    gpu: H100\n", f"    app: prod{suffix}\n"))
+    code, _, err = cli(capsys, "validate", "specs/minilm.yaml")
+    assert code == 1
+    assert err == (
+        f"specs/minilm.yaml:13:10: environments.prod.app: "
+        f"{SPEC_LIKE.format(name='prod' + suffix, suffix=suffix)}{advice}"
+    )
+    gateway = (ROOT / "examples/gpu-gateway.yaml").read_text()
+    spec.write_text(
+        gateway.replace("name: vllm\n", f'name: vllm\napp_name: "{{name}}-{{gpu}}{suffix}"\n')
+    )
+    code, _, err = cli(capsys, "validate", "specs/minilm.yaml")
+    assert code == 1
+    assert err.startswith("specs/minilm.yaml:10:11: app_name: 'vllm-rtx-pro-6000")
+    assert f"ends in {suffix}," in err and err.endswith("; change the pattern\n")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml"])
+def test_import_and_state_mv_cannot_record_an_app_named_like_a_spec_path(
+    bare: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    from helpers import record_applied
+
+    state = bare / ".modaliac/state.json"
+    record_applied(state, "specs/minilm.yaml")
+    before = state.read_bytes()
+    for argv, role, advice in [
+        (["import", f"hand{suffix}"], "import", "modaliac cannot manage an app of that name"),
+        (["import", f"dev/hand{suffix}"], "import", "modaliac cannot manage an app of that name"),
+        (["state", "mv", "minilm", f"minilm{suffix}"], "state mv NEW", "name the app without"),
+    ]:
+        code, out, err = cli(capsys, *argv)
+        name = argv[-1].rpartition("/")[2]
+        assert (code, out) == (1, ""), err
+        assert err.startswith(f"{role}: {SPEC_LIKE.format(name=name, suffix=suffix)}{advice}")
+        assert err.count("\n") == 1
+        assert state.read_bytes() == before  # nothing recorded
+    # A state an older modaliac wrote may hold such a name: state mv OLD still moves it away.
+    document = json.loads(before)
+    document["apps"] = {f"minilm{suffix}": document["apps"]["minilm"] | {"app": f"minilm{suffix}"}}
+    state.write_text(json.dumps(document))
+    code, out, err = cli(capsys, "state", "mv", f"minilm{suffix}", "minilm")
+    assert code == 0, err
+    assert set(read_state(state).apps) == {"minilm"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import pytest
 
 from modal_iac.errors import StateError
 from modal_iac.local_api import LocalModalServer, reset_modal_client
-from modal_iac.state.lock_owner import LockOwner, StateLockedError
+from modal_iac.state.lock_owner import LockOwner, StateLockedError, lock_id
 from modal_iac.state.modal_store import LOCKS_DICT, ModalStore
 from modal_iac.state.records import AppRecord, State
 from modal_iac.state.stores import open_store
@@ -538,11 +540,149 @@ def test_a_taker_with_a_stale_view_does_not_pop_the_winners_lock(
         assert lock_entry() == b_owner
 
 
-def test_break_lock_removes_anyones_lock(modal_api: LocalModalServer) -> None:
+def test_break_lock_removes_the_lock_of_that_id_only(modal_api: LocalModalServer) -> None:
     with store().lock("stuck apply") as stuck:
-        assert store().break_lock() == stuck
+        with pytest.raises(StateLockedError) as caught:
+            store().break_lock("0123456789ab")
+        assert one_line(caught).endswith(", not by lock '0123456789ab'; nothing removed")
+        assert lock_entry() == stuck
+        assert store().break_lock(lock_id(stuck)) == stuck
         assert lock_entry() is None
-    assert store().break_lock() is None
+    assert store().break_lock(lock_id(stuck)) is None
+
+
+# -- hostile lock entries: held (never taken over), one line, and a way out -------------------
+
+KEY = "modaliac-state/state.json"
+YEAR_2100 = 4_102_444_800.0
+
+
+def entry(**changes: object) -> str:
+    """A lock entry as a modaliac run writes one, with ``changes`` (None: the field left out)."""
+    owner = json.loads(replace(LockOwner.current("apply", T0), expires_at=T0 + LEASE).to_json())
+    owner.update(changes)
+    return json.dumps({k: v for k, v in owner.items() if v is not None})
+
+
+UNREADABLE = {  # the entry as put in the Dict, and why modaliac cannot read it
+    "NaN lease": (entry(expires_at=float("nan")), "its expires_at is not a moment"),
+    "infinite lease": (entry(expires_at=float("inf")), "its expires_at is not a moment"),
+    "huge lease": (entry(expires_at=10**400), "its expires_at is not a moment"),
+    "negative lease": (entry(expires_at=-1.0), "its expires_at is not a moment"),
+    "lease as text": (entry(expires_at="tomorrow"), "its expires_at is not a number"),
+    "since as text": (entry(since="then"), "its since is not a number"),
+    "huge since": (entry(since=1e300), "its since is not a moment"),
+    "huge pid": (entry(pid=10**30), "its pid is not a process id"),
+    "pid as bool": (entry(pid=True), "its pid is not a process id"),
+    "owner as number": (entry(user=7), "its user is not text"),
+    "no lease": (entry(expires_at=None), "it has no expires_at"),
+    "no token": (entry(token=None), "it has no token"),
+    "not JSON": ("{oops", "it is not JSON"),
+    "a list": ("[1, 2]", "it is not a JSON object"),
+    "not text": ({"pid": 1}, "it is not text"),
+    "a number": (12345, "it is not text"),
+}
+
+
+def put_entry(value: object) -> None:
+    assert modal.Dict.from_name(LOCKS_DICT, create_if_missing=True).put(KEY, value)
+
+
+def raw_entry() -> object:
+    return modal.Dict.from_name(LOCKS_DICT).get(KEY)
+
+
+def unlock_hint(text: str) -> str:
+    """The lock id a refusal names in its ``modaliac state unlock ID --state ...``."""
+    found = re.search(r"modaliac state unlock ([0-9a-f]{12}) --state modal:modaliac-state", text)
+    assert found, text
+    return found.group(1)
+
+
+@pytest.mark.parametrize(("value", "why"), UNREADABLE.values(), ids=list(UNREADABLE))
+def test_an_unreadable_lock_entry_is_held_until_a_person_removes_it(
+    modal_api: LocalModalServer, value: object, why: str
+) -> None:
+    put_entry(value)
+    later = store(Clock(T0 + 30 * 86400))  # a month on: any real lease would have lapsed
+    with pytest.raises(StateLockedError) as caught, later.lock("modaliac apply"):
+        pytest.fail("took over an unreadable lock entry")
+    message = one_line(caught)
+    assert message.startswith(
+        f"modal:modaliac-state/state.json is locked by a lock entry modaliac cannot read ({why}"
+    )
+    assert "it never lapses by itself: if no modaliac run holds it, remove it: " in message
+    assert raw_entry() == value or value != value  # untouched (a NaN is not equal to itself)
+    with pytest.raises(StateError), later.lock("modaliac apply", wait=0.05):
+        pass  # waiting changes nothing: it is still held, and still one line
+    assert later.break_lock(unlock_hint(message)) is not None  # the way out it names
+    with later.lock("modaliac apply") as me:
+        assert lock_entry() == me
+
+
+def test_a_lease_of_year_2100_is_held_and_named_as_no_modaliac_lease(
+    modal_api: LocalModalServer,
+) -> None:
+    put_entry(entry(expires_at=YEAR_2100))
+    with pytest.raises(StateLockedError) as caught, store(Clock(T0 + 86400)).lock("b"):
+        pytest.fail("took a held lock")
+    message = one_line(caught)
+    assert "until 2100-01-01 00:00:00 UTC, further ahead than any modaliac lease (15 minutes, " in (
+        message
+    )
+    assert lock_entry() is not None and lock_entry().expires_at == YEAR_2100  # type: ignore[union-attr]
+    assert store().break_lock(unlock_hint(message)) is not None
+    assert raw_entry() is None
+
+
+def test_a_holder_named_with_control_characters_is_shown_printable(
+    modal_api: LocalModalServer,
+) -> None:
+    hostile = "\x1b]0;owned\x07\x1b[2J\r\nrm -rf /"
+    put_entry(entry(command=hostile, user="ev\x1bil", host="h\nost"))
+    with pytest.raises(StateLockedError) as caught, store(Clock(T0 + 60)).lock("b"):
+        pytest.fail("took a held lock")
+    message = one_line(caught)
+    assert not any(c in message for c in "\x1b\x07\r"), message
+    assert "ev?il@h?ost (pid " in message and "`?]0;owned??[2J??rm -rf /`" in message
+
+
+def test_state_commands_refuse_a_hostile_lock_in_one_line_and_state_unlock_removes_it(
+    modal_api: LocalModalServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the CLI: a lock entry of year 2100 and NaN fields is one line, exit 1, no
+    traceback; `state unlock` with the id it names removes it, and only it."""
+    from modal_iac.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    store().write(applied())
+    remote = "modal:modaliac-state"
+    for value in (entry(expires_at=YEAR_2100), entry(since=float("nan"), pid=-1)):
+        put_entry(value)
+        code = main(["state", "rm", "prod/kalm-embedding", "--state", remote])
+        out, err = capsys.readouterr()
+        assert (code, out) == (1, "")
+        assert err.count("\n") == 1 and "Traceback" not in err and "internal error" not in err
+        lock = unlock_hint(err)
+        assert main(["state", "unlock", "feedfacefeed", "--state", remote]) == 1
+        assert "nothing removed" in capsys.readouterr().err
+        assert raw_entry() == value
+        assert main(["state", "unlock", lock, "--state", remote]) == 0
+        out, _ = capsys.readouterr()
+        assert out.startswith("modal:modaliac-state/state.json: removed the lock held by ")
+        assert raw_entry() is None
+    assert main(["state", "unlock", lock, "--state", remote]) == 0
+    assert (
+        capsys.readouterr().out == "modal:modaliac-state/state.json: not locked; nothing removed\n"
+    )
+    assert main(["state", "rm", "prod/kalm-embedding", "--state", remote]) == 0
+    assert store().read() == State()
+    # A local state's lock is the OS's: nothing to unlock.
+    assert main(["state", "unlock", lock]) == 1
+    assert "a local state's lock is the OS's" in capsys.readouterr().err
 
 
 # -- an unreachable Modal ----------------------------------------------------------------------

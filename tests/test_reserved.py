@@ -40,8 +40,14 @@ TEMPLATES = {
         *SERVICE,
         *SHARED,
     ),
-    "transformers": ("transformers_app.py.j2", *SERVICE, *SHARED),
-    "gateway": ("gateway_app.py.j2", "_loopback.py.j2", "_vllm_process.py.j2", *SHARED),
+    "transformers": ("transformers_app.py.j2", "_json_body.py.j2", *SERVICE, *SHARED),
+    "gateway": (
+        "gateway_app.py.j2",
+        "_json_body.py.j2",
+        "_loopback.py.j2",
+        "_vllm_process.py.j2",
+        *SHARED,
+    ),
 }
 
 

@@ -1928,6 +1928,110 @@ def test_sixty_four_levels_load_on_either_path(
     assert (code, out, err) == (0, "spec.yaml: ok (demo)\n", "")
 
 
+TOO_MANY = (
+    "holds more than 20000 keys and values; no spec needs that many, so remove what this one "
+    "does not use"
+)
+NO_GPU = VALID.replace("gpu: L4\n", "")
+# Hostile shapes under the file-size limit that the one libyaml pass refuses by itself.
+REFUSED_FAST = [
+    Case(  # 240 KB: the round-trip composer took 5 s to reach the same line
+        "a-huge-flow-list",
+        NO_GPU + "gpu: [" + ", ".join(["L4"] * 60_000) + "]\n",
+        f"spec.yaml:5:6: gpu: {TOO_MANY}",
+    ),
+    Case(
+        "a-huge-flow-mapping",
+        VALID + "labels: {" + ", ".join(f"l{i}: x" for i in range(12_000)) + "}\n",
+        f"spec.yaml:6:9: labels: {TOO_MANY}",
+    ),
+    Case(
+        "a-long-block-mapping",
+        VALID + "labels:\n" + "".join(f"  l{i}: x\n" for i in range(10_001)),
+        f"spec.yaml:7:3: labels: {TOO_MANY}",
+    ),
+    Case(  # the list that holds too many is named, not the one open when the count passed
+        "a-huge-list-inside-a-list",
+        VALID + "engine:\n  args:\n    x: [" + "1, " * 100 + "[" + "1, " * 20_000 + "1]]\n",
+        f"spec.yaml:8:309: engine.args.x[100]: {TOO_MANY}",
+    ),
+    Case(
+        "odd-values-past-the-limit",
+        NO_GPU + "gpu: [" + ", ".join(["1", ".inf", "2001-01-01"] * 7_000) + "]\n",
+        f"spec.yaml:5:6: gpu: {TOO_MANY}",
+    ),
+    Case(
+        "a-huge-top-level-list",
+        "[" + ", ".join(["1"] * 70_000) + "]\n",
+        f"spec.yaml:1:1: {TOO_MANY}",
+    ),
+    Case(
+        "flow-lists-100000-deep",
+        NO_GPU + "gpu: " + nested(100_000) + "\n",
+        f"spec.yaml:5:70: gpu: {TOO_DEEP}",
+    ),
+    Case(
+        "deep-after-the-limit",  # the composer meets the depth first: so does the fast path
+        VALID + "labels: {" + ", ".join(f"l{i}: x" for i in range(12_000)) + "}\n"
+        "engine:\n  args:\n    x: " + nested(100) + "\n",
+        f"spec.yaml:9:70: engine.args.x: {TOO_DEEP}",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REFUSED_FAST, ids=[case.id for case in REFUSED_FAST])
+def test_hostile_shapes_are_refused_without_the_round_trip_parse(
+    case: Case, capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line from the libyaml pass alone: the round-trip parser, which reads such a file
+    in seconds of pure Python, is never called."""
+    write(workdir / "spec.yaml", case.text)
+    monkeypatch.setattr("modal_iac.loading.load.round_trip", None)  # calling it would fail
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out, err) == (1, "", f"{case.expected}\n")
+
+
+BOTH_PATHS = [REFUSED_FAST[0], REFUSED_FAST[3]]
+
+
+@pytest.mark.parametrize("case", BOTH_PATHS, ids=[case.id for case in BOTH_PATHS])
+def test_a_huge_spec_gets_the_same_line_on_either_path(
+    case: Case, capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(workdir / "spec.yaml", case.text)
+    monkeypatch.setattr("modal_iac.loading.load.fast_parse", lambda text, shown: None)
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out, err) == (1, "", f"{case.expected}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            (VALID + "---\n") * 3_000,
+            "spec.yaml:6:1: a second YAML document starts here; put one spec in each file",
+        ),
+        (
+            VALID + "x: " + "y" * (1 << 20) + "\n",
+            f"spec.yaml: the file is {len(VALID) + 4 + (1 << 20)} bytes; "
+            "a spec file is at most 256 KiB",
+        ),
+        (  # past the limit, broken YAML is what the round-trip path reports, as ever
+            NO_GPU + "gpu: [" + ", ".join(["L4"] * 25_000) + "]\nz: [\n",
+            "spec.yaml:7:1: not valid YAML: expected the node content, but found the end of the "
+            "file (while parsing a flow node at line 7, column 1)",
+        ),
+    ],
+    ids=["many-small-documents", "a-1-MB-scalar", "broken-after-the-limit"],
+)
+def test_other_hostile_files_are_one_line(
+    text: str, expected: str, capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    write(workdir / "spec.yaml", text)
+    code, out, err = run(capsys, "validate", "spec.yaml")
+    assert (code, out, err) == (1, "", f"{expected}\n")
+
+
 def test_a_directory_is_not_a_spec_file(workdir: Path) -> None:
     (workdir / "spec.yaml").mkdir()
     with pytest.raises(SpecError, match=r"^spec\.yaml: is a directory, not a spec file$"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -179,6 +180,42 @@ def test_a_holder_that_never_writes_its_note_is_named_by_the_os(
     assert message.endswith(
         "wait for it to finish and retry, or stop that process (its lock is freed when it exits)"
     )
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        {"pid": 10**30},  # os.kill would overflow
+        {"since": float("nan")},
+        {"since": 1e300, "pid": -1},
+        {"expires_at": "soon", "token": 5},
+    ],
+    ids=["huge-pid", "nan-since", "huge-since", "wrong-types"],
+)
+def test_a_hostile_note_in_the_lock_file_is_never_believed(
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    note: dict[str, object],
+) -> None:
+    """A note no holder wrote (wrong types, numbers out of range) names nobody: the OS names
+    the holder instead, in one line, never an OverflowError or a TypeError."""
+    import modal_iac.state.store
+
+    monkeypatch.setattr(modal_iac.state.store, "NOTE_WAIT", 0.2)
+    path = tmp_path / "state.json"
+    store = LocalStore(path)
+    store.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    written = {"command": "x", "pid": os.getpid(), "host": socket.gethostname(), "user": "u"}
+    written.update({"since": 1.0, "token": "t", **note})
+    store.lock_path.write_text(json.dumps(written))  # left there; the holder writes none
+    stuck = holder(path, "no-note")
+    processes.append(stuck)
+    with pytest.raises(StateLockedError) as caught, store.lock("modaliac apply b"):
+        pytest.fail("took a held lock")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"(pid {stuck.pid}, `{sys.executable} -c " in message
 
 
 def test_the_lock_file_names_the_holder_only_while_held(tmp_path: Path) -> None:

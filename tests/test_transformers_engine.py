@@ -19,8 +19,10 @@ import io
 import json
 import math
 import socket
+import struct
 import threading
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,11 +45,14 @@ from test_vllm_server import (
     accepted_credentials,
     assert_openai_error,
     assert_refused,
+    assert_refused_json,
     bearer,
+    each_hostile_json_body,
     refused_credentials,
     running_asgi,
     send_raw,
     set_key,
+    unsent_health_bodies,
 )
 
 from modal_iac.loading.load import LoadedSpec, load_spec
@@ -603,6 +608,51 @@ def test_images_refused_when_not_multimodal(text_server: Served) -> None:
     assert got.json()["error"]["param"] == "images"
 
 
+def png_of_size(width: int, height: int, *, pixels: bool = True) -> bytes:
+    """A black greyscale PNG of ``width`` x ``height``, compressed row by row: kilobytes for
+    any size. ``pixels`` False leaves its IDAT empty: only the header's size is real."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + width)  # filter type 0, then one byte per pixel
+    rows = b"".join(packer.compress(row) for _ in range(height if pixels else 0))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", rows + packer.flush()) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "pixels"),
+    [(100_000, 100_000, False), (8_000, 8_000, True)],
+    ids=["header-claims-10-gigapixels", "64-megapixels-of-black"],
+)
+def test_an_image_past_the_pixel_limit_is_a_413(
+    image_server: Served, width: int, height: int, pixels: bool
+) -> None:
+    """A few kilobytes may declare any size; past 40 megapixels the image is refused before
+    it is decoded (the second decodes, to 64 MB, without the limit)."""
+    bomb = png_of_size(width, height, pixels=pixels)
+    assert len(bomb) < 100_000
+    payload = {"images": [b64(png((1, 2, 3))), b64(bomb)]}
+    got = image_server.client.post("/embed", json=payload)
+    assert got.status_code == 413, got.text
+    error = got.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "images[1]")
+    assert error["message"] == "images[1] has more than 40000000 pixels: send a smaller image"
+
+
+def test_an_unknown_field_is_named_by_a_short_printable_excerpt(text_server: Served) -> None:
+    got = text_server.client.post("/embed", json={"texts": ["cat"], "\u202e" + "x" * 900: 1})
+    assert got.status_code == 400
+    error = got.json()["error"]
+    assert error["message"].startswith("unknown field '\\u202exxx")
+    assert "\u202e" not in error["message"] and "x" * 80 not in error["message"]
+    assert error["param"] is None
+
+
 def test_unknown_route_is_a_json_404(text_server: Served) -> None:
     got = text_server.client.get("/v1/embeddings")
     assert got.status_code == 404
@@ -682,6 +732,22 @@ def test_the_app_takes_a_body_at_the_limit_and_refuses_one_byte_more_unread(
     for answer in (declared, chunked):
         assert_openai_error(answer, 413, "invalid_request_error")
     assert embedder.calls == [], "the model saw a refused body"
+
+
+@each_hostile_json_body
+def test_embed_refuses_a_hostile_body_saying_why(
+    guarded: tuple[int, StandInEmbedder], body: bytes, says: str
+) -> None:
+    port, embedder = guarded
+    assert_refused_json(send_raw(port, "POST", "/embed", bearer(API_KEY), body), says)
+    assert embedder.calls == []
+
+
+def test_health_is_answered_without_waiting_for_its_body(
+    guarded: tuple[int, StandInEmbedder],
+) -> None:
+    port, _ = guarded
+    assert [answer.status for answer in unsent_health_bodies(port)] == [200, 200]
 
 
 def test_empty_api_key_is_refused(generated: ModuleType) -> None:

@@ -400,6 +400,52 @@ def json_of_size(size: int, **fields: Any) -> bytes:
     return json.dumps({**fields, "user": "x" * (size - len(empty))}).encode()
 
 
+def unsent_health_bodies(port: int) -> list[Answer]:
+    """GET /health declaring a body far past any limit, then one that never comes: neither is
+    sent, so both are answered only by an endpoint that never reads a health check's body
+    (send_raw gives up after 10 s)."""
+    return [send_raw(port, "GET", "/health", declared=size) for size in (10**15, 100)]
+
+
+def nested(depth: int) -> str:
+    """A JSON value ``depth`` lists deep."""
+    return "[" * depth + "]" * depth
+
+
+# (case, body, what the 400's message says) for every endpoint that parses a JSON body.
+HOSTILE_JSON_BODIES = [
+    ("utf-16", '{"texts": ["a"]}'.encode("utf-16"), "not UTF-8 (at byte 0)"),
+    ("latin-1", '{"user": "caf\xe9"}'.encode("latin-1"), "not UTF-8 (at byte 13)"),
+    ("too-deep-to-recurse", nested(1200).encode(), "nests deeper than 100 levels"),
+    # Parsed whole where Python's recursion limit is higher: the depth is judged first.
+    ("deep-list", nested(500).encode(), "nests deeper than 100 levels"),
+    ("one-level-too-deep", b'{"user": ' + nested(100).encode() + b"}", "deeper than 100"),
+    ("nan", b'{"user": NaN}', "holds NaN, which JSON has no number for"),
+    ("infinity", b'{"user": [-Infinity]}', "holds -Infinity"),
+    ("float-overflow", b'{"user": 1e999}', "the number '1e999', too large for a float"),
+    ("duplicate-key", b'{"user": "a", "user": "b"}', "the key 'user' twice in one object"),
+    ("lone-surrogate", b'{"user": ["\\ud83d"]}', "holds \\ud83d, half of a surrogate pair: send"),
+    ("top-level-list", b"[]", "must be a JSON object, not list"),
+    ("syntax", b'{"user": "' + b"x" * 3000 + b'" oops', "Expecting ',' delimiter at line 1"),
+]
+
+
+# Every case of HOSTILE_JSON_BODIES as a test's (body, says).
+each_hostile_json_body = pytest.mark.parametrize(
+    ("body", "says"),
+    [(body, says) for _, body, says in HOSTILE_JSON_BODIES],
+    ids=[case for case, _, _ in HOSTILE_JSON_BODIES],
+)
+
+
+def assert_refused_json(answer: Answer, says: str) -> None:
+    """A 400 naming what is wrong with the body, quoting no more than a short excerpt."""
+    assert_openai_error(answer, 400, "invalid_request_error")
+    message = answer.json()["error"]["message"]
+    assert says in message
+    assert len(message) < 160, message
+
+
 API_KEY_MISSING = "secret {secret!r} holds no {env} (or an empty one): put the API key in it"
 NO_KEY_VALUES = [None, "", "  \t "]  # the variable unset, empty, blank
 NO_KEY_IDS = ["unset", "empty", "blank"]
@@ -593,6 +639,12 @@ def test_health_is_forwarded_without_a_key(proxy: int, stand_in: StandIn) -> Non
     stand_in.unhealthy = 1
     assert request(proxy, "GET", "/health").status == 503  # vLLM's own answer, passed on
     assert stand_in.calls() == ["GET /health", "GET /health"]
+
+
+def test_health_is_answered_without_waiting_for_its_body(proxy: int, stand_in: StandIn) -> None:
+    assert [answer.status for answer in unsent_health_bodies(proxy)] == [200, 200]
+    assert stand_in.calls() == ["GET /health", "GET /health"]
+    assert [seen.body for seen in stand_in.seen] == [b"", b""]
 
 
 PRIVATE = [

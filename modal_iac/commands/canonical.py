@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..loading.fast import COLON_STAND_IN  # a glued ":" is parsed as it, as the loader does
 from ..loading.modeline import SCHEMA_LINE
-from ..loading.parse import COLON_STAND_IN  # a glued ":" is parsed as it, as the loader does
 from .key_order import Shape, canonical_keys, document_shape
 
 if TYPE_CHECKING:  # this module is imported by fmt when it runs, never to build the CLI

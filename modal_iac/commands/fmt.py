@@ -271,18 +271,18 @@ def format_text(text: str, shown: str = "<spec>") -> str:
     yaml.dump(data, out)
     for squeeze in (True, False):  # blank lines inside a block scalar are its text
         result = _layout(out.getvalue(), squeeze=squeeze)
-        if _plain(_meaning(result)) == before:
+        if _plain(_meaning(result, shown)) == before:
             return result
     raise FormatError(shown, "formatting would change what it says; left as it is")
 
 
-def _meaning(text: str) -> Any:
+def _meaning(text: str, shown: str) -> Any:
     """The data ``text`` holds, as the loader reads it (its C path first)."""
     from ruamel.yaml.error import YAMLError
 
-    from ..loading.parse import fast_parse
+    from ..loading.fast import fast_parse
 
-    data = fast_parse(text)
+    data = fast_parse(text, shown)
     if data is not None:
         return data
     try:

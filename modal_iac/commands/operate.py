@@ -424,11 +424,11 @@ def cmd_destroy(args: argparse.Namespace, console: Console, confirm: Callable[[s
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     from ..modal.observe import Query, observe
     from ..modal.sdk import require_credentials
-    from ..plan.targets import parse_address, state_store
+    from ..plan.targets import new_address, state_store
 
+    target = new_address(args.app, args.env, "import", "modaliac cannot manage an app of that name")
     require_credentials()
     project = Project.here()
-    target = parse_address(args.app, args.env)
     address = str(target)
     if args.generate_spec:
         from .adopt import check_new_spec

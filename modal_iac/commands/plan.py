@@ -46,7 +46,11 @@ def register(commands: Any) -> None:
     plan.add_argument(
         "--offline",
         action="store_true",
-        help="do not consult Modal (the default when no Modal credentials are configured)",
+        help=(
+            "do not consult Modal: compare the specs with the recorded state only (without "
+            "Modal credentials a plan is offline anyway and says so, and --detailed-exitcode "
+            "refuses to run unless --offline is given)"
+        ),
     )
     plan.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     plan.add_argument(
@@ -97,11 +101,18 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     project = Project.here()
     if args.out:
         check_writable(Path(args.out), "plan")  # before the work, not after it
+    online = not args.offline and credentials_configured()
+    unasked = not online and not args.offline  # offline only for want of credentials
+    if unasked and args.detailed_exitcode:  # Terraform's plan too fails when it cannot refresh
+        raise ModaliacError(
+            "plan --detailed-exitcode: no Modal credentials, so the plan cannot tell whether "
+            f"Modal matches the specs; {CREDENTIALS_HINT}, or pass --offline to compare the "
+            "specs with the recorded state only"
+        )
     targets = spec_targets(args.specs, project, "plan")
     pricing = costing(args)  # a broken price file fails before Modal is consulted
     inputs = plan_inputs(args, targets, project)
     state = state_store(args.state, project, console.error).read()
-    online = not args.offline and credentials_configured()
     if online:
         pricing = modal_costing(pricing, args)
     plan = build_plan(inputs, state, project, online=online, targets=targets)
@@ -125,11 +136,20 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                 console.print(chunk, end="")
         else:
             console.print(shown(args.format, console.color), end="")
+    if unasked:  # the plan says it is offline in every format; this says why, even with -q
+        console.error(
+            "note: no Modal credentials, so this plan compares the specs with the recorded "
+            f"state only, not with Modal; {CREDENTIALS_HINT}, or pass --offline to plan so on "
+            "purpose"
+        )
     if args.detailed_exitcode and plan.status == "blocked":
         return EXIT_ERROR  # apply would refuse it: not a plan to apply
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+CREDENTIALS_HINT = "set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `modal token new`)"
 
 
 def credentials_configured() -> bool:

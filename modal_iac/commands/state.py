@@ -34,6 +34,8 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
     project = Project.here()
     if args.state_command in ("rm", "mv"):
         return _edit_state(args, console, project)
+    if args.state_command == "unlock":
+        return _unlock(args, console, project)
     state = state_store(args.state, project, console.error).read()
     if args.state_command == "list" and args.format == "json":
         console.print(_state_list_json(state, project))
@@ -56,14 +58,19 @@ def cmd_state(args: argparse.Namespace, console: Console) -> int:
 
 def _edit_state(args: argparse.Namespace, console: Console, project: Project) -> int:
     """``state rm`` and ``state mv``: change what the state records, never what Modal runs."""
-    from ..plan.targets import one_address, parse_address, recorded_at, state_store
+    from ..plan.targets import new_address, one_address, parse_address, recorded_at, state_store
 
     # The targets, and that the state records them, before the lock: a wrong one writes
     # nothing. Under the lock the state is read again, and that read decides.
     if args.state_command == "rm":
         addresses = [one_address(target, args.env, project) for target in args.targets]
     else:
-        old, new = parse_address(args.source), parse_address(args.destination)
+        # OLD may be any recorded name (moving an app off a name no command could name is
+        # the way out); NEW is recorded, so it must be one every command can name.
+        old = parse_address(args.source)
+        new = new_address(
+            args.destination, None, "state mv NEW", "name the app without .yaml or .yml"
+        )
         addresses = [old]
     store = state_store(args.state, project, console.error)
     before = store.read()
@@ -106,4 +113,23 @@ def _edit_state(args: argparse.Namespace, console: Console, project: Project) ->
         + (f", environment {new.environment}" if new.environment else "")
         + f"); the next apply deploys {new} and then stops {moved.renamed_from}."
     )
+    return EXIT_OK
+
+
+def _unlock(args: argparse.Namespace, console: Console, project: Project) -> int:
+    """``state unlock LOCK_ID``: Terraform's force-unlock, for a state kept on Modal."""
+    from ..plan.targets import state_store
+    from ..state.modal_store import ModalStore
+
+    store = state_store(args.state, project, console.error)
+    if not isinstance(store, ModalStore):
+        raise ModaliacError(
+            f"{store.describe()}: a local state's lock is the OS's, freed when its holder "
+            "exits; there is no lock to remove (stop the process that holds it)"
+        )
+    removed = store.break_lock(args.lock_id)
+    if removed is None:
+        console.print(f"{store.describe()}: not locked; nothing removed")
+    else:
+        console.print(f"{store.describe()}: removed the lock held by {removed.describe()}")
     return EXIT_OK

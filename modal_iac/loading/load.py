@@ -1,11 +1,11 @@
 """YAML spec files to validated ``Spec`` models, with every error pointing at file:line:col.
 
-The text is parsed once, by ``parse.fast_parse`` (libyaml's events into round-trip data, with
+The text is parsed once, by ``fast.fast_parse`` (libyaml's events into round-trip data, with
 every key's and item's position), and validated; warnings are located from those positions.
 What the fast parse declines (tags, anchors, odd keys or numbers, ...) and every spec that
 fails to validate is parsed by the round-trip loader instead, whose positions the error
-messages were written against. Reading and parsing the text is ``parse.py``'s; this module
-validates what it yields.
+messages were written against. Reading and parsing the text is ``parse.py``'s and
+``fast.py``'s; this module validates what it yields.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from ..review.fit import spec_fits
 from ..review.fit import tight as fit_warnings
 from ..review.fit import unchecked as fit_unchecked
 from ..review.policy import check as check_policies
-from ..spec.address import Project, profile_environment
+from ..spec.address import Address, Project, profile_environment
 from ..spec.gateway import GatewaySpec
 from ..spec.messages import expected_one_of, from_pydantic, key_path, located
 from ..spec.service import Spec
 from ..tokens import token_kind
-from .parse import decode, fast_parse, read, round_trip, round_trip_yaml
+from .fast import fast_parse
+from .parse import decode, read, round_trip, round_trip_yaml
 
 AnySpec = Spec | GatewaySpec
 T = TypeVar("T")
@@ -132,7 +133,7 @@ def load_spec(
     text = decode(raw, shown)
     digest = hashlib.sha256(raw).hexdigest()
     recorded = project.recorded(path) if project is not None else shown
-    data = fast_parse(text)
+    data = fast_parse(text, shown)
     if data is not None:
         try:
             return _loaded(data, shown, env, default_environment, digest, recorded)
@@ -149,9 +150,49 @@ def _loaded(
     digest: str,
     recorded: str,
 ) -> LoadedSpec:
-    spec, warned, env_used = _validated(data, shown, env)
+    spec, warned, env_used, entries = _validated(data, shown, env)
     placed = _place(spec, env, env_used, default, data, shown)
+    _one_address_each(data, shown, None if env else placed, entries, default)
     return LoadedSpec(shown, digest, placed, env_used, warned, recorded)
+
+
+def _one_address_each(
+    data: CommentedMap,
+    shown: str,
+    base: AnySpec | None,
+    entries: list[tuple[str, AnySpec]],
+    default: str | _Profile | None,
+) -> None:
+    """Refuse two documents of one spec at one address (one app, one identity): two
+    ``environments:`` entries, or, in a run without ``--env`` (``base``: the placed base), the
+    base and an entry, which would deploy one app with two sets of settings by turns."""
+    seen: dict[Address, str | None] = {}
+    documents: list[tuple[str | None, AnySpec]] = [(None, base)] if base is not None else []
+    documents += [(name, _fallback(spec, default)) for name, spec in entries]
+    for name, spec in documents:
+        for app in spec.app_names():
+            address = Address(spec.environment, app)
+            first = seen.setdefault(address, name)
+            if first == name or name is None:
+                continue
+            if first is None and "environment" in data:
+                message = (
+                    f"deploys {address}, as a run without --env does (the spec's environment is "
+                    f"{spec.environment}); one app has one address: give the entry another "
+                    "environment (or app), or leave environment out of the base"
+                )
+            elif first is None:
+                message = (
+                    f"deploys {address}, as a run without --env does here (MODAL_ENVIRONMENT "
+                    f"or the Modal profile names {spec.environment}); one app has one address: "
+                    f"pass --env {name}, or choose another environment for runs without --env"
+                )
+            else:
+                message = (
+                    f"deploys {address}, as environments.{first} does; one app has one "
+                    "address: give each entry its own environment (or app)"
+                )
+            raise located(shown, data, ("environments", name), message, key=True)
 
 
 def _has_env(data: Any, env: str | None) -> bool:
@@ -299,7 +340,9 @@ def load_each(
             key = (loaded.spec.environment, app)
             if key in seen:
                 message = f"app {app!r} is also defined in {seen[key]}; app names are"
-                duplicates.append(_at_app(loaded.path, message + " unique per environment"))
+                where = "app_name" if isinstance(loaded.spec, GatewaySpec) else "app"
+                message += " unique per environment"
+                duplicates.append(located_in_file(loaded.path, (where,), message))
             seen[key] = loaded.path
         if not errors and not duplicates:
             kept.append(keep(loaded))
@@ -334,16 +377,16 @@ def _kind_error(shown: str, data: CommentedMap) -> SpecError | None:
     return located(shown, data, ("kind",), expected_one_of(list(_KINDS), data["kind"]))
 
 
-def _at_app(path: str, message: str) -> SpecError:
-    """An error about a valid file's app name, located by parsing it again (a rare path)."""
+def located_in_file(path: str, loc: tuple[str | int, ...], message: str) -> SpecError:
+    """An error about a valid file at the key ``loc``, located by parsing the file again (a
+    rare path: problems found across specs, after each has loaded)."""
     try:
         data = round_trip_yaml().load(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, YAMLError):  # it changed since it loaded: no line, then
         data = None
-    key = "app_name" if _kind(data) is GatewaySpec else "app"
-    if isinstance(data, CommentedMap) and key in data:
-        return located(path, data, (key,), message)
-    return SpecError(path, message, key_path=key)
+    if isinstance(data, CommentedMap) and loc[0] in data:
+        return located(path, data, loc, message)
+    return SpecError(path, message, key_path=key_path(loc))
 
 
 def find_spec_files(target: str | Path) -> list[Path]:
@@ -365,8 +408,9 @@ def find_spec_files(target: str | Path) -> list[Path]:
 
 def _validated(
     data: CommentedMap, shown: str, env: str | None
-) -> tuple[AnySpec, tuple[SpecError, ...], str | None]:
-    """The selected document, its located warnings, and the environments: entry used."""
+) -> tuple[AnySpec, tuple[SpecError, ...], str | None, list[tuple[str, AnySpec]]]:
+    """The selected document, its located warnings, the environments: entry used, and every
+    entry's document."""
     tokens = _tokens(data)
     if tokens:
         raise SpecErrors([_token_error(shown, data, *token) for token in tokens])
@@ -377,11 +421,14 @@ def _validated(
     if base_errors:
         raise SpecErrors(base_errors)
     errors: list[SpecError] = []
+    entries: list[tuple[str, AnySpec]] = []
     selected: tuple[AnySpec | None, tuple[SpecError, ...]] = (spec, warned)
     for name, document in _documents(data, env, shown)[1:]:
         assert name is not None  # only the base has no name
         env_errors, env_spec, env_warned = _validate(shown, document)
         errors.extend(_in_environment(data, name, error) for error in env_errors)
+        if env_spec is not None:
+            entries.append((name, env_spec))
         if name == env:
             shown_warnings = (_in_environment(data, name, w, note=False) for w in env_warned)
             selected = (env_spec, tuple(shown_warnings))
@@ -389,7 +436,7 @@ def _validated(
         raise SpecErrors(list({str(e): e for e in errors}.values()))
     chosen, chosen_warnings = selected
     assert chosen is not None  # every document validated
-    return chosen, chosen_warnings, env if _has_env(data, env) else None
+    return chosen, chosen_warnings, env if _has_env(data, env) else None, entries
 
 
 def _validate(

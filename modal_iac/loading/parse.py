@@ -1,11 +1,12 @@
-"""YAML text to data, hostile until checked: the one place modaliac parses spec text.
+"""YAML text to data, hostile until checked: with ``fast``, the one place modaliac parses specs.
 
-Two ways, one result. ``fast_parse`` drives libyaml's parser (ruamel.yaml.clib) and builds
-the round-trip loader's data, positions and all, in one pass; it returns None whenever the
+Two ways, one result. ``fast.fast_parse`` drives libyaml's parser (ruamel.yaml.clib) and
+builds the round-trip loader's data, positions and all, in one pass; it declines whenever the
 text holds anything it cannot vouch for (anchors, aliases, tags, odd keys or numbers).
-``round_trip`` parses with ruamel's own loader: it walks the composed node graph before
+``round_trip``, here, parses with ruamel's own loader: it walks the composed node graph before
 anything is constructed, refusing explicit tags, odd keys and scalars, duplicate keys and alias
-bombs, and turns every ruamel failure into one located line.
+bombs, and turns every ruamel failure into one located line. The limits both paths refuse
+(MAX_DEPTH, MAX_EXPANDED_NODES) and their lines (``too_deep``, ``too_many``) are here.
 """
 
 from __future__ import annotations
@@ -20,21 +21,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, StreamMark, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    DocumentEndEvent,
-    DocumentStartEvent,
-    MappingEndEvent,
-    MappingStartEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
-)
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
-from ruamel.yaml.resolver import VersionedResolver
-from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from ..errors import SpecError, SpecErrors
 from ..files import read_bytes
@@ -53,20 +41,6 @@ MAX_NUMBER_CHARS = 100  # beyond this no setting makes sense, and Python refuses
 # to 1.2 ones; 0x10, 0o7, 0b11 and 1_000 are numbers to some readers and text to others.
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _DECIMAL_FLOAT = re.compile(r"[-+]?(0|[1-9][0-9]*)?(\.[0-9]*)?([eE][-+]?[0-9]+)?")
-_NULL, _BOOL, _INT, _FLOAT = (_YAML_TAG + name for name in ("null", "bool", "int", "float"))
-_RESOLVERS = VersionedResolver(version=(1, 2)).versioned_resolver  # first character -> rules
-_CONSTRUCT = YAML(typ="rt").constructor  # builds numbers exactly as the round-trip loader does
-# ":" between word characters (``H100:2``), which libyaml refuses inside flow lists, and the
-# one-character stand-in it is parsed as (a private-use character, so columns stay put).
-_TIGHT_COLON = re.compile(r"(?<=\w):(?=\w)")
-COLON_STAND_IN = "\ue000"
-_ESCAPED_STAND_IN = re.compile(r"\\(?:u[eE]000|U0000[eE]000)")
-try:
-    from _ruamel_yaml import CParser as _CParser  # ruamel.yaml.clib: libyaml's parser
-except ImportError:  # pragma: no cover - the pure-Python install takes the round-trip path
-    _CParser = None
-
-
 # -- reading -------------------------------------------------------------------------------
 
 
@@ -106,130 +80,6 @@ def decode(raw: bytes, shown: str) -> str:
             shown, "the file holds only comments; a spec is a mapping with app, model and gpu"
         )
     return text
-
-
-def fast_parse(text: str) -> CommentedMap | None:
-    """The document as the round-trip loader builds it (mappings, lists and scalars of the same
-    types, every key's and item's line and column), from one pass over libyaml's events; or
-    None whenever the text holds anything the round-trip path must judge (tags, anchors,
-    aliases, merge keys, duplicate or non-text keys, dates, odd numbers, nesting past
-    MAX_DEPTH, more than MAX_EXPANDED_NODES values, directives, several documents, YAML that
-    libyaml refuses). libyaml refuses ``[H100:2]`` (a ":" inside a flow value), which YAML 1.2
-    allows: such colons are parsed as a same-width placeholder and put back."""
-    if _CParser is None:
-        return None
-    swapped = (
-        COLON_STAND_IN not in text
-        and _ESCAPED_STAND_IN.search(text) is None  # "\ue000" in quotes decodes to it
-        and _TIGHT_COLON.search(text) is not None
-    )
-    parsed = _TIGHT_COLON.sub(COLON_STAND_IN, text) if swapped else text
-    try:
-        return _build(_CParser(parsed), swapped)
-    except Exception:  # any refusal is re-diagnosed, with positions, by the round-trip path
-        return None
-
-
-class _Unusual(Exception):
-    """Something only the round-trip path may judge."""
-
-
-def _build(parser: Any, swapped: bool) -> CommentedMap | None:
-    """Round-trip data from ``parser``'s events, with an explicit stack (no recursion)."""
-    root: Any = None
-    stack: list[Any] = []  # open mappings and lists
-    keys: list[Any] = []  # per open mapping: its pending key and the key's mark, else None
-    count = 0
-    parser.get_event()  # the stream's start
-    start = parser.get_event()
-    if not isinstance(start, DocumentStartEvent) or start.version or start.tags:
-        raise _Unusual
-    while True:
-        event = parser.get_event()
-        kind = type(event)
-        if kind is MappingEndEvent or kind is SequenceEndEvent:
-            stack.pop()
-            keys.pop()
-            continue
-        if kind is DocumentEndEvent:
-            break
-        count += 1
-        if count > MAX_EXPANDED_NODES or event.anchor is not None or kind is AliasEvent:
-            raise _Unusual
-        if event.tag is not None:
-            raise _Unusual
-        mark = event.start_mark
-        position = [mark.line, mark.column]
-        if kind is ScalarEvent:
-            value = _scalar(event, swapped)
-        elif kind is MappingStartEvent:
-            value = CommentedMap()
-            value._yaml_set_line_col(mark.line, mark.column)
-        elif kind is SequenceStartEvent:
-            value = CommentedSeq()
-            value._yaml_set_line_col(mark.line, mark.column)
-        else:
-            raise _Unusual
-        if not stack:
-            root = value
-        else:
-            parent = stack[-1]
-            if type(parent) is CommentedSeq:
-                parent._yaml_set_idx_line_col(len(parent), position)
-                parent.append(value)
-            elif keys[-1] is None:  # ``value`` is a key
-                if type(value) is not str or value in parent:
-                    raise _Unusual
-                keys[-1] = (value, mark)
-            else:
-                key, at = keys[-1]
-                position = [at.line, at.column, *position]
-                parent._yaml_set_kv_line_col(key, position)
-                parent[key] = value
-                keys[-1] = None
-        if kind is not ScalarEvent:
-            if len(stack) >= MAX_DEPTH:
-                raise _Unusual
-            stack.append(value)
-            keys.append(None)
-    if not isinstance(parser.get_event(), StreamEndEvent):
-        raise _Unusual  # a second document
-    return root if type(root) is CommentedMap else None
-
-
-def _scalar(event: Any, swapped: bool) -> Any:
-    """A scalar as the round-trip loader constructs it (YAML 1.2 core schema)."""
-    value: str = event.value
-    if not value and not event.style:
-        raise _Unusual  # an empty value: ruamel's position for it depends on what follows
-    if swapped:
-        value = value.replace(COLON_STAND_IN, ":")
-    style = event.style
-    if style:  # quoted, literal or folded: always text
-        if style == "|":
-            return LiteralScalarString(value)
-        return FoldedScalarString(value) if style == ">" else value
-    tag = _resolve(value)
-    if tag is None:
-        return value
-    if tag == _NULL:
-        return None
-    if tag == _BOOL:
-        return value in ("true", "True", "TRUE")
-    if tag in (_INT, _FLOAT) and _number_problem(value, tag == _FLOAT) is None:
-        build = _CONSTRUCT.construct_yaml_float if tag == _FLOAT else _CONSTRUCT.construct_yaml_int
-        number = build(ScalarNode(tag, value))
-        if tag == _INT or math.isfinite(number):
-            return number
-    raise _Unusual  # a date, a merge key, "=", an odd number
-
-
-def _resolve(value: str) -> str | None:
-    """The YAML 1.2 tag the round-trip loader gives a plain scalar (None: text)."""
-    for tag, pattern in _RESOLVERS.get(value[:1], ()):
-        if pattern.match(value):
-            return str(tag)
-    return None
 
 
 def round_trip(text: str, shown: str) -> CommentedMap:
@@ -351,6 +201,19 @@ def too_deep(shown: str, line: int, column: int, loc: tuple[Any, ...]) -> SpecEr
         line=line,
         column=column,
         key_path=key_path(tuple(named)),
+    )
+
+
+def too_many(shown: str, line: int, column: int, loc: tuple[Any, ...]) -> SpecError:
+    """The one line for a mapping or list of more than MAX_EXPANDED_NODES values (no anchors
+    involved), at its start (1-based ``line`` and ``column``) and key path ``loc``."""
+    return SpecError(
+        shown,
+        f"holds more than {MAX_EXPANDED_NODES} keys and values; no spec needs that many, so "
+        "remove what this one does not use",
+        line=line,
+        column=column,
+        key_path=key_path(loc),
     )
 
 
@@ -485,7 +348,7 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
             values = node.value if isinstance(node, SequenceNode) else [v for _, v in node.value]
             heights[id(node)] = 1 + max((heights.get(id(v), 0) for v in values), default=0)
         elif tag in (_YAML_TAG + "int", _YAML_TAG + "float"):
-            problem = _number_problem(str(node.value), tag == _YAML_TAG + "float")
+            problem = number_problem(str(node.value), tag == _YAML_TAG + "float")
             if problem:
                 errors.append(error(node, loc, problem))
         inside.discard(id(node))
@@ -498,19 +361,14 @@ def _check_nodes(root: Node, shown: str) -> list[SpecError]:
                 "write the values out",
             )
         if total > MAX_EXPANDED_NODES:
-            raise error(
-                node,
-                loc,
-                f"holds more than {MAX_EXPANDED_NODES} keys and values; no spec needs that many, "
-                "so remove what this one does not use",
-            )
+            raise too_many(shown, node.start_mark.line + 1, node.start_mark.column + 1, loc)
         return total
 
     size(root, ())
     return errors
 
 
-def _number_problem(text: str, is_float: bool) -> str | None:
+def number_problem(text: str, is_float: bool) -> str | None:
     if len(text) > MAX_NUMBER_CHARS:
         return f"this number is longer than {MAX_NUMBER_CHARS} characters"
     if is_float and _SPECIAL_FLOAT.match(text):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..review.cost import (
     AppCost,
+    PoolCost,
     Prices,
     describe,
     json_text,
@@ -278,10 +279,12 @@ def _cost_json(plan: Plan, costing: Costing) -> dict[str, Any]:
                 "pools": [
                     {
                         "name": pool.name,
+                        "kind": pool.kind,
                         "min_containers": pool.min_containers,
                         "buffer_containers": pool.buffer_containers,
                         "hourly": _cents(pool.hourly),
                         "idle_month": _cents(pool.idle_month),
+                        **_request_json(pool),
                     }
                     for pool in (line.after or line.before or _NO_COST).pools
                 ],
@@ -298,6 +301,15 @@ def _estimate_total(lines: list[CostLine]) -> float | None:
 
 
 _NO_COST = AppCost("", ())
+
+
+def _request_json(pool: PoolCost) -> dict[str, Any]:
+    """What a CPU pool is priced at: Modal's default request (a GPU pool's reservation is
+    the app's, in ``gpu`` and the hourly figures)."""
+    if pool.cpu_request is None:
+        return {}
+    cores, mib = pool.cpu_request
+    return {"request": {"cpu": cores, "memory_mib": mib, "modal_default": True}}
 
 
 def _gpu(cost: AppCost | None) -> str | None:
@@ -457,7 +469,8 @@ def _md_costs(lines: list[CostLine], prices_label: str) -> list[str]:
         pools = line.after.pools if line.after else ()
         if len(pools) > 1:  # each pool keeps its own containers: price it on its own row
             for pool in pools:
-                row = f"| ↳ pool `{_md(pool.name)}` | | {money(pool.hourly)} "
+                on = " (CPU, Modal's default request)" if pool.kind == "cpu" else ""
+                row = f"| ↳ pool `{_md(pool.name)}`{on} | | {money(pool.hourly)} "
                 row += f"| {money(pool.idle_month)} | |"
                 out.append(row + (" |" if estimated is not None else ""))
     return [*out, ""]

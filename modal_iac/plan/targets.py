@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import ModaliacError, SpecError, StateError
 from ..files import is_folder
-from ..spec.address import Address, AddressError, Project, profile_environment
+from ..spec.address import (
+    SPEC_SUFFIXES,
+    Address,
+    AddressError,
+    Project,
+    profile_environment,
+    unaddressable,
+)
 from ..tokens import shown
 
 if TYPE_CHECKING:
@@ -31,7 +38,6 @@ if TYPE_CHECKING:
     from .plan import Desired
 
 STATE_ENV = "MODALIAC_STATE"
-SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 class UsageError(Exception):
@@ -203,6 +209,17 @@ def not_recorded(state: State, address: Address) -> ModaliacError:
     if elsewhere:
         message += f" (the same app name is recorded as {', '.join(elsewhere)})"
     return ModaliacError(message)
+
+
+def new_address(text: str, env: str | None, role: str, advice: str) -> Address:
+    """An address a command is about to record, as ``parse_address`` reads it, refused
+    (``role``: the argument, ``advice``: what to do) unless every later command can name it:
+    an app ending in ``.yaml``/``.yml`` would be read as a spec file's path."""
+    address = parse_address(text, env)
+    problem = unaddressable(address.app)
+    if problem is not None:
+        raise AddressError(f"{role}: {problem}; {advice}")
+    return address
 
 
 def parse_address(text: str, env: str | None = None) -> Address:

@@ -4,7 +4,8 @@ Costs are computed from flat settings (``settings.py``), the same values a plan 
 plan's deltas: ``plan/costs.py``). Prices come from the dated table shipped in
 ``data/gpu_prices.json``; a user file (``MODALIAC_PRICES`` or ``--prices``) overrides rows.
 GPU time, and the CPU and memory a spec reserves (``resources``): Modal bills at least a
-request. Use above the reservations (or Modal's small default request) is left out.
+request. Use above the reservations (or, beside a GPU, Modal's small default request) is left
+out; a pool without a GPU (a gateway's router) is priced at that default request.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ HOURS_PER_MONTH = 730
 _MODEL = re.compile(r'^models(?:\.([A-Za-z_][A-Za-z0-9_-]*)|\[("(?:[^"\\]|\\.)*")\])\.')
 SERVER_CLASS = "Server"  # the class of the generated HTTP server (templates/vllm_server.py.j2)
 HOST_ROWS = ("cpu_core", "memory_gib")
+# Modal's default request (modal.com/docs/guide/resources): what a container that asks for no
+# CPU or memory is billed at least. A gateway's router asks for neither (render/gateway.py).
+DEFAULT_CPU_CORES = 0.125
+DEFAULT_MEMORY_MIB = 128
+ROUTER_POOL = "router"  # a gateway app's router function (templates/gateway_app.py.j2)
 REGION_ROWS = ("broad", "narrow")  # Modal's region multipliers (placement.py)
 PRICES_ENV = "MODALIAC_PRICES"
 ORIGINS = ("modal", "table", "file")  # where a table's prices come from (Prices.origin)
@@ -156,14 +162,28 @@ def json_text(document: Any, ensure_ascii: bool = True) -> str:
 
 @dataclass(frozen=True)
 class PoolCost:
-    """One GPU container pool of an app: a Modal class with its own containers and its own
-    ``min_containers`` (a service's Python class and its HTTP server are two pools; a
-    gateway app has one per model)."""
+    """One container pool of an app: a Modal class or function with its own containers and
+    its own ``min_containers`` (a service's Python class and its HTTP server are two GPU
+    pools; a gateway app has one per model, and its router, a CPU pool)."""
 
     name: str  # the Modal class: "VLLMEmbeddingSnapshot", "Server", a gateway model's class
     min_containers: int
     hourly: float | None  # one container of this pool running
     buffer_containers: int = 0  # extra idle containers Modal keeps while the pool is busy
+    cpu_request: tuple[float, int] | None = None  # a CPU pool's (cores, MiB); None: a GPU pool
+
+    @property
+    def kind(self) -> str:
+        return "gpu" if self.cpu_request is None else "cpu"
+
+    @property
+    def text(self) -> str:
+        """``Server $2.10/h, min_containers 0``; a CPU pool says what it is priced at."""
+        where = ""
+        if self.cpu_request is not None:
+            cores, mib = self.cpu_request
+            where = f" on CPU at Modal's default request ({cores:g} cores, {mib} MiB)"
+        return f"{self.name} {money(self.hourly)}/h{where}, {self.scaling_text}"
 
     @property
     def scaling_text(self) -> str:
@@ -256,9 +276,31 @@ def app_cost(settings: dict[str, Any], prices: Prices) -> AppCost | None:
         )
         for pool in gpu_pools(settings)
     )
+    cpu = (_router_pool(settings, prices, multiplier),) if settings.get("kind") == "gateway" else ()
     fallback = listed if len(listed) > 1 else ()
-    low = None if unpriced else known[0][0] * len(pools)  # the list's cheapest, or the one GPU
-    return AppCost(dearest, pools, reserved, multiplier, placement_text(settings), fallback, low)
+    # every GPU pool on the list's cheapest (or the one GPU), beside the CPU pools
+    low = None if unpriced else _total([known[0][0] * len(pools), *(p.hourly for p in cpu)])
+    return AppCost(
+        dearest, pools + cpu, reserved, multiplier, placement_text(settings), fallback, low
+    )
+
+
+def _router_pool(settings: dict[str, Any], prices: Prices, multiplier: float | None) -> PoolCost:
+    """A gateway app's router: a function on CPU that asks for no CPU or memory, so it is
+    billed Modal's default request (in the region's multiplier, as the router is placed with
+    the app). It has no min_containers of its own: 0, unless changed by hand on Modal."""
+    cores, mib = DEFAULT_CPU_CORES, DEFAULT_MEMORY_MIB
+    cpu_rate, memory_rate = prices.host.get("cpu_core"), prices.host.get("memory_gib")
+    hourly = None
+    if cpu_rate is not None and memory_rate is not None and multiplier is not None:
+        hourly = (cores * cpu_rate + mib / 1024 * memory_rate) * 3600 * multiplier
+    return PoolCost(
+        ROUTER_POOL,
+        int(settings.get(f"scaling.min_containers[{ROUTER_POOL}]") or 0),
+        hourly,
+        int(settings.get(f"scaling.buffer_containers[{ROUTER_POOL}]") or 0),
+        (cores, mib),
+    )
 
 
 def _gpu_hourly(
@@ -361,10 +403,16 @@ def describe(cost: AppCost | None) -> str:
         text += f"{money(cost.hourly)} per running hour, idle floor {money(cost.idle_month)}/month"
     if len(cost.pools) <= 1:
         return text + f" ({cost.pools[0].scaling_text if cost.pools else 'min_containers 0'})"
-    each = ", ".join(
-        f"{pool.name} {money(pool.hourly)}/h, {pool.scaling_text}" for pool in cost.pools
+    each = ", ".join(pool.text for pool in cost.pools)
+    return text + f" over {_counted(cost.pools)} ({each})"
+
+
+def _counted(pools: tuple[PoolCost, ...]) -> str:
+    """``2 GPU pools``, ``3 GPU pools and 1 CPU pool``."""
+    counts = [(kind, sum(p.kind == kind for p in pools)) for kind in ("gpu", "cpu")]
+    return " and ".join(
+        f"{n} {kind.upper()} pool{'s' if n != 1 else ''}" for kind, n in counts if n
     )
-    return text + f" over {len(cost.pools)} GPU pools ({each})"
 
 
 def prices_text(prices: Prices, used: Iterable[str] | None = None) -> str:

@@ -27,6 +27,8 @@ from ..tokens import hidden, printable, shown, token_kind
 APP_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
 ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
 STATE_DIR = ".modaliac"
+# A command-line target ending so is a spec file's path, never an address (plan/targets.py).
+SPEC_SUFFIXES = (".yaml", ".yml")
 # Module names past this length are hashed: the build file's name must fit a file system.
 MAX_MODULE_NAME = 150
 _ESCAPES = {"_": "_0", "-": "_1", ".": "_2"}
@@ -86,6 +88,20 @@ class Address:
         import hashlib
 
         return "modaliac_h" + hashlib.sha256(str(self).encode()).hexdigest()[:40]
+
+
+def unaddressable(app: str) -> str | None:
+    """Why no command could name the app ``app`` (None: one can): ``.`` and ``..`` are
+    folders, and a name ending in ``.yaml``/``.yml`` reads as a spec file's path."""
+    if app in (".", ".."):
+        return f"{app!r} names a folder, not an app"
+    suffix = next((s for s in SPEC_SUFFIXES if app.endswith(s)), None)
+    if suffix is None:
+        return None
+    return (
+        f"{shown(app)} ends in {suffix}, and a command-line target ending in .yaml or .yml is "
+        "a spec file's path, so no command could name this app"
+    )
 
 
 def _encode(name: str) -> str:

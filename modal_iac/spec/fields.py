@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
+from .address import unaddressable
 from .images import DEFAULT_BASE_IMAGE
 
 # Modal's naming rules (modal/_utils/name_utils.py, modal 1.6.4).
@@ -439,14 +440,17 @@ ObjectName = Annotated[
 ]
 
 
-def _not_a_folder_name(value: str) -> str:
-    if value in (".", ".."):
-        raise ValueError(f"{value!r} names a folder, not an app; name the app in letters or digits")
+def _addressable(value: str) -> str:
+    problem = unaddressable(value)
+    if problem is not None:
+        advice = "in letters or digits" if value in (".", "..") else "without .yaml or .yml"
+        raise ValueError(f"{problem}; name the app {advice}")
     return value
 
 
-# An app's name, which is also a path segment of its address: never "." or "..".
-AppName = Annotated[ObjectName, AfterValidator(_not_a_folder_name)]
+# An app's name, which is also a path segment of its address and a command-line target: never
+# "." or "..", and never ending in .yaml/.yml (a target so named is a spec file's path).
+AppName = Annotated[ObjectName, AfterValidator(_addressable)]
 EnvVarName = Annotated[
     str,
     Field(pattern=ENV_VAR.pattern),

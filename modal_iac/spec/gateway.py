@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ..tokens import shown, token_kind
+from .address import unaddressable
 from .app import (
     AppSpec,
 )
@@ -263,6 +264,10 @@ class GatewaySpec(AppSpec):
                 if not re.fullmatch(r"[a-zA-Z0-9._-]{1,64}", app.name):
                     message = f"{shown(app.name)} is not a valid Modal app name"
                     found.append((("app_name",), message))
+                    break
+                problem = unaddressable(app.name)
+                if problem is not None:
+                    found.append((("app_name",), f"{problem}; change the pattern"))
                     break
         router = self.router
         if "router" not in self.model_fields_set:

@@ -24,6 +24,14 @@ GUARD_NAMES = frozenset(
     | {"_replay"}
 )
 
+# templates/_json_body.py.j2, included by every template whose endpoint parses JSON itself:
+# the one JSON body parser and the one excerpt of a hostile value in an error.
+JSON_BODY_NAMES = frozenset(
+    {"EXCERPT_CHARS", "MAX_JSON_DEPTH", "JsonBodyError", "parse_json_object"}
+    | {"field_param", "printable_excerpt", "_json_check", "_json_constant", "_json_float"}
+    | {"_json_object", "_json_text", "_TOO_DEEP"}
+)
+
 # templates/_loopback.py.j2 and templates/_vllm_process.py.j2, included by every template that
 # runs vLLM: starting it, waiting for its health, stopping it.
 VLLM_PROCESS_NAMES = frozenset({"_loopback", "start_vllm", "stop_vllm", "wait_healthy"})
@@ -63,8 +71,9 @@ TRANSFORMERS_NAMES = frozenset(
     | {"TRUST_REMOTE_CODE", "VOLUME_NAMES", "HF_TOKEN_KEY", "HF_TOKEN_SECRET"}
     | {"InputError", "TransformersEmbedder", "create_app", "decode_image", "load_model"}
     | {"parse_embed_request", "pool", "_context_length", "_embed_request", "_features"}
-    | {"_strings", "hashlib", "hmac", "json", "os"}
+    | {"_strings", "hashlib", "hmac", "json", "os", "MAX_IMAGE_PIXELS", "_pillow"}
     | GUARD_NAMES
+    | JSON_BODY_NAMES
 )
 
 # templates/gateway_app.py.j2.
@@ -80,6 +89,7 @@ GATEWAY_NAMES = frozenset(
     | {"TIMEOUT", "UPSTREAM_TIMEOUT", "VLLM_URL", "VOLUME_NAMES", "Router", "build_router"}
     | {"http_exchange", "http_sender", "modal_sender", "router"}
     | GUARD_NAMES
+    | JSON_BODY_NAMES
     | VLLM_PROCESS_NAMES
 )
 

@@ -4,6 +4,7 @@ whose holder wrote none, what the OS says. Shared by the local and the Modal sto
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import socket
@@ -14,12 +15,45 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import StateError
-from ..tokens import token_kind
+from ..tokens import printable, token_kind
+
+# The moments a lock entry may name: from 1970 to the end of year 9999, what a datetime shows.
+LAST_MOMENT = 253_402_300_799.0
+MAX_PID = 2**31  # past any pid a kernel hands out (and what os.kill takes)
 
 
 def utc_time(seconds: float) -> str:
     """A moment as people in any time zone read it alike."""
+    if not (isinstance(seconds, int | float) and 0 <= seconds <= LAST_MOMENT):
+        return "an unreadable time"  # a NaN, an infinity, or past year 9999
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _checked(data: dict[str, object]) -> dict[str, object]:
+    """The fields of a lock note, or ValueError naming the first that is not what a holder
+    writes (never its value: the note is anyone's text)."""
+    found: dict[str, object] = {}
+    for item in fields(LockOwner):
+        if item.name not in data:
+            if item.name == "expires_at":
+                continue
+            raise ValueError(f"it has no {item.name}")
+        value = data[item.name]
+        if item.name == "expires_at" and value is None:
+            pass  # a local lock has no lease
+        elif item.name in ("since", "expires_at"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"its {item.name} is not a number")
+            if not 0 <= value <= LAST_MOMENT:  # a NaN fails this too
+                raise ValueError(f"its {item.name} is not a moment between 1970 and 9999")
+            value = float(value)
+        elif item.name == "pid":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_PID:
+                raise ValueError("its pid is not a process id")
+        elif not isinstance(value, str):
+            raise ValueError(f"its {item.name} is not text")
+        found[item.name] = value
+    return found
 
 
 def _user() -> str:
@@ -63,24 +97,76 @@ class LockOwner:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> LockOwner | None:
-        """The owner recorded in ``text``, or None if it is not one (empty, partly written).
+    def parse(cls, text: str) -> LockOwner:
+        """The owner recorded in ``text``; ValueError saying why it is not one (empty, partly
+        written, or a field of the wrong type or out of range: a note is anyone's text).
 
         Fields this version does not know are ignored, so a newer modaliac's lock still counts.
         """
         try:
             data = json.loads(text)
-            if not isinstance(data, dict):
-                return None
-            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-        except (ValueError, TypeError):
+        except (ValueError, RecursionError):
+            raise ValueError("it is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("it is not a JSON object")
+        return cls(**_checked(data))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls, text: str) -> LockOwner | None:
+        """The owner recorded in ``text``, or None if it is not one (see ``parse``)."""
+        try:
+            return cls.parse(text)
+        except ValueError:
             return None
 
     def describe(self) -> str:
         kind = token_kind(self.command)
-        command = f"`{self.command}`" if kind is None else f"a command holding {kind}, not shown"
-        who = f"{self.user}@{self.host} (pid {self.pid}, {command})"
+        if kind is None:
+            command = f"`{_one_line(self.command, 200)}`"
+        else:
+            command = f"a command holding {kind}, not shown"
+        user, host = _one_line(self.user, 64), _one_line(self.host, 255)
+        who = f"{user}@{host} (pid {self.pid}, {command})"
         return f"{who} since {utc_time(self.since)}"
+
+
+def _one_line(text: str, limit: int) -> str:
+    """A holder's own words, shown: printable (no escape sequence reaches the terminal) and
+    at most ``limit`` characters."""
+    shown = printable(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Unreadable(LockOwner):
+    """A lock entry that names no holder modaliac can read (damaged, another tool's, or
+    hostile): held, never taken over (fail closed), until a person removes it."""
+
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"a lock entry modaliac cannot read ({self.why})"
+
+
+def remote_owner(raw: object) -> LockOwner:
+    """The holder a Modal lock entry names, or ``Unreadable`` (a lease needs an end to
+    lapse)."""
+    try:
+        if not isinstance(raw, str):
+            raise ValueError("it is not text")
+        owner = LockOwner.parse(raw)
+        if owner.expires_at is None:
+            raise ValueError("it has no expires_at")
+        return owner
+    except ValueError as exc:
+        digest = hashlib.sha256(repr(raw).encode()).hexdigest()[:16]
+        return Unreadable("", 0, "?", "?", 0.0, f"unreadable-{digest}", None, why=str(exc))
+
+
+def lock_id(owner: LockOwner) -> str:
+    """The lock's id that ``state unlock`` takes, so it removes that lock and no other: the
+    same while its holder renews it, another for the next holder."""
+    return hashlib.sha256(owner.token.encode()).hexdigest()[:12]
 
 
 def alive(pid: int) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import posixpath
 import threading
 import time
@@ -25,8 +24,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import StateError
+from ..tokens import shown
 from .journal import READ_ATTEMPTS, digest
-from .lock_owner import LockOwner, StateLockedError, utc_time
+from .lock_owner import LockOwner, StateLockedError, Unreadable, lock_id, remote_owner, utc_time
 from .modal_calls import run_modal, within
 from .modal_journal import (
     Entry,
@@ -55,6 +55,7 @@ Handle = TypeVar("Handle", "modal.Volume", "modal.Dict")
 LOCKS_DICT = "modaliac-locks"
 DEFAULT_PATH = "state.json"
 DEFAULT_LEASE = 15 * 60.0
+MAX_LEASE = 24 * 3600.0  # a lease ending further ahead than this is no lease modaliac wrote
 CALL_TIMEOUT = 5.0  # one small RPC (connecting included): an unreachable API fails this fast
 TRANSFER_TIMEOUT = 60.0  # reading or writing the state file itself
 
@@ -72,15 +73,6 @@ class _Snapshot:
     entries: list[Entry] = field(default_factory=list)
     seal: Seal | None = None
     pending: bool = False
-
-
-def _owner(raw: object) -> LockOwner:
-    """The holder a lock entry names; an unreadable entry counts as a lapsed lease."""
-    owner = LockOwner.from_json(raw) if isinstance(raw, str) else None
-    if owner is not None:
-        return owner
-    digest = hashlib.sha256(repr(raw).encode()).hexdigest()[:16]
-    return LockOwner("an unreadable lock entry", 0, "?", "?", 0.0, f"unreadable-{digest}", 0.0)
 
 
 def _clean_path(path: str) -> str:
@@ -352,7 +344,7 @@ class ModalStore:
             async def work() -> LockOwner | None:
                 locks = await self._hydrated(self._locks_object())
                 raw = await within(self.timeout, locks.get.aio(self.key))
-                current = None if raw is None else _owner(raw)
+                current = None if raw is None else remote_owner(raw)
                 if current is None or current.token != held.token:
                     return current
                 await within(self.timeout, locks.put.aio(self.key, renewed.to_json()))
@@ -395,15 +387,29 @@ class ModalStore:
             except StateError:
                 continue
 
-    def break_lock(self) -> LockOwner | None:
-        """Remove the lock whoever holds it (for a person who knows its holder is gone)."""
+    def break_lock(self, expected: str) -> LockOwner | None:
+        """Remove the lock whose ``lock_id`` is ``expected`` (for a person who knows its holder
+        is gone), and return its holder; None if nothing holds the lock. A lock of another id
+        is left in place, and StateLockedError names it."""
 
-        async def work() -> object:
+        async def work() -> LockOwner | None:
             locks = await self._hydrated(self._locks_object())
-            return await within(self.timeout, locks.pop.aio(self.key, None))
+            raw = await within(self.timeout, locks.get.aio(self.key))
+            if raw is None or lock_id(remote_owner(raw)) != expected:
+                return None if raw is None else remote_owner(raw)
+            popped = await within(self.timeout, locks.pop.aio(self.key, None))
+            if popped is not None and lock_id(remote_owner(popped)) != expected:
+                await self._put_new(locks, self.key, popped)  # taken over in between: restore
+                return remote_owner(popped)
+            return remote_owner(raw)
 
-        raw = self._run("breaking the state lock", work)
-        return None if raw is None else _owner(raw)
+        holder = self._run("removing the state lock", work)
+        if holder is not None and lock_id(holder) != expected:
+            raise StateLockedError(
+                f"{self.describe()} is locked by {holder.describe()} (lock id "
+                f"{lock_id(holder)}), not by lock {shown(expected)}; nothing removed"
+            )
+        return holder
 
     def _acquire(self, owner: str, wait: float) -> LockOwner:
         base = LockOwner.current(owner, self.clock())
@@ -416,12 +422,30 @@ class ModalStore:
                 return me
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise StateLockedError(
-                    f"{self.describe()} is locked by {holder.describe()}; wait for it to finish "
-                    "and retry, or if that process is gone, retry after "
-                    f"{_utc(holder.expires_at)} when its lease lapses"
-                )
+                raise self._locked(holder, now)
             time.sleep(min(self.poll, remaining))
+
+    def _locked(self, holder: LockOwner, now: float) -> StateLockedError:
+        """Why the lock cannot be had: a holder whose lease lapses (wait), or an entry no
+        modaliac run would have written, which stays until a person removes it."""
+        unlock = f"modaliac state unlock {lock_id(holder)} --state {self.describe()}"
+        if isinstance(holder, Unreadable):
+            return StateLockedError(
+                f"{self.describe()} is locked by {holder.describe()}; it never lapses by "
+                f"itself: if no modaliac run holds it, remove it: {unlock}"
+            )
+        ends = holder.expires_at or 0.0
+        if ends > now + max(self.lease, MAX_LEASE):
+            return StateLockedError(
+                f"{self.describe()} is locked by {holder.describe()} until {_utc(ends)}, "
+                f"further ahead than any modaliac lease ({self.lease / 60:g} minutes, renewed "
+                f"while held); if that process is gone, remove it: {unlock}"
+            )
+        return StateLockedError(
+            f"{self.describe()} is locked by {holder.describe()}; wait for it to finish "
+            f"and retry, or if that process is gone, retry after {_utc(ends)} when its "
+            "lease lapses"
+        )
 
     async def _attempt(self, me: LockOwner) -> LockOwner | None:
         """One try at the lock: None if ``me`` holds it now, else its holder."""
@@ -431,8 +455,8 @@ class ModalStore:
                 if await self._put_new(locks, self.key, me.to_json()):
                     return None
                 held = await self._holder(locks)
-                if held.expires_at is not None and held.expires_at > self.clock():
-                    return held
+                if isinstance(held, Unreadable) or (held.expires_at or 0.0) > self.clock():
+                    return held  # held; an unreadable entry is never taken over
                 return await self._take_over(locks, held, me)
             except _Vanished:
                 continue
@@ -453,7 +477,7 @@ class ModalStore:
             return await self._holder(locks)
         popped = await within(self.timeout, locks.pop.aio(self.key, None))
         if popped is not None:
-            gone = _owner(popped)
+            gone = remote_owner(popped)
             if gone.token != lapsed.token or (gone.expires_at or 0.0) > self.clock():
                 # Renewed by its holder, or released and retaken, since we looked: put it back.
                 await self._put_new(locks, self.key, popped)
@@ -472,10 +496,10 @@ class ModalStore:
         async def work() -> None:
             locks = await self._hydrated(self._locks_object())
             raw = await within(self.timeout, locks.get.aio(self.key))
-            if raw is None or _owner(raw).token != held.token:
+            if raw is None or remote_owner(raw).token != held.token:
                 return
             popped = await within(self.timeout, locks.pop.aio(self.key, None))
-            if popped is not None and _owner(popped).token != held.token:
+            if popped is not None and remote_owner(popped).token != held.token:
                 await self._put_new(locks, self.key, popped)  # taken over in between: restore
 
         self._run("releasing the state lock", work)
@@ -488,7 +512,7 @@ class ModalStore:
         raw = await within(self.timeout, locks.get.aio(self.key))
         if raw is None:
             raise _Vanished
-        return _owner(raw)
+        return remote_owner(raw)
 
     # -- talking to Modal -------------------------------------------------------------------
 

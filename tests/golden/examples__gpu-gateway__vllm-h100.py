@@ -407,23 +407,22 @@ class Router:
         if raw is None:
             return  # the client left before its request was complete
         try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            message = "the body must be a JSON object"
-            return await respond(send, 400, error_json(400, "invalid_request_error", message))
+            body = parse_json_object(raw)
+        except JsonBodyError as exc:
+            return await respond(send, 400, error_json(400, "invalid_request_error", str(exc)))
         for field in sorted(body):
             if field.startswith("guided_"):
                 instead = GUIDED_REPLACEMENTS.get(field, "structured_outputs")
-                message = f"{field} is ignored by vLLM 0.33; use {instead} instead"
-                error = error_json(400, "invalid_request_error", message, field)
+                shown = field_param(field) or printable_excerpt(field)
+                message = f"{shown} is ignored by vLLM 0.33; use {instead} instead"
+                error = error_json(400, "invalid_request_error", message, field_param(field))
                 return await respond(send, 400, error)
         asked = body.get("model")
         name = self.by_name.get(asked.casefold()) if isinstance(asked, str) else None
         if name is None:
             known = ", ".join(f"{n} ({i})" for n, i in self.models.items())
-            message = f"model {body.get('model')!r} is not served here; choose one of {known}"
+            shown = printable_excerpt(asked)  # a hostile value is never echoed whole
+            message = f"model {shown} is not served here; choose one of {known}"
             return await respond(send, 404, error_json(404, "model_not_found", message, "model"))
         body["model"] = self.models[name]
         await relay(self._answer(name, path, body), receive, send)
@@ -485,7 +484,8 @@ def guard(app, api_key, max_body: int):
     scheme in any case); ``api_key`` None serves without one, for a spec that says open:
     true. A body over ``max_body`` bytes gets 413 before it is buffered: at once when its
     Content-Length says so, else as soon as max_body + 1 bytes of it have arrived. ``app``
-    gets the whole body in one message. Websockets are refused.
+    gets the whole body in one message, or for OPEN_PATHS an empty one, the body unread.
+    Websockets are refused.
     """
     return _Guard(app, api_key, max_body)
 
@@ -506,9 +506,13 @@ class _Guard:
         if scope["type"] != "http":  # no public endpoint offers websockets
             await send({"type": "websocket.close", "code": 1008})
             return
+        if scope["path"] in OPEN_PATHS:
+            # A health check's body is never read nor waited for, so no size or pace of it
+            # holds the answer up; the app is told the body is empty.
+            await self.app(scope, _replay(b"", receive), send)
+            return
         headers = scope["headers"]
-        refusal = None if scope["path"] in OPEN_PATHS else self._refusal(headers)
-        refusal = refusal or self._declared_too_large(headers)
+        refusal = self._refusal(headers) or self._declared_too_large(headers)
         body = None
         if refusal is None:
             try:
@@ -650,3 +654,113 @@ async def relay(exchange, receive, send) -> None:
         await exchange.aclose()
     if not streaming.cancelled():
         streaming.result()
+
+
+# -- the JSON request body ------------------------------------------------------------------
+# One parser for every generated endpoint that reads a JSON body itself, and one way to show
+# a piece of a hostile body in an error (templates/_json_body.py.j2).
+
+# Request bodies nest a few levels; deeper is refused, never recursed into.
+MAX_JSON_DEPTH = 100
+EXCERPT_CHARS = 80  # the most of a body an error message quotes
+_TOO_DEEP = f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+
+
+class JsonBodyError(ValueError):
+    """A body parse_json_object refuses; the message says why and what to send, quoting at
+    most a short printable excerpt of the body."""
+
+
+def parse_json_object(body: bytes) -> dict:
+    """The JSON object ``body`` holds. Refused: anything but UTF-8 (RFC 8259 8.1), nesting
+    deeper than MAX_JSON_DEPTH, a top level that is no object, NaN or an infinity (written as
+    such or as a number too large for a float), a key twice in one object, and an escaped
+    lone surrogate (text no model can read)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"the body is not UTF-8 (at byte {exc.start}): send UTF-8 JSON"
+        raise JsonBodyError(message) from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_json_object,
+            parse_constant=_json_constant,
+            parse_float=_json_float,
+        )
+    except JsonBodyError:
+        raise
+    except RecursionError:  # the parser's own limit is far past MAX_JSON_DEPTH
+        raise JsonBodyError(_TOO_DEEP) from None
+    except json.JSONDecodeError as exc:
+        near = printable_excerpt(exc.doc[exc.pos : exc.pos + 20])
+        where = f"line {exc.lineno} column {exc.colno}"
+        message = f"the body is not valid JSON: {exc.msg} at {where}, near {near}"
+        raise JsonBodyError(message) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise JsonBodyError("the body holds a number too long to read") from None
+    # Depth first: how deep json.loads goes before a RecursionError depends on the Python.
+    _json_check(value)
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        raise JsonBodyError(f"the body must be a JSON object, not {kind}")
+    return value
+
+
+def printable_excerpt(value, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` as its repr cut to ``limit`` characters: repr escapes control, format (bidi)
+    and other unprintable characters, and a hostile value is never echoed whole."""
+    shown = repr(value[: limit + 1] if isinstance(value, str) else value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def field_param(key: str):
+    """``key`` as an error's ``param`` if it can be shown as it is, else None."""
+    return key if len(key) <= EXCERPT_CHARS and key.isprintable() else None
+
+
+def _json_object(pairs: list) -> dict:
+    found: dict = {}
+    for key, item in pairs:
+        if key in found:  # json.loads would keep the last one silently
+            shown = printable_excerpt(key)
+            raise JsonBodyError(f"the body has the key {shown} twice in one object")
+        found[key] = item
+    return found
+
+
+def _json_constant(name: str):
+    raise JsonBodyError(f"the body holds {name}, which JSON has no number for")
+
+
+def _json_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        shown = printable_excerpt(text, 30)
+        raise JsonBodyError(f"the body holds the number {shown}, too large for a float")
+    return number
+
+
+def _json_check(value) -> None:
+    """The depth and the strings (keys too) of a parsed body, without recursion."""
+    pending = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise JsonBodyError(_TOO_DEEP)
+        children = [*item, *item.values()] if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, str):
+                if not child.isascii():
+                    _json_text(child)
+            elif isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+
+
+def _json_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        escape = f"\\u{ord(text[exc.start]):04x}"
+        message = f"the body holds {escape}, half of a surrogate pair: send whole ones"
+        raise JsonBodyError(message) from None
