@@ -348,3 +348,17 @@ def test_a_saved_plans_spec_swapped_for_a_pipe_or_a_folder_is_named_as_one(
     expected = {"fifo": "is not a regular file", "folder": "is a directory", "missing": "is gone"}
     assert err.startswith("plan.json: minilm-embedding: ") and expected[kind] in err, err
     assert publishes(modal_api) == 0
+
+
+def test_an_address_too_long_for_a_file_name_is_one_line(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad address is checked against the disk for a hint: a name the system refuses to
+    look up (over 255 bytes) raised there, an internal error."""
+    state = tmp_path / ".modaliac" / "state.json"
+    state.parent.mkdir()
+    record_applied(state, str(spec))
+    code, out, err = run(capsys, "state", "rm", "a" * 300)
+    assert code == 1, err + out
+    assert len(err.strip().splitlines()) == 1 and "internal error" not in err, err
+    assert "minilm" in state.read_text()

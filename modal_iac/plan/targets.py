@@ -142,7 +142,7 @@ def is_spec_path(target: str) -> bool:
 
 def _file_hint(target: str) -> str:
     """What to say when an address that failed is also a file's name."""
-    if Path(target).exists():
+    if os.path.lexists(target):  # never raises: a name too long for the system is no file
         return f" ({shown(target)} on disk is not read: a spec file's name ends in .yaml or .yml)"
     return ""
 
