@@ -318,7 +318,7 @@ def test_fast_path_locates_warnings_like_the_positioned_path(path: str) -> None:
 
     fast = [str(w) for w in load.load_spec(path).warnings]
     text = Path(path).read_text(encoding="utf-8")
-    _, slow, _ = load._validated(round_trip(text, path), path, None)
+    _, slow, *_ = load._validated(round_trip(text, path), path, None)
     assert fast == [str(w) for w in slow]
 
 
@@ -525,6 +525,6 @@ def test_mdl011_located_alike_on_the_fast_and_the_positioned_path(tmp_path: Path
     path = write(tmp_path, BASE + f"image:\n  python: '3.12'\n  base: {CUDA12}\n")
     fast = [str(w) for w in load.load_spec(path).warnings]
     text = path.read_text(encoding="utf-8")
-    _, slow, _ = load._validated(round_trip(text, str(path)), str(path), None)
+    _, slow, *_ = load._validated(round_trip(text, str(path)), str(path), None)
     assert fast == [str(w) for w in slow]
     assert ":9:9: image.base: [MDL011]" in fast[0]
