@@ -74,7 +74,7 @@ def _unreadable(shown: str, exc: OSError | ValueError) -> tuple[str, str]:
             "the name is too long for the file system (255 bytes between slashes, 4096 in all)"
         )
         return named(shown), problem
-    return shown, f"cannot be read ({exc.strerror or type(exc).__name__})"
+    return shown, f"cannot be read ({_reason(exc)})"
 
 
 def named(path: str) -> str:
