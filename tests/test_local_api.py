@@ -643,7 +643,8 @@ def test_observing_many_apps_keeps_a_bounded_number_of_rpcs_in_flight(
 ) -> None:
     """A plan over hundreds of apps gathers its reads at once; grpclib makes each request that
     finds no free HTTP/2 stream try again whenever one closes, so modaliac keeps at most
-    MAX_IN_FLIGHT in flight. With a network's delay every lookup is in flight together."""
+    MAX_IN_FLIGHT in flight on one connection, and reads many apps over a few connections.
+    With a network's delay every lookup is in flight together."""
     from helpers import isolate_modal_config
 
     from modal_iac.local_api import LocalModalServer, reset_modal_client
@@ -657,5 +658,8 @@ def test_observing_many_apps_keeps_a_bounded_number_of_rpcs_in_flight(
             monkeypatch.setenv(key, value)
         found = modal_api.observe(queries).apps
         assert server.state.rpc_names().count("AppGetByDeploymentName") == len(queries)
-        assert 1 < server.state.max_in_flight <= modal_api.MAX_IN_FLIGHT
+        # 150 apps are read over four connections, never more than the cap on any one.
+        assert len(server.state.connections) == 4
+        assert server.state.max_in_flight > modal_api.MAX_IN_FLIGHT
+        assert 1 < server.state.max_in_flight_on_one <= modal_api.MAX_IN_FLIGHT
     assert {o.state for o in found.values()} == {"missing"} and len(found) == len(queries)

@@ -121,14 +121,20 @@ class LocalModalServicer(ModalClientBase):
         )
         call = Call(name, request, metadata, self.state.clock())
         self.state.record(call)
-        with self.state.lock:
-            self.state.in_flight += 1
-            self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        peer = stream.peer.addr()
+        state = self.state
+        with state.lock:
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            state.connections.add(peer)
+            state.in_flight_on[peer] = on_one = state.in_flight_on.get(peer, 0) + 1
+            state.max_in_flight_on_one = max(state.max_in_flight_on_one, on_one)
         try:
             await self._answer(name, stream, call)
         finally:
-            with self.state.lock:
-                self.state.in_flight -= 1
+            with state.lock:
+                state.in_flight -= 1
+                state.in_flight_on[peer] -= 1
 
     async def _answer(self, name: str, stream: grpclib.server.Stream[Any, Any], call: Call) -> None:
         request = call.request

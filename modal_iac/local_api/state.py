@@ -267,6 +267,9 @@ class State:
         self.block_bytes = 0  # bytes of volume blocks clients uploaded (PUT), ever
         self.in_flight = 0  # RPCs being answered now (with rpc_delay they overlap)
         self.max_in_flight = 0  # the most ever answered at once
+        self.in_flight_on: dict[object, int] = {}  # connection (client address) -> in flight
+        self.max_in_flight_on_one = 0  # the most ever answered at once on one connection
+        self.connections: set[object] = set()  # every client address that sent an RPC
         self.web_urls: dict[str, str] = {}  # web label -> URL tests chose (see serve_web_url)
         self.version_urls: dict[tuple[str, int], str] = {}  # (web label, code version) -> URL
         self.tasks: dict[str, Task] = {}  # running containers, until ContainerStop

@@ -9,7 +9,8 @@ volumes it references exist (a secret holding the key its reader needs). Every r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,34 +29,67 @@ from .sdk import Reader, run
 MISSPELT_KEYS = {HF_TOKEN_KEY: IGNORED_HF_TOKEN_KEY}
 
 
-# At most this many requests in flight on one client. grpclib's send_request retries a request
-# that finds every HTTP/2 stream taken each time any stream closes, and h2 counts the open
-# streams on every try (grpclib/protocol.py send_request, h2/connection.py _open_streams): a
-# thousand requests gathered at once cost CPU quadratic in their number on the loop's one
+# At most this many requests in flight on one connection. grpclib's send_request retries a
+# request that finds every HTTP/2 stream taken each time any stream closes, and h2 counts the
+# open streams on every try (grpclib/protocol.py send_request, h2/connection.py _open_streams):
+# a thousand requests gathered at once cost CPU quadratic in their number on the loop's one
 # thread. Servers commonly allow 100 streams a connection; this stays below.
 MAX_IN_FLIGHT = 64
+# Many apps are read over several connections, one more for each this many apps, up to
+# MAX_CONNECTIONS: at a real network's latency a plan's reads are bound by round trips, about
+# five an app, and one connection answers at most MAX_IN_FLIGHT of them a round trip.
+APPS_A_CONNECTION = 50
+MAX_CONNECTIONS = 4
 
 
 class Bounded:
-    """A client for gathered reads: each RPC waits for one of ``MAX_IN_FLIGHT`` slots."""
+    """A client for gathered reads over one or more connections: each RPC goes to the
+    connection with the fewest in flight, and waits while every one has ``MAX_IN_FLIGHT``."""
 
-    def __init__(self, client: Reader) -> None:
-        self._stub = _BoundedStub(client._stub, asyncio.Semaphore(MAX_IN_FLIGHT))
+    def __init__(self, *clients: Reader) -> None:
+        self._stub = _BoundedStub([client._stub for client in clients])
 
 
 class _BoundedStub:
-    def __init__(self, stub: Any, slots: asyncio.Semaphore) -> None:
-        self._inner = stub
-        self._slots = slots
+    def __init__(self, stubs: list[Any]) -> None:
+        self._stubs = stubs
+        self._in_flight = [0] * len(stubs)
+        # Fewer in flight in all than the connections' slots leaves one below MAX_IN_FLIGHT.
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT * len(stubs))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        method = getattr(self._inner, name)
-
         async def call(*args: Any, **kwargs: Any) -> Any:
             async with self._slots:
-                return await method(*args, **kwargs)
+                least = min(range(len(self._stubs)), key=self._in_flight.__getitem__)
+                self._in_flight[least] += 1
+                try:
+                    return await getattr(self._stubs[least], name)(*args, **kwargs)
+                finally:
+                    self._in_flight[least] -= 1
 
         return call
+
+
+@contextlib.asynccontextmanager
+async def spread(client: _Client, apps: int) -> AsyncIterator[Bounded]:
+    """``client``, and for many apps more connections like it (same server and credentials,
+    closed on the way out), as one ``Bounded`` client."""
+    more = [
+        _Client(
+            client.server_url,
+            client.client_type,
+            client._credentials,  # type: ignore[attr-defined]
+            oauth_credentials=client._oauth_credentials,  # type: ignore[attr-defined]
+        )
+        for _ in range(min(MAX_CONNECTIONS, 1 + apps // APPS_A_CONNECTION) - 1)
+    ]
+    try:
+        for extra in more:
+            await extra._open()  # type: ignore[no-untyped-call]
+        yield Bounded(client, *more)
+    finally:
+        for extra in more:
+            await extra.close()
 
 
 @dataclass(frozen=True)
@@ -79,8 +113,9 @@ class Observation:
 
 
 def observe(queries: list[Query]) -> Observation:
-    """Observe every app concurrently over one client: a few apps cost about three round
-    trips, more cost one round trip per ``MAX_IN_FLIGHT`` requests (about 6 an app).
+    """Observe every app concurrently: a few apps cost about three round trips, many cost one
+    round trip per ``MAX_IN_FLIGHT`` requests (about 6 an app) on each connection ``spread``
+    opens.
 
     First, at once: one AppList per environment (each deployed app's id, by its name; stopped
     apps; running containers) and one existence check per distinct secret and volume. Then,
@@ -89,52 +124,57 @@ def observe(queries: list[Query]) -> Observation:
     """
 
     async def make(sdk_client: _Client) -> Observation:
-        client = Bounded(sdk_client)
-        environments = sorted({q.environment or "" for q in queries})
-        secrets = sorted({(q.environment or "", n) for q in queries for n in q.secrets})
-        # A secret that must hold a key (an endpoint's API key) is asked for it as the deploy
-        # will ask: with required_keys, so a secret without the key blocks the plan.
-        keyed = sorted(
-            {(q.environment or "", n, k) for q in queries for n, k in q.secret_keys.items()}
-        )
-        volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
-        listings, secret_ok, key_ok, volume_ok, workspace = await asyncio.gather(
-            list_apps(client, environments),
-            asyncio.gather(*(_secret_exists(client, name, env) for env, name in secrets)),
-            asyncio.gather(
-                *(_secret_exists(client, name, env, (key,)) for env, name, key in keyed)
-            ),
-            asyncio.gather(*(_volume_exists(client, name, env) for env, name in volumes)),
-            client._stub.WorkspaceNameLookup(Empty()),
-        )
-        items = [
-            (env, item)
-            for env, listing in zip(environments, listings, strict=True)
-            for item in listing.apps
-        ]
-        listed = _deployed_by_name(items)
-        stopped = {
-            (env, item.name or item.description)
-            for env, item in items
-            if item.state == api_pb2.APP_STATE_STOPPED
-        }
-        missing = (
-            {("secret", *key) for key, ok in zip(secrets, secret_ok, strict=True) if not ok}
-            | {("volume", *key) for key, ok in zip(volumes, volume_ok, strict=True) if not ok}
-            | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
-        )
-        missing |= await _misspelt_keys(client, keyed, key_ok, missing)
-        running = {item.app_id: item.n_running_tasks for _, item in items}
-        found = await asyncio.gather(
-            *(
-                _observe_one(
-                    client, q, listed.get((q.environment or "", q.app)), stopped, missing, running
-                )
-                for q in queries
+        async with spread(sdk_client, len(queries)) as client:
+            environments = sorted({q.environment or "" for q in queries})
+            secrets = sorted({(q.environment or "", n) for q in queries for n in q.secrets})
+            # A secret that must hold a key (an endpoint's API key) is asked for it as the deploy
+            # will ask: with required_keys, so a secret without the key blocks the plan.
+            keyed = sorted(
+                {(q.environment or "", n, k) for q in queries for n, k in q.secret_keys.items()}
             )
-        )
-        where = f"{workspace.workspace_name} at {sdk_client.server_url}"
-        return Observation({(o.environment, o.app): o for o in found}, where)
+            volumes = sorted({(q.environment or "", n) for q in queries for n in q.volumes})
+            listings, secret_ok, key_ok, volume_ok, workspace = await asyncio.gather(
+                list_apps(client, environments),
+                asyncio.gather(*(_secret_exists(client, name, env) for env, name in secrets)),
+                asyncio.gather(
+                    *(_secret_exists(client, name, env, (key,)) for env, name, key in keyed)
+                ),
+                asyncio.gather(*(_volume_exists(client, name, env) for env, name in volumes)),
+                client._stub.WorkspaceNameLookup(Empty()),
+            )
+            items = [
+                (env, item)
+                for env, listing in zip(environments, listings, strict=True)
+                for item in listing.apps
+            ]
+            listed = _deployed_by_name(items)
+            stopped = {
+                (env, item.name or item.description)
+                for env, item in items
+                if item.state == api_pb2.APP_STATE_STOPPED
+            }
+            missing = (
+                {("secret", *key) for key, ok in zip(secrets, secret_ok, strict=True) if not ok}
+                | {("volume", *key) for key, ok in zip(volumes, volume_ok, strict=True) if not ok}
+                | {("key", env, n) for (env, n, _), ok in zip(keyed, key_ok, strict=True) if not ok}
+            )
+            missing |= await _misspelt_keys(client, keyed, key_ok, missing)
+            running = {item.app_id: item.n_running_tasks for _, item in items}
+            found = await asyncio.gather(
+                *(
+                    _observe_one(
+                        client,
+                        q,
+                        listed.get((q.environment or "", q.app)),
+                        stopped,
+                        missing,
+                        running,
+                    )
+                    for q in queries
+                )
+            )
+            where = f"{workspace.workspace_name} at {sdk_client.server_url}"
+            return Observation({(o.environment, o.app): o for o in found}, where)
 
     return run(make)
 
